@@ -1,0 +1,39 @@
+"""Shared CLI plumbing: one-line errors with exit code 2, and the console."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from weaksup.errors import InputError
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a library function; bad input becomes one line on stderr and exit code 2."""
+    try:
+        return fn(*args, **kwargs)
+    except InputError as exc:
+        err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def print_summary(title: str, summary: dict) -> None:
+    """A one-screen key/value table of a job's summary."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)

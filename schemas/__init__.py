@@ -1,0 +1,1 @@
+"""Table schemas, one JSON file per table (see weaksup.tables for loading and validation)."""

@@ -1,0 +1,203 @@
+"""Relevant hashtags of a seed label (paper Sec. 3.1 and supplementary A.1).
+
+For a label, take the original and the canonical forms of each word and concatenate
+them in every order: ``relevant_hashtags("catching a fish")`` contains catchingafish,
+catchfish and fishcatching. Canonical forms come from lemminflect's dictionaries only
+(no out-of-vocabulary suffix rules), so every generated form is a real English word:
+verbs give their lemma and -ing form, nouns their singular and plural; unknown words
+(``abseiling``, ``zumba``) stay as written rather than becoming stubs like ``candl``.
+
+The same :func:`normalize_hashtag` is applied to the tags of videos in ``match``, so a
+video's ``#CandlesBurning`` meets the label's ``candlesburning``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Iterable, Literal, Sequence
+
+from lemminflect import getAllInflections, getAllLemmas
+
+Pos = Literal["verb", "noun"]
+
+#: Words that are dropped from permuted hashtags (kept, in place, in the original order).
+STOP_WORDS: frozenset[str] = frozenset(
+    """a an the of in on at to for with and or from by into onto up down out off over
+    under about as is are be its it his her their your my our something someone
+    somebody""".split()
+)
+
+_APOSTROPHES = re.compile(r"['\u2018\u2019\u02bc`]")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD = re.compile(r"[^\W_]+")
+_PARENS = re.compile(r"[(\[{]([^)\]}]*)[)\]}]")
+
+
+def normalize_hashtag(text: str) -> str:
+    """Normalise one hashtag: NFKC, case-folded, ``#``, punctuation and spaces removed.
+
+    Letters and digits of every script are kept (``#CaféLatte`` -> ``cafélatte``).
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def _words(text: str) -> list[str]:
+    text = _APOSTROPHES.sub("", unicodedata.normalize("NFKC", text))
+    text = _CAMEL.sub(" ", text)
+    return [normalize_hashtag(w) for w in _WORD.findall(text) if normalize_hashtag(w)]
+
+
+def label_words(label: str) -> tuple[list[str], list[str]]:
+    """Split a label into its main words and its qualifier words (text in parentheses).
+
+    CamelCase (UCF101 ``ApplyEyeMakeup``), underscores (HMDB51 ``brush_hair``), hyphens
+    and slashes separate words.
+    """
+    qualifier = [w for m in _PARENS.finditer(label) for w in _words(m.group(1))]
+    main = _words(_PARENS.sub(" ", label))
+    return main, qualifier
+
+
+@lru_cache(maxsize=200_000)
+def _lemmas(word: str) -> dict[str, tuple[str, ...]]:
+    return getAllLemmas(word)
+
+
+@lru_cache(maxsize=200_000)
+def _inflections(lemma: str, upos: str) -> dict[str, tuple[str, ...]]:
+    return getAllInflections(lemma, upos=upos)
+
+
+def verb_lemma_of_gerund(word: str) -> str | None:
+    """The verb whose -ing form ``word`` is (``dribbling`` -> ``dribble``), else None."""
+    for lemma in _lemmas(word).get("VERB", ()):
+        if lemma != word and word in _inflections(lemma, "VERB").get("VBG", ()):
+            return lemma
+    return None
+
+
+def word_forms(word: str, pos: Pos | None = None) -> tuple[str, ...]:
+    """Original and canonical forms of one normalised word, the original first.
+
+    ``pos="verb"``: original, lemma and -ing form. ``pos="noun"``: original, singular and
+    plural. ``None``: a verb's -ing form is treated as a verb, anything else as written.
+    Only dictionary forms are produced, never out-of-vocabulary guesses.
+    """
+    forms = [word]
+    if pos is None:
+        if verb_lemma_of_gerund(word) is None:
+            return (word,)
+        pos = "verb"
+    if pos == "verb":
+        lemmas = _lemmas(word).get("VERB", ())
+        for lemma in lemmas or ((word,) if _inflections(word, "VERB") else ()):
+            forms.append(lemma)
+            forms.extend(_inflections(lemma, "VERB").get("VBG", ()))
+    else:
+        lemmas = _lemmas(word).get("NOUN", ())
+        for lemma in lemmas:
+            forms.append(lemma)
+            forms.extend(_inflections(lemma, "NOUN").get("NNS", ()))
+    return tuple(dict.fromkeys(f for f in forms if f.isalnum()))
+
+
+def canonical_word(word: str, pos: Pos | None = None) -> str:
+    """The canonical form of one word: verb lemma for verbs (and gerunds), singular for nouns."""
+    if pos is None:
+        return verb_lemma_of_gerund(word) or word
+    key = "VERB" if pos == "verb" else "NOUN"
+    lemmas = _lemmas(word).get(key, ())
+    return lemmas[0] if lemmas else word
+
+
+def _word_pos(words: Sequence[str], pos: Pos | None) -> list[Pos | None]:
+    """Per-word part of speech: a verb label inflects its first word, a noun label its head (last)."""
+    content = [i for i, w in enumerate(words) if w not in STOP_WORDS]
+    out: list[Pos | None] = [None] * len(words)
+    if not content:
+        return out
+    if pos == "verb":
+        out[content[0]] = "verb"
+    elif pos == "noun":
+        out[content[-1]] = "noun"
+    else:
+        first, last = content[0], content[-1]
+        if verb_lemma_of_gerund(words[first]) is not None or set(_lemmas(words[first])) == {"VERB"}:
+            out[first] = "verb"
+        if last != first or out[first] is None:
+            if verb_lemma_of_gerund(words[last]) is None and _lemmas(words[last]).get("NOUN"):
+                out[last] = "noun"
+    return out
+
+
+def _concat(choices: Iterable[Sequence[str]], limit: int) -> list[str]:
+    out: list[str] = []
+    for combo in itertools.product(*choices):
+        out.append("".join(combo))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def phrase_forms(words: Sequence[str], *, pos: Pos | None = None, limit: int = 256) -> list[str]:
+    """Every concatenation of the words' forms in the original order (a noun phrase's forms)."""
+    kinds = _word_pos(words, pos)
+    return _concat([word_forms(w, p) for w, p in zip(words, kinds)], limit)
+
+
+def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3) -> list[str]:
+    """All relevant hashtags of a seed label, sorted.
+
+    For each word its original and canonical forms; concatenated in the original order
+    with stop words, and in every order of the content words without them when the
+    label has at most ``max_words`` content words (longer labels keep their order).
+    Words in parentheses (``(in game)``) only add original-order tags. ``pos`` says
+    whether the label is a verb (VerbNet) or a noun (ImageNet); ``None`` infers it.
+    """
+    main, qualifier = label_words(label)
+    tags: set[str] = set()
+    if not main:
+        return []
+    kinds = _word_pos(main, pos)
+    forms = [word_forms(w, p) for w, p in zip(main, kinds)]
+    tags.update(_concat(forms, 4096))
+    content = [f for f, w in zip(forms, main) if w not in STOP_WORDS]
+    if content and len(content) <= max_words:
+        for order in itertools.permutations(content):
+            tags.update(_concat(order, 4096))
+    elif content:
+        tags.update(_concat(content, 4096))
+    if qualifier:
+        qual = [word_forms(w) for w in qualifier]
+        tags.update(_concat(forms + qual, 4096))
+        tags.update(_concat([f for f in forms + qual if f[0] not in STOP_WORDS], 4096))
+    return sorted(t for t in tags if t)
+
+
+def canonical_label(label: str, *, pos: Pos | None = None) -> str:
+    """Canonical form of a label for merging and exact comparison: canonical content words."""
+    main, _ = label_words(label)
+    kinds = _word_pos(main, pos)
+    if pos == "verb" and main:
+        kinds = ["verb" if k == "verb" else None for k in kinds]
+    words = [canonical_word(w, p) for w, p in zip(main, kinds) if w not in STOP_WORDS]
+    return " ".join(words or main)
+
+
+def verb_noun_hashtags(verb: str, noun: str) -> list[str]:
+    """Hashtags of a verb+noun label: verb forms x noun forms, in both orders (supp. A.1).
+
+    ``verb_noun_hashtags("burning", "candle")`` gives exactly burncandle, burncandles,
+    burningcandle, burningcandles, candleburn, candleburning, candlesburn, candlesburning.
+    """
+    verb_words, _ = label_words(verb)
+    noun_words, _ = label_words(noun)
+    if not verb_words or not noun_words:
+        return []
+    v_forms = phrase_forms(verb_words, pos="verb")
+    n_forms = phrase_forms(noun_words, pos="noun")
+    return sorted({v + n for v in v_forms for n in n_forms} | {n + v for v in v_forms for n in n_forms})

@@ -1,0 +1,217 @@
+"""Table schemas, validation and atomic Parquet writing.
+
+Every stage talks to the next through Parquet tables whose schemas live as JSON in
+``schemas/`` (shipped as ``weaksup.schemas``). Writers go through :func:`write_table`,
+which conforms the data to the schema, writes to a temporary name and renames, so a
+killed job never leaves a half-written table under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from weaksup.errors import InputError
+
+SCHEMA_META_KEY = b"weaksup.schema"
+
+_PRIMITIVES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "timestamp[us]": pa.timestamp("us"),
+    "timestamp[us, UTC]": pa.timestamp("us", tz="UTC"),
+}
+
+
+def parse_arrow_type(text: str) -> pa.DataType:
+    """Parse the small Arrow type language used in schema files: primitives and list<...>."""
+    text = text.strip()
+    m = re.fullmatch(r"list<(.+)>", text)
+    if m:
+        return pa.list_(parse_arrow_type(m.group(1)))
+    if text in _PRIMITIVES:
+        return _PRIMITIVES[text]
+    raise ValueError(f"unknown Arrow type {text!r} in schema")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    nullable: bool
+    description: str
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return parse_arrow_type(self.type)
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    version: int
+    description: str
+    fields: tuple[Field, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_arrow(self) -> pa.Schema:
+        meta = {SCHEMA_META_KEY: f"{self.name}/{self.version}".encode()}
+        return pa.schema([pa.field(f.name, f.arrow_type, nullable=f.nullable) for f in self.fields], metadata=meta)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "name": self.name,
+                "version": self.version,
+                "description": self.description,
+                "fields": [
+                    {"name": f.name, "type": f.type, "nullable": f.nullable, "description": f.description}
+                    for f in self.fields
+                ],
+            },
+            indent=2,
+        )
+
+
+def schema_names() -> list[str]:
+    """Names of every declared table schema."""
+    return sorted(p.name[:-5] for p in resources.files("weaksup.schemas").iterdir() if p.name.endswith(".json"))
+
+
+def load_schema(name: str) -> Schema:
+    """Load ``schemas/NAME.json``; unknown names raise InputError listing the known ones."""
+    res = resources.files("weaksup.schemas").joinpath(f"{name}.json")
+    if not res.is_file():
+        raise InputError(f"unknown table schema {name!r}; known: {', '.join(schema_names())}")
+    raw = json.loads(res.read_text(encoding="utf-8"))
+    fields = tuple(
+        Field(f["name"], f["type"], bool(f.get("nullable", False)), f.get("description", "")) for f in raw["fields"]
+    )
+    return Schema(raw["name"], int(raw.get("version", 1)), raw.get("description", ""), fields)
+
+
+def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if actual.equals(expected):
+        return True
+    if pa.types.is_string(expected) and pa.types.is_large_string(actual):
+        return True
+    if pa.types.is_list(expected) and (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
+        return _same_type(actual.value_type, expected.value_type)
+    if pa.types.is_timestamp(expected) and pa.types.is_timestamp(actual):
+        return True
+    return False
+
+
+def check_table(table: pa.Table, schema: Schema, source: str) -> None:
+    """Raise InputError naming ``source``, the column and the problem if ``table`` breaks ``schema``.
+
+    Extra columns are allowed (schemas say what a table holds at least).
+    """
+    for f in schema.fields:
+        if f.name not in table.column_names:
+            raise InputError(f"{source}: missing column {f.name!r} (table {schema.name!r} needs {', '.join(schema.names)})")
+        col = table.column(f.name)
+        if not _same_type(col.type, f.arrow_type):
+            raise InputError(f"{source}: column {f.name!r} has type {col.type}, expected {f.type}")
+        if not f.nullable and col.null_count:
+            raise InputError(f"{source}: column {f.name!r} has {col.null_count} null value(s) but is not nullable")
+
+
+def read_table(name: str, path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet table and check it against schema ``name``; bad files raise InputError."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        table = pq.read_table(path, columns=columns)
+    except Exception as exc:  # pyarrow raises several types for non-Parquet or truncated files
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+    schema = load_schema(name)
+    if columns is not None:
+        schema = Schema(schema.name, schema.version, schema.description, tuple(f for f in schema.fields if f.name in columns))
+    check_table(table, schema, str(path))
+    return table
+
+
+def conform(data: pa.Table | Mapping[str, Any], schema: Schema) -> pa.Table:
+    """Cast ``data`` to ``schema``: declared columns first, in order, with declared types; extras kept after."""
+    table = data if isinstance(data, pa.Table) else pa.table(dict(data))
+    arrays, fields = [], []
+    for f in schema.fields:
+        if f.name not in table.column_names:
+            if not f.nullable:
+                raise ValueError(f"table {schema.name!r}: writer did not provide column {f.name!r}")
+            col = pa.nulls(table.num_rows, f.arrow_type)
+        else:
+            col = table.column(f.name).cast(f.arrow_type)
+        if not f.nullable and col.null_count:
+            raise ValueError(f"table {schema.name!r}: column {f.name!r} has nulls but is not nullable")
+        arrays.append(col)
+        fields.append(pa.field(f.name, f.arrow_type, nullable=f.nullable))
+    for name in table.column_names:
+        if name not in schema.names:
+            arrays.append(table.column(name))
+            fields.append(table.schema.field(name))
+    meta = {SCHEMA_META_KEY: f"{schema.name}/{schema.version}".encode()}
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
+
+
+def atomic_path(path: Path) -> Path:
+    """A temporary sibling of ``path``, renamed over it once complete."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.PathLike[str]) -> pa.Table:
+    """Conform ``data`` to schema ``name`` and write it to ``path`` atomically (temp name + rename)."""
+    path = Path(path)
+    table = conform(data, load_schema(name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_path(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return table
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write JSON atomically (summaries, reports)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_path(path)
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def validate_file(name: str, path: str | os.PathLike[str]) -> int:
+    """Validate a Parquet file against schema ``name``; return its row count or raise InputError."""
+    return read_table(name, path).num_rows
