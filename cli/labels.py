@@ -23,6 +23,7 @@ def build_labels(
     verbnet_version: Annotated[str, typer.Option(help="verbnet: 2.1 or 3.3.")] = "3.3",
     max_words: Annotated[int, typer.Option(help="Permute the words of labels with at most this many content words.")] = 3,
     collisions: Annotated[str, typer.Option(help="keep-all, drop or first.")] = "keep-all",
+    pos: Annotated[Optional[str], typer.Option(help="file: the labels are verbs or nouns (default: inferred per word).")] = None,
 ) -> None:
     """Build a label space with its relevant hashtags (labels, hashtag_index, collisions)."""
     from weaksup.labels.build import BuildLabelsConfig, build_labels as build
@@ -30,7 +31,7 @@ def build_labels(
     cfg = BuildLabelsConfig(
         sources=tuple(source), out=out, verbs=verbs, nouns=nouns, pair_counts=pair_counts, min_count=min_count,
         labels_file=labels_file, column=column, nltk_data=nltk_data, verbnet_version=verbnet_version,
-        max_words=max_words, collisions=collisions,  # type: ignore[arg-type]
+        max_words=max_words, collisions=collisions, pos=pos,  # type: ignore[arg-type]
     )
     result = run(build, cfg)
     print_summary(f"build-labels -> {result.labels_path}", result.summary)

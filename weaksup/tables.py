@@ -149,11 +149,18 @@ def read_table(name: str, path: str | os.PathLike[str], columns: list[str] | Non
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    schema = load_schema(name)
     try:
-        table = pq.read_table(path, columns=columns)
+        present = pq.read_schema(path).names
     except Exception as exc:  # pyarrow raises several types for non-Parquet or truncated files
         raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-    schema = load_schema(name)
+    for col in columns or []:
+        if col not in present:
+            raise InputError(f"{path}: missing column {col!r} (table {schema.name!r} needs {', '.join(schema.names)})")
+    try:
+        table = pq.read_table(path, columns=columns)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
     if columns is not None:
         schema = Schema(schema.name, schema.version, schema.description, tuple(f for f in schema.fields if f.name in columns))
     check_table(table, schema, str(path))
@@ -188,12 +195,26 @@ def atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _prepare_output(path: Path) -> Path:
+    """Create the folder of an output ``path`` and return its temporary name.
+
+    An output path that is a folder, or whose folder cannot be made (a file in the way, no
+    permission), is bad input: InputError naming the path, not a traceback.
+    """
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected an output file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create output folder {path.parent} ({exc.strerror or exc})") from None
+    return atomic_path(path)
+
+
 def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.PathLike[str]) -> pa.Table:
     """Conform ``data`` to schema ``name`` and write it to ``path`` atomically (temp name + rename)."""
     path = Path(path)
     table = conform(data, load_schema(name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
+    tmp = _prepare_output(path)
     try:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
@@ -206,10 +227,13 @@ def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.Pa
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write JSON atomically (summaries, reports)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = _prepare_output(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def validate_file(name: str, path: str | os.PathLike[str]) -> int:

@@ -49,6 +49,7 @@ class BuildLabelsConfig:
     verbnet_version: str = "3.3"
     max_words: int = 3
     collisions: CollisionPolicy = "keep-all"
+    pos: Literal["verb", "noun"] | None = None
 
 
 @dataclass
@@ -184,6 +185,8 @@ def collect_labels(cfg: BuildLabelsConfig) -> tuple[list[Label], dict[str, int]]
     """Labels of every requested source, merged by canonical form; also counts per source."""
     if not cfg.sources:
         raise InputError(f"build-labels: give at least one --source ({', '.join(SOURCES)})")
+    if cfg.pos not in (None, "verb", "noun"):
+        raise InputError(f"unknown part of speech {cfg.pos!r}; choose verb or noun")
     merged: dict[str, Label] = {}
     per_source: dict[str, int] = {}
     for source in cfg.sources:
@@ -197,7 +200,8 @@ def collect_labels(cfg: BuildLabelsConfig) -> tuple[list[Label], dict[str, int]]
         elif source == "file":
             if cfg.labels_file is None:
                 raise InputError("build-labels --source file needs --labels-file PATH")
-            labels = [_seed_to_label(s, cfg.max_words) for s in file_labels(cfg.labels_file, column=cfg.column)]
+            seeds = file_labels(cfg.labels_file, column=cfg.column, pos=cfg.pos)
+            labels = [_seed_to_label(s, cfg.max_words) for s in seeds]
         elif source in SOURCES:
             seeds = named_labels(source, verbnet_version=cfg.verbnet_version, nltk_data=cfg.nltk_data)
             labels = [_seed_to_label(s, cfg.max_words) for s in seeds]
@@ -209,8 +213,10 @@ def collect_labels(cfg: BuildLabelsConfig) -> tuple[list[Label], dict[str, int]]
                 raise InputError(f"{source}: label {lab.label!r} has no hashtags (it normalises to nothing)")
             old = merged.get(lab.canonical)
             if old is None or lab.source in old.source.split("+"):
-                # Within one source, labels stay distinct (ImageNet has two synsets named crane).
-                key = lab.canonical if old is None else f"{lab.canonical}\0{lab.source}\0{lab.source_id}"
+                # Within one source, labels stay distinct (ImageNet has two synsets named crane;
+                # VerbNet's "take off" and "take out" share a canonical form and a class id), so
+                # the extra key must be unique: the insertion count is.
+                key = lab.canonical if old is None else f"{lab.canonical}\0{lab.source}\0{len(merged)}"
                 merged[key] = lab
                 continue
             old.source = f"{old.source}+{lab.source}"
@@ -246,6 +252,8 @@ def resolve_collisions(labels: list[Label], policy: CollisionPolicy) -> list[dic
 
 def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
     """Build the label space and write labels, hashtag_index, collisions and a summary."""
+    if Path(cfg.out).is_dir():
+        raise InputError(f"{cfg.out}: is a directory, expected an output .parquet path")
     labels, per_source = collect_labels(cfg)
     collisions = resolve_collisions(labels, cfg.collisions)
     out = Path(cfg.out)

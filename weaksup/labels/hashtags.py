@@ -23,11 +23,11 @@ from lemminflect import getAllInflections, getAllLemmas
 
 Pos = Literal["verb", "noun"]
 
-#: Words that are dropped from permuted hashtags (kept, in place, in the original order).
+#: Words dropped from permuted hashtags (kept, in place, in the original order). Verb
+#: particles (up, off, out, down, over) are not stop words: "take off" is not "take".
 STOP_WORDS: frozenset[str] = frozenset(
-    """a an the of in on at to for with and or from by into onto up down out off over
-    under about as is are be its it his her their your my our something someone
-    somebody""".split()
+    """a an the of in on at to for with and or from by into onto as is are be its it his
+    her their your my our something someone somebody""".split()
 )
 
 _APOSTROPHES = re.compile(r"['\u2018\u2019\u02bc`]")
@@ -126,7 +126,14 @@ def _word_pos(words: Sequence[str], pos: Pos | None) -> list[Pos | None]:
         out[content[-1]] = "noun"
     else:
         first, last = content[0], content[-1]
-        if verb_lemma_of_gerund(words[first]) is not None or set(_lemmas(words[first])) == {"VERB"}:
+        no_gerund = all(verb_lemma_of_gerund(words[i]) is None for i in content)
+        lemmas = _lemmas(words[first])
+        if (
+            verb_lemma_of_gerund(words[first]) is not None
+            or set(lemmas) == {"VERB"}
+            # "burn candles": an imperative first word when the label has no -ing verb
+            or (no_gerund and len(content) > 1 and words[first] in lemmas.get("VERB", ()))
+        ):
             out[first] = "verb"
         if last != first or out[first] is None:
             if verb_lemma_of_gerund(words[last]) is None and _lemmas(words[last]).get("NOUN"):
@@ -166,6 +173,8 @@ def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3)
     forms = [word_forms(w, p) for w, p in zip(main, kinds)]
     tags.update(_concat(forms, 4096))
     content = [f for f, w in zip(forms, main) if w not in STOP_WORDS]
+    if len(content) == 1 and len(main) > 1:
+        content = []  # "turn on" must not yield the bare verb "turn"
     if content and len(content) <= max_words:
         for order in itertools.permutations(content):
             tags.update(_concat(order, 4096))
@@ -184,8 +193,10 @@ def canonical_label(label: str, *, pos: Pos | None = None) -> str:
     kinds = _word_pos(main, pos)
     if pos == "verb" and main:
         kinds = ["verb" if k == "verb" else None for k in kinds]
-    words = [canonical_word(w, p) for w, p in zip(main, kinds) if w not in STOP_WORDS]
-    return " ".join(words or main)
+    content = [canonical_word(w, p) for w, p in zip(main, kinds) if w not in STOP_WORDS]
+    if len(content) < 2 and len(main) > 1:  # "turn on" stays "turn on", not "turn"
+        content = [canonical_word(w, p) for w, p in zip(main, kinds)]
+    return " ".join(content or main)
 
 
 def verb_noun_hashtags(verb: str, noun: str) -> list[str]:

@@ -2,7 +2,9 @@
 
 The paper's argument for IG-Kinetics on Kinetics (and IG-Verb on EPIC verbs) is label
 overlap; this measures it: a target label is reached exactly (same canonical form) or
-through hashtags it shares with the source space.
+through hashtags it shares with the source space; it is reached *partially* when a
+source label's canonical form is part of it (the verb ``dribble`` in "dribbling
+basketball"), which is how a verb space relates to a verb+noun target.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def label_overlap(source: str | Path, target: str | Path, out: str | Path | None
             by_tag[tag].append(row["label_id"])
     rows = []
     for row in b:
+        words = row["canonical"].split()
+        grams = {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+        partial_ids = sorted({i for g in grams if g != row["canonical"] for i in by_canonical.get(g, [])})
         exact_ids = by_canonical.get(row["canonical"], [])
         shared = [t for t in row["hashtags"] if t in by_tag]
         ids = sorted(set(exact_ids) | {i for t in shared for i in by_tag[t]})
@@ -39,6 +44,8 @@ def label_overlap(source: str | Path, target: str | Path, out: str | Path | None
                 "exact": bool(exact_ids),
                 "shared_hashtags": len(shared),
                 "reached": bool(exact_ids) or bool(shared),
+                "partial": bool(partial_ids),
+                "partial_label_ids": partial_ids,
                 "source_label_ids": ids,
                 "source_labels": [names[i] for i in ids],
             }
@@ -51,6 +58,8 @@ def label_overlap(source: str | Path, target: str | Path, out: str | Path | None
         "exact": sum(r["exact"] for r in rows),
         "reached": sum(r["reached"] for r in rows),
         "reached_fraction": (sum(r["reached"] for r in rows) / len(b)) if b else 0.0,
+        "partial": sum(r["partial"] and not r["reached"] for r in rows),
+        "reached_or_partial": sum(r["reached"] or r["partial"] for r in rows),
     }
     if out is not None:
         table = write_table("label_overlap", table, out)

@@ -83,29 +83,35 @@ def verbnet_labels(*, version: str = "3.3", nltk_data: str | os.PathLike[str] | 
     corpus = VERBNET_VERSIONS[version]
     paths = [str(nltk_data)] if nltk_data else []
     paths += [p for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
-    for p in reversed(paths):
-        if p not in nltk.data.path:
-            nltk.data.path.insert(0, p)
+    # NLTK only reads from folders on nltk.data.path, but that list is process-global: add
+    # ours for this call only, so a folder never answers a later call that names another.
+    added = [p for p in dict.fromkeys(paths) if p not in nltk.data.path]
+    nltk.data.path[:0] = added
     try:
-        root = nltk.data.find(f"corpora/{corpus}")
-    except LookupError:
         try:
-            root = nltk.data.find(f"corpora/{corpus}.zip/{corpus}/")
+            root = nltk.data.find(f"corpora/{corpus}")
         except LookupError:
-            where = nltk_data or os.environ.get("NLTK_DATA") or "NLTK's default paths"
-            raise InputError(
-                f"VerbNet {version} corpus ({corpus}) not found in {where}; fix: "
-                f"python -m nltk.downloader -d DIR {corpus} (or copy {corpus}.zip into DIR/corpora/), "
-                f"then pass --nltk-data DIR or set NLTK_DATA=DIR"
-            ) from None
-    reader = VerbnetCorpusReader(root, r"(?!\.).*\.xml")
-    out = []
-    for lemma in sorted(set(reader.lemmas())):
-        name = lemma.replace("_", " ")
-        if not normalize_hashtag(name):
-            continue
-        classes = ",".join(reader.classids(lemma=lemma))
-        out.append(SeedLabel(name, f"verbnet{version}", classes, (name,), "verb"))
+            try:
+                root = nltk.data.find(f"corpora/{corpus}.zip/{corpus}/")
+            except LookupError:
+                where = nltk_data or os.environ.get("NLTK_DATA") or "NLTK's default paths"
+                raise InputError(
+                    f"VerbNet {version} corpus ({corpus}) not found in {where}; fix: "
+                    f"python -m nltk.downloader -d DIR {corpus} (or copy {corpus}.zip into DIR/corpora/), "
+                    f"then pass --nltk-data DIR or set NLTK_DATA=DIR"
+                ) from None
+        reader = VerbnetCorpusReader(root, r"(?!\.).*\.xml")
+        out = []
+        for lemma in sorted(set(reader.lemmas())):
+            name = lemma.replace("_", " ")
+            if not normalize_hashtag(name):
+                continue
+            classes = ",".join(reader.classids(lemma=lemma))
+            out.append(SeedLabel(name, f"verbnet{version}", classes, (name,), "verb"))
+    finally:
+        for p in added:
+            if p in nltk.data.path:
+                nltk.data.path.remove(p)
     return out
 
 
@@ -125,7 +131,7 @@ def _decode(path: Path) -> str:
     return text
 
 
-def file_labels(path: str | os.PathLike[str], *, column: str | None = None) -> list[SeedLabel]:
+def file_labels(path: str | os.PathLike[str], *, column: str | None = None, pos: Pos | None = None) -> list[SeedLabel]:
     """Labels from a user file: one label per line, or a CSV column (``column``).
 
     Blank lines, duplicate labels and labels that normalise to nothing are errors that
@@ -135,6 +141,9 @@ def file_labels(path: str | os.PathLike[str], *, column: str | None = None) -> l
     text = _decode(path)
     rows: list[tuple[int, str]] = []
     if column is not None or path.suffix.lower() in {".csv", ".tsv"}:
+        for line_no, line in enumerate(text.rstrip("\n").split("\n"), start=1):
+            if not line.strip():  # the csv module would skip it silently
+                raise InputError(f"{path}:{line_no}: blank line")
         dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
         reader = csv.DictReader(io.StringIO(text), dialect=dialect)
         header = reader.fieldnames or []
@@ -159,7 +168,7 @@ def file_labels(path: str | os.PathLike[str], *, column: str | None = None) -> l
         if key in seen:
             raise InputError(f"{path}:{line_no}: duplicate label {label!r} (first on line {seen[key]})")
         seen[key] = line_no
-        out.append(SeedLabel(label, "file", f"{path.name}:{line_no}", (label,)))
+        out.append(SeedLabel(label, "file", f"{path.name}:{line_no}", (label,), pos))
     return out
 
 

@@ -1,0 +1,90 @@
+"""Shared fixtures and helpers for the label-space tests.
+
+Real public label files and NLTK corpora live in ``../shared/data`` beside the clone
+(see its README.md); tests that need them take the ``shared_data`` fixture and skip
+cleanly when that folder is absent. Nothing from it is copied into the repository.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``<repo>/../shared/data``; skips the test when it is not there."""
+    path = REPO_ROOT.parent / "shared" / "data"
+    if not (path / "labels").is_dir():
+        pytest.skip(f"shared real data not found at {path} (CI has it beside the clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def nltk_data(shared_data: Path) -> Path:
+    """The shared NLTK data folder with VerbNet 2.1 and 3.3; skips when absent."""
+    path = shared_data / "nltk_data"
+    for name in ("verbnet.zip", "verbnet3.zip"):
+        if not (path / "corpora" / name).is_file():
+            pytest.skip(f"{path / 'corpora' / name} not found")
+    return path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner: CliRunner):
+    """Invoke ``weaksup ARGS...`` in-process; returns click's Result."""
+    from weaksup.cli.main import app
+
+    def invoke(*args: object):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def stderr_of(result) -> str:
+    """stderr of a CliRunner result (click >= 8.2 keeps it apart; older click mixes it in)."""
+    try:
+        return result.stderr
+    except ValueError:  # click < 8.2 with mixed output
+        return result.output
+
+
+def assert_input_error(result, *needles: str) -> str:
+    """Exit code 2 and exactly one stderr line, ``weaksup: error: ...``, containing every needle."""
+    err = stderr_of(result)
+    assert result.exit_code == 2, f"exit {result.exit_code}, output: {result.output!r}"
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got {lines!r}"
+    line = lines[0]
+    assert line.startswith("weaksup: error: "), line
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    assert "Traceback" not in result.output
+    return line
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def rows(path: Path | str) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def outputs(out: Path) -> tuple[Path, Path, Path]:
+    """hashtag_index, collisions and summary paths that build-labels writes beside ``out``."""
+    from weaksup.labels.build import sibling_paths
+
+    return sibling_paths(out)

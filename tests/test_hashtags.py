@@ -1,0 +1,288 @@
+"""Relevant hashtags of a label (paper Sec. 3.1, supp. A.1) and hashtag normalisation."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from lemminflect import getAllLemmas
+
+from weaksup.labels.hashtags import (
+    _word_pos,
+    canonical_label,
+    canonical_word,
+    label_words,
+    normalize_hashtag,
+    relevant_hashtags,
+    verb_noun_hashtags,
+    word_forms,
+)
+from weaksup.labels.sources import kinetics400_labels
+
+BURN_CANDLE = {
+    "burncandle",
+    "candlesburning",
+    "candleburning",
+    "burncandles",
+    "burningcandle",
+    "burningcandles",
+    "candlesburn",
+    "candleburn",
+}
+
+
+def assert_sane(tags: list[str]) -> None:
+    assert tags, "no hashtags"
+    assert tags == sorted(set(tags)), "hashtags are not sorted and unique"
+    for tag in tags:
+        assert tag, "empty hashtag"
+        assert tag.isalnum(), tag
+        assert tag == tag.casefold(), tag
+        assert normalize_hashtag(tag) == tag, tag
+        assert not set("()[]{} #_-'") & set(tag), tag
+
+
+# --- the paper's examples -------------------------------------------------------------
+
+
+def test_catching_a_fish_paper_example():
+    tags = set(relevant_hashtags("catching a fish"))
+    assert {"catchingafish", "catchfish", "fishcatching"} <= tags
+    # stop words stay only in the original order, never in a permutation
+    assert "fishacatching" not in tags and "afishcatching" not in tags
+
+
+def test_verb_noun_hashtags_burning_candle_exactly_eight():
+    tags = verb_noun_hashtags("burning", "candle")
+    assert set(tags) == BURN_CANDLE
+    assert len(tags) == 8
+    assert tags == sorted(tags)
+
+
+def test_verb_noun_hashtags_is_order_and_form_insensitive_for_canonical_inputs():
+    assert set(verb_noun_hashtags("burn", "candles")) == BURN_CANDLE
+    assert set(verb_noun_hashtags("Burning", "Candle")) == BURN_CANDLE
+
+
+def test_verb_noun_hashtags_of_nothing_is_empty():
+    assert verb_noun_hashtags("!!!", "candle") == []
+    assert verb_noun_hashtags("burning", "") == []
+
+
+def test_two_word_label_gives_the_same_eight_as_verb_noun():
+    assert set(relevant_hashtags("burning candle")) == BURN_CANDLE
+
+
+# --- Kinetics labels with qualifiers, sanity of every tag ------------------------------
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "passing American football (in game)",
+        "passing American football (not in game)",
+        "dribbling basketball",
+        "playing guitar",
+        "catching or throwing frisbee",
+        "riding mechanical bull",
+    ],
+)
+def test_kinetics_labels_give_sane_tags(label):
+    assert_sane(relevant_hashtags(label))
+
+
+def test_in_game_and_not_in_game_have_distinct_hashtags():
+    in_game = set(relevant_hashtags("passing American football (in game)"))
+    not_in_game = set(relevant_hashtags("passing American football (not in game)"))
+    assert in_game - not_in_game, "(in game) has no hashtag of its own"
+    assert not_in_game - in_game, "(not in game) has no hashtag of its own"
+    assert "passingamericanfootballingame" in in_game
+    assert "passingamericanfootballnotingame" in not_in_game
+    # the shared part: the main words without the qualifier
+    assert "passingamericanfootball" in in_game & not_in_game
+
+
+def test_qualifier_words_only_add_original_order_tags():
+    tags = set(relevant_hashtags("passing American football (in game)"))
+    plain = set(relevant_hashtags("passing American football"))
+    assert plain < tags
+    # verb forms x noun forms, then the qualifier with and without its stop word, in order
+    assert tags - plain == {
+        f"{verb}american{noun}{qual}"
+        for verb in ("pass", "passing")
+        for noun in ("football", "footballs")
+        for qual in ("game", "ingame")
+    }
+
+
+def test_dribbling_basketball():
+    tags = set(relevant_hashtags("dribbling basketball"))
+    assert {"dribblingbasketball", "dribblebasketball", "basketballdribbling", "basketballdribble"} <= tags
+    assert all("dribbl" in t and "basketball" in t for t in tags)
+
+
+def test_every_bundled_kinetics_label_gives_sane_tags():
+    for seed in kinetics400_labels():
+        assert_sane(relevant_hashtags(seed.label))
+
+
+# --- canonical forms are dictionary words ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "pos", "forms"),
+    [
+        ("candles", "noun", ("candles", "candle")),
+        ("candle", "noun", ("candle", "candles")),
+        ("burning", None, ("burning", "burn")),
+        ("burning", "verb", ("burning", "burn")),
+        ("dribbling", None, ("dribbling", "dribble")),
+        ("abseiling", None, ("abseiling",)),
+        ("abseiling", "verb", ("abseiling",)),
+        ("zumba", "noun", ("zumba",)),
+    ],
+)
+def test_word_forms(word, pos, forms):
+    assert word_forms(word, pos) == forms
+
+
+def test_no_suffix_stripped_stubs():
+    tags = relevant_hashtags("burning candles")
+    assert not any(t.endswith("candl") or "candlburn" in t or t.startswith("candlb") for t in tags)
+    assert canonical_word("candles", "noun") == "candle"
+    assert canonical_word("burning") == "burn"
+
+
+def test_unknown_words_stay_as_written():
+    assert relevant_hashtags("abseiling") == ["abseiling"]
+    assert relevant_hashtags("zumba") == ["zumba"]
+    assert canonical_label("abseiling") == "abseiling"
+    assert canonical_word("abseiling") == "abseiling"
+
+
+def test_every_generated_word_form_of_kinetics_is_a_dictionary_word():
+    """Each form that differs from the written word is known to lemminflect's dictionary."""
+    for seed in kinetics400_labels():
+        words, _ = label_words(seed.label)
+        for word, pos in zip(words, _word_pos(words, None)):
+            for form in word_forms(word, pos):
+                assert form == word or getAllLemmas(form), (seed.label, word, form)
+
+
+@pytest.mark.parametrize(
+    ("label", "pos", "canonical"),
+    [
+        ("burning candles", None, "burn candle"),
+        ("catching a fish", None, "catch fish"),
+        ("Catching  A FISH", None, "catch fish"),
+        ("abseiling", None, "abseiling"),
+        ("ApplyEyeMakeup", None, "apply eye makeup"),
+        ("brush_hair", None, "brush hair"),
+        ("burning", "verb", "burn"),
+        ("candles", "noun", "candle"),
+    ],
+)
+def test_canonical_label(label, pos, canonical):
+    assert canonical_label(label, pos=pos) == canonical
+
+
+# --- word splitting -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "main", "qualifier"),
+    [
+        ("passing American football (in game)", ["passing", "american", "football"], ["in", "game"]),
+        ("ApplyEyeMakeup", ["apply", "eye", "makeup"], []),
+        ("brush_hair", ["brush", "hair"], []),
+        ("pick-up/put-down", ["pick", "up", "put", "down"], []),
+        ("Putting [something] on a surface", ["putting", "on", "a", "surface"], ["something"]),
+        ("rock'n'roll dancing", ["rocknroll", "dancing"], []),
+        ("!!!", [], []),
+    ],
+)
+def test_label_words(label, main, qualifier):
+    assert label_words(label) == (main, qualifier)
+
+
+# --- permutations and max_words -------------------------------------------------------
+
+
+def test_permutations_present_up_to_max_words():
+    tags = set(relevant_hashtags("riding mechanical bull"))
+    for order in itertools.permutations(["riding", "mechanical", "bull"]):
+        assert "".join(order) in tags
+
+
+def test_long_labels_keep_their_order():
+    label = "riding mechanical bull on farm"  # four content words > max_words=3
+    tags = relevant_hashtags(label)
+    assert tags
+    assert all(t.startswith(("riding", "ride")) for t in tags), tags
+    assert "ridingmechanicalbullfarm" in tags  # content words, original order
+    assert "ridingmechanicalbullonfarm" in tags  # with the stop word
+    assert "farmridingmechanicalbull" not in tags
+
+
+def test_max_words_option():
+    label = "riding mechanical bull on farm"
+    assert "farmridingmechanicalbull" in relevant_hashtags(label, max_words=4)
+    assert len(relevant_hashtags(label, max_words=4)) > len(relevant_hashtags(label))
+    short = relevant_hashtags("dribbling basketball", max_words=1)
+    assert short and all(t.startswith("dribbl") for t in short)
+    assert "basketballdribbling" in relevant_hashtags("dribbling basketball", max_words=2)
+
+
+def test_label_of_nothing_has_no_hashtags():
+    assert relevant_hashtags("!!!") == []
+    assert relevant_hashtags("🎸 ...") == []
+
+
+# --- Unicode --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("#CandlesBurning", "candlesburning"),
+        ("ｆｉｓｈ", "fish"),  # full-width letters (NFKC)
+        ("#ＦＩＳＨ", "fish"),
+        ("ﬁsh", "fish"),  # ligature (NFKC)
+        ("Café", "café"),  # accents kept
+        ("Cafe\u0301", "café"),  # combining accent composed by NFKC
+        ("#CaféLatte", "cafélatte"),
+        ("Straße", "strasse"),  # case-folding, not just lower()
+        ("ΣΟΦΙΑ", "σοφια"),
+        ("🔥fire🔥!!", "fire"),  # emoji stripped
+        ("rock'n'roll", "rocknroll"),
+        ("snow_board-ing 2024", "snowboarding2024"),
+        ("東京タワー", "東京タワー"),  # letters of every script are kept
+        ("!!!", ""),
+        ("", ""),
+    ],
+)
+def test_normalize_hashtag(raw, norm):
+    assert normalize_hashtag(raw) == norm
+
+
+def test_normalize_is_idempotent():
+    for raw in ("#CandlesBurning", "ｆｉｓｈ", "ﬁsh", "Café", "Straße", "🔥fire🔥"):
+        once = normalize_hashtag(raw)
+        assert normalize_hashtag(once) == once
+
+
+@pytest.mark.parametrize("label", ["ｆｉｓｈ", "ﬁsh", "FISH", "fish 🐟!"])
+def test_unicode_variants_of_a_label_give_the_same_tags(label):
+    assert relevant_hashtags(label) == relevant_hashtags("fish")
+    assert "fish" in relevant_hashtags(label)
+
+
+def test_accented_label_keeps_accent():
+    assert relevant_hashtags("Café") == ["café"]
+    assert relevant_hashtags("Cafe\u0301") == ["café"]
+
+
+def test_label_hashtag_meets_video_hashtag():
+    """A video's #CandlesBurning is one of the label's hashtags after normalisation."""
+    assert normalize_hashtag("#CandlesBurning") in relevant_hashtags("burning candle")
+    assert normalize_hashtag("#ＣａｔｃｈＦｉｓｈ") in relevant_hashtags("catching a fish")

@@ -1,0 +1,276 @@
+"""Table schemas, validation and the atomic Parquet writer."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from weaksup.errors import InputError
+from weaksup import tables
+from weaksup.tables import (
+    SCHEMA_META_KEY,
+    conform,
+    load_schema,
+    parse_arrow_type,
+    read_table,
+    schema_names,
+    validate_file,
+    write_json,
+    write_table,
+)
+
+LABEL_STAGE = ("labels", "hashtag_index", "collisions", "label_overlap")
+
+
+def labels_data(n: int = 2) -> dict:
+    """Columns of a valid labels table with ``n`` rows (source_id of row 0 is null: nullable)."""
+    return {
+        "label_id": pa.array(range(n), pa.int32()),
+        "label": [f"label {i}" for i in range(n)],
+        "source": ["file"] * n,
+        "source_id": [None] + [f"f:{i}" for i in range(1, n)],
+        "canonical": [f"label {i}" for i in range(n)],
+        "aliases": [[f"label {i}"] for i in range(n)],
+        "hashtags": [[f"label{i}"] for i in range(n)],
+    }
+
+
+def test_schema_names_include_the_label_stage():
+    names = schema_names()
+    assert set(LABEL_STAGE) <= set(names)
+    assert names == sorted(names)
+
+
+def test_load_labels_schema():
+    schema = load_schema("labels")
+    assert schema.name == "labels" and schema.version == 1
+    assert schema.names == ["label_id", "label", "source", "source_id", "canonical", "aliases", "hashtags"]
+    assert schema.field("label_id").arrow_type == pa.int32()
+    assert schema.field("hashtags").arrow_type == pa.list_(pa.string())
+    assert schema.field("source_id").nullable and not schema.field("label").nullable
+    assert all(f.description for f in schema.fields)
+    arrow = schema.to_arrow()
+    assert arrow.metadata[SCHEMA_META_KEY] == b"labels/1"
+    assert arrow.field("label").nullable is False
+    as_json = json.loads(schema.to_json())
+    assert [f["name"] for f in as_json["fields"]] == schema.names
+    with pytest.raises(KeyError):
+        schema.field("nope")
+
+
+@pytest.mark.parametrize("name", LABEL_STAGE)
+def test_every_label_stage_schema_parses(name):
+    schema = load_schema(name)
+    assert schema.fields
+    schema.to_arrow()  # every declared type is understood
+
+
+def test_unknown_schema():
+    with pytest.raises(InputError) as info:
+        load_schema("nope")
+    assert "unknown table schema 'nope'" in str(info.value)
+    assert "labels" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("int32", pa.int32()),
+        ("string", pa.string()),
+        ("list<int32>", pa.list_(pa.int32())),
+        ("list<list<string>>", pa.list_(pa.list_(pa.string()))),
+        (" timestamp[us, UTC] ", pa.timestamp("us", tz="UTC")),
+    ],
+)
+def test_parse_arrow_type(text, expected):
+    assert parse_arrow_type(text) == expected
+
+
+def test_parse_arrow_type_unknown():
+    with pytest.raises(ValueError, match="unknown Arrow type"):
+        parse_arrow_type("decimal")
+
+
+# --- conform --------------------------------------------------------------------------
+
+
+def test_conform_orders_casts_and_keeps_extras():
+    data = {**labels_data(), "label_id": [0, 1]}  # int64 from Python ints
+    data = {"extra": [1, 2], **{k: data[k] for k in reversed(list(data))}}
+    table = conform(data, load_schema("labels"))
+    assert table.column_names[:7] == load_schema("labels").names
+    assert table.column_names[7:] == ["extra"]
+    assert table.schema.field("label_id").type == pa.int32()
+    assert table.schema.metadata[SCHEMA_META_KEY] == b"labels/1"
+
+
+def test_conform_fills_missing_nullable_column():
+    data = labels_data()
+    del data["source_id"]
+    table = conform(data, load_schema("labels"))
+    assert table.column("source_id").null_count == 2
+
+
+def test_conform_rejects_missing_required_column_and_nulls():
+    data = labels_data()
+    del data["label"]
+    with pytest.raises(ValueError, match="did not provide column 'label'"):
+        conform(data, load_schema("labels"))
+    data = labels_data()
+    data["label"] = ["a", None]
+    with pytest.raises(ValueError, match="column 'label' has nulls"):
+        conform(data, load_schema("labels"))
+
+
+# --- write_table is atomic ------------------------------------------------------------
+
+
+def test_write_table_round_trip_and_no_temp_file(tmp_path):
+    out = tmp_path / "sub" / "labels.parquet"
+    write_table("labels", labels_data(3), out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["labels.parquet"]
+    assert pq.read_schema(out).metadata[SCHEMA_META_KEY] == b"labels/1"
+    assert read_table("labels", out).num_rows == 3
+    assert validate_file("labels", out) == 3
+
+
+def test_write_table_leaves_existing_file_untouched_when_conform_fails(tmp_path):
+    out = tmp_path / "labels.parquet"
+    write_table("labels", labels_data(2), out)
+    before = out.read_bytes()
+    bad = labels_data(5)
+    bad["canonical"][3] = None
+    with pytest.raises(ValueError):
+        write_table("labels", bad, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.parquet"]
+
+
+def test_write_table_cleans_up_when_writing_fails(tmp_path, monkeypatch):
+    out = tmp_path / "labels.parquet"
+    write_table("labels", labels_data(2), out)
+    before = out.read_bytes()
+
+    def half_write(table, where, **kw):
+        with open(where, "wb") as fh:
+            fh.write(b"PAR1 half a table")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tables.pq, "write_table", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_table("labels", labels_data(4), out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.parquet"]
+
+
+def test_write_table_new_file_not_created_on_failure(tmp_path):
+    out = tmp_path / "never.parquet"
+    with pytest.raises(ValueError):
+        write_table("labels", {"label_id": [0]}, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_table_bad_output_paths(tmp_path):
+    folder = tmp_path / "labels.parquet"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        write_table("labels", labels_data(), folder)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        write_table("labels", labels_data(), blocker / "sub" / "labels.parquet")
+    assert f"cannot create output folder {blocker / 'sub'}" in str(info.value)
+    with pytest.raises(InputError, match="cannot create output folder"):
+        write_json({}, blocker / "summary.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "labels.parquet"]
+
+
+def test_write_json_atomic(tmp_path):
+    out = tmp_path / "s" / "summary.json"
+    write_json({"labels": 3, "path": tmp_path}, out)
+    assert json.loads(out.read_text(encoding="utf-8")) == {"labels": 3, "path": str(tmp_path)}
+    assert [p.name for p in out.parent.iterdir()] == ["summary.json"]
+
+
+# --- read_table / validate_file -------------------------------------------------------
+
+
+def test_validate_missing_file(tmp_path):
+    with pytest.raises(InputError, match="file not found") as info:
+        validate_file("labels", tmp_path / "nope.parquet")
+    assert str(tmp_path / "nope.parquet") in str(info.value)
+
+
+def test_validate_not_parquet(tmp_path):
+    path = tmp_path / "labels.parquet"
+    path.write_text("label_id,label\n0,abseiling\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        validate_file("labels", path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: not a readable Parquet file")
+    assert "\n" not in msg
+
+
+def test_validate_truncated_parquet(tmp_path):
+    path = tmp_path / "labels.parquet"
+    write_table("labels", labels_data(50), path)
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        validate_file("labels", path)
+
+
+def test_validate_missing_column(tmp_path):
+    path = tmp_path / "labels.parquet"
+    data = labels_data()
+    del data["canonical"]
+    pq.write_table(pa.table(data), path)
+    with pytest.raises(InputError) as info:
+        validate_file("labels", path)
+    assert str(info.value).startswith(f"{path}: missing column 'canonical'")
+
+
+def test_validate_wrong_type(tmp_path):
+    path = tmp_path / "labels.parquet"
+    data = labels_data()
+    data["label_id"] = ["0", "1"]
+    pq.write_table(pa.table(data), path)
+    with pytest.raises(InputError) as info:
+        validate_file("labels", path)
+    assert str(info.value) == f"{path}: column 'label_id' has type string, expected int32"
+
+
+def test_validate_nulls_in_non_nullable_column(tmp_path):
+    path = tmp_path / "labels.parquet"
+    data = labels_data(3)
+    data["label"] = ["a", None, None]
+    pq.write_table(pa.table(data), path)
+    with pytest.raises(InputError) as info:
+        validate_file("labels", path)
+    assert str(info.value) == f"{path}: column 'label' has 2 null value(s) but is not nullable"
+
+
+def test_validate_accepts_nullable_nulls_large_types_and_extras(tmp_path):
+    path = tmp_path / "labels.parquet"
+    data = labels_data(2)
+    table = pa.table(
+        {
+            **{k: v for k, v in data.items() if k not in ("label", "hashtags", "label_id")},
+            "label_id": pa.array([0, 1], pa.int32()),
+            "label": pa.array(data["label"], pa.large_string()),
+            "hashtags": pa.array(data["hashtags"], pa.large_list(pa.string())),
+            "note": ["x", "y"],
+        }
+    )
+    pq.write_table(table, path)
+    assert validate_file("labels", path) == 2
+
+
+def test_read_table_checks_only_requested_columns(tmp_path):
+    path = tmp_path / "labels.parquet"
+    data = labels_data()
+    del data["canonical"]
+    pq.write_table(pa.table(data), path)
+    assert read_table("labels", path, columns=["label_id", "label"]).column_names == ["label_id", "label"]
