@@ -23,8 +23,14 @@ def quickstart(out: Annotated[Path, typer.Option(help="Folder for every table an
     for name, row in report["label_spaces"].items():
         table.add_row(name, str(row["labels"]), str(row["hashtags"]), str(row["collisions"]))
     console.print(table)
+    stages = Table(title="pipeline", title_justify="left", show_header=False)
+    stages.add_column("stage", style="bold")
+    stages.add_column("result")
+    for stage, result in report["stages"].items():
+        stages.add_row(stage, str(result))
+    console.print(stages)
     for key, value in report.items():
-        if key != "label_spaces":
+        if key not in ("label_spaces", "stages"):
             console.print(f"{key}: {value}", markup=False)
 
 

@@ -1,8 +1,10 @@
 """`weaksup quickstart`: the pipeline on embedded defaults, as README's first command.
 
-Today it builds the paper's bundled label spaces (IG-Kinetics, IG-Noun, IG-Verb and a
-pruned IG-Verb+Noun) and measures how IG-Verb covers Kinetics; later stages join in as
-they land.
+Runs every landed stage on data it makes itself, so it needs no download: the bundled
+label spaces (IG-Kinetics, IG-Noun, IG-Verb) and their coverage of Kinetics-400; a
+synthetic web-video metadata table with Zipf hashtags; match, nested sqrt and
+tail-preserving subsets, the short / long / long-center temporal splits, stats; and a
+probe of a few tiny generated videos plus a corrupt one.
 """
 
 from __future__ import annotations
@@ -10,13 +12,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
+from weaksup.assembly.match import MatchConfig, match_videos
+from weaksup.assembly.probe import ProbeConfig, probe_videos
+from weaksup.assembly.sample import SampleConfig, sample_manifest
+from weaksup.assembly.splits import SplitsConfig, make_splits
+from weaksup.assembly.stats import StatsConfig, manifest_stats
 from weaksup.labels.build import BuildLabelsConfig, build_labels
 from weaksup.labels.overlap import label_overlap
+from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
+from weaksup.synth.video import write_test_video
+from weaksup.tables import write_table
 
 
 @dataclass(frozen=True)
 class QuickstartConfig:
     out: Path = Path("quickstart-run")
+    videos: int = 200_000
+    seed: int = 0
+    progress: bool = True
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
@@ -27,7 +42,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "IG-Noun": BuildLabelsConfig(sources=("imagenet",), out=out / "labels" / "imagenet.parquet"),
         "IG-Verb": BuildLabelsConfig(sources=("kinetics-verbs",), out=out / "labels" / "kinetics_verbs.parquet"),
     }
-    report: dict = {"label_spaces": {}}
+    report: dict = {"label_spaces": {}, "stages": {}}
     for name, cfg_space in spaces.items():
         res = build_labels(cfg_space)
         report["label_spaces"][name] = {
@@ -42,4 +57,51 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     report["Kinetics-400 labels reached by IG-Verb (exact or shared hashtag / partially)"] = (
         f"{overlap['reached']}/{overlap['target_labels']} / {overlap['reached_or_partial']}/{overlap['target_labels']}"
     )
+
+    data = out / "data"
+    videos = data / "videos.parquet"
+    synth_metadata(SynthMetadataConfig(videos=cfg.videos, out=videos, seed=cfg.seed))
+    manifest = data / "manifest.parquet"
+    m = match_videos(
+        MatchConfig(videos=videos, labels=spaces["IG-Kinetics"].out, out=manifest, seed=cfg.seed, progress=cfg.progress)
+    )
+    report["stages"]["match"] = (
+        f"{m['videos_read']} videos -> {m['in_manifest']} labelled ({m['unmatched']} unmatched, "
+        f"{m['dropped_by_min_videos']} dropped with {m['labels_dropped']} labels under {m['min_videos']} videos); "
+        f"{m['labels_kept']} labels kept"
+    )
+    sizes = tuple(s for s in (10_000, 50_000) if s <= m["in_manifest"])
+    for strategy in ("sqrt", "tail-preserving"):
+        s = sample_manifest(
+            SampleConfig(manifest=manifest, strategy=strategy, out=data / "subsets", sizes=sizes, series=True, seed=cfg.seed)
+        )
+        report["stages"][f"sample {strategy}"] = f"nested subsets of {', '.join(map(str, sizes))} videos" + _labels_in(s)
+    for kind in ("short", "long", "long-center"):
+        s = make_splits(SplitsConfig(manifest=manifest, probe=None, kind=kind, out=data / "splits" / f"{kind}.parquet"))
+        report["stages"][f"splits {kind}"] = f"{s.get('selected')} clips"
+    st = manifest_stats(StatsConfig(manifest=manifest, out=out / "stats"))
+    report["stages"]["stats"] = f"plots and label counts in {out / 'stats'} ({st.get('labels')} labels)"
+
+    probe_dir = data / "tiny_videos"
+    rows = []
+    for i, (seconds, fps) in enumerate(((1.0, 16), (2.5, 24), (4.0, 30), (3.0, 12))):
+        path = write_test_video(probe_dir / f"tiny{i}.mp4", seconds=seconds, fps=fps, seed=i)
+        rows.append({"video_id": f"tiny{i}", "uri": str(path)})
+    corrupt = probe_dir / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    rows.append({"video_id": "corrupt", "uri": str(corrupt)})
+    rows.append({"video_id": "missing", "uri": str(probe_dir / "missing.mp4")})
+    table = pa.Table.from_pylist([dict(r, hashtags=[]) for r in rows])
+    write_table("videos", table, probe_dir / "videos.parquet")
+    _, p = probe_videos(
+        ProbeConfig(videos=probe_dir / "videos.parquet", out=probe_dir / "probe.parquet", workers=0, progress=cfg.progress)
+    )
+    report["stages"]["probe"] = f"{p.get('ok')} ok, {p.get('rejected')} rejected with a reason (tiny generated videos)"
     return report
+
+
+def _labels_in(summary: dict) -> str:
+    sizes = summary.get("sizes") or []
+    if isinstance(sizes, list) and sizes and isinstance(sizes[-1], dict) and "labels" in sizes[-1]:
+        return f" (largest covers {sizes[-1]['labels']} labels)"
+    return ""

@@ -1,0 +1,37 @@
+"""The probe command: container metadata of every video in a videos table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weaksup.cli.common import print_summary, run
+
+
+def probe(
+    videos: Annotated[Path, typer.Option(help="Videos table (Parquet, CSV or JSONL) with video_id and uri columns.")],
+    out: Annotated[Path, typer.Option(help="Output probe table (.parquet); the summary goes beside it.")],
+    workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
+    chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 64,
+    count_frames: Annotated[
+        bool, typer.Option(help="Where the container states no frame count (WebM/MKV), count packets: exact, reads whole files.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Read duration, fps, frame count, size, rotation, codec and audio of each video, without decoding.
+
+    Unreadable videos become status=rejected rows with a reason; a rerun after a kill resumes.
+    """
+    from weaksup.assembly.probe import ProbeConfig, probe_videos
+
+    cfg = ProbeConfig(
+        videos=videos, out=out, workers=workers, chunk_size=chunk_size, progress=progress, count_frames=count_frames
+    )
+    _, summary = run(probe_videos, cfg)
+    print_summary(f"probe -> {out}", summary)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("probe")(probe)

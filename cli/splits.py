@@ -1,0 +1,61 @@
+"""Temporal split command: splits (short / long / long-center clips, optionally cut to files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from weaksup.cli.common import print_summary, run
+from weaksup.errors import InputError
+
+
+def _check_outputs(out: Path, materialize: Optional[Path]) -> None:
+    """Refuse an --out that the materialized clips table would overwrite."""
+    if materialize is None:
+        return
+    from weaksup.assembly.splits import materialized_paths
+
+    taken = {p.resolve() for p in materialized_paths(materialize)}
+    if out.resolve() in taken:
+        raise InputError(f"{out}: --out is a file that --materialize {materialize} writes; pick another --out or folder")
+
+
+def splits(
+    manifest: Annotated[Path, typer.Option(help="Manifest table (.parquet) from match.")],
+    probe: Annotated[Path, typer.Option(help="Probe table (.parquet); videos it lacks fall back to the manifest's duration_s.")],
+    kind: Annotated[str, typer.Option(help="short (1-5 s videos), long (55-60 s) or long-center (central window of the long videos).")],
+    out: Annotated[Path, typer.Option(help="Output clips table (.parquet); a .summary.json goes beside it.")],
+    min_s: Annotated[Optional[float], typer.Option(help="Shortest video kept, seconds (default: the kind's bound).")] = None,
+    max_s: Annotated[Optional[float], typer.Option(help="Longest video kept, seconds (default: the kind's bound).")] = None,
+    center_s: Annotated[float, typer.Option(help="long-center: window length in seconds.")] = 4.0,
+    total_duration_s: Annotated[Optional[float], typer.Option(help="F2: take videos in seeded priority order until the clips sum to this many seconds.")] = None,
+    max_videos: Annotated[Optional[int], typer.Option(help="F1: take at most this many videos (seeded priority order).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the priority order used by the budgets.")] = 0,
+    materialize: Annotated[Optional[Path], typer.Option(help="Also cut each clip into DIR/{video_id}.mp4 (resumable).")] = None,
+    short_side: Annotated[int, typer.Option(help="materialize: short side of the cut files in pixels (even).")] = 128,
+    gop: Annotated[int, typer.Option(help="materialize: keyframe interval in frames.")] = 16,
+    codec: Annotated[str, typer.Option(help="materialize: video encoder.")] = "libx264",
+    crf: Annotated[int, typer.Option(help="materialize: encoder quality (lower is better).")] = 23,
+    workers: Annotated[int, typer.Option(help="materialize: worker processes (0 = in-process).")] = 2,
+) -> None:
+    """Build a temporal split (paper Table 3): virtual clip windows, optionally cut to files."""
+    from weaksup.assembly.splits import SplitsConfig, make_splits, materialize_clips
+
+    run(_check_outputs, out, materialize)
+    cfg = SplitsConfig(
+        manifest=manifest, probe=probe, kind=kind, out=out, min_s=min_s, max_s=max_s, center_s=center_s,
+        total_duration_s=total_duration_s, max_videos=max_videos, seed=seed,
+    )
+    summary = run(make_splits, cfg)
+    print_summary(f"splits ({kind}) -> {out}", summary)
+    if materialize is not None:
+        mat = run(
+            materialize_clips, out, materialize, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
+        )
+        print_summary(f"materialize -> {materialize}", mat)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("splits")(splits)

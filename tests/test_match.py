@@ -1,0 +1,178 @@
+"""weaksup match: min-videos filter, deterministic single label, rejects, accounting, inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from weaksup.assembly.match import MatchConfig, match_videos
+from weaksup.cli.main import app
+from weaksup.labels.build import BuildLabelsConfig, build_labels
+from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def labels(tmp_path: Path) -> Path:
+    f = tmp_path / "labels.txt"
+    f.write_text("catching fish\ndribbling basketball\nplaying guitar\n", encoding="utf-8")
+    out = tmp_path / "labels.parquet"
+    build_labels(BuildLabelsConfig(sources=("file",), labels_file=f, out=out))
+    return out
+
+
+def _videos(path: Path, rows: list[tuple]) -> Path:
+    table = pa.table(
+        {
+            "video_id": pa.array([r[0] for r in rows], pa.string()),
+            "uri": pa.array([r[1] for r in rows], pa.string()),
+            "hashtags": pa.array([r[2] for r in rows], pa.list_(pa.string())),
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def _run(tmp_path: Path, videos: Path, labels: Path, name: str = "manifest", **kw) -> tuple[dict, pa.Table]:
+    out = tmp_path / f"{name}.parquet"
+    summary = match_videos(MatchConfig(videos=videos, labels=labels, out=out, progress=False, **kw))
+    return summary, pq.read_table(out)
+
+
+def test_min_videos_filter_drops_labels_and_reassesses_their_videos(tmp_path, labels):
+    rows = [(f"fish{i}", f"u{i}", ["#CatchingFish"]) for i in range(60)]
+    rows += [(f"ball{i}", f"b{i}", ["dribblingbasketball", "noise"]) for i in range(40)]
+    rows += [(f"both{i}", f"x{i}", ["fishcatching", "basketballdribble"]) for i in range(5)]
+    rows += [(f"none{i}", f"n{i}", ["love", "tbt"]) for i in range(7)]
+    summary, manifest = _run(tmp_path, _videos(tmp_path / "v.parquet", rows), labels, min_videos=50)
+
+    assert summary["labels_kept"] == 1 and summary["labels_dropped"] == 2
+    assert summary["dropped_by_min_videos"] == 40  # ball-only videos; "both" videos keep the fish label
+    assert summary["unmatched"] == 7
+    assert summary["in_manifest"] == 65
+    assert summary["accounted"] is True
+    assert set(manifest.column("label").to_pylist()) == {"catching fish"}
+    both = [r for r in manifest.to_pylist() if r["video_id"].startswith("both")]
+    assert len(both) == 5 and all(r["matched_label_ids"] == [0] for r in both)
+    counts = pq.read_table(tmp_path / "manifest.label_counts.parquet").to_pylist()
+    assert [c["matched_videos"] for c in counts] == [65, 45, 0]
+    assert [c["kept"] for c in counts] == [True, False, False]
+    assert counts[0]["assigned_videos"] == 65
+
+
+def test_single_label_is_uniform_and_independent_of_order_and_sharding(tmp_path, labels):
+    rows = [(f"v{i}", f"u{i}", ["catchfish", "playingguitar"]) for i in range(2000)]
+    videos = _videos(tmp_path / "v.parquet", rows)
+    _, a = _run(tmp_path, videos, labels, "a", min_videos=1, batch_size=7)
+    _, b = _run(tmp_path, videos, labels, "b", min_videos=1, batch_size=100_000)
+    shuffled = [rows[i] for i in np.random.default_rng(1).permutation(len(rows))]
+    _, c = _run(tmp_path, _videos(tmp_path / "s.parquet", shuffled), labels, "c", min_videos=1, batch_size=33)
+    by_id = lambda t: dict(zip(t.column("video_id").to_pylist(), t.column("label_id").to_pylist()))  # noqa: E731
+    assert by_id(a) == by_id(b) == by_id(c)
+    share = np.mean(a.column("label_id").to_numpy() == 0)
+    assert 0.45 < share < 0.55
+    assert all(m == [0, 2] for m in a.column("matched_label_ids").to_pylist())
+    _, d = _run(tmp_path, videos, labels, "d", min_videos=1, seed=7)
+    assert by_id(d) != by_id(a)
+
+
+def test_rejects_and_duplicates_are_accounted(tmp_path, labels):
+    rows = [
+        ("a", "ua", ["catchfish"]),
+        (None, "ub", ["catchfish"]),
+        ("c", None, ["catchfish"]),
+        ("d", "ud", None),
+        ("a", "ua2", ["playguitar"]),  # duplicate of row 0
+        ("e", "ue", []),
+        ("f", "uf", ["ＣＡＴＣＨ-Fish!"]),  # odd Unicode normalises to catchfish
+        ("e", "ue2", ["nothing"]),  # duplicate of an unmatched row
+    ]
+    summary, manifest = _run(tmp_path, _videos(tmp_path / "v.parquet", rows), labels, min_videos=1)
+    rejects = pq.read_table(tmp_path / "manifest.rejects.parquet").to_pylist()
+    assert [(r["row"], r["reason"].split(" (")[0]) for r in rejects] == [
+        (1, "null video_id"),
+        (2, "null uri"),
+        (3, "null hashtags"),
+        (4, "duplicate video_id"),
+        (7, "duplicate video_id"),
+    ]
+    assert "first at row 0" in rejects[3]["reason"]
+    assert sorted(manifest.column("video_id").to_pylist()) == ["a", "f"]
+    assert summary["unmatched"] == 1 and summary["rejected"] == 5 and summary["accounted"]
+    assert manifest.filter(pa.compute.equal(manifest.column("video_id"), "a")).column("uri").to_pylist() == ["ua"]
+    saved = json.loads((tmp_path / "manifest.summary.json").read_text())
+    assert saved["videos_read"] == 8
+
+
+def test_csv_and_jsonl_with_text_hashtags(tmp_path, labels):
+    csv = tmp_path / "v.csv"
+    csv.write_text('video_id,uri,hashtags\n1,a.mp4,"Look #CatchingFish today #tbt"\n2,b.mp4,playguitar;love\n3,c.mp4,hello\n')
+    summary, manifest = _run(tmp_path, csv, labels, "csv", min_videos=1)
+    assert dict(zip(manifest.column("video_id").to_pylist(), manifest.column("label").to_pylist())) == {
+        "1": "catching fish",
+        "2": "playing guitar",
+    }
+    assert summary["unmatched"] == 1
+    jsonl = tmp_path / "v.jsonl"
+    jsonl.write_text('{"video_id": "x", "uri": "x.mp4", "hashtags": ["#DribblingBasketball"]}\n')
+    _, manifest = _run(tmp_path, jsonl, labels, "jsonl", min_videos=1)
+    assert manifest.column("label").to_pylist() == ["dribbling basketball"]
+
+
+def test_synthetic_metadata_matches_with_zipf_counts(tmp_path):
+    videos = tmp_path / "videos.parquet"
+    synth_metadata(SynthMetadataConfig(videos=20_000, out=videos, seed=3))
+    labels = tmp_path / "k400.parquet"
+    build_labels(BuildLabelsConfig(sources=("kinetics400",), out=labels))
+    summary, manifest = _run(tmp_path, videos, labels, min_videos=50)
+    assert summary["accounted"] and summary["labels_dropped"] > 0 and summary["labels_kept"] > 20
+    counts = np.sort(np.bincount(manifest.column("label_id").to_numpy()))[::-1]
+    assert counts[0] > 10 * counts[counts > 0][-1]  # long tail
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (pa.table({"video_id": ["a"], "hashtags": [["x"]]}), "missing column 'uri'"),
+        (pa.table({"video_id": ["a"], "uri": ["u"]}), "missing column 'hashtags'"),
+        (pa.table({"video_id": ["a"], "uri": ["u"], "hashtags": [3]}), "column 'hashtags' has type int64"),
+        (pa.table({"video_id": [[1]], "uri": ["u"], "hashtags": [["x"]]}), "column 'video_id' has type"),
+    ],
+)
+def test_bad_videos_tables_exit_2(tmp_path, labels, content, problem):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(content, path)
+    result = runner.invoke(app, ["match", "--videos", str(path), "--labels", str(labels), "--out", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 2
+    assert problem in result.output and "bad.parquet" in result.output
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_missing_and_malformed_inputs_exit_2(tmp_path, labels):
+    out = str(tmp_path / "m.parquet")
+    r = runner.invoke(app, ["match", "--videos", str(tmp_path / "nope.parquet"), "--labels", str(labels), "--out", out])
+    assert r.exit_code == 2 and "file not found" in r.output
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"not parquet at all")
+    r = runner.invoke(app, ["match", "--videos", str(garbage), "--labels", str(labels), "--out", out])
+    assert r.exit_code == 2 and "garbage.parquet" in r.output
+    videos = _videos(tmp_path / "v.parquet", [("a", "u", ["x"])])
+    r = runner.invoke(app, ["match", "--videos", str(videos), "--labels", str(videos), "--out", out])
+    assert r.exit_code == 2 and "missing column 'label_id'" in r.output
+
+
+def test_cli_synth_metadata_then_match(tmp_path):
+    videos, labels, out = tmp_path / "v.parquet", tmp_path / "l.parquet", tmp_path / "m.parquet"
+    assert runner.invoke(app, ["synth-metadata", "--videos", "3000", "--out", str(videos)]).exit_code == 0
+    assert runner.invoke(app, ["build-labels", "--source", "kinetics400", "--out", str(labels)]).exit_code == 0
+    r = runner.invoke(app, ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(out), "--min-videos", "5"])
+    assert r.exit_code == 0, r.output
+    assert runner.invoke(app, ["validate", "manifest", str(out)]).exit_code == 0
+    assert runner.invoke(app, ["validate", "videos", str(videos)]).exit_code == 0

@@ -1,0 +1,556 @@
+"""Temporal splits (paper Sec. 4.3.1, Table 3): short, long and long-center clip datasets.
+
+``make_splits`` joins the manifest with the probe table and keeps the videos whose
+duration lies in the kind's bounds: *short* = videos of 1-5 s, *long* = 55-60 s, both
+used whole; *long-center* = the same videos as *long* but only their central 4 s. The
+clips are virtual (a window into the source), so no video is touched; two budgets
+reproduce the paper's comparisons: a fixed number of videos (F1) or a fixed total clip
+duration (F2), both filled in the stable ``(seed, video_id)`` priority order so every
+kind with the same candidates takes the same videos.
+
+``materialize_clips`` optionally cuts each window into its own small file (short side
+rescaled, short GOP, no audio) so training decodes fast; it is a resumable bulk job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from weaksup.bulk import BulkConfig, run_bulk
+from weaksup.errors import InputError
+from weaksup.hashing import stable_hash64, stable_uniform
+from weaksup.tables import read_table, write_json, write_table
+
+KINDS: tuple[str, ...] = ("short", "long", "long-center")
+# Paper Table 3 duration bounds in seconds, inclusive.
+DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {"short": (1.0, 5.0), "long": (55.0, 60.0), "long-center": (55.0, 60.0)}
+PRIORITY_SALT = "splits"
+
+MATERIALIZED_TABLE = "materialized.parquet"
+MATERIALIZED_CLIPS = "clips.parquet"
+MATERIALIZED_SUMMARY = "materialized.summary.json"
+
+
+@dataclass(frozen=True)
+class SplitsConfig:
+    """One temporal split: inputs, kind, duration bounds and an optional F1/F2 budget.
+
+    ``min_s``/``max_s`` default to the paper's bounds for ``kind``; ``center_s`` is the
+    long-center window; ``max_videos`` fixes the number of videos (F1) and
+    ``total_duration_s`` the summed clip duration (F2).
+    """
+
+    manifest: Path
+    probe: Path | None
+    kind: str
+    out: Path
+    min_s: float | None = None
+    max_s: float | None = None
+    center_s: float = 4.0
+    total_duration_s: float | None = None
+    max_videos: int | None = None
+    seed: int = 0
+
+    def bounds(self) -> tuple[float, float]:
+        lo, hi = DEFAULT_BOUNDS[self.kind]
+        return (lo if self.min_s is None else float(self.min_s), hi if self.max_s is None else float(self.max_s))
+
+    def validate(self) -> None:
+        """Raise InputError for options that cannot give a meaningful split."""
+        if self.kind not in KINDS:
+            raise InputError(f"unknown split kind {self.kind!r}; known: {', '.join(KINDS)}")
+        lo, hi = self.bounds()
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or lo > hi:
+            raise InputError(f"duration bounds must satisfy 0 <= min-s <= max-s (got min-s {lo:g}, max-s {hi:g})")
+        if not (math.isfinite(self.center_s) and self.center_s > 0):
+            raise InputError(f"center-s must be a positive number of seconds (got {self.center_s:g})")
+        if self.kind == "long-center" and lo < self.center_s:
+            raise InputError(
+                f"long-center needs min-s >= center-s so every video holds the whole window (min-s {lo:g}, center-s {self.center_s:g})"
+            )
+        if self.max_videos is not None and self.max_videos < 0:
+            raise InputError(f"max-videos must be >= 0 (got {self.max_videos})")
+        if self.total_duration_s is not None and not (self.total_duration_s >= 0 and math.isfinite(self.total_duration_s)):
+            raise InputError(f"total-duration-s must be a finite number >= 0 (got {self.total_duration_s})")
+
+
+def summary_path(out: Path) -> Path:
+    """The JSON summary written beside the clips table."""
+    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
+    return out.with_name(f"{stem}.summary.json")
+
+
+def _float_numpy(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """float64 numpy array with NaN for nulls."""
+    arr = pc.fill_null(pc.cast(arr, pa.float64()), float("nan"))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.float64())
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _durations(manifest: pa.Table, probe: pa.Table | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per manifest row: duration (NaN if unknown), probe-rejected flag, duration-from-probe flag.
+
+    A probe ``ok`` row wins over rejected rows of the same video (a re-probe that
+    succeeded); an ``ok`` row without a duration falls back to the manifest's.
+    """
+    n = manifest.num_rows
+    manifest_dur = _float_numpy(manifest.column("duration_s"))
+    if probe is None or probe.num_rows == 0:
+        return manifest_dur, np.zeros(n, bool), np.zeros(n, bool)
+    ids = manifest.column("video_id")
+    probe_ids = pc.cast(probe.column("video_id"), ids.type)
+    is_ok = pc.fill_null(pc.equal(probe.column("status"), "ok"), False)
+    ok_ids = pc.filter(probe_ids, is_ok)
+    bad_ids = pc.filter(probe_ids, pc.invert(is_ok))
+    idx = pc.index_in(ids, value_set=ok_ids.combine_chunks() if isinstance(ok_ids, pa.ChunkedArray) else ok_ids)
+    has_ok = pc.fill_null(pc.is_valid(idx), False).to_numpy(zero_copy_only=False)
+    ok_dur = pc.filter(probe.column("duration_s"), is_ok)
+    probe_dur = _float_numpy(pc.take(ok_dur, idx)) if len(ok_dur) else np.full(n, np.nan)
+    bad_values = bad_ids.combine_chunks() if isinstance(bad_ids, pa.ChunkedArray) else bad_ids
+    in_bad = pc.is_in(ids, value_set=bad_values).to_numpy(zero_copy_only=False) if len(bad_values) else np.zeros(n, bool)
+    rejected = in_bad & ~has_ok
+    from_probe = has_ok & np.isfinite(probe_dur)
+    duration = np.where(from_probe, probe_dur, manifest_dur)
+    duration[rejected] = np.nan
+    return duration, rejected, from_probe
+
+
+def make_splits(cfg: SplitsConfig) -> dict[str, Any]:
+    """Select the videos of ``cfg.kind``, write their clip windows (table ``clips``) and a summary.
+
+    Every manifest row is accounted for in exactly one of: selected, over_budget,
+    too_short, too_long, no_duration, probe_rejected.
+    """
+    cfg.validate()
+    out = Path(cfg.out)
+    manifest = read_table("manifest", cfg.manifest, columns=["video_id", "uri", "label_id", "label", "duration_s"])
+    probe = None
+    if cfg.probe is not None:
+        probe = read_table("probe", cfg.probe, columns=["video_id", "status", "duration_s"])
+    n = manifest.num_rows
+    n_unique = pc.count_distinct(manifest.column("video_id")).as_py() if n else 0
+    if n_unique != n:
+        raise InputError(f"{cfg.manifest}: {n - n_unique} duplicate video_id value(s); a manifest holds each video once")
+
+    duration, rejected, from_probe = _durations(manifest, probe)
+    lo, hi = cfg.bounds()
+    known = np.isfinite(duration)
+    no_duration = ~known & ~rejected
+    too_short = known & (duration < lo)
+    too_long = known & (duration > hi)
+    candidate = known & ~too_short & ~too_long
+
+    cand_idx = np.flatnonzero(candidate)
+    cand_dur = duration[cand_idx]
+    clip_len = np.full(len(cand_idx), cfg.center_s) if cfg.kind == "long-center" else cand_dur
+    # Budgets fill in a priority order that depends only on (seed, video_id), so short,
+    # long and long-center with the same seed rank a video the same everywhere.
+    keep = np.ones(len(cand_idx), bool)
+    if cfg.max_videos is not None or cfg.total_duration_s is not None:
+        ids = manifest.column("video_id").take(pa.array(cand_idx, pa.int64()))
+        order = np.argsort(stable_uniform(ids, cfg.seed, PRIORITY_SALT), kind="stable")
+        keep_sorted = np.ones(len(order), bool)
+        if cfg.max_videos is not None:
+            keep_sorted[cfg.max_videos :] = False
+        if cfg.total_duration_s is not None:
+            # never exceed the budget; the small tolerance absorbs float summation error
+            keep_sorted &= np.cumsum(clip_len[order]) <= cfg.total_duration_s + 1e-6
+        keep[order] = keep_sorted
+    sel = cand_idx[keep]
+    sel_dur = cand_dur[keep]
+    sel_len = clip_len[keep]
+    if cfg.kind == "long-center":
+        start = (sel_dur - cfg.center_s) / 2.0
+        end = start + cfg.center_s
+    else:
+        start = np.zeros(len(sel))
+        end = sel_dur.copy()
+
+    taken = manifest.take(pa.array(sel, pa.int64()))
+    clips = {
+        "video_id": taken.column("video_id"),
+        "uri": taken.column("uri"),
+        "label_id": taken.column("label_id"),
+        "label": taken.column("label"),
+        "split": pa.repeat(pa.scalar(cfg.kind, pa.string()), len(sel)),
+        "clip_start_s": pa.array(start, pa.float64()),
+        "clip_end_s": pa.array(end, pa.float64()),
+        "duration_s": pa.array(sel_dur, pa.float64()),
+    }
+    write_table("clips", clips, out)
+
+    counts = {
+        "selected": int(len(sel)),
+        "over_budget": int(len(cand_idx) - len(sel)),
+        "too_short": int(too_short.sum()),
+        "too_long": int(too_long.sum()),
+        "no_duration": int(no_duration.sum()),
+        "probe_rejected": int(rejected.sum()),
+    }
+    if sum(counts.values()) != n:  # the categories are exclusive by construction
+        raise RuntimeError(f"splits accounting mismatch: {counts} for {n} manifest rows")
+    labels = taken.column("label_id")
+    summary: dict[str, Any] = {
+        "kind": cfg.kind,
+        "min_s": lo,
+        "max_s": hi,
+        "manifest_rows": n,
+        **counts,
+        "duration_from_probe": int(from_probe.sum()),
+        "duration_from_manifest": int((known & ~from_probe).sum()),
+        "clip_seconds": float(sel_len.sum()),
+        "labels": int(pc.count_distinct(labels).as_py()) if len(sel) else 0,
+        "seed": cfg.seed,
+        "out": str(out),
+    }
+    if cfg.kind == "long-center":
+        summary["center_s"] = cfg.center_s
+    if cfg.max_videos is not None:
+        summary["max_videos"] = cfg.max_videos
+    if cfg.total_duration_s is not None:
+        summary["total_duration_s"] = cfg.total_duration_s
+    write_json(summary, summary_path(out))
+    return summary
+
+
+# --------------------------------------------------------------------------- materialize
+
+_TIME_EPS = 1e-3  # seconds; absorbs container time-base rounding of frame timestamps
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
+
+
+@dataclass(frozen=True)
+class CutSettings:
+    """Encoder settings for cut clips (picklable, sent to the bulk workers)."""
+
+    short_side: int = 128
+    gop: int = 16
+    codec: str = "libx264"
+    crf: int = 23
+    preset: str = "veryfast"
+
+
+def clip_file_name(video_id: str) -> str:
+    """``{video_id}.mp4``, or a sanitised name plus a hash when the id is not a safe file name."""
+    if _SAFE_NAME.fullmatch(video_id) and not video_id.endswith("."):
+        return f"{video_id}.mp4"
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id).strip("._")[:100] or "video"
+    digest = int(stable_hash64([video_id], 0, "clip-file")[0])
+    return f"{cleaned}-{digest:016x}.mp4"
+
+
+def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the short side = ``short_side``, aspect kept, both even."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"bad frame size {width}x{height}")
+    if width <= height:
+        w = short_side
+        h = max(2, int(round(height * short_side / width / 2.0)) * 2)
+    else:
+        h = short_side
+        w = max(2, int(round(width * short_side / height / 2.0)) * 2)
+    return w, h
+
+
+class _Reject(Exception):
+    """Why one clip is rejected, as ``category: detail`` (the summary counts categories)."""
+
+    def __init__(self, category: str, detail: str = "") -> None:
+        super().__init__(f"{category}: {detail}" if detail else category)
+
+
+def _open_video(path: str) -> tuple[Any, Any]:
+    """Open ``path`` and its first video stream; unreadable files become a _Reject."""
+    import av
+
+    try:
+        container = av.open(path)
+    except Exception as exc:  # noqa: BLE001 - PyAV raises many types for bad files
+        raise _Reject("unreadable source", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
+    if not container.streams.video:
+        container.close()
+        raise _Reject("no video stream", path)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _seek(container: Any, stream: Any, seconds: float) -> None:
+    """Seek to the keyframe at or before ``seconds`` (a module-level hook so tests can break it)."""
+    container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+
+
+def _timed(container: Any, stream: Any) -> Iterator[tuple[float, Any]]:
+    """(seconds since the stream's first frame, frame) in presentation order.
+
+    Windows are relative to the video's start, whatever the container's first timestamp
+    (MPEG-TS starts near 1.4 s); a frame without a timestamp gets the previous one plus a frame.
+    """
+    origin = _origin(stream)
+    step = 1.0 / float(stream.average_rate or 25)
+    prev: float | None = None
+    for frame in container.decode(stream):
+        t = frame.time
+        t = (0.0 if prev is None else prev + step) if t is None else t - origin
+        prev = t
+        yield t, frame
+
+
+def _origin(stream: Any) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
+def _seek_to_window(container: Any, stream: Any, start: float) -> tuple[tuple[float, Any], Iterator[tuple[float, Any]]] | None:
+    """Seek before ``start`` and decode the pre-roll; the first in-window frame and the rest.
+
+    None when the seek raised, decoding failed, or it landed after ``start`` (a broken
+    index), so the caller decodes linearly instead.
+    """
+    try:
+        _seek(container, stream, start + _origin(stream))
+        timed = _timed(container, stream)
+        landed = False
+        for t, frame in timed:
+            if not landed and t > start + _TIME_EPS:
+                return None
+            landed = True
+            if t >= start - _TIME_EPS:
+                return (t, frame), timed
+    except Exception:  # noqa: BLE001 - any trouble before the window: fall back
+        return None
+    return None
+
+
+def _window_frames(path: str, start: float, end: float) -> Iterator[Any]:
+    """Decoded frames with ``start <= t < end``: seek to the keyframe before ``start``, drop
+    the pre-roll; if the seek fails, decode linearly from the beginning."""
+    if start > _TIME_EPS:
+        container, stream = _open_video(path)
+        try:
+            found = _seek_to_window(container, stream, start)
+            if found is not None:
+                (t, frame), rest = found
+                if t < end - _TIME_EPS:
+                    yield frame
+                    for t, frame in rest:
+                        if t >= end - _TIME_EPS:
+                            break
+                        yield frame
+                return
+        finally:
+            container.close()
+    container, stream = _open_video(path)
+    try:
+        for t, frame in _timed(container, stream):
+            if t >= end - _TIME_EPS:
+                break
+            if t >= start - _TIME_EPS:
+                yield frame
+    finally:
+        container.close()
+
+
+def _source_rate(path: str) -> Fraction:
+    container, stream = _open_video(path)
+    try:
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    finally:
+        container.close()
+    return Fraction(rate).limit_denominator(1001)
+
+
+def _encode_window(source: str, dest: Path, start: float, end: float, settings: CutSettings) -> int:
+    """Cut ``[start, end)`` of ``source`` into ``dest`` (temp name, then rename); frames written.
+
+    Frames are re-timed at the source's average rate (constant frame rate output).
+    """
+    import av
+
+    rate = _source_rate(source)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    n = 0
+    try:
+        # faststart: the index goes first, so loaders streaming from remote storage start at once
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            stream = None
+            for frame in _window_frames(source, start, end):
+                if stream is None:
+                    stream = out.add_stream(settings.codec, rate=rate)
+                    stream.width, stream.height = scaled_size(frame.width, frame.height, settings.short_side)
+                    stream.pix_fmt = "yuv420p"
+                    stream.codec_context.gop_size = settings.gop
+                    if settings.codec in ("libx264", "libx265"):
+                        stream.options = {"crf": str(settings.crf), "preset": settings.preset}
+                scaled = frame.reformat(width=stream.width, height=stream.height, format="yuv420p", interpolation="AREA")
+                scaled.pts = n
+                scaled.time_base = 1 / rate
+                scaled.pict_type = 0  # AV_PICTURE_TYPE_NONE: source I-frames must not force keyframes
+                for packet in stream.encode(scaled):
+                    out.mux(packet)
+                n += 1
+            if stream is None:
+                raise _Reject("no frames in window", f"[{start:g}, {end:g}) s")
+            for packet in stream.encode():
+                out.mux(packet)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def _cut_one(item: dict, settings: CutSettings) -> dict:
+    """Bulk worker: one clip -> one ``materialized`` row; never raises (rejects carry a reason)."""
+    source, dest = str(item["uri"]), Path(item["dest"])
+    row: dict[str, Any] = {
+        "video_id": item["video_id"],
+        "source_uri": source,
+        "uri": None,
+        "clip_start_s": item["clip_start_s"],
+        "clip_end_s": item["clip_end_s"],
+        "n_frames": None,
+    }
+    local = source[len("file://") :] if source.startswith("file://") else source
+    try:
+        if "://" not in local and not os.path.isfile(local):
+            raise _Reject("source not found", local)
+        n = _encode_window(local, dest, float(item["clip_start_s"]), float(item["clip_end_s"]), settings)
+    except Exception as exc:  # noqa: BLE001 - one bad file never kills the job
+        if dest.exists():
+            dest.unlink()  # a cut from an earlier run must not outlive this rejection
+        if isinstance(exc, _Reject):
+            error = str(exc)
+        else:
+            error = f"cut failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        row.update(status="rejected", error=error)
+        return row
+    row.update(status="ok", error=None, uri=str(dest), n_frames=n)
+    return row
+
+
+def materialized_paths(out_dir: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """materialized table, clips table of the cut files and summary inside ``out_dir``."""
+    out_dir = Path(out_dir)
+    return out_dir / MATERIALIZED_TABLE, out_dir / MATERIALIZED_CLIPS, out_dir / MATERIALIZED_SUMMARY
+
+
+def _cut_seconds(path: str) -> float:
+    """Length of a cut file: frames / rate (exact for the constant-rate files written here)."""
+    try:
+        container, stream = _open_video(path)
+    except _Reject as exc:
+        raise InputError(f"{path}: cut file missing or unreadable ({exc}); delete it and rerun to redo it") from None
+    try:
+        if stream.frames and stream.average_rate:
+            return float(stream.frames / stream.average_rate)
+        return float(stream.duration * stream.time_base) if stream.duration else 0.0
+    finally:
+        container.close()
+
+
+def materialize_clips(
+    clips: pa.Table | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    short_side: int = 128,
+    gop: int = 16,
+    codec: str = "libx264",
+    crf: int = 23,
+    preset: str = "veryfast",
+    workers: int = 2,
+    chunk_size: int = 16,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Cut every clip window into ``out_dir/{video_id}.mp4`` (a resumable bulk job).
+
+    Writes the ``materialized`` table (one row per input clip; rejects carry a reason), a
+    ``clips`` table of the cut files (``clip_start_s=0``, ``clip_end_s`` = cut length) and a
+    summary, so training reads small short-GOP files instead of seeking into long sources.
+    """
+    out_dir = Path(out_dir)
+    table = clips if isinstance(clips, pa.Table) else read_table("clips", clips)
+    if short_side < 2 or short_side % 2:
+        raise InputError(f"short-side must be an even number >= 2 (got {short_side})")
+    if gop < 1:
+        raise InputError(f"gop must be >= 1 (got {gop})")
+    n_unique = pc.count_distinct(table.column("video_id")).as_py() if table.num_rows else 0
+    if n_unique != table.num_rows:
+        raise InputError(f"clips: {table.num_rows - n_unique} duplicate video_id value(s); cut files are named by video_id")
+    import av
+
+    if codec not in av.codecs_available:
+        raise InputError(f"unknown codec {codec!r} (no such encoder in PyAV {av.__version__})")
+    mat_path, clips_path, sum_path = materialized_paths(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.mp4.tmp-*"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+
+    items = [
+        {"video_id": vid, "uri": uri, "clip_start_s": s, "clip_end_s": e, "dest": str(out_dir / clip_file_name(vid))}
+        for vid, uri, s, e in zip(
+            table.column("video_id").to_pylist(),
+            table.column("uri").to_pylist(),
+            table.column("clip_start_s").to_pylist(),
+            table.column("clip_end_s").to_pylist(),
+        )
+    ]
+    settings = CutSettings(short_side=short_side, gop=gop, codec=codec, crf=crf, preset=preset)
+    result = run_bulk(
+        items,
+        partial(_cut_one, settings=settings),
+        schema_name="materialized",
+        out=mat_path,
+        config=BulkConfig(workers=workers, chunk_size=chunk_size, desc="materialize", progress=progress),
+    )
+    ok = pc.equal(result.column("status"), "ok")
+    ok_np = ok.to_numpy(zero_copy_only=False)
+    cut = table.filter(ok)
+    cut_uris = pc.filter(result.column("uri"), ok)
+    cut_len = pa.array([_cut_seconds(u) for u in cut_uris.to_pylist()], pa.float64())
+    write_table(
+        "clips",
+        {
+            "video_id": cut.column("video_id"),
+            "uri": cut_uris,
+            "label_id": cut.column("label_id"),
+            "label": cut.column("label"),
+            "split": cut.column("split"),
+            "clip_start_s": pa.array(np.zeros(cut.num_rows), pa.float64()),
+            "clip_end_s": cut_len,
+            "duration_s": cut_len,
+            "source_uri": cut.column("uri"),
+            "source_clip_start_s": cut.column("clip_start_s"),
+            "source_clip_end_s": cut.column("clip_end_s"),
+        },
+        clips_path,
+    )
+    errors = [e for e, good in zip(result.column("error").to_pylist(), ok_np) if not good]
+    summary: dict[str, Any] = {
+        "clips": table.num_rows,
+        "ok": int(ok_np.sum()),
+        "rejected": int((~ok_np).sum()),
+        "rejected_by_reason": dict(Counter((e or "unknown").split(":")[0] for e in errors).most_common()),
+        "frames": int(pc.sum(result.column("n_frames")).as_py() or 0),
+        "cut_seconds": float(pc.sum(cut_len).as_py() or 0.0),
+        "short_side": short_side,
+        "gop": gop,
+        "codec": codec,
+        "materialized": str(mat_path),
+        "clips_table": str(clips_path),
+    }
+    write_json(summary, sum_path)
+    return summary

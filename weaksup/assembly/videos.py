@@ -1,0 +1,151 @@
+"""Reading the input videos table (Parquet, CSV or JSONL), streamed in record batches.
+
+Hashtags arrive as ``list<string>`` (the fast path) or as text holding ``#tags`` (CSV,
+captions); either way they are normalised with the same rule as
+:func:`weaksup.labels.hashtags.normalize_hashtag`, vectorised: ASCII tags with Arrow
+kernels, the rare non-ASCII ones through the Python function (NFKC, case-folding).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from weaksup.errors import InputError
+from weaksup.labels.hashtags import normalize_hashtag
+
+TEXT_COLUMNS = ("hashtags", "text", "caption")
+_TAG = re.compile(r"#([^\s#,;]+)")
+_SPLIT = re.compile(r"[\s,;|]+")
+
+
+def open_table(path: str | Path) -> ds.Dataset:
+    """Open a Parquet/CSV/JSONL file (or a folder of Parquet files) as a streaming dataset."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    fmt = "parquet"
+    if suffix in (".csv", ".tsv"):
+        fmt = ds.CsvFileFormat(
+            parse_options=pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",", newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in ("video_id", "uri") + TEXT_COLUMNS}, strings_can_be_null=True
+            ),
+        )
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        fmt = "json"
+    try:
+        dataset = ds.dataset(str(path), format=fmt)
+        dataset.schema  # noqa: B018 - forces the header/footer read
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({str(exc).splitlines()[0][:200]})")
+    return dataset
+
+
+def _require(dataset: ds.Dataset, path: Path, names: tuple[str, ...]) -> None:
+    have = dataset.schema.names
+    for name in names:
+        if name not in have:
+            raise InputError(f"{path}: missing column {name!r} (columns: {', '.join(have)})")
+    for name in ("video_id", "uri"):
+        t = dataset.schema.field(name).type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+            raise InputError(f"{path}: column {name!r} has type {t}, expected string")
+
+
+def tag_column(dataset: ds.Dataset, path: Path) -> str:
+    """The column that holds hashtags: ``hashtags`` (list or text), else ``text``/``caption``."""
+    for name in TEXT_COLUMNS:
+        if name in dataset.schema.names:
+            t = dataset.schema.field(name).type
+            ok = (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
+                pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)
+            )
+            if ok or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+                return name
+            raise InputError(f"{path}: column {name!r} has type {t}, expected list<string> or text with #tags")
+    raise InputError(f"{path}: missing column 'hashtags' (a list<string>, or text with #tags; columns: {', '.join(dataset.schema.names)})")
+
+
+def normalize_tags(values: pa.Array) -> pa.Array:
+    """Normalise a string array of hashtags (nulls stay null)."""
+    values = values.cast(pa.string())
+    ascii_mask = pc.fill_null(pc.string_is_ascii(values), True)
+    fast = pc.ascii_lower(values)
+    needs_regex = pc.invert(pc.fill_null(pc.ascii_is_alnum(fast), True))
+    if pc.any(needs_regex).as_py():
+        fixed = pc.replace_substring_regex(fast.filter(needs_regex), r"[^a-z0-9]+", "")
+        fast = pc.replace_with_mask(fast, needs_regex, fixed)
+    if pc.all(ascii_mask).as_py():
+        return fast
+    slow = pa.array([None if v is None else normalize_hashtag(v) for v in values.to_pylist()], pa.string())
+    return pc.if_else(ascii_mask, fast, slow)
+
+
+def normalize_tag_lists(lists: pa.Array) -> pa.Array:
+    """Normalise every tag of a list<string> array, keeping list boundaries and nulls."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    lists = lists.cast(pa.list_(pa.string()))
+    offsets = lists.offsets
+    first = offsets[0].as_py()
+    values = lists.values.slice(first, offsets[-1].as_py() - first)
+    offsets = pc.subtract(offsets, pa.scalar(first, offsets.type))  # a fresh array, also for sliced batches
+    return pa.ListArray.from_arrays(offsets, normalize_tags(values), mask=lists.is_null())
+
+
+def tags_from_text(texts: pa.Array) -> pa.Array:
+    """Hashtag lists from text: the ``#tags`` in it, or its tokens if it has no ``#``."""
+    out = []
+    for text in texts.cast(pa.string()).to_pylist():
+        if text is None:
+            out.append(None)
+            continue
+        raw = _TAG.findall(text) if "#" in text else _SPLIT.split(text)
+        out.append([t for t in (normalize_hashtag(r) for r in raw) if t])
+    return pa.array(out, pa.list_(pa.string()))
+
+
+def iter_videos(path: str | Path, *, batch_size: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+    """Stream the videos table as batches of video_id, uri, hashtags (normalised), duration_s.
+
+    Raises InputError for missing columns or wrong types (checked before any row is read).
+    """
+    path = Path(path)
+    dataset = open_table(path)
+    _require(dataset, path, ("video_id", "uri"))
+    tags_col = tag_column(dataset, path)
+    cols = ["video_id", "uri", tags_col] + [c for c in ("duration_s",) if c in dataset.schema.names]
+    tag_type = dataset.schema.field(tags_col).type
+    is_text = not (pa.types.is_list(tag_type) or pa.types.is_large_list(tag_type))
+    # Read-ahead of one batch keeps memory bounded (the default buffers 16 batches).
+    for batch in dataset.to_batches(columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1):
+        if batch.num_rows == 0:
+            continue
+        raw = batch.column(tags_col)
+        tags = tags_from_text(raw) if is_text else normalize_tag_lists(raw)
+        duration = (
+            batch.column("duration_s").cast(pa.float64())
+            if "duration_s" in batch.schema.names
+            else pa.nulls(batch.num_rows, pa.float64())
+        )
+        yield pa.RecordBatch.from_arrays(
+            [batch.column("video_id").cast(pa.string()), batch.column("uri").cast(pa.string()), tags, duration],
+            names=["video_id", "uri", "hashtags", "duration_s"],
+        )
+
+
+def read_id_uri(path: str | Path) -> pa.Table:
+    """Only ``video_id`` and ``uri`` of a videos (or manifest) table, as strings, in order."""
+    path = Path(path)
+    dataset = open_table(path)
+    _require(dataset, path, ("video_id", "uri"))
+    table = dataset.to_table(columns=["video_id", "uri"])
+    return pa.table({"video_id": table.column("video_id").cast(pa.string()), "uri": table.column("uri").cast(pa.string())})

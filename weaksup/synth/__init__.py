@@ -1,0 +1,1 @@
+"""Synthetic data for tests, benchmarks and the quickstart: tiny videos and web-video metadata."""
