@@ -10,13 +10,16 @@ import typer
 from weaksup.cli.common import console, run
 
 
-def quickstart(out: Annotated[Path, typer.Option(help="Folder for every table and report.")] = Path("quickstart-run")) -> None:
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Folder for every table and report.")] = Path("quickstart-run"),
+    videos: Annotated[int, typer.Option(help="Synthetic web videos to generate and match.")] = 200_000,
+) -> None:
     """Run the pipeline on embedded defaults and print a report."""
     from rich.table import Table
 
     from weaksup.quickstart import QuickstartConfig, run_quickstart
 
-    report = run(run_quickstart, QuickstartConfig(out=out))
+    report = run(run_quickstart, QuickstartConfig(out=out, videos=videos))
     table = Table(title=f"weaksup quickstart -> {out}", title_justify="left")
     for col in ("label space", "labels", "hashtags", "collisions"):
         table.add_column(col)

@@ -264,7 +264,7 @@ def test_errors_do_not_print_tracebacks(tmp_path, cli):
 
 def test_quickstart(tmp_path, cli):
     out = tmp_path / "run"
-    result = cli("quickstart", "--out", out)
+    result = cli("quickstart", "--out", out, "--videos", "20000")
     assert result.exit_code == 0, result.output
     for name, count in (("kinetics400", 400), ("imagenet", 1000)):
         path = out / "labels" / f"{name}.parquet"
@@ -289,16 +289,16 @@ def test_quickstart(tmp_path, cli):
 
 def test_quickstart_twice_overwrites(tmp_path, cli):
     out = tmp_path / "run"
-    assert cli("quickstart", "--out", out).exit_code == 0
+    assert cli("quickstart", "--out", out, "--videos", "5000").exit_code == 0
     first = sorted(p.relative_to(out) for p in out.rglob("*"))
-    assert cli("quickstart", "--out", out).exit_code == 0
+    assert cli("quickstart", "--out", out, "--videos", "5000").exit_code == 0
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == first
 
 
 def test_quickstart_out_is_a_file(tmp_path, cli):
     out = tmp_path / "run"
     out.write_text("not a folder", encoding="utf-8")
-    result = cli("quickstart", "--out", out)
+    result = cli("quickstart", "--out", out, "--videos", "20000")
     assert_input_error(result, str(out / "labels"), "cannot create output folder")
     assert out.read_text(encoding="utf-8") == "not a folder"
 

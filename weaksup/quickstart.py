@@ -70,8 +70,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         f"{m['dropped_by_min_videos']} dropped with {m['labels_dropped']} labels under {m['min_videos']} videos); "
         f"{m['labels_kept']} labels kept"
     )
-    sizes = tuple(s for s in (10_000, 50_000) if s <= m["in_manifest"])
-    for strategy in ("sqrt", "tail-preserving"):
+    sizes = tuple(sorted({s for s in (m["in_manifest"] // 16, m["in_manifest"] // 4) if s > 0}))
+    for strategy in ("sqrt", "tail-preserving") if sizes else ():
         s = sample_manifest(
             SampleConfig(manifest=manifest, strategy=strategy, out=data / "subsets", sizes=sizes, series=True, seed=cfg.seed)
         )
