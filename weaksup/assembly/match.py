@@ -138,7 +138,7 @@ def match_videos(cfg: MatchConfig) -> dict:
          ("hash", pa.uint64()), ("matched", pa.list_(pa.int32()))]
     )
     support = np.zeros(n_labels, np.int64)
-    all_hashes: list[np.ndarray] = []
+    all_hashes = np.zeros(total or 0, np.uint64)  # one array, grown by doubling when the row count is unknown
     rejects: list[dict] = []
     n_read = n_unmatched = 0
     unmatched_rows: list[np.ndarray] = []
@@ -163,7 +163,9 @@ def match_videos(cfg: MatchConfig) -> dict:
                     rejected |= new
                 hashes = stable_hash64(vid, 0, "video_id")
                 hashes[rejected] = 0
-                all_hashes.append(hashes)
+                if len(all_hashes) < n_read:
+                    all_hashes = np.concatenate([all_hashes, np.zeros(max(n_read, 2 * len(all_hashes)) - len(all_hashes), np.uint64)])
+                all_hashes[row0:n_read] = hashes
                 rows, labels = match_batch(tags, index)
                 keep = ~rejected[rows]
                 rows, labels = rows[keep], labels[keep]
@@ -190,7 +192,7 @@ def match_videos(cfg: MatchConfig) -> dict:
                 )
                 bar.advance(task, n)
 
-        duplicate_rows = _duplicate_rows(cfg.videos, np.concatenate(all_hashes) if all_hashes else np.empty(0, np.uint64), cfg.batch_size)
+        duplicate_rows = _duplicate_rows(cfg.videos, all_hashes[:n_read], cfg.batch_size)
         if duplicate_rows:
             dup_idx = np.fromiter(duplicate_rows, np.int64)
             all_unmatched = np.concatenate(unmatched_rows) if unmatched_rows else np.empty(0, np.int64)
@@ -285,10 +287,10 @@ def _duplicate_rows(videos: Path, hashes: np.ndarray, batch_size: int) -> dict[i
     Candidates come from equal 64-bit hashes; they are confirmed on the exact strings
     in a second read of the (rare) candidate rows only.
     """
-    ordered = hashes[hashes != 0]
-    ordered.sort()  # one copy, sorted in place: 8 bytes per row at 65M rows
-    dup_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    del ordered
+    ordered = np.sort(hashes)  # one copy: 8 bytes per row at 65M rows
+    same = ordered[1:] == ordered[:-1]
+    dup_hashes = np.unique(ordered[1:][same & (ordered[1:] != 0)])
+    del ordered, same
     if len(dup_hashes) == 0:
         return {}
     candidate_rows = np.flatnonzero(np.isin(hashes, dup_hashes) & (hashes != 0))
