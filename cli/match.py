@@ -16,7 +16,7 @@ def match(
     out: Annotated[Path, typer.Option(help="Output manifest (.parquet); rejects, label counts and summary go beside it.")],
     min_videos: Annotated[int, typer.Option(help="Drop labels matched by fewer videos (paper: 50).")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of the per-video label draw.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 20,
+    batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
 ) -> None:
     """Match video hashtags against a label space; one label per video."""
     from weaksup.assembly.match import MatchConfig, match_videos

@@ -41,7 +41,7 @@ class MatchConfig:
     out: Path
     min_videos: int = 50
     seed: int = 0
-    batch_size: int = 1 << 20
+    batch_size: int = 1 << 18
     progress: bool = True
 
 
