@@ -1,0 +1,34 @@
+"""The fingerprint command: per-frame Census-Transform codes of every video, for de-duplication."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weaksup.cli.common import print_summary, run
+
+
+def fingerprint(
+    videos: Annotated[Path, typer.Option(help="Videos table (Parquet, CSV or JSONL) with video_id and uri columns.")],
+    out: Annotated[Path, typer.Option(help="Output codes table (.parquet); the summary goes beside it.")],
+    fps: Annotated[float, typer.Option(help="Sampling rate of the codes; tables are only comparable at the same fps.")] = 16.0,
+    workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
+    chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 16,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Decode each video at FPS and store a 64-bit census code per frame (full, 10% and 20% crops).
+
+    Undecodable videos become status=rejected rows, flat or too short ones status=unfingerprintable,
+    each with a reason; a rerun after a kill resumes.
+    """
+    from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
+
+    cfg = FingerprintConfig(videos=videos, out=out, fps=fps, workers=workers, chunk_size=chunk_size, progress=progress)
+    _, summary = run(fingerprint_videos, cfg)
+    print_summary(f"fingerprint -> {out}", summary)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fingerprint")(fingerprint)

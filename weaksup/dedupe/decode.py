@@ -1,0 +1,276 @@
+"""Decoding a video into small grey frames sampled at a fixed rate (16 fps) for fingerprints.
+
+The census code only needs 8x8 block means of a 112x112 grey image, so each sampled
+frame is converted once, by swscale, straight from the decoder's YUV to a small ``gray8``
+image (long side <= ``max_side``): no RGB, no full-size numpy copy. Frames that no sample
+lands on are never converted, so decoding the bitstream is almost all the cost.
+
+Sampling is by timestamp, not by frame index: sample ``k`` is at ``k / fps`` seconds after
+the first frame and takes the latest frame shown at that time (a frame is shown from its
+own time until the next frame's). A 12 fps source thus repeats frames, a 30 fps source
+drops about every second one, and variable-rate video is sampled where it really is.
+Timestamps are chosen like FFmpeg's ``best_effort_timestamp`` (reordered pts unless they
+are more often out of order than dts: AVI with packed B-frames); frames without any
+timestamp follow the previous one by one frame interval, and a timestamp that goes
+backwards never moves the timeline back. Rotation metadata is ignored: codes are taken
+on the coded orientation, the same for every copy of a file.
+
+A file that decodes some frames and then hits undecodable data keeps the frames decoded
+so far (:attr:`DecodeInfo.partial` says why it stopped): a cut or damaged copy of a video
+is still a copy, and its codes still match. A stream that simply ends well before the
+duration its headers state (a cut download; the demuxer stops without an error) is
+flagged the same way. A file of which no frame decodes raises
+:class:`UndecodableVideo` (or another :class:`~weaksup.assembly.probe.ProbeError`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from weaksup.assembly.probe import (
+    EmptyFile,
+    NotAVideo,
+    NoVideoStream,
+    ProbeError,
+    TruncatedVideo,
+    local_path,
+    mov_structure,
+)
+
+TIME_TOLERANCE_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not shift a sample
+
+
+class UndecodableVideo(ProbeError):
+    """The container opens but not one frame of its video stream decodes."""
+
+
+@dataclass(frozen=True)
+class DecodeInfo:
+    """What a decode covered: duration in seconds (first frame to the end of the last),
+    the number of samples given out, and why decoding stopped early (None: it reached the end)."""
+
+    duration_s: float
+    n_samples: int
+    partial: str | None = None
+
+
+Consumer = Callable[[np.ndarray, int], None]
+
+
+def grey_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) with the aspect ratio kept and the long side at most ``max_side`` (never upscaled)."""
+    long_side = max(width, height)
+    if long_side <= max_side:
+        return width, height
+    scale = max_side / long_side
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class _Clock:
+    """Frame times in seconds from the first frame: FFmpeg's pts/dts choice, monotonic."""
+
+    def __init__(self, time_base: float | None, interval: float) -> None:
+        self.time_base = time_base
+        self.interval = interval  # seconds per frame, for frames without a timestamp
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+        self.origin: float | None = None
+        self.previous: float | None = None
+
+    def _best_effort(self, pts: int | None, dts: int | None) -> int | None:
+        """libavcodec's ``guess_correct_pts``: trust whichever of pts/dts is less often out of order."""
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+    def time(self, frame: av.VideoFrame) -> float:
+        ts = self._best_effort(frame.pts, frame.dts)
+        if ts is None or self.time_base is None:
+            t = 0.0 if self.previous is None else self.previous + self.interval
+        else:
+            if self.origin is None:  # the first timestamp; earlier frames had none
+                expected = 0.0 if self.previous is None else self.previous + self.interval
+                self.origin = ts - expected / self.time_base
+            t = (ts - self.origin) * self.time_base
+        if self.previous is not None and t < self.previous:
+            t = self.previous  # never move the timeline back; the earlier frame is superseded
+        self.previous = t
+        return t
+
+
+def _frame_interval(stream: av.video.stream.VideoStream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and rate > 0:
+            return 1.0 / float(rate)
+    return None
+
+
+def decode_samples(
+    uri: str, consume: Consumer, *, fps: float = 16.0, max_side: int = 160, thread_type: str = "AUTO"
+) -> DecodeInfo:
+    """Decode the video stream of ``uri``, handing each sampled grey frame to ``consume``.
+
+    ``consume(grey, count)`` gets a (H, W) uint8 frame and how many consecutive samples
+    it fills (a frame shown for longer than ``1 / fps`` fills several), in order, so a
+    caller never holds more than one frame. The number of samples is
+    ``round(duration * fps)``, and at least every sample time before the last frame.
+    ``thread_type`` is the decoder's ("AUTO": frame and slice threads, the fastest per
+    video; "NONE" spends less CPU per frame when every core already runs a worker).
+    A video stream without any packet gives no samples. Raises a :class:`ProbeError`
+    subclass (or ``FileNotFoundError``) with a one-line reason when the file is missing,
+    empty, not a video, cut before its first frame, or not one of its frames decodes.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    path = local_path(uri)
+    if not path.exists():
+        raise FileNotFoundError(f"{uri}: file not found")
+    if not path.is_file():
+        raise NotAVideo(f"{uri}: not a regular file")
+    if path.stat().st_size == 0:
+        raise EmptyFile(f"{uri}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.FFmpegError as exc:
+        if isinstance(exc, PermissionError):
+            raise PermissionError(f"{uri}: permission denied") from None
+        cut = _mov_cut(path)
+        if cut:
+            raise TruncatedVideo(f"{uri}: truncated ({cut})") from None
+        raise NotAVideo(f"{uri}: not a readable video ({_reason(exc)})") from None
+
+    with container:
+        stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
+        if stream is None:
+            raise NoVideoStream(f"{uri}: the container has no video stream")
+        stream.codec_context.thread_type = thread_type
+        time_base = float(stream.time_base) if stream.time_base else None
+        interval = _frame_interval(stream)
+        clock = _Clock(time_base, interval or 1.0 / fps)
+        reformatter = VideoReformatter()
+        size: tuple[int, int] | None = None
+        period = 1.0 / fps
+        given = 0
+        shown: av.VideoFrame | None = None  # the frame on screen now, converted only if a sample lands on it
+        shown_at = 0.0
+        last_gap = 0.0  # the last frame-to-frame step, for a last frame of unknown length
+        partial: str | None = None
+
+        def show_until(t: float) -> None:
+            """Give the frame on screen to every sample before time ``t``."""
+            nonlocal given, size
+            count = 0
+            while (given + count) * period + TIME_TOLERANCE_S < t:
+                count += 1
+            if count:
+                if size is None:
+                    size = grey_size(shown.width, shown.height, max_side)
+                small = reformatter.reformat(
+                    shown, width=size[0], height=size[1], format="gray8", interpolation=Interpolation.AREA, threads=1
+                )
+                consume(small.to_ndarray(), count)
+                given += count
+
+        packets = 0
+        try:
+            for packet in container.demux(stream):
+                packets += packet.size > 0
+                for frame in packet.decode():
+                    t = clock.time(frame)
+                    if shown is not None:
+                        show_until(t)
+                        if t > shown_at:
+                            last_gap = t - shown_at
+                    shown, shown_at = frame, t
+        except av.error.FFmpegError as exc:
+            if shown is None:
+                raise UndecodableVideo(f"{uri}: no frame decodes ({_reason(exc)})") from None
+            partial = f"decoding stopped at {shown_at:.2f} s ({type(exc).__name__}: {_reason(exc)})"
+        if shown is None:
+            if packets:
+                raise UndecodableVideo(f"{uri}: none of {packets} video packets decodes")
+            stated = _stated_duration(container, stream)
+            if stated is not None and stated > period:
+                raise TruncatedVideo(f"{uri}: truncated (no video packets, the headers state {stated:.2f} s)")
+            return DecodeInfo(0.0, 0, None)  # a video stream without frames: nothing to code, nothing broken
+
+        last = shown.duration * time_base if shown.duration and time_base else 0.0
+        if last <= 0:
+            last = interval or last_gap or period
+        duration = shown_at + last
+        if partial is None:
+            stated = _stated_duration(container, stream)
+            if stated is not None and duration < stated - max(0.5, 3 * (interval or period)):
+                partial = f"the video ends at {duration:.2f} s of {stated:.2f} s stated (cut short?)"
+        n = max(math.floor(duration * fps + 0.5), given)
+        show_until(n * period + TIME_TOLERANCE_S)
+        return DecodeInfo(duration, given, partial)
+
+
+def _mov_cut(path: Path) -> str | None:
+    """Why an MP4/MOV that FFmpeg cannot open is cut short (its index sits past the end), if it is."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return None
+    try:
+        return mov_structure(path, -1)[1]
+    except Exception:  # noqa: BLE001 - only a better reason is at stake
+        return None
+
+
+def _stated_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """The video's duration as its headers state it, or None when they do not say.
+
+    Matroska keeps a per-track DURATION tag (FFmpeg fills the stream duration there from
+    the whole file, audio included); other containers state the stream's own. The
+    container's duration counts only when the video is its one stream.
+    """
+    if set(container.format.name.split(",")) & {"matroska", "webm"}:
+        tag = stream.metadata.get("DURATION")
+        if tag:
+            try:
+                h, m, sec = tag.strip().split(":")
+                return int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                return None
+    elif stream.duration and stream.duration > 0 and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and container.duration > 0 and len(container.streams) == 1:
+        return container.duration / av.time_base
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    return " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
+
+
+def sample_grey_frames(uri: str, *, fps: float = 16.0, max_side: int = 160) -> tuple[np.ndarray, float]:
+    """Grey frames (N, H, W) uint8 sampled at ``fps`` and the decoded duration in seconds.
+
+    A file that stops decoding part way returns what it decoded (see :func:`decode_samples`,
+    which also says why it stopped, and hands out frames without holding them all).
+    """
+    frames: list[np.ndarray] = []
+    info = decode_samples(uri, lambda grey, count: frames.extend([grey] * count), fps=fps, max_side=max_side)
+    if not frames:
+        return np.empty((0, 0, 0), np.uint8), info.duration_s
+    return np.stack(frames), info.duration_s

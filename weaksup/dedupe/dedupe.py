@@ -1,0 +1,603 @@
+"""Dedupe: remove from a training manifest the videos that overlap benchmark (target) videos.
+
+Paper supp. A.2: every training (source) video is compared with every benchmark
+(target) video on per-frame census codes at 16 fps; the overlap is the share of the
+*source's* length that the target covers, and every flagged source is removed ("low
+precision, high recall": ~20-29K of 65M). Here:
+
+1. every informative code of every target, in its full, 10%- and 20%-crop variants, goes
+   into one exact Hamming index (:class:`~weaksup.dedupe.search.HammingIndex`);
+2. sources are queried in chunks (bounded memory): each informative code and its mirror
+   (:func:`~weaksup.dedupe.census.mirror_codes`, for flipped copies) against the index at
+   ``radius`` bits;
+3. the frame matches are grouped per (source, target, variant, mirrored), groups with at
+   least ``min_frames`` distinct source frames are aligned in time
+   (:func:`~weaksup.dedupe.align.align`), and each (source, target) keeps its best group;
+4. a pair is reported when its alignment holds ``matched_frames >= min_frames`` source frames
+   and walks along the target like a copy does (``Alignment.span_ratio``: look-alike
+   scenes make blobs, not lines), and the source is removed when
+   ``overlap_source >= threshold``.
+
+Defaults, and why:
+
+* ``radius = 7`` bits: copies (re-encodes, WebM vs MP4, rescales) of the shared real videos
+  sit at 0-3 bits from their original frame, while the nearest unrelated frame in 0.9M
+  cross-video pairs was 12 bits away. 7 leaves room for harsher transcodes and is the
+  largest radius the 4 x 16-bit index reaches with 17 probes per substring (8 needs 137).
+* ``min_frames = 8``: half a second of frames on one alignment line; lucky single-frame
+  matches (possible at 65M x 650K videos) do not line up for that long. This gate, with
+  the alignment, is what keeps false positives out.
+* ``threshold = 1%`` of the source: the paper removes aggressively (high recall), and
+  benchmark clips are short (Something-Something 2-6 s, Kinetics 10 s) while training
+  sources run up to minutes. At 5% a whole 2.6 s benchmark clip inside a 56 s source
+  (4.7%) was kept (benchmarks/dedupe_quality.py); at 1% any aligned overlap of >= 0.6 s
+  in an Instagram-length (<= 60 s) source is removed, so for such sources the decision
+  rests on the ``min_frames`` evidence, and the threshold only spares long sources with a
+  sliver of overlap (< 6 s of a 10 minute video). Those still appear in the report
+  (``removed = false``); ``--threshold 0`` removes every reported pair.
+
+Self-dedupe (``--self``, or targets that are the manifest or its own codes): each video is
+matched against all the others (never itself, by video_id). The report holds both
+directions of a pair, each with the usual meaning (the source's full codes against the
+target's variant codes; the crop relation is not symmetric). Removal keeps one video of
+each group of copies: videos are visited longest first (then in manifest order) and one
+is removed when a video already kept covers at least ``threshold`` of it, read from
+either direction's row (source -> kept: ``overlap_source``; kept -> source:
+``overlap_target``). A report row's ``removed`` says its source was removed because of
+that (kept) target.
+
+Outputs: the cleaned manifest (``OUT``: the manifest minus removed rows, same schema),
+``OUT-stem.removed.parquet`` (removed manifest rows plus the overlap columns of their best
+match), the report (schema ``overlaps``) and ``OUT-stem.summary.json``. Sources that could
+not be fingerprinted (rejected, unfingerprintable) are kept and counted: with no codes
+they can be matched with nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from weaksup.dedupe.align import AlignConfig, Alignment, align
+from weaksup.dedupe.census import CODE_VERSION, mirror_codes
+from weaksup.dedupe.search import HammingIndex
+from weaksup.errors import InputError
+from weaksup.tables import check_table, load_schema, read_table, write_json, write_table
+
+DEFAULT_RADIUS = 7
+DEFAULT_MIN_FRAMES = 8
+DEFAULT_THRESHOLD = 1.0
+DEFAULT_FPS = 16.0
+MAX_RADIUS = 15
+VARIANTS = ("full", "crop10", "crop20")
+VARIANT_COLUMNS = ("codes", "codes_crop10", "codes_crop20")
+OVERLAP_COLUMNS = ("overlap_source", "overlap_target", "offset_s", "matched_frames", "mirrored", "variant")
+
+
+@dataclass(frozen=True)
+class DedupeConfig:
+    """A dedupe run: the manifest, the targets, where the outputs go, and the match rules."""
+
+    manifest: Path
+    out: Path
+    report: Path
+    targets: Path | None = None  # codes table, or videos table (fingerprinted first); None with self_dedupe
+    source_codes: Path | None = None  # codes of the manifest's videos; fingerprinted when absent
+    threshold: float = DEFAULT_THRESHOLD  # percent of the source's length
+    radius: int = DEFAULT_RADIUS  # Hamming bits for a frame match
+    min_frames: int = DEFAULT_MIN_FRAMES  # aligned source frames for a reported pair
+    self_dedupe: bool = False
+    chunk_size: int = 256  # source videos queried together
+    workers: int = 2  # fingerprinting worker processes
+    fps: float = DEFAULT_FPS  # sampling rate when fingerprinting here
+    progress: bool = True
+    align: AlignConfig = field(default_factory=AlignConfig)
+
+
+def output_paths(out: Path) -> tuple[Path, Path, Path, Path]:
+    """removed table, summary, and the source/target codes fingerprinted here, beside ``out``."""
+    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
+    return (
+        out.with_name(f"{stem}.removed.parquet"),
+        out.with_name(f"{stem}.summary.json"),
+        out.with_name(f"{stem}.source_codes.parquet"),
+        out.with_name(f"{stem}.target_codes.parquet"),
+    )
+
+
+# ---------------------------------------------------------------------------- code tables
+
+
+@dataclass
+class CodeSet:
+    """Code rows as flat numpy arrays: row r's frames are ``starts[r] : starts[r] + lengths[r]``."""
+
+    ids: list[str]
+    status: list[str]
+    lengths: np.ndarray
+    starts: np.ndarray
+    codes: dict[str, np.ndarray]
+    informative: np.ndarray
+
+    def usable(self, r: int) -> bool:
+        """Has codes and at least one informative frame (else it can match nothing)."""
+        a = self.starts[r]
+        return self.status[r] == "ok" and bool(self.informative[a : a + self.lengths[r]].any())
+
+    def frames(self, r: int, variant: str = "full") -> tuple[np.ndarray, np.ndarray]:
+        a, n = self.starts[r], self.lengths[r]
+        return self.codes[variant][a : a + n], self.informative[a : a + n]
+
+
+def _list_values(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row lengths (0 for null) and the flattened values of a list column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    return lengths, values
+
+
+def code_set(table: pa.Table | pa.RecordBatch, source: str, variants: tuple[str, ...] = VARIANTS) -> CodeSet:
+    """Flatten the code lists of a codes table; lists of one row must have one length."""
+    lengths, informative = _list_values(table.column("informative"))
+    codes = {}
+    for variant in variants:
+        n, values = _list_values(table.column(VARIANT_COLUMNS[VARIANTS.index(variant)]))
+        bad = np.flatnonzero(n != lengths)
+        if len(bad):
+            r = int(bad[0])
+            raise InputError(
+                f"{source}: row {r} ({table.column('video_id')[r].as_py()!r}) has {n[r]} "
+                f"{VARIANT_COLUMNS[VARIANTS.index(variant)]} but {lengths[r]} informative flags"
+            )
+        codes[variant] = values.astype(np.uint64, copy=False)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    return CodeSet(
+        ids=[str(v) for v in table.column("video_id").to_pylist()],
+        status=table.column("status").to_pylist(),
+        lengths=lengths,
+        starts=starts,
+        codes=codes,
+        informative=informative.astype(bool, copy=False),
+    )
+
+
+def check_codes(path: Path) -> pa.Table:
+    """Check a codes table without loading its codes; return its light columns.
+
+    Same rules as :func:`weaksup.dedupe.fingerprint.read_codes` (schema, this code version,
+    one fps), for tables streamed in chunks.
+    """
+    schema = load_schema("codes")
+    light = ["video_id", "uri", "status", "code_version", "fps"]
+    table = read_table("codes", path, columns=light)
+    check_table(pq.read_schema(path).empty_table(), schema, str(path))
+    versions = sorted(set(table.column("code_version").to_pylist()))
+    if any(v != CODE_VERSION for v in versions):
+        raise InputError(
+            f"{path}: stale code table (code_version {', '.join(map(str, versions))}, this weaksup codes "
+            f"version {CODE_VERSION}); re-run weaksup fingerprint"
+        )
+    rates = sorted(set(table.column("fps").to_pylist()))
+    if len(rates) > 1:
+        raise InputError(f"{path}: rows were coded at different fps ({', '.join(f'{r:g}' for r in rates)})")
+    return table
+
+
+def _table_fps(table: pa.Table) -> float | None:
+    rates = set(table.column("fps").to_pylist())
+    return rates.pop() if rates else None
+
+
+def is_codes_table(path: Path) -> bool:
+    """A Parquet file with code lists (else: a videos table to fingerprint)."""
+    if path.suffix.lower() not in ("", ".parquet", ".pq"):
+        return False
+    try:
+        names = pq.read_schema(path).names
+    except Exception:  # not Parquet: let the videos reader say what is wrong
+        return False
+    return "codes" in names and "code_version" in names
+
+
+def _same_file(a: Path | None, b: Path | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+# ---------------------------------------------------------------------------- target index
+
+
+@dataclass
+class TargetIndex:
+    """Every informative target code (all variants) in one index, and where each row came from."""
+
+    videos: CodeSet
+    index: HammingIndex
+    row_video: np.ndarray  # code set row
+    row_frame: np.ndarray
+    row_variant: np.ndarray  # index into VARIANTS
+    uid_of: dict[str, int]  # video_id -> one number per distinct id
+    uid: np.ndarray  # uid of each code set row
+
+    @classmethod
+    def build(cls, videos: CodeSet, rows: list[int]) -> "TargetIndex":
+        codes, vids, frames, variants = [], [], [], []
+        for r in rows:
+            if not videos.usable(r):
+                continue
+            a, n = videos.starts[r], videos.lengths[r]
+            keep = np.flatnonzero(videos.informative[a : a + n])
+            for v, name in enumerate(VARIANTS):
+                codes.append(videos.codes[name][a + keep])
+                vids.append(np.full(len(keep), r, np.int32))
+                frames.append(keep.astype(np.int32))
+                variants.append(np.full(len(keep), v, np.int8))
+
+        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+        flat = cat(codes, np.uint64)
+        uid_of = {v: i for i, v in enumerate(dict.fromkeys(videos.ids))}
+        uid = np.array([uid_of[v] for v in videos.ids], np.int64)
+        return cls(
+            videos, HammingIndex().build(flat), cat(vids, np.int32), cat(frames, np.int32), cat(variants, np.int8),
+            uid_of, uid,
+        )
+
+
+# ---------------------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True)
+class PairMatch:
+    """The best alignment of one (source, target) pair."""
+
+    source: str
+    target: str
+    alignment: Alignment
+    variant: str
+    mirrored: bool
+
+
+@dataclass
+class MatchStats:
+    query_codes: int = 0
+    frame_matches: int = 0
+    aligned_groups: int = 0
+    candidate_pairs: int = 0
+
+
+def _rank(m: PairMatch) -> tuple:
+    a = m.alignment
+    return (a.overlap_source, a.matched_frames, a.overlap_target, -VARIANTS.index(m.variant), not m.mirrored)
+
+
+def match_chunk(
+    sources: CodeSet,
+    rows: list[int],
+    targets: TargetIndex,
+    cfg: DedupeConfig,
+    fps: float,
+    stats: MatchStats,
+    *,
+    exclude_same_id: bool,
+) -> list[PairMatch]:
+    """Best alignment of each (source, target) pair of the source ``rows`` that meets min_frames."""
+    q_codes, q_src, q_frame, q_mirror = [], [], [], []
+    for k, r in enumerate(rows):
+        codes, inf = sources.frames(r)
+        frames = np.flatnonzero(inf)
+        c = codes[frames]
+        for mirrored, qc in ((0, c), (1, mirror_codes(c))):
+            q_codes.append(qc)
+            q_src.append(np.full(len(frames), k, np.int64))
+            q_frame.append(frames)
+            q_mirror.append(np.full(len(frames), mirrored, np.int64))
+    if not q_codes:
+        return []
+    q = np.concatenate(q_codes)
+    stats.query_codes += len(q)
+    qi, ti, dist = targets.index.query(q, cfg.radius)
+    sv = np.concatenate(q_src)[qi]
+    sf = np.concatenate(q_frame)[qi]
+    mir = np.concatenate(q_mirror)[qi]
+    dist = dist.astype(np.int64)
+    tv = targets.row_video[ti].astype(np.int64)
+    tf = targets.row_frame[ti].astype(np.int64)
+    var = targets.row_variant[ti].astype(np.int64)
+    if exclude_same_id:  # self-dedupe: a video never matches itself
+        source_uid = np.array([targets.uid_of.get(sources.ids[r], -1) for r in rows], np.int64)
+        other = targets.uid[tv] != source_uid[sv]
+        sv, sf, mir, tv, tf, var, dist = sv[other], sf[other], mir[other], tv[other], tf[other], var[other], dist[other]
+    stats.frame_matches += len(sv)
+    if not len(sv):
+        return []
+
+    n_targets = max(len(targets.videos.ids), 1)
+    key = ((sv * n_targets + tv) * len(VARIANTS) + var) * 2 + mir
+    order = np.lexsort((tf, sf, key))
+    key, sv, sf, mir, tv, tf, var, dist = (a[order] for a in (key, sv, sf, mir, tv, tf, var, dist))
+    group_start = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    new_frame = np.concatenate(([True], (key[1:] != key[:-1]) | (sf[1:] != sf[:-1])))
+    distinct = np.add.reduceat(new_frame.astype(np.int64), group_start)
+    group_end = np.append(group_start[1:], len(key))
+
+    best: dict[tuple[int, str], PairMatch] = {}
+    aligned: set[tuple[int, int]] = set()
+    for g in np.flatnonzero(distinct >= cfg.min_frames):
+        a, b = int(group_start[g]), int(group_end[g])
+        k, t = int(sv[a]), int(tv[a])
+        r = rows[k]
+        s_codes, s_inf = sources.frames(r)
+        _, t_inf = targets.videos.frames(t)
+        stats.aligned_groups += 1
+        aligned.add((k, t))
+        al = align(
+            sf[a:b], tf[a:b], n_source=len(s_codes), n_target=len(t_inf), fps=fps, distances=dist[a:b],
+            source_informative=s_inf, target_informative=t_inf, config=cfg.align,
+        )
+        if al is None or al.matched_frames < cfg.min_frames or not al.consistent(cfg.align):
+            continue
+        m = PairMatch(sources.ids[r], targets.videos.ids[t], al, VARIANTS[int(var[a])], bool(mir[a]))
+        pair = (k, m.target)
+        if pair not in best or _rank(m) > _rank(best[pair]):
+            best[pair] = m
+    stats.candidate_pairs += len(aligned)
+    return list(best.values())
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def _iter_source_chunks(path: Path, wanted: dict[int, str], chunk: int) -> Iterator[tuple[CodeSet, list[int]]]:
+    """Chunks of the source codes table (only the full codes are read), rows restricted to ``wanted``."""
+    pf = pq.ParquetFile(path)
+    offset = 0
+    for batch in pf.iter_batches(batch_size=chunk, columns=["video_id", "status", "codes", "informative"]):
+        rows = [r for r in range(batch.num_rows) if offset + r in wanted]
+        offset += batch.num_rows
+        if rows:
+            yield code_set(batch, str(path), variants=("full",)), rows
+
+
+def _fingerprint(videos: Path, out: Path, cfg: DedupeConfig) -> Path:
+    from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
+
+    fingerprint_videos(FingerprintConfig(videos=videos, out=out, fps=cfg.fps, workers=cfg.workers, progress=cfg.progress))
+    return out
+
+
+def _validate(cfg: DedupeConfig) -> None:
+    if not 0 <= cfg.threshold <= 100:
+        raise InputError(f"threshold must be a percentage within 0..100, got {cfg.threshold}")
+    if not 0 <= cfg.radius <= MAX_RADIUS:
+        raise InputError(f"radius must be within 0..{MAX_RADIUS} bits, got {cfg.radius}")
+    if cfg.min_frames < 1:
+        raise InputError(f"min frames must be at least 1, got {cfg.min_frames}")
+    if cfg.chunk_size < 1:
+        raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
+    inputs = [p for p in (cfg.manifest, cfg.targets, cfg.source_codes) if p is not None]
+    outputs = [cfg.out, cfg.report, *output_paths(Path(cfg.out))[:2]]
+    for o in outputs:
+        if any(_same_file(o, i) for i in inputs):
+            raise InputError(f"{o}: output path is also an input; choose another --out/--report")
+    if _same_file(cfg.out, cfg.report):
+        raise InputError(f"{cfg.report}: --report and --out are the same file")
+
+
+def _self_removal(
+    matches: list[PairMatch], order: dict[str, tuple[int, int]], threshold: float
+) -> tuple[dict[str, PairMatch], set[int]]:
+    """Greedy keep-first over videos (longest, then manifest order): removed id -> its evidence.
+
+    The evidence of a removal found on the reverse row (kept -> removed) is that row seen
+    from the removed side; also returns the indexes of the report rows that caused removals.
+    """
+    edges: dict[str, list[tuple[float, str, int, bool]]] = defaultdict(list)
+    for i, m in enumerate(matches):
+        edges[m.source].append((m.alignment.overlap_source, m.target, i, False))
+        edges[m.target].append((m.alignment.overlap_target, m.source, i, True))
+    removed: dict[str, PairMatch] = {}
+    causes: set[int] = set()
+    last = (0, 1 << 62)
+    for vid in sorted(edges, key=lambda v: order.get(v, last)):
+        rank = order.get(vid, last)
+        hits = [e for e in edges[vid] if e[0] >= threshold and e[1] not in removed and order.get(e[1], last) < rank]
+        if not hits:
+            continue
+        share, _, i, reverse = max(hits, key=lambda e: (e[0], not e[3]))
+        m = matches[i]
+        if reverse:
+            a = m.alignment
+            flipped = replace(
+                a, overlap_source=a.overlap_target, overlap_target=a.overlap_source, offset_s=-a.offset_s,
+                matched_frames=a.target_frames, target_frames=a.matched_frames, speed=round(1 / a.speed, 4),
+                source_first=a.target_first, source_last=a.target_last,
+                target_first=a.source_first, target_last=a.source_last,
+            )
+            m = PairMatch(m.target, m.source, flipped, m.variant, m.mirrored)
+        removed[vid] = m
+        causes.update(e[2] for e in hits if not e[3])
+    return removed, causes
+
+
+def dedupe_manifest(cfg: DedupeConfig) -> dict:
+    """Run dedupe (see the module docstring); write the outputs and return the summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    start = time.perf_counter()
+    _validate(cfg)
+    out = Path(cfg.out)
+    removed_path, summary_file, source_codes_out, target_codes_out = output_paths(out)
+    manifest = read_table("manifest", cfg.manifest)
+
+    self_mode = cfg.self_dedupe or _same_file(cfg.targets, cfg.manifest) or _same_file(cfg.targets, cfg.source_codes)
+    if cfg.self_dedupe and cfg.targets is not None and not (
+        _same_file(cfg.targets, cfg.manifest) or _same_file(cfg.targets, cfg.source_codes)
+    ):
+        raise InputError(f"{cfg.targets}: --self de-duplicates the manifest against itself; drop --targets or --self")
+    if not self_mode and cfg.targets is None:
+        raise InputError("no targets: give --targets (benchmark codes or videos), or --self")
+    if cfg.targets is not None and not Path(cfg.targets).exists():
+        raise InputError(f"{cfg.targets}: file not found")
+
+    if cfg.source_codes is not None:
+        source_codes = Path(cfg.source_codes)
+    else:
+        source_codes = _fingerprint(Path(cfg.manifest), source_codes_out, cfg)
+    source_meta = check_codes(source_codes)
+
+    # manifest rows -> the first codes row of their video_id
+    first_row: dict[str, int] = {}
+    for r, v in enumerate(source_meta.column("video_id").to_pylist()):
+        first_row.setdefault(str(v), r)
+    manifest_ids = [str(v) for v in manifest.column("video_id").to_pylist()]
+    missing = [v for v in manifest_ids if v not in first_row]
+    if missing:
+        raise InputError(
+            f"{source_codes}: no codes for {len(missing)} manifest video(s) (e.g. {missing[0]!r}); "
+            "fingerprint the manifest's videos (or drop --source-codes)"
+        )
+    wanted = {first_row[v]: v for v in dict.fromkeys(manifest_ids)}
+
+    if self_mode:
+        target_path = source_codes
+        targets_table = source_meta
+        full = pq.read_table(source_codes, columns=["video_id", "status", *VARIANT_COLUMNS, "informative"])
+        target_rows = sorted(wanted)
+        target_set = code_set(full.take(target_rows), str(source_codes))
+        target_index = TargetIndex.build(target_set, list(range(len(target_rows))))
+    else:
+        target_path = Path(cfg.targets)
+        if not is_codes_table(target_path):
+            target_path = _fingerprint(target_path, target_codes_out, cfg)
+        from weaksup.dedupe.fingerprint import read_codes
+
+        targets_table = read_codes(target_path)
+        target_set = code_set(targets_table, str(target_path))
+        target_index = TargetIndex.build(target_set, list(range(targets_table.num_rows)))
+
+    fps = _table_fps(source_meta) or DEFAULT_FPS
+    target_fps = _table_fps(targets_table)
+    if target_fps is not None and _table_fps(source_meta) is not None and target_fps != fps:
+        raise InputError(
+            f"{target_path}: codes at {target_fps:g} fps but the source codes ({source_codes}) are at {fps:g} fps; "
+            "fingerprint both at one --fps"
+        )
+
+    # sources: status of each manifest video, lengths for the self-dedupe order
+    status_of: dict[str, str] = {}
+    length_of: dict[str, int] = {}
+    stats = MatchStats()
+    matches: list[PairMatch] = []
+    n_query = len(wanted)
+    with Progress(
+        TextColumn("[bold]dedupe"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        disable=not cfg.progress, transient=False,
+    ) as progress:
+        task = progress.add_task("dedupe", total=n_query)
+        for chunk, rows in _iter_source_chunks(source_codes, wanted, cfg.chunk_size):
+            usable = []
+            for r in rows:
+                vid = chunk.ids[r]
+                usable_r = chunk.usable(r)
+                status_of[vid] = chunk.status[r] if chunk.status[r] != "ok" or usable_r else "unfingerprintable"
+                length_of[vid] = int(chunk.lengths[r])
+                if usable_r:
+                    usable.append(r)
+            matches += match_chunk(chunk, usable, target_index, cfg, fps, stats, exclude_same_id=self_mode)
+            progress.advance(task, len(rows))
+
+    order = {v: (-length_of.get(v, 0), i) for i, v in reversed(list(enumerate(manifest_ids)))}
+    if self_mode:
+        removed_by, causes = _self_removal(matches, order, cfg.threshold)
+        row_removed = [i in causes for i in range(len(matches))]
+    else:
+        row_removed = [m.alignment.overlap_source >= cfg.threshold for m in matches]
+        removed_by = {}
+        for m, rm in zip(matches, row_removed):
+            if rm and (m.source not in removed_by or _rank(m) > _rank(removed_by[m.source])):
+                removed_by[m.source] = m
+
+    ranked = sorted(range(len(matches)), key=lambda i: (order.get(matches[i].source, (0, 0))[1], matches[i].target))
+    report = {
+        "source_video_id": [matches[i].source for i in ranked],
+        "target_video_id": [matches[i].target for i in ranked],
+        "overlap_source": [round(matches[i].alignment.overlap_source, 3) for i in ranked],
+        "overlap_target": [round(matches[i].alignment.overlap_target, 3) for i in ranked],
+        "offset_s": [matches[i].alignment.offset_s for i in ranked],
+        "matched_frames": [matches[i].alignment.matched_frames for i in ranked],
+        "mirrored": [matches[i].mirrored for i in ranked],
+        "variant": [matches[i].variant for i in ranked],
+        "removed": [row_removed[i] for i in ranked],
+    }
+    write_table("overlaps", report, cfg.report)
+
+    removed_mask = np.array([v in removed_by for v in manifest_ids], bool)
+    write_table("manifest", manifest.filter(pa.array(~removed_mask)), out)
+    removed_rows = manifest.filter(pa.array(removed_mask))
+    evidence = [removed_by[v] for v in np.array(manifest_ids, dtype=object)[removed_mask]]
+    extra = {
+        "target_video_id": pa.array([m.target for m in evidence], pa.string()),
+        "overlap_source": pa.array([round(m.alignment.overlap_source, 3) for m in evidence], pa.float64()),
+        "overlap_target": pa.array([round(m.alignment.overlap_target, 3) for m in evidence], pa.float64()),
+        "offset_s": pa.array([m.alignment.offset_s for m in evidence], pa.float64()),
+        "matched_frames": pa.array([m.alignment.matched_frames for m in evidence], pa.int32()),
+        "mirrored": pa.array([m.mirrored for m in evidence], pa.bool_()),
+        "variant": pa.array([m.variant for m in evidence], pa.string()),
+    }
+    for name, values in extra.items():
+        if name in removed_rows.column_names:
+            removed_rows = removed_rows.drop_columns([name])
+        removed_rows = removed_rows.append_column(name, values)
+    write_table("manifest", removed_rows, removed_path)
+
+    source_status = Counter(status_of.get(v, "ok") for v in manifest_ids)
+    target_status = Counter(
+        s if s != "ok" or target_set.usable(r) else "unfingerprintable" for r, s in enumerate(target_set.status)
+    )
+    summary = {
+        "sources": len(manifest_ids),
+        "sources_fingerprinted": source_status.get("ok", 0),
+        "sources_unfingerprintable": source_status.get("unfingerprintable", 0),
+        "sources_rejected": source_status.get("rejected", 0),
+        "targets": len(target_set.ids),
+        "targets_fingerprinted": target_status.get("ok", 0),
+        "targets_unfingerprintable": target_status.get("unfingerprintable", 0),
+        "targets_rejected": target_status.get("rejected", 0),
+        "self_dedupe": self_mode,
+        "indexed_target_codes": len(target_index.index),
+        "query_codes": stats.query_codes,
+        "frame_matches": stats.frame_matches,
+        "aligned_groups": stats.aligned_groups,
+        "candidate_pairs": stats.candidate_pairs,
+        "reported_pairs": len(matches),
+        "removed": int(removed_mask.sum()),
+        "kept": int((~removed_mask).sum()),
+        "reported_by_variant": {v: sum(m.variant == v for m in matches) for v in VARIANTS},
+        "reported_mirrored": sum(m.mirrored for m in matches),
+        "removed_by_variant": {v: sum(m.variant == v for m in removed_by.values()) for v in VARIANTS},
+        "removed_mirrored": sum(m.mirrored for m in removed_by.values()),
+        "threshold_pct": cfg.threshold,
+        "radius_bits": cfg.radius,
+        "min_frames": cfg.min_frames,
+        "tolerance_frames": cfg.align.tolerance,
+        "fps": fps,
+        "code_version": CODE_VERSION,
+        "source_codes": str(source_codes),
+        "target_codes": str(target_path),
+        "report": str(cfg.report),
+        "removed_table": str(removed_path),
+        "wall_s": round(time.perf_counter() - start, 3),
+    }
+    write_json(summary, summary_file)
+    return summary

@@ -1,0 +1,196 @@
+"""Fingerprint: the Census-Transform codes of every video at 16 fps (paper supp. A.2).
+
+Each video becomes one ``codes`` row: a 64-bit code per sampled frame for the full frame
+and its 10%/20% centre crops, and a flag per frame saying whether it is informative
+(flat frames never vote in a match). Decoding is the whole cost, so frames are sampled
+by timestamp and only the sampled ones are converted, straight to small grey images
+(:mod:`weaksup.dedupe.decode`). A frame shown for several samples is coded once.
+
+Row status:
+
+* ``ok``: codes for every sample. If decoding stopped part way on damaged data the codes
+  cover what decoded and ``error`` says so (``PartialDecode: ...``): a cut copy is still
+  a copy.
+* ``unfingerprintable``: decodes, but is shorter than one frame at ``fps`` or has no
+  informative frame (all black/flat). Such a video would match everything or nothing,
+  so it gets no codes.
+* ``rejected``: missing, empty, not a video, no frame decodes (the bulk job's rule: a
+  worker never raises, the reason goes in ``error``).
+
+A code table is only comparable with another of the same ``code_version`` and ``fps``;
+:func:`read_codes` refuses anything else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from weaksup.bulk import BulkConfig, parts_dir, run_bulk, safe_call
+from weaksup.assembly.videos import read_id_uri
+from weaksup.dedupe.census import CODE_VERSION, census_codes, frame_grids, informative
+from weaksup.dedupe.decode import TIME_TOLERANCE_S, decode_samples
+from weaksup.errors import InputError
+from weaksup.tables import read_table, write_json
+
+DEFAULT_FPS = 16.0
+
+
+@dataclass(frozen=True)
+class FingerprintConfig:
+    """A fingerprint run: the videos table in, the codes table out, the sampling rate, the bulk job."""
+
+    videos: Path
+    out: Path
+    fps: float = DEFAULT_FPS
+    workers: int = 2
+    chunk_size: int = 16
+    progress: bool = True
+
+
+def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS) -> dict:
+    """The ``codes`` row fields of one video (everything but video_id and uri).
+
+    ``duration_s`` is ``n_codes / fps`` for an ok row and the decoded duration otherwise.
+    Decoding failures raise (see :func:`weaksup.dedupe.decode.decode_samples`); the bulk
+    job turns them into rejected rows.
+    """
+    grids: list[np.ndarray] = []
+    counts: list[int] = []
+
+    def consume(grey: np.ndarray, count: int) -> None:
+        grids.append(frame_grids(grey))
+        counts.append(count)
+
+    info = decode_samples(uri, consume, fps=fps)
+    row: dict = {"code_version": CODE_VERSION, "fps": float(fps), "duration_s": info.duration_s}
+    if info.n_samples == 0 or info.duration_s < 1.0 / fps - TIME_TOLERANCE_S:
+        why = "the video stream has no frames" if info.n_samples == 0 and info.duration_s == 0 else (
+            f"shorter than one frame at {fps:g} fps ({info.duration_s:.3f} s)"
+        )
+        return {**row, "status": "unfingerprintable", "error": f"TooShort: {why}"}
+    stacked = np.stack(grids)  # (distinct frames, 3, 8, 8)
+    repeat = np.asarray(counts)
+    codes = np.repeat(census_codes(stacked), repeat, axis=0)  # (samples, 3)
+    flags = np.repeat(informative(stacked[:, 0]), repeat)
+    if not flags.any():
+        return {**row, "status": "unfingerprintable",
+                "error": f"NoInformativeFrame: no informative frame (all {len(flags)} sampled frames are flat)"}
+    return {
+        **row,
+        "status": "ok",
+        "error": f"PartialDecode: {info.partial}" if info.partial else None,
+        "duration_s": len(flags) / fps,
+        "codes": codes[:, 0].tolist(),
+        "codes_crop10": codes[:, 1].tolist(),
+        "codes_crop20": codes[:, 2].tolist(),
+        "informative": flags.tolist(),
+    }
+
+
+def _fingerprint_item(item: dict) -> dict:
+    """Bulk worker: a codes row; rejected rows keep code_version and fps (non-nullable)."""
+    row = safe_call(lambda it: fingerprint_video(it["uri"], fps=it["fps"]), item)
+    row["code_version"], row["fps"] = CODE_VERSION, float(item["fps"])
+    return row
+
+
+def summarize(table: pa.Table, wall_s: float) -> dict:
+    """Row counts by status, reasons by kind, coded frames and seconds, and the run's wall time."""
+    status = table.column("status").to_pylist()
+    errors = table.column("error").to_pylist()
+    reasons = Counter((e or "").split(":", 1)[0] or "unknown" for s, e in zip(status, errors) if s != "ok")
+    ok = pc.equal(table.column("status"), "ok")
+    frames = pc.sum(pc.list_value_length(pc.filter(table.column("codes"), ok))).as_py()  # no lists in Python
+    seconds = pc.sum(pc.filter(table.column("duration_s"), ok)).as_py()
+    return {
+        "videos": table.num_rows,
+        "ok": status.count("ok"),
+        "rejected": status.count("rejected"),
+        "unfingerprintable": status.count("unfingerprintable"),
+        "partial": sum(1 for s, e in zip(status, errors) if s == "ok" and e),
+        "reasons": dict(reasons.most_common()),
+        "frames": int(frames or 0),
+        "video_seconds": round(float(seconds or 0.0), 3),
+        "wall_s": round(wall_s, 3),
+    }
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.summary.json")
+
+
+def _check_parts(out: Path, fps: float) -> None:
+    """A resumed run must not mix rows of another fps or code version into the table."""
+    for part in sorted(parts_dir(out).glob("part-*.parquet")):
+        try:
+            t = pq.read_table(part, columns=["fps", "code_version"])
+        except Exception:  # a part cut short by a kill; the bulk job redoes its rows
+            continue
+        for f, v in zip(t.column("fps").to_pylist(), t.column("code_version").to_pylist()):
+            if f != fps or v != CODE_VERSION:
+                raise InputError(
+                    f"{parts_dir(out)}: an interrupted run at {f:g} fps (code_version {v}) is there; "
+                    f"resume it with --fps {f:g} or delete that folder"
+                )
+
+
+def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
+    """Fingerprint every row of the videos table into ``cfg.out`` (one row each, resumable).
+
+    The summary is also written beside the table as ``OUT-stem.summary.json``.
+    """
+    start = time.perf_counter()
+    if cfg.chunk_size < 1:
+        raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
+    if not cfg.fps > 0:
+        raise InputError(f"fps must be positive, got {cfg.fps}")
+    videos = read_id_uri(cfg.videos)
+    for name in ("video_id", "uri"):
+        nulls = videos.column(name).null_count
+        if nulls:
+            raise InputError(f"{cfg.videos}: column {name!r} has {nulls} empty value(s); every video needs one")
+    out = Path(cfg.out)
+    _check_parts(out, float(cfg.fps))
+    ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
+    items = [{"video_id": v, "uri": u, "fps": float(cfg.fps)} for v, u in zip(ids, uris)]
+    table = run_bulk(
+        items,
+        _fingerprint_item,
+        schema_name="codes",
+        out=out,
+        config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="fingerprint", progress=cfg.progress),
+    )
+    summary = summarize(table, time.perf_counter() - start)
+    write_json(summary, summary_path(out))
+    return table, summary
+
+
+def read_codes(path: str | Path) -> pa.Table:
+    """Read and check a codes table: the schema, one code version (this one's) and one fps.
+
+    Codes of another version or sampling rate cannot be compared with fresh ones, so a
+    stale table is bad input, not something to match against.
+    """
+    table = read_table("codes", path)
+    versions = sorted(set(table.column("code_version").to_pylist()))
+    stale = [v for v in versions if v != CODE_VERSION]
+    if stale:
+        raise InputError(
+            f"{path}: stale code table (code_version {', '.join(map(str, versions))}, this weaksup codes "
+            f"version {CODE_VERSION}); re-run weaksup fingerprint"
+        )
+    rates = sorted(set(table.column("fps").to_pylist()))
+    if len(rates) > 1:
+        raise InputError(
+            f"{path}: rows were coded at different fps ({', '.join(f'{r:g}' for r in rates)}); "
+            "re-run weaksup fingerprint with one --fps"
+        )
+    return table
