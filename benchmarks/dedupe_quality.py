@@ -23,6 +23,7 @@ import av
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 FAMILIES_HIGH = ("rescale", "reencode", "fps", "colour", "greyscale", "text", "trim")
@@ -104,7 +105,8 @@ def make_copies(target: str, frames: np.ndarray, fps: float, other: np.ndarray, 
     idx = np.round(np.arange(0, n, fps / 15)).astype(int).clip(0, n - 1)
     copies.append(("fps", frames[idx], 15.0, 100, 100, None))
     copies.append(("colour", np.clip(frames[..., ::-1] * 0.7 + 40, 0, 255).astype(np.uint8), fps, 100, 100, None))
-    grey = np.repeat(frames.mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3)
+    # desaturation keeps luma (as ffmpeg's hue=s=0 or format=gray do), not the plain RGB mean
+    grey = np.repeat(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])[..., None], 3, axis=3)
     copies.append(("greyscale", grey, fps, 100, 100, None))
     text = frames.copy()
     for f in text:
@@ -213,7 +215,7 @@ def main() -> None:
     fp_unrelated = sum(1 for k, p, _ in negatives if k == "unrelated" and p.stem in removed_sources)
     hard = [(p, t) for k, p, t in negatives if k == "hard"]
     fp_hard = sum(1 for p, t in hard if p.stem in removed_sources)
-    wrong_target = sum(1 for (s, t), r in best.items() if r["removed"] and "__" in s and s.split("__")[0] != t)
+    wrong_target = sum(1 for (s, t), r in best.items() if r["removed"] and "__" in s and s.rsplit("__", 1)[0] != t)
     print(f"\nfalse positives: unrelated {fp_unrelated} of {n_pairs_unrelated} pairs "
           f"({100 * fp_unrelated / max(1, n_pairs_unrelated):.2f}%, goal ≤ 0.1%); "
           f"hard negatives {fp_hard} of {len(hard)} (goal ≤ 2%); copies matched to a wrong target: {wrong_target}")

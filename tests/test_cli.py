@@ -284,6 +284,9 @@ def test_quickstart(tmp_path, cli):
     assert 0 < reached < 400
     for label in ("IG-Kinetics", "IG-Noun", "IG-Verb"):
         assert label in result.output
+    assert "3 removed of 3 planted copies" in " ".join(result.output.split())
+    clean = rows(out / "data" / "tiny_videos" / "clean_manifest.parquet")
+    assert not any(r["video_id"].startswith("copy_of_bench") for r in clean)
     assert not list(out.rglob("*.tmp-*"))
 
 

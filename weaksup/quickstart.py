@@ -22,7 +22,8 @@ from weaksup.assembly.stats import StatsConfig, manifest_stats
 from weaksup.labels.build import BuildLabelsConfig, build_labels
 from weaksup.labels.overlap import label_overlap
 from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
-from weaksup.synth.video import write_test_video
+from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
+from weaksup.synth.video import textured_frames, write_test_video, write_video
 from weaksup.tables import write_table
 
 
@@ -97,7 +98,32 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         ProbeConfig(videos=probe_dir / "videos.parquet", out=probe_dir / "probe.parquet", workers=0, progress=cfg.progress)
     )
     report["stages"]["probe"] = f"{p.get('ok')} ok, {p.get('rejected')} rejected with a reason (tiny generated videos)"
+    report["stages"]["dedupe"] = _dedupe_demo(probe_dir, rows, cfg)
     return report
+
+
+def _dedupe_demo(folder: Path, corpus: list[dict], cfg: QuickstartConfig) -> str:
+    """Plant transformed copies of held-out 'benchmark' videos in a corpus and remove them."""
+    targets, planted = [], []
+    for i in range(3):
+        frames = textured_frames(64, width=96, height=64, seed=100 + i)
+        targets.append({"video_id": f"bench{i}", "uri": str(write_video(folder / f"bench{i}.mp4", frames)), "hashtags": []})
+        copy = (frames[16:48], frames[:, :, ::-1], frames[:, ::2, ::2])[i]  # sub-clip, flip, rescale
+        path = write_video(folder / f"copy_of_bench{i}.mp4", copy, options={"crf": "30"})
+        planted.append({"video_id": f"copy_of_bench{i}", "uri": str(path)})
+    write_table("videos", pa.Table.from_pylist(targets), folder / "benchmark.parquet")
+    rows = [dict(r, label_id=0, label="demo", matched_label_ids=[0]) for r in corpus + planted]
+    write_table("manifest", pa.Table.from_pylist(rows), folder / "corpus_manifest.parquet")
+    s = dedupe_manifest(
+        DedupeConfig(
+            manifest=folder / "corpus_manifest.parquet", targets=folder / "benchmark.parquet",
+            out=folder / "clean_manifest.parquet", report=folder / "overlaps.parquet", workers=0, progress=cfg.progress,
+        )
+    )
+    return (
+        f"{s['removed']} removed of {len(planted)} planted copies (sub-clip, flip, rescale) among "
+        f"{len(rows)} corpus videos; {s['sources_rejected']} unreadable kept and counted"
+    )
 
 
 def _labels_in(summary: dict) -> str:

@@ -68,6 +68,7 @@ class Alignment:
     target_first: int
     target_last: int
     target_frames: int  # distinct target frames on the alignment
+    intercept: float = 0.0  # the line's offset in frames: target frame = speed * source frame + intercept
 
     @property
     def span_ratio(self) -> float:
@@ -231,4 +232,5 @@ def align(
         target_first=int(t_in[0]),
         target_last=int(t_in[-1]),
         target_frames=len(t_in),
+        intercept=float(offset),
     )

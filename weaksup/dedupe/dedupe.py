@@ -67,7 +67,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup.dedupe.align import AlignConfig, Alignment, align
-from weaksup.dedupe.census import CODE_VERSION, mirror_codes
+from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
 from weaksup.errors import InputError
 from weaksup.tables import check_table, load_schema, read_table, write_json, write_table
@@ -94,6 +94,8 @@ class DedupeConfig:
     threshold: float = DEFAULT_THRESHOLD  # percent of the source's length
     radius: int = DEFAULT_RADIUS  # Hamming bits for a frame match
     min_frames: int = DEFAULT_MIN_FRAMES  # aligned source frames for a reported pair
+    min_seeds: int = 3  # strict (radius) frame matches that start an alignment
+    verify_radius: int = 14  # Hamming bits for frames checked along a seeded alignment line (0: off)
     self_dedupe: bool = False
     chunk_size: int = 256  # source videos queried together
     workers: int = 2  # fingerprinting worker processes
@@ -333,7 +335,7 @@ def match_chunk(
 
     best: dict[tuple[int, str], PairMatch] = {}
     aligned: set[tuple[int, int]] = set()
-    for g in np.flatnonzero(distinct >= cfg.min_frames):
+    for g in np.flatnonzero(distinct >= min(cfg.min_seeds, cfg.min_frames)):
         a, b = int(group_start[g]), int(group_end[g])
         k, t = int(sv[a]), int(tv[a])
         r = rows[k]
@@ -345,6 +347,15 @@ def match_chunk(
             sf[a:b], tf[a:b], n_source=len(s_codes), n_target=len(t_inf), fps=fps, distances=dist[a:b],
             source_informative=s_inf, target_informative=t_inf, config=cfg.align,
         )
+        if al is not None and cfg.verify_radius > cfg.radius and al.consistent(cfg.align):  # seeds form a line
+            extra = _verify_line(sources, r, targets.videos, t, VARIANTS[int(var[a])], bool(mir[a]), al, cfg.verify_radius)
+            if extra is not None:
+                al = align(
+                    np.concatenate([sf[a:b], extra[0]]), np.concatenate([tf[a:b], extra[1]]),
+                    n_source=len(s_codes), n_target=len(t_inf), fps=fps,
+                    distances=np.concatenate([dist[a:b], extra[2]]),
+                    source_informative=s_inf, target_informative=t_inf, config=cfg.align,
+                ) or al
         if al is None or al.matched_frames < cfg.min_frames or not al.consistent(cfg.align):
             continue
         m = PairMatch(sources.ids[r], targets.videos.ids[t], al, VARIANTS[int(var[a])], bool(mir[a]))
@@ -353,6 +364,40 @@ def match_chunk(
             best[pair] = m
     stats.candidate_pairs += len(aligned)
     return list(best.values())
+
+
+def _verify_line(
+    sources: CodeSet, r: int, targets: CodeSet, t: int, variant: str, mirrored: bool, al: Alignment, radius: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Frame matches at a looser radius along a seeded alignment line.
+
+    Text overlays, greyscale and letterboxing move many frames just past the strict radius;
+    once a few strict matches fix a line, each source frame is compared with the target
+    frames at its place on it (+-1). Unrelated frames sit ~32 bits apart, so a loose radius
+    on one line adds copies' frames, not coincidences; the alignment is then recomputed.
+    """
+    s_codes, s_inf = sources.frames(r)
+    t_codes, t_inf = targets.frames(t, variant)
+    if mirrored:
+        s_codes = mirror_codes(s_codes)
+    i = np.flatnonzero(s_inf)
+    j0 = np.rint(al.speed * i + al.intercept).astype(np.int64)
+    src, tgt, dist = [], [], []
+    for dj in (-1, 0, 1):
+        j = j0 + dj
+        ok = (j >= 0) & (j < len(t_codes))
+        ii, jj = i[ok], j[ok]
+        ok = t_inf[jj]
+        ii, jj = ii[ok], jj[ok]
+        d = hamming(s_codes[ii], t_codes[jj])
+        hit = d <= radius
+        src.append(ii[hit])
+        tgt.append(jj[hit])
+        dist.append(d[hit])
+    src_a = np.concatenate(src)
+    if not len(src_a):
+        return None
+    return src_a, np.concatenate(tgt), np.concatenate(dist).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------- the run

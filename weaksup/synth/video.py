@@ -87,3 +87,32 @@ def write_test_video(
     """A moving-square video of ``seconds`` at ``fps`` (see :func:`moving_square_frames`)."""
     frames = moving_square_frames(max(1, round(seconds * fps)), width=width, height=height, seed=seed)
     return write_video(path, frames, fps=fps, **kwargs)
+
+
+def textured_frames(n_frames: int, *, width: int = 96, height: int = 64, seed: int = 0) -> np.ndarray:
+    """RGB frames of a smooth random scene panning slowly, with moving discs.
+
+    Unlike :func:`moving_square_frames` (pixel noise, where every 14x14 block has the
+    same mean), the scene has structure at the scale of the census grid, so rescaled,
+    re-encoded or flipped copies keep their codes: the content dedupe tests need.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    pad = max(width, height) // 2
+    coarse = rng.random((height // 8 + 4, width // 8 + 4, 3)).astype(np.float32)
+    scene = (cv2.resize(coarse, (width + pad, height + pad), interpolation=cv2.INTER_CUBIC) * 255).clip(0, 255)
+    scene = scene.astype(np.uint8)
+    centres = rng.random((3, 2)) * [width, height]
+    velocity = (rng.random((3, 2)) - 0.5) * 4
+    colours = rng.integers(0, 256, (3, 3))
+    frames = np.empty((n_frames, height, width, 3), np.uint8)
+    for i in range(n_frames):
+        dx = int(pad / 2 + pad / 2 * np.sin(i / 25 + seed))
+        dy = int(pad / 2 + pad / 2 * np.cos(i / 35 + seed))
+        frame = np.ascontiguousarray(scene[dy : dy + height, dx : dx + width])
+        for k in range(3):
+            x, y = (centres[k] + velocity[k] * i) % [width, height]
+            cv2.circle(frame, (int(x), int(y)), max(3, height // 8) + 2 * k, tuple(int(c) for c in colours[k]), -1)
+        frames[i] = frame
+    return frames
