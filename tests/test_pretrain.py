@@ -449,7 +449,9 @@ def test_two_process_gloo_ddp_run_ends_with_identical_weights(manifest: Path, tm
            "-m", "weaksup.train", "--manifest", str(manifest), "--out", str(out), "--preset", "tiny",
            "--max-steps", "2", "--device", "cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env)
+    # cwd outside the repo: "-m" puts the cwd first on sys.path, and the source tree's weaksup
+    # (whose cli/ is mapped only by the install) would shadow the installed package
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["total_batch"] == 8 and summary["steps"] == 2
