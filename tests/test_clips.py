@@ -314,7 +314,7 @@ def test_rejects_never_stop_the_epoch(videos: dict[str, Path], tmp_path: Path) -
     by_id = {r["video_id"]: r["reason"] for r in rows if r["epoch"] == 2}
     assert set(by_id) == {"v1", "v3", "v4", "v6"}
     assert by_id["v1"].startswith("FileNotFoundError")
-    assert by_id["v3"].startswith("NotAVideo") and by_id["v4"].startswith("NotAVideo")
+    assert by_id["v3"].startswith("NotAVideo") and by_id["v4"].startswith("TruncatedVideo")  # same reasons as probe
     assert by_id["v6"].startswith("EmptyFile")
     assert all(json.loads(line) for line in rejects.read_text().splitlines())
     assert write_rejects_parquet(rejects, tmp_path / "rejects.parquet") == len(rows)

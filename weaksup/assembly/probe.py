@@ -404,6 +404,35 @@ def _fold(deg: float) -> int:
     return rot - 360 if rot > 180 else rot
 
 
+def open_video_file(uri: str) -> tuple[Path, av.container.InputContainer]:
+    """Open a local video file; a missing, empty, unreadable or cut file raises a one-line error.
+
+    Shared by probe, fingerprint decoding and clip loading, so a bad file gets the same
+    reason (and rejects the same way) in every stage.
+    """
+    path = local_path(uri)
+    if not path.exists():
+        raise FileNotFoundError(f"{uri}: file not found")
+    if not path.is_file():
+        raise NotAVideo(f"{uri}: not a regular file")
+    if path.stat().st_size == 0:
+        raise EmptyFile(f"{uri}: empty file (0 bytes)")
+    try:
+        return path, av.open(str(path), mode="r")
+    except av.error.FFmpegError as exc:
+        if isinstance(exc, PermissionError):
+            raise PermissionError(f"{uri}: permission denied") from None
+        reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
+        if _looks_mov(path):
+            try:
+                cut = mov_structure(path, -1)[1]
+            except Exception:  # noqa: BLE001 - only a better reason is at stake
+                cut = None
+            if cut:
+                raise TruncatedVideo(f"{uri}: truncated ({cut})") from None
+        raise NotAVideo(f"{uri}: not a readable video ({reason})") from None
+
+
 def probe_video(uri: str, *, count_frames: bool = False) -> dict:
     """Container metadata of one video: duration_s, fps, n_frames, size, rotation, codec, audio, bytes.
 
@@ -416,25 +445,8 @@ def probe_video(uri: str, *, count_frames: bool = False) -> dict:
     ``FileNotFoundError``) with a one-line reason for a missing, empty, unreadable,
     video-less or truncated file.
     """
-    path = local_path(uri)
-    if not path.exists():
-        raise FileNotFoundError(f"{uri}: file not found")
-    if not path.is_file():
-        raise NotAVideo(f"{uri}: not a regular file")
+    path, container = open_video_file(uri)
     n_bytes = path.stat().st_size
-    if n_bytes == 0:
-        raise EmptyFile(f"{uri}: empty file (0 bytes)")
-    try:
-        container = av.open(str(path), mode="r")
-    except av.error.FFmpegError as exc:
-        if isinstance(exc, PermissionError):
-            raise PermissionError(f"{uri}: permission denied") from None
-        reason = getattr(exc, "strerror", None) or str(exc)
-        if _looks_mov(path):
-            _, cut, _ = mov_structure(path, -1)
-            if cut:
-                raise TruncatedVideo(f"{uri}: truncated ({cut})") from None
-        raise NotAVideo(f"{uri}: not a readable video ({reason})") from None
     with container:
         stream, video_index = _video_stream(container, uri)
         fmt = set(container.format.name.split(","))

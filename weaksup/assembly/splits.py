@@ -27,7 +27,6 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from weaksup.bulk import BulkConfig, run_bulk
 from weaksup.errors import InputError

@@ -41,7 +41,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from weaksup.assembly.probe import EmptyFile, NotAVideo, NoVideoStream, local_path
+from weaksup.assembly.probe import NoVideoStream, open_video_file
 from weaksup.dedupe.decode import UndecodableVideo
 
 TIME_EPS_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not move a clip by a frame
@@ -220,19 +220,7 @@ def _reason(exc: BaseException) -> str:
 
 def _open(uri: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open ``uri`` and its video stream; bad files raise the probe's one-line error kinds."""
-    path = local_path(uri)
-    if not path.exists():
-        raise FileNotFoundError(f"{uri}: file not found")
-    if not path.is_file():
-        raise NotAVideo(f"{uri}: not a regular file")
-    if path.stat().st_size == 0:
-        raise EmptyFile(f"{uri}: empty file (0 bytes)")
-    try:
-        container = av.open(str(path), mode="r")
-    except av.error.FFmpegError as exc:
-        if isinstance(exc, PermissionError):
-            raise PermissionError(f"{uri}: permission denied") from None
-        raise NotAVideo(f"{uri}: not a readable video ({_reason(exc)})") from None
+    _, container = open_video_file(uri)
     stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
     if stream is None:
         container.close()

@@ -27,22 +27,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from weaksup.assembly.probe import (
-    EmptyFile,
-    NotAVideo,
-    NoVideoStream,
-    ProbeError,
-    TruncatedVideo,
-    local_path,
-    mov_structure,
-)
+from weaksup.assembly.probe import NoVideoStream, ProbeError, TruncatedVideo, open_video_file
 
 TIME_TOLERANCE_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not shift a sample
 
@@ -140,22 +131,7 @@ def decode_samples(
     """
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path = local_path(uri)
-    if not path.exists():
-        raise FileNotFoundError(f"{uri}: file not found")
-    if not path.is_file():
-        raise NotAVideo(f"{uri}: not a regular file")
-    if path.stat().st_size == 0:
-        raise EmptyFile(f"{uri}: empty file (0 bytes)")
-    try:
-        container = av.open(str(path), mode="r")
-    except av.error.FFmpegError as exc:
-        if isinstance(exc, PermissionError):
-            raise PermissionError(f"{uri}: permission denied") from None
-        cut = _mov_cut(path)
-        if cut:
-            raise TruncatedVideo(f"{uri}: truncated ({cut})") from None
-        raise NotAVideo(f"{uri}: not a readable video ({_reason(exc)})") from None
+    path, container = open_video_file(uri)
 
     with container:
         stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
@@ -223,18 +199,6 @@ def decode_samples(
         n = max(math.floor(duration * fps + 0.5), given)
         show_until(n * period + TIME_TOLERANCE_S)
         return DecodeInfo(duration, given, partial)
-
-
-def _mov_cut(path: Path) -> str | None:
-    """Why an MP4/MOV that FFmpeg cannot open is cut short (its index sits past the end), if it is."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
-        return None
-    try:
-        return mov_structure(path, -1)[1]
-    except Exception:  # noqa: BLE001 - only a better reason is at stake
-        return None
 
 
 def _stated_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
