@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,9 @@ from torchvision.models.video.resnet import Conv2Plus1D as TvConv2Plus1D  # noqa
 from torchvision.models.video.resnet import R2Plus1dStem as TvR2Plus1dStem  # noqa: E402
 from torchvision.models.video.resnet import VideoResNet as TvVideoResNet  # noqa: E402
 
+
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_thread() -> Iterator[None]:
     """One intra-op thread: on 2 shared cores, OpenMP spinning against other jobs costs far more than it gains."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -227,11 +229,12 @@ def test_count_macs_on_a_real_model_costs_nothing_and_changes_nothing() -> None:
 # ---------------------------------------------------------------- torchvision / IG-65M parity
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("name", ["r2plus1d_18", "r3d_18"])
-def test_torchvision_parity(name: str) -> None:
+def test_torchvision_parity(name: str, channels_last: bool) -> None:
     torch.manual_seed(0)
     theirs = randomize_bn(getattr(tv_video, name)(num_classes=7)).eval()
-    ours = build_model(name, num_classes=7).eval()
+    ours = build_model(name, num_classes=7, cpu_channels_last=channels_last).eval()
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 3, 4, 32, 32)

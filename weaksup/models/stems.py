@@ -14,9 +14,9 @@ from weaksup.models.via2d import Conv3dVia2d
 class R2Plus1dStem(nn.Sequential):
     """(2+1)D stem: 1x7x7 conv to 45 channels, BN, ReLU, 3x1x1 conv to 64, BN, ReLU.
 
-    45 = the parameter-matching mid width of a 3x7x7 conv from 3 to 64 channels
-    (floor(3*49*3*64 / (49*3 + 3*64)) = 83 in general; torchvision and the released IG-65M
-    models use 45, so we do too).
+    45 mid channels as in Caffe2/VMZ, torchvision and the released IG-65M models (and the
+    paper's Table 2 counts), not the parameter-matching rule, which would give
+    floor(3*49*3*64 / (49*3 + 3*64)) = 83.
     """
 
     def __init__(self) -> None:

@@ -7,16 +7,18 @@ kernel that computes it changes. Why:
   *weight gradient* of 3D convolutions (``brgconv_bwd_w``) is wrong (10-50% error) or NaN
   for many shapes, e.g. R(2+1)D-18's layer2 spatial convs on 8-frame 112x112 clips, so
   bf16 autocast training diverges at the first step. Forward and input gradients are fine,
-  and 2D convolutions are fine, so computing these convs as 2D dodges it.
+  and 2D convolutions are fine, so computing these convs as 2D dodges it. Full 3x3x3
+  kernels (R3D) have no 2D form and stay exposed to it in bf16 training.
 * **channels_last_3d for free.** In channels_last_3d memory, (B, C, T, H, W) is already a
   (B*T, C, H, W) channels_last batch of frames (spatial kernels) and a (B, C, T, H*W)
   channels_last image (temporal kernels): both are views, no copy.
 
 ``route`` (class attribute, overridable per module) picks the path: ``"auto"`` uses 2D on
-CPU when the input is channels_last_3d or the conv computes in bf16 (autocast or bf16
-input), and native 3D otherwise, so plain fp32 runs the very ops torchvision runs;
-``"2d"`` and ``"3d"`` force a path (tests, benchmarks). Kernels that are neither spatial
-nor temporal (3x3x3) always run natively.
+CPU when the input is channels_last_3d (which VideoResNet makes every CPU input by
+default) or the conv computes in bf16 (autocast or bf16 input), and native 3D otherwise
+(GPUs, contiguous fp32); ``"2d"`` and ``"3d"`` force a path (tests, benchmarks). In fp32
+channels_last_3d both paths train at the same speed. Kernels that are neither spatial nor
+temporal (3x3x3) always run natively.
 
 Views made by reshaping can give size-1 dimensions (T = 1 in layer4 of an 8-frame clip,
 B = 1) strides PyTorch would not choose; CPU BatchNorm backward (torch 2.14.1) then returns

@@ -49,8 +49,8 @@ class VideoResNet(nn.Module):
     what fc-only evaluation trains its logistic regressor on.
 
     ``cpu_channels_last`` (default on): a CPU input is made channels_last_3d before the stem.
-    oneDNN's kernels are faster in that layout (a fp32 r2plus1d_18 train step 17% faster,
-    see benchmarks/step_bench.py), and it lets the spatial/temporal convs run as 2D convs
+    oneDNN's kernels are faster in that layout (an fp32 r2plus1d_18 train step about 15%
+    faster, see benchmarks/step_bench.py), and it lets the spatial/temporal convs run as 2D convs
     for free (:mod:`weaksup.models.via2d`). Results equal the contiguous layout's up to
     float rounding; parameters keep their layout, so state dicts are unaffected.
     """
