@@ -199,10 +199,10 @@ def test_variable_frame_rate_is_sampled_by_time(tmp_path: Path) -> None:
 def test_clock_falls_back_when_timestamps_are_missing_or_reordered() -> None:
     from types import SimpleNamespace
 
-    from weaksup.dedupe.decode import _Clock
+    from weaksup.dedupe.decode import FrameClock
 
     def times(stamps: list[tuple[int | None, int | None]], time_base: float | None = 0.04) -> list[float]:
-        clock = _Clock(time_base, interval=0.04)
+        clock = FrameClock(time_base, interval=0.04)
         return [round(clock.time(SimpleNamespace(pts=p, dts=d)), 3) for p, d in stamps]
 
     assert times([(None, None)] * 4) == [0.0, 0.04, 0.08, 0.12]  # no timestamps: one frame interval each

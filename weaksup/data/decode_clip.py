@@ -42,7 +42,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from weaksup.assembly.probe import NoVideoStream, open_video_file
-from weaksup.dedupe.decode import UndecodableVideo
+from weaksup.dedupe.decode import FrameClock, UndecodableVideo
 
 TIME_EPS_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not move a clip by a frame
 DEFAULT_RATE = 25.0  # frames per second assumed for a stream that states no rate at all
@@ -88,42 +88,6 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     if width <= height:
         return short_side, max(1, round(height * short_side / width))
     return max(1, round(width * short_side / height)), short_side
-
-
-class _Clock:
-    """Frame times in seconds from the stream start: FFmpeg's pts/dts choice, monotonic."""
-
-    def __init__(self, origin_ts: int, time_base: float | None, interval: float) -> None:
-        self.origin_ts = origin_ts
-        self.time_base = time_base
-        self.interval = interval
-        self.faulty_pts = self.faulty_dts = 0
-        self.last_pts: int | None = None
-        self.last_dts: int | None = None
-        self.previous: float | None = None
-
-    def _best_effort(self, pts: int | None, dts: int | None) -> int | None:
-        """libavcodec's ``guess_correct_pts``: trust whichever of pts/dts is less often out of order."""
-        if dts is not None:
-            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
-            self.last_dts = dts
-        if pts is not None:
-            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
-            self.last_pts = pts
-        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
-            return pts
-        return dts
-
-    def time(self, frame: av.VideoFrame) -> float:
-        ts = self._best_effort(frame.pts, frame.dts)
-        if ts is None or self.time_base is None:
-            t = 0.0 if self.previous is None else self.previous + self.interval
-        else:
-            t = (ts - self.origin_ts) * self.time_base
-        if self.previous is not None and t < self.previous:
-            t = self.previous
-        self.previous = t
-        return t
 
 
 class _Sampler:
@@ -247,7 +211,7 @@ def _decode_into(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     sampler: _Sampler,
-    clock: _Clock,
+    clock: FrameClock,
     *,
     landing_limit: float | None,
 ) -> _Run:
@@ -306,7 +270,7 @@ def _window(
         wasted = 0  # frames decoded after a seek that turned out unusable
         if seek and start > TIME_EPS_S and time_base:
             sampler = _Sampler(start, num_frames, stride, fps, short_side)
-            clock = _Clock(_origin_ts(stream), time_base, info.frame_interval)
+            clock = FrameClock(time_base, info.frame_interval, _origin_ts(stream))
             try:
                 _seek(container, stream, start + _origin_ts(stream) * time_base)
                 run = _decode_into(container, stream, sampler, clock, landing_limit=start)
@@ -321,7 +285,7 @@ def _window(
             stream.codec_context.thread_type = thread_type
         sampler = _Sampler(start, num_frames, stride, fps, short_side)
         run = _decode_into(
-            container, stream, sampler, _Clock(_origin_ts(stream), time_base, info.frame_interval), landing_limit=None
+            container, stream, sampler, FrameClock(time_base, info.frame_interval, _origin_ts(stream)), landing_limit=None
         )
         run.decoded += wasted
         return start, sampler, run, False, info

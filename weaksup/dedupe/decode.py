@@ -64,16 +64,20 @@ def grey_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-class _Clock:
-    """Frame times in seconds from the first frame: FFmpeg's pts/dts choice, monotonic."""
+class FrameClock:
+    """Frame times in seconds: FFmpeg's pts/dts choice, monotonic.
 
-    def __init__(self, time_base: float | None, interval: float) -> None:
+    Times count from ``origin_ts`` (the stream's start time, in time_base units) when
+    given, else from the first frame. Shared by fingerprint sampling and clip loading.
+    """
+
+    def __init__(self, time_base: float | None, interval: float, origin_ts: int | None = None) -> None:
         self.time_base = time_base
         self.interval = interval  # seconds per frame, for frames without a timestamp
         self.faulty_pts = self.faulty_dts = 0
         self.last_pts: int | None = None
         self.last_dts: int | None = None
-        self.origin: float | None = None
+        self.origin: float | None = origin_ts
         self.previous: float | None = None
 
     def _best_effort(self, pts: int | None, dts: int | None) -> int | None:
@@ -140,7 +144,7 @@ def decode_samples(
         stream.codec_context.thread_type = thread_type
         time_base = float(stream.time_base) if stream.time_base else None
         interval = _frame_interval(stream)
-        clock = _Clock(time_base, interval or 1.0 / fps)
+        clock = FrameClock(time_base, interval or 1.0 / fps)
         reformatter = VideoReformatter()
         size: tuple[int, int] | None = None
         period = 1.0 / fps
