@@ -547,10 +547,6 @@ def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
     if cfg.chunk_size < 1:
         raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
     videos = read_id_uri(cfg.videos)
-    for name in ("video_id", "uri"):
-        nulls = videos.column(name).null_count
-        if nulls:
-            raise InputError(f"{cfg.videos}: column {name!r} has {nulls} empty value(s); every video needs one")
     ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
     items = [{"video_id": v, "uri": u, "count_frames": cfg.count_frames} for v, u in zip(ids, uris)]
     table = run_bulk(

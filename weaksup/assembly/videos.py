@@ -143,9 +143,13 @@ def iter_videos(path: str | Path, *, batch_size: int = 1 << 20) -> Iterator[pa.R
 
 
 def read_id_uri(path: str | Path) -> pa.Table:
-    """Only ``video_id`` and ``uri`` of a videos (or manifest) table, as strings, in order."""
+    """Only ``video_id`` and ``uri`` of a videos (or manifest) table, as strings, in order; no nulls."""
     path = Path(path)
     dataset = open_table(path)
     _require(dataset, path, ("video_id", "uri"))
     table = dataset.to_table(columns=["video_id", "uri"])
+    for name in ("video_id", "uri"):
+        nulls = table.column(name).null_count
+        if nulls:
+            raise InputError(f"{path}: column {name!r} has {nulls} empty value(s); every video needs one")
     return pa.table({"video_id": table.column("video_id").cast(pa.string()), "uri": table.column("uri").cast(pa.string())})

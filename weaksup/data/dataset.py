@@ -331,30 +331,8 @@ class EvalClipDataset(_ClipSource):
         }
 
 
-def eval_clips(
-    table_or_path: pa.Table | str | os.PathLike[str],
-    *,
-    num_clips: int = 10,
-    num_frames: int = 8,
-    stride: int = 1,
-    fps: float | None = None,
-    crop: int = 112,
-    short_side: int = 128,
-    rejects_path: str | os.PathLike[str] | None = None,
-    label_column: str = "label_id",
-) -> EvalClipDataset:
-    """The K-clip evaluation dataset of a table (the paper's 10 clips per video, centre crop)."""
-    return EvalClipDataset(
-        table_or_path,
-        num_clips=num_clips,
-        num_frames=num_frames,
-        stride=stride,
-        fps=fps,
-        crop=crop,
-        short_side=short_side,
-        rejects_path=rejects_path,
-        label_column=label_column,
-    )
+#: The K-clip evaluation dataset of a table (the paper's 10 clips per video, centre crop).
+eval_clips = EvalClipDataset
 
 
 def collate_skip_none(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
