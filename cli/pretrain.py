@@ -43,6 +43,8 @@ def pretrain(
     stride: Annotated[Optional[int], typer.Option(help=H["stride"])] = None,
     crop: Annotated[Optional[int], typer.Option(help=H["crop"])] = None,
     short_side: Annotated[Optional[int], typer.Option(help=H["short_side"])] = None,
+    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help=H["hflip"])] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(help=H["lr_decay"])] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=H["batch_size"])] = None,
     accumulate: Annotated[Optional[int], typer.Option(help=H["accumulate"])] = None,
     epochs: Annotated[Optional[int], typer.Option(help=H["epochs"])] = None,

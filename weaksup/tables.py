@@ -210,10 +210,16 @@ def _prepare_output(path: Path) -> Path:
     return atomic_path(path)
 
 
-def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.PathLike[str]) -> pa.Table:
-    """Conform ``data`` to schema ``name`` and write it to ``path`` atomically (temp name + rename)."""
+def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.PathLike[str], *,
+                metadata: Mapping[bytes, bytes] | None = None) -> pa.Table:
+    """Conform ``data`` to schema ``name`` and write it to ``path`` atomically (temp name + rename).
+
+    ``metadata`` adds key/value pairs to the file's schema metadata (e.g. how features were made).
+    """
     path = Path(path)
     table = conform(data, load_schema(name))
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     tmp = _prepare_output(path)
     try:
         pq.write_table(table, tmp, compression="zstd")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,13 +46,14 @@ _FAILURE_SLOTS = 1024  # one counter per worker process (slot 0: the main proces
 class ClipSpec:
     """What a clip looks like: frames, temporal stride, output sizes and decoder threading.
 
-    ``fps`` resamples every video to that rate before striding (None: source frames).
+    ``fps`` resamples every video to that rate before striding (None: source frames);
+    ``crop`` None keeps the whole resized frame (fully-convolutional testing).
     """
 
     num_frames: int = 8
     stride: int = 1
     fps: float | None = None
-    crop: int = 112
+    crop: int | None = 112
     short_side: int = 128
     thread_type: str = "AUTO"
 
@@ -61,7 +62,7 @@ class ClipSpec:
             raise ValueError(f"num_frames and stride must be >= 1 (got {self.num_frames}, {self.stride})")
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"fps must be positive (got {self.fps})")
-        if not 0 < self.crop <= self.short_side:
+        if self.crop is not None and not 0 < self.crop <= self.short_side:
             raise ValueError(f"crop must be in (0, short_side]: got crop {self.crop}, short_side {self.short_side}")
 
     def seconds(self, info: VideoInfo) -> float:
@@ -237,10 +238,14 @@ class ClipDataset(_ClipSource):
         rejects_path: str | os.PathLike[str] | None = None,
         label_column: str = "label_id",
         thread_type: str = "AUTO",
+        hflip: bool = True,
     ) -> None:
+        if crop is None:
+            raise ValueError("ClipDataset needs a crop size (only EvalClipDataset keeps whole frames)")
         spec = ClipSpec(num_frames, stride, fps, crop, short_side, thread_type)
         super().__init__(table_or_path, spec=spec, seed=seed, rejects_path=rejects_path, label_column=label_column)
         self.train = train
+        self.hflip = hflip  # False for classes that a mirror image changes (left vs right)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -255,6 +260,8 @@ class ClipDataset(_ClipSource):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         draw = self.draw(index)
+        if not self.hflip:
+            draw = replace(draw, flip=False)
         u = draw.time if self.train else 0.5
 
         def start_rule(info: VideoInfo) -> float:
@@ -276,6 +283,9 @@ class ClipDataset(_ClipSource):
 class EvalClipDataset(_ClipSource):
     """``num_clips`` clips per video, evenly spread over its window, centre-cropped (10-clip eval).
 
+    ``crop=None`` keeps the whole resized frame (fully-convolutional testing); clips of
+    videos with different aspect ratios then differ in width, so batch them by shape.
+
     Item ``i`` is clip ``i % num_clips`` of video ``i // num_clips`` (torchvision
     ``VideoClips`` style), so a loader can spread one video's clips over workers; predictions
     are averaged per ``video_index`` afterwards. Items are dicts like :class:`ClipDataset`'s
@@ -290,7 +300,7 @@ class EvalClipDataset(_ClipSource):
         num_frames: int = 8,
         stride: int = 1,
         fps: float | None = None,
-        crop: int = 112,
+        crop: int | None = 112,
         short_side: int = 128,
         rejects_path: str | os.PathLike[str] | None = None,
         label_column: str = "label_id",

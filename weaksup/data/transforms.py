@@ -113,6 +113,6 @@ def train_transform(frames: np.ndarray, draw: Draw, *, crop: int) -> torch.Tenso
     return to_tensor(out)
 
 
-def eval_transform(frames: np.ndarray, *, crop: int) -> torch.Tensor:
-    """Centre crop + normalisation: evaluation, deterministic."""
-    return to_tensor(center_crop(frames, crop))
+def eval_transform(frames: np.ndarray, *, crop: int | None) -> torch.Tensor:
+    """Centre crop (None: the whole frame) + normalisation: evaluation, deterministic."""
+    return to_tensor(frames if crop is None else center_crop(frames, crop))

@@ -31,7 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -54,8 +54,8 @@ from weaksup.train.sampler import ResumableSampler
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "data_wait_fraction")
 # config fields that change the trained weights; the others (logging, workers) may change on resume
 _RUN_FIELDS = ("frames", "stride", "crop", "short_side", "batch_size", "accumulate", "base_lr", "reference_batch",
-               "momentum", "weight_decay", "warmup_steps", "warmup_fraction", "lr_halvings", "loss", "seed",
-               "use_sample_weights")
+               "momentum", "weight_decay", "warmup_steps", "warmup_fraction", "lr_halvings", "lr_decay",
+               "backbone_lr_scale", "hflip", "loss", "seed", "use_sample_weights")
 
 
 class TrainingDiverged(RuntimeError):
@@ -274,8 +274,15 @@ def pretrain(
     resume: bool = True,
     labels: Path | None = None,
     progress: bool = True,
+    num_classes: int | None = None,
+    init: Mapping[str, torch.Tensor] | None = None,
+    init_source: str | None = None,
 ) -> dict[str, Any]:
     """Pre-train ``cfg.arch`` on a manifest/clips/sample table; returns the run's summary.
+
+    Fine-tuning is the same run started from ``init``: a state dict whose every entry but
+    the classifier (``fc.*``) is loaded before step 0 (a resumed run loads its own
+    checkpoint instead); ``num_classes`` sizes the new classifier (else from the table).
 
     Raises InputError for bad input and :class:`TrainingDiverged` when the loss stops being
     finite (nothing is saved at that step; the previous checkpoint stays the newest).
@@ -287,20 +294,25 @@ def pretrain(
     if cfg.arch not in ARCHS:
         raise InputError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHS)}")
     data = read_training_table(manifest, labels=labels, loss=cfg.loss)
+    if num_classes is not None:
+        if data.num_classes > num_classes:
+            raise InputError(f"{manifest}: label id {data.num_classes - 1} is outside the {num_classes} classes")
+        data = TrainingTable(data.table, data.kind, data.path, num_classes, data.weights)
     if cfg.use_sample_weights and data.weights is None:
         raise InputError(f"{manifest}: --use-sample-weights needs a sample table with sample_weight on every row")
     if cfg.precision == "fp16" and not uses_cuda(cfg.device):
         raise InputError("precision fp16 needs CUDA; use bf16 on the CPU")
     procs = setup_processes(cfg.device)
     try:
-        return _train(cfg, data, procs, out=out, resume=resume, progress=progress, started=started)
+        return _train(cfg, data, procs, out=out, resume=resume, progress=progress, started=started, init=init,
+                      init_source=init_source)
     finally:
         if procs.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path, resume: bool, progress: bool,
-           started: float) -> dict[str, Any]:
+           started: float, init: Mapping[str, torch.Tensor] | None = None, init_source: str | None = None) -> dict[str, Any]:
     """The run itself, inside the process group that :func:`pretrain` opened and closes."""
     device = procs.device
     cuda = device.type == "cuda"
@@ -317,6 +329,7 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
     dataset = ClipDataset(
         data.table, num_frames=cfg.frames, stride=cfg.stride, train=True, crop=cfg.crop, short_side=cfg.short_side,
         seed=cfg.seed, rejects_path=out / f"rejects.rank{procs.rank}.jsonl" if procs.distributed else out / "rejects.jsonl",
+        hflip=cfg.hflip,
     )
     sampler = ResumableSampler(
         data.rows, seed=cfg.seed, rank=procs.rank, world_size=procs.world_size,
@@ -334,8 +347,13 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
     raw_model = build_model(cfg.arch, num_classes=data.num_classes).to(device)
     memory_format = torch.channels_last_3d if cfg.channels_last else torch.contiguous_format
     raw_model = raw_model.to(memory_format=memory_format)
-    optimizer = torch.optim.SGD(raw_model.parameters(), lr=schedule.lr(0), momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    if cfg.backbone_lr_scale == 1.0:
+        groups: list[dict[str, Any]] = [{"params": list(raw_model.parameters()), "lr_scale": 1.0}]
+    else:  # fine-tuning: the classifier at the full LR, everything else at a fraction of it
+        head = [p for n, p in raw_model.named_parameters() if n.startswith("fc.")]
+        body = [p for n, p in raw_model.named_parameters() if not n.startswith("fc.")]
+        groups = [{"params": body, "lr_scale": cfg.backbone_lr_scale}, {"params": head, "lr_scale": 1.0}]
+    optimizer = torch.optim.SGD(groups, lr=schedule.lr(0), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
 
@@ -351,6 +369,7 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
     if procs.distributed:
         dist.barrier()  # nobody reads checkpoints rank 0 is deleting
     loaded = load_latest(ckpt_dir, arch=cfg.arch) if resume else None
+    start_from_init = loaded is None and init is not None
     if loaded is not None:
         state, path = loaded
         try:
@@ -363,12 +382,22 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
         rng = state["rng"]
         restore_rng(rng[procs.rank] if len(rng) == procs.world_size else rng[0])
         step, resumed_from, last_loss = int(state["step"]), int(state["step"]), float(state.get("loss", float("nan")))
-        changed = [k for k in _RUN_FIELDS if state["config"].get(k) != getattr(cfg, k)]
+        changed = [k for k in _RUN_FIELDS if state["config"].get(k, getattr(TrainConfig(), k)) != getattr(cfg, k)]
         if changed and procs.main:
             warnings.warn(f"{path}: resuming with changed {', '.join(changed)}; the run will differ from the "
                           "uninterrupted one", RuntimeWarning, stacklevel=2)
         last_ckpt = path
         del state, loaded  # the model and optimizer hold their own copies now
+    if start_from_init:
+        body = {k: v for k, v in init.items() if not k.startswith("fc.")}
+        try:
+            missing, unexpected = raw_model.load_state_dict(body, strict=False)
+        except RuntimeError as exc:  # a shape mismatch
+            raise InputError(f"{init_source or 'init'}: weights do not fit {cfg.arch} "
+                             f"({str(exc).splitlines()[-1].strip()[:160]})") from None
+        if unexpected or [k for k in missing if not k.startswith("fc.")]:
+            bad = (unexpected or [k for k in missing if not k.startswith("fc.")])[0]
+            raise InputError(f"{init_source or 'init'}: weights do not fit {cfg.arch} (first mismatch: {bad!r})")
     if procs.main:
         write_json(cfg.to_dict(), out / "config.json")
 
@@ -438,7 +467,7 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
             while step < total_steps:
                 lr = schedule.lr(step)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 stats = torch.zeros(3, device=device)  # loss sum, real clips, skipped clips
                 for micro in range(cfg.accumulate):
                     t = time.perf_counter()
@@ -509,6 +538,7 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
         "out": str(out),
         "table": f"{data.path} ({data.kind}, {data.rows} rows, {data.num_classes} classes)",
         "arch": cfg.arch,
+        "init": init_source,
         "device": str(device),
         "world_size": procs.world_size,
         "total_batch": cfg.total_batch(procs.world_size),

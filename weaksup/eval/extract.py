@@ -1,0 +1,368 @@
+"""``extract``: per-video features of a frozen network, the paper's test protocol (Sec. 4).
+
+Each video gives K clips (default 10) spread uniformly over its window (the whole video
+for a manifest, the clip window for a clips table), centre-cropped (or whole frames with
+``full_frame``: fully-convolutional testing); the global-pooled features (the input of
+fc) of the clips are averaged into one vector per video. The per-clip features and the
+classifier's scores can be kept too, so evaluation can report clip-level and video-level
+figures from the same run.
+
+The job is resumable: videos go in chunks, each chunk's rows are written as an atomic
+part under ``OUT.parts/``, a rerun skips the chunks done, and the final table (input
+order, one row per input row) is renamed into place at the end. A video none of whose
+clips decode becomes a ``status="rejected"`` row with the reason; a video some of whose
+clips fail is averaged over the clips that decoded, and ``clips``/``error`` say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+from weaksup.data.dataset import EvalClipDataset, load_video_table
+from weaksup.data.loader import single_thread_worker
+from weaksup.data.rejects import read_rejects
+from weaksup.errors import InputError
+from weaksup.eval.network import Network, load_network
+from weaksup.tables import conform, load_schema, write_table
+from weaksup.train.loop import uses_cuda
+
+EXTRACT_META_KEY = b"weaksup.extract"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How features are extracted. Clip settings left None come from the checkpoint's pre-training config."""
+
+    num_clips: int = 10
+    frames: int | None = None
+    stride: int | None = None
+    crop: int | None = None
+    short_side: int | None = None
+    full_frame: bool = False
+    per_clip: bool = True
+    scores: bool = False
+    batch_size: int = 16
+    workers: int = 2
+    device: str = "auto"
+    precision: str = "fp32"
+    chunk_videos: int = 256
+    arch: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_clips", "batch_size", "chunk_videos"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"extract: {name} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise InputError(f"extract: workers must be 0 or more, got {self.workers}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise InputError(f"extract: unknown precision {self.precision!r}; known: fp32, bf16, fp16")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What the features mean; written into the table's metadata and every report."""
+
+    checkpoint: str
+    arch: str
+    feature_dim: int
+    num_classes: int
+    loss: str
+    num_clips: int
+    frames: int
+    stride: int
+    crop: int | None  # None: full frame (fully convolutional)
+    short_side: int
+    precision: str
+    input_table: str
+
+    def key(self) -> str:
+        """Fingerprint of the settings that change the numbers (resume refuses a mismatch)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_protocol(path: Path) -> dict[str, Any] | None:
+    """The extraction protocol stored in a features table, if any."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(EXTRACT_META_KEY)
+    return json.loads(raw) if raw else None
+
+
+class _MarkedEvalClips(EvalClipDataset):
+    """EvalClipDataset whose failed items are markers, so every index is accounted for in order."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if item is None:
+            video, k = divmod(int(index), self.num_clips)
+            return {"index": int(index), "video_index": video, "clip_index": k, "clip": None}
+        return item
+
+
+def collate_by_shape(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack clips of equal shape (full frames of different aspect differ); keep failure markers apart."""
+    failed = [it["index"] for it in items if it["clip"] is None]
+    groups: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+    for it in items:
+        if it["clip"] is not None:
+            groups.setdefault(tuple(it["clip"].shape), []).append(it)
+    return {
+        "n": len(items),
+        "failed": failed,
+        "groups": [default_collate([{k: it[k] for k in ("clip", "index")} for it in g]) for g in groups.values()],
+    }
+
+
+def _prepare(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tuple[Network, Protocol, pa.Table]:
+    net = load_network(checkpoint, arch=cfg.arch, seed=cfg.seed)
+    if cfg.scores and checkpoint is None:
+        raise InputError("--scores needs a trained classifier: give --checkpoint")
+    crop = None if cfg.full_frame else (cfg.crop or net.clip_setting("crop", 112))
+    protocol = Protocol(
+        checkpoint=net.source, arch=net.arch, feature_dim=net.feature_dim, num_classes=net.num_classes, loss=net.loss,
+        num_clips=cfg.num_clips, frames=cfg.frames or net.clip_setting("frames", 8),
+        stride=cfg.stride or net.clip_setting("stride", 1), crop=crop,
+        short_side=cfg.short_side or net.clip_setting("short_side", 128), precision=cfg.precision,
+        input_table=str(manifest),
+    )
+    if protocol.crop is not None and protocol.crop > protocol.short_side:
+        raise InputError(f"extract: crop {protocol.crop} is larger than short_side {protocol.short_side}")
+    load_video_table(manifest)  # checks the file, its columns and labels with one-line errors
+    names = pq.read_schema(manifest).names
+    extra = [c for c in ("label", "matched_label_ids", "duration_s", "clip_start_s", "clip_end_s") if c in names]
+    rows = pq.read_table(manifest, columns=["video_id", "uri", "label_id", *extra])
+    if rows.num_rows == 0:
+        raise InputError(f"{manifest}: the table has no rows")
+    return net, protocol, rows
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _part_name(parts: Path, chunk: int) -> Path:
+    return parts / f"part-{chunk:06d}.parquet"
+
+
+def _done_chunks(parts: Path, n_chunks: int) -> set[int]:
+    done = set()
+    for c in range(n_chunks):
+        p = _part_name(parts, c)
+        if p.exists():
+            try:
+                pq.read_metadata(p)
+                done.add(c)
+            except Exception:  # cut short by a kill: redo it
+                p.unlink()
+    return done
+
+
+def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg: ExtractConfig = ExtractConfig(),
+                     resume: bool = True) -> dict[str, Any]:
+    """Extract K-clip averaged features of every row of ``manifest`` into ``out`` (features table)."""
+    manifest, out = Path(manifest), Path(out)
+    started = time.perf_counter()
+    net, protocol, rows = _prepare(manifest, checkpoint, cfg)
+    device = torch.device("cuda" if uses_cuda(cfg.device) else "cpu")
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise InputError("precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    n_videos, k = rows.num_rows, cfg.num_clips
+    n_chunks = math.ceil(n_videos / cfg.chunk_videos)
+
+    parts = out.with_name(out.name + ".parts")
+    stamp = parts / "protocol.json"
+    if parts.exists() and (not resume or not stamp.exists() or json.loads(stamp.read_text()).get("key") != protocol.key()):
+        shutil.rmtree(parts)  # another run's (or an unfinished --no-resume's) parts
+    parts.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"key": protocol.key(), **asdict(protocol)}))
+    done = _done_chunks(parts, n_chunks)
+    todo = [c for c in range(n_chunks) if c not in done]
+
+    rejects_path = parts / "rejects.jsonl"
+    dataset = _MarkedEvalClips(
+        manifest, num_clips=k, num_frames=protocol.frames, stride=protocol.stride, crop=protocol.crop,
+        short_side=protocol.short_side, rejects_path=rejects_path,
+    )
+    order = [i for c in todo for i in range(c * cfg.chunk_videos * k, min(n_videos, (c + 1) * cfg.chunk_videos) * k)]
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers, collate_fn=collate_by_shape,
+        pin_memory=device.type == "cuda",
+        **({"worker_init_fn": single_thread_worker, "prefetch_factor": 4} if cfg.workers else {}),
+    )
+    # channels_last_3d: 2x faster inference on this CPU too (oneDNN), and on recent GPUs
+    model = net.model.to(device).eval().to(memory_format=torch.channels_last_3d)
+    sigmoid = net.loss == "bce"
+
+    acc = _ChunkAccumulator(rows, k, cfg.chunk_videos, net.feature_dim, net.num_classes, cfg)
+    clips_done = clips_failed = 0
+    t_run = time.perf_counter()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                  TimeRemainingColumn(), disable=not cfg.progress) as bar:
+        task = bar.add_task("extract", total=len(order))
+        with torch.inference_mode():
+            for batch in loader:
+                for index in batch["failed"]:
+                    acc.add(index, None, None)
+                clips_failed += len(batch["failed"])
+                for group in batch["groups"]:
+                    x = group["clip"].to(device, non_blocking=True)
+                    x = x.contiguous(memory_format=torch.channels_last_3d)
+                    with _autocast(device, cfg.precision):
+                        feats = model.forward_features(x)
+                        logits = model.fc(feats) if cfg.scores else None
+                    feats = feats.float().cpu().numpy()
+                    scores = None
+                    if logits is not None:
+                        logits = logits.float()
+                        scores = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)).cpu().numpy()
+                    for j, index in enumerate(group["index"].tolist()):
+                        acc.add(index, feats[j], None if scores is None else scores[j])
+                    clips_done += len(feats)
+                for chunk in acc.complete_chunks():
+                    _write_part(parts, chunk, acc.rows_of(chunk, read_rejects_by_video(rejects_path)))
+                bar.update(task, advance=batch["n"])
+    run_s = time.perf_counter() - t_run
+    if acc.pending():  # cannot happen unless the loader lost items; never write a partial table silently
+        raise RuntimeError(f"extract: {acc.pending()} chunk(s) incomplete after the loader finished")
+
+    table = pa.concat_tables([pq.read_table(_part_name(parts, c)) for c in range(n_chunks)]).combine_chunks()
+    table = conform(table, load_schema("features"))
+    write_table("features", table, out, metadata={EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()})
+    shutil.rmtree(parts, ignore_errors=True)
+    status = table.column("status").to_pylist()
+    rejected = sum(s != "ok" for s in status)
+    return {
+        "out": str(out),
+        "checkpoint": protocol.checkpoint,
+        "arch": protocol.arch,
+        "videos": n_videos,
+        "ok": n_videos - rejected,
+        "rejected": rejected,
+        "chunks_resumed": len(done),
+        "clips_this_run": clips_done,
+        "clips_failed": clips_failed,
+        "clips_per_s": clips_done / max(run_s, 1e-9),
+        "feature_dim": protocol.feature_dim,
+        "protocol": f"{k} clips x {protocol.frames} frames (stride {protocol.stride}), "
+                    + (f"centre crop {protocol.crop}" if protocol.crop else "full frame")
+                    + f" of short side {protocol.short_side}, {cfg.precision}",
+        "device": str(device),
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def read_rejects_by_video(path: Path) -> dict[str, str]:
+    """The first decode failure reason of each video in a rejects log."""
+    if not path.exists():
+        return {}
+    table = read_rejects(path)
+    reasons: dict[str, str] = {}
+    for vid, reason in zip(table.column("video_id").to_pylist(), table.column("reason").to_pylist()):
+        if vid is not None:
+            reasons.setdefault(vid, reason)
+    return reasons
+
+
+def _write_part(parts: Path, chunk: int, data: dict[str, list]) -> None:
+    table = conform(pa.table(data, schema=_part_schema()), load_schema("features"))
+    path = _part_name(parts, chunk)
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _part_schema() -> pa.Schema:
+    return pa.schema([(f.name, f.arrow_type) for f in load_schema("features").fields])
+
+
+class _ChunkAccumulator:
+    """Per-clip results gathered into per-video rows; hands back chunks once all their clips are in."""
+
+    def __init__(self, rows: pa.Table, k: int, chunk_videos: int, dim: int, classes: int, cfg: ExtractConfig) -> None:
+        self.rows, self.k, self.chunk_videos, self.cfg = rows, k, chunk_videos, cfg
+        self.n_videos = rows.num_rows
+        self.seen: dict[int, int] = {}  # chunk -> clips seen (decoded or failed)
+        self.feats: dict[int, list] = {}  # video -> per-clip features (None where failed)
+        self.scores: dict[int, list] = {}
+        self.emitted: set[int] = set()
+
+    def _chunk_size(self, chunk: int) -> int:
+        lo = chunk * self.chunk_videos
+        return (min(self.n_videos, lo + self.chunk_videos) - lo) * self.k
+
+    def add(self, index: int, feats: np.ndarray | None, scores: np.ndarray | None) -> None:
+        video, clip = divmod(index, self.k)
+        chunk = video // self.chunk_videos
+        self.seen[chunk] = self.seen.get(chunk, 0) + 1
+        self.feats.setdefault(video, [None] * self.k)[clip] = feats
+        if self.cfg.scores:
+            self.scores.setdefault(video, [None] * self.k)[clip] = scores
+
+    def complete_chunks(self) -> Iterator[int]:
+        for chunk, seen in list(self.seen.items()):
+            if seen == self._chunk_size(chunk) and chunk not in self.emitted:
+                self.emitted.add(chunk)
+                yield chunk
+
+    def pending(self) -> int:
+        return sum(1 for c in self.seen if c not in self.emitted)
+
+    def rows_of(self, chunk: int, reasons: dict[str, str]) -> dict[str, list]:
+        lo = chunk * self.chunk_videos
+        hi = min(self.n_videos, lo + self.chunk_videos)
+        part = self.rows.slice(lo, hi - lo)
+        names = part.column_names
+        out: dict[str, list] = {
+            "video_id": part.column("video_id").to_pylist(),
+            "uri": part.column("uri").to_pylist(),
+            "label_id": part.column("label_id").to_pylist(),
+            "label": part.column("label").to_pylist() if "label" in names else [None] * len(part),
+            "label_ids": part.column("matched_label_ids").to_pylist() if "matched_label_ids" in names else [None] * len(part),
+            "status": [], "error": [], "clips": [], "features": [], "clip_features": [], "scores": [], "clip_scores": [],
+        }
+        for offset, video in enumerate(range(lo, hi)):
+            per_clip = self.feats.pop(video, [None] * self.k)
+            ok = [i for i, f in enumerate(per_clip) if f is not None]
+            reason = reasons.get(out["video_id"][offset])
+            if not ok:
+                out["status"].append("rejected")
+                out["error"].append(reason or "no clip decoded")
+                out["clips"].append(0)
+                for col in ("features", "clip_features", "scores", "clip_scores"):
+                    out[col].append(None)
+                self.scores.pop(video, None)
+                continue
+            out["status"].append("ok")
+            out["error"].append(None if len(ok) == self.k else f"{self.k - len(ok)} of {self.k} clips failed: {reason}")
+            out["clips"].append(len(ok))
+            stacked = np.stack([per_clip[i] for i in ok]).astype(np.float32)
+            out["features"].append(stacked.mean(axis=0))
+            out["clip_features"].append(list(stacked) if self.cfg.per_clip else None)
+            if self.cfg.scores:
+                clip_scores = np.stack([self.scores[video][i] for i in ok]).astype(np.float32)
+                out["scores"].append(clip_scores.mean(axis=0))
+                out["clip_scores"].append(list(clip_scores) if self.cfg.per_clip else None)
+                del self.scores[video]
+            else:
+                out["scores"].append(None)
+                out["clip_scores"].append(None)
+        return out

@@ -1,0 +1,156 @@
+"""``eval finetune``: full fine-tuning on a target, then the 10-clip video-level test (paper Sec. 4, A.4).
+
+A fine-tune is a ``pretrain`` run (same loop, resume, DDP and logs) that starts from the
+checkpoint's backbone with a new classifier sized for the target, under a fine-tuning
+preset (LR decayed by 0.1 at equal steps, warm-up, optionally a lower LR for the
+backbone). The fine-tuned network then scores K centre-crop clips per test video; the
+softmax scores are averaged per video and the report is written into the run folder.
+
+Label numbering: the training manifest's label_ids are the classifier's outputs. With a
+label map, both manifests are renumbered by name into it first (written into the run
+folder), so a target's own label file decides the classes; without one, train and test
+must agree on every (label_id, label) pair they share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from weaksup.errors import InputError
+from weaksup.eval.extract import ExtractConfig, extract_features
+from weaksup.eval.features import read_features
+from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
+from weaksup.eval.network import load_network
+from weaksup.eval.report import Predictions, write_report
+from weaksup.tables import read_table, write_table
+from weaksup.train.config import TrainConfig
+from weaksup.train.loop import pretrain
+
+
+def _renumber(path: Path, label_map: LabelMap, out: Path) -> Path:
+    """``path`` (manifest or clips) with label_id replaced by the label map's index of its label name."""
+    table = pq.read_table(path)
+    if "label" not in table.column_names:
+        raise InputError(f"{path}: has no label column, so it cannot be mapped by name to {label_map.source}")
+    index = label_map.index()
+    names = table.column("label").to_pylist()
+    unknown = sorted({n for n in names if n is None or name_key(n) not in index}, key=str)
+    if unknown:
+        raise InputError(f"{path}: label {unknown[0]!r} is not in the label map {label_map.source} ({len(unknown)} unknown)")
+    ids = pa.array([index[name_key(n)] for n in names], pa.int32())
+    table = table.set_column(table.column_names.index("label_id"), "label_id", ids)
+    if "matched_label_ids" in table.column_names:
+        table = table.drop_columns(["matched_label_ids"])  # the other numbering's ids
+        table = table.append_column("matched_label_ids", pa.array([[i] for i in ids.to_pylist()], pa.list_(pa.int32())))
+    kind = "clips" if "clip_start_s" in table.column_names else "manifest"
+    write_table(kind, table, out)
+    return out
+
+
+def _check_same_numbering(train: Path, test: Path) -> None:
+    pairs: dict[int, str] = {}
+    for path in (train, test):
+        cols = pq.read_schema(path).names
+        if "label" not in cols:
+            return
+        t = pq.read_table(path, columns=["label_id", "label"])
+        for i, name in zip(t.column("label_id").to_pylist(), t.column("label").to_pylist()):
+            if name is not None and name_key(pairs.setdefault(i, name)) != name_key(name):
+                raise InputError(f"{path}: label_id {i} is {name!r} here but {pairs[i]!r} in {train}; "
+                                 "pass --label-map to renumber both by name")
+
+
+def finetune(
+    cfg: TrainConfig,
+    *,
+    train_manifest: Path,
+    test_manifest: Path,
+    checkpoint: Path | None,
+    out: Path,
+    label_map: Path | None = None,
+    num_clips: int = 10,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``checkpoint`` on ``train_manifest``, test on ``test_manifest``; returns the report's metrics.
+
+    ``checkpoint`` None trains the same network from scratch (the baseline the paper compares with).
+    """
+    train_manifest, test_manifest, out = Path(train_manifest), Path(test_manifest), Path(out)
+    net = load_network(checkpoint, arch=cfg.arch if checkpoint is None else None, seed=cfg.seed)
+    cfg = replace(cfg, arch=net.arch)
+    if checkpoint is None:
+        cfg = replace(cfg, backbone_lr_scale=1.0)  # no pre-trained backbone to protect
+    for path in (train_manifest, test_manifest):
+        if not path.exists():
+            raise InputError(f"{path}: file not found")
+    lm = read_label_map(label_map) if label_map is not None else None
+    if lm is not None:
+        train_manifest = _renumber(train_manifest, lm, out / "train_manifest.parquet")
+        test_manifest = _renumber(test_manifest, lm, out / "test_manifest.parquet")
+        num_classes = len(lm)
+    else:
+        _check_same_numbering(train_manifest, test_manifest)
+        num_classes = None
+    train_labels = set(pq.read_table(train_manifest, columns=["label_id"]).column("label_id").to_pylist())
+    test_labels = set(pq.read_table(test_manifest, columns=["label_id"]).column("label_id").to_pylist())
+    if test_labels - train_labels:
+        raise InputError(f"{test_manifest}: test label_id {min(test_labels - train_labels)} has no training example in "
+                         f"{train_manifest} ({len(test_labels - train_labels)} such classes)")
+
+    init = net.model.state_dict() if checkpoint is not None else None
+    summary = pretrain(cfg, manifest=train_manifest, out=out, resume=resume, progress=progress,
+                       num_classes=num_classes, init=init, init_source=net.source if init is not None else None)
+
+    features = out / "test_features.parquet"
+    ext = extract_features(
+        test_manifest, features, checkpoint=out, resume=resume,
+        cfg=ExtractConfig(num_clips=num_clips, frames=cfg.frames, stride=cfg.stride, crop=cfg.crop,
+                          short_side=cfg.short_side, scores=True, per_clip=True, batch_size=cfg.batch_size,
+                          workers=max(2, min(cfg.workers, 8)), device=cfg.device, progress=progress),
+    )
+    te = read_features(features)
+    scores_col = pq.read_table(features, columns=["status", "scores", "clip_scores"])
+    ok = np.asarray(scores_col.column("status").to_pylist()) == "ok"
+    video_scores = np.stack([np.asarray(s, np.float32) for s, k in zip(scores_col.column("scores").to_pylist(), ok) if k])
+    clip_lists = [np.asarray(s, np.float32) for s, k in zip(scores_col.column("clip_scores").to_pylist(), ok) if k]
+    labels = te.label_ids
+    names = _class_names(train_manifest, lm, video_scores.shape[1])
+    clips = Predictions(np.concatenate(clip_lists), labels=np.repeat(labels, [len(c) for c in clip_lists]))
+    protocol = {
+        "method": "full fine-tuning (new classifier on the pre-trained backbone), softmax scores averaged per video",
+        "checkpoint": net.source,
+        "arch": cfg.arch,
+        "clips": num_clips,
+        "crop": cfg.crop,
+        "frames": cfg.frames,
+        "finetune_config": cfg.to_dict(),
+        "steps": summary["steps"],
+        "final_train_loss": summary["final_loss"],
+        "label_map": lm.source if lm is not None else f"label_id numbering of {train_manifest}",
+        "run": str(out),
+    }
+    counts = {"train_videos": read_table("manifest" if "clip_start_s" not in pq.read_schema(train_manifest).names
+                                         else "clips", train_manifest, columns=["video_id"]).num_rows,
+              "test_videos": len(te), "test_rejected": te.rejected, "train_wall_s": summary["wall_s"],
+              "extract_wall_s": ext["wall_s"]}
+    return write_report(out, videos=Predictions(video_scores, labels=labels), clips=clips, class_names=names,
+                        protocol=protocol, counts=counts, title=f"fine-tune: {train_manifest.name} -> {test_manifest.name}")
+
+
+def _class_names(train_manifest: Path, lm: LabelMap | None, num_classes: int) -> list[str]:
+    if lm is not None:
+        return list(lm.names)
+    names = [str(i) for i in range(num_classes)]
+    if "label" in pq.read_schema(train_manifest).names:
+        t = pq.read_table(train_manifest, columns=["label_id", "label"])
+        for i, n in zip(t.column("label_id").to_pylist(), t.column("label").to_pylist()):
+            if n is not None and 0 <= i < num_classes:
+                names[i] = n
+    return names
