@@ -453,7 +453,8 @@ class _Problem:
         Wb[:, self.d] = torch.from_numpy(b).to(Wb)
         return Wb
 
-    def fit(self, penalty: float, cfg: LogRegConfig, init: "LogRegModel | tuple[np.ndarray, np.ndarray] | None" = None) -> LogRegModel:
+    def fit(self, penalty: float, cfg: LogRegConfig,
+            init: "LogRegModel | tuple[np.ndarray, np.ndarray] | None" = None) -> LogRegModel:
         """Minimise by L-BFGS over ``V`` with ``Wb = scale * V @ P`` (see :meth:`preconditioner`).
 
         The stopping test is scikit-learn's: the largest entry of the gradient with respect
