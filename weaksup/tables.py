@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -210,6 +211,20 @@ def _prepare_output(path: Path) -> Path:
     return atomic_path(path)
 
 
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; renamed over ``path`` when the block ends
+    without error, deleted otherwise. Every writer of final outputs goes through it."""
+    path = Path(path)
+    tmp = _prepare_output(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.PathLike[str], *,
                 metadata: Mapping[bytes, bytes] | None = None) -> pa.Table:
     """Conform ``data`` to schema ``name`` and write it to ``path`` atomically (temp name + rename).
@@ -220,26 +235,15 @@ def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.Pa
     table = conform(data, load_schema(name))
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    tmp = _prepare_output(path)
-    try:
+    with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return table
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write JSON atomically (summaries, reports)."""
-    path = Path(path)
-    tmp = _prepare_output(path)
-    try:
+    with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def validate_file(name: str, path: str | os.PathLike[str]) -> int:

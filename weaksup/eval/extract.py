@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -38,7 +37,7 @@ from weaksup.data.loader import single_thread_worker
 from weaksup.data.rejects import read_rejects
 from weaksup.errors import InputError
 from weaksup.eval.network import Network, load_network
-from weaksup.tables import conform, load_schema, write_table
+from weaksup.tables import atomic_output, conform, load_schema, write_table
 from weaksup.train.loop import uses_cuda
 
 EXTRACT_META_KEY = b"weaksup.extract"
@@ -284,10 +283,8 @@ def read_rejects_by_video(path: Path) -> dict[str, str]:
 
 def _write_part(parts: Path, chunk: int, data: dict[str, list]) -> None:
     table = conform(pa.table(data, schema=_part_schema()), load_schema("features"))
-    path = _part_name(parts, chunk)
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_output(_part_name(parts, chunk)) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _part_schema() -> pa.Schema:

@@ -15,7 +15,6 @@ never be mixed up.
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from weaksup.eval.metrics import (
     per_class_accuracy,
     topk_accuracy,
 )
-from weaksup.tables import _prepare_output, write_json
+from weaksup.tables import atomic_output, write_json
 
 MAX_CONFUSION_CLASSES = 100
 
@@ -100,16 +99,10 @@ def _write_per_class(path: Path, videos: Predictions, names: list[str]) -> None:
         for c, name in enumerate(names):
             acc = correct[c] / totals[c] if totals[c] else float("nan")
             rows.append([c, name, int(totals[c]), int(correct[c]), f"{acc:.6f}"])
-    tmp = _prepare_output(path)
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def _plot_confusion(path: Path, videos: Predictions, names: list[str], title: str) -> None:
@@ -134,14 +127,11 @@ def _plot_confusion(path: Path, videos: Predictions, names: list[str], title: st
         ax.set_yticks(range(n), [s[:18] for s in names], fontsize=6)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    tmp = _prepare_output(path)
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
 
 
 def report_table(metrics: dict[str, Any]):
