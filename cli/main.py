@@ -5,7 +5,21 @@ from __future__ import annotations
 import typer
 
 from weaksup import __version__
-from weaksup.cli import dedupe, fingerprint, labels, match, models, pretrain, probe, quickstart, sample, splits, tables
+from weaksup.cli import (
+    dedupe,
+    evaluate,
+    fingerprint,
+    labels,
+    match,
+    models,
+    pretrain,
+    probe,
+    quickstart,
+    sample,
+    splits,
+    synth_corpus,
+    tables,
+)
 
 app = typer.Typer(
     name="weaksup",
@@ -27,7 +41,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """weaksup: IG-65M-style weakly-supervised video datasets."""
 
 
-for module in (quickstart, labels, match, sample, probe, splits, fingerprint, dedupe, pretrain, models, tables):
+for module in (quickstart, synth_corpus, labels, match, sample, probe, splits, fingerprint, dedupe, pretrain, evaluate,
+               models, tables):
     module.register(app)
 
 

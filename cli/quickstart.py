@@ -1,4 +1,4 @@
-"""`weaksup quickstart`: README's main job."""
+"""`weaksup quickstart`: README's main job, the whole pipeline on an embedded synthetic corpus."""
 
 from __future__ import annotations
 
@@ -11,30 +11,27 @@ from weaksup.cli.common import console, run
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option(help="Folder for every table and report.")] = Path("quickstart-run"),
-    videos: Annotated[int, typer.Option(help="Synthetic web videos to generate and match.")] = 200_000,
+    out: Annotated[Path, typer.Option(help="Folder for the corpus and every table, checkpoint, plot and report.")] = Path(
+        "quickstart-run"),
+    small: Annotated[bool, typer.Option("--small", help="A one-minute version (4 classes, 120 videos; CI runs it).")] = False,
+    videos: Annotated[int, typer.Option(help="Synthetic web videos (default 600; 120 with --small).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the corpus and of every stage.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes for encoding, probing, fingerprinting, loading.")] = 2,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Run the pipeline on embedded defaults and print a report."""
-    from rich.table import Table
+    """Run every stage (corpus, labels, match, sample, probe, splits, stats, dedupe, pretrain, extract,
+    eval) on an embedded synthetic web-video corpus and print a one-screen report."""
+    from weaksup.quickstart import QuickstartConfig, report_tables, run_quickstart
 
-    from weaksup.quickstart import QuickstartConfig, run_quickstart
+    extra = {"seed": seed, "workers": workers, "progress": progress}
+    cfg = QuickstartConfig.small(out, **extra) if small else QuickstartConfig(out=out, **extra)
+    if videos:
+        from dataclasses import replace
 
-    report = run(run_quickstart, QuickstartConfig(out=out, videos=videos))
-    table = Table(title=f"weaksup quickstart -> {out}", title_justify="left")
-    for col in ("label space", "labels", "hashtags", "collisions"):
-        table.add_column(col)
-    for name, row in report["label_spaces"].items():
-        table.add_row(name, str(row["labels"]), str(row["hashtags"]), str(row["collisions"]))
-    console.print(table)
-    stages = Table(title="pipeline", title_justify="left", show_header=False)
-    stages.add_column("stage", style="bold")
-    stages.add_column("result")
-    for stage, result in report["stages"].items():
-        stages.add_row(stage, str(result))
-    console.print(stages)
-    for key, value in report.items():
-        if key not in ("label_spaces", "stages"):
-            console.print(f"{key}: {value}", markup=False)
+        cfg = replace(cfg, videos=videos)
+    report = run(run_quickstart, cfg)
+    for table in report_tables(report):
+        console.print(table)
 
 
 def register(app: typer.Typer) -> None:

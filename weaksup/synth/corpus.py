@@ -77,18 +77,18 @@ class MotionClass:
 
 #: Every defined class; a corpus of n classes uses the first n.
 CLASSES: tuple[MotionClass, ...] = (
-    MotionClass("sliding left", "translate", 22.0, (-1.0, 0.0), mirror="sliding right"),
-    MotionClass("sliding right", "translate", 22.0, (1.0, 0.0), mirror="sliding left"),
-    MotionClass("rising up", "translate", 18.0, (0.0, -1.0)),
-    MotionClass("falling down", "translate", 18.0, (0.0, 1.0)),
+    MotionClass("sliding left", "translate", 60.0, (-1.0, 0.0), mirror="sliding right"),
+    MotionClass("sliding right", "translate", 60.0, (1.0, 0.0), mirror="sliding left"),
+    MotionClass("rising up", "translate", 50.0, (0.0, -1.0)),
+    MotionClass("falling down", "translate", 50.0, (0.0, 1.0)),
     MotionClass("spinning clockwise", "rotate", 200.0, mirror="spinning anticlockwise"),
     MotionClass("spinning anticlockwise", "rotate", -200.0, mirror="spinning clockwise"),
     MotionClass("bouncing ball", "bounce", 1.0),
     MotionClass("swaying sideways", "sway", 0.6),
     MotionClass("zooming in", "zoom", 0.7),
     MotionClass("zooming out", "zoom", -0.7),
-    MotionClass("drifting fast", "translate", 40.0, None),
-    MotionClass("drifting slowly", "translate", 7.0, None),
+    MotionClass("drifting fast", "translate", 60.0, None),
+    MotionClass("drifting slowly", "translate", 12.0, None),
 )
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 
@@ -378,10 +378,10 @@ def draw_clip(
 
     Everything but the motion is drawn the same way whatever the class.
     """
-    radius = _uniform(rng, 5.5, 8.5, digits=2) if domain == "web" else _uniform(rng, 6.0, 9.5, digits=2)
+    radius = _uniform(rng, 8.0, 11.0, digits=2) if domain == "web" else _uniform(rng, 8.5, 12.0, digits=2)
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
     colour = _colour(rng)
-    position = (_uniform(rng, 0.1 * width, 0.9 * width, digits=2), _uniform(rng, 0.1 * height, 0.9 * height, digits=2))
+    position = (_uniform(rng, 0.2 * width, 0.8 * width, digits=2), _uniform(rng, 0.2 * height, 0.8 * height, digits=2))
     angle, scale, phase = _uniform(rng, 0, 360, digits=2), _uniform(rng, *_ZOOM_RANGE), _uniform(rng, 0, 1)
     speed = float(rng.uniform(0.8, 1.25))
     velocity = cls.velocity
@@ -674,10 +674,9 @@ def object_pose(clip: ClipSpec, frame: int) -> tuple[float, float, float, float]
     tau = min(max(frame - clip.action_start, 0), max(length - 1, 0)) / clip.fps
     x, y = clip.position
     scale, angle = clip.scale, clip.angle
-    if clip.motion == "translate":
-        margin = clip.radius * _ZOOM_RANGE[1] * 1.2
-        x = (x + clip.velocity[0] * clip.rate * tau + margin) % (clip.width + 2 * margin) - margin
-        y = (y + clip.velocity[1] * clip.rate * tau + margin) % (clip.height + 2 * margin) - margin
+    if clip.motion == "translate":  # wraps at once: leaving one side, it is already entering the other
+        x = (x + clip.velocity[0] * clip.rate * tau) % clip.width
+        y = (y + clip.velocity[1] * clip.rate * tau) % clip.height
     elif clip.motion == "rotate":
         angle = angle + clip.rate * tau
     elif clip.motion == "bounce":  # hops up from a floor, the path centred on the drawn position
@@ -812,27 +811,17 @@ def _write_parquet(table, path: Path) -> None:
     """Write a plain Parquet table atomically (temporary name, then rename)."""
     import pyarrow.parquet as pq
 
-    from weaksup.tables import atomic_path
+    from weaksup.tables import atomic_output
 
-    tmp = atomic_path(path)
-    try:
+    with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_text(text: str, path: Path) -> None:
-    from weaksup.tables import atomic_path
+    from weaksup.tables import atomic_output
 
-    tmp = atomic_path(path)
-    try:
+    with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def synth_corpus(cfg: SynthCorpusConfig, *, progress: bool = True) -> dict:
