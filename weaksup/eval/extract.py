@@ -237,7 +237,8 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
                         acc.add(index, feats[j], None if scores is None else scores[j])
                     clips_done += len(feats)
                 for chunk in acc.complete_chunks():
-                    _write_part(parts, chunk, acc.rows_of(chunk, read_rejects_by_video(rejects_path)))
+                    reasons = read_rejects_by_video(rejects_path) if acc.failed_in(chunk) else {}
+                    _write_part(parts, chunk, acc.rows_of(chunk, reasons))
                 bar.update(task, advance=batch["n"])
     run_s = time.perf_counter() - t_run
     if acc.pending():  # cannot happen unless the loader lost items; never write a partial table silently
@@ -301,6 +302,7 @@ class _ChunkAccumulator:
         self.feats: dict[int, list] = {}  # video -> per-clip features (None where failed)
         self.scores: dict[int, list] = {}
         self.emitted: set[int] = set()
+        self.failed_chunks: set[int] = set()  # chunks with a failed clip: only they need the rejects log read
 
     def _chunk_size(self, chunk: int) -> int:
         lo = chunk * self.chunk_videos
@@ -310,6 +312,8 @@ class _ChunkAccumulator:
         video, clip = divmod(index, self.k)
         chunk = video // self.chunk_videos
         self.seen[chunk] = self.seen.get(chunk, 0) + 1
+        if feats is None:
+            self.failed_chunks.add(chunk)
         self.feats.setdefault(video, [None] * self.k)[clip] = feats
         if self.cfg.scores:
             self.scores.setdefault(video, [None] * self.k)[clip] = scores
@@ -319,6 +323,9 @@ class _ChunkAccumulator:
             if seen == self._chunk_size(chunk) and chunk not in self.emitted:
                 self.emitted.add(chunk)
                 yield chunk
+
+    def failed_in(self, chunk: int) -> bool:
+        return chunk in self.failed_chunks
 
     def pending(self) -> int:
         return sum(1 for c in self.seen if c not in self.emitted)
