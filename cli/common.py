@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+import contextlib
+import warnings
+from typing import Any, Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
@@ -37,3 +39,15 @@ def print_summary(title: str, summary: dict) -> None:
             value = f"{value:.4g}"
         table.add_row(key.replace("_", " "), str(value))
     console.print(table)
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Library warnings (resumed with changed settings, differing protocols) as one stderr line each."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        err_console.print(f"weaksup: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -9,22 +9,17 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import console, err_console, print_summary, run
+from weaksup.cli.common import console, one_line_warnings, print_summary, run
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import FINETUNE_PRESETS
 
 eval_app = typer.Typer(help="Evaluate a network on a target: fc-only logistic regression or full fine-tuning.",
                        no_args_is_help=True)
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    err_console.print(f"weaksup: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def extract(
@@ -87,8 +82,7 @@ def fc_only(
                            multilabel=multi_label, label_map=label_map, max_iter=max_iter, device=device, seed=seed)
         return eval_fc_only(train, test, out, cfg)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning
+    with one_line_warnings():
         metrics = run(job)
     console.print(report_table(metrics))
 
@@ -138,8 +132,7 @@ def finetune(
         return run_finetune(cfg, train_manifest=train_manifest, test_manifest=test_manifest, checkpoint=checkpoint,
                             out=out, label_map=label_map, num_clips=clips, resume=not no_resume, progress=progress)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning
+    with one_line_warnings():
         metrics = run(job)
     console.print(report_table(metrics))
 

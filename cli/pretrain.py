@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from weaksup.cli.common import err_console, print_summary, run
+from weaksup.cli.common import err_console, one_line_warnings, print_summary, run
 from weaksup.errors import InputError
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import PRESETS, TrainConfig, preset as get_preset
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    err_console.print(f"weaksup: warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def pretrain(
@@ -104,8 +99,7 @@ def pretrain(
             raise InputError("--manifest and --out are required (or --show-config)")
         return run_pretrain(cfg, manifest=manifest, out=out, resume=not no_resume, labels=labels, progress=progress)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning
+    with one_line_warnings():
         try:
             summary = run(job)
         except TrainingDiverged as exc:
