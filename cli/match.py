@@ -1,4 +1,4 @@
-"""Assembly commands: match, synth-metadata."""
+"""Assembly commands: match (whole or partitioned), match-count, partition-videos, synth-metadata."""
 
 from __future__ import annotations
 
@@ -11,18 +11,47 @@ from weaksup.cli.common import print_summary, run
 
 
 def match(
-    videos: Annotated[Path, typer.Option(help="Videos table: Parquet, CSV or JSONL with video_id, uri, hashtags.")],
+    videos: Annotated[Path, typer.Option(help="Videos table: Parquet, CSV or JSONL with video_id, uri, hashtags (with --partitioned: a folder of part-*.parquet).")],
     labels: Annotated[Path, typer.Option(help="Labels table from build-labels.")],
-    out: Annotated[Path, typer.Option(help="Output manifest (.parquet); rejects, label counts and summary go beside it.")],
+    out: Annotated[Path, typer.Option(help="Output manifest (.parquet); rejects, label counts and summary go beside it (with --partitioned: a folder).")],
     min_videos: Annotated[int, typer.Option(help="Drop labels matched by fewer videos (paper: 50).")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of the per-video label draw.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
+    support: Annotated[Optional[Path], typer.Option(help="Label support of the whole corpus (match-count output: a file or a folder of parts, summed); decides which labels pass --min-videos.")] = None,
+    partitioned: Annotated[bool, typer.Option("--partitioned", help="--videos is a folder of parts (partition-videos): run match-count and match on every part, merge counts and summary into the --out folder.")] = False,
 ) -> None:
     """Match video hashtags against a label space; one label per video."""
-    from weaksup.assembly.match import MatchConfig, match_videos
+    from weaksup.assembly.match import MatchConfig, match_partitioned, match_videos
 
-    cfg = MatchConfig(videos=videos, labels=labels, out=out, min_videos=min_videos, seed=seed, batch_size=batch_size)
-    print_summary(f"match -> {out}", run(match_videos, cfg))
+    cfg = MatchConfig(videos=videos, labels=labels, out=out, min_videos=min_videos, seed=seed, batch_size=batch_size,
+                      support=support)
+    print_summary(f"match -> {out}", run(match_partitioned if partitioned else match_videos, cfg))
+
+
+def match_count(
+    videos: Annotated[Path, typer.Option(help="Videos table or one part of it (partition-videos).")],
+    labels: Annotated[Path, typer.Option(help="Labels table from build-labels.")],
+    out: Annotated[Path, typer.Option(help="Output label support table (.parquet), e.g. counts/part-00003.parquet.")],
+    batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
+) -> None:
+    """Phase 1 of a partitioned match: per-label matched-video support of one part (sum them with match --support)."""
+    from weaksup.assembly.match import MatchCountConfig, count_matches
+
+    cfg = MatchCountConfig(videos=videos, labels=labels, out=out, batch_size=batch_size)
+    print_summary(f"match-count -> {out}", run(count_matches, cfg))
+
+
+def partition_videos(
+    videos: Annotated[Path, typer.Option(help="Videos table: Parquet (file or folder), CSV or JSONL.")],
+    out: Annotated[Path, typer.Option(help="Output folder of part-00000.parquet ... and _partition.json.")],
+    parts: Annotated[int, typer.Option(help="Number of parts.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
+) -> None:
+    """Split a videos table into parts by a stable hash of video_id (every copy of an id in one part)."""
+    from weaksup.assembly.partition import PartitionConfig, partition_videos as split
+
+    cfg = PartitionConfig(videos=videos, out=out, parts=parts, batch_size=batch_size)
+    print_summary(f"partition-videos -> {out}", run(split, cfg))
 
 
 def synth_metadata(
@@ -41,4 +70,6 @@ def synth_metadata(
 
 def register(app: typer.Typer) -> None:
     app.command("match")(match)
+    app.command("match-count")(match_count)
+    app.command("partition-videos")(partition_videos)
     app.command("synth-metadata")(synth_metadata)

@@ -13,13 +13,22 @@ grouped over the whole corpus. Two passes over the data:
 The draw depends only on ``(seed, video_id)`` so the manifest is the same whatever the
 row order, sharding or worker count. Every input row ends up in exactly one of:
 manifest, unmatched, dropped by the min-videos filter, or the rejects table.
+
+Partitioned (map/reduce) match: a table split by video-id hash (``partition-videos``)
+keeps every copy of an id in one part, so each part is matched alone. Only the
+min-videos decision is global: ``count_matches`` writes each part's label support,
+``match_videos`` with ``support`` takes the sum of all parts' support for it, and
+``match_partitioned`` runs both over a folder of parts; the union of the part manifests
+equals one match over the whole table.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from weaksup.assembly.videos import iter_videos, open_table
+from weaksup.assembly.partition import PART_META_KEY, SOURCE_ROW, list_parts, read_part_label
+from weaksup.assembly.videos import _require, iter_videos, open_table, tag_column
+from weaksup.errors import InputError
 from weaksup.hashing import _splitmix64, stable_hash64
 from weaksup.tables import atomic_path, conform, load_schema, read_table, write_json, write_table
 
@@ -43,6 +54,8 @@ class MatchConfig:
     seed: int = 0
     batch_size: int = 1 << 18
     progress: bool = True
+    support: Path | None = None  # label support of the whole corpus (match-count output: a file or a folder of parts)
+    side_dir: Path | None = None  # where rejects, label counts and summary go (default: beside the manifest)
 
 
 @dataclass(frozen=True)
@@ -60,8 +73,6 @@ class HashtagIndex:
         table = read_table("labels", path, columns=["label_id", "label", "hashtags"])
         ids = table.column("label_id").to_numpy()
         if len(ids) and (ids.min() < 0 or not np.array_equal(np.sort(ids), np.arange(len(ids)))):
-            from weaksup.errors import InputError
-
             raise InputError(f"{path}: column 'label_id' must be dense 0..{len(ids) - 1}")
         names = [None] * len(ids)
         for i, name in zip(ids.tolist(), table.column("label").to_pylist()):
@@ -76,6 +87,15 @@ class HashtagIndex:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def digest(self) -> str:
+        """A fingerprint of the label space (names and hashtag -> label pairs): support counts
+        made against one label space must not decide the labels of another."""
+        h = hashlib.sha256(json.dumps(self.names).encode())
+        h.update(json.dumps(self.tags.to_pylist()).encode())
+        h.update(np.ascontiguousarray(self.counts, np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.label_ids, np.int32).tobytes())
+        return h.hexdigest()[:32]
 
 
 def match_batch(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -119,20 +139,22 @@ def _progress(total: int | None, enabled: bool, desc: str):
     return Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(), disable=not enabled)
 
 
-def match_videos(cfg: MatchConfig) -> dict:
-    """Match videos against a label space and write manifest, rejects, label counts, summary."""
-    out = Path(cfg.out)
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
-    rejects_path = out.with_name(f"{stem}.rejects.parquet")
-    counts_path = out.with_name(f"{stem}.label_counts.parquet")
-    summary_path = out.with_name(f"{stem}.summary.json")
-    index = HashtagIndex.from_labels(Path(cfg.labels))
-    n_labels = len(index)
-    dataset = open_table(cfg.videos)
-    total = dataset.count_rows() if str(cfg.videos).endswith((".parquet", ".pq")) or Path(cfg.videos).is_dir() else None
+@dataclass
+class _FirstPass:
+    """What pass 1 learns about one videos table: support after duplicate removal, rejects, accounting."""
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    matched_tmp = out.with_name(f".{out.name}.matched.tmp-{os.getpid()}")
+    n_read: int
+    support: np.ndarray
+    rejects: list[dict]
+    n_unmatched: int
+    duplicate_rows: dict[int, tuple[str, int]]
+
+
+def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batch_size: int, progress: bool) -> _FirstPass:
+    """Match every row, write the matched ones to ``matched_tmp``, count support, find rejects and duplicates."""
+    n_labels = len(index)
+    dataset = open_table(videos)
+    total = dataset.count_rows() if str(videos).endswith((".parquet", ".pq")) or Path(videos).is_dir() else None
     matched_schema = pa.schema(
         [("row", pa.int64()), ("video_id", pa.string()), ("uri", pa.string()), ("duration_s", pa.float64()),
          ("hash", pa.uint64()), ("matched", pa.list_(pa.int32()))]
@@ -142,69 +164,99 @@ def match_videos(cfg: MatchConfig) -> dict:
     rejects: list[dict] = []
     n_read = n_unmatched = 0
     unmatched_rows: list[np.ndarray] = []
-    try:
-        with pq.ParquetWriter(matched_tmp, matched_schema, compression="none") as writer, _progress(total, cfg.progress, "match") as bar:
-            task = bar.add_task("match", total=total)
-            for batch in iter_videos(cfg.videos, batch_size=cfg.batch_size):
-                n = batch.num_rows
-                row0 = n_read
-                n_read += n
-                vid, uri, tags = batch.column("video_id"), batch.column("uri"), batch.column("hashtags")
-                bad = {
-                    "null video_id": vid.is_null().to_numpy(zero_copy_only=False),
-                    "null uri": uri.is_null().to_numpy(zero_copy_only=False),
-                    "null hashtags": tags.is_null().to_numpy(zero_copy_only=False),
-                }
-                rejected = np.zeros(n, bool)
-                for reason, mask in bad.items():
-                    new = mask & ~rejected
-                    for i in np.flatnonzero(new).tolist():
-                        rejects.append({"row": row0 + i, "video_id": vid[i].as_py(), "reason": reason})
-                    rejected |= new
-                hashes = stable_hash64(vid, 0, "video_id")
-                hashes[rejected] = 0
-                if len(all_hashes) < n_read:
-                    all_hashes = np.concatenate([all_hashes, np.zeros(max(n_read, 2 * len(all_hashes)) - len(all_hashes), np.uint64)])
-                all_hashes[row0:n_read] = hashes
-                rows, labels = match_batch(tags, index)
-                keep = ~rejected[rows]
-                rows, labels = rows[keep], labels[keep]
-                matched_rows, lists = _lists(rows, labels)
-                support += np.bincount(labels, minlength=n_labels)
-                unmatched = np.ones(n, bool)
-                unmatched[matched_rows] = False
-                unmatched &= ~rejected
-                n_unmatched += int(unmatched.sum())
-                unmatched_rows.append(np.flatnonzero(unmatched) + row0)
-                take = pa.array(matched_rows)
-                writer.write_table(
-                    pa.table(
-                        {
-                            "row": pa.array(matched_rows + row0, pa.int64()),
-                            "video_id": vid.take(take),
-                            "uri": uri.take(take),
-                            "duration_s": batch.column("duration_s").take(take),
-                            "hash": pa.array(hashes[matched_rows], pa.uint64()),
-                            "matched": lists,
-                        },
-                        schema=matched_schema,
-                    )
+    with pq.ParquetWriter(matched_tmp, matched_schema, compression="none") as writer, _progress(total, progress, "match") as bar:
+        task = bar.add_task("match", total=total)
+        for batch in iter_videos(videos, batch_size=batch_size):
+            n = batch.num_rows
+            row0 = n_read
+            n_read += n
+            vid, uri, tags = batch.column("video_id"), batch.column("uri"), batch.column("hashtags")
+            bad = {
+                "null video_id": vid.is_null().to_numpy(zero_copy_only=False),
+                "null uri": uri.is_null().to_numpy(zero_copy_only=False),
+                "null hashtags": tags.is_null().to_numpy(zero_copy_only=False),
+            }
+            rejected = np.zeros(n, bool)
+            for reason, mask in bad.items():
+                new = mask & ~rejected
+                for i in np.flatnonzero(new).tolist():
+                    rejects.append({"row": row0 + i, "video_id": vid[i].as_py(), "reason": reason})
+                rejected |= new
+            hashes = stable_hash64(vid, 0, "video_id")
+            hashes[rejected] = 0
+            if len(all_hashes) < n_read:
+                all_hashes = np.concatenate([all_hashes, np.zeros(max(n_read, 2 * len(all_hashes)) - len(all_hashes), np.uint64)])
+            all_hashes[row0:n_read] = hashes
+            rows, labels = match_batch(tags, index)
+            keep = ~rejected[rows]
+            rows, labels = rows[keep], labels[keep]
+            matched_rows, lists = _lists(rows, labels)
+            support += np.bincount(labels, minlength=n_labels)
+            unmatched = np.ones(n, bool)
+            unmatched[matched_rows] = False
+            unmatched &= ~rejected
+            n_unmatched += int(unmatched.sum())
+            unmatched_rows.append(np.flatnonzero(unmatched) + row0)
+            take = pa.array(matched_rows)
+            writer.write_table(
+                pa.table(
+                    {
+                        "row": pa.array(matched_rows + row0, pa.int64()),
+                        "video_id": vid.take(take),
+                        "uri": uri.take(take),
+                        "duration_s": batch.column("duration_s").take(take),
+                        "hash": pa.array(hashes[matched_rows], pa.uint64()),
+                        "matched": lists,
+                    },
+                    schema=matched_schema,
                 )
-                bar.advance(task, n)
-
-        duplicate_rows = _duplicate_rows(cfg.videos, all_hashes[:n_read], cfg.batch_size)
-        if duplicate_rows:
-            dup_idx = np.fromiter(duplicate_rows, np.int64)
-            all_unmatched = np.concatenate(unmatched_rows) if unmatched_rows else np.empty(0, np.int64)
-            n_unmatched -= int(np.isin(all_unmatched, dup_idx).sum())
-            rejects.extend(
-                {"row": r, "video_id": v, "reason": f"duplicate video_id (first at row {first})"}
-                for r, (v, first) in sorted(duplicate_rows.items())
             )
-            support = _recount(matched_tmp, dup_idx, n_labels)
-        del all_hashes, unmatched_rows
+            bar.advance(task, n)
 
-        kept = support >= cfg.min_videos
+    duplicate_rows = _duplicate_rows(videos, all_hashes[:n_read], batch_size)
+    if duplicate_rows:
+        dup_idx = np.fromiter(duplicate_rows, np.int64)
+        all_unmatched = np.concatenate(unmatched_rows) if unmatched_rows else np.empty(0, np.int64)
+        n_unmatched -= int(np.isin(all_unmatched, dup_idx).sum())
+        rejects.extend(
+            {"row": r, "video_id": v, "reason": "duplicate video_id", "first": first}
+            for r, (v, first) in sorted(duplicate_rows.items())
+        )
+        support = _recount(matched_tmp, dup_idx, n_labels)
+    return _FirstPass(n_read, support, rejects, n_unmatched, duplicate_rows)
+
+
+def _side_paths(cfg: MatchConfig) -> tuple[Path, Path, Path]:
+    """Rejects, label counts and summary paths: beside the manifest, or in ``cfg.side_dir``."""
+    out = Path(cfg.out)
+    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
+    folder = Path(cfg.side_dir) if cfg.side_dir is not None else out.parent
+    return (folder / f"{stem}.rejects.parquet", folder / f"{stem}.label_counts.parquet", folder / f"{stem}.summary.json")
+
+
+def match_videos(cfg: MatchConfig) -> dict:
+    """Match videos against a label space and write manifest, rejects, label counts, summary.
+
+    With ``cfg.support`` (label support summed over every part of a partitioned corpus,
+    from :func:`count_matches`) the min-videos decision uses that global support instead
+    of this table's own; everything else is about this table.
+    """
+    out = Path(cfg.out)
+    rejects_path, counts_path, summary_path = _side_paths(cfg)
+    index = HashtagIndex.from_labels(Path(cfg.labels))
+    n_labels = len(index)
+    open_table(cfg.videos)  # a missing or unreadable table fails before anything is created
+    global_support = read_support(Path(cfg.support), index, cfg.videos) if cfg.support is not None else None
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    matched_tmp = out.with_name(f".{out.name}.matched.tmp-{os.getpid()}")
+    try:
+        first = _first_pass(cfg.videos, index, matched_tmp, cfg.batch_size, cfg.progress)
+        n_read, support, rejects, n_unmatched, duplicate_rows = (
+            first.n_read, first.support, first.rejects, first.n_unmatched, first.duplicate_rows
+        )
+
+        kept = (global_support if global_support is not None else support) >= cfg.min_videos
         assigned = np.zeros(n_labels, np.int64)
         n_dropped = n_manifest = 0
         names = pa.array(index.names, pa.string())
@@ -247,7 +299,7 @@ def match_videos(cfg: MatchConfig) -> dict:
             if p.exists():
                 p.unlink()
 
-    rejects.sort(key=lambda r: r["row"])
+    rejects = _finish_rejects(cfg.videos, rejects)
     write_table("match_rejects", pa.Table.from_pylist(rejects, schema=load_schema("match_rejects").to_arrow()), rejects_path)
     write_table(
         "label_counts",
@@ -277,6 +329,8 @@ def match_videos(cfg: MatchConfig) -> dict:
         "accounted": n_manifest + n_dropped + n_unmatched + len(rejects) == n_read,
         "outputs": {"manifest": str(out), "rejects": str(rejects_path), "label_counts": str(counts_path)},
     }
+    if cfg.support is not None:
+        summary["support"] = str(cfg.support)
     write_json(summary, summary_path)
     return summary
 
@@ -319,3 +373,232 @@ def _recount(matched_tmp: Path, excluded_rows: np.ndarray, n_labels: int) -> np.
         ok = ~np.isin(batch.column("row").to_numpy(), excluded_rows)
         support += np.bincount(pc.list_flatten(lists).to_numpy()[ok[parents]], minlength=n_labels)
     return support
+
+
+def _finish_rejects(videos: str | Path, rejects: list[dict]) -> list[dict]:
+    """Rejects in final form: rows of the source table (a part's ``source_row``), reasons, sorted.
+
+    A part made by ``partition-videos`` carries each row's row in the table it was split
+    from, so the rejects of a part (and of all parts merged) name the same rows as a match
+    over the whole table would.
+    """
+    dataset = open_table(videos)
+    local = sorted({r["row"] for r in rejects} | {r["first"] for r in rejects if "first" in r})
+    mapping: dict[int, int] = {}
+    if local and SOURCE_ROW in dataset.schema.names and pa.types.is_integer(dataset.schema.field(SOURCE_ROW).type):
+        source = dataset.take(pa.array(local, pa.int64()), columns=[SOURCE_ROW]).column(SOURCE_ROW)
+        if source.null_count == 0:
+            mapping = dict(zip(local, source.to_pylist()))
+    out = []
+    for r in rejects:
+        row = mapping.get(r["row"], r["row"])
+        reason = r["reason"]
+        if "first" in r:
+            reason = f"{reason} (first at row {mapping.get(r['first'], r['first'])})"
+        out.append({"row": row, "video_id": r["video_id"], "reason": reason})
+    out.sort(key=lambda r: r["row"])
+    return out
+
+
+def _local_file(path: str | Path) -> bool:
+    """A local file (not a folder, not an object-store uri): only those carry part labels we read."""
+    return "://" not in str(path) and Path(path).is_file()
+
+
+# ---- partitioned match: per-part support counts (map), summed support decides the labels (reduce) ----
+
+LABELS_DIGEST_KEY = b"weaksup.labels_digest"
+
+
+@dataclass(frozen=True)
+class MatchCountConfig:
+    """Options of ``weaksup match-count``: phase 1 of a partitioned match."""
+
+    videos: Path
+    labels: Path
+    out: Path
+    batch_size: int = 1 << 18
+    progress: bool = True
+
+
+def count_matches(cfg: MatchCountConfig) -> dict:
+    """Per-label matched-video support of one videos table (one part), duplicates removed.
+
+    Writes table ``label_support``; its metadata names the label space (digest) and, for a
+    part made by ``partition-videos``, which part of how many, so that summing checks that
+    every part was counted once against the same labels.
+    """
+    videos, out = cfg.videos, Path(cfg.out)
+    index = HashtagIndex.from_labels(Path(cfg.labels))
+    open_table(videos)
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory, expected an output file path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    matched_tmp = out.with_name(f".{out.name}.matched.tmp-{os.getpid()}")
+    try:
+        first = _first_pass(videos, index, matched_tmp, cfg.batch_size, cfg.progress)
+    finally:
+        if matched_tmp.exists():
+            matched_tmp.unlink()
+    meta = {LABELS_DIGEST_KEY: index.digest().encode()}
+    part = read_part_label(Path(videos)) if _local_file(videos) else None
+    if part is not None:
+        meta[PART_META_KEY] = f"{part[0]}/{part[1]}".encode()
+    write_table(
+        "label_support",
+        {
+            "label_id": pa.array(np.arange(len(index)), pa.int32()),
+            "label": pa.array(index.names, pa.string()),
+            "matched_videos": pa.array(first.support, pa.int64()),
+        },
+        out,
+        metadata=meta,
+    )
+    return {
+        "videos_read": first.n_read,
+        "rejected": len(first.rejects),
+        "unmatched": first.n_unmatched,
+        "matched": first.n_read - len(first.rejects) - first.n_unmatched,
+        "labels": len(index),
+        "labels_with_support": int((first.support > 0).sum()),
+        "part": f"{part[0]}/{part[1]}" if part else None,
+        "out": str(out),
+    }
+
+
+def _check_parts(where: Path, labels: list[tuple[int, int] | None], what: str) -> int | None:
+    """Every part i/N of one partition exactly once (or no part labels at all); returns N."""
+    known = [p for p in labels if p is not None]
+    if not known:
+        return None
+    if len(known) != len(labels):
+        raise InputError(f"{where}: mixes {what} of partition parts with {what} of whole tables")
+    totals = sorted({n for _, n in known})
+    if len(totals) != 1:
+        raise InputError(f"{where}: {what} of partitions into different numbers of parts ({', '.join(map(str, totals))})")
+    n = totals[0]
+    seen = Counter(i for i, _ in known)
+    twice = sorted(i for i, c in seen.items() if c > 1)
+    if twice:
+        raise InputError(f"{where}: part {twice[0]} of {n} appears more than once")
+    missing = sorted(set(range(n)) - set(seen))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise InputError(f"{where}: {what} of {len(seen)} of {n} parts; missing part(s) {shown}")
+    return n
+
+
+def read_support(path: Path, index: HashtagIndex, videos: str | Path | None = None) -> np.ndarray:
+    """Label support summed over a ``label_support`` file or a folder of them (one per part).
+
+    Refuses counts made against another label space, and a folder that misses a part or
+    holds one twice (the global min-videos decision would silently change).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: support file or folder not found")
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: no .parquet support files in the folder")
+    n_labels = len(index)
+    digest = index.digest()
+    total = np.zeros(n_labels, np.int64)
+    parts: list[tuple[int, int] | None] = []
+    for f in files:
+        table = read_table("label_support", f)
+        meta = pq.read_schema(f).metadata or {}
+        if meta.get(LABELS_DIGEST_KEY, digest.encode()).decode() != digest:
+            raise InputError(f"{f}: support counted against another label space than --labels")
+        ids = table.column("label_id").to_numpy()
+        if len(ids) != n_labels or not np.array_equal(np.sort(ids), np.arange(n_labels)):
+            raise InputError(f"{f}: support for {len(ids)} labels, the labels table has {n_labels}")
+        total[ids] += table.column("matched_videos").to_numpy()
+        raw = meta.get(PART_META_KEY)
+        parts.append(tuple(int(x) for x in raw.decode().split("/")) if raw else None)  # type: ignore[misc]
+    n = _check_parts(path, parts, "support counts")
+    if n is not None and videos is not None and _local_file(videos):
+        own = read_part_label(Path(videos))
+        if own is not None and own[1] != n:
+            raise InputError(f"{videos}: part of {own[1]} parts, but the support in {path} counts {n} parts")
+    return total
+
+
+def match_partitioned(cfg: MatchConfig) -> dict:
+    """Both phases over a folder of parts in one process; the same result as one match of the whole table.
+
+    ``cfg.videos`` is a folder of ``part-*.parquet`` (from ``partition-videos``); ``cfg.out``
+    a folder that receives ``support/`` (phase 1, unless ``cfg.support`` is given),
+    ``manifest/`` (one manifest per part: read it as a Parquet dataset), ``parts/`` (each
+    part's rejects, label counts and summary), and the merged ``label_counts.parquet``,
+    ``rejects.parquet`` and ``summary.json``.
+    """
+    videos, out = Path(cfg.videos), Path(cfg.out)
+    parts = list_parts(videos)
+    for p in parts:  # every part readable with the right columns before any work
+        dataset = open_table(p)
+        _require(dataset, p, ("video_id", "uri"))
+        tag_column(dataset, p)
+    n_parts = _check_parts(videos, [read_part_label(p) for p in parts], "files")
+    index = HashtagIndex.from_labels(Path(cfg.labels))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; --partitioned writes a folder")
+    names = {p.name for p in parts}
+    support = Path(cfg.support) if cfg.support is not None else out / "support"
+    stale_dirs = [out / "manifest"] + ([support] if cfg.support is None else [])
+    for folder in stale_dirs:  # parts of an earlier run with another partition would be read as ours
+        for stale in folder.glob("part-*.parquet") if folder.is_dir() else []:
+            if stale.name not in names:
+                stale.unlink()
+
+    if cfg.support is None:
+        for p in parts:
+            count_matches(MatchCountConfig(p, Path(cfg.labels), support / p.name, cfg.batch_size, cfg.progress))
+    summaries = [
+        match_videos(replace(cfg, videos=p, out=out / "manifest" / p.name, support=support, side_dir=out / "parts"))
+        for p in parts
+    ]
+
+    part_counts = [read_table("label_counts", s["outputs"]["label_counts"]) for s in summaries]
+    first = part_counts[0]
+    label_counts = {
+        "label_id": first.column("label_id"),
+        "label": first.column("label"),
+        "matched_videos": pa.array(sum(t.column("matched_videos").to_numpy() for t in part_counts), pa.int64()),
+        "assigned_videos": pa.array(sum(t.column("assigned_videos").to_numpy() for t in part_counts), pa.int64()),
+        "kept": first.column("kept"),  # decided by the summed support: the same in every part
+    }
+    rejects = pa.concat_tables(
+        read_table("match_rejects", s["outputs"]["rejects"]).select(["row", "video_id", "reason"]).append_column(
+            "part", pa.array([p.name] * pq.ParquetFile(s["outputs"]["rejects"]).metadata.num_rows, pa.string()))
+        for p, s in zip(parts, summaries)
+    )
+    rejects = rejects.take(pc.sort_indices(rejects, [("row", "ascending"), ("part", "ascending")]))
+    counts_path, rejects_path, summary_path = out / "label_counts.parquet", out / "rejects.parquet", out / "summary.json"
+    write_table("label_counts", label_counts, counts_path)
+    write_table("match_rejects", rejects, rejects_path)
+
+    total = lambda key: sum(s[key] for s in summaries)  # noqa: E731
+    reasons = Counter(r.split(" (")[0] for r in rejects.column("reason").to_pylist())
+    kept = np.asarray(label_counts["kept"].to_numpy(zero_copy_only=False), bool)
+    summary = {
+        "videos_read": total("videos_read"),
+        "rejected": total("rejected"),
+        "rejected_by_reason": dict(reasons),
+        "unmatched": total("unmatched"),
+        "matched": total("matched"),
+        "dropped_by_min_videos": total("dropped_by_min_videos"),
+        "in_manifest": total("in_manifest"),
+        "labels": len(index),
+        "labels_kept": int(kept.sum()),
+        "labels_dropped": int((~kept).sum()),
+        "min_videos": cfg.min_videos,
+        "seed": cfg.seed,
+        "accounted": all(s["accounted"] for s in summaries)
+        and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected") == total("videos_read"),
+        "parts": len(parts),
+        "partition_checked": n_parts is not None,
+        "outputs": {"manifest": str(out / "manifest"), "rejects": str(rejects_path), "label_counts": str(counts_path),
+                    "support": str(support), "parts": str(out / "parts")},
+    }
+    write_json(summary, summary_path)
+    return summary
