@@ -16,6 +16,7 @@ from weaksup.cli import (
     probe,
     quickstart,
     sample,
+    shard,
     splits,
     synth_corpus,
     tables,
@@ -41,7 +42,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """weaksup: IG-65M-style weakly-supervised video datasets."""
 
 
-for module in (quickstart, synth_corpus, labels, match, sample, probe, splits, fingerprint, dedupe, pretrain, evaluate,
+for module in (quickstart, synth_corpus, labels, match, sample, probe, splits, shard, fingerprint, dedupe, pretrain, evaluate,
                models, tables):
     module.register(app)
 

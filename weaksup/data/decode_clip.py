@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from weaksup.assembly.probe import NoVideoStream, open_video_file
+from weaksup.assembly.probe import NotAVideo, NoVideoStream, open_video_file
 from weaksup.dedupe.decode import FrameClock, UndecodableVideo
 
 TIME_EPS_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not move a clip by a frame
@@ -182,9 +182,17 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: " + " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
 
 
-def _open(uri: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open ``uri`` and its video stream; bad files raise the probe's one-line error kinds."""
-    _, container = open_video_file(uri)
+def _open(uri: str | BinaryIO) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open ``uri`` (or an in-memory file: a tar shard member) and its video stream; bad
+    files raise the probe's one-line error kinds."""
+    if isinstance(uri, str):
+        _, container = open_video_file(uri)
+    else:  # rewound: one clip may open the file twice (seek fallback, start past the end)
+        uri.seek(0)
+        try:
+            container = av.open(uri, mode="r")
+        except av.error.FFmpegError as exc:
+            raise NotAVideo(f"{getattr(uri, 'name', 'in-memory file')}: not a readable video ({_reason(exc)})") from None
     stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
     if stream is None:
         container.close()
@@ -251,7 +259,7 @@ def _resolve(start_s: float | StartRule, info: VideoInfo) -> float:
 
 
 def _window(
-    uri: str,
+    uri: str | BinaryIO,
     start_s: float | StartRule,
     num_frames: int,
     stride: int,
@@ -294,7 +302,7 @@ def _window(
 
 
 def read_clip(
-    uri: str,
+    uri: str | BinaryIO,
     *,
     start_s: float | StartRule,
     num_frames: int,
@@ -309,7 +317,8 @@ def read_clip(
     ``start_s`` may be a :data:`StartRule` (called with the container's rate and duration)
     so a caller can place a clip inside a video of unknown length without opening it twice.
     ``seek=False`` decodes from the beginning (files whose index is not to be trusted; the
-    baseline of ``benchmarks/loader_bench.py``).
+    baseline of ``benchmarks/loader_bench.py``). ``uri`` may also be a seekable binary file
+    object (``io.BytesIO`` of a tar shard member).
     Raises ``FileNotFoundError`` or a :class:`~weaksup.assembly.probe.ProbeError` subclass
     (``NotAVideo``, ``EmptyFile``, ``NoVideoStream``, ``UndecodableVideo``) with a one-line reason.
     """

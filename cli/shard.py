@@ -1,0 +1,46 @@
+"""The shard command: a training table's video files into tar shards (WebDataset layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from weaksup.cli.common import print_summary, run
+
+
+def shard(
+    manifest: Annotated[Path, typer.Option(help="Manifest, clips (virtual or materialised) or sample table, as pretrain reads it.")],
+    out: Annotated[Path, typer.Option(help="Output folder: shard-NNNNNN.tar, index.parquet, rejects.parquet, summary.json.")],
+    shard_size: Annotated[
+        Optional[int], typer.Option(help="Clips per shard (default 1000 unless --shard-bytes is given).")
+    ] = None,
+    shard_bytes: Annotated[
+        Optional[str], typer.Option(help="Target bytes per shard instead of a count: 1GB, 500MiB, 2e9.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffled row order (each shard mixes classes).")] = 0,
+    workers: Annotated[int, typer.Option(help="Threads writing shards.")] = 2,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Write the video files (unchanged) and their labels into tar shards for sequential reading.
+
+    Each clip is <key>.<ext> + <key>.json; a rerun skips the shards already complete;
+    missing or unreadable files go to rejects.parquet.
+    """
+    from weaksup.data.shards import ShardConfig, parse_size, write_shards
+
+    def job() -> dict:
+        cfg = ShardConfig(
+            manifest=manifest, out=out, shard_size=shard_size,
+            shard_bytes=None if shard_bytes is None else parse_size(shard_bytes),
+            seed=seed, workers=workers, progress=progress,
+        )
+        return write_shards(cfg)
+
+    summary = run(job)
+    print_summary(f"shard -> {out}", summary)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("shard")(shard)

@@ -1,0 +1,621 @@
+"""Training clips in tar shards (WebDataset layout), and a Dataset that streams them.
+
+At paper scale a GPU node cannot open millions of small files from object storage: it
+has to read big files front to back. :func:`write_shards` packs the video files of a
+manifest, clips (virtual or materialised) or sample table, unchanged (no re-encoding),
+into ``DIR/shard-000000.tar``, ``shard-000001.tar``, ... Each clip is two members with
+the same *key*: ``<key>.<ext>`` (the file's bytes, its own extension) and ``<key>.json``
+(video_id, label_id, label, clip_start_s, clip_end_s, duration_s, uri and ``row``, its
+row in the source table). Plain tars, as the ``webdataset`` package reads them.
+
+* Rows go into shards in a seeded order that depends only on ``(seed, video_id)`` (ties
+  by row), so every shard mixes classes and a rerun plans the same shards.
+* Each shard is written under a temporary name and renamed; a rerun lists the shards that
+  exist and skips each one whose members are exactly the planned ones (names and sizes),
+  so a killed job resumes and a changed input never leaves a stale shard behind.
+* Missing, empty or unreadable files are rows of ``DIR/rejects.parquet`` (schema
+  ``shard_rejects``), never a crash. ``DIR/index.parquet`` (schema ``shard_index``) says
+  where every clip is: shard, key, row, video_id, label_id, and the byte offset and size
+  of both members (so one clip can also be fetched with a range read). ``DIR/summary.json``
+  accounts for every row.
+
+:class:`ShardClipDataset` reads the shards sequentially (``tarfile`` in stream mode over
+``fsspec.open``, so ``s3://``, ``gs://`` or ``memory://`` folders work; plain ``open`` when
+fsspec is not installed), gives each DataLoader worker of each distributed rank its own
+shards, and decodes clips from memory exactly as :class:`~weaksup.data.dataset.ClipDataset`
+decodes them from files: the random numbers of a clip come from ``(seed, epoch, row)``, so
+item ``row`` of epoch ``e`` is the same tensor from a shard as from the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import tarfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from weaksup.data.dataset import ClipSpec, load_video_table
+from weaksup.data.decode_clip import VideoInfo, read_clip
+from weaksup.data.rejects import append_reject
+from weaksup.data.transforms import Draw, eval_transform, jitter_start, train_transform
+from weaksup.errors import InputError
+from weaksup.hashing import stable_hash64
+from weaksup.tables import write_json, write_table
+
+SHARD_NAME = "shard-{:06d}.tar"
+SHARD_RE = re.compile(r"shard-(\d{6,})\.tar")
+INDEX_NAME = "index.parquet"
+REJECTS_NAME = "rejects.parquet"
+SUMMARY_NAME = "summary.json"
+DEFAULT_SHARD_SIZE = 1000
+TAR_BLOCK = 512
+_FAILURE_SLOTS = 1024  # one failure counter per worker process, as in ClipDataset
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12,
+          "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """One ``weaksup shard`` job: a training table into tar shards of ``shard_size`` clips or ~``shard_bytes``."""
+
+    manifest: Path
+    out: Path
+    shard_size: int | None = None  # clips per shard (DEFAULT_SHARD_SIZE when neither limit is given)
+    shard_bytes: int | None = None  # target bytes per shard; a bigger file gets a shard of its own
+    seed: int = 0
+    workers: int = 2  # threads writing shards (file reading and tar writing are I/O)
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.shard_size is not None and self.shard_bytes is not None:
+            raise InputError("give --shard-size or --shard-bytes, not both")
+        if self.shard_size is not None and self.shard_size < 1:
+            raise InputError(f"--shard-size must be >= 1 (got {self.shard_size})")
+        if self.shard_bytes is not None and self.shard_bytes < 1:
+            raise InputError(f"--shard-bytes must be >= 1 byte (got {self.shard_bytes})")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0 (got {self.seed})")
+        if self.workers < 1:
+            raise InputError(f"--workers must be >= 1 (got {self.workers})")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in ``1GB``, ``500MiB``, ``2e9`` or ``4096`` (K/M/G/T decimal, KiB/MiB/GiB/TiB binary)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else ""
+    if not m or unit not in _UNITS:
+        raise InputError(f"--shard-bytes: cannot read {text!r} as a size (e.g. 1GB, 500MiB, 2e9)")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def shard_key(video_id: str, row: int) -> str:
+    """A member key: the video id made safe (no dots or slashes: WebDataset splits names at the
+    first dot) plus the row, so keys stay unique when ids collide after cleaning or repeat."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", video_id)[:80].strip("_") or "video"
+    return f"{safe}-{row}"
+
+
+def _extension(uri: str) -> str:
+    ext = re.sub(r"[^a-z0-9]", "", Path(uri.split("?")[0]).suffix.lower())
+    return ext if ext and ext != "json" else "bin"
+
+
+def _tar_bytes(size: int) -> int:
+    """Bytes a member of ``size`` takes in a tar: a header block plus the data padded to a block."""
+    return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
+@dataclass(frozen=True)
+class _Clip:
+    """One clip of a shard being written: where its file is and the JSON that travels with it."""
+
+    row: int
+    key: str
+    ext: str
+    path: str
+    size: int
+    meta: bytes
+
+    @property
+    def members(self) -> list[tuple[str, int]]:
+        return [(f"{self.key}.{self.ext}", self.size), (f"{self.key}.json", len(self.meta))]
+
+
+class _Rows:
+    """The sharded table as Arrow/numpy columns: per-row Python objects are made one shard at
+    a time, so planning a 65M-row table holds arrays, not 65M objects."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.videos = load_video_table(table)  # the clip windows, exactly as ClipDataset sees them
+        col = table.column("label")
+        self.labels = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).cast(pa.string())
+        self.durations = np.full(len(table), np.nan)
+        if "duration_s" in table.column_names:
+            self.durations = np.asarray(pc.fill_null(table.column("duration_s").cast(pa.float64()), np.nan).to_numpy())
+
+    def clip(self, row: int, size: int) -> _Clip:
+        v = self.videos
+        uri, video_id = v.uri[row].as_py(), v.video_id[row].as_py()
+        meta = {
+            "video_id": video_id,
+            "label_id": int(v.label[row]),
+            "label": self.labels[row].as_py(),
+            "clip_start_s": float(v.window_start[row]),
+            "clip_end_s": _none_if_nan(v.window_end[row]),
+            "duration_s": _none_if_nan(self.durations[row]),
+            "uri": uri,
+            "row": row,
+        }
+        blob = json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return _Clip(row, shard_key(video_id, row), _extension(uri), str(_local(uri)), size, blob)
+
+    def index(self, shard: str, members: list[tarfile.TarInfo], clips: dict[str, _Clip]) -> pa.Table:
+        """Index rows of one shard from its member listing (only the clips actually in it)."""
+        cols: dict[str, list[Any]] = {f: [] for f in ("key", "member", "offset", "bytes", "json_offset", "json_bytes")}
+        for video, js in zip(members[::2], members[1::2]):
+            cols["key"].append(video.name.partition(".")[0])
+            cols["member"].append(video.name)
+            cols["offset"].append(video.offset_data)
+            cols["bytes"].append(video.size)
+            cols["json_offset"].append(js.offset_data)
+            cols["json_bytes"].append(js.size)
+        rows = np.array([clips[k].row for k in cols["key"]], np.int64)
+        return pa.table({
+            "shard": pa.array([shard] * len(rows), pa.string()),
+            "key": pa.array(cols["key"], pa.string()),
+            "row": pa.array(rows, pa.int64()),
+            "video_id": self.videos.video_id.take(pa.array(rows)),
+            "label_id": pa.array(self.videos.label[rows], pa.int32()),
+            "label": self.labels.take(pa.array(rows)),
+            **{k: pa.array(cols[k], pa.int64() if k != "member" else pa.string()) for k in list(cols)[1:]},
+        })
+
+
+def _none_if_nan(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _local(uri: str) -> Path:
+    from weaksup.assembly.probe import local_path
+
+    return local_path(uri)
+
+
+def _stat(uri: str) -> int | str:
+    """Size of a readable, non-empty file, else the reject reason."""
+    from weaksup.assembly.probe import UnsupportedUri
+
+    try:
+        path = _local(uri)
+        st = path.stat()
+    except UnsupportedUri as exc:
+        return f"unsupported uri: {exc}"
+    except FileNotFoundError:
+        return f"file not found: {uri}"
+    except OSError as exc:
+        return f"unreadable: {uri} ({exc.strerror or exc})"
+    if not path.is_file():
+        return f"not a regular file: {uri}"
+    if st.st_size == 0:
+        return f"empty file: {uri}"
+    return int(st.st_size)
+
+
+def _stat_all(uris: pa.Array, order: np.ndarray, workers: int) -> tuple[np.ndarray, dict[int, str]]:
+    """Every row's file size (-1 when rejected) and the rejects' reasons, in blocks of rows."""
+    sizes = np.full(len(uris), -1, np.int64)
+    rejects: dict[int, str] = {}
+    with ThreadPoolExecutor(workers) as pool:
+        for lo in range(0, len(order), 8192):
+            rows = order[lo : lo + 8192]
+            for row, stat in zip(rows.tolist(), pool.map(_stat, uris.take(pa.array(rows)).to_pylist())):
+                if isinstance(stat, str):
+                    rejects[row] = stat
+                else:
+                    sizes[row] = stat
+    return sizes, rejects
+
+
+def _plan(rows: np.ndarray, sizes: np.ndarray, cfg: ShardConfig) -> list[np.ndarray]:
+    """Cut the ordered readable rows into shards, by count or by tar bytes (the JSON member
+    counted as one data block: it is a few hundred bytes)."""
+    if cfg.shard_bytes is None:
+        size = cfg.shard_size or DEFAULT_SHARD_SIZE
+        return [rows[i : i + size] for i in range(0, len(rows), size)]
+    need = TAR_BLOCK + -(-sizes[rows] // TAR_BLOCK) * TAR_BLOCK + 2 * TAR_BLOCK
+    bounds, used = [0], 0
+    for i, n in enumerate(need.tolist()):
+        if i > bounds[-1] and used + n > cfg.shard_bytes:
+            bounds.append(i)
+            used = 0
+        used += n
+    bounds.append(len(rows))
+    return [rows[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def _listing(path: Path) -> list[tarfile.TarInfo] | None:
+    """The members of an existing shard, or None when it is not a readable tar."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            return tar.getmembers()
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+
+
+def _write_shard(path: Path, clips: list[_Clip]) -> dict[int, str]:
+    """Write one shard (temporary name, then rename); returns {row: reason} for files that failed."""
+    failed: dict[int, str] = {}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{id(clips)}")
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for clip in clips:
+                try:
+                    with open(clip.path, "rb") as f:
+                        data = f.read()  # whole, so a file that changes size cannot cut the tar mid-member
+                except OSError as exc:
+                    failed[clip.row] = f"unreadable: {clip.path} ({exc.strerror or exc})"
+                    continue
+                if not data:
+                    failed[clip.row] = f"empty file: {clip.path}"
+                    continue
+                for (name, _), payload in zip(clip.members, (data, clip.meta)):
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode, info.mtime = len(payload), 0o644, 0  # same bytes on every run
+                    tar.addfile(info, io.BytesIO(payload))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return failed
+
+
+def write_shards(cfg: ShardConfig) -> dict[str, Any]:
+    """Pack a training table's video files into tar shards; writes the index, rejects and summary.
+
+    The table is read like ``pretrain`` reads it (manifest, clips or sample; InputError for a
+    missing file or wrong columns). Returns the summary.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from weaksup.train.loop import read_training_table
+
+    data = read_training_table(Path(cfg.manifest))
+    table = _Rows(data.table)
+    videos = table.videos
+    n = len(videos)
+    order = np.lexsort((np.arange(n), stable_hash64(videos.video_id, cfg.seed, "shard")))
+
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    for stale in out.glob(".shard-*.tar.tmp-*"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+
+    sizes, rejects = _stat_all(videos.uri, order, cfg.workers)
+    plan = _plan(order[sizes[order] >= 0], sizes, cfg)
+    names = [SHARD_NAME.format(k) for k in range(len(plan))]
+    for old in out.glob("shard-*.tar"):  # shards past the plan's end (an earlier, bigger plan)
+        m = SHARD_RE.fullmatch(old.name)
+        if m and int(m.group(1)) >= len(plan):
+            old.unlink()
+
+    def one(k: int) -> tuple[bool, dict[int, str], pa.Table]:
+        path = out / names[k]
+        clips = [table.clip(row, int(sizes[row])) for row in plan[k].tolist()]
+        by_key = {c.key: c for c in clips}
+        expected = [member for clip in clips for member in clip.members]
+        if path.exists():
+            members = _listing(path)
+            if members is not None and [(m.name, m.size) for m in members] == expected:
+                return False, {}, table.index(names[k], members, by_key)
+        failed = _write_shard(path, clips)
+        return True, failed, table.index(names[k], _listing(path) or [], by_key)
+
+    parts: list[pa.Table] = []
+    written = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not cfg.progress) as bar, ThreadPoolExecutor(cfg.workers) as pool:
+        task = bar.add_task("shard", total=len(plan))
+        for wrote, failed, part in pool.map(one, range(len(plan))):
+            written += wrote
+            rejects.update(failed)
+            parts.append(part)
+            bar.advance(task)
+
+    index_path, rejects_path = out / INDEX_NAME, out / REJECTS_NAME
+    index = write_table("shard_index", pa.concat_tables(parts) if parts else {f: [] for f in _INDEX_FIELDS}, index_path)
+    bad = np.array(sorted(rejects), np.int64)
+    write_table(
+        "shard_rejects",
+        {
+            "row": pa.array(bad, pa.int64()),
+            "video_id": videos.video_id.take(pa.array(bad)),
+            "uri": videos.uri.take(pa.array(bad)),
+            "reason": pa.array([rejects[i] for i in bad.tolist()], pa.string()),
+        },
+        rejects_path,
+    )
+    shard_sizes = [(out / name).stat().st_size for name in names]
+    summary: dict[str, Any] = {
+        "table": f"{cfg.manifest} ({data.kind})",
+        "rows": n,
+        "clips": index.num_rows,
+        "rejected": len(rejects),
+        "rejected_by_reason": dict(Counter(r.split(":")[0] for r in rejects.values()).most_common()),
+        "num_classes": data.num_classes,
+        "shards": len(plan),
+        "shards_written": written,
+        "shards_skipped": len(plan) - written,
+        "bytes": int(sum(shard_sizes)),
+        "largest_shard_bytes": int(max(shard_sizes, default=0)),
+        "seed": cfg.seed,
+        "shard_size": None if cfg.shard_bytes is not None else (cfg.shard_size or DEFAULT_SHARD_SIZE),
+        "shard_bytes": cfg.shard_bytes,
+        "index": str(index_path),
+        "rejects": str(rejects_path),
+    }
+    write_json(summary, out / SUMMARY_NAME)
+    return summary
+
+
+_INDEX_FIELDS = ("shard", "key", "row", "video_id", "label_id", "label", "member", "offset", "bytes", "json_offset",
+                 "json_bytes")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base.rstrip('/')}/{name}"
+
+
+@contextlib.contextmanager
+def open_url(url: str) -> Iterator[BinaryIO]:
+    """A binary file object for reading ``url`` front to back: fsspec when installed (any of
+    its protocols), else a local path or ``file://``."""
+    try:
+        import fsspec
+    except ImportError:  # fsspec is optional: local shards need nothing more
+        from weaksup.assembly.probe import local_path
+
+        with open(local_path(url), "rb") as f:
+            yield f
+        return
+    with fsspec.open(url, "rb") as f:
+        yield f
+
+
+def read_shard_index(source: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """``source/index.parquet`` (a local folder or any fsspec URL), or some of its ``columns``
+    (the ``shard`` column dictionary-encoded); InputError when absent or unreadable."""
+    import pyarrow.parquet as pq
+
+    url = _join(str(source), INDEX_NAME)
+    try:
+        with open_url(url) as f:
+            return pq.read_table(f, columns=columns, read_dictionary=["shard"])
+    except FileNotFoundError:
+        raise InputError(f"{url}: file not found (a shard folder written by `weaksup shard` has one)") from None
+    except Exception as exc:  # noqa: BLE001 - fsspec and pyarrow raise many kinds
+        raise InputError(f"{url}: not a readable shard index ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def shard_counts(source: str | os.PathLike[str]) -> dict[str, int]:
+    """Clips per shard file name of a shard folder, from its index (only the shard column is read)."""
+    counts = pc.value_counts(read_shard_index(source, ["shard"]).column("shard"))
+    return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
+
+
+def iter_shard(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) of each clip of a shard, streamed in order (tar mode ``r|``).
+
+    Members of one key are consecutive (as :func:`write_shards` and WebDataset write them).
+    A shard that cannot be opened or is cut short raises once the clips before the damage
+    have been yielded.
+    """
+    with open_url(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        key, group = None, {}
+        for member in tar:
+            if not member.isfile():
+                continue
+            k, _, ext = member.name.rpartition("/")[2].partition(".")
+            if k != key and group:
+                yield key, group
+                group = {}
+            key = k
+            group[ext] = tar.extractfile(member).read()
+        if group:
+            yield key, group
+
+
+def shuffled(items: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """Items in a random order from a buffer of ``size``: each new item takes the place of a
+    randomly chosen buffered one, which is yielded (WebDataset's shuffle); ``size`` <= 1 keeps order."""
+    if size <= 1:
+        yield from items
+        return
+    buffer: list[Any] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        j = int(rng.integers(size))
+        buffer[j], item = item, buffer[j]
+        yield item
+    for j in rng.permutation(len(buffer)).tolist():
+        yield buffer[j]
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardClipDataset(IterableDataset):
+    """Training clips streamed from tar shards: ClipDataset's items, read sequentially.
+
+    ``source`` is a shard folder (local path or fsspec URL with ``index.parquet``) or a list
+    of shard URLs. Each epoch (:meth:`set_epoch`, shared with persistent workers) permutes
+    the shards with ``(seed, epoch)``, deals them to ranks (``rank::world_size``) and then
+    to the rank's DataLoader workers, so every clip is read once per epoch by exactly one
+    worker; a ``buffer_size`` in-memory buffer shuffles clips across neighbouring shards.
+    Ranks and workers get whole shards, so use at least ``world_size * workers`` shards
+    (more for even loads). The rank and world size are those of ``torch.distributed`` when
+    it is initialised at construction (workers do not see the process group).
+
+    :attr:`total` is the number of clips in all shards (None for a list of URLs).
+    Items are ``{"clip", "label", "index", "start_s"}`` like ClipDataset's, ``index`` being
+    the clip's row in the sharded table; a member that does not decode is skipped, counted
+    in :attr:`failures` and logged to ``rejects_path`` with its shard and key.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | Sequence[str],
+        *,
+        num_frames: int = 8,
+        stride: int = 1,
+        fps: float | None = None,
+        train: bool = True,
+        crop: int = 112,
+        short_side: int = 128,
+        seed: int = 0,
+        shuffle_shards: bool = True,
+        buffer_size: int = 64,
+        rejects_path: str | os.PathLike[str] | None = None,
+        thread_type: str = "AUTO",
+        hflip: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if buffer_size < 0:
+            raise ValueError(f"buffer_size must be >= 0, got {buffer_size}")
+        if isinstance(source, (str, os.PathLike)):
+            counts = shard_counts(source)  # names and counts only: workers get a copy of the dataset
+            self.urls = [_join(str(source), name) for name in sorted(counts)]
+            self.total: int | None = sum(counts.values())
+        else:
+            self.urls = [str(u) for u in source]
+            self.total = None  # unknown without an index
+        self.spec = ClipSpec(num_frames, stride, fps, crop, short_side, thread_type)
+        self.train, self.hflip, self.seed = train, hflip, int(seed)
+        self.shuffle_shards, self.buffer_size = shuffle_shards, buffer_size
+        self.rejects_path = Path(rejects_path) if rejects_path is not None else None
+        dist_rank, dist_world = _distributed()
+        self.rank = dist_rank if rank is None else rank
+        self.world_size = dist_world if world_size is None else world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._failures = torch.zeros(_FAILURE_SLOTS, dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that orders shards and draws clips; reaches persistent workers."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch[0] = int(epoch)
+
+    @property
+    def failures(self) -> int:
+        """Members that failed so far, in every process that read shards."""
+        return int(self._failures.sum())
+
+    def shards_for(self, epoch: int, rank: int, world_size: int, worker: int = 0, workers: int = 1) -> list[str]:
+        """The shards one worker of one rank reads in ``epoch``, in reading order."""
+        order = np.arange(len(self.urls))
+        if self.shuffle_shards:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.urls))
+        return [self.urls[i] for i in order[rank::world_size][worker::workers]]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self.epoch
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        rng = np.random.default_rng([self.seed, epoch, self.rank, worker, 7])
+        samples = self._samples(self.shards_for(epoch, self.rank, self.world_size, worker, workers), epoch)
+        for shard, key, group in shuffled(samples, self.buffer_size, rng):
+            item = self._item(shard, key, group, epoch)
+            if item is not None:
+                yield item
+
+    def _samples(self, urls: list[str], epoch: int) -> Iterator[tuple[str, str, dict[str, bytes]]]:
+        for url in urls:
+            try:
+                for key, group in iter_shard(url):
+                    yield url, key, group
+            except Exception as exc:  # noqa: BLE001 - a missing or cut shard ends that shard, not the epoch
+                self._reject(exc, epoch, shard=url)
+
+    def _item(self, shard: str, key: str, group: dict[str, bytes], epoch: int) -> dict[str, Any] | None:
+        meta: dict[str, Any] = {}
+        try:
+            if "json" not in group:
+                raise ValueError(f"{shard}: clip {key!r} has no .json member")
+            meta = json.loads(group["json"])
+            videos = [ext for ext in group if ext != "json"]
+            if not videos:
+                raise ValueError(f"{shard}: clip {key!r} has no video member")
+            row = int(meta["row"])
+            lo = float(meta.get("clip_start_s") or 0.0)
+            end = meta.get("clip_end_s")
+            draw = Draw.from_rng(np.random.default_rng([self.seed, epoch, row]))
+            if not self.hflip:
+                draw = replace(draw, flip=False)
+            u = draw.time if self.train else 0.5
+
+            def start_rule(info: VideoInfo) -> float:  # VideoTable.window, then ClipDataset's jitter
+                hi = float(end) if end is not None and math.isfinite(float(end)) else info.duration_s
+                hi = max(lo, lo if hi is None else hi)
+                return jitter_start(u, window_start=lo, window_end=hi, clip_s=self.spec.seconds(info))
+
+            data = io.BytesIO(group[videos[0]])
+            data.name = f"{shard}#{key}.{videos[0]}"
+            s = self.spec
+            clip = read_clip(data, start_s=start_rule, num_frames=s.num_frames, stride=s.stride, fps=s.fps,
+                             short_side=s.short_side, thread_type=s.thread_type)
+            if self.train:
+                tensor = train_transform(clip.frames, draw, crop=s.crop)
+            else:
+                tensor = eval_transform(clip.frames, crop=s.crop)
+            label = int(meta["label_id"])
+        except Exception as exc:  # noqa: BLE001 - one bad member never stops an epoch
+            self._reject(exc, epoch, shard=shard, key=key, video_id=meta.get("video_id"), uri=meta.get("uri"),
+                         index=meta.get("row"))
+            return None
+        return {"clip": tensor, "label": label, "index": row, "start_s": clip.start_s}
+
+    def _reject(self, exc: BaseException, epoch: int, **record: Any) -> None:
+        info = get_worker_info()
+        self._failures[0 if info is None else (info.id + 1) % _FAILURE_SLOTS] += 1
+        if self.rejects_path is not None:
+            reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
+            append_reject(self.rejects_path, {"video_id": None, "uri": None, "index": None, **record,
+                                              "reason": reason, "epoch": epoch})
