@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
 
 from weaksup.errors import InputError
+
+EngineOption = Annotated[
+    str, typer.Option(help='Where the per-video work runs: local (a process pool) or ray (Ray Data; pip install "weaksup[ray]").')
+]
+RayAddressOption = Annotated[
+    Optional[str], typer.Option(help="With --engine ray: join this Ray cluster (auto, ray://HOST:10001) instead of starting a local one.")
+]
 
 console = Console()
 err_console = Console(stderr=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
 
 # the library's defaults (weaksup.dedupe.dedupe; a test keeps them equal), written out so
 # that `weaksup --help` does not import numpy, pyarrow and OpenCV
@@ -40,6 +40,8 @@ def dedupe(
     chunk_size: Annotated[int, typer.Option(help="Source videos queried together (bounds memory).")] = 256,
     workers: Annotated[int, typer.Option(help="Worker processes when fingerprinting (0 = in this process).")] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Match every source video's frame codes (and their mirror images) against the target codes
     (full frame and 10%/20% crops), align the matches in time, report overlapping pairs, and
@@ -50,7 +52,7 @@ def dedupe(
     cfg = DedupeConfig(
         manifest=manifest, out=out, report=report, targets=targets, source_codes=source_codes, threshold=threshold,
         radius=radius, min_frames=min_frames, self_dedupe=self_dedupe, chunk_size=chunk_size, workers=workers,
-        progress=progress,
+        progress=progress, engine=engine, ray_address=ray_address,
     )
     summary = run(dedupe_manifest, cfg)
     print_summary(f"dedupe -> {out}", summary)

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import console, one_line_warnings, print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, console, one_line_warnings, print_summary, run
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import FINETUNE_PRESETS
 
@@ -38,13 +38,15 @@ def extract(
     per_clip: Annotated[bool, typer.Option("--per-clip/--no-per-clip", help="Keep every clip's features too (clip-level metrics).")] = True,
     scores: Annotated[bool, typer.Option("--scores", help="Also store the checkpoint classifier's scores.")] = False,
     batch_size: Annotated[int, typer.Option(help="Clips per forward pass.")] = 16,
-    workers: Annotated[int, typer.Option(help="Decoding worker processes.")] = 2,
+    workers: Annotated[int, typer.Option(help="Decoding worker processes (with --engine ray: Ray actors, each decoding in-process).")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (CUDA).")] = "fp32",
     chunk_videos: Annotated[int, typer.Option(help="Videos per resumable part.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of a random init.")] = 0,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over, ignoring OUT.parts.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Per-video features: K centre-crop clips per video through the frozen network, averaged."""
     from weaksup.eval.extract import ExtractConfig, extract_features
@@ -53,7 +55,8 @@ def extract(
         cfg = ExtractConfig(num_clips=clips, frames=frames, stride=stride, crop=crop, short_side=short_side,
                             full_frame=full_frame, per_clip=per_clip, scores=scores, batch_size=batch_size,
                             workers=workers, device=device, precision=precision, chunk_videos=chunk_videos,
-                            arch=arch, seed=seed, progress=progress)
+                            arch=arch, seed=seed, progress=progress, engine=engine,
+                            ray_address=ray_address)
         return extract_features(manifest, out, checkpoint=checkpoint, cfg=cfg, resume=not no_resume)
 
     print_summary(f"extract -> {out}", run(job))

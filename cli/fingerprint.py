@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
 
 
 def fingerprint(
@@ -17,6 +17,8 @@ def fingerprint(
     workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
     chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Decode each video at FPS and store a 64-bit census code per frame (full, 10% and 20% crops).
 
@@ -25,7 +27,8 @@ def fingerprint(
     """
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
-    cfg = FingerprintConfig(videos=videos, out=out, fps=fps, workers=workers, chunk_size=chunk_size, progress=progress)
+    cfg = FingerprintConfig(videos=videos, out=out, fps=fps, workers=workers, chunk_size=chunk_size, progress=progress,
+                            engine=engine, ray_address=ray_address)
     _, summary = run(fingerprint_videos, cfg)
     print_summary(f"fingerprint -> {out}", summary)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
 
 
 def probe(
@@ -19,6 +19,8 @@ def probe(
         bool, typer.Option(help="Where the container states no frame count (WebM/MKV), count packets: exact, reads whole files.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Read duration, fps, frame count, size, rotation, codec and audio of each video, without decoding.
 
@@ -27,7 +29,8 @@ def probe(
     from weaksup.assembly.probe import ProbeConfig, probe_videos
 
     cfg = ProbeConfig(
-        videos=videos, out=out, workers=workers, chunk_size=chunk_size, progress=progress, count_frames=count_frames
+        videos=videos, out=out, workers=workers, chunk_size=chunk_size, progress=progress, count_frames=count_frames,
+        engine=engine, ray_address=ray_address,
     )
     _, summary = run(probe_videos, cfg)
     print_summary(f"probe -> {out}", summary)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
 from weaksup.errors import InputError
 
 
@@ -39,6 +39,8 @@ def splits(
     codec: Annotated[str, typer.Option(help="materialize: video encoder.")] = "libx264",
     crf: Annotated[int, typer.Option(help="materialize: encoder quality (lower is better).")] = 23,
     workers: Annotated[int, typer.Option(help="materialize: worker processes (0 = in-process).")] = 2,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Build a temporal split (paper Table 3): virtual clip windows, optionally cut to files."""
     from weaksup.assembly.splits import SplitsConfig, make_splits, materialize_clips
@@ -53,6 +55,7 @@ def splits(
     if materialize is not None:
         mat = run(
             materialize_clips, out, materialize, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
+            engine=engine, ray_address=ray_address,
         )
         print_summary(f"materialize -> {materialize}", mat)
 

@@ -136,8 +136,8 @@ def test_more_broken_files(vids: dict[str, Path], name: str, kind: str) -> None:
 def test_uris(vids: dict[str, Path]) -> None:
     assert probe_video(str(vids["open_mdat"]))["n_frames"] == 5
     assert probe_video(vids["plain"].as_uri())["n_frames"] == 32
-    with pytest.raises(probe_mod.UnsupportedUri, match="s3"):
-        probe_video("s3://bucket/v.mp4")
+    with pytest.raises(probe_mod.UnsupportedUri, match="nosuch"):  # s3:// is read when s3fs is installed (test_uris.py)
+        probe_video("nosuch://bucket/v.mp4")
 
 
 def test_rotation_from_mp4_mov_and_webm_headers(vids: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,10 @@ never kills the job and every input row is accounted for.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import tempfile
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from weaksup import uris
 from weaksup.tables import load_schema, write_table
 
 ROW = "_row"
@@ -34,6 +38,8 @@ class BulkConfig:
     chunk_size: int = 64
     desc: str = "working"
     progress: bool = True
+    engine: str = "local"  # "local" (a process pool) or "ray" (Ray Data; see weaksup.ray_engine)
+    ray_address: str | None = None  # join this Ray cluster instead of starting a local one
 
 
 def safe_call(fn: Callable[[dict], dict], item: dict) -> dict:
@@ -49,12 +55,30 @@ def safe_call(fn: Callable[[dict], dict], item: dict) -> dict:
     return {**item, **out}  # input columns (video_id, uri, ...) carry through, also to rejected rows
 
 
-def _run_chunk(fn: Callable[[dict], dict], items: list[dict]) -> list[dict]:
+def run_chunk(fn: Callable[[dict], dict], items: list[dict]) -> list[dict]:
     return [safe_call(fn, it) for it in items]
 
 
-def parts_dir(out: Path) -> Path:
-    return out.with_name(out.name + ".parts")
+def parts_dir(out: str | os.PathLike[str]) -> Path:
+    """Where a job's resumable parts live: beside a local ``out``; for an object-store ``out``
+    in a local staging folder named after it (``$WEAKSUP_STAGING``, else the temp folder),
+    so a rerun on the same machine resumes and only the final table is uploaded."""
+    if uris.is_local(out):
+        path = uris.local_path(out)
+        return path.with_name(path.name + ".parts")
+    uri = uris.as_uri(out)
+    digest = hashlib.sha1(uri.encode()).hexdigest()[:16]
+    staging = Path(os.environ.get("WEAKSUP_STAGING") or tempfile.gettempdir()) / "weaksup-parts"
+    return staging / f"{digest}-{uris.basename(uri)}.parts"
+
+
+def summary_path(out: str | os.PathLike[str]) -> Path | str:
+    """``OUT-stem.summary.json`` beside ``out`` (a Path for a local ``out``, else a uri)."""
+    if uris.is_local(out):
+        path = uris.local_path(out)
+        return path.with_name(f"{path.stem}.summary.json")
+    name = uris.basename(out)
+    return uris.sibling(out, f"{name.rsplit('.', 1)[0] if '.' in name else name}.summary.json")
 
 
 def _done_rows(parts: Path) -> set[int]:
@@ -68,10 +92,9 @@ def _done_rows(parts: Path) -> set[int]:
     return done
 
 
-def _write_part(parts: Path, rows: list[dict], schema: pa.Schema) -> None:
-    ids = [r[ROW] for r in rows]
-    name = parts / f"part-{min(ids):012d}-{max(ids):012d}-{len(ids)}.parquet"
-    table = pa.Table.from_pylist(rows, schema=schema)
+def _write_part(parts: Path, table: pa.Table) -> None:
+    ids = table.column(ROW)
+    name = parts / f"part-{pc.min(ids).as_py():012d}-{pc.max(ids).as_py():012d}-{len(ids)}.parquet"
     tmp = name.with_name("." + name.name + ".tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, name)
@@ -88,13 +111,13 @@ def run_bulk(
     """Apply ``fn`` to every item (in parallel, resumably) and write table ``schema_name``.
 
     Each item is a dict; ``fn`` returns the output row's columns (``status``/``error``
-    are filled in). Output rows follow the input order.
+    are filled in). Output rows follow the input order, whichever engine ran them.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if config.chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
-    out = Path(out)
+    out = Path(out) if uris.is_local(out) else uris.as_uri(out)
     parts = parts_dir(out)
     parts.mkdir(parents=True, exist_ok=True)
     schema = load_schema(schema_name)
@@ -105,23 +128,29 @@ def run_bulk(
     todo = [it for it in numbered if it[ROW] not in done]
     chunks = [todo[i : i + config.chunk_size] for i in range(0, len(todo), config.chunk_size)]
 
-    def strip(rows: list[dict]) -> list[dict]:
-        return [{k: r.get(k) for k in part_schema.names} for r in rows]
+    def as_part(rows: list[dict]) -> pa.Table:
+        return pa.Table.from_pylist([{k: r.get(k) for k in part_schema.names} for r in rows], schema=part_schema)
 
     with Progress(
         TextColumn(f"[bold]{config.desc}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         disable=not config.progress, transient=False,
     ) as progress:
         task = progress.add_task(config.desc, total=len(numbered), completed=len(numbered) - len(todo))
-        if config.workers <= 0 or len(chunks) <= 1:
+        if config.engine == "ray":
+            from weaksup.ray_engine import ray_map_chunks
+
+            for block in ray_map_chunks(chunks, fn, part_schema, workers=config.workers, address=config.ray_address):
+                _write_part(parts, block)
+                progress.advance(task, block.num_rows)
+        elif config.workers <= 0 or len(chunks) <= 1:
             for chunk in chunks:
-                _write_part(parts, strip(_run_chunk(fn, chunk)), part_schema)
+                _write_part(parts, as_part(run_chunk(fn, chunk)))
                 progress.advance(task, len(chunk))
         else:
             with ProcessPoolExecutor(max_workers=config.workers) as pool:
-                futures: list[tuple[Future, int]] = [(pool.submit(_run_chunk, fn, c), len(c)) for c in chunks]
+                futures: list[tuple[Future, int]] = [(pool.submit(run_chunk, fn, c), len(c)) for c in chunks]
                 for fut, n in futures:
-                    _write_part(parts, strip(fut.result()), part_schema)
+                    _write_part(parts, as_part(fut.result()))
                     progress.advance(task, n)
 
     tables = [pq.read_table(p) for p in sorted(parts.glob("part-*.parquet"))]

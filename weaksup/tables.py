@@ -3,7 +3,8 @@
 Every stage talks to the next through Parquet tables whose schemas live as JSON in
 ``schemas/`` (shipped as ``weaksup.schemas``). Writers go through :func:`write_table`,
 which conforms the data to the schema, writes to a temporary name and renames, so a
-killed job never leaves a half-written table under the final name.
+killed job never leaves a half-written table under the final name. Inputs and outputs
+are paths or object-store uris (:mod:`weaksup.uris`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -20,7 +22,9 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from weaksup import uris
 from weaksup.errors import InputError
+from weaksup.uris import PathOrUri
 
 SCHEMA_META_KEY = b"weaksup.schema"
 
@@ -145,26 +149,49 @@ def check_table(table: pa.Table, schema: Schema, source: str) -> None:
             raise InputError(f"{source}: column {f.name!r} has {col.null_count} null value(s) but is not nullable")
 
 
-def read_table(name: str, path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet table and check it against schema ``name``; bad files raise InputError."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
+def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
+    """(pyarrow filesystem, path in it, name for messages) of an existing table file."""
+    label = uris.display(path)
+    try:
+        filesystem, inner = uris.pyarrow_filesystem(path)
+    except uris.UnsupportedUri as exc:
+        raise InputError(str(exc)) from None
+    if uris.is_local(path):
+        found = Path(inner).exists()
+    else:
+        try:
+            found = uris.exists(path)
+        except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
+            raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not found:
+        raise InputError(f"{label}: file not found")
+    return filesystem, inner, label
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet table (a path or any uri, see :mod:`weaksup.uris`) and check it against
+    schema ``name``; bad or missing files raise InputError."""
+    filesystem, inner, label = _parquet_source(name, path)
     schema = load_schema(name)
     try:
-        present = pq.read_schema(path).names
+        present = pq.read_schema(inner, filesystem=filesystem).names
     except Exception as exc:  # pyarrow raises several types for non-Parquet or truncated files
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {_first_line(exc)})")
     for col in columns or []:
         if col not in present:
-            raise InputError(f"{path}: missing column {col!r} (table {schema.name!r} needs {', '.join(schema.names)})")
+            raise InputError(f"{label}: missing column {col!r} (table {schema.name!r} needs {', '.join(schema.names)})")
     try:
-        table = pq.read_table(path, columns=columns)
+        table = pq.read_table(inner, columns=columns, filesystem=filesystem)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {_first_line(exc)})")
     if columns is not None:
         schema = Schema(schema.name, schema.version, schema.description, tuple(f for f in schema.fields if f.name in columns))
-    check_table(table, schema, str(path))
+    check_table(table, schema, label)
     return table
 
 
@@ -192,16 +219,26 @@ def conform(data: pa.Table | Mapping[str, Any], schema: Schema) -> pa.Table:
 
 
 def atomic_path(path: Path) -> Path:
-    """A temporary sibling of ``path``, renamed over it once complete."""
+    """A temporary sibling of the local ``path``, renamed over it once complete.
+
+    Writers that stream into a local file and rename it themselves cannot write to an
+    object store: a remote uri is bad input here (use :func:`atomic_output`, which uploads).
+    """
+    if not uris.is_local(path):
+        raise InputError(f"{uris.as_uri(path)}: this output must be a local path (object-store outputs are not supported here)")
+    path = uris.local_path(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 def _prepare_output(path: Path) -> Path:
-    """Create the folder of an output ``path`` and return its temporary name.
+    """Create the folder of a local output ``path`` and return its temporary name.
 
     An output path that is a folder, or whose folder cannot be made (a file in the way, no
     permission), is bad input: InputError naming the path, not a traceback.
     """
+    if not uris.is_local(path):
+        raise InputError(f"{uris.as_uri(path)}: this output must be a local path (object-store outputs are not supported here)")
+    path = uris.local_path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an output file path")
     try:
@@ -212,26 +249,47 @@ def _prepare_output(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary sibling of ``path`` to write; renamed over ``path`` when the block ends
-    without error, deleted otherwise. Every writer of final outputs goes through it."""
-    path = Path(path)
-    tmp = _prepare_output(path)
+def atomic_output(path: PathOrUri) -> Iterator[Path]:
+    """A temporary local file to write for ``path``: renamed (or uploaded) to ``path`` when the
+    block ends without error, deleted otherwise. Every writer of final outputs goes through it.
+
+    Local paths and ``file://`` get a temporary sibling and ``os.replace``. Remote uris
+    (``s3://``, ``gs://``, ``memory://``, ...) get a file in a local temporary folder,
+    uploaded on success with :func:`weaksup.uris.upload_atomic` (whole or not at all), so
+    every writer keeps writing a plain local file.
+    """
+    if uris.is_local(path):
+        local = uris.local_path(path)
+        tmp = _prepare_output(local)
+        try:
+            yield tmp
+            os.replace(tmp, local)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return
+    uri = uris.as_uri(path)
     try:
+        is_dir = uris.isdir(uri)
+    except uris.UnsupportedUri as exc:
+        raise InputError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
+        raise InputError(f"{uri}: cannot reach ({type(exc).__name__}: {_first_line(exc)})") from None
+    if is_dir:
+        raise InputError(f"{uri}: is a directory, expected an output file path")
+    with tempfile.TemporaryDirectory(prefix="weaksup-upload-") as folder:
+        tmp = Path(folder) / f".{uris.basename(uri)}.tmp-{os.getpid()}"
         yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        uris.upload_atomic(tmp, uri)
 
 
-def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.PathLike[str], *,
+def write_table(name: str, data: pa.Table | Mapping[str, Any], path: PathOrUri, *,
                 metadata: Mapping[bytes, bytes] | None = None) -> pa.Table:
-    """Conform ``data`` to schema ``name`` and write it to ``path`` atomically (temp name + rename).
+    """Conform ``data`` to schema ``name`` and write it to ``path`` (a path or any uri)
+    atomically (temp name + rename, or a whole upload).
 
     ``metadata`` adds key/value pairs to the file's schema metadata (e.g. how features were made).
     """
-    path = Path(path)
     table = conform(data, load_schema(name))
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
@@ -240,12 +298,12 @@ def write_table(name: str, data: pa.Table | Mapping[str, Any], path: str | os.Pa
     return table
 
 
-def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
-    """Write JSON atomically (summaries, reports)."""
+def write_json(obj: Any, path: PathOrUri) -> None:
+    """Write JSON atomically (summaries, reports) to a path or any uri."""
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
 
 
-def validate_file(name: str, path: str | os.PathLike[str]) -> int:
-    """Validate a Parquet file against schema ``name``; return its row count or raise InputError."""
+def validate_file(name: str, path: PathOrUri) -> int:
+    """Validate a Parquet file (a path or any uri) against schema ``name``; return its row count or raise InputError."""
     return read_table(name, path).num_rows

@@ -18,6 +18,11 @@ file's own structure:
 * duration, when the container states none (live WebM recordings): the end of the last
   video packet, found by demuxing packets only.
 
+Videos are local paths (opened by path, at full speed) or any fsspec uri (``s3://``,
+``gs://``, ``memory://``: :func:`open_video_file` hands PyAV an fsspec file object, and the
+structure parsers above read the same object, so rotation and truncation checks work on
+remote files and fetch only the byte ranges they need).
+
 A bad file raises a :class:`ProbeError` subclass whose class name is the reason kind
 (``EmptyFile``, ``NotAVideo``, ``NoVideoStream``, ``TruncatedVideo``, ...); the bulk job
 turns it into a rejected row, so one broken file never stops a run.
@@ -28,31 +33,41 @@ from __future__ import annotations
 import math
 import struct
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Iterator
-from urllib.parse import unquote, urlparse
+from typing import BinaryIO, Iterator, Union
 
 import av
 import pyarrow as pa
 
+from weaksup import uris
 from weaksup.assembly.videos import read_id_uri
 from weaksup.bulk import BulkConfig, run_bulk, safe_call
+from weaksup.bulk import summary_path as bulk_summary_path
+from weaksup.ray_engine import check_engine
 from weaksup.errors import InputError
 from weaksup.tables import write_json
 
 MOV_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
 MATROSKA_FORMATS = frozenset({"matroska", "webm"})
 TAIL_SECONDS = 2.0  # how far before the stated end the truncation check starts demuxing
+# Bytes fetched per remote read-ahead: s3fs's default (50 MiB) would download most of a
+# video to probe its headers; 4 MiB keeps probes cheap and sequential decoding at few requests.
+REMOTE_BLOCK_SIZE = 4 << 20
 
 
 class ProbeError(ValueError):
     """A video that cannot be probed; the subclass name is the rejection kind."""
 
 
-class UnsupportedUri(ProbeError):
-    """The uri is not a local path or file:// URI."""
+class UnsupportedUri(ProbeError, uris.UnsupportedUri):
+    """No installed filesystem reads the uri's scheme (or the store's optional package is missing)."""
+
+
+class StoreError(ProbeError):
+    """The object store holding a remote uri could not be read (credentials, network, ...)."""
 
 
 class EmptyFile(ProbeError):
@@ -81,16 +96,20 @@ class ProbeConfig:
     chunk_size: int = 64
     progress: bool = True
     count_frames: bool = False
+    engine: str = "local"  # "local" or "ray" (weaksup.ray_engine)
+    ray_address: str | None = None
 
 
 def local_path(uri: str) -> Path:
-    """The local file a uri names: a plain path (relative to the working directory) or file://."""
-    if "://" in uri:
-        parsed = urlparse(uri)
-        if parsed.scheme != "file":
-            raise UnsupportedUri(f"{uri}: unsupported uri scheme {parsed.scheme!r} (local paths and file:// only)")
-        return Path(unquote(parsed.path))
-    return Path(uri)
+    """The local file a uri names: a plain path or ``file://`` (:func:`weaksup.uris.local_path`).
+
+    Any other scheme raises :class:`UnsupportedUri`; :func:`open_video_file` opens those
+    through fsspec instead.
+    """
+    try:
+        return uris.local_path(uri)
+    except uris.UnsupportedUri as exc:
+        raise UnsupportedUri(str(exc)) from None
 
 
 # --- display rotation, the way FFmpeg computes it -------------------------------------
@@ -137,6 +156,30 @@ def _boxes(f: BinaryIO, start: int, end: int) -> Iterator[tuple[bytes, int, int,
         pos += size
 
 
+BinarySource = Union[BinaryIO, str, Path]
+
+
+@contextmanager
+def _binary(source: BinarySource) -> Iterator[BinaryIO]:
+    """A binary file for the structure parsers: an open file object as it is (its position
+    restored afterwards, so a PyAV container reading it is not disturbed), or a path/uri
+    opened for the duration."""
+    if hasattr(source, "read") and hasattr(source, "seek"):
+        pos = source.tell()
+        try:
+            yield source  # type: ignore[misc]
+        finally:
+            source.seek(pos)
+        return
+    with uris.open_input(source, "rb") as f:
+        yield f
+
+
+def _file_size(f: BinaryIO) -> int:
+    f.seek(0, 2)
+    return f.tell()
+
+
 def _matrix(raw: bytes) -> list[list[float]]:
     """A 3x3 ISO-BMFF matrix: a, b, c, d, x, y are 16.16 fixed point, u, v, w are 2.30."""
     v = struct.unpack(">9i", raw)
@@ -147,18 +190,19 @@ def _matmul(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
     return [[sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
 
 
-def mov_structure(path: Path, track_id: int) -> tuple[int | None, str | None, bool]:
+def mov_structure(source: BinarySource, track_id: int) -> tuple[int | None, str | None, bool]:
     """(rotation of track ``track_id`` or None if unreadable, truncation message or None,
     whether a box runs "to the end of the file" so its size proves nothing).
 
-    Reads only box headers plus ``mvhd`` and each ``tkhd``, as FFmpeg's mov demuxer does:
-    the rotation is that of the track matrix times the movie matrix.
+    ``source`` is a seekable binary file object (local or remote; its position is restored)
+    or a path/uri. Reads only box headers plus ``mvhd`` and each ``tkhd``, as FFmpeg's
+    mov demuxer does: the rotation is that of the track matrix times the movie matrix.
     """
-    size = path.stat().st_size
     rotation: int | None = None
     truncated: str | None = None
     open_ended = False
-    with open(path, "rb") as f:
+    with _binary(source) as f:
+        size = _file_size(f)
         for kind, payload, end, to_eof in _boxes(f, 0, size):
             open_ended = open_ended or to_eof
             if end > size:
@@ -259,11 +303,14 @@ def _projection_rotation(yaw: float, pitch: float, roll: float) -> int:
     return rotation_from_matrix(m00, m01, m10, m11)
 
 
-def matroska_structure(path: Path, video_index: int) -> tuple[int | None, str | None]:
-    """(rotation of the ``video_index``-th video track or None, truncation message or None)."""
-    size = path.stat().st_size
+def matroska_structure(source: BinarySource, video_index: int) -> tuple[int | None, str | None]:
+    """(rotation of the ``video_index``-th video track or None, truncation message or None).
+
+    ``source``: a seekable binary file object (its position is restored) or a path/uri.
+    """
     truncated: str | None = None
-    with open(path, "rb") as f:
+    with _binary(source) as f:
+        size = _file_size(f)
         for eid, data, end in _elements(f, 0, size):
             if eid != _SEGMENT:
                 continue
@@ -404,33 +451,108 @@ def _fold(deg: float) -> int:
     return rot - 360 if rot > 180 else rot
 
 
-def open_video_file(uri: str) -> tuple[Path, av.container.InputContainer]:
-    """Open a local video file; a missing, empty, unreadable or cut file raises a one-line error.
+@dataclass(frozen=True)
+class VideoSource:
+    """Where an opened video's bytes come from: a local file (PyAV opened it by path, at
+    full speed) or a remote file object that PyAV reads through (PyAV's container keeps a
+    reference to it, so it lives as long as the container)."""
 
-    Shared by probe, fingerprint decoding and clip loading, so a bad file gets the same
-    reason (and rejects the same way) in every stage.
-    """
-    path = local_path(uri)
-    if not path.exists():
-        raise FileNotFoundError(f"{uri}: file not found")
-    if not path.is_file():
-        raise NotAVideo(f"{uri}: not a regular file")
-    if path.stat().st_size == 0:
-        raise EmptyFile(f"{uri}: empty file (0 bytes)")
+    uri: str
+    size: int
+    path: Path | None = None
+    file: BinaryIO | None = None
+
+    @contextmanager
+    def reader(self) -> Iterator[BinaryIO]:
+        """A binary file for header parsing: the local file opened anew, or the shared remote
+        file object with its position restored afterwards (PyAV's reads stay in place, and
+        the bytes already fetched are reused)."""
+        with _binary(self.path if self.path is not None else self.file) as f:  # type: ignore[arg-type]
+            yield f
+
+
+def _open_container(uri: str, source: VideoSource) -> av.container.InputContainer:
+    """``av.open`` on a local path or a file object, with one-line reasons for failures."""
     try:
-        return path, av.open(str(path), mode="r")
+        return av.open(str(source.path) if source.path is not None else source.file, mode="r")
     except av.error.FFmpegError as exc:
         if isinstance(exc, PermissionError):
             raise PermissionError(f"{uri}: permission denied") from None
         reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
-        if _looks_mov(path):
-            try:
-                cut = mov_structure(path, -1)[1]
-            except Exception:  # noqa: BLE001 - only a better reason is at stake
-                cut = None
-            if cut:
-                raise TruncatedVideo(f"{uri}: truncated ({cut})") from None
+        try:
+            with source.reader() as f:
+                cut = mov_structure(f, -1)[1] if _looks_mov(f) else None
+        except Exception:  # noqa: BLE001 - only a better reason is at stake
+            cut = None
+        if source.file is not None:
+            source.file.close()
+        if cut:
+            raise TruncatedVideo(f"{uri}: truncated ({cut})") from None
         raise NotAVideo(f"{uri}: not a readable video ({reason})") from None
+
+
+def _remote_source(uri: str) -> VideoSource:
+    """Open a non-local uri with fsspec; the same one-line errors as for a local file."""
+    try:
+        fs, inner = uris.url_to_fs(uri)
+    except uris.UnsupportedUri as exc:
+        raise UnsupportedUri(str(exc)) from None
+    try:
+        info = fs.info(inner)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: file not found") from None
+    except PermissionError:
+        raise PermissionError(f"{uri}: permission denied") from None
+    except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
+        raise StoreError(f"{uri}: cannot read from the store ({_one_line(exc)})") from None
+    if info.get("type") != "file":
+        raise NotAVideo(f"{uri}: not a regular file")
+    size = info.get("size")
+    if size == 0:
+        raise EmptyFile(f"{uri}: empty file (0 bytes)")
+    try:
+        f = fs.open(inner, "rb", block_size=REMOTE_BLOCK_SIZE)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: file not found") from None
+    except PermissionError:
+        raise PermissionError(f"{uri}: permission denied") from None
+    except Exception as exc:  # noqa: BLE001
+        raise StoreError(f"{uri}: cannot read from the store ({_one_line(exc)})") from None
+    if size is None:
+        size = _file_size(f)
+        f.seek(0)
+        if size == 0:
+            raise EmptyFile(f"{uri}: empty file (0 bytes)")
+    return VideoSource(uri, int(size), None, f)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_video_file(uri: str) -> tuple[VideoSource, av.container.InputContainer]:
+    """Open a video at a local path or any uri; a missing, empty, unreadable or cut file raises
+    a one-line error.
+
+    Local paths and ``file://`` are opened by path. Other uris (``s3://``, ``gs://``,
+    ``memory://``, ...) are opened with fsspec and PyAV reads the file object (only the
+    byte ranges it seeks to). Shared by probe, fingerprint decoding and clip loading, so a
+    bad file gets the same reason (and rejects the same way) in every stage.
+    """
+    if uris.is_local(uri):
+        path = local_path(uri)
+        if not path.exists():
+            raise FileNotFoundError(f"{uri}: file not found")
+        if not path.is_file():
+            raise NotAVideo(f"{uri}: not a regular file")
+        size = path.stat().st_size
+        if size == 0:
+            raise EmptyFile(f"{uri}: empty file (0 bytes)")
+        source = VideoSource(uri, size, path, None)
+    else:
+        source = _remote_source(uri)
+    return source, _open_container(uri, source)
 
 
 def probe_video(uri: str, *, count_frames: bool = False) -> dict:
@@ -445,20 +567,22 @@ def probe_video(uri: str, *, count_frames: bool = False) -> dict:
     ``FileNotFoundError``) with a one-line reason for a missing, empty, unreadable,
     video-less or truncated file.
     """
-    path, container = open_video_file(uri)
-    n_bytes = path.stat().st_size
+    source, container = open_video_file(uri)
+    n_bytes = source.size
     with container:
         stream, video_index = _video_stream(container, uri)
         fmt = set(container.format.name.split(","))
         if fmt & MOV_FORMATS:
-            rotation, cut, open_ended = mov_structure(path, stream.id)
+            with source.reader() as f:
+                rotation, cut, open_ended = mov_structure(f, stream.id)
             if open_ended and cut is None:
                 # An mdat "to the end of the file" (streaming muxers): the samples must fit.
                 last = max((e.pos + e.size for e in stream.index_entries), default=0)
                 if last > n_bytes:
                     cut = f"samples reach byte {last}, the file has {n_bytes}"
         elif fmt & MATROSKA_FORMATS:
-            rotation, cut = matroska_structure(path, video_index)
+            with source.reader() as f:
+                rotation, cut = matroska_structure(f, video_index)
         else:
             tag = stream.metadata.get("rotate")
             rotation, cut = (_fold(-float(tag)) if tag else 0), None
@@ -505,10 +629,10 @@ def probe_video(uri: str, *, count_frames: bool = False) -> dict:
         }
 
 
-def _looks_mov(path: Path) -> bool:
+def _looks_mov(f: BinaryIO) -> bool:
     """ISO-BMFF files start with an ``ftyp`` (or ``moov``/``mdat``/``free``/``wide``) box."""
-    with open(path, "rb") as f:
-        head = f.read(8)
+    f.seek(0)
+    head = f.read(8)
     return len(head) == 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
@@ -534,8 +658,8 @@ def summarize(table: pa.Table) -> dict:
     }
 
 
-def summary_path(out: Path) -> Path:
-    return out.with_name(f"{out.stem}.summary.json")
+def summary_path(out: Path | str) -> Path | str:
+    return bulk_summary_path(out)
 
 
 def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
@@ -546,6 +670,7 @@ def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
     """
     if cfg.chunk_size < 1:
         raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
+    check_engine(cfg.engine, cfg.ray_address)
     videos = read_id_uri(cfg.videos)
     ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
     items = [{"video_id": v, "uri": u, "count_frames": cfg.count_frames} for v, u in zip(ids, uris)]
@@ -554,8 +679,9 @@ def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
         _probe_item,
         schema_name="probe",
         out=cfg.out,
-        config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="probe", progress=cfg.progress),
+        config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="probe", progress=cfg.progress,
+                          engine=cfg.engine, ray_address=cfg.ray_address),
     )
     summary = summarize(table)
-    write_json(summary, summary_path(Path(cfg.out)))
+    write_json(summary, summary_path(cfg.out))
     return table, summary

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from weaksup.bulk import BulkConfig, run_bulk
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
+from weaksup.ray_engine import check_engine
 from weaksup.tables import read_table, write_json, write_table
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
@@ -473,6 +474,8 @@ def materialize_clips(
     workers: int = 2,
     chunk_size: int = 16,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Cut every clip window into ``out_dir/{video_id}.mp4`` (a resumable bulk job).
 
@@ -486,6 +489,7 @@ def materialize_clips(
         raise InputError(f"short-side must be an even number >= 2 (got {short_side})")
     if gop < 1:
         raise InputError(f"gop must be >= 1 (got {gop})")
+    check_engine(engine, ray_address)
     n_unique = pc.count_distinct(table.column("video_id")).as_py() if table.num_rows else 0
     if n_unique != table.num_rows:
         raise InputError(f"clips: {table.num_rows - n_unique} duplicate video_id value(s); cut files are named by video_id")
@@ -513,7 +517,8 @@ def materialize_clips(
         partial(_cut_one, settings=settings),
         schema_name="materialized",
         out=mat_path,
-        config=BulkConfig(workers=workers, chunk_size=chunk_size, desc="materialize", progress=progress),
+        config=BulkConfig(workers=workers, chunk_size=chunk_size, desc="materialize", progress=progress,
+                          engine=engine, ray_address=ray_address),
     )
     ok = pc.equal(result.column("status"), "ok")
     ok_np = ok.to_numpy(zero_copy_only=False)

@@ -4,12 +4,13 @@ Hashtags arrive as ``list<string>`` (the fast path) or as text holding ``#tags``
 captions); either way they are normalised with the same rule as
 :func:`weaksup.labels.hashtags.normalize_hashtag`, vectorised: ASCII tags with Arrow
 kernels, the rare non-ASCII ones through the Python function (NFKC, case-folding).
+Tables are local paths or object-store uris (:mod:`weaksup.uris`).
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import pyarrow as pa
@@ -17,20 +18,34 @@ import pyarrow.csv as pacsv
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from weaksup import uris
 from weaksup.errors import InputError
 from weaksup.labels.hashtags import normalize_hashtag
+from weaksup.uris import PathOrUri
 
 TEXT_COLUMNS = ("hashtags", "text", "caption")
 _TAG = re.compile(r"#([^\s#,;]+)")
 _SPLIT = re.compile(r"[\s,;|]+")
 
 
-def open_table(path: str | Path) -> ds.Dataset:
-    """Open a Parquet/CSV/JSONL file (or a folder of Parquet files) as a streaming dataset."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    suffix = path.suffix.lower()
+def open_table(path: PathOrUri) -> ds.Dataset:
+    """Open a Parquet/CSV/JSONL file (or a folder of Parquet files) as a streaming dataset.
+
+    ``path`` is a local path or any uri (``s3://bucket/videos.parquet``, or a prefix
+    ``s3://bucket/videos/`` holding Parquet parts): remote files are read through
+    :func:`weaksup.uris.pyarrow_filesystem`, batch by batch like local ones.
+    """
+    label = uris.display(path)
+    try:
+        filesystem, inner = uris.pyarrow_filesystem(path)
+        found = Path(inner).exists() if uris.is_local(path) else uris.exists(path)
+    except uris.UnsupportedUri as exc:
+        raise InputError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
+        raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
+    if not found:
+        raise InputError(f"{label}: file not found")
+    suffix = PurePosixPath(uris.basename(path)).suffix.lower()
     fmt = "parquet"
     if suffix in (".csv", ".tsv"):
         fmt = ds.CsvFileFormat(
@@ -42,14 +57,14 @@ def open_table(path: str | Path) -> ds.Dataset:
     elif suffix in (".jsonl", ".ndjson", ".json"):
         fmt = "json"
     try:
-        dataset = ds.dataset(str(path), format=fmt)
+        dataset = ds.dataset(inner, format=fmt, filesystem=filesystem)
         dataset.schema  # noqa: B018 - forces the header/footer read
     except Exception as exc:
-        raise InputError(f"{path}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({str(exc).splitlines()[0][:200]})")
+        raise InputError(f"{label}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({str(exc).splitlines()[0][:200]})")
     return dataset
 
 
-def _require(dataset: ds.Dataset, path: Path, names: tuple[str, ...]) -> None:
+def _require(dataset: ds.Dataset, path: str, names: tuple[str, ...]) -> None:
     have = dataset.schema.names
     for name in names:
         if name not in have:
@@ -60,7 +75,7 @@ def _require(dataset: ds.Dataset, path: Path, names: tuple[str, ...]) -> None:
             raise InputError(f"{path}: column {name!r} has type {t}, expected string")
 
 
-def tag_column(dataset: ds.Dataset, path: Path) -> str:
+def tag_column(dataset: ds.Dataset, path: str) -> str:
     """The column that holds hashtags: ``hashtags`` (list or text), else ``text``/``caption``."""
     for name in TEXT_COLUMNS:
         if name in dataset.schema.names:
@@ -113,13 +128,14 @@ def tags_from_text(texts: pa.Array) -> pa.Array:
     return pa.array(out, pa.list_(pa.string()))
 
 
-def iter_videos(path: str | Path, *, batch_size: int = 1 << 20) -> Iterator[pa.RecordBatch]:
-    """Stream the videos table as batches of video_id, uri, hashtags (normalised), duration_s.
+def iter_videos(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+    """Stream the videos table (a path or any uri) as batches of video_id, uri, hashtags
+    (normalised), duration_s.
 
     Raises InputError for missing columns or wrong types (checked before any row is read).
     """
-    path = Path(path)
     dataset = open_table(path)
+    path = uris.display(path)
     _require(dataset, path, ("video_id", "uri"))
     tags_col = tag_column(dataset, path)
     cols = ["video_id", "uri", tags_col] + [c for c in ("duration_s",) if c in dataset.schema.names]
@@ -142,10 +158,11 @@ def iter_videos(path: str | Path, *, batch_size: int = 1 << 20) -> Iterator[pa.R
         )
 
 
-def read_id_uri(path: str | Path) -> pa.Table:
-    """Only ``video_id`` and ``uri`` of a videos (or manifest) table, as strings, in order; no nulls."""
-    path = Path(path)
+def read_id_uri(path: PathOrUri) -> pa.Table:
+    """Only ``video_id`` and ``uri`` of a videos (or manifest) table (a path or any uri), as
+    strings, in order; no nulls."""
     dataset = open_table(path)
+    path = uris.display(path)
     _require(dataset, path, ("video_id", "uri"))
     table = dataset.to_table(columns=["video_id", "uri"])
     for name in ("video_id", "uri"):

@@ -135,7 +135,7 @@ def decode_samples(
     """
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path, container = open_video_file(uri)
+    _, container = open_video_file(uri)
 
     with container:
         stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)

@@ -70,6 +70,7 @@ from weaksup.dedupe.align import AlignConfig, Alignment, align
 from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
 from weaksup.errors import InputError
+from weaksup.ray_engine import check_engine
 from weaksup.tables import check_table, load_schema, read_table, write_json, write_table
 
 DEFAULT_RADIUS = 7
@@ -99,6 +100,8 @@ class DedupeConfig:
     self_dedupe: bool = False
     chunk_size: int = 256  # source videos queried together
     workers: int = 2  # fingerprinting worker processes
+    engine: str = "local"  # fingerprinting engine: "local" or "ray" (weaksup.ray_engine)
+    ray_address: str | None = None
     fps: float = DEFAULT_FPS  # sampling rate when fingerprinting here
     progress: bool = True
     align: AlignConfig = field(default_factory=AlignConfig)
@@ -417,11 +420,13 @@ def _iter_source_chunks(path: Path, wanted: dict[int, str], chunk: int) -> Itera
 def _fingerprint(videos: Path, out: Path, cfg: DedupeConfig) -> Path:
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
-    fingerprint_videos(FingerprintConfig(videos=videos, out=out, fps=cfg.fps, workers=cfg.workers, progress=cfg.progress))
+    fingerprint_videos(FingerprintConfig(videos=videos, out=out, fps=cfg.fps, workers=cfg.workers, progress=cfg.progress,
+                                         engine=cfg.engine, ray_address=cfg.ray_address))
     return out
 
 
 def _validate(cfg: DedupeConfig) -> None:
+    check_engine(cfg.engine, cfg.ray_address)
     if not 0 <= cfg.threshold <= 100:
         raise InputError(f"threshold must be a percentage within 0..100, got {cfg.threshold}")
     if not 0 <= cfg.radius <= MAX_RADIUS:

@@ -34,6 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup.bulk import BulkConfig, parts_dir, run_bulk, safe_call
+from weaksup.bulk import summary_path as bulk_summary_path
+from weaksup.ray_engine import check_engine
 from weaksup.assembly.videos import read_id_uri
 from weaksup.dedupe.census import CODE_VERSION, census_codes, frame_grids, informative
 from weaksup.dedupe.decode import TIME_TOLERANCE_S, decode_samples
@@ -53,6 +55,8 @@ class FingerprintConfig:
     workers: int = 2
     chunk_size: int = 16
     progress: bool = True
+    engine: str = "local"  # "local" or "ray" (weaksup.ray_engine)
+    ray_address: str | None = None
 
 
 def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS) -> dict:
@@ -123,8 +127,8 @@ def summarize(table: pa.Table, wall_s: float) -> dict:
     }
 
 
-def summary_path(out: Path) -> Path:
-    return out.with_name(f"{out.stem}.summary.json")
+def summary_path(out: Path | str) -> Path | str:
+    return bulk_summary_path(out)
 
 
 def _check_parts(out: Path, fps: float) -> None:
@@ -152,8 +156,9 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
         raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
     if not cfg.fps > 0:
         raise InputError(f"fps must be positive, got {cfg.fps}")
+    check_engine(cfg.engine, cfg.ray_address)
     videos = read_id_uri(cfg.videos)
-    out = Path(cfg.out)
+    out = cfg.out
     _check_parts(out, float(cfg.fps))
     ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
     items = [{"video_id": v, "uri": u, "fps": float(cfg.fps)} for v, u in zip(ids, uris)]
@@ -162,7 +167,8 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
         _fingerprint_item,
         schema_name="codes",
         out=out,
-        config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="fingerprint", progress=cfg.progress),
+        config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="fingerprint", progress=cfg.progress,
+                          engine=cfg.engine, ray_address=cfg.ray_address),
     )
     summary = summarize(table, time.perf_counter() - start)
     write_json(summary, summary_path(out))

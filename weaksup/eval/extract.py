@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, default_collate
@@ -36,6 +37,7 @@ from weaksup.data.dataset import EvalClipDataset, load_video_table
 from weaksup.data.loader import single_thread_worker
 from weaksup.data.rejects import read_rejects
 from weaksup.errors import InputError
+from weaksup.ray_engine import check_engine
 from weaksup.eval.network import Network, load_network
 from weaksup.tables import atomic_output, conform, load_schema, write_table
 from weaksup.train.loop import uses_cuda
@@ -63,6 +65,8 @@ class ExtractConfig:
     arch: str | None = None
     seed: int = 0
     progress: bool = True
+    engine: str = "local"  # "ray": chunks go to Ray Data actors (workers = actors, each loading in-process)
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_clips", "batch_size", "chunk_videos"):
@@ -70,6 +74,7 @@ class ExtractConfig:
                 raise InputError(f"extract: {name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise InputError(f"extract: workers must be 0 or more, got {self.workers}")
+        check_engine(self.engine, self.ray_address)
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"extract: unknown precision {self.precision!r}; known: fp32, bf16, fp16")
 
@@ -194,55 +199,34 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
     done = _done_chunks(parts, n_chunks)
     todo = [c for c in range(n_chunks) if c not in done]
 
-    rejects_path = parts / "rejects.jsonl"
-    dataset = _MarkedEvalClips(
-        manifest, num_clips=k, num_frames=protocol.frames, stride=protocol.stride, crop=protocol.crop,
-        short_side=protocol.short_side, rejects_path=rejects_path,
-    )
-    order = [i for c in todo for i in range(c * cfg.chunk_videos * k, min(n_videos, (c + 1) * cfg.chunk_videos) * k)]
-    loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers, collate_fn=collate_by_shape,
-        pin_memory=device.type == "cuda",
-        **({"worker_init_fn": single_thread_worker, "prefetch_factor": 4} if cfg.workers else {}),
-    )
-    # channels_last_3d: 2x faster inference on this CPU too (oneDNN), and on recent GPUs
-    model = net.model.to(device).eval().to(memory_format=torch.channels_last_3d)
-    sigmoid = net.loss == "bce"
-
-    acc = _ChunkAccumulator(rows, k, cfg.chunk_videos, net.feature_dim, net.num_classes, cfg)
-    clips_done = clips_failed = 0
+    n_clips = sum(len(_chunk_clips(c, n_videos, k, cfg.chunk_videos)) for c in todo)
     t_run = time.perf_counter()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
                   TimeRemainingColumn(), disable=not cfg.progress) as bar:
-        task = bar.add_task("extract", total=len(order))
-        with torch.inference_mode():
-            for batch in loader:
-                for index in batch["failed"]:
-                    acc.add(index, None, None)
-                clips_failed += len(batch["failed"])
-                for group in batch["groups"]:
-                    x = group["clip"].to(device, non_blocking=True)
-                    x = x.contiguous(memory_format=torch.channels_last_3d)
-                    with _autocast(device, cfg.precision):
-                        feats = model.forward_features(x)
-                        logits = model.fc(feats) if cfg.scores else None
-                    feats = feats.float().cpu().numpy()
-                    scores = None
-                    if logits is not None:
-                        logits = logits.float()
-                        scores = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)).cpu().numpy()
-                    for j, index in enumerate(group["index"].tolist()):
-                        acc.add(index, feats[j], None if scores is None else scores[j])
-                    clips_done += len(feats)
-                for chunk in acc.complete_chunks():
-                    reasons = read_rejects_by_video(rejects_path) if acc.failed_in(chunk) else {}
-                    _write_part(parts, chunk, acc.rows_of(chunk, reasons))
-                bar.update(task, advance=batch["n"])
+        task = bar.add_task("extract", total=n_clips)
+        if cfg.engine == "ray":
+            clips_done = clips_failed = 0
+            for block in _ray_extract(manifest, checkpoint, cfg, todo):
+                for chunk in sorted(set(block.column("_chunk").to_pylist())):
+                    part = block.filter(pc.equal(block.column("_chunk"), chunk))
+                    clips = _chunk_clips(chunk, n_videos, k, cfg.chunk_videos)
+                    if part.num_rows * k != len(clips):  # a chunk split across blocks: never write part of one
+                        raise RuntimeError(f"extract: chunk {chunk} came back with {part.num_rows} of {len(clips) // k} rows")
+                    clips_done += part.column("_clips_done")[0].as_py()
+                    clips_failed += part.column("_clips_failed")[0].as_py()
+                    _write_part(parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict())
+                    bar.update(task, advance=len(clips))
+        else:
+            def write(chunk: int, data: dict[str, list]) -> None:
+                _write_part(parts, chunk, data)
+
+            clips_done, clips_failed = _extract_chunks(
+                manifest, net, protocol, rows, cfg, todo, device, parts / "rejects.jsonl", cfg.workers, write,
+                lambda n: bar.update(task, advance=n),
+            )
     run_s = time.perf_counter() - t_run
-    if acc.pending():  # cannot happen unless the loader lost items; never write a partial table silently
-        raise RuntimeError(f"extract: {acc.pending()} chunk(s) incomplete after the loader finished")
 
     table = pa.concat_tables([pq.read_table(_part_name(parts, c)) for c in range(n_chunks)]).combine_chunks()
     table = conform(table, load_schema("features"))
@@ -268,6 +252,100 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
         "device": str(device),
         "wall_s": round(time.perf_counter() - started, 2),
     }
+
+
+def _chunk_clips(chunk: int, n_videos: int, k: int, chunk_videos: int) -> range:
+    """Clip indices (video * k + clip) of one chunk."""
+    return range(chunk * chunk_videos * k, min(n_videos, (chunk + 1) * chunk_videos) * k)
+
+
+def _extract_chunks(manifest: Path, net: Network, protocol: Protocol, rows: pa.Table, cfg: ExtractConfig,
+                    chunks: list[int], device: torch.device, rejects_path: Path, workers: int,
+                    write: Any, advance: Any) -> tuple[int, int]:
+    """Run the network over every clip of ``chunks``; hand each finished chunk's rows to ``write``."""
+    k = cfg.num_clips
+    dataset = _MarkedEvalClips(
+        manifest, num_clips=k, num_frames=protocol.frames, stride=protocol.stride, crop=protocol.crop,
+        short_side=protocol.short_side, rejects_path=rejects_path,
+    )
+    order = [i for c in chunks for i in _chunk_clips(c, rows.num_rows, k, cfg.chunk_videos)]
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=order, num_workers=workers, collate_fn=collate_by_shape,
+        pin_memory=device.type == "cuda",
+        **({"worker_init_fn": single_thread_worker, "prefetch_factor": 4} if workers else {}),
+    )
+    # channels_last_3d: 2x faster inference on this CPU too (oneDNN), and on recent GPUs
+    model = net.model.to(device).eval().to(memory_format=torch.channels_last_3d)
+    sigmoid = net.loss == "bce"
+    acc = _ChunkAccumulator(rows, k, cfg.chunk_videos, net.feature_dim, net.num_classes, cfg)
+    clips_done = clips_failed = 0
+    with torch.inference_mode():
+        for batch in loader:
+            for index in batch["failed"]:
+                acc.add(index, None, None)
+            clips_failed += len(batch["failed"])
+            for group in batch["groups"]:
+                x = group["clip"].to(device, non_blocking=True)
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+                with _autocast(device, cfg.precision):
+                    feats = model.forward_features(x)
+                    logits = model.fc(feats) if cfg.scores else None
+                feats = feats.float().cpu().numpy()
+                scores = None
+                if logits is not None:
+                    logits = logits.float()
+                    scores = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)).cpu().numpy()
+                for j, index in enumerate(group["index"].tolist()):
+                    acc.add(index, feats[j], None if scores is None else scores[j])
+                clips_done += len(feats)
+            for chunk in acc.complete_chunks():
+                reasons = read_rejects_by_video(rejects_path) if acc.failed_in(chunk) else {}
+                write(chunk, acc.rows_of(chunk, reasons))
+            advance(batch["n"])
+    if acc.pending():  # cannot happen unless the loader lost items; never write a partial table silently
+        raise RuntimeError(f"extract: {acc.pending()} chunk(s) incomplete after the loader finished")
+    return clips_done, clips_failed
+
+
+class _RayChunkExtractor:
+    """A Ray Data actor: loads the network once, then extracts whole chunks in its own process."""
+
+    def __init__(self, manifest: str, checkpoint: str | None, cfg: ExtractConfig) -> None:
+        torch.set_num_threads(1)  # one CPU per actor, as Ray scheduled it
+        self.manifest, self.cfg = Path(manifest), cfg
+        self.net, self.protocol, self.rows = _prepare(self.manifest, Path(checkpoint) if checkpoint else None, cfg)
+        self.device = torch.device("cuda" if uses_cuda(cfg.device) else "cpu")
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import tempfile
+
+        tables = []
+        for chunk in batch.column("chunk").to_pylist():
+            out: list[pa.Table] = []
+
+            def keep(c: int, data: dict[str, list]) -> None:
+                out.append(conform(pa.table(data, schema=_part_schema()), load_schema("features")))
+
+            with tempfile.TemporaryDirectory() as tmp:  # this chunk's own rejects log, on this node
+                done, failed = _extract_chunks(self.manifest, self.net, self.protocol, self.rows, self.cfg, [chunk],
+                                               self.device, Path(tmp) / "rejects.jsonl", 0, keep, lambda n: None)
+            (table,) = out
+            n = table.num_rows
+            tables.append(table.append_column("_chunk", pa.array([chunk] * n, pa.int64()))
+                          .append_column("_clips_done", pa.array([done] * n, pa.int64()))
+                          .append_column("_clips_failed", pa.array([failed] * n, pa.int64())))
+        return pa.concat_tables(tables)
+
+
+def _ray_extract(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig, chunks: list[int]) -> Iterator[pa.Table]:
+    """Finished chunks from Ray Data actors (one chunk per batch), in completion order."""
+    from weaksup.ray_engine import ray_map
+
+    yield from ray_map(
+        [{"chunk": c} for c in chunks], _RayChunkExtractor, batch_size=1, workers=max(1, cfg.workers),
+        address=cfg.ray_address,
+        constructor_kwargs={"manifest": str(manifest), "checkpoint": str(checkpoint) if checkpoint else None, "cfg": cfg},
+    )
 
 
 def read_rejects_by_video(path: Path) -> dict[str, str]:

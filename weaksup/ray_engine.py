@@ -1,0 +1,118 @@
+"""The Ray engine for bulk jobs: the same per-item functions, run through Ray Data.
+
+``run_bulk`` hands over the chunks it still has to do; Ray Data maps each chunk (one
+block, one ``map_batches`` call) on whichever node has a free CPU, and the finished
+chunks stream back to the driver, which writes them as the same resumable parts as the
+local engine. Each output block is built against the job's fixed part schema, so Ray
+never has to guess column types from the rows it happens to see.
+
+Ray is an optional extra (``pip install "weaksup[ray]"``). Without ``address`` a local
+Ray instance with ``workers`` CPUs is started (and stopped again); with one, the job
+joins that cluster (``auto`` or ``ray://host:10001``) and its CPUs decide the width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+
+from weaksup.errors import InputError
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, ray_address: str | None = None) -> None:
+    """Reject an unknown engine, or the Ray engine when Ray is not installed, with one line."""
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    if ray_address and engine != "ray":
+        raise InputError("--ray-address needs --engine ray")
+    if engine == "ray":
+        try:
+            importlib.import_module("ray.data")
+        except ImportError:
+            raise InputError('the ray engine needs Ray Data: pip install "weaksup[ray]"') from None
+
+
+@contextlib.contextmanager
+def ray_session(*, address: str | None, workers: int) -> Iterator[None]:
+    """Connect to ``address`` or start a local Ray with ``workers`` CPUs; leave Ray as found."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # Workers import weaksup from wherever this process does (an editable checkout included).
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}}
+        ray.init(num_cpus=max(1, workers), runtime_env=env, **kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class _ChunkMapper:
+    """map_batches function: one Arrow batch of items in, the same rows as the part schema out."""
+
+    def __init__(self, fn: Callable[[dict], dict], part_schema: pa.Schema) -> None:
+        self.fn, self.part_schema = fn, part_schema
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from weaksup.bulk import run_chunk
+
+        rows = run_chunk(self.fn, batch.to_pylist())
+        return pa.Table.from_pylist([{k: r.get(k) for k in self.part_schema.names} for r in rows], schema=self.part_schema)
+
+
+def ray_map(
+    items: list[dict], fn: Callable[[pa.Table], pa.Table] | type, *, batch_size: int, workers: int, address: str | None,
+    constructor_kwargs: dict[str, Any] | None = None,
+) -> Iterator[pa.Table]:
+    """``map_batches`` of ``fn`` over ``items`` in batches of ``batch_size``; output blocks in completion order.
+
+    A class with ``constructor_kwargs`` runs as a pool of ``workers`` actors (state such as a
+    network is built once per actor); a function runs as tasks, ``workers`` at a time
+    locally, as many as the cluster has CPUs with ``address``.
+    """
+    import ray.data
+
+    if not items:
+        return
+    n_batches = -(-len(items) // batch_size)
+    width = max(1, min(workers, n_batches))
+    with ray_session(address=address, workers=workers):
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        if constructor_kwargs is not None:
+            compute = ray.data.ActorPoolStrategy(size=width)
+        else:
+            compute = ray.data.TaskPoolStrategy(size=None if address else width)
+        ds = ray.data.from_items(items, override_num_blocks=n_batches).map_batches(
+            fn, batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True, num_cpus=1, compute=compute,
+            **({"fn_constructor_kwargs": constructor_kwargs} if constructor_kwargs is not None else {}),
+        )
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            if block.num_rows:
+                yield block
+
+
+def ray_map_chunks(
+    chunks: list[list[dict]], fn: Callable[[dict], dict], part_schema: pa.Schema, *, workers: int, address: str | None
+) -> Iterator[pa.Table]:
+    """Finished chunks of a bulk job (Arrow tables in the part schema), in completion order."""
+    if not chunks:
+        return
+    yield from ray_map([it for chunk in chunks for it in chunk], _ChunkMapper(fn, part_schema),
+                       batch_size=len(chunks[0]), workers=workers, address=address)

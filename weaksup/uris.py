@@ -1,0 +1,211 @@
+"""Paths and object-store URIs: one place that decides how an input or output is reached.
+
+At paper scale videos and tables live in object stores (``s3://``, ``gs://``). Every
+reader and writer takes a *uri*: a plain local path, a ``file://`` URI, or any fsspec URI
+(``memory://``, ``s3://`` through s3fs, ``gs://`` through gcsfs, ...).
+
+* Local paths and ``file://`` never touch fsspec (it is imported only for other schemes):
+  they are opened by path, so PyAV and Arrow read local files exactly as fast as before.
+* Other schemes go through fsspec. Credentials and endpoints come from fsspec's usual
+  configuration (``AWS_*`` variables, ``AWS_ENDPOINT_URL`` for MinIO and the like,
+  ``FSSPEC_S3_*`` variables, ``~/.config/fsspec``), the same for every stage.
+* Arrow reads remote Parquet through :func:`pyarrow_filesystem`, an fsspec-backed
+  ``pyarrow.fs.PyFileSystem``: always fsspec rather than pyarrow's native S3/GCS
+  clients, so one configuration (endpoint, credentials, anonymous access) serves both
+  PyAV and Arrow. Reads stream by byte ranges (footer, then the column chunks).
+* Remote writes are atomic (:func:`upload_atomic`): object stores (S3, GCS, Azure)
+  publish an object only once its upload completes (a single PUT, or the completion of a
+  multipart upload), so a reader never sees half a file and the upload goes straight to
+  the final name (a ``mv`` there is a second full copy, and not atomic either). Other
+  fsspec filesystems get a temporary name and ``fs.mv``.
+
+A ``pathlib.Path`` made from a URI loses a slash (``Path("s3://b/k")`` is ``s3:/b/k``;
+CLI options typed ``Path`` do this): :func:`as_uri` restores it for known schemes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePath
+from typing import IO, Any, Union
+from urllib.parse import unquote, urlparse
+
+PathOrUri = Union[str, "os.PathLike[str]"]
+
+# Stores whose upload only becomes visible once complete: write straight to the final name.
+ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci"})
+# Schemes recognised in a Path that lost its "//" even when fsspec is not installed.
+_COMMON_SCHEMES = frozenset({"file", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "hdfs",
+                             "http", "https", "hf", "sftp", "ftp", "oci"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_MANGLED = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):/(?!/)(.*)$", re.S)
+
+
+class UnsupportedUri(ValueError):
+    """A uri whose scheme no installed filesystem handles (or fsspec itself is missing)."""
+
+
+def _known_schemes() -> frozenset[str]:
+    try:
+        from fsspec.registry import known_implementations
+    except ImportError:
+        return _COMMON_SCHEMES
+    return _COMMON_SCHEMES | frozenset(known_implementations)
+
+
+def as_uri(path: PathOrUri) -> str:
+    """``path`` as a string uri; a ``Path`` built from a URI (``s3:/b/k``, also once turned
+    back into a string) gets its ``//`` back when the scheme is a known filesystem's."""
+    text = str(path) if isinstance(path, PurePath) else os.fspath(path)
+    m = _MANGLED.match(text)
+    if m and m.group(1).lower() in _known_schemes():
+        kind, rest = m.groups()
+        return f"{kind}:///{rest}" if kind.lower() == "file" else f"{kind}://{rest}"
+    return text
+
+
+def scheme(uri: PathOrUri) -> str | None:
+    """The lower-cased URI scheme, or None for a plain path."""
+    m = _SCHEME.match(as_uri(uri))
+    return m.group(1).lower() if m else None
+
+
+def is_local(uri: PathOrUri) -> bool:
+    """True for plain paths and ``file://`` URIs: opened by path, without fsspec."""
+    return scheme(uri) in (None, "file")
+
+
+def local_path(uri: PathOrUri) -> Path:
+    """The local file a uri names: a plain path (relative to the working directory) or ``file://``.
+
+    Any other scheme raises :class:`UnsupportedUri`; test :func:`is_local` first.
+    """
+    text = as_uri(uri)
+    kind = scheme(text)
+    if kind is None:
+        return Path(text)
+    if kind != "file":
+        raise UnsupportedUri(f"{text}: not a local path (scheme {kind!r})")
+    return Path(unquote(urlparse(text).path))
+
+
+def display(uri: PathOrUri) -> str:
+    """How messages name an input: a plain path as pathlib writes it, a URI as given."""
+    text = as_uri(uri)
+    return str(Path(text)) if scheme(text) is None else text
+
+
+def url_to_fs(uri: PathOrUri) -> tuple[Any, str]:
+    """(fsspec filesystem, path inside it) for ``uri`` (``fsspec.core.url_to_fs``).
+
+    A missing fsspec, an unknown scheme or a store whose optional package (s3fs, gcsfs)
+    is not installed raise :class:`UnsupportedUri` with a one-line reason.
+    """
+    text = as_uri(uri)
+    try:
+        import fsspec.core
+    except ImportError:
+        raise UnsupportedUri(f"{text}: reading {scheme(text) or 'this'}:// URIs needs fsspec (pip install fsspec)") from None
+    try:
+        return fsspec.core.url_to_fs(text)
+    except ImportError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedUri(f"{text}: the {scheme(text)}:// store needs an optional package ({first[:200]})") from None
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedUri(f"{text}: unsupported uri scheme {scheme(text)!r} ({first[:200]})") from None
+
+
+def open_input(uri: PathOrUri, mode: str = "rb") -> IO[Any]:
+    """Open ``uri`` for reading (a local file by path; a remote one through fsspec)."""
+    if is_local(uri):
+        return open(local_path(uri), mode)  # noqa: SIM115 - the caller closes it
+    fs, path = url_to_fs(uri)
+    return fs.open(path, mode)
+
+
+def exists(uri: PathOrUri) -> bool:
+    """Whether ``uri`` names an existing file or folder (prefix, in object stores)."""
+    if is_local(uri):
+        return local_path(uri).exists()
+    fs, path = url_to_fs(uri)
+    return bool(fs.exists(path))
+
+
+def isdir(uri: PathOrUri) -> bool:
+    """Whether ``uri`` names a folder (a prefix holding objects, in object stores)."""
+    if is_local(uri):
+        return local_path(uri).is_dir()
+    fs, path = url_to_fs(uri)
+    return bool(fs.isdir(path))
+
+
+def join(uri: PathOrUri, name: str) -> str:
+    """``uri/name``; a plain path stays a plain path."""
+    text = as_uri(uri)
+    if scheme(text) is None:
+        return str(Path(text) / name)
+    return text.rstrip("/") + "/" + name
+
+
+def basename(uri: PathOrUri) -> str:
+    """The last component of ``uri`` (``b.parquet`` of ``s3://a/b.parquet``)."""
+    text = as_uri(uri)
+    if scheme(text) is None:
+        return Path(text).name
+    return text.rstrip("/").rsplit("/", 1)[-1]
+
+
+def sibling(uri: PathOrUri, name: str) -> str:
+    """The uri of ``name`` in the folder of ``uri`` (``Path.with_name`` for URIs)."""
+    text = as_uri(uri)
+    if scheme(text) is None:
+        return str(Path(text).with_name(name))
+    head = text.rstrip("/")
+    if head.count("/") > 2:
+        return head.rsplit("/", 1)[0] + "/" + name
+    return head[: head.index("://") + 3] + name  # memory://a -> memory://name
+
+
+def pyarrow_filesystem(uri: PathOrUri) -> tuple[Any, str]:
+    """(``pyarrow.fs.FileSystem``, path inside it) for Arrow readers and writers.
+
+    Local uris get pyarrow's own ``LocalFileSystem`` (memory-mapped, multithreaded reads);
+    others an fsspec-backed ``PyFileSystem`` (see the module docstring for why not
+    pyarrow's native S3/GCS clients).
+    """
+    import pyarrow.fs as pafs
+
+    if is_local(uri):
+        return pafs.LocalFileSystem(), str(local_path(uri))
+    fs, path = url_to_fs(uri)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def _protocols(fs: Any) -> set[str]:
+    proto = fs.protocol
+    return {proto} if isinstance(proto, str) else set(proto)
+
+
+def upload_atomic(local: PathOrUri, uri: PathOrUri) -> None:
+    """Copy the local file ``local`` to the remote ``uri`` so that it appears whole or not at all.
+
+    Object stores publish an upload only once it completes, so it goes straight to the
+    final name; any other fsspec filesystem gets ``.NAME.tmp-PID`` beside it, then ``fs.mv``.
+    """
+    fs, path = url_to_fs(uri)
+    parent = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
+    if _protocols(fs) & ATOMIC_PUT_PROTOCOLS:
+        fs.put_file(str(local), path)
+        return
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    tmp = f"{parent}/.{name}.tmp-{os.getpid()}" if parent else f".{name}.tmp-{os.getpid()}"
+    try:
+        fs.put_file(str(local), tmp)
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
