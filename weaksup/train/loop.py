@@ -12,7 +12,9 @@ checkpoint in ``OUT/checkpoints`` in the middle of its epoch. Every source of ra
 is either saved (model, optimizer, scaler, sampler position, RNG states of every process)
 or a pure function of saved numbers (the data order of ``(seed, epoch)``, each clip's
 augmentation of ``(seed, epoch, index)``, the LR of the step), so on the CPU a resumed run
-ends with exactly the weights of an uninterrupted one.
+ends with exactly the weights of an uninterrupted one. A worker group that torchrun
+restarts (``--max-restarts``) is such a rerun: it resumes from the newest checkpoint, which
+must therefore live where every node sees it (docs/scaling.md).
 
 Written into OUT: ``config.json``, ``log.csv`` (step, epoch, loss, lr, clips/s, data wait
 fraction), ``tensorboard/`` when TensorBoard is installed, ``checkpoints/step_*.pt``,
@@ -163,11 +165,36 @@ def uses_cuda(device: str) -> bool:
     return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
+def restart_hazard(environ: Mapping[str, str]) -> str | None:
+    """Why torchrun's worker restarts would fail to reconnect here, or None.
+
+    Since torch 2.4 the c10d rendezvous shares the agent's TCPStore with the workers
+    (TORCHELASTIC_USE_AGENT_STORE=True) and keeps it across restarts, with no per-attempt
+    key prefix: a restarted worker group reads the dead group's addresses from it and fails
+    in Gloo/NCCL init (pytorch/pytorch#135712; still so in torch 2.14.1, where a restart
+    failed in Gloo's connectFullMesh, one node or two). ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``
+    in torchrun's environment gives every rendezvous round a fresh store, and restarts then
+    resume (tests/test_multinode.py).
+    """
+    try:
+        max_restarts = int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    except ValueError:
+        return None
+    if max_restarts > 0 and environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return (f"torchrun --max-restarts {max_restarts} with a shared rendezvous store: restarted workers will fail "
+                "to connect (pytorch#135712); launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 and "
+                "--rdzv-backend c10d (see docs/scaling.md)")
+    return None
+
+
 def setup_processes(device: str) -> Processes:
     """Pick the device and, under torchrun (RANK/WORLD_SIZE set), join the process group."""
     use_cuda = uses_cuda(device)
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     rank = int(os.environ.get("RANK", 0)) if launched else 0
+    hazard = restart_hazard(os.environ) if launched else None
+    if hazard and rank == 0:
+        warnings.warn(hazard, RuntimeWarning, stacklevel=2)
     local_rank = int(os.environ.get("LOCAL_RANK", 0)) if launched else 0
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if launched else 1
     if use_cuda:
@@ -178,6 +205,19 @@ def setup_processes(device: str) -> Processes:
     if launched and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return Processes(rank, local_rank, world_size, dev, launched)
+
+
+def check_resumed_together(steps: list[int], ckpt_dir: Path) -> None:
+    """Stop (InputError, on every rank) unless every rank resumed from the same step.
+
+    Only rank 0 writes checkpoints but every rank reads them: a checkpoint folder that only
+    rank 0's node sees (a node-local --out, a stale NFS listing) would start the other
+    nodes over at step 0 and leave the ranks out of step, hanging or silently wrong.
+    """
+    if len(set(steps)) > 1:
+        found = ", ".join(f"rank {r}: step {s}" for r, s in enumerate(steps))
+        raise InputError(f"{ckpt_dir}: the ranks resumed from different checkpoints ({found}); --out must be on "
+                         "storage that every node sees (docs/scaling.md)")
 
 
 def _gather(obj: Any, procs: Processes) -> list[Any]:
@@ -398,6 +438,8 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
         if unexpected or [k for k in missing if not k.startswith("fc.")]:
             bad = (unexpected or [k for k in missing if not k.startswith("fc.")])[0]
             raise InputError(f"{init_source or 'init'}: weights do not fit {cfg.arch} (first mismatch: {bad!r})")
+    if procs.distributed:
+        check_resumed_together(_gather(step, procs), ckpt_dir)
     if procs.main:
         write_json(cfg.to_dict(), out / "config.json")
 
