@@ -17,6 +17,9 @@ def fingerprint(
     workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
     chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    decode_threads: Annotated[
+        bool, typer.Option(help="Let FFmpeg decode each video with several threads; --no-decode-threads when every core runs a worker (cluster jobs).")
+    ] = True,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
 ) -> None:
@@ -28,7 +31,7 @@ def fingerprint(
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
     cfg = FingerprintConfig(videos=videos, out=out, fps=fps, workers=workers, chunk_size=chunk_size, progress=progress,
-                            engine=engine, ray_address=ray_address)
+                            engine=engine, ray_address=ray_address, decode_threads=decode_threads)
     _, summary = run(fingerprint_videos, cfg)
     print_summary(f"fingerprint -> {out}", summary)
 

@@ -417,3 +417,24 @@ def test_bulk_jobs_write_their_tables_to_uris(local_videos: dict[str, Path], mem
                                                     workers=0, progress=False))
     assert read_table("codes", f"{mem}/out/codes.parquet").equals(codes)
     assert codes.column("status").to_pylist() == ["ok", "rejected"]
+
+
+@pytest.mark.parametrize("command", [
+    ["match", "--videos", "v.parquet", "--labels", "l.parquet", "--out", "{mem}/m.parquet"],
+    ["sample", "--manifest", "m.parquet", "--strategy", "random", "--out", "{mem}/s.parquet", "--size", "10"],
+    ["splits", "--manifest", "m.parquet", "--probe", "p.parquet", "--kind", "short", "--out", "{mem}/c.parquet"],
+    ["dedupe", "--manifest", "m.parquet", "--targets", "t.parquet", "--out", "{mem}/d.parquet", "--report", "r.parquet"],
+    ["pretrain", "--manifest", "m.parquet", "--out", "{mem}/run"],
+    ["extract", "--manifest", "m.parquet", "--arch", "r2plus1d_10", "--out", "{mem}/f.parquet"],
+    ["shard", "--manifest", "m.parquet", "--out", "{mem}/shards"],
+    ["partition-videos", "--videos", "v.parquet", "--parts", "2", "--out", "{mem}/parts"],
+])
+def test_local_only_outputs_refuse_uris_in_one_line(command: list[str], mem: str) -> None:
+    """Stages whose outputs are folders of parts, streamed writers or checkpoints say so, exit 2."""
+    from typer.testing import CliRunner
+
+    from weaksup.cli.main import app
+
+    res = CliRunner().invoke(app, [a.format(mem=mem) for a in command])
+    assert res.exit_code == 2, res.output
+    assert "this output must be a local path" in res.output

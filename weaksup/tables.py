@@ -218,6 +218,15 @@ def conform(data: pa.Table | Mapping[str, Any], schema: Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
 
 
+def require_local_output(*paths: str | os.PathLike[str] | None) -> None:
+    """Refuse, in one line, an object-store uri for an output that this stage writes only locally
+    (folders of parts, streamed Parquet writers, checkpoints); None is skipped."""
+    for path in paths:
+        if path is not None and not uris.is_local(path):
+            raise InputError(f"{uris.as_uri(path)}: this output must be a local path "
+                             "(write it locally, then copy it to the object store)")
+
+
 def atomic_path(path: Path) -> Path:
     """A temporary sibling of the local ``path``, renamed over it once complete.
 

@@ -40,7 +40,7 @@ from weaksup.assembly.partition import PART_META_KEY, SOURCE_ROW, list_parts, re
 from weaksup.assembly.videos import _require, iter_videos, open_table, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import _splitmix64, stable_hash64
-from weaksup.tables import atomic_path, conform, load_schema, read_table, write_json, write_table
+from weaksup.tables import atomic_path, conform, load_schema, read_table, write_json, write_table, require_local_output
 
 
 @dataclass(frozen=True)
@@ -241,6 +241,7 @@ def match_videos(cfg: MatchConfig) -> dict:
     from :func:`count_matches`) the min-videos decision uses that global support instead
     of this table's own; everything else is about this table.
     """
+    require_local_output(cfg.out)
     out = Path(cfg.out)
     rejects_path, counts_path, summary_path = _side_paths(cfg)
     index = HashtagIndex.from_labels(Path(cfg.labels))
@@ -532,6 +533,7 @@ def match_partitioned(cfg: MatchConfig) -> dict:
     part's rejects, label counts and summary), and the merged ``label_counts.parquet``,
     ``rejects.parquet`` and ``summary.json``.
     """
+    require_local_output(cfg.out)
     videos, out = Path(cfg.videos), Path(cfg.out)
     parts = list_parts(videos)
     for p in parts:  # every part readable with the right columns before any work

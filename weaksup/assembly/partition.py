@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from weaksup.tables import require_local_output
 from weaksup.assembly.videos import _require, open_table, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
@@ -117,6 +118,7 @@ def _ensure_open_files(parts: int) -> None:
 
 def partition_videos(cfg: PartitionConfig) -> dict:
     """Split ``cfg.videos`` into ``cfg.parts`` Parquet parts under ``cfg.out``; return a summary."""
+    require_local_output(cfg.out)
     videos, out = cfg.videos, Path(cfg.out)  # videos: a path, or a uri open_table understands
     if not 1 <= cfg.parts <= MAX_PARTS:
         raise InputError(f"--parts {cfg.parts}: must be between 1 and {MAX_PARTS}")

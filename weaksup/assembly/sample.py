@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
-from weaksup.tables import atomic_path, check_table, conform, load_schema, read_table, write_json, write_table
+from weaksup.tables import atomic_path, check_table, conform, load_schema, read_table, write_json, write_table, require_local_output
 
 Strategy = Literal["random", "tail-preserving", "sqrt"]
 STRATEGIES: tuple[str, ...] = ("random", "tail-preserving", "sqrt")
@@ -442,6 +442,7 @@ def summary_path(cfg: SampleConfig) -> Path:
 
 def sample_manifest(cfg: SampleConfig) -> dict[str, Any]:
     """Draw the subset(s) of ``cfg``, write them and their summary, and return the summary."""
+    require_local_output(cfg.out)
     _validate(cfg)
     index = index_manifest(cfg.manifest, cfg.seed)
     n_videos = index.n_videos

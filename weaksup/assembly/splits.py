@@ -32,7 +32,7 @@ from weaksup.bulk import BulkConfig, run_bulk
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
 from weaksup.ray_engine import check_engine
-from weaksup.tables import read_table, write_json, write_table
+from weaksup.tables import read_table, write_json, write_table, require_local_output
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
 # Paper Table 3 duration bounds in seconds, inclusive.
@@ -135,6 +135,7 @@ def make_splits(cfg: SplitsConfig) -> dict[str, Any]:
     Every manifest row is accounted for in exactly one of: selected, over_budget,
     too_short, too_long, no_duration, probe_rejected.
     """
+    require_local_output(cfg.out)
     cfg.validate()
     out = Path(cfg.out)
     manifest = read_table("manifest", cfg.manifest, columns=["video_id", "uri", "label_id", "label", "duration_s"])
@@ -483,6 +484,7 @@ def materialize_clips(
     ``clips`` table of the cut files (``clip_start_s=0``, ``clip_end_s`` = cut length) and a
     summary, so training reads small short-GOP files instead of seeking into long sources.
     """
+    require_local_output(out_dir)
     out_dir = Path(out_dir)
     table = clips if isinstance(clips, pa.Table) else read_table("clips", clips)
     if short_side < 2 or short_side % 2:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from weaksup.assembly.sample import HEAD_LABEL_FRACTION, check_manifest_columns, dense_ids, head_label_mask
 from weaksup.errors import InputError
-from weaksup.tables import atomic_path, read_table, write_json, write_table
+from weaksup.tables import atomic_path, read_table, write_json, write_table, require_local_output
 
 LABEL_COUNTS_FILE = "label_counts.parquet"
 DISTRIBUTION_PNG = "label_distribution.png"
@@ -164,6 +164,7 @@ def plot_duration_histogram(seconds: np.ndarray, source: str, path: Path) -> Non
 
 def manifest_stats(cfg: StatsConfig) -> dict[str, Any]:
     """Count videos per label, write label_counts, the plots and summary.json under ``cfg.out``; return the summary."""
+    require_local_output(cfg.out)
     check_manifest_columns(cfg.manifest)
     if cfg.out.exists() and not cfg.out.is_dir():
         raise InputError(f"{cfg.out}: exists and is not a directory (stats writes a directory)")

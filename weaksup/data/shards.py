@@ -54,7 +54,7 @@ from weaksup.data.rejects import append_reject
 from weaksup.data.transforms import Draw, eval_transform, jitter_start, train_transform
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
-from weaksup.tables import write_json, write_table
+from weaksup.tables import write_json, write_table, require_local_output
 
 SHARD_NAME = "shard-{:06d}.tar"
 SHARD_RE = re.compile(r"shard-(\d{6,})\.tar")
@@ -294,6 +294,7 @@ def write_shards(cfg: ShardConfig) -> dict[str, Any]:
     The table is read like ``pretrain`` reads it (manifest, clips or sample; InputError for a
     missing file or wrong columns). Returns the summary.
     """
+    require_local_output(cfg.out)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from weaksup.train.loop import read_training_table

@@ -71,7 +71,7 @@ from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
 from weaksup.errors import InputError
 from weaksup.ray_engine import check_engine
-from weaksup.tables import check_table, load_schema, read_table, write_json, write_table
+from weaksup.tables import check_table, load_schema, read_table, write_json, write_table, require_local_output
 
 DEFAULT_RADIUS = 7
 DEFAULT_MIN_FRAMES = 8
@@ -482,6 +482,7 @@ def _self_removal(
 
 def dedupe_manifest(cfg: DedupeConfig) -> dict:
     """Run dedupe (see the module docstring); write the outputs and return the summary."""
+    require_local_output(cfg.out, cfg.report)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     start = time.perf_counter()

@@ -57,9 +57,10 @@ class FingerprintConfig:
     progress: bool = True
     engine: str = "local"  # "local" or "ray" (weaksup.ray_engine)
     ray_address: str | None = None
+    decode_threads: bool = True  # FFmpeg's own decoder threads; off spends less CPU when every core runs a worker
 
 
-def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS) -> dict:
+def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS, thread_type: str = "AUTO") -> dict:
     """The ``codes`` row fields of one video (everything but video_id and uri).
 
     ``duration_s`` is ``n_codes / fps`` for an ok row and the decoded duration otherwise.
@@ -73,7 +74,7 @@ def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS) -> dict:
         grids.append(frame_grids(grey))
         counts.append(count)
 
-    info = decode_samples(uri, consume, fps=fps)
+    info = decode_samples(uri, consume, fps=fps, thread_type=thread_type)
     row: dict = {"code_version": CODE_VERSION, "fps": float(fps), "duration_s": info.duration_s}
     if info.n_samples == 0 or info.duration_s < 1.0 / fps - TIME_TOLERANCE_S:
         why = "the video stream has no frames" if info.n_samples == 0 and info.duration_s == 0 else (
@@ -101,7 +102,7 @@ def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS) -> dict:
 
 def _fingerprint_item(item: dict) -> dict:
     """Bulk worker: a codes row; rejected rows keep code_version and fps (non-nullable)."""
-    row = safe_call(lambda it: fingerprint_video(it["uri"], fps=it["fps"]), item)
+    row = safe_call(lambda it: fingerprint_video(it["uri"], fps=it["fps"], thread_type=it.get("thread_type", "AUTO")), item)
     row["code_version"], row["fps"] = CODE_VERSION, float(item["fps"])
     return row
 
@@ -161,7 +162,8 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
     out = cfg.out
     _check_parts(out, float(cfg.fps))
     ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
-    items = [{"video_id": v, "uri": u, "fps": float(cfg.fps)} for v, u in zip(ids, uris)]
+    thread_type = "AUTO" if cfg.decode_threads else "NONE"
+    items = [{"video_id": v, "uri": u, "fps": float(cfg.fps), "thread_type": thread_type} for v, u in zip(ids, uris)]
     table = run_bulk(
         items,
         _fingerprint_item,

@@ -39,7 +39,7 @@ from weaksup.data.rejects import read_rejects
 from weaksup.errors import InputError
 from weaksup.ray_engine import check_engine
 from weaksup.eval.network import Network, load_network
-from weaksup.tables import atomic_output, conform, load_schema, write_table
+from weaksup.tables import atomic_output, conform, load_schema, require_local_output, write_table
 from weaksup.train.loop import uses_cuda
 
 EXTRACT_META_KEY = b"weaksup.extract"
@@ -181,6 +181,7 @@ def _done_chunks(parts: Path, n_chunks: int) -> set[int]:
 def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg: ExtractConfig = ExtractConfig(),
                      resume: bool = True) -> dict[str, Any]:
     """Extract K-clip averaged features of every row of ``manifest`` into ``out`` (features table)."""
+    require_local_output(out)
     manifest, out = Path(manifest), Path(out)
     started = time.perf_counter()
     net, protocol, rows = _prepare(manifest, checkpoint, cfg)

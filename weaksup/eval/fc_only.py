@@ -25,6 +25,7 @@ from weaksup.eval.label_maps import read_label_map
 from weaksup.eval.logreg import LogRegConfig, select_penalty
 from weaksup.eval.report import Predictions, write_report
 from weaksup.train.loop import uses_cuda
+from weaksup.tables import require_local_output
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class FcOnlyConfig:
 
 def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyConfig()) -> dict[str, Any]:
     """Fit on ``train`` features, test on ``test`` features, write the report into ``out``; returns metrics."""
+    require_local_output(out)
     started = time.perf_counter()
     tr = read_features(train)
     te = read_features(test)

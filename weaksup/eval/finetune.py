@@ -28,7 +28,7 @@ from weaksup.eval.features import read_features
 from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
 from weaksup.eval.network import load_network
 from weaksup.eval.report import Predictions, write_report
-from weaksup.tables import read_table, write_table
+from weaksup.tables import read_table, require_local_output, write_table
 from weaksup.train.config import TrainConfig
 from weaksup.train.loop import pretrain
 
@@ -82,6 +82,7 @@ def finetune(
 
     ``checkpoint`` None trains the same network from scratch (the baseline the paper compares with).
     """
+    require_local_output(out)
     train_manifest, test_manifest, out = Path(train_manifest), Path(test_manifest), Path(out)
     net = load_network(checkpoint, arch=cfg.arch if checkpoint is None else None, seed=cfg.seed)
     cfg = replace(cfg, arch=net.arch)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from weaksup.tables import read_table
+from weaksup.tables import read_table, require_local_output
 
 NOISE_TAGS = (
     "love instagood photooftheday fashion beautiful happy cute tbt like4like followme picoftheday "
@@ -45,6 +45,7 @@ def _zipf_probs(n: int, exponent: float) -> np.ndarray:
 
 def synth_metadata(cfg: SynthMetadataConfig, *, chunk_rows: int = 2_000_000) -> dict:
     """Write a videos table of ``cfg.videos`` rows (generated in chunks); return a summary."""
+    require_local_output(cfg.out)
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 

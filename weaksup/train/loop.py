@@ -48,7 +48,7 @@ from weaksup.data.loader import make_loader
 from weaksup.data.rejects import read_rejects
 from weaksup.errors import InputError
 from weaksup.models import ARCHS, build_model
-from weaksup.tables import SCHEMA_META_KEY, read_table, write_json
+from weaksup.tables import SCHEMA_META_KEY, read_table, require_local_output, write_json
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
 from weaksup.train.config import TrainConfig
 from weaksup.train.sampler import ResumableSampler
@@ -327,6 +327,7 @@ def pretrain(
     Raises InputError for bad input and :class:`TrainingDiverged` when the loss stops being
     finite (nothing is saved at that step; the previous checkpoint stays the newest).
     """
+    require_local_output(out)  # checkpoints are renamed and fsynced in place: a POSIX folder every node mounts
     manifest, out = Path(manifest), Path(out)
     started = time.perf_counter()
 
