@@ -5,6 +5,7 @@ option below overrides one of them, and ``--show-config`` prints the result as J
 same command runs on one CPU, one GPU or, under torchrun, many:
 
     weaksup pretrain --manifest sample.parquet --out runs/r34 --preset paper-8f
+    weaksup pretrain --manifest s3://bucket/shards --out runs/r34 --preset paper-8f   # from `weaksup shard`
     torchrun --nproc_per_node 8 -m weaksup.cli.main pretrain --manifest sample.parquet --out runs/r34
 
 Rerunning a command continues from its newest checkpoint (``--no-resume`` starts over).
@@ -23,10 +24,11 @@ from weaksup.cli.common import err_console, one_line_warnings, print_summary, ru
 from weaksup.errors import InputError
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import PRESETS, TrainConfig, preset as get_preset
+from weaksup.uris import as_uri
 
 
 def pretrain(
-    manifest: Annotated[Optional[Path], typer.Option(help="Table to train on: manifest, clips or sample (.parquet).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="Table to train on: manifest, clips or sample (.parquet), or a shard folder from `weaksup shard` (local or an fsspec URL such as s3://bucket/shards).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder: config.json, log.csv, checkpoints/, rejects, summary.json.")] = None,
     preset: Annotated[str, typer.Option(help=f"Named settings the options below override: {', '.join(PRESETS)}.")] = "paper-8f",
     labels: Annotated[Optional[Path], typer.Option(help="Labels table: the classifier gets one output per label (else max label_id + 1).")] = None,
@@ -97,7 +99,7 @@ def pretrain(
     def job() -> dict[str, Any]:
         if manifest is None or out is None:
             raise InputError("--manifest and --out are required (or --show-config)")
-        return run_pretrain(cfg, manifest=manifest, out=out, resume=not no_resume, labels=labels, progress=progress)
+        return run_pretrain(cfg, manifest=as_uri(manifest), out=out, resume=not no_resume, labels=labels, progress=progress)
 
     with one_line_warnings():
         try:

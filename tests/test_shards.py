@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -341,3 +343,182 @@ def test_cli_writes_shards_and_refuses_bad_input(corpus: dict, tmp_path: Path, s
                                  "--shard-bytes", "1GB"), "not both")
     assert_input_error(shard_cli("--manifest", corpus["manifest"], "--out", tmp_path / "x", "--shard-bytes", "big"),
                        "--shard-bytes")
+
+
+# ----------------------------------------------------------------------------- pretrain from shards
+
+
+def test_member_dataset_equals_clipdataset_and_rejects_bad_members(corpus: dict, sharded: tuple[Path, dict],
+                                                                   tmp_path: Path) -> None:
+    from weaksup.data.shards import ShardMemberDataset, load_shard_index
+
+    out, _ = sharded
+    index = load_shard_index(out)
+    assert len(index) == N and sorted(index.row.tolist()) == list(range(N)) and len(index.names) == 4
+    assert all(np.all(np.diff(index.offset[index.shard == k]) > 0) for k in range(4))  # file order per shard
+    files = ClipDataset(corpus["manifest"], seed=5, train=True, **SPEC)
+    ds = ShardMemberDataset(index, seed=5, train=True, **SPEC)
+    for epoch in (0, 1):
+        files.set_epoch(epoch)
+        ds.set_epoch(epoch)
+        for i in (0, 1, 5):
+            item, ref = ds[i], files[int(index.row[i])]
+            assert item["index"] == ref["index"] and item["label"] == ref["label"]
+            assert torch.equal(item["clip"], ref["clip"])
+
+    # a garbled member and a cut shard: None, counted, logged with shard and key; the rest still reads
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in out.iterdir():
+        (bad / p.name).write_bytes(p.read_bytes())
+    broken = load_shard_index(bad)
+    first = int(np.flatnonzero(broken.shard == 0)[0])
+    raw = bytearray((bad / broken.names[0]).read_bytes())
+    raw[broken.offset[first] : broken.offset[first] + broken.bytes[first]] = b"x" * int(broken.bytes[first])
+    (bad / broken.names[0]).write_bytes(bytes(raw))
+    cut = int(np.flatnonzero(broken.shard == 1)[-1])
+    (bad / broken.names[1]).write_bytes((bad / broken.names[1]).read_bytes()[: broken.offset[cut] + 100])
+    log = tmp_path / "rejects.jsonl"
+    ds = ShardMemberDataset(broken, rejects_path=log, train=False, **SPEC)
+    items = [ds[i] for i in range(N)]
+    assert [i for i, item in enumerate(items) if item is None] == [first, cut] and ds.failures == 2
+    rejects = read_rejects(log).to_pylist()
+    assert [r["key"] for r in rejects] == [broken.key[first].as_py(), broken.key[cut].as_py()]
+    assert "NotAVideo" in rejects[0]["reason"] and "cut short" in rejects[1]["reason"]
+    assert rejects[1]["shard"].endswith(broken.names[1]) and rejects[0]["index"] == int(broken.row[first])
+
+
+def test_shard_sampler_keeps_shards_together_and_splits_ranks_contiguously() -> None:
+    from weaksup.train.sampler import ResumableSampler, ShardSampler
+
+    sizes = [7, 5, 9, 6, 4, 8, 3, 6]  # 48 clips in 8 shards
+    shard_of = np.repeat(np.arange(len(sizes)), sizes)
+    whole = ShardSampler(shard_of, seed=2, window=3)
+    for epoch in (0, 1):
+        order = whole.shard(epoch)
+        assert sorted(order.tolist()) == list(range(48))  # every clip once
+        switches = int(np.sum(shard_of[order][1:] != shard_of[order][:-1]))
+        assert switches == len(sizes) - 1  # each shard one run
+        for k in range(len(sizes)):  # inside a shard, windows of 3 clips in file order
+            run = order[shard_of[order] == k]
+            windows = (run - run.min()) // 3
+            assert np.all(np.diff(windows) >= 0)
+    assert not np.array_equal(whole.shard(0), whole.shard(1))
+    assert np.array_equal(whole.shard(1), ShardSampler(shard_of, seed=2, window=3).shard(1))
+
+    world = 4
+    ranks = [ShardSampler(shard_of, seed=2, rank=r, world_size=world, window=3) for r in range(world)]
+    slices = [s.shard(0) for s in ranks]
+    assert all(len(x) == 12 for x in slices)  # equal lengths, no padding needed
+    assert np.array_equal(np.concatenate(slices), whole.shard(0))  # contiguous runs of the epoch order
+    for x in slices:
+        shards_here = len(set(shard_of[x].tolist()))
+        assert int(np.sum(shard_of[x][1:] != shard_of[x][:-1])) <= shards_here - 1
+    # uneven: padded by wrapping and cut to whole steps, so every rank runs the same steps
+    odd = [ShardSampler(shard_of[:-3], seed=2, rank=r, world_size=world, multiple_of=5) for r in range(world)]
+    assert {len(s) for s in odd} == {10}  # ceil(45 / 4) = 12 each, cut to two steps of 5
+    assert np.array_equal(odd[1].shard(0), odd[1].epoch_order(0)[12:22])
+
+    # mid-epoch resume; a table sampler's checkpoint does not resume a shard run
+    s = ranks[1]
+    s.advance(5)
+    t = ShardSampler(shard_of, seed=2, rank=1, world_size=world, window=3)
+    t.load_state_dict(s.state_dict())
+    assert list(t) == slices[1][5:].tolist()
+    with pytest.raises(InputError, match="table order, this run reads shards"):
+        t.load_state_dict(ResumableSampler(48, world_size=world).state_dict())
+
+
+@pytest.fixture(scope="module")
+def train_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 clips of test_pretrain's three motion classes in 4 shards of 3: an epoch is 3 tiny steps."""
+    from test_pretrain import write_manifest
+
+    root = tmp_path_factory.mktemp("train_shards")
+    write_shards(ShardConfig(manifest=write_manifest(root, per_class=4), out=root / "shards", shard_size=3))
+    return root / "shards"
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_pretrain_from_shards_resumes_exactly(train_shards: Path, tmp_path: Path, monkeypatch, one_thread) -> None:
+    """5 steps straight vs. killed in step 4 and resumed (two workers) from the checkpoint at step 2,
+    mid-epoch 0: the same weights, optimizer state, sampler state and log."""
+    from test_pretrain import losses, tiny
+
+    from weaksup.train.checkpoint import list_checkpoints, load_checkpoint
+    from weaksup.train.loop import pretrain
+
+    cfg = tiny(max_steps=5, checkpoint_every=2, log_every=1, keep_checkpoints=5, device="cpu")
+    straight = pretrain(cfg, manifest=train_shards, out=tmp_path / "a", progress=False)
+    assert straight["steps"] == 5 and straight["epoch"] == 1 and straight["clips_skipped"] == 0
+    assert all(math.isfinite(x) for x in losses(tmp_path / "a")) and "(shards, 12 rows, 3 classes)" in straight["table"]
+    assert [p.name for p in list_checkpoints(tmp_path / "a" / "checkpoints")] == [
+        "step_000000002.pt", "step_000000004.pt", "step_000000005.pt"]
+
+    calls = {"n": 0}
+    original = torch.optim.SGD.step
+
+    def crashing_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise Interrupted
+        return original(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.SGD, "step", crashing_step)
+        with pytest.raises(Interrupted):
+            pretrain(replace(cfg, workers=2), manifest=train_shards, out=tmp_path / "b", progress=False)
+    mid = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_000000002.pt")["sampler"]
+    assert (mid["epoch"], mid["position"], mid["order"], mid["shards"]) == (0, 8, "shards", 4)
+
+    resumed = pretrain(replace(cfg, workers=2), manifest=train_shards, out=tmp_path / "b", progress=False)
+    assert resumed["resumed_from_step"] == 2 and resumed["steps_this_run"] == 3
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step_000000005.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_000000005.pt")
+    for i, slot in a["optimizer"]["state"].items():
+        assert torch.equal(slot["momentum_buffer"], b["optimizer"]["state"][i]["momentum_buffer"])
+    assert a["sampler"] == b["sampler"] and losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_pretrain_from_a_memory_url_and_bad_shard_input(train_shards: Path, tmp_path: Path, one_thread) -> None:
+    from weaksup.train.__main__ import app
+
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    for p in train_shards.iterdir():
+        fs.pipe(f"/pretrain-shards/{p.name}", p.read_bytes())
+    runner = CliRunner()
+
+    def cli(*args):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    try:
+        result = cli("--manifest", "memory://pretrain-shards", "--out", tmp_path / "mem", "--preset", "tiny",
+                     "--max-steps", 2, "--checkpoint-every", 2, "--no-progress", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        summary = json.loads((tmp_path / "mem" / "summary.json").read_text())
+        assert summary["steps"] == 2 and math.isfinite(summary["final_loss"]) and summary["clips_skipped"] == 0
+        assert summary["table"].startswith("memory://pretrain-shards (shards")
+        assert (tmp_path / "mem" / "checkpoints" / "step_000000002.pt").exists()
+        assert_input_error(cli("--manifest", "memory://pretrain-shards", "--out", tmp_path / "w", "--preset", "tiny",
+                               "--use-sample-weights"), "memory://pretrain-shards", "--use-sample-weights",
+                           "not supported for shard folders")
+    finally:
+        fs.rm("/pretrain-shards", recursive=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_input_error(cli("--manifest", empty, "--out", tmp_path / "x", "--preset", "tiny"),
+                       "index.parquet", "file not found")
+    assert not (tmp_path / "x").exists()

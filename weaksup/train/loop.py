@@ -19,6 +19,12 @@ must therefore live where every node sees it (docs/scaling.md).
 Written into OUT: ``config.json``, ``log.csv`` (step, epoch, loss, lr, clips/s, data wait
 fraction), ``tensorboard/`` when TensorBoard is installed, ``checkpoints/step_*.pt``,
 ``rejects.*`` (videos that failed to decode, from the dataset) and ``summary.json``.
+
+The input is a table (manifest, clips or sample) or a shard folder written by ``weaksup
+shard`` (a local folder or an fsspec URL with ``index.parquet``). Shards are read by index
+(:class:`~weaksup.data.shards.ShardMemberDataset`) in the shard-aware order of
+:class:`~weaksup.train.sampler.ShardSampler`: one contiguous run of shards per process, each
+read front to back, with the same exact resume, equal steps per rank and rejects.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -46,12 +52,14 @@ import torch.nn.functional as F
 from weaksup.data.dataset import ClipDataset
 from weaksup.data.loader import make_loader
 from weaksup.data.rejects import read_rejects
+from weaksup.data.shards import ShardIndex, ShardMemberDataset, load_shard_index
 from weaksup.errors import InputError
 from weaksup.models import ARCHS, build_model
 from weaksup.tables import SCHEMA_META_KEY, read_table, require_local_output, write_json
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
 from weaksup.train.config import TrainConfig
-from weaksup.train.sampler import ResumableSampler
+from weaksup.train.sampler import ResumableSampler, ShardSampler
+from weaksup.uris import as_uri, is_local, local_path
 
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "data_wait_fraction")
 # config fields that change the trained weights; the others (logging, workers) may change on resume
@@ -100,6 +108,16 @@ def _table_kind(path: Path) -> str:
     return "manifest"
 
 
+def _num_classes(top: int, labels: Path | None, source: str) -> int:
+    """Classes of ``labels`` (a labels table) when given, checked against the top label id; else top + 1."""
+    if labels is None:
+        return top + 1
+    num_classes = int(read_table("labels", labels, columns=["label_id"]).column("label_id").to_numpy().max()) + 1
+    if top >= num_classes:
+        raise InputError(f"{source}: label id {top} is outside the {num_classes} labels of {labels}")
+    return num_classes
+
+
 def read_training_table(path: Path, *, labels: Path | None = None, loss: str = "softmax") -> TrainingTable:
     """Read a manifest, clips or sample table (schema-checked) and count its classes.
 
@@ -119,16 +137,51 @@ def read_training_table(path: Path, *, labels: Path | None = None, loss: str = "
         matched = table.column("matched_label_ids").combine_chunks().flatten().to_numpy()
         if len(matched):
             top = max(top, int(matched.max()))
-    if labels is not None:
-        num_classes = int(read_table("labels", labels, columns=["label_id"]).column("label_id").to_numpy().max()) + 1
-        if top >= num_classes:
-            raise InputError(f"{path}: label id {top} is outside the {num_classes} labels of {labels}")
-    else:
-        num_classes = top + 1
+    num_classes = _num_classes(top, labels, str(path))
     weights = None
     if "sample_weight" in table.column_names and table.column("sample_weight").null_count == 0:
         weights = table.column("sample_weight").to_numpy().astype(np.float64)
     return TrainingTable(table, kind, path, num_classes, weights)
+
+
+@dataclass(frozen=True)
+class TrainingShards:
+    """A shard folder (``weaksup shard``) to train on: its index and class count.
+
+    BCE targets are the single label here (the shards do not carry matched_label_ids), and
+    sample weights are not supported.
+    """
+
+    index: ShardIndex
+    path: str  # the folder, local or an fsspec URL
+    num_classes: int
+    kind: str = "shards"
+    weights: None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.index)
+
+
+def is_shard_folder(source: Path | str) -> bool:
+    """Whether ``source`` names a shard folder (a local folder or any non-file URL), not a table file."""
+    text = as_uri(source)
+    if is_local(text):
+        return local_path(text).is_dir()
+    if text.rstrip("/").lower().endswith((".parquet", ".pq", ".csv", ".jsonl", ".json")):
+        raise InputError(f"{text}: pretrain reads a remote table only as a shard folder (weaksup shard); "
+                         "copy the table to a local path, or shard it")
+    return True
+
+
+def read_training_data(source: Path | str, *, labels: Path | None = None,
+                       loss: str = "softmax") -> TrainingTable | TrainingShards:
+    """The table (:func:`read_training_table`) or shard folder (its ``index.parquet``) to train on."""
+    if not is_shard_folder(source):
+        return read_training_table(Path(source), labels=labels, loss=loss)
+    text = as_uri(source)
+    index = load_shard_index(text)
+    return TrainingShards(index, text, _num_classes(int(index.label.max()), labels, text))
 
 
 def _multi_hot_lookup(table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
@@ -309,7 +362,7 @@ def _progress(enabled: bool):
 def pretrain(
     cfg: TrainConfig,
     *,
-    manifest: Path,
+    manifest: Path | str,
     out: Path,
     resume: bool = True,
     labels: Path | None = None,
@@ -318,7 +371,8 @@ def pretrain(
     init: Mapping[str, torch.Tensor] | None = None,
     init_source: str | None = None,
 ) -> dict[str, Any]:
-    """Pre-train ``cfg.arch`` on a manifest/clips/sample table; returns the run's summary.
+    """Pre-train ``cfg.arch`` on a manifest/clips/sample table or a shard folder (local or a URL);
+    returns the run's summary.
 
     Fine-tuning is the same run started from ``init``: a state dict whose every entry but
     the classifier (``fc.*``) is loaded before step 0 (a resumed run loads its own
@@ -328,17 +382,20 @@ def pretrain(
     finite (nothing is saved at that step; the previous checkpoint stays the newest).
     """
     require_local_output(out)  # checkpoints are renamed and fsynced in place: a POSIX folder every node mounts
-    manifest, out = Path(manifest), Path(out)
+    out = Path(out)
     started = time.perf_counter()
 
     # -- input, checked before any process group or model exists
     if cfg.arch not in ARCHS:
         raise InputError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHS)}")
-    data = read_training_table(manifest, labels=labels, loss=cfg.loss)
+    data = read_training_data(manifest, labels=labels, loss=cfg.loss)
     if num_classes is not None:
         if data.num_classes > num_classes:
-            raise InputError(f"{manifest}: label id {data.num_classes - 1} is outside the {num_classes} classes")
-        data = TrainingTable(data.table, data.kind, data.path, num_classes, data.weights)
+            raise InputError(f"{data.path}: label id {data.num_classes - 1} is outside the {num_classes} classes")
+        data = replace(data, num_classes=num_classes)
+    if cfg.use_sample_weights and isinstance(data, TrainingShards):
+        raise InputError(f"{data.path}: --use-sample-weights is not supported for shard folders (train from the "
+                         "sample table instead)")
     if cfg.use_sample_weights and data.weights is None:
         raise InputError(f"{manifest}: --use-sample-weights needs a sample table with sample_weight on every row")
     if cfg.precision == "fp16" and not uses_cuda(cfg.device):
@@ -352,7 +409,7 @@ def pretrain(
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path, resume: bool, progress: bool,
+def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, *, out: Path, resume: bool, progress: bool,
            started: float, init: Mapping[str, torch.Tensor] | None = None, init_source: str | None = None) -> dict[str, Any]:
     """The run itself, inside the process group that :func:`pretrain` opened and closes."""
     device = procs.device
@@ -367,19 +424,25 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
     ckpt_dir = out / "checkpoints"
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
-    dataset = ClipDataset(
-        data.table, num_frames=cfg.frames, stride=cfg.stride, train=True, crop=cfg.crop, short_side=cfg.short_side,
-        seed=cfg.seed, rejects_path=out / f"rejects.rank{procs.rank}.jsonl" if procs.distributed else out / "rejects.jsonl",
-        hflip=cfg.hflip,
-    )
-    sampler = ResumableSampler(
-        data.rows, seed=cfg.seed, rank=procs.rank, world_size=procs.world_size,
-        weights=data.weights if cfg.use_sample_weights else None, multiple_of=per_step,
-    )
+    clip_args = dict(num_frames=cfg.frames, stride=cfg.stride, train=True, crop=cfg.crop, short_side=cfg.short_side,
+                     seed=cfg.seed, hflip=cfg.hflip,
+                     rejects_path=out / f"rejects.rank{procs.rank}.jsonl" if procs.distributed else out / "rejects.jsonl")
+    dataset: ClipDataset | ShardMemberDataset
+    sampler: ResumableSampler
+    if isinstance(data, TrainingShards):  # shard by shard: each process reads a contiguous run of shards
+        dataset = ShardMemberDataset(data.index, **clip_args)
+        sampler = ShardSampler(data.index.shard, seed=cfg.seed, rank=procs.rank, world_size=procs.world_size,
+                               multiple_of=per_step)
+    else:
+        dataset = ClipDataset(data.table, **clip_args)
+        sampler = ResumableSampler(
+            data.rows, seed=cfg.seed, rank=procs.rank, world_size=procs.world_size,
+            weights=data.weights if cfg.use_sample_weights else None, multiple_of=per_step,
+        )
     steps_per_epoch = sampler.shard_length // per_step
     total_steps = cfg.total_steps(procs.world_size, steps_per_epoch)
     schedule = cfg.schedule(procs.world_size, total_steps)
-    multi_hot = _multi_hot_lookup(data.table) if cfg.loss == "bce" else None
+    multi_hot = _multi_hot_lookup(data.table) if cfg.loss == "bce" and isinstance(data, TrainingTable) else None
 
     # -- model and optimizer (same seed on every process; DDP also broadcasts rank 0's weights)
     random.seed(cfg.seed)
@@ -571,6 +634,8 @@ def _train(cfg: TrainConfig, data: TrainingTable, procs: Processes, *, out: Path
                     last_ckpt = checkpoint(step_loss)
     finally:
         batches.close()  # shuts the loader's workers down
+        if isinstance(dataset, ShardMemberDataset):
+            dataset.close()  # the shard this process had open (workers=0)
         log.close()
 
     # -- the end: every process must hold the same weights

@@ -11,6 +11,11 @@ uninterrupted run would have used.
 
 The position is the loop's, not the iterator's: a DataLoader with workers pulls indices
 ahead of the training step, so the loop calls :meth:`advance` for what it trained on.
+
+:class:`ShardSampler` is the same sampler for clips in tar shards: its epoch order keeps
+each shard's clips together (shards permuted, clips shuffled inside windows of the shard's
+file order) and every process takes one contiguous slice of it, so a process reads few
+shards, each front to back. It is still a pure function of ``(seed, epoch)`` and a position.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from weaksup.errors import InputError
 
 class ResumableSampler(Sampler[int]):
     """This process's indices of one epoch, from ``position`` on."""
+
+    order = "table"  # what the epoch order is made of; a checkpoint of another order does not resume here
 
     def __init__(
         self,
@@ -106,6 +113,7 @@ class ResumableSampler(Sampler[int]):
             "num_items": self.num_items,
             "world_size": self.world_size,
             "weighted": self.weights is not None,
+            "order": self.order,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -113,6 +121,11 @@ class ResumableSampler(Sampler[int]):
         if int(state["num_items"]) != self.num_items:
             raise InputError(
                 f"checkpoint was trained on a table of {state['num_items']} rows, this one has {self.num_items} "
+                "(use --no-resume or another --out)"
+            )
+        if state.get("order", "table") != self.order:
+            raise InputError(
+                f"checkpoint was trained on a {state.get('order', 'table')} order, this run reads {self.order} "
                 "(use --no-resume or another --out)"
             )
         position = int(state["position"])
@@ -126,3 +139,79 @@ class ResumableSampler(Sampler[int]):
                 stacklevel=2,
             )
         self.set_epoch(int(state["epoch"]), min(position, self.shard_length))
+
+
+DEFAULT_WINDOW = 256  # clips shuffled together inside a shard (WebDataset-style local shuffle)
+
+
+class ShardSampler(ResumableSampler):
+    """:class:`ResumableSampler` for clips stored in shards, read (mostly) sequentially.
+
+    ``shard_of[i]`` is the shard of item ``i``; items of a shard are in file order (their
+    indices increase with their byte offset). Each epoch permutes the shards with
+    ``(seed, epoch)`` and, inside every shard, shuffles its clips within consecutive windows of
+    ``window`` clips of file order (None: the whole shard), so the order walks each shard front
+    to back, window by window. The order is padded by wrapping to a multiple of the world size
+    and each rank takes one contiguous slice (``rank * per_rank`` on), cut to whole steps as
+    ResumableSampler does: equal lengths on every rank, disjoint except for the padding, and a
+    rank switches shards at most once per shard of its slice. Sample weights are not supported.
+    """
+
+    order = "shards"
+
+    def __init__(
+        self,
+        shard_of: np.ndarray,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        multiple_of: int = 1,
+        window: int | None = DEFAULT_WINDOW,
+    ) -> None:
+        shard_of = np.asarray(shard_of, dtype=np.int64)
+        if window is not None and window < 1:
+            raise ValueError(f"window must be >= 1 or None, got {window}")
+        super().__init__(len(shard_of), seed=seed, rank=rank, world_size=world_size, multiple_of=multiple_of)
+        if shard_of.min() < 0:
+            raise ValueError("shard ids must be >= 0")
+        self.shard_of = shard_of
+        self.num_shards = int(len(np.unique(shard_of)))
+        self.window = window
+        # each item's window inside its shard: its position in the shard's file order // window
+        by_shard = np.argsort(shard_of, kind="stable")
+        sorted_shards = shard_of[by_shard]
+        starts = np.flatnonzero(np.r_[True, sorted_shards[1:] != sorted_shards[:-1]])
+        first = np.repeat(starts, np.diff(np.r_[starts, len(shard_of)]))
+        position = np.empty(len(shard_of), np.int64)
+        position[by_shard] = np.arange(len(shard_of)) - first
+        self._window_of = position // window if window is not None else np.zeros(len(shard_of), np.int64)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Shards in a ``(seed, epoch)`` order, each one's clips window by window, shuffled inside windows."""
+        rng = np.random.default_rng([self.seed, epoch, 0x5A4])
+        top = int(self.shard_of.max()) + 1
+        shard_rank = np.empty(top, np.int64)
+        shard_rank[rng.permutation(top)] = np.arange(top)
+        within = rng.random(self.num_items)
+        return np.lexsort((within, self._window_of, shard_rank[self.shard_of])).astype(np.int64)
+
+    def shard(self, epoch: int) -> np.ndarray:
+        """This process's contiguous slice of ``epoch``'s order (padded by wrapping, whole steps)."""
+        order = self.epoch_order(epoch)
+        per_rank = -(-self.num_items // self.world_size)
+        total = per_rank * self.world_size
+        if total > len(order):
+            order = np.concatenate([order, order[: total - len(order)]])
+        start = self.rank * per_rank
+        return order[start : start + per_rank][: self.shard_length]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "shards": self.num_shards, "window": self.window}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """As ResumableSampler's; a checkpoint of another window (another order) warns."""
+        super().load_state_dict(state)
+        if state.get("window", self.window) != self.window:
+            warnings.warn(f"resuming with shuffle window {self.window} instead of {state['window']}: the rest of "
+                          f"epoch {state['epoch']} will not match the uninterrupted run", RuntimeWarning, stacklevel=2)
