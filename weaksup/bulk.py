@@ -59,6 +59,11 @@ def run_chunk(fn: Callable[[dict], dict], items: list[dict]) -> list[dict]:
     return [safe_call(fn, it) for it in items]
 
 
+def part_table(rows: list[dict], part_schema: pa.Schema) -> pa.Table:
+    """Result rows as a part: the schema's columns (plus the row number), nothing else."""
+    return pa.Table.from_pylist([{k: r.get(k) for k in part_schema.names} for r in rows], schema=part_schema)
+
+
 def parts_dir(out: str | os.PathLike[str]) -> Path:
     """Where a job's resumable parts live: beside a local ``out``; for an object-store ``out``
     in a local staging folder named after it (``$WEAKSUP_STAGING``, else the temp folder),
@@ -128,9 +133,6 @@ def run_bulk(
     todo = [it for it in numbered if it[ROW] not in done]
     chunks = [todo[i : i + config.chunk_size] for i in range(0, len(todo), config.chunk_size)]
 
-    def as_part(rows: list[dict]) -> pa.Table:
-        return pa.Table.from_pylist([{k: r.get(k) for k in part_schema.names} for r in rows], schema=part_schema)
-
     with Progress(
         TextColumn(f"[bold]{config.desc}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         disable=not config.progress, transient=False,
@@ -144,13 +146,13 @@ def run_bulk(
                 progress.advance(task, block.num_rows)
         elif config.workers <= 0 or len(chunks) <= 1:
             for chunk in chunks:
-                _write_part(parts, as_part(run_chunk(fn, chunk)))
+                _write_part(parts, part_table(run_chunk(fn, chunk), part_schema))
                 progress.advance(task, len(chunk))
         else:
             with ProcessPoolExecutor(max_workers=config.workers) as pool:
                 futures: list[tuple[Future, int]] = [(pool.submit(run_chunk, fn, c), len(c)) for c in chunks]
                 for fut, n in futures:
-                    _write_part(parts, as_part(fut.result()))
+                    _write_part(parts, part_table(fut.result(), part_schema))
                     progress.advance(task, n)
 
     tables = [pq.read_table(p) for p in sorted(parts.glob("part-*.parquet"))]

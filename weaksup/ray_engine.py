@@ -68,10 +68,9 @@ class _ChunkMapper:
         self.fn, self.part_schema = fn, part_schema
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from weaksup.bulk import run_chunk
+        from weaksup.bulk import part_table, run_chunk
 
-        rows = run_chunk(self.fn, batch.to_pylist())
-        return pa.Table.from_pylist([{k: r.get(k) for k in self.part_schema.names} for r in rows], schema=self.part_schema)
+        return part_table(run_chunk(self.fn, batch.to_pylist()), self.part_schema)
 
 
 def ray_map(

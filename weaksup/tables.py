@@ -233,8 +233,7 @@ def atomic_path(path: Path) -> Path:
     Writers that stream into a local file and rename it themselves cannot write to an
     object store: a remote uri is bad input here (use :func:`atomic_output`, which uploads).
     """
-    if not uris.is_local(path):
-        raise InputError(f"{uris.as_uri(path)}: this output must be a local path (object-store outputs are not supported here)")
+    require_local_output(path)
     path = uris.local_path(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
@@ -245,8 +244,7 @@ def _prepare_output(path: Path) -> Path:
     An output path that is a folder, or whose folder cannot be made (a file in the way, no
     permission), is bad input: InputError naming the path, not a traceback.
     """
-    if not uris.is_local(path):
-        raise InputError(f"{uris.as_uri(path)}: this output must be a local path (object-store outputs are not supported here)")
+    require_local_output(path)
     path = uris.local_path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an output file path")
