@@ -105,14 +105,24 @@ class Schema:
         )
 
 
+def _schema_files() -> Any:
+    """The schema folder: the installed ``weaksup.schemas`` package, or ``schemas/`` beside
+    the package in a source checkout imported without installing (Ray workers started in a
+    checkout put it first on ``sys.path``)."""
+    try:
+        return resources.files("weaksup.schemas")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "schemas"
+
+
 def schema_names() -> list[str]:
     """Names of every declared table schema."""
-    return sorted(p.name[:-5] for p in resources.files("weaksup.schemas").iterdir() if p.name.endswith(".json"))
+    return sorted(p.name[:-5] for p in _schema_files().iterdir() if p.name.endswith(".json"))
 
 
 def load_schema(name: str) -> Schema:
     """Load ``schemas/NAME.json``; unknown names raise InputError listing the known ones."""
-    res = resources.files("weaksup.schemas").joinpath(f"{name}.json")
+    res = _schema_files().joinpath(f"{name}.json")
     if not res.is_file():
         raise InputError(f"unknown table schema {name!r}; known: {', '.join(schema_names())}")
     raw = json.loads(res.read_text(encoding="utf-8"))
