@@ -151,7 +151,42 @@ def load_video_table(table_or_path: pa.Table | str | os.PathLike[str], *, label_
     )
 
 
-class _ClipSource(Dataset):
+class SharedEpochState:
+    """The epoch and failure counts every clip dataset keeps (tables and shards alike).
+
+    The epoch lives in shared memory so ``set_epoch`` reaches persistent worker processes;
+    failures are counted per process (one slot each), so no counter is ever shared.
+    """
+
+    def _init_shared_state(self) -> None:
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._failures = torch.zeros(_FAILURE_SLOTS, dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's clips; shared memory carries it to (persistent) worker processes."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch[0] = int(epoch)
+
+    @property
+    def failures(self) -> int:
+        """Clips that failed to decode so far, in every process that loaded items."""
+        return int(self._failures.sum())
+
+    def _log_failure(self, exc: BaseException, record: dict[str, Any]) -> None:
+        """Count a failed clip in this process's slot and append it (with the reason) to the rejects log."""
+        info = get_worker_info()
+        self._failures[0 if info is None else (info.id + 1) % _FAILURE_SLOTS] += 1
+        if self.rejects_path is not None:
+            reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
+            append_reject(self.rejects_path, {**record, "reason": reason})
+
+
+class _ClipSource(SharedEpochState, Dataset):
     """What both datasets share: the table, the clip spec, the epoch and failure handling."""
 
     def __init__(
@@ -169,23 +204,7 @@ class _ClipSource(Dataset):
         self.spec = spec
         self.seed = int(seed)
         self.rejects_path = Path(rejects_path) if rejects_path is not None else None
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
-        self._failures = torch.zeros(_FAILURE_SLOTS, dtype=torch.int64).share_memory_()
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw this epoch's clips; shared memory carries it to (persistent) worker processes."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch[0] = int(epoch)
-
-    @property
-    def failures(self) -> int:
-        """Videos that failed to decode so far, in every process that loaded items."""
-        return int(self._failures.sum())
+        self._init_shared_state()
 
     def _decode(self, row: int, start_s: Callable[[VideoInfo], float]) -> Clip:
         s = self.spec
@@ -200,21 +219,8 @@ class _ClipSource(Dataset):
         )
 
     def _reject(self, row: int, index: int, exc: BaseException, **extra: Any) -> None:
-        info = get_worker_info()
-        self._failures[0 if info is None else (info.id + 1) % _FAILURE_SLOTS] += 1
-        if self.rejects_path is not None:
-            reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
-            append_reject(
-                self.rejects_path,
-                {
-                    "video_id": self.table.video_id[row].as_py(),
-                    "uri": self.table.uri[row].as_py(),
-                    "reason": reason,
-                    "epoch": self.epoch,
-                    "index": index,
-                    **extra,
-                },
-            )
+        self._log_failure(exc, {"video_id": self.table.video_id[row].as_py(), "uri": self.table.uri[row].as_py(),
+                                "epoch": self.epoch, "index": index, **extra})
 
 
 class ClipDataset(_ClipSource):

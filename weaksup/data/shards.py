@@ -56,9 +56,8 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from weaksup.data.dataset import ClipSpec, load_video_table
+from weaksup.data.dataset import ClipSpec, SharedEpochState, load_video_table
 from weaksup.data.decode_clip import VideoInfo, read_clip
-from weaksup.data.rejects import append_reject
 from weaksup.data.transforms import Draw, eval_transform, jitter_start, train_transform
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
@@ -71,7 +70,6 @@ REJECTS_NAME = "rejects.parquet"
 SUMMARY_NAME = "summary.json"
 DEFAULT_SHARD_SIZE = 1000
 TAR_BLOCK = 512
-_FAILURE_SLOTS = 1024  # one failure counter per worker process, as in ClipDataset
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12,
           "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -507,7 +505,7 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-class ShardClipDataset(IterableDataset):
+class ShardClipDataset(SharedEpochState, IterableDataset):
     """Training clips streamed from tar shards: ClipDataset's items, read sequentially.
 
     ``source`` is a shard folder (local path or fsspec URL with ``index.parquet``) or a list
@@ -564,23 +562,7 @@ class ShardClipDataset(IterableDataset):
         self.world_size = dist_world if world_size is None else world_size
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
-        self._failures = torch.zeros(_FAILURE_SLOTS, dtype=torch.int64).share_memory_()
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch that orders shards and draws clips; reaches persistent workers."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch[0] = int(epoch)
-
-    @property
-    def failures(self) -> int:
-        """Members that failed so far, in every process that read shards."""
-        return int(self._failures.sum())
+        self._init_shared_state()
 
     def shards_for(self, epoch: int, rank: int, world_size: int, worker: int = 0, workers: int = 1) -> list[str]:
         """The shards one worker of one rank reads in ``epoch``, in reading order."""
@@ -628,12 +610,7 @@ class ShardClipDataset(IterableDataset):
         return {"clip": tensor, "label": label, "index": row, "start_s": start_s}
 
     def _reject(self, exc: BaseException, epoch: int, **record: Any) -> None:
-        info = get_worker_info()
-        self._failures[0 if info is None else (info.id + 1) % _FAILURE_SLOTS] += 1
-        if self.rejects_path is not None:
-            reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
-            append_reject(self.rejects_path, {"video_id": None, "uri": None, "index": None, **record,
-                                              "reason": reason, "epoch": epoch})
+        self._log_failure(exc, {"video_id": None, "uri": None, "index": None, **record, "epoch": epoch})
 
 
 # ----------------------------------------------------------------------------- random access (pretrain)
@@ -726,7 +703,7 @@ def open_random(url: str) -> BinaryIO:
     return fsspec.open(as_uri(url), "rb").open()
 
 
-class ShardMemberDataset(Dataset):
+class ShardMemberDataset(SharedEpochState, Dataset):
     """ClipDataset's training clips read from tar shards by index: item ``i`` is clip ``i`` of a
     :class:`ShardIndex`, read with a seek and one read (video and json members are adjacent).
 
@@ -761,27 +738,11 @@ class ShardMemberDataset(Dataset):
         self.spec = ClipSpec(num_frames, stride, fps, crop, short_side, thread_type)
         self.train, self.hflip, self.seed = train, hflip, int(seed)
         self.rejects_path = Path(rejects_path) if rejects_path is not None else None
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
-        self._failures = torch.zeros(_FAILURE_SLOTS, dtype=torch.int64).share_memory_()
+        self._init_shared_state()
         self._open: tuple[int, int, BinaryIO] | None = None  # (pid, shard, file): this process's open shard
 
     def __len__(self) -> int:
         return len(self.index)
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw this epoch's clips; shared memory carries it to (persistent) worker processes."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch[0] = int(epoch)
-
-    @property
-    def failures(self) -> int:
-        """Members that failed so far, in every process that loaded items."""
-        return int(self._failures.sum())
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_open": None}  # a file handle never travels to another process
@@ -842,13 +803,7 @@ class ShardMemberDataset(Dataset):
         except Exception as exc:  # noqa: BLE001 - one bad member never stops an epoch
             if isinstance(exc, OSError) and self._open is not None:
                 self.close()  # a failed read may leave the handle unusable: reopen on the next item
-            info = get_worker_info()
-            self._failures[0 if info is None else (info.id + 1) % _FAILURE_SLOTS] += 1
-            if self.rejects_path is not None:
-                reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
-                append_reject(self.rejects_path, {
-                    "video_id": x.video_id[i].as_py(), "uri": None, "index": int(x.row[i]), "reason": reason,
-                    "epoch": epoch, "shard": x.url(int(x.shard[i])), "key": x.key[i].as_py(),
-                })
+            self._log_failure(exc, {"video_id": x.video_id[i].as_py(), "uri": None, "index": int(x.row[i]),
+                                    "epoch": epoch, "shard": x.url(int(x.shard[i])), "key": x.key[i].as_py()})
             return None
         return {"clip": tensor, "label": int(x.label[i]), "index": int(x.row[i]), "start_s": start_s}
