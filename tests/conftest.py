@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import av
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -88,3 +90,18 @@ def outputs(out: Path) -> tuple[Path, Path, Path]:
     from weaksup.labels.build import sibling_paths
 
     return sibling_paths(out)
+
+
+def write_clip(path: Path, degrees: int | None = None, codec: str = "libx264", container_options: dict | None = None) -> Path:
+    """A 5-frame 10 fps 64x48 clip, optionally with a display rotation or muxer options."""
+    with av.open(str(path), "w", options=container_options or {}) as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        if degrees is not None:
+            s.set_display_rotation(degrees)
+        for _ in range(5):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path

@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import assert_input_error
+from conftest import assert_input_error, write_clip
 from weaksup.assembly import probe as probe_mod
 from weaksup.assembly.probe import ProbeConfig, probe_video, probe_videos, rotation_from_matrix, summary_path
 from weaksup.bulk import parts_dir
@@ -24,21 +24,6 @@ from weaksup.synth.video import write_test_video
 from weaksup.tables import validate_file
 
 REAL_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
-
-
-def write_clip(path: Path, degrees: int | None = None, codec: str = "libx264", container_options: dict | None = None) -> Path:
-    """A 5-frame 10 fps 64x48 clip, optionally with a display rotation or muxer options."""
-    with av.open(str(path), "w", options=container_options or {}) as c:
-        s = c.add_stream(codec, rate=10)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        if degrees is not None:
-            s.set_display_rotation(degrees)
-        for _ in range(5):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def open_ended_mdat(data: bytes) -> bytes:

@@ -8,14 +8,13 @@ import sys
 import uuid
 from pathlib import Path
 
-import av
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 fsspec = pytest.importorskip("fsspec")
 
+from conftest import write_clip  # noqa: E402
 from weaksup import uris  # noqa: E402
 from weaksup.assembly import probe as probe_mod  # noqa: E402
 from weaksup.assembly.probe import ProbeConfig, open_video_file, probe_video, probe_videos  # noqa: E402
@@ -43,20 +42,6 @@ def put(local: Path, uri: str) -> str:
     fs, path = uris.url_to_fs(uri)
     fs.pipe_file(path, local.read_bytes())
     return uri
-
-
-def rotated_clip(path: Path, degrees: int, codec: str = "libx264") -> Path:
-    """A 5-frame 64x48 clip with a display rotation in its headers."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=10)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.set_display_rotation(degrees)
-        for _ in range(5):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -202,8 +187,8 @@ def local_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     v = {
         "mp4": write_test_video(d / "v.mp4", seconds=1.0, fps=16),
         "webm": write_test_video(d / "v.webm", seconds=1.0, fps=12, codec="libvpx"),
-        "rot90": rotated_clip(d / "rot90.mp4", 90),
-        "rot_webm": rotated_clip(d / "rot.webm", -90, codec="libvpx"),
+        "rot90": write_clip(d / "rot90.mp4", 90),
+        "rot_webm": write_clip(d / "rot.webm", -90, codec="libvpx"),
     }
     data = v["mp4"].read_bytes()
     (d / "half.mp4").write_bytes(data[: len(data) // 2])
