@@ -20,8 +20,8 @@ row in the source table). Plain tars, as the ``webdataset`` package reads them.
   accounts for every row.
 
 :class:`ShardClipDataset` reads the shards sequentially (``tarfile`` in stream mode over
-``fsspec.open``, so ``s3://``, ``gs://`` or ``memory://`` folders work; plain ``open`` when
-fsspec is not installed), gives each DataLoader worker of each distributed rank its own
+:func:`weaksup.uris.open_input`, so ``s3://``, ``gs://`` or ``memory://`` folders work and
+local ones are opened by path), gives each DataLoader worker of each distributed rank its own
 shards, and decodes clips from memory exactly as :class:`~weaksup.data.dataset.ClipDataset`
 decodes them from files: the random numbers of a clip come from ``(seed, epoch, row)``, so
 item ``row`` of epoch ``e`` is the same tensor from a shard as from the file. It resumes
@@ -37,7 +37,6 @@ after another, front to back window by window.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
@@ -56,6 +55,7 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from weaksup import uris
 from weaksup.data.dataset import ClipSpec, SharedEpochState, load_video_table
 from weaksup.data.decode_clip import VideoInfo, read_clip
 from weaksup.data.transforms import Draw, eval_transform, jitter_start, train_transform
@@ -172,7 +172,7 @@ class _Rows:
             "row": row,
         }
         blob = json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")
-        return _Clip(row, shard_key(video_id, row), _extension(uri), str(_local(uri)), size, blob)
+        return _Clip(row, shard_key(video_id, row), _extension(uri), str(uris.local_path(uri)), size, blob)
 
     def index(self, shard: str, members: list[tarfile.TarInfo], clips: dict[str, _Clip]) -> pa.Table:
         """Index rows of one shard from its member listing (only the clips actually in it)."""
@@ -200,20 +200,12 @@ def _none_if_nan(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def _local(uri: str) -> Path:
-    from weaksup.assembly.probe import local_path
-
-    return local_path(uri)
-
-
 def _stat(uri: str) -> int | str:
     """Size of a readable, non-empty file, else the reject reason."""
-    from weaksup.assembly.probe import UnsupportedUri
-
     try:
-        path = _local(uri)
+        path = uris.local_path(uri)
         st = path.stat()
-    except UnsupportedUri as exc:
+    except uris.UnsupportedUri as exc:
         return f"unsupported uri: {exc}"
     except FileNotFoundError:
         return f"file not found: {uri}"
@@ -393,34 +385,14 @@ _INDEX_FIELDS = ("shard", "key", "row", "video_id", "label_id", "label", "member
 # ----------------------------------------------------------------------------- reading
 
 
-def _join(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/{name}"
-
-
-@contextlib.contextmanager
-def open_url(url: str) -> Iterator[BinaryIO]:
-    """A binary file object for reading ``url`` front to back: fsspec when installed (any of
-    its protocols), else a local path or ``file://``."""
-    try:
-        import fsspec
-    except ImportError:  # fsspec is optional: local shards need nothing more
-        from weaksup.assembly.probe import local_path
-
-        with open(local_path(url), "rb") as f:
-            yield f
-        return
-    with fsspec.open(url, "rb") as f:
-        yield f
-
-
 def read_shard_index(source: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
     """``source/index.parquet`` (a local folder or any fsspec URL), or some of its ``columns``
     (the ``shard`` column dictionary-encoded); InputError when absent or unreadable."""
     import pyarrow.parquet as pq
 
-    url = _join(str(source), INDEX_NAME)
+    url = uris.join(str(source), INDEX_NAME)
     try:
-        with open_url(url) as f:
+        with uris.open_input(url) as f:
             return pq.read_table(f, columns=columns, read_dictionary=["shard"])
     except FileNotFoundError:
         raise InputError(f"{url}: file not found (a shard folder written by `weaksup shard` has one)") from None
@@ -441,7 +413,7 @@ def iter_shard(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     A shard that cannot be opened or is cut short raises once the clips before the damage
     have been yielded.
     """
-    with open_url(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+    with uris.open_input(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
         key, group = None, {}
         for member in tar:
             if not member.isfile():
@@ -548,7 +520,7 @@ class ShardClipDataset(SharedEpochState, IterableDataset):
             raise ValueError(f"buffer_size must be >= 0, got {buffer_size}")
         if isinstance(source, (str, os.PathLike)):
             counts = shard_counts(source)  # names and counts only: workers get a copy of the dataset
-            self.urls = [_join(str(source), name) for name in sorted(counts)]
+            self.urls = [uris.join(str(source), name) for name in sorted(counts)]
             self.total: int | None = sum(counts.values())
         else:
             self.urls = [str(u) for u in source]
@@ -640,14 +612,14 @@ class ShardIndex:
         return len(self.row)
 
     def url(self, shard: int) -> str:
-        return _join(self.source, self.names[shard])
+        return uris.join(self.source, self.names[shard])
 
 
 def load_shard_index(source: str | os.PathLike[str]) -> ShardIndex:
     """The index of shard folder ``source``; InputError when it is missing, unreadable or empty."""
     source = str(source)
     table = read_shard_index(source, _MEMBER_COLUMNS)
-    url = _join(source, INDEX_NAME)
+    url = uris.join(source, INDEX_NAME)
     if table.num_rows == 0:
         raise InputError(f"{url}: the shard index lists no clips")
     for name in _MEMBER_COLUMNS:
@@ -691,16 +663,6 @@ def load_shard_index(source: str | os.PathLike[str]) -> ShardIndex:
     )
 
 
-def open_random(url: str) -> BinaryIO:
-    """A seekable binary file for ``url`` that the caller closes: a local file by path, anything
-    else through fsspec (whose read-ahead buffer serves neighbouring members from one request)."""
-    from weaksup.uris import as_uri, is_local, local_path
-
-    if is_local(url):
-        return open(local_path(url), "rb")
-    import fsspec
-
-    return fsspec.open(as_uri(url), "rb").open()
 
 
 class ShardMemberDataset(SharedEpochState, Dataset):
@@ -760,7 +722,7 @@ class ShardMemberDataset(SharedEpochState, Dataset):
         if self._open is not None and self._open[0] != pid:
             self._open = None  # forked: the parent's handle is not ours to use or close
         self.close()
-        f = open_random(self.index.url(shard))
+        f = uris.open_input(self.index.url(shard))
         self._open = (pid, shard, f)
         return f
 
