@@ -71,17 +71,21 @@ def fc_only(
         help="The target's class list (label_map.txt, classInd.txt, EPIC CSV, labels .parquet): rows map to it by name.")] = None,
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Per-class sigmoids on label_ids; report mAP.")] = False,
     penalty: Annotated[Optional[list[float]], typer.Option(help="L2 penalty to try (repeat; default: a grid from 1e-6 to 1e-1).")] = None,
-    holdout: Annotated[float, typer.Option(help="Fraction of training videos held out to choose the penalty.")] = 0.1,
+    holdout: Annotated[float, typer.Option(help="Fraction of training videos held out to choose the penalty"
+                                                " (when that is at least 50 videos and 5 per class on average).")] = 0.1,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds that choose the penalty when the held-out"
+                                            " part would be smaller than that.")] = 5,
     max_iter: Annotated[int, typer.Option(help="L-BFGS iterations at most per fit.")] = 500,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split or the folds.")] = 0,
 ) -> None:
-    """fc-only: L2 logistic regression on frozen features, penalty chosen on 10% held out, video-level metrics."""
+    """fc-only: L2 logistic regression on frozen features, penalty chosen on 10% held out (5-fold CV on small
+    training sets), video-level metrics."""
     from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
     from weaksup.eval.report import report_table
 
     def job() -> dict:
-        cfg = FcOnlyConfig(penalties=tuple(penalty) if penalty else None, holdout_fraction=holdout,
+        cfg = FcOnlyConfig(penalties=tuple(penalty) if penalty else None, holdout_fraction=holdout, folds=folds,
                            multilabel=multi_label, label_map=label_map, max_iter=max_iter, device=device, seed=seed)
         return eval_fc_only(train, test, out, cfg)
 

@@ -5,20 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.text
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
 
 from weaksup.cli.main import app
 from weaksup.errors import InputError
 from weaksup.eval import extract as extract_mod
 from weaksup.eval.extract import ExtractConfig, extract_features, read_protocol
+from weaksup.eval import report as report_mod
 from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
 from weaksup.eval.features import class_space, read_features
 from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
 from weaksup.eval.network import load_network
+from weaksup.eval.report import Predictions, confusion_figure, network_name
 from weaksup.models import build_model
 from weaksup.synth.video import moving_square_frames, write_video
 from weaksup.tables import write_table
@@ -250,6 +254,93 @@ def test_fc_only_report_and_video_vs_clip_level(tmp_path):
     assert per_class[0].startswith("class_id,class,test_videos,correct,accuracy") and len(per_class) == 5
     assert sum(int(line.split(",")[2]) for line in per_class[1:]) == 200
     assert (tmp_path / "report" / "confusion.png").stat().st_size > 1000
+    # 400 training videos: 10% would be 40, so the penalty is chosen by 5-fold CV over all of them
+    proto = m["protocol"]
+    assert proto["penalty_search_scheme"] == "5-fold CV"
+    assert proto["penalty_search_rows"]["validation"] == 400
+    assert all(len(row["fold_top1"]) == 5 for row in proto["penalty_search"])
+    assert "penalty_search_warning" in proto
+    # the title names the network (no checkpoint in these tables: random init) and the protocol
+    assert m["title"].startswith("random init, fc-only: train.parquet -> test.parquet")
+    with Image.open(tmp_path / "report" / "confusion.png") as png:
+        assert png.size[0] >= 600 and png.size[1] >= 500
+
+
+def test_fc_only_large_training_set_holds_out_10_percent(tmp_path):
+    rng = np.random.default_rng(4)
+    x_tr, y_tr, _ = gaussian_task(rng, 1000)
+    x_te, y_te, _ = gaussian_task(rng, 40)
+    train = features_table(tmp_path / "train.parquet", x_tr, y_tr, None)
+    test = features_table(tmp_path / "test.parquet", x_te, y_te, None)
+    m = eval_fc_only(train, test, tmp_path / "r", FcOnlyConfig(penalties=(1e-1, 1e-3)))
+    proto = m["protocol"]
+    assert proto["penalty_search_scheme"] == "held-out 10%"
+    assert proto["penalty_search_rows"] == {"fit": 900, "validation": 100}
+    assert all("fold_top1" not in row for row in proto["penalty_search"])
+
+
+def test_fc_only_records_a_penalty_search_that_cannot_choose(tmp_path):
+    rng = np.random.default_rng(5)
+    means = np.eye(3, 8) * 12  # far apart: every penalty classifies every fold perfectly
+    y_tr, y_te = np.repeat(np.arange(3), 10), np.repeat(np.arange(3), 4)
+    train = features_table(tmp_path / "train.parquet", means[y_tr] + rng.normal(size=(30, 8)), y_tr, None)
+    test = features_table(tmp_path / "test.parquet", means[y_te] + rng.normal(size=(12, 8)), y_te, None)
+    with pytest.warns(RuntimeWarning, match="could not tell the 3 penalties apart"):
+        m = eval_fc_only(train, test, tmp_path / "r", FcOnlyConfig(penalties=(1e-1, 1e-2, 1e-3)))
+    proto = m["protocol"]
+    assert proto["penalty_search_scheme"] == "5-fold CV" and proto["penalty"] == 1e-3  # ties: the weakest
+    assert "could not tell" in proto["penalty_search_warning"] and proto["penalty_search_warning"] in proto["warnings"]
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["protocol"]["penalty_search_warning"] == proto["penalty_search_warning"]
+    assert m["top1"] == 1.0
+
+
+# ----------------------------------------------------------------------------- the report's plot
+
+
+def test_confusion_figure_is_legible_and_shows_the_counts():
+    long = "pretending to put something on a surface"  # 40 characters: once cut at 18
+    names = ["abseiling", long, "zumba"]
+    counts = np.array([[7, 2, 0], [1, 13, 3], [0, 4, 120]])
+    fig = confusion_figure(counts, names, "runs/k400/final.pt, fine-tune: train.parquet -> test.parquet")
+    width, height = fig.get_size_inches() * fig.dpi
+    assert fig.dpi >= 100 and width >= 600 and height >= 500
+    ax = fig.axes[0]
+    cells = [t.get_text() for t in ax.texts]
+    assert sorted(cells) == sorted(str(v) for v in counts.ravel())
+    fig.canvas.draw()  # tick labels are realised on drawing
+    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+        assert [t.get_text().replace("\n", " ") for t in ticks] == names
+        assert all(t.get_fontsize() >= 9 for t in ticks)
+    assert all(t.get_rotation() != 0 for t in ax.get_xticklabels())
+    assert max(t.get_text().count("\n") for t in ax.get_yticklabels()) == 1  # the long name on two lines
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip()]
+    assert all(t.get_fontsize() >= 9 for t in texts)
+    assert "runs/k400/final.pt, fine-tune" in fig._suptitle.get_text()
+    # the size grows with the classes; past 30 classes, colour only, every name still there
+    many = [f"class {i}" for i in range(40)]
+    big = confusion_figure(np.eye(40, dtype=int) * 3, many, "t")
+    assert big.get_size_inches()[0] > fig.get_size_inches()[0] and not big.axes[0].texts
+    big.canvas.draw()
+    assert [t.get_text() for t in big.axes[0].get_yticklabels()] == many
+
+
+def test_report_plot_title_names_the_network(tmp_path, monkeypatch):
+    titles = []
+    real = report_mod.confusion_figure
+    monkeypatch.setattr(report_mod, "confusion_figure", lambda c, n, t: titles.append(t) or real(c, n, t))
+    videos = Predictions(np.eye(3, dtype=np.float32)[[0, 1, 2, 2]], labels=np.array([0, 1, 2, 1]))
+    for checkpoint in ("random init (seed 0)", "/data/runs/pretrain_ig/checkpoints/final.pt"):
+        m = report_mod.write_report(tmp_path / checkpoint[-8:], videos=videos, clips=None, class_names=["a", "b", "c"],
+                                    protocol={"checkpoint": checkpoint}, counts={}, title="fine-tune: tr -> te")
+        assert m["title"] == "fine-tune: tr -> te"
+        with Image.open(m["files"]["confusion"]) as png:
+            assert png.size[0] >= 600 and png.size[1] >= 500
+    assert titles == ["fine-tune: tr -> te\nnetwork: random init (seed 0)",
+                      "fine-tune: tr -> te\nnetwork: .../pretrain_ig/checkpoints/final.pt"]
+    assert network_name(None) == "random init" and network_name("a/b.pt") == "a/b.pt"
+
+
 
 
 def test_fc_only_maps_classes_by_name_across_numberings(tmp_path):

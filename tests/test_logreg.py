@@ -10,7 +10,18 @@ import torch
 
 from weaksup.errors import InputError
 from weaksup.eval import logreg
-from weaksup.eval.logreg import LogRegConfig, LogRegModel, fit_logreg, holdout_split, select_penalty, sklearn_C
+from weaksup.eval.logreg import (
+    LogRegConfig,
+    LogRegModel,
+    PenaltyScore,
+    choose_penalty,
+    fit_logreg,
+    holdout_split,
+    search_scheme,
+    select_penalty,
+    sklearn_C,
+    stratified_folds,
+)
 from weaksup.eval.metrics import mean_average_precision
 
 GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
@@ -119,10 +130,11 @@ def test_penalty_search_picks_a_weak_penalty_on_clean_data():
     assert result.scores[1.0] < 0.7
     assert max(result.scores.values()) >= 0.98
     assert result.penalty <= 1e-3
-    # ties go to the stronger penalty: the chosen one is the first with the best score
+    # ties go to the weaker penalty: the chosen one is the last (smallest) with the best score
     best = max(result.scores.values())
-    assert result.penalty == next(row.penalty for row in result.table if row.score == best)
+    assert result.penalty == min(row.penalty for row in result.table if row.score == best)
     assert result.metric == "top1" and result.holdout_rows == 150 and result.fit_rows == 450
+    assert result.scheme == "held-out 25%" and result.folds == 0 and len(result.validation) == 1
     assert result.model.penalty == result.penalty and result.model.converged
     assert (result.model.predict(X) == y).mean() >= 0.98
 
@@ -194,7 +206,12 @@ def test_bad_input_raises_input_error(multiclass):
     with pytest.raises(InputError, match="dtype"):
         fit_logreg(X, y, num_classes=5, penalty=1e-3, cfg=LogRegConfig(dtype="float16"))
     with pytest.raises(InputError, match="too few"):
-        select_penalty(X[:4], np.array([0, 0, 1, 1]), num_classes=2, cfg=LogRegConfig(holdout_fraction=0.1))
+        select_penalty(X[:4], np.array([0, 0, 1, 1]), num_classes=2,
+                       cfg=LogRegConfig(holdout_fraction=0.1, cross_validate=False))
+    with pytest.raises(InputError, match=r"too few .*2-fold CV.*fold 1 of 2 has 1 class present"):
+        select_penalty(X[:2], np.array([0, 1]), num_classes=2)
+    with pytest.raises(InputError, match="folds"):
+        select_penalty(X, y, num_classes=5, cfg=LogRegConfig(folds=1))
 
 
 def test_holdout_split_is_stratified_and_seeded():
@@ -209,6 +226,117 @@ def test_holdout_split_is_stratified_and_seeded():
     again = holdout_split(y, 0.2, seed=5)
     assert np.array_equal(again[1], hold)
     assert not np.array_equal(holdout_split(y, 0.2, seed=6)[1], hold)
+
+
+def test_choose_penalty_breaks_ties_toward_the_weaker_penalty():
+    def table(*pairs):
+        return [PenaltyScore(p, s, 1, True) for p, s in pairs]
+
+    # two penalties share the best score: the smaller wins, wherever it sits in the table
+    assert choose_penalty(table((1e-1, 0.5), (1e-3, 0.75), (1e-5, 0.75)), 0.01) == (1e-5, False)
+    assert choose_penalty(table((1e-5, 0.75), (1e-3, 0.75), (1e-1, 0.5)), 0.01) == (1e-5, False)
+    # float noise is still a tie (a mean over folds summed in another order)
+    assert choose_penalty(table((1e-1, 0.7), (1e-2, 0.1 + 0.2 + 0.4)), 0.01)[0] == 1e-2
+    # a strictly better strong penalty still wins
+    assert choose_penalty(table((1e-1, 0.8), (1e-3, 0.75)), 0.01) == (1e-1, False)
+    # all equal, or apart by less than one row's worth: cannot tell, weakest chosen
+    assert choose_penalty(table((1e-1, 0.5), (1e-3, 0.5), (1e-5, 0.5)), 0.1) == (1e-5, True)
+    assert choose_penalty(table((1e-1, 0.55), (1e-3, 0.5)), 0.1) == (1e-1, True)
+    assert choose_penalty(table((1e-1, 0.6), (1e-3, 0.5)), 0.1) == (1e-1, False)  # exactly one row apart
+    # mAP (resolution 0): only equal scores cannot tell
+    assert choose_penalty(table((1e-1, 0.9193), (1e-3, 0.9187)), 0.0) == (1e-1, False)
+    assert choose_penalty(table((1e-1, 0.9193), (1e-3, 0.9193)), 0.0) == (1e-3, True)
+    # NaN scores (mAP with no positives) never win; all NaN cannot tell
+    assert choose_penalty(table((1e-1, float("nan")), (1e-3, 0.2), (1e-5, 0.1)), 0.01) == (1e-3, False)
+    assert choose_penalty(table((1e-1, float("nan")), (1e-3, float("nan"))), 0.01) == (1e-3, True)
+    # one penalty: nothing to tell apart
+    assert choose_penalty(table((1e-3, 0.5)), 0.1) == (1e-3, False)
+
+
+def test_search_scheme_rule():
+    big = np.repeat(np.arange(3), 400)  # 120 held out, 40 per class
+    assert search_scheme(big, LogRegConfig()) == 0
+    assert search_scheme(big, LogRegConfig(cross_validate=True)) == 5
+    assert search_scheme(np.repeat(np.arange(3), 100), LogRegConfig()) == 5  # 30 held out < 50
+    assert search_scheme(np.repeat(np.arange(100), 30), LogRegConfig()) == 5  # 300 held out, 3 per class < 5
+    assert search_scheme(np.repeat(np.arange(100), 30), LogRegConfig(min_holdout_per_class=2)) == 0
+    assert search_scheme(np.repeat(np.arange(4), 10), LogRegConfig(cross_validate=False)) == 0
+    # fewer folds when a class has fewer rows than that, never fewer than 2
+    assert search_scheme(np.array([0] * 30 + [1] * 3), LogRegConfig()) == 3
+    assert search_scheme(np.array([0] * 30 + [1]), LogRegConfig()) == 2
+    assert search_scheme(np.array([0] * 30 + [1] * 20), LogRegConfig(folds=10)) == 10
+
+
+def test_stratified_folds_are_even_stratified_and_seeded():
+    y = np.array([0] * 23 + [1] * 11 + [2] * 3 + [3] * 1)
+    fold = stratified_folds(y, 5, seed=2)
+    sizes = np.bincount(fold, minlength=5)
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == len(y)
+    for k in range(4):
+        per = np.bincount(fold[y == k], minlength=5)
+        assert per.max() - per.min() <= 1  # a class splits as evenly as it can
+    assert np.array_equal(stratified_folds(y, 5, seed=2), fold)
+    assert not np.array_equal(stratified_folds(y, 5, seed=3), fold)
+
+
+def separable_classes(n_per_class: int, c: int, d: int = 6, seed: int = 0):
+    """Classes far apart (10 noise sigmas): every penalty of the grid classifies them all right."""
+    rng = np.random.default_rng(seed)
+    mu = np.eye(c, d) * 10
+    y = np.repeat(np.arange(c), n_per_class)
+    return (mu[y] + rng.normal(size=(len(y), d))).astype(np.float32), y
+
+
+def test_small_training_set_is_cross_validated():
+    # 72 videos: 10% would be 7 held-out rows. A noisy task, so that penalties score apart.
+    X, y = gaussian_classes(72, 8, 4, seed=7, spread=1.0, noise=1.0)
+    result = select_penalty(X, y, num_classes=4, cfg=LogRegConfig(penalties=GRID))
+    assert result.scheme == "5-fold CV" and result.folds == 5 and len(result.validation) == 5
+    # every row validated exactly once, and folds stratified by class
+    rows = np.concatenate(result.validation)
+    assert np.array_equal(np.sort(rows), np.arange(len(y)))
+    for k in range(4):
+        per_fold = [int((y[v] == k).sum()) for v in result.validation]
+        assert max(per_fold) - min(per_fold) <= 1
+    assert result.holdout_rows == 72 and result.fit_rows == 72 - max(len(v) for v in result.validation)
+    for row in result.table:
+        assert len(row.fold_scores) == 5
+        assert row.score == pytest.approx(np.mean(row.fold_scores))
+    # the fold scores are the scores of fits on the other folds, warm-started strongest first
+    v0 = result.validation[0]
+    fit0 = np.setdiff1d(np.arange(len(y)), v0)
+    previous = None
+    for row in result.table:
+        model = fit_logreg(X[fit0], y[fit0], num_classes=4, penalty=row.penalty, cfg=LogRegConfig(), init=previous)
+        previous = model
+        assert row.fold_scores[0] == pytest.approx((model.predict(X[v0]) == y[v0]).mean(), abs=1 / len(v0) + 1e-9)
+    best = max(result.scores.values())
+    assert result.penalty == min(p for p, s in result.scores.items() if s == best)
+    assert result.model.penalty == result.penalty and result.model.converged
+
+
+def test_search_that_cannot_tell_penalties_apart_warns_and_picks_the_weakest():
+    X, y = separable_classes(10, 4)  # 40 rows, every penalty scores 100% on every fold
+    with pytest.warns(RuntimeWarning, match="could not tell the 6 penalties apart"):
+        result = select_penalty(X, y, num_classes=4, cfg=LogRegConfig(penalties=GRID))
+    assert set(result.scores.values()) == {1.0}
+    assert result.penalty == min(GRID)  # not the strongest, which can collapse onto one class
+    assert result.warning is not None and "5-fold CV" in result.warning
+    assert (result.model.predict(X) == y).all()
+
+
+@pytest.mark.filterwarnings("ignore:the penalty search:RuntimeWarning")
+def test_penalty_search_is_deterministic_given_the_seed():
+    X, y = gaussian_classes(90, 8, 3, seed=11, spread=0.8, noise=1.0)
+    cfg = LogRegConfig(penalties=(1e-1, 1e-2, 1e-3), seed=4)
+    a = select_penalty(X, y, num_classes=3, cfg=cfg)
+    b = select_penalty(X, y, num_classes=3, cfg=cfg)
+    assert a.scheme == "5-fold CV"
+    assert all(np.array_equal(u, v) for u, v in zip(a.validation, b.validation))
+    assert a.table == b.table and a.penalty == b.penalty
+    np.testing.assert_array_equal(a.model.W, b.model.W)
+    other = select_penalty(X, y, num_classes=3, cfg=LogRegConfig(penalties=(1e-1, 1e-2, 1e-3), seed=5))
+    assert not all(np.array_equal(u, v) for u, v in zip(a.validation, other.validation))
 
 
 def test_model_round_trips_through_json_and_tensors(multiclass):

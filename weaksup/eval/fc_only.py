@@ -3,10 +3,17 @@
 The paper's protocol, made exact: the regressor is a real regularised logistic regression
 (multinomial for single-label targets, one sigmoid per class for multi-label ones) fitted
 to convergence by full-batch L-BFGS, not an SGD-trained linear head; its penalty is chosen
-on a random 10% of the training videos held out, then the regressor is refitted on all of
-them with that penalty. It is fitted on video-level features (clip features averaged by
-``extract``) and tested at video level; clip-level figures apply the same regressor to each
-clip's features on their own.
+on a random stratified 10% of the training videos held out, then the regressor is refitted
+on all of them with that penalty. When 10% would be a handful of videos (fewer than 50, or
+fewer than 5 per class on average) the penalty is chosen by stratified 5-fold
+cross-validation over all the training videos instead (fewer folds if a class has fewer
+than 5 videos; the score is the mean top-1 / mAP over the folds). Ties go to the weaker
+penalty; a search that cannot tell the penalties apart says so in a RuntimeWarning and in
+the protocol (``penalty_search_warning``, also in ``warnings``). The protocol records the
+scheme used (``penalty_search_scheme``: "held-out 10%" or "5-fold CV"). The regressor is
+fitted on video-level features (clip features averaged by ``extract``) and tested at
+video level; clip-level figures apply the same regressor to each clip's features on their
+own.
 """
 
 from __future__ import annotations
@@ -23,17 +30,25 @@ from weaksup.errors import InputError
 from weaksup.eval.features import ClassSpace, check_same_protocol, class_space, multi_hot, read_features
 from weaksup.eval.label_maps import read_label_map
 from weaksup.eval.logreg import LogRegConfig, select_penalty
-from weaksup.eval.report import Predictions, write_report
+from weaksup.eval.report import Predictions, network_name, write_report
 from weaksup.train.loop import uses_cuda
 from weaksup.tables import require_local_output
 
 
 @dataclass(frozen=True)
 class FcOnlyConfig:
-    """The fc-only protocol's settings; ``penalties`` None means LogRegConfig's default grid."""
+    """The fc-only protocol's settings; ``penalties`` None means LogRegConfig's default grid.
+
+    ``holdout_fraction``, ``folds``, ``min_holdout_rows``, ``min_holdout_per_class`` and
+    ``cross_validate`` choose how the penalty is searched (see :class:`LogRegConfig`).
+    """
 
     penalties: tuple[float, ...] | None = None
     holdout_fraction: float = 0.1
+    folds: int = 5
+    min_holdout_rows: int = 50
+    min_holdout_per_class: float = 5.0
+    cross_validate: bool | None = None
     multilabel: bool = False
     label_map: Path | None = None
     max_iter: int = 500
@@ -53,7 +68,10 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
         warnings.warn(note, RuntimeWarning, stacklevel=2)
     label_map = read_label_map(cfg.label_map) if cfg.label_map is not None else None
     device = "cuda" if uses_cuda(cfg.device) else "cpu"
-    lr_kwargs: dict[str, Any] = {"holdout_fraction": cfg.holdout_fraction, "max_iter": cfg.max_iter,
+    lr_kwargs: dict[str, Any] = {"holdout_fraction": cfg.holdout_fraction, "folds": cfg.folds,
+                                 "min_holdout_rows": cfg.min_holdout_rows,
+                                 "min_holdout_per_class": cfg.min_holdout_per_class,
+                                 "cross_validate": cfg.cross_validate, "max_iter": cfg.max_iter,
                                  "multilabel": cfg.multilabel, "seed": cfg.seed, "device": device}
     if cfg.penalties is not None:
         lr_kwargs["penalties"] = tuple(cfg.penalties)
@@ -66,8 +84,10 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
         y_train, y_test = space.train, space.test
         test_truth = {"labels": y_test}
     num_classes = len(space.names)
-    search = select_penalty(tr.features, y_train, num_classes=num_classes, cfg=lr_cfg)
+    search = select_penalty(tr.features, y_train, num_classes=num_classes, cfg=lr_cfg)  # warns if it cannot choose
     model = search.model
+    if search.warning is not None:
+        notes = [*notes, search.warning]
 
     videos = Predictions(model.predict_proba(te.features), **test_truth)
     clips = None
@@ -82,7 +102,11 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
         else "multinomial softmax cross-entropy",
         "penalty": search.penalty,
         "penalty_search": [{"penalty": s.penalty, f"heldout_{search.metric}": s.score, "iterations": s.iterations}
+                           | ({f"fold_{search.metric}": list(s.fold_scores)} if s.fold_scores else {})
                            for s in search.table],
+        "penalty_search_scheme": search.scheme,
+        "penalty_search_rows": {"fit": search.fit_rows, "validation": search.holdout_rows},
+        "penalty_search_warning": search.warning,
         "holdout_fraction": cfg.holdout_fraction,
         "standardized": lr_cfg.standardize,
         "iterations": model.iterations,
@@ -98,7 +122,7 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
     counts = {"train_videos": len(tr), "train_rejected": tr.rejected, "test_videos": len(te),
               "test_rejected": te.rejected, "wall_s": round(time.perf_counter() - started, 2)}
     return write_report(out, videos=videos, clips=clips, class_names=space.names, protocol=protocol, counts=counts,
-                        title=f"fc-only: {Path(train).name} -> {Path(test).name}")
+                        title=f"{network_name(protocol['checkpoint'])}, fc-only: {Path(train).name} -> {Path(test).name}")
 
 
 def _multilabel_space(tr, te) -> tuple[ClassSpace, np.ndarray, np.ndarray, dict[str, np.ndarray]]:

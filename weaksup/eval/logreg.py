@@ -28,6 +28,7 @@ stopping test in full float32.
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -55,7 +56,12 @@ _ONE_THREAD_WORK = 1 << 22
 
 @dataclass(frozen=True)
 class LogRegConfig:
-    """How to fit: the penalty grid, the held-out split, the solver's limits, the device.
+    """How to fit: the penalty grid, how it is searched, the solver's limits, the device.
+
+    The penalty search (:func:`select_penalty`) holds out ``holdout_fraction`` of the rows,
+    unless that would hold out fewer than ``min_holdout_rows`` rows or fewer than
+    ``min_holdout_per_class`` rows per class on average: then it cross-validates over
+    ``folds`` stratified folds instead. ``cross_validate`` True or False forces one scheme.
 
     ``tol`` is scikit-learn's: stop when no gradient entry exceeds it. ``history_size``
     is L-BFGS's memory (scipy uses 10); a longer one costs a few vector operations per
@@ -67,6 +73,10 @@ class LogRegConfig:
 
     penalties: tuple[float, ...] = tuple(float(p) for p in np.logspace(-6, -1, 6))
     holdout_fraction: float = 0.1
+    folds: int = 5
+    min_holdout_rows: int = 50
+    min_holdout_per_class: float = 5.0
+    cross_validate: bool | None = None  # None: by the rule above
     max_iter: int = 200
     tol: float = 1e-4
     standardize: bool = True
@@ -182,17 +192,30 @@ class LogRegModel:
 
 @dataclass(frozen=True)
 class PenaltyScore:
-    """One row of the penalty search: held-out score of the fit with this penalty."""
+    """One row of the penalty search: the validation score of the fits with this penalty.
+
+    ``score`` is the held-out score, or with cross-validation the mean of ``fold_scores``;
+    ``iterations`` add up over the folds and ``converged`` holds for all of them.
+    """
 
     penalty: float
     score: float
     iterations: int
     converged: bool
+    fold_scores: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
 class PenaltySearch:
-    """The chosen penalty, every penalty's held-out score, and the model refit on all rows."""
+    """The chosen penalty, every penalty's validation score, and the model refit on all rows.
+
+    ``scheme`` says how penalties were scored ("held-out 10%" or "5-fold CV"); ``folds`` is
+    the number of CV folds (0 for a single held-out split); ``validation`` holds the row
+    indices scored by each fit (one array per fold, or the one held-out part).
+    ``fit_rows`` is the size of the smallest fit part, ``holdout_rows`` the number of
+    validation rows in all (every row, with cross-validation). ``warning`` is set (and was
+    emitted as a RuntimeWarning) when the scores could not tell the penalties apart.
+    """
 
     penalty: float
     metric: str  # "top1" (single-label) or "mAP" (multi-label)
@@ -200,6 +223,10 @@ class PenaltySearch:
     model: LogRegModel
     fit_rows: int
     holdout_rows: int
+    scheme: str = ""
+    folds: int = 0
+    validation: tuple[np.ndarray, ...] = ()
+    warning: str | None = None
     scores: dict[float, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -214,6 +241,8 @@ def _check_config(cfg: LogRegConfig) -> None:
         raise InputError(f"dtype must be one of {sorted(_DTYPES)}, got {cfg.dtype!r}")
     if cfg.max_iter < 1 or cfg.tol < 0 or cfg.history_size < 1 or cfg.chunk_rows < 1:
         raise InputError(f"max_iter, history_size and chunk_rows must be >= 1 and tol >= 0, got {cfg}")
+    if cfg.folds < 2 or cfg.min_holdout_rows < 0 or cfg.min_holdout_per_class < 0:
+        raise InputError(f"folds must be >= 2 and min_holdout_rows, min_holdout_per_class >= 0, got {cfg}")
     try:
         torch.device(cfg.device)
     except RuntimeError:
@@ -641,49 +670,167 @@ def _score(model: LogRegModel, X: np.ndarray, y: np.ndarray) -> float:
     return topk_accuracy(scores, y, 1)
 
 
-def select_penalty(X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: LogRegConfig = LogRegConfig()) -> PenaltySearch:
-    """Choose the L2 penalty on a held-out part of the training rows, then refit on all of them.
+def stratified_folds(keys: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Seeded stratified k-fold assignment: the fold (0..k-1) of each row.
 
-    The split is stratified by class (multi-label: by each row's rarest positive class),
-    seeded by ``cfg.seed``. Penalties are fitted strongest first, each warm-started from the
-    previous solution; the best held-out top-1 accuracy (multi-label: mAP) wins, ties going
-    to the stronger penalty. The final model is refit on every row, warm-started from the
-    chosen held-out fit.
+    The rows of each group of equal ``keys`` are shuffled and dealt round the folds, the deal
+    carrying on from one group to the next: every group splits as evenly as it can (a
+    group smaller than ``k`` lands in as many folds as it has rows) and fold sizes differ by
+    at most one row.
+    """
+    if k < 2:
+        raise InputError(f"k-fold cross-validation needs k >= 2, got {k}")
+    keys = np.asarray(keys)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(keys, kind="stable")
+    _, starts, sizes = np.unique(keys[order], return_index=True, return_counts=True)
+    fold = np.empty(len(keys), dtype=np.int64)
+    dealt = 0
+    for s, n in zip(starts, sizes):
+        fold[rng.permutation(order[s:s + n])] = (dealt + np.arange(n)) % k
+        dealt += n
+    return fold
+
+
+def _strata(y: np.ndarray, multilabel: bool) -> np.ndarray:
+    """What splits are stratified by: the class, or (multi-label) each row's rarest positive class (-1: none)."""
+    if not multilabel:
+        return y
+    freq = y.sum(axis=0).astype(np.float64)
+    keys = np.where(y, freq, np.inf).argmin(axis=1)
+    keys[~y.any(axis=1)] = -1
+    return keys
+
+
+def search_scheme(keys: np.ndarray, cfg: LogRegConfig) -> int:
+    """How :func:`select_penalty` scores penalties: the number of CV folds, or 0 for one held-out split.
+
+    The rule: a held-out split of ``holdout_fraction`` (rounded to whole rows) is used unless
+    it would hold out fewer than ``cfg.min_holdout_rows`` rows (default 50) or fewer than
+    ``cfg.min_holdout_per_class`` rows per class on average (default 5); then stratified
+    ``cfg.folds``-fold cross-validation is used (default 5), with fewer folds if the
+    smallest class has fewer rows than that (never fewer than 2). ``cfg.cross_validate``
+    True or False overrides the rule.
+    """
+    keys = np.asarray(keys)
+    counts = np.unique(keys[keys >= 0], return_counts=True)[1]
+    if cfg.cross_validate is None:
+        held = int(round(cfg.holdout_fraction * len(keys)))
+        small = held < cfg.min_holdout_rows or held < cfg.min_holdout_per_class * max(1, len(counts))
+    else:
+        small = bool(cfg.cross_validate)
+    if not small:
+        return 0
+    smallest = int(counts.min()) if len(counts) else len(keys)
+    return max(2, min(cfg.folds, smallest, len(keys)))
+
+
+def choose_penalty(table: "list[PenaltyScore] | tuple[PenaltyScore, ...]", resolution: float) -> tuple[float, bool]:
+    """The best-scoring penalty, ties (within float noise) going to the WEAKER (smaller) one,
+    and whether the scores fail to tell the penalties apart.
+
+    They fail when every score is NaN, or when the best and worst finite scores are equal
+    or differ by less than ``resolution``: for top-1 accuracy the least a single validation
+    row can move a score (a held-out split: 1 / held-out rows; k folds: 1 / (k x rows of
+    the largest fold)); for mAP, which has no such step, 0 (only equal scores fail). With
+    one penalty there is nothing to tell apart.
+    """
+    if not table:
+        raise InputError("the penalty grid is empty")
+    finite = [row for row in table if not math.isnan(row.score)]
+    if not finite:
+        return min(row.penalty for row in table), len(table) > 1
+    best = max(row.score for row in finite)
+    slack = 1e-9 * max(1.0, abs(best))
+    chosen = min(row.penalty for row in finite if row.score >= best - slack)
+    spread = best - min(row.score for row in finite)
+    return chosen, len(table) > 1 and (spread <= slack or spread < resolution * (1 - 1e-6))
+
+
+def select_penalty(X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: LogRegConfig = LogRegConfig()) -> PenaltySearch:
+    """Choose the L2 penalty on validation rows taken from the training rows, then refit on all of them.
+
+    Penalties are scored either on one held-out part of the rows (``cfg.holdout_fraction``)
+    or, when that part would be small, by stratified k-fold cross-validation (the mean score
+    over the folds; every row is validated exactly once): see :func:`search_scheme` for the
+    rule. Splits and folds are stratified by class (multi-label: by each row's rarest
+    positive class) and seeded by ``cfg.seed``. In each split, penalties are fitted
+    strongest first, each warm-started from the previous solution. The best validation
+    top-1 accuracy (multi-label: mAP) wins, ties going to the WEAKER penalty (a strong one
+    can collapse the model onto one class). When the scores cannot tell the penalties apart
+    (:func:`choose_penalty`) a RuntimeWarning says so, and the result's ``warning`` keeps
+    it. The final model is refit on every row, warm-started from the first split's fit
+    with the chosen penalty.
     """
     _check_config(cfg)
     X, y = _check_inputs(X, y, num_classes, cfg.multilabel)
     penalties = sorted({_check_penalty(p) for p in cfg.penalties}, reverse=True)
     if not penalties:
         raise InputError("the penalty grid is empty")
-    if cfg.multilabel:
-        freq = y.sum(axis=0).astype(np.float64)
-        keys = np.where(y, freq, np.inf).argmin(axis=1)
-        keys[~y.any(axis=1)] = -1
+    if not 0 < cfg.holdout_fraction < 1:
+        raise InputError(f"holdout fraction must be in (0, 1), got {cfg.holdout_fraction}")
+    keys = _strata(y, cfg.multilabel)
+    folds = search_scheme(keys, cfg)
+    if folds:
+        fold = stratified_folds(keys, folds, cfg.seed)
+        splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
+        scheme = f"{folds}-fold CV"
     else:
-        keys = y
-    fit_idx, hold_idx = holdout_split(keys, cfg.holdout_fraction, cfg.seed)
-    if len(hold_idx) == 0:
-        raise InputError(f"{len(X)} rows are too few to hold out {cfg.holdout_fraction:g} of them for choosing the penalty")
-    y_fit = y[fit_idx]
-    present = int(y_fit.any(axis=0).sum()) if cfg.multilabel else len(np.unique(y_fit))
-    if present < 2:
-        raise InputError(f"after holding out rows, the fit part has {present} class present; need at least 2")
-    X_hold, y_hold = X[hold_idx], y[hold_idx]
+        fit_idx, hold_idx = holdout_split(keys, cfg.holdout_fraction, cfg.seed)
+        if len(hold_idx) == 0:
+            raise InputError(f"{len(X)} rows are too few to hold out {cfg.holdout_fraction:g} of them for choosing the penalty")
+        splits = [(fit_idx, hold_idx)]
+        scheme = f"held-out {100 * cfg.holdout_fraction:g}%"
+    for i, (fit_idx, val_idx) in enumerate(splits):
+        y_fit = y[fit_idx]
+        present = int(y_fit.any(axis=0).sum()) if cfg.multilabel else len(np.unique(y_fit))
+        if present < 2 or len(val_idx) == 0:
+            where = f"fold {i + 1} of {folds}" if folds else "after holding out rows, the fit part"
+            raise InputError(f"{len(X)} rows are too few to choose the penalty ({scheme}): {where} has {present} class"
+                             f"{'es' if present != 1 else ''} present to fit; need at least 2")
     with _threads(_thread_limit(X.shape, num_classes, cfg)):
-        problem = _Problem(X[fit_idx], y_fit, num_classes, cfg)
-        table: list[PenaltyScore] = []
-        best: tuple[float, LogRegModel] | None = None
-        previous: LogRegModel | None = None
-        for p in penalties:
-            model = problem.fit(p, cfg, previous)
-            previous = model
-            score = _score(model, X_hold, y_hold)
-            table.append(PenaltyScore(p, score, model.iterations, model.converged))
-            if best is None or (not math.isnan(score) and (math.isnan(best[0]) or score > best[0])):
-                best = (score, model)
-        assert best is not None
-        del problem
-        chosen = best[1]
-        final = _Problem(X, y, num_classes, cfg).fit(chosen.penalty, cfg, chosen)
-    return PenaltySearch(penalty=chosen.penalty, metric="mAP" if cfg.multilabel else "top1", table=tuple(table),
-                         model=final, fit_rows=len(fit_idx), holdout_rows=len(hold_idx))
+        scores = np.full((len(splits), len(penalties)), np.nan)
+        iterations = np.zeros(len(penalties), dtype=np.int64)
+        converged = np.ones(len(penalties), dtype=bool)
+        first: dict[float, LogRegModel] = {}
+        for i, (fit_idx, val_idx) in enumerate(splits):
+            problem = _Problem(X[fit_idx], y[fit_idx], num_classes, cfg)
+            X_val, y_val = X[val_idx], y[val_idx]
+            previous: LogRegModel | None = None
+            for j, p in enumerate(penalties):
+                model = problem.fit(p, cfg, previous)
+                previous = model
+                scores[i, j] = _score(model, X_val, y_val)
+                iterations[j] += model.iterations
+                converged[j] &= model.converged
+                if i == 0:
+                    first[p] = model
+            del problem
+        table = []
+        for j, p in enumerate(penalties):
+            col = scores[:, j]
+            mean = float(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else float("nan")
+            table.append(PenaltyScore(p, mean, int(iterations[j]), bool(converged[j]),
+                                      tuple(float(v) for v in col) if folds else ()))
+        metric = "mAP" if cfg.multilabel else "top1"
+        resolution = 0.0 if cfg.multilabel else min(1.0 / (len(splits) * len(val_idx)) for _, val_idx in splits)
+        chosen, unclear = choose_penalty(table, resolution)
+        validated = sum(len(val_idx) for _, val_idx in splits)
+        warning = None
+        if unclear:
+            finite = [row.score for row in table if not math.isnan(row.score)]
+            if not finite:
+                spread = f"every validation {metric} is NaN"
+            elif max(finite) - min(finite) <= 1e-9 * max(1.0, abs(max(finite))):
+                spread = f"every validation {metric} is {max(finite):.4f}"
+            else:
+                spread = (f"validation {metric} from {min(finite):.4f} to {max(finite):.4f}, less than one row's"
+                          f" worth ({resolution:.4f})")
+            warning = (f"the penalty search ({scheme} on {len(X)} rows, {validated} validated) could not tell the"
+                       f" {len(table)} penalties apart: {spread}. Chose penalty {chosen:g} (the best score, ties"
+                       f" going to the weaker penalty), but more training rows would be needed to choose it.")
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
+        final = _Problem(X, y, num_classes, cfg).fit(chosen, cfg, first[chosen])
+    return PenaltySearch(penalty=chosen, metric=metric, table=tuple(table), model=final,
+                         fit_rows=min(len(fit_idx) for fit_idx, _ in splits), holdout_rows=validated, scheme=scheme,
+                         folds=folds, validation=tuple(val_idx for _, val_idx in splits), warning=warning)
