@@ -92,6 +92,20 @@ CLASSES: tuple[MotionClass, ...] = (
 )
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 
+#: Classes a target benchmark can use besides :data:`CLASSES`: diagonal translations, which
+#: no web class of the first eight shows but whose horizontal and vertical parts the
+#: cardinal web classes (sliding left/right, rising, falling) do. A network that learnt
+#: those primitives on the web corpus has a head start on them; one that did not has not.
+_D = round(1 / math.sqrt(2), 4)
+TARGET_ONLY_CLASSES: tuple[MotionClass, ...] = (
+    MotionClass("moving up left", "translate", 50.0, (-_D, -_D), mirror="moving up right"),
+    MotionClass("moving up right", "translate", 50.0, (_D, -_D), mirror="moving up left"),
+    MotionClass("moving down left", "translate", 50.0, (-_D, _D), mirror="moving down right"),
+    MotionClass("moving down right", "translate", 50.0, (_D, _D), mirror="moving down left"),
+)
+#: The target label set of ``synth-corpus --target diagonals`` (the quickstart's and examples').
+DIAGONALS: tuple[str, ...] = tuple(c.name for c in TARGET_ONLY_CLASSES)
+
 
 @dataclass(frozen=True)
 class SynthCorpusConfig:
@@ -116,6 +130,10 @@ class SynthCorpusConfig:
     n_target_train_per_class: int = 12
     n_target_test_per_class: int = 6
     n_planted: int = 12
+    #: Target classes by name (from CLASSES or TARGET_ONLY_CLASSES); empty = the web classes.
+    #: A label set unlike the web's is the paper's setting: the target shares motion
+    #: primitives with the pre-training labels, not the labels themselves.
+    target_classes: tuple[str, ...] = ()
     missing_tag_rate: float = 0.15
     wrong_tag_rate: float = 0.10
     second_label_rate: float = 0.10
@@ -275,6 +293,7 @@ class CorpusPlan:
     web: tuple[WebVideo, ...]
     target: tuple[TargetVideo, ...]
     class_hashtags: tuple[tuple[str, ...], ...] = field(repr=False)
+    target_classes: tuple[MotionClass, ...] = ()
 
 
 def _digest(spec: object) -> str:
@@ -319,6 +338,19 @@ def validate_config(cfg: SynthCorpusConfig) -> None:
     need(all(0 <= r <= 1 for r in rates) and sum(rates) <= 1, f"tag noise rates must be in [0, 1] and sum to <= 1, got {rates}")
     need(cfg.noise_tags_mean >= 0, f"noise_tags_mean must be >= 0, got {cfg.noise_tags_mean}")
     need(cfg.workers >= 0, f"workers must be >= 0, got {cfg.workers}")
+    known = {c.name for c in CLASSES + TARGET_ONLY_CLASSES}
+    unknown = [n for n in cfg.target_classes if n not in known]
+    need(not unknown, f"unknown target class {unknown[0]!r}; known: {', '.join(sorted(known))}" if unknown else "")
+    need(len(set(cfg.target_classes)) == len(cfg.target_classes), "target_classes has a duplicate name")
+    need(len(cfg.target_classes) != 1, "target_classes needs at least 2 classes (or none for the web classes)")
+
+
+def target_class_list(cfg: SynthCorpusConfig) -> tuple[MotionClass, ...]:
+    """The target benchmark's classes: ``cfg.target_classes`` by name, else the web classes."""
+    if not cfg.target_classes:
+        return CLASSES[: cfg.n_classes]
+    by_name = {c.name: c for c in CLASSES + TARGET_ONLY_CLASSES}
+    return tuple(by_name[n] for n in cfg.target_classes)
 
 
 def _rng(cfg: SynthCorpusConfig, *stream: int) -> np.random.Generator:
@@ -518,7 +550,8 @@ def _mirror_id(label: int, classes: tuple[MotionClass, ...]) -> int | None:
 
 
 def _draw_plant(
-    cfg: SynthCorpusConfig, k: int, transform: Transform, target: TargetVideo, classes: tuple[MotionClass, ...]
+    cfg: SynthCorpusConfig, k: int, transform: Transform, target: TargetVideo, target_classes: tuple[MotionClass, ...],
+    classes: tuple[MotionClass, ...],
 ) -> PlantSpec:
     rng = _rng(cfg, 3, k)
     src = target.clip
@@ -546,7 +579,7 @@ def _draw_plant(
     extra = _frames(rng.uniform(3.0, 15.0), fps)
     at = int(rng.integers(0, extra + 1))
     host = draw_clip(
-        rng, classes[target.label_id], domain="web", width=cfg.width, height=cfg.height, fps=fps,
+        rng, target_classes[target.label_id], domain="web", width=cfg.width, height=cfg.height, fps=fps,
         n_frames=src.n_frames + extra, action=(at, at + src.n_frames),
     )
     return PlantSpec(transform, src, (cfg.width, cfg.height), fps, _CRF, host=host, insert_at=at)
@@ -581,20 +614,26 @@ def draw_corpus_plan(cfg: SynthCorpusConfig) -> CorpusPlan:
             )
         )
 
-    target = _draw_target(cfg, classes)
+    target_classes = target_class_list(cfg)
+    same_space = target_classes == classes
+    target = _draw_target(cfg, target_classes)
     test = [t for t in target if t.split == "test"]
     candidates = [test[i] for i in _rng(cfg, 3).permutation(len(test))]
     for k in range(cfg.n_planted):
         transform = TRANSFORMS[k % len(TRANSFORMS)]
         # a flip of a class whose mirror is not in use would show no class of the corpus
-        pick = next((t for t in candidates if transform != "hflip" or _mirror_id(t.label_id, classes) is not None), None)
+        pick = next((t for t in candidates
+                     if transform != "hflip" or _mirror_id(t.label_id, target_classes) is not None), None)
         if pick is None:
             transform, pick = "colour", candidates[0]
         candidates.remove(pick)
-        plant = _draw_plant(cfg, k, transform, pick, classes)
-        label = _mirror_id(pick.label_id, classes) if transform == "hflip" else pick.label_id
+        plant = _draw_plant(cfg, k, transform, pick, target_classes, classes)
+        shown = _mirror_id(pick.label_id, target_classes) if transform == "hflip" else pick.label_id
+        # a copy is posted with a web class's tags: its own class when the spaces agree, else
+        # the web class of the same index (a fixed stand-in, so copies of a class agree)
+        label = shown if same_space else shown % len(classes)  # type: ignore[operator]
         tags, kind, tagged = _draw_tags(
-            _rng(cfg, 5, k), cfg, pick.label_id, probs, class_hashtags, vocab, vocab_p, kind="clean"
+            _rng(cfg, 5, k), cfg, label, probs, class_hashtags, vocab, vocab_p, kind="clean"
         )
         if plant.host is not None:
             window = (plant.insert_at / plant.fps, (plant.insert_at + pick.clip.n_frames) / plant.fps)
@@ -610,7 +649,7 @@ def draw_corpus_plan(cfg: SynthCorpusConfig) -> CorpusPlan:
     # planted copies sit at random places among the web videos, their ids telling nothing
     order = _rng(cfg, 6).permutation(len(rows))
     web = tuple(WebVideo(video_id=f"w{j:06d}", **rows[i]) for j, i in enumerate(order))
-    return CorpusPlan(classes, tuple(float(p) for p in probs), web, tuple(target), class_hashtags)
+    return CorpusPlan(classes, tuple(float(p) for p in probs), web, tuple(target), class_hashtags, target_classes)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -877,6 +916,7 @@ def synth_corpus(cfg: SynthCorpusConfig, *, progress: bool = True) -> dict:
                     bar.advance(task)
 
     names = [c.name for c in plan.classes]
+    target_names = [c.name for c in plan.target_classes]
     web_uris = [str(web_dir / v.file_name) for v in plan.web]
     videos_path, truth_path, planted_path = out / "videos.parquet", out / "truth.parquet", out / "planted.parquet"
     labels_path, summary_path = out / "labels.txt", out / "summary.json"
@@ -931,7 +971,7 @@ def synth_corpus(cfg: SynthCorpusConfig, *, progress: bool = True) -> dict:
                 "video_id": pa.array([t.video_id for t in rows], pa.string()),
                 "uri": pa.array([str(target_dir / t.file_name) for t in rows], pa.string()),
                 "label_id": pa.array([t.label_id for t in rows], pa.int32()),
-                "label": pa.array([names[t.label_id] for t in rows], pa.string()),
+                "label": pa.array([target_names[t.label_id] for t in rows], pa.string()),
                 "matched_label_ids": pa.array([[t.label_id] for t in rows], pa.list_(pa.int32())),
                 "duration_s": pa.array([t.duration_s for t in rows], pa.float64()),
             },
@@ -945,6 +985,7 @@ def synth_corpus(cfg: SynthCorpusConfig, *, progress: bool = True) -> dict:
         "web_videos": len(plan.web),
         "planted": len(planted),
         "classes": len(names),
+        "target_classes": len(target_names),
         "per_class_min": int(per_class.min()),
         "per_class_max": int(per_class.max()),
         "hashtag_noise": noise,
