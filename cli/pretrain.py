@@ -59,6 +59,7 @@ def pretrain(
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help=H["channels_last"])] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help=H["compile"])] = None,
     workers: Annotated[Optional[int], typer.Option(help=H["workers"])] = None,
+    threads: Annotated[Optional[int], typer.Option(help=H["threads"])] = None,
     seed: Annotated[Optional[int], typer.Option(help=H["seed"])] = None,
     log_every: Annotated[Optional[int], typer.Option(help=H["log_every"])] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help=H["checkpoint_every"])] = None,

@@ -41,8 +41,9 @@ pytestmark = pytest.mark.skipif(
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what /work/venv/bin/torchrun runs
 STEPS, CHECKPOINT_EVERY, FAIL_AT_STEP = 6, 2, 5
+# a fixed thread count: runs compared bit for bit must not adapt theirs to the load
 TRAIN_ARGS = ["--preset", "tiny", "--max-steps", str(STEPS), "--checkpoint-every", str(CHECKPOINT_EVERY),
-              "--log-every", "1", "--keep-checkpoints", "5", "--device", "cpu", "--no-progress"]
+              "--log-every", "1", "--keep-checkpoints", "5", "--device", "cpu", "--threads", "1", "--no-progress"]
 TIMEOUT_S = 120
 
 DIE_ONCE = textwrap.dedent(
@@ -146,7 +147,7 @@ def test_two_nodes_with_c10d_rendezvous_train_in_step(straight: Path) -> None:
     # linear scaling: the tiny preset's LR belongs to 4 clips a step; two nodes make 8
     assert summary["peak_lr"] == pytest.approx(preset("tiny").base_lr * 2)
     assert TrainConfig.from_dict(json.loads((straight / "config.json").read_text())) == preset("tiny").override(
-        max_steps=STEPS, checkpoint_every=CHECKPOINT_EVERY, log_every=1, keep_checkpoints=5, device="cpu")
+        max_steps=STEPS, checkpoint_every=CHECKPOINT_EVERY, log_every=1, keep_checkpoints=5, device="cpu", threads=1)
     assert [p.name for p in sorted((straight / "checkpoints").glob("step_*.pt"))] == [
         f"step_{s:09d}.pt" for s in range(CHECKPOINT_EVERY, STEPS + 1, CHECKPOINT_EVERY)]
 

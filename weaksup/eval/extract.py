@@ -40,6 +40,7 @@ from weaksup.errors import InputError
 from weaksup.ray_engine import check_engine
 from weaksup.eval.network import Network, load_network
 from weaksup.tables import atomic_output, conform, load_schema, require_local_output, write_table
+from weaksup.threads import ThreadTuner
 from weaksup.train.loop import uses_cuda
 
 EXTRACT_META_KEY = b"weaksup.extract"
@@ -59,6 +60,8 @@ class ExtractConfig:
     scores: bool = False
     batch_size: int = 16
     workers: int = 2
+    #: torch CPU threads of the network (0 = adapt to the load; see weaksup.threads)
+    threads: int = 0
     device: str = "auto"
     precision: str = "fp32"
     chunk_videos: int = 256
@@ -74,6 +77,8 @@ class ExtractConfig:
                 raise InputError(f"extract: {name} must be at least 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise InputError(f"extract: workers must be 0 or more, got {self.workers}")
+        if self.threads < 0:
+            raise InputError(f"extract: threads must be 0 or more, got {self.threads}")
         check_engine(self.engine, self.ray_address)
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"extract: unknown precision {self.precision!r}; known: fp32, bf16, fp16")
@@ -280,7 +285,13 @@ def _extract_chunks(manifest: Path, net: Network, protocol: Protocol, rows: pa.T
     sigmoid = net.loss == "bce"
     acc = _ChunkAccumulator(rows, k, cfg.chunk_videos, net.feature_dim, net.num_classes, cfg)
     clips_done = clips_failed = 0
-    with torch.inference_mode():
+    on_cpu = device.type == "cpu"
+    if on_cpu and cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    # the decoding workers share the cores with the network: adapt its thread count to them
+    tuner = ThreadTuner(probe_every=20, enabled=on_cpu and cfg.threads == 0)
+    with torch.inference_mode(), contextlib.closing(tuner):
+        batch_t0 = time.perf_counter()
         for batch in loader:
             for index in batch["failed"]:
                 acc.add(index, None, None)
@@ -303,6 +314,9 @@ def _extract_chunks(manifest: Path, net: Network, protocol: Protocol, rows: pa.T
                 reasons = read_rejects_by_video(rejects_path) if acc.failed_in(chunk) else {}
                 write(chunk, acc.rows_of(chunk, reasons))
             advance(batch["n"])
+            now = time.perf_counter()  # the whole batch, loader wait included: the throughput that counts
+            tuner.record(now - batch_t0, max(1, batch["n"]))
+            batch_t0 = now
     if acc.pending():  # cannot happen unless the loader lost items; never write a partial table silently
         raise RuntimeError(f"extract: {acc.pending()} chunk(s) incomplete after the loader finished")
     return clips_done, clips_failed

@@ -67,6 +67,9 @@ FIELD_HELP: dict[str, str] = {
     "channels_last": "Use the channels_last_3d memory format (faster convolutions on recent GPUs).",
     "compile": "torch.compile the model.",
     "workers": "Data loader worker processes per training process (0 = load in the training process).",
+    "threads": ("CPU threads for torch's ops per training process (0 = adapt: try all of this process's share of "
+                "the cores and fewer, keep the faster, re-check as the machine's load changes; a fixed N gives "
+                "bit-identical reruns, which a changing count does not)."),
     "seed": "Seed of model init, data order and augmentation; the same seed gives the same run.",
     "log_every": "Write a log row (CSV, TensorBoard) every N steps.",
     "checkpoint_every": "Save a checkpoint every N steps (and always at the end).",
@@ -105,6 +108,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     workers: int = 8
+    threads: int = 0
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 2000
@@ -117,7 +121,7 @@ class TrainConfig:
                      "log_every", "checkpoint_every", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"config: {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "max_clips", "warmup_steps", "lr_halvings", "workers"):
+        for name in ("max_steps", "max_clips", "warmup_steps", "lr_halvings", "workers", "threads"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"config: {name} must be 0 or more, got {getattr(self, name)}")
         if not self.base_lr > 0 or not math.isfinite(self.base_lr):

@@ -57,6 +57,7 @@ from weaksup.errors import InputError
 from weaksup.models import ARCHS, build_model
 from weaksup.tables import SCHEMA_META_KEY, read_table, require_local_output, write_json
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
+from weaksup.threads import ThreadTuner, thread_budget
 from weaksup.train.config import TrainConfig
 from weaksup.train.sampler import ResumableSampler, ShardSampler
 from weaksup.uris import as_uri, is_local, local_path
@@ -418,6 +419,11 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    # CPU threads: processes of one machine share its cores; a fixed count, or adapt to the load
+    local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if not cuda and cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    tuner = ThreadTuner(max_threads=thread_budget(local_procs), enabled=not cuda and cfg.threads == 0)
 
     # -- data: the clips, this process's shard of each epoch's order, whole steps only
     per_step = cfg.batch_size * cfg.accumulate  # clips per optimizer step, per process
@@ -571,6 +577,7 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         with _progress(progress and procs.main) as bar:
             task = bar.add_task("pretrain", total=total_steps, completed=step, clips_s=0.0, loss=last_loss)
             while step < total_steps:
+                step_t0 = time.perf_counter()
                 lr = schedule.lr(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -616,6 +623,7 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
                 clips, skipped = int(stats[1].item()), int(stats[2].item())
                 run_clips += clips
                 run_skipped += skipped
+                tuner.record(time.perf_counter() - step_t0, max(clips, 1))
                 window["loss"] += step_loss
                 window["steps"] += 1
                 window["clips"] += clips
@@ -634,6 +642,7 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
                     last_ckpt = checkpoint(step_loss)
     finally:
         batches.close()  # shuts the loader's workers down
+        tuner.restore()
         if isinstance(dataset, ShardMemberDataset):
             dataset.close()  # the shard this process had open (workers=0)
         log.close()
@@ -661,6 +670,8 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         "clips_per_s": run_clips / max(run_s, 1e-9),
         "data_wait_fraction": min(1.0, run_wait / max(run_s, 1e-9)) if step > start_step else None,
         "clips_skipped": run_skipped,
+        "cpu_threads": (tuner.summary() if tuner.enabled else {"threads": torch.get_num_threads(), "adaptive": False})
+        if not cuda else None,
         "rejected_videos": _rejected_videos(out) if procs.main else None,
         "rejects": str(out / ("rejects.rank*.jsonl" if procs.distributed else "rejects.jsonl")),
         "checkpoint": str(last_ckpt) if last_ckpt else None,
