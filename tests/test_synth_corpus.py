@@ -418,3 +418,41 @@ def test_out_must_be_a_folder(cli, tmp_path):
     assert_input_error(cli("synth-corpus", "--out", path, "--videos", 2, "--no-progress"), "not a folder")
     with pytest.raises(InputError, match="width"):
         validate_config(SynthCorpusConfig(out=tmp_path, width=33))
+
+
+# ----------------------------------------------------------------------------- a target with its own classes
+
+
+def test_target_with_its_own_classes(tmp_path):
+    from weaksup.synth.corpus import DIAGONALS, object_pose
+
+    cfg = small_config(tmp_path / "c", target_classes=DIAGONALS, n_target_test_per_class=3, n_planted=6)
+    plan = draw_corpus_plan(cfg)
+    assert [c.name for c in plan.target_classes] == list(DIAGONALS)
+    assert [c.name for c in plan.classes] == list(CLASS_NAMES[:4])
+    # each target video moves along its class's diagonal
+    for t in plan.target:
+        dx, dy = plan.target_classes[t.label_id].velocity
+        x0, y0, _, _ = object_pose(t.clip, 0)
+        x1, y1, _, _ = object_pose(t.clip, 1)
+        step = ((x1 - x0 + t.clip.width / 2) % t.clip.width - t.clip.width / 2,
+                (y1 - y0 + t.clip.height / 2) % t.clip.height - t.clip.height / 2)
+        assert np.sign(step[0]) == np.sign(dx) and np.sign(step[1]) == np.sign(dy)
+    # planted copies are posted with web classes' tags, a fixed stand-in per target class
+    planted = [v for v in plan.web if v.plant is not None]
+    assert len(planted) == 6 and all(0 <= v.label_id < 4 for v in planted)
+    assert all(len(labels_in(list(v.hashtags), 4)) == 1 for v in planted)
+    summary = synth_corpus(cfg, progress=False)
+    assert summary["target_classes"] == 4 and summary["classes"] == 4
+    test = rows(tmp_path / "c" / "target" / "test.parquet")
+    assert {r["label"] for r in test} == set(DIAGONALS) and len(test) == 12
+
+
+@pytest.mark.parametrize("bad, message", [
+    (("moving sideways", "rising up"), "unknown target class 'moving sideways'"),
+    (("rising up", "rising up"), "duplicate"),
+    (("rising up",), "at least 2"),
+])
+def test_bad_target_classes(tmp_path, bad, message):
+    with pytest.raises(InputError, match=message):
+        validate_config(small_config(tmp_path, target_classes=bad))

@@ -632,8 +632,9 @@ def draw_corpus_plan(cfg: SynthCorpusConfig) -> CorpusPlan:
         # a copy is posted with a web class's tags: its own class when the spaces agree, else
         # the web class of the same index (a fixed stand-in, so copies of a class agree)
         label = shown if same_space else shown % len(classes)  # type: ignore[operator]
+        tag_class = pick.label_id if same_space else pick.label_id % len(classes)  # tagged as posted: unflipped
         tags, kind, tagged = _draw_tags(
-            _rng(cfg, 5, k), cfg, label, probs, class_hashtags, vocab, vocab_p, kind="clean"
+            _rng(cfg, 5, k), cfg, tag_class, probs, class_hashtags, vocab, vocab_p, kind="clean"
         )
         if plant.host is not None:
             window = (plant.insert_at / plant.fps, (plant.insert_at + pick.clip.n_frames) / plant.fps)
