@@ -18,12 +18,14 @@ def quickstart(
     seed: Annotated[int, typer.Option(help="Seed of the corpus and of every stage.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes for encoding, probing, fingerprinting, loading.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    resume: Annotated[bool, typer.Option(help="Reuse the stages an earlier run of the same settings into OUT finished "
+                                               "(--no-resume runs every stage again).")] = True,
 ) -> None:
     """Run every stage (corpus, labels, match, sample, probe, splits, stats, dedupe, pretrain, extract,
     eval) on an embedded synthetic web-video corpus and print a one-screen report."""
     from weaksup.quickstart import QuickstartConfig, report_tables, run_quickstart
 
-    extra = {"seed": seed, "workers": workers, "progress": progress}
+    extra = {"seed": seed, "workers": workers, "progress": progress, "resume": resume}
     cfg = QuickstartConfig.small(out, **extra) if small else QuickstartConfig(out=out, **extra)
     if videos:
         from dataclasses import replace

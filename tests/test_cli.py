@@ -263,10 +263,11 @@ def test_errors_do_not_print_tracebacks(tmp_path, cli):
 
 
 def test_quickstart_small_runs_every_stage(tmp_path, cli):
-    """README's main job at CI size: every stage runs, the planted copies are found, the report is complete.
+    """README's main job at CI size: every stage runs, the planted copies are found, the report is complete,
+    with intervals; a rerun resumes every stage instead of running it again.
 
-    Whether pre-training helps is measured (examples/), not asserted: at 16 test videos the
-    difference is within noise.
+    Whether pre-training helps is measured at full size (README, examples/): at 24 test videos the
+    intervals are wide, and this test checks only that they are computed and contain the point estimates.
     """
     out = tmp_path / "run"
     result = cli("quickstart", "--small", "--out", out, "--no-progress")
@@ -275,7 +276,8 @@ def test_quickstart_small_runs_every_stage(tmp_path, cli):
     assert list(report["stages"]) == [
         "synth-corpus", "build-labels", "match", "sample", "probe", "splits", "stats", "dedupe", "pretrain",
         "extract + eval fc-only (pre-trained)", "extract + eval fc-only (random init)",
-        "eval finetune (pre-trained)", "eval finetune (from scratch)",
+        "eval finetune (pre-trained, seed 0)", "eval finetune (pre-trained, seed 1)",
+        "eval finetune (from scratch, seed 0)", "eval finetune (from scratch, seed 1)",
     ]
     found, planted = map(int, report["planted_found"].split("/"))
     # dedupe may miss one copy: its known weak spot is a 10% crop of low-detail footage (#5)
@@ -285,13 +287,27 @@ def test_quickstart_small_runs_every_stage(tmp_path, cli):
     assert removed and removed <= copies  # nothing but planted copies removed
     first, last = report["pretrain_loss"]
     assert last < first
-    for name in ("fc_only_pretrained", "fc_only_random", "finetune_pretrained", "finetune_scratch"):
+    for name in ("fc_only_pretrained", "fc_only_random", "finetune_pretrained_s0", "finetune_scratch_s1"):
         metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
         assert 0.0 <= metrics["top1"] <= 1.0 and "clip_top1" in metrics
+        assert (out / "eval" / name / "predictions.csv").exists()
     assert set(report["target_top1"]) == {"fc-only, pre-trained", "fc-only, random init", "fine-tune, pre-trained",
                                           "fine-tune, from scratch"}
-    assert "with pre-training" in result.output and "fc-only" in result.output
+    assert report["chance"] == 0.25 and report["corpus"]["target_classes"] == 4
+    for protocol, seeds in (("fc-only", 1), ("fine-tune", 2)):
+        cmp = report["comparisons"][protocol]
+        assert cmp["seeds"] == seeds and cmp["videos"] == report["corpus"]["target_test"]
+        for arm in ("a", "b", "a_minus_b"):
+            assert cmp[arm]["low"] <= cmp[arm]["mean"] <= cmp[arm]["high"]
+        assert cmp["a_minus_b"]["mean"] == pytest.approx(cmp["a"]["mean"] - cmp["b"]["mean"], abs=1e-3)
+    assert "with pre-training" in result.output and "fc-only" in result.output and "gain" in result.output
     assert not list(out.rglob("*.tmp-*")) and not list(out.rglob("*.parts"))
+
+    again = cli("quickstart", "--small", "--out", out, "--no-progress")
+    assert again.exit_code == 0, again.output
+    rerun = json.loads((out / "report.json").read_text())
+    assert rerun["reused_stages"] == list(report["stages"])
+    assert rerun["comparisons"] == report["comparisons"] and rerun["wall_s"] < 30
 
 
 def test_quickstart_out_is_a_file(tmp_path, cli):

@@ -122,6 +122,7 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
     counts = {"train_videos": len(tr), "train_rejected": tr.rejected, "test_videos": len(te),
               "test_rejected": te.rejected, "wall_s": round(time.perf_counter() - started, 2)}
     return write_report(out, videos=videos, clips=clips, class_names=space.names, protocol=protocol, counts=counts,
+                        video_ids=list(te.video_ids),
                         title=f"{network_name(protocol['checkpoint'])}, fc-only: {Path(train).name} -> {Path(test).name}")
 
 

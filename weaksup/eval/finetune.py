@@ -27,7 +27,7 @@ from weaksup.eval.extract import ExtractConfig, extract_features
 from weaksup.eval.features import read_features
 from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
 from weaksup.eval.network import load_network
-from weaksup.eval.report import Predictions, write_report
+from weaksup.eval.report import Predictions, network_name, write_report
 from weaksup.tables import read_table, require_local_output, write_table
 from weaksup.train.config import TrainConfig
 from weaksup.train.loop import pretrain
@@ -113,7 +113,7 @@ def finetune(
     ext = extract_features(
         test_manifest, features, checkpoint=out, resume=resume,
         cfg=ExtractConfig(num_clips=num_clips, frames=cfg.frames, stride=cfg.stride, crop=cfg.crop,
-                          short_side=cfg.short_side, scores=True, per_clip=True, batch_size=cfg.batch_size,
+                          short_side=cfg.short_side, scores=True, per_clip=True, batch_size=max(16, cfg.batch_size),
                           workers=max(2, min(cfg.workers, 8)), device=cfg.device, progress=progress),
     )
     te = read_features(features)
@@ -141,8 +141,10 @@ def finetune(
                                          else "clips", train_manifest, columns=["video_id"]).num_rows,
               "test_videos": len(te), "test_rejected": te.rejected, "train_wall_s": summary["wall_s"],
               "extract_wall_s": ext["wall_s"]}
+    network = network_name(net.source) if checkpoint is not None else f"from scratch (seed {cfg.seed})"
     return write_report(out, videos=Predictions(video_scores, labels=labels), clips=clips, class_names=names,
-                        protocol=protocol, counts=counts, title=f"fine-tune: {train_manifest.name} -> {test_manifest.name}")
+                        protocol=protocol, counts=counts, video_ids=list(te.video_ids),
+                        title=f"{network}, fine-tune: {train_manifest.name} -> {test_manifest.name}")
 
 
 def _class_names(train_manifest: Path, lm: LabelMap | None, num_classes: int) -> list[str]:

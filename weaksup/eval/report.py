@@ -69,6 +69,7 @@ def write_report(
     protocol: dict[str, Any],
     counts: dict[str, Any],
     title: str,
+    video_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Compute every figure, write the report files into ``out`` and return metrics.json's content.
 
@@ -76,7 +77,9 @@ def write_report(
     network and which protocol this is (e.g. "runs/k400/final.pt, fine-tune: train -> test"
     vs "random init (seed 0), fine-tune: ..."), since two reports on the same target differ
     by nothing else. The plot adds ``protocol["checkpoint"]`` (see :func:`network_name`)
-    when present and not already in the title.
+    when present and not already in the title. With ``video_ids`` (single-label targets),
+    ``predictions.csv`` lists every test video's true and predicted class and whether it
+    was right: what :mod:`weaksup.eval.compare` bootstraps over.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +94,9 @@ def write_report(
     metrics["protocol"] = protocol
     metrics["files"] = {"per_class": str(out / "per_class.csv")}
     _write_per_class(out / "per_class.csv", videos, class_names)
+    if video_ids is not None and videos.labels is not None:
+        _write_predictions(out / "predictions.csv", video_ids, videos, class_names)
+        metrics["files"]["predictions"] = str(out / "predictions.csv")
     if len(class_names) <= MAX_CONFUSION_CLASSES and videos.labels is not None:
         plot_title = title
         if "checkpoint" in protocol and network_name(protocol["checkpoint"]) not in title:
@@ -100,6 +106,25 @@ def write_report(
     metrics["files"]["metrics"] = str(out / "metrics.json")
     write_json(metrics, out / "metrics.json")
     return metrics
+
+
+def _write_predictions(path: Path, video_ids: list[str], videos: Predictions, names: list[str]) -> None:
+    assert videos.labels is not None
+    if len(video_ids) != len(videos.labels):
+        raise ValueError(f"{len(video_ids)} video ids for {len(videos.labels)} predictions")
+    pred = videos.scores.argmax(axis=1)
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["video_id", "label", "predicted", "correct"])
+        for vid, truth, guess in zip(video_ids, videos.labels.tolist(), pred.tolist()):
+            writer.writerow([vid, names[truth], names[guess], int(truth == guess)])
+
+
+def read_predictions(report_dir: Path) -> dict[str, int]:
+    """``predictions.csv`` of a report folder as {video_id: 1 if right else 0}."""
+    path = Path(report_dir) / "predictions.csv"
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["video_id"]: int(row["correct"]) for row in csv.DictReader(fh)}
 
 
 def _write_per_class(path: Path, videos: Predictions, names: list[str]) -> None:
