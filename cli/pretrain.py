@@ -8,7 +8,9 @@ same command runs on one CPU, one GPU or, under torchrun, many:
     weaksup pretrain --manifest s3://bucket/shards --out runs/r34 --preset paper-8f   # from `weaksup shard`
     torchrun --nproc_per_node 8 -m weaksup.cli.main pretrain --manifest sample.parquet --out runs/r34
 
-Rerunning a command continues from its newest checkpoint (``--no-resume`` starts over).
+Rerunning a command continues from its newest checkpoint (``--no-resume`` starts over); a
+rerun that changes a setting of the run itself (the schedule, its length, the clips, the
+updates) is refused unless ``--allow-changed-config``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def pretrain(
     labels: Annotated[Optional[Path], typer.Option(help="Labels table: the classifier gets one output per label (else max label_id + 1).")] = None,
     show_config: Annotated[bool, typer.Option("--show-config", help="Print the resolved config as JSON and exit.")] = False,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Start from step 0, deleting OUT's old checkpoints.")] = False,
+    allow_changed_config: Annotated[bool, typer.Option(
+        "--allow-changed-config",
+        help="Resume even when a setting that changes the run (schedule, length, clips, updates) differs from the "
+             "checkpoint's: one warning instead of an error.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     arch: Annotated[Optional[str], typer.Option(help=H["arch"])] = None,
     frames: Annotated[Optional[int], typer.Option(help=H["frames"])] = None,
@@ -100,7 +106,8 @@ def pretrain(
     def job() -> dict[str, Any]:
         if manifest is None or out is None:
             raise InputError("--manifest and --out are required (or --show-config)")
-        return run_pretrain(cfg, manifest=as_uri(manifest), out=out, resume=not no_resume, labels=labels, progress=progress)
+        return run_pretrain(cfg, manifest=as_uri(manifest), out=out, resume=not no_resume, labels=labels, progress=progress,
+                            allow_changed_config=allow_changed_config)
 
     with one_line_warnings():
         try:

@@ -325,6 +325,50 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(manifest: Path, tmp_pat
         pretrain(replace(cfg, arch="r3d_18"), manifest=manifest, out=tmp_path / "a", progress=False)
 
 
+def test_run_fields_come_from_the_config_metadata() -> None:
+    from dataclasses import fields
+
+    from weaksup.train.config import RUN_FIELDS
+    from weaksup.train.loop import changed_run_fields
+
+    assert all(isinstance(f.metadata.get("run"), bool) for f in fields(TrainConfig))  # every field is decided
+    assert {"max_steps", "max_clips", "epochs", "precision", "seed", "base_lr", "frames"} <= set(RUN_FIELDS)
+    assert not {"workers", "threads", "log_every", "checkpoint_every", "keep_checkpoints", "device",
+                "compile", "channels_last"} & set(RUN_FIELDS)
+    cfg = tiny(max_steps=4)
+    assert changed_run_fields(cfg.to_dict(), replace(cfg, workers=3, threads=2, log_every=1, device="cpu")) == []
+    assert changed_run_fields(cfg.to_dict(), replace(cfg, epochs=5)) == []  # max_steps decides the length
+    assert changed_run_fields(cfg.to_dict(), replace(cfg, max_steps=8)) == [("max_steps", 4, 8)]
+    assert changed_run_fields(cfg.to_dict(), replace(cfg, precision="bf16")) == [("precision", "fp32", "bf16")]
+    assert changed_run_fields(cfg.to_dict(), replace(cfg, max_steps=0, max_clips=64)) == [
+        ("max_steps", 4, 0), ("max_clips", None, 64)]
+
+
+def test_resume_with_another_max_steps_is_refused_unless_allowed(manifest: Path, tmp_path: Path, pretrain_cli) -> None:
+    """A resumed run with another --max-steps changed the LR schedule mid-run without a word (issue 15)."""
+    from weaksup.train.loop import pretrain
+
+    out = tmp_path / "run"
+    base = ("--manifest", manifest, "--out", out, "--preset", "tiny", "--threads", 1, "--no-progress",
+            "--checkpoint-every", 2, "--log-every", 1)
+    first = pretrain_cli(*base, "--max-steps", 4)
+    assert first.exit_code == 0, first.output
+    assert_input_error(pretrain_cli(*base, "--max-steps", 8), "step_000000004.pt", "max_steps 4 -> 8",
+                       "LR schedule", "--allow-changed-config", "--no-resume")
+    with pytest.raises(InputError, match=r"precision fp32 -> bf16"):
+        pretrain(tiny(max_steps=4, precision="bf16"), manifest=manifest, out=out, progress=False)
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step_000000002.pt", "step_000000004.pt"]
+
+    allowed = pretrain_cli(*base, "--max-steps", 8, "--allow-changed-config")
+    assert allowed.exit_code == 0, allowed.output
+    from conftest import stderr_of
+
+    warned = [line for line in stderr_of(allowed).splitlines() if line.startswith("weaksup: warning:")]
+    assert len(warned) == 1 and "max_steps 4 -> 8" in warned[0] and "LR schedule" in warned[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 4 and summary["steps"] == 8
+
+
 def test_training_table_kinds_and_class_count(videos: Path, manifest: Path, tmp_path: Path) -> None:
     from weaksup.tables import write_table
     from weaksup.train.loop import read_training_table
@@ -473,5 +517,6 @@ def test_cuda_mixed_precision_channels_last_and_resume(manifest: Path, tmp_path:
     cfg = tiny(max_steps=4, checkpoint_every=2, precision=precision, channels_last=True, device="cuda", workers=2)
     first = pretrain(replace(cfg, max_steps=2), manifest=manifest, out=tmp_path / "run", progress=False)
     assert first["device"] == "cuda:0" and math.isfinite(first["final_loss"])
-    second = pretrain(cfg, manifest=manifest, out=tmp_path / "run", progress=False)
+    with pytest.warns(RuntimeWarning, match="max_steps 2 -> 4"):  # extending the run is a changed schedule
+        second = pretrain(cfg, manifest=manifest, out=tmp_path / "run", progress=False, allow_changed_config=True)
     assert second["resumed_from_step"] == 2 and second["steps"] == 4 and math.isfinite(second["final_loss"])

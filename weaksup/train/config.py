@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from weaksup.errors import InputError
@@ -79,42 +79,66 @@ FIELD_HELP: dict[str, str] = {
 }
 
 
+# What a change of each field does to a run resumed from a checkpoint (see _run and _free
+# below); pretrain refuses a resume that changes a "run" field unless told to continue.
+SCHEDULE = "the LR schedule and the run's length"
+CLIPS = "the clips the network is trained on"
+UPDATES = "the weight updates"
+
+
+def _run(default: Any, changes: str) -> Any:
+    """A field that changes the trained weights or the schedule: a resume must keep it."""
+    return field(default=default, metadata={"run": True, "changes": changes})
+
+
+def _free(default: Any, why: str) -> Any:
+    """A field that may change on resume: speed, logging or placement, not what is trained."""
+    return field(default=default, metadata={"run": False, "why": why})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a pre-training run; the defaults are the paper's 8-frame setup."""
+    """Everything that decides a pre-training run; the defaults are the paper's 8-frame setup.
 
-    arch: str = "r2plus1d_34"
-    frames: int = 8
-    stride: int = 1
-    crop: int = 112
-    short_side: int = 128
-    hflip: bool = True
-    batch_size: int = 16
-    accumulate: int = 1
-    epochs: int = 1
-    max_steps: int = 0
-    max_clips: int = PAPER_CLIPS_SEEN
-    base_lr: float = PAPER_BASE_LR
-    reference_batch: int = PAPER_REFERENCE_BATCH
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_steps: int = 0
-    warmup_fraction: float = 0.05
-    lr_halvings: int = 13
-    lr_decay: float = 0.5
-    backbone_lr_scale: float = 1.0
-    loss: Literal["softmax", "bce"] = "softmax"
-    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
-    channels_last: bool = True
-    compile: bool = False
-    workers: int = 8
-    threads: int = 0
-    seed: int = 0
-    log_every: int = 50
-    checkpoint_every: int = 2000
-    keep_checkpoints: int = 3
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    use_sample_weights: bool = False
+    Each field's metadata says whether it belongs to the run (``run=True``: it changes the
+    trained weights or the LR schedule, so a resumed run must keep it; ``changes`` names
+    what it changes) or may change on resume (``run=False``: speed, logging, placement;
+    ``why`` says so). :data:`RUN_FIELDS` is derived from it.
+    """
+
+    arch: str = _run("r2plus1d_34", "the network")
+    frames: int = _run(8, CLIPS)
+    stride: int = _run(1, CLIPS)
+    crop: int = _run(112, CLIPS)
+    short_side: int = _run(128, CLIPS)
+    hflip: bool = _run(True, CLIPS)
+    batch_size: int = _run(16, SCHEDULE)  # the total batch scales the LR and sets the steps per epoch
+    accumulate: int = _run(1, SCHEDULE)
+    epochs: int = _run(1, SCHEDULE)
+    max_steps: int = _run(0, SCHEDULE)
+    max_clips: int = _run(PAPER_CLIPS_SEEN, SCHEDULE)
+    base_lr: float = _run(PAPER_BASE_LR, SCHEDULE)
+    reference_batch: int = _run(PAPER_REFERENCE_BATCH, SCHEDULE)
+    momentum: float = _run(0.9, UPDATES)
+    weight_decay: float = _run(1e-4, UPDATES)
+    warmup_steps: int = _run(0, SCHEDULE)
+    warmup_fraction: float = _run(0.05, SCHEDULE)
+    lr_halvings: int = _run(13, SCHEDULE)
+    lr_decay: float = _run(0.5, SCHEDULE)
+    backbone_lr_scale: float = _run(1.0, UPDATES)
+    loss: Literal["softmax", "bce"] = _run("softmax", UPDATES)
+    # bf16/fp16 autocast computes every step at another precision (fp16 also scales the loss)
+    precision: Literal["fp32", "bf16", "fp16"] = _run("bf16", UPDATES)
+    channels_last: bool = _free(True, "a memory layout: the same arithmetic up to kernel rounding, like threads")
+    compile: bool = _free(False, "the same model, compiled or not")
+    workers: int = _free(8, "loader processes: every clip depends on (seed, epoch, index) only")
+    threads: int = _free(0, "CPU threads: the same arithmetic up to summation order")
+    seed: int = _run(0, CLIPS + " (their order and augmentation)")
+    log_every: int = _free(50, "logging only")
+    checkpoint_every: int = _free(2000, "checkpointing only")
+    keep_checkpoints: int = _free(3, "checkpointing only")
+    device: Literal["auto", "cpu", "cuda"] = _free("auto", "placement: the same run on another device, up to rounding")
+    use_sample_weights: bool = _run(False, CLIPS)
 
     def __post_init__(self) -> None:
         for name in ("frames", "stride", "crop", "short_side", "batch_size", "accumulate", "epochs", "reference_batch",
@@ -182,6 +206,15 @@ class TrainConfig:
         warmup = self.warmup_steps or round(self.warmup_fraction * total_steps)
         return LRSchedule(peak=self.peak_lr(world_size), total_steps=total_steps, warmup_steps=warmup,
                           halvings=self.lr_halvings, decay=self.lr_decay)
+
+
+# the fields a resumed run must keep (pretrain compares them with the checkpoint's config)
+RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig) if f.metadata["run"])
+
+
+def run_field_changes(name: str) -> str:
+    """What changing run field ``name`` on resume changes ("the LR schedule ...")."""
+    return TrainConfig.__dataclass_fields__[name].metadata["changes"]
 
 
 @dataclass(frozen=True)

@@ -58,15 +58,42 @@ from weaksup.models import ARCHS, build_model
 from weaksup.tables import SCHEMA_META_KEY, read_table, require_local_output, write_json
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
 from weaksup.threads import ThreadTuner, thread_budget
-from weaksup.train.config import TrainConfig
+from weaksup.train.config import RUN_FIELDS, TrainConfig, run_field_changes
 from weaksup.train.sampler import ResumableSampler, ShardSampler
 from weaksup.uris import as_uri, is_local, local_path
 
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "data_wait_fraction")
-# config fields that change the trained weights; the others (logging, workers) may change on resume
-_RUN_FIELDS = ("frames", "stride", "crop", "short_side", "batch_size", "accumulate", "base_lr", "reference_batch",
-               "momentum", "weight_decay", "warmup_steps", "warmup_fraction", "lr_halvings", "lr_decay",
-               "backbone_lr_scale", "hflip", "loss", "seed", "use_sample_weights")
+
+
+def _effective(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's run fields (:data:`~weaksup.train.config.RUN_FIELDS`, from TrainConfig's field
+    metadata; the others, such as workers, threads, logging or device, may change on resume)
+    as they act: the run length comes from max_steps, else max_clips, else epochs, and
+    warmup_fraction only counts without warmup_steps (unused ones are None)."""
+    defaults = TrainConfig()
+    run = {k: config.get(k, getattr(defaults, k)) for k in RUN_FIELDS}
+    if run["max_steps"]:
+        run["max_clips"] = run["epochs"] = None
+    elif run["max_clips"]:
+        run["epochs"] = None
+    if run["warmup_steps"]:
+        run["warmup_fraction"] = None
+    return run
+
+
+def changed_run_fields(saved: Mapping[str, Any], cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(field, checkpoint's value, this run's value) for every run field a resume would change."""
+    old, new = _effective(saved), _effective(cfg.to_dict())
+    return [(k, old[k], new[k]) for k in RUN_FIELDS if old[k] != new[k]]
+
+
+def _describe_changes(changed: list[tuple[str, Any, Any]]) -> str:
+    fields = ", ".join(f"{k} {'(unused)' if a is None else a} -> {'(unused)' if b is None else b}" for k, a, b in changed)
+    effects = []
+    for k, _, _ in changed:
+        if run_field_changes(k) not in effects:
+            effects.append(run_field_changes(k))
+    return f"{fields} (this changes {' and '.join(effects)} mid-run)"
 
 
 class TrainingDiverged(RuntimeError):
@@ -371,9 +398,15 @@ def pretrain(
     num_classes: int | None = None,
     init: Mapping[str, torch.Tensor] | None = None,
     init_source: str | None = None,
+    allow_changed_config: bool = False,
 ) -> dict[str, Any]:
     """Pre-train ``cfg.arch`` on a manifest/clips/sample table or a shard folder (local or a URL);
     returns the run's summary.
+
+    A resumed run must keep every field that changes the run (:data:`RUN_FIELDS`: the
+    schedule, the clips, the updates): a change is bad input naming the fields and both
+    values, unless ``allow_changed_config`` (then one warning, and the run continues with
+    the new settings from the checkpoint's step).
 
     Fine-tuning is the same run started from ``init``: a state dict whose every entry but
     the classifier (``fc.*``) is loaded before step 0 (a resumed run loads its own
@@ -404,14 +437,15 @@ def pretrain(
     procs = setup_processes(cfg.device)
     try:
         return _train(cfg, data, procs, out=out, resume=resume, progress=progress, started=started, init=init,
-                      init_source=init_source)
+                      init_source=init_source, allow_changed_config=allow_changed_config)
     finally:
         if procs.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, *, out: Path, resume: bool, progress: bool,
-           started: float, init: Mapping[str, torch.Tensor] | None = None, init_source: str | None = None) -> dict[str, Any]:
+           started: float, init: Mapping[str, torch.Tensor] | None = None, init_source: str | None = None,
+           allow_changed_config: bool = False) -> dict[str, Any]:
     """The run itself, inside the process group that :func:`pretrain` opened and closes."""
     device = procs.device
     cuda = device.type == "cuda"
@@ -482,6 +516,10 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
     start_from_init = loaded is None and init is not None
     if loaded is not None:
         state, path = loaded
+        changed = changed_run_fields(state["config"], cfg)
+        if changed and not allow_changed_config:  # on every rank, before anything is loaded
+            raise InputError(f"{path}: resuming with changed {_describe_changes(changed)}; rerun with the run's "
+                             "settings, pass --allow-changed-config to continue anyway, or --no-resume to start over")
         try:
             raw_model.load_state_dict(state["model"])
         except RuntimeError as exc:
@@ -492,10 +530,9 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         rng = state["rng"]
         restore_rng(rng[procs.rank] if len(rng) == procs.world_size else rng[0])
         step, resumed_from, last_loss = int(state["step"]), int(state["step"]), float(state.get("loss", float("nan")))
-        changed = [k for k in _RUN_FIELDS if state["config"].get(k, getattr(TrainConfig(), k)) != getattr(cfg, k)]
         if changed and procs.main:
-            warnings.warn(f"{path}: resuming with changed {', '.join(changed)}; the run will differ from the "
-                          "uninterrupted one", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{path}: resuming with changed {_describe_changes(changed)}; the run will differ from "
+                          "the uninterrupted one", RuntimeWarning, stacklevel=2)
         last_ckpt = path
         del state, loaded  # the model and optimizer hold their own copies now
     if start_from_init:
