@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, one_line_warnings, print_summary, run
 
 
 def fingerprint(
@@ -17,6 +17,10 @@ def fingerprint(
     workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
     chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over: delete the parts of an earlier run first.")] = False,
+    resume_strict: Annotated[bool, typer.Option(
+        "--resume-strict", help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
+                                "settings, instead of recomputing them with a warning.")] = False,
     decode_threads: Annotated[
         bool, typer.Option(help="Let FFmpeg decode each video with several threads; --no-decode-threads when every core runs a worker (cluster jobs).")
     ] = True,
@@ -26,13 +30,15 @@ def fingerprint(
     """Decode each video at FPS and store a 64-bit census code per frame (full, 10% and 20% crops).
 
     Undecodable videos become status=rejected rows, flat or too short ones status=unfingerprintable,
-    each with a reason; a rerun after a kill resumes.
+    each with a reason; a rerun after a kill resumes (only the parts made from the same rows and settings).
     """
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
     cfg = FingerprintConfig(videos=videos, out=out, fps=fps, workers=workers, chunk_size=chunk_size, progress=progress,
-                            engine=engine, ray_address=ray_address, decode_threads=decode_threads)
-    _, summary = run(fingerprint_videos, cfg)
+                            engine=engine, ray_address=ray_address, decode_threads=decode_threads,
+                            resume=not no_resume, resume_strict=resume_strict)
+    with one_line_warnings():
+        _, summary = run(fingerprint_videos, cfg)
     print_summary(f"fingerprint -> {out}", summary)
 
 

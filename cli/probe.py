@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, one_line_warnings, print_summary, run
 
 
 def probe(
@@ -19,20 +19,26 @@ def probe(
         bool, typer.Option(help="Where the container states no frame count (WebM/MKV), count packets: exact, reads whole files.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over: delete the parts of an earlier run first.")] = False,
+    resume_strict: Annotated[bool, typer.Option(
+        "--resume-strict", help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
+                                "settings, instead of recomputing them with a warning.")] = False,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
 ) -> None:
     """Read duration, fps, frame count, size, rotation, codec and audio of each video, without decoding.
 
-    Unreadable videos become status=rejected rows with a reason; a rerun after a kill resumes.
+    Unreadable videos become status=rejected rows with a reason; a rerun after a kill resumes
+    (only the parts made from the same rows and settings).
     """
     from weaksup.assembly.probe import ProbeConfig, probe_videos
 
     cfg = ProbeConfig(
         videos=videos, out=out, workers=workers, chunk_size=chunk_size, progress=progress, count_frames=count_frames,
-        engine=engine, ray_address=ray_address,
+        engine=engine, ray_address=ray_address, resume=not no_resume, resume_strict=resume_strict,
     )
-    _, summary = run(probe_videos, cfg)
+    with one_line_warnings():
+        _, summary = run(probe_videos, cfg)
     print_summary(f"probe -> {out}", summary)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, one_line_warnings, print_summary, run
 from weaksup.errors import InputError
 
 
@@ -39,6 +39,10 @@ def splits(
     codec: Annotated[str, typer.Option(help="materialize: video encoder.")] = "libx264",
     crf: Annotated[int, typer.Option(help="materialize: encoder quality (lower is better).")] = 23,
     workers: Annotated[int, typer.Option(help="materialize: worker processes (0 = in-process).")] = 2,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="materialize: start over, deleting the parts of an earlier run first.")] = False,
+    resume_strict: Annotated[bool, typer.Option(
+        "--resume-strict", help="materialize: stop (exit 2) when parts of an earlier run do not match this job's clips "
+                                "or cut settings, instead of recomputing them with a warning.")] = False,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
 ) -> None:
@@ -53,10 +57,11 @@ def splits(
     summary = run(make_splits, cfg)
     print_summary(f"splits ({kind}) -> {out}", summary)
     if materialize is not None:
-        mat = run(
-            materialize_clips, out, materialize, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
-            engine=engine, ray_address=ray_address,
-        )
+        with one_line_warnings():
+            mat = run(
+                materialize_clips, out, materialize, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
+                engine=engine, ray_address=ray_address, resume=not no_resume, resume_strict=resume_strict,
+            )
         print_summary(f"materialize -> {materialize}", mat)
 
 

@@ -360,6 +360,59 @@ def test_materialize_resumes_after_a_kill(sources, tmp_path, monkeypatch):
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
 
 
+def test_materialize_recomputes_parts_of_other_windows_or_settings(sources, tmp_path, monkeypatch):
+    """Killed, then rerun on a clips table with another window for "a": the resumed run used to keep
+    a's old cut and row (parts were matched by row number only, issue 15)."""
+    from weaksup.bulk import StaleResumeWarning
+
+    clips = clips_table(sources, tmp_path / "clips.parquet")
+    out = tmp_path / "cut"
+    real = splits_mod._encode_window
+
+    def killed_at_b(source, dest, start, end, settings):
+        if dest.name == "b.mp4":
+            raise KeyboardInterrupt
+        return real(source, dest, start, end, settings)
+
+    def cut(table: Path, **kw) -> dict:
+        return materialize_clips(table, out, **{"short_side": 32, "crf": 18, "progress": False, "workers": 0,
+                                                "chunk_size": 1, **kw})
+
+    def kill() -> None:
+        with monkeypatch.context() as patch:
+            patch.setattr(splits_mod, "_encode_window", killed_at_b)
+            with pytest.raises(KeyboardInterrupt):
+                cut(clips)
+
+    kill()
+    moved = tmp_path / "moved.parquet"
+    table = read_table("clips", clips)
+    starts = table.column("clip_start_s").to_pylist()
+    ends = table.column("clip_end_s").to_pylist()
+    starts[0], ends[0] = 0.0, 1.5  # "a" now from 0 s
+    table = table.set_column(table.schema.get_field_index("clip_start_s"), "clip_start_s", pa.array(starts, pa.float64()))
+    write_table("clips", table.set_column(table.schema.get_field_index("clip_end_s"), "clip_end_s",
+                                          pa.array(ends, pa.float64())), moved)
+    with pytest.warns(StaleResumeWarning, match=r"1 of 1 part of an earlier run was stale .*input rows changed"):
+        summary = cut(moved)
+    assert summary["ok"] == 2
+    mat = {r["video_id"]: r for r in rows(materialized_paths(out)[0])}
+    assert (mat["a"]["clip_start_s"], mat["a"]["clip_end_s"]) == (0.0, 1.5)
+    check_cut(out / "a.mp4", sources["a"], first_index=0, n_expected=24)
+
+    # other cut settings: stale too; --resume-strict stops instead, --no-resume starts over
+    kill()
+    with pytest.raises(InputError, match=r"settings changed: crf 18 -> 30"):
+        cut(clips, crf=30, resume_strict=True)
+    with pytest.warns(StaleResumeWarning, match=r"settings changed: crf 18 -> 30"):
+        cut(clips, crf=30)
+    kill()
+    calls: list[str] = []
+    monkeypatch.setattr(splits_mod, "_encode_window", lambda s, d, a, b, c: (calls.append(d.name), real(s, d, a, b, c))[1])
+    cut(clips, resume=False)
+    assert calls == ["a.mp4", "b.mp4", "corrupt.mp4"]
+
+
 def test_materialize_in_worker_processes(sources, tmp_path):
     clips = clips_table(sources, tmp_path / "clips.parquet")
     summary = materialize(clips, tmp_path / "cut", workers=2, chunk_size=1)

@@ -3,7 +3,17 @@
 A job maps each input row to exactly one output row. Results are written in parts
 (``OUT.parts/part-*.parquet``, each atomic); a rerun after a kill reads the parts, skips
 the rows already done and continues, so the final table is the same as an
-uninterrupted run's. A worker function never raises: a failure becomes
+uninterrupted run's.
+
+A part is only reused when it provably belongs to the job: each one carries a *stamp* in
+its Parquet schema metadata (``weaksup.stamp``): the job's settings that change its rows
+and a sha256 digest of its input rows (the ``key`` fields, e.g. video_id and uri, of its
+rows in order). A part whose stamp differs from what this job would write (another
+table, a reordered or edited one, other settings, or no stamp at all) is stale: it is
+deleted and its rows are done again, with one warning per job saying how many parts and
+why; with ``resume_strict`` the job stops instead (InputError naming the difference).
+``resume=False`` deletes every old part first. The same stamps (:func:`make_stamp`,
+:func:`stale_reason`, :class:`StaleParts`) guard extract's chunks and the tar shards. A worker function never raises: a failure becomes
 ``status="rejected"`` with an ``error`` reason (img2dataset style), so one bad file
 never kills the job and every input row is accounted for.
 """
@@ -11,23 +21,31 @@ never kills the job and every input row is accounted for.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 import traceback
+import warnings
+from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
+from weaksup.errors import InputError
 from weaksup.tables import load_schema, write_table
 
 ROW = "_row"
+STAMP_KEY = b"weaksup.stamp"  # Parquet schema metadata key (and tar PAX header) of a piece's stamp
+STAMP_VERSION = 1
+UNSTAMPED = "no stamp (written by an older weaksup or another tool)"
+ROWS_CHANGED = "input rows changed"
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,104 @@ class BulkConfig:
     progress: bool = True
     engine: str = "local"  # "local" (a process pool) or "ray" (Ray Data; see weaksup.ray_engine)
     ray_address: str | None = None  # join this Ray cluster instead of starting a local one
+    resume: bool = True  # False: delete an earlier run's parts first
+    resume_strict: bool = False  # stop (InputError) on a stale part instead of recomputing it
+
+
+# ----------------------------------------------------------------------------- stamps
+
+
+class StaleResumeWarning(UserWarning):
+    """Pieces of an earlier run did not belong to this job and were recomputed."""
+
+
+def _canonical(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as they read back from JSON (tuples as lists, keys as strings), for comparing."""
+    return json.loads(json.dumps(dict(settings), sort_keys=True, default=str))
+
+
+def row_digest(rows: Iterable[Any]) -> str:
+    """sha256 over the rows' JSON, one line each, in order (a reordered or edited row changes it)."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(row if isinstance(row, bytes) else json.dumps(row, default=str, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def make_stamp(settings: Mapping[str, Any], rows: str) -> dict[str, Any]:
+    """What produced a piece: the settings that change its content and its input rows' digest."""
+    return {"version": STAMP_VERSION, "settings": _canonical(settings), "rows": rows}
+
+
+def read_stamp(raw: bytes | str | None) -> dict[str, Any] | None:
+    """A stamp from metadata bytes; None when absent or unreadable."""
+    if not raw:
+        return None
+    try:
+        stamp = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) if isinstance(value, (bool, int, str)) else json.dumps(value, sort_keys=True)
+
+
+def stale_reason(stamp: Mapping[str, Any] | None, settings: Mapping[str, Any], rows: str | None) -> str | None:
+    """Why a piece with ``stamp`` does not belong to a job with ``settings`` and input digest
+    ``rows`` (None: its rows are not in this job's input at all); None when it does."""
+    if not stamp or stamp.get("version") != STAMP_VERSION:
+        return UNSTAMPED
+    old, new = stamp.get("settings") or {}, _canonical(settings)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        return "settings changed: " + ", ".join(f"{k} {_show(old.get(k))} -> {_show(new.get(k))}" for k in changed)
+    if rows is None or stamp.get("rows") != rows:
+        return ROWS_CHANGED
+    return None
+
+
+class StaleParts:
+    """The stale pieces one job found; :meth:`report` warns once (or stops, when strict)."""
+
+    def __init__(self, where: object, what: str = "part", redo: str = "recomputed") -> None:
+        self.where, self.what, self.redo = where, what, redo
+        self.reasons: list[str] = []
+        self.total = 0
+
+    def check(self, reason: str | None) -> bool:
+        """Count one existing piece; True when it belongs to the job."""
+        self.total += 1
+        if reason is not None:
+            self.reasons.append(reason)
+        return reason is None
+
+    def why(self) -> str:
+        counts = Counter(self.reasons)
+        if len(counts) == 1:
+            return self.reasons[0]
+        return "; ".join(f"{reason} ({n})" for reason, n in counts.most_common())
+
+    def report(self, strict: bool) -> None:
+        """Nothing when every piece belongs; else one warning line, or InputError with ``strict``."""
+        if not self.reasons:
+            return
+        n, what = len(self.reasons), self.what + ("s" if self.total != 1 else "")
+        if strict:
+            raise InputError(
+                f"{self.where}: {n} of {self.total} {what} of an earlier run {'does' if n == 1 else 'do'} not belong to "
+                f"this job ({self.why()}); "
+                "rerun without --resume-strict to recompute them, or with --no-resume to start over"
+            )
+        were = "was" if n == 1 else "were"
+        warnings.warn(f"{self.where}: {n} of {self.total} {what} of an earlier run {were} stale and "
+                      f"{'is' if n == 1 else 'are'} {self.redo} ({self.why()})", StaleResumeWarning, stacklevel=3)
 
 
 def safe_call(fn: Callable[[dict], dict], item: dict) -> dict:
@@ -86,19 +202,42 @@ def summary_path(out: str | os.PathLike[str]) -> Path | str:
     return uris.sibling(out, f"{name.rsplit('.', 1)[0] if '.' in name else name}.summary.json")
 
 
-def _done_rows(parts: Path) -> set[int]:
+def _rows_digest(keys: list[bytes], rows: list[int]) -> str | None:
+    """The digest of this job's input rows ``rows``; None when one is past the input's end."""
+    if any(r < 0 or r >= len(keys) for r in rows):
+        return None
+    return row_digest(keys[r] for r in rows)
+
+
+def _done_rows(parts: Path, keys: list[bytes], settings: Mapping[str, Any], strict: bool) -> set[int]:
+    """Rows of the parts that belong to this job; stale parts are deleted (after one warning)."""
     done: set[int] = set()
-    if parts.is_dir():
-        for p in sorted(parts.glob("part-*.parquet")):
-            try:
-                done.update(pq.read_table(p, columns=[ROW]).column(ROW).to_pylist())
-            except Exception:  # a part cut short by a kill: redo its rows
-                p.unlink()
+    if not parts.is_dir():
+        return done
+    stale = StaleParts(parts)
+    remove: list[Path] = []
+    for p in sorted(parts.glob("part-*.parquet")):
+        try:
+            f = pq.ParquetFile(p)
+            stamp = read_stamp((f.schema_arrow.metadata or {}).get(STAMP_KEY))
+            rows = f.read(columns=[ROW]).column(ROW).to_pylist()
+        except Exception:  # a part cut short by a kill: redo its rows
+            p.unlink()
+            continue
+        if stale.check(stale_reason(stamp, settings, _rows_digest(keys, rows))):
+            done.update(rows)
+        else:
+            remove.append(p)
+    stale.report(strict)  # before anything is deleted: a strict job leaves the folder as it was
+    for p in remove:
+        p.unlink()
     return done
 
 
-def _write_part(parts: Path, table: pa.Table) -> None:
+def _write_part(parts: Path, table: pa.Table, keys: list[bytes], settings: Mapping[str, Any]) -> None:
     ids = table.column(ROW)
+    stamp = make_stamp(settings, row_digest(keys[r] for r in ids.to_pylist()))
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), STAMP_KEY: json.dumps(stamp).encode()})
     name = parts / f"part-{pc.min(ids).as_py():012d}-{pc.max(ids).as_py():012d}-{len(ids)}.parquet"
     tmp = name.with_name("." + name.name + ".tmp")
     pq.write_table(table, tmp)
@@ -112,11 +251,16 @@ def run_bulk(
     schema_name: str,
     out: str | os.PathLike[str],
     config: BulkConfig = BulkConfig(),
+    settings: Mapping[str, Any] | None = None,
+    key: Sequence[str] = ("video_id", "uri"),
 ) -> pa.Table:
     """Apply ``fn`` to every item (in parallel, resumably) and write table ``schema_name``.
 
     Each item is a dict; ``fn`` returns the output row's columns (``status``/``error``
     are filled in). Output rows follow the input order, whichever engine ran them.
+    ``settings`` are the job's options that change its rows (not workers, chunk size,
+    progress or engine) and ``key`` the item fields that identify an input row: both go
+    into every part's stamp, so a rerun reuses only the parts this very job would write.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -124,12 +268,16 @@ def run_bulk(
         raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
     out = Path(out) if uris.is_local(out) else uris.as_uri(out)
     parts = parts_dir(out)
+    if not config.resume:
+        shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir(parents=True, exist_ok=True)
     schema = load_schema(schema_name)
     part_schema = pa.schema([pa.field(f.name, f.arrow_type) for f in schema.fields] + [pa.field(ROW, pa.int64())])
+    settings = {"table": schema_name, **(settings or {})}
+    keys = [json.dumps([it.get(k) for k in key], default=str, ensure_ascii=False).encode() for it in items]
 
     numbered = [dict(it, **{ROW: i}) for i, it in enumerate(items)]
-    done = _done_rows(parts)
+    done = _done_rows(parts, keys, settings, config.resume_strict)
     todo = [it for it in numbered if it[ROW] not in done]
     chunks = [todo[i : i + config.chunk_size] for i in range(0, len(todo), config.chunk_size)]
 
@@ -142,20 +290,20 @@ def run_bulk(
             from weaksup.ray_engine import ray_map_chunks
 
             for block in ray_map_chunks(chunks, fn, part_schema, workers=config.workers, address=config.ray_address):
-                _write_part(parts, block)
+                _write_part(parts, block, keys, settings)
                 progress.advance(task, block.num_rows)
         elif config.workers <= 0 or len(chunks) <= 1:
             for chunk in chunks:
-                _write_part(parts, part_table(run_chunk(fn, chunk), part_schema))
+                _write_part(parts, part_table(run_chunk(fn, chunk), part_schema), keys, settings)
                 progress.advance(task, len(chunk))
         else:
             with ProcessPoolExecutor(max_workers=config.workers) as pool:
                 futures: list[tuple[Future, int]] = [(pool.submit(run_chunk, fn, c), len(c)) for c in chunks]
                 for fut, n in futures:
-                    _write_part(parts, part_table(fut.result(), part_schema))
+                    _write_part(parts, part_table(fut.result(), part_schema), keys, settings)
                     progress.advance(task, n)
 
-    tables = [pq.read_table(p) for p in sorted(parts.glob("part-*.parquet"))]
+    tables = [pq.read_table(p).replace_schema_metadata(None) for p in sorted(parts.glob("part-*.parquet"))]
     table = pa.concat_tables(tables) if tables else part_schema.empty_table()
     table = table.sort_by(ROW)
     rows = table.column(ROW).to_pylist()

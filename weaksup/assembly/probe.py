@@ -98,6 +98,8 @@ class ProbeConfig:
     count_frames: bool = False
     engine: str = "local"  # "local" or "ray" (weaksup.ray_engine)
     ray_address: str | None = None
+    resume: bool = True  # False: delete an earlier run's parts first (--no-resume)
+    resume_strict: bool = False  # stop on parts of an earlier run that do not match (--resume-strict)
 
 
 def local_path(uri: str) -> Path:
@@ -665,8 +667,9 @@ def summary_path(out: Path | str) -> Path | str:
 def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
     """Probe every row of the videos table into ``cfg.out`` (one row each, resumable).
 
-    Duplicate video_ids stay separate rows: the bulk job keys on the row number. The
-    summary is also written beside the table as ``OUT-stem.summary.json``.
+    Duplicate video_ids stay separate rows: the bulk job keys on the row number. A rerun
+    reuses only the parts whose stamp (count_frames, and the video_id/uri of their rows)
+    matches this job. The summary is also written beside the table as ``OUT-stem.summary.json``.
     """
     if cfg.chunk_size < 1:
         raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
@@ -680,7 +683,9 @@ def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
         schema_name="probe",
         out=cfg.out,
         config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="probe", progress=cfg.progress,
-                          engine=cfg.engine, ray_address=cfg.ray_address),
+                          engine=cfg.engine, ray_address=cfg.ray_address, resume=cfg.resume,
+                          resume_strict=cfg.resume_strict),
+        settings={"count_frames": bool(cfg.count_frames)},
     )
     summary = summarize(table)
     write_json(summary, summary_path(cfg.out))

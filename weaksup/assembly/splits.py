@@ -18,7 +18,7 @@ import math
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -477,12 +477,17 @@ def materialize_clips(
     progress: bool = True,
     engine: str = "local",
     ray_address: str | None = None,
+    resume: bool = True,
+    resume_strict: bool = False,
 ) -> dict[str, Any]:
     """Cut every clip window into ``out_dir/{video_id}.mp4`` (a resumable bulk job).
 
     Writes the ``materialized`` table (one row per input clip; rejects carry a reason), a
     ``clips`` table of the cut files (``clip_start_s=0``, ``clip_end_s`` = cut length) and a
     summary, so training reads small short-GOP files instead of seeking into long sources.
+    A rerun reuses only the parts whose stamp (the cut settings, and each row's video_id,
+    source uri, window and cut file) matches; ``resume=False`` redoes every clip, and
+    ``resume_strict`` stops on a stale part instead of recomputing it.
     """
     require_local_output(out_dir)
     out_dir = Path(out_dir)
@@ -520,7 +525,9 @@ def materialize_clips(
         schema_name="materialized",
         out=mat_path,
         config=BulkConfig(workers=workers, chunk_size=chunk_size, desc="materialize", progress=progress,
-                          engine=engine, ray_address=ray_address),
+                          engine=engine, ray_address=ray_address, resume=resume, resume_strict=resume_strict),
+        settings=asdict(settings),
+        key=("video_id", "uri", "clip_start_s", "clip_end_s", "dest"),
     )
     ok = pc.equal(result.column("status"), "ok")
     ok_np = ok.to_numpy(zero_copy_only=False)

@@ -23,6 +23,7 @@ A code table is only comparable with another of the same ``code_version`` and ``
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class FingerprintConfig:
     engine: str = "local"  # "local" or "ray" (weaksup.ray_engine)
     ray_address: str | None = None
     decode_threads: bool = True  # FFmpeg's own decoder threads; off spends less CPU when every core runs a worker
+    resume: bool = True  # False: delete an earlier run's parts first (--no-resume)
+    resume_strict: bool = False  # stop on parts of an earlier run that do not match (--resume-strict)
 
 
 def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS, thread_type: str = "AUTO") -> dict:
@@ -143,14 +146,17 @@ def _check_parts(out: Path, fps: float) -> None:
             if f != fps or v != CODE_VERSION:
                 raise InputError(
                     f"{parts_dir(out)}: an interrupted run at {f:g} fps (code_version {v}) is there; "
-                    f"resume it with --fps {f:g} or delete that folder"
+                    f"resume it with --fps {f:g}, or start over with --no-resume"
                 )
 
 
 def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
     """Fingerprint every row of the videos table into ``cfg.out`` (one row each, resumable).
 
-    The summary is also written beside the table as ``OUT-stem.summary.json``.
+    A rerun reuses only the parts whose stamp (fps, code version, and the video_id/uri of
+    their rows) matches this job; parts at another fps stop the job (resume them with that
+    fps, or ``resume=False``). ``decode_threads`` is not stamped: it changes the CPU spent,
+    not the codes. The summary is also written beside the table as ``OUT-stem.summary.json``.
     """
     start = time.perf_counter()
     if cfg.chunk_size < 1:
@@ -160,6 +166,8 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
     check_engine(cfg.engine, cfg.ray_address)
     videos = read_id_uri(cfg.videos)
     out = cfg.out
+    if not cfg.resume:
+        shutil.rmtree(parts_dir(out), ignore_errors=True)
     _check_parts(out, float(cfg.fps))
     ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
     thread_type = "AUTO" if cfg.decode_threads else "NONE"
@@ -170,7 +178,9 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
         schema_name="codes",
         out=out,
         config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="fingerprint", progress=cfg.progress,
-                          engine=cfg.engine, ray_address=cfg.ray_address),
+                          engine=cfg.engine, ray_address=cfg.ray_address, resume=cfg.resume,
+                          resume_strict=cfg.resume_strict),
+        settings={"fps": float(cfg.fps), "code_version": CODE_VERSION},
     )
     summary = summarize(table, time.perf_counter() - start)
     write_json(summary, summary_path(out))
