@@ -43,7 +43,10 @@ def extract(
     precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (CUDA).")] = "fp32",
     chunk_videos: Annotated[int, typer.Option(help="Videos per resumable part.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of a random init.")] = 0,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over, ignoring OUT.parts.")] = False,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over, deleting OUT.parts first.")] = False,
+    resume_strict: Annotated[bool, typer.Option(
+        "--resume-strict", help="Stop (exit 2) when parts in OUT.parts do not match this job (rows, network weights "
+                                "or settings), instead of recomputing them with a warning.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
@@ -57,9 +60,12 @@ def extract(
                             workers=workers, device=device, precision=precision, chunk_videos=chunk_videos,
                             arch=arch, seed=seed, progress=progress, engine=engine,
                             ray_address=ray_address)
-        return extract_features(manifest, out, checkpoint=checkpoint, cfg=cfg, resume=not no_resume)
+        return extract_features(manifest, out, checkpoint=checkpoint, cfg=cfg, resume=not no_resume,
+                                resume_strict=resume_strict)
 
-    print_summary(f"extract -> {out}", run(job))
+    with one_line_warnings():
+        summary = run(job)
+    print_summary(f"extract -> {out}", summary)
 
 
 @eval_app.command("fc-only")

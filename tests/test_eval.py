@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.text
@@ -163,6 +164,95 @@ def test_extract_resumes_after_a_kill_with_the_same_result(videos, monkeypatch):
     summary = extract_features(manifest, out, checkpoint=None, cfg=cfg)
     assert summary["chunks_resumed"] == 1
     assert pq.read_table(out).equals(pq.read_table(clean))
+
+
+def _killed_extract(monkeypatch, manifest, out, **kw) -> None:
+    """An extract killed while writing its second part (so one part exists)."""
+    real = extract_mod._write_part
+    calls = {"n": 0}
+
+    def dies_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(extract_mod, "_write_part", dies_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            extract_features(manifest, out, **kw)
+    assert len(list(out.with_name(out.name + ".parts").glob("part-*.parquet"))) == 1
+
+
+def test_extract_recomputes_parts_of_another_manifest_or_checkpoint(videos, tmp_path, monkeypatch):
+    """Parts were matched by the manifest's and checkpoint's paths only (issue 15): a table or
+    checkpoint rewritten at the same path resumed from the old one's parts."""
+    from weaksup.bulk import StaleResumeWarning
+
+    root, manifest = videos
+    cfg = ExtractConfig(arch="r2plus1d_10", num_clips=2, chunk_videos=2, **TINY)
+    table = pq.read_table(manifest)
+    edited = tmp_path / "manifest.parquet"  # one path, two contents
+    write_table("manifest", table, edited)
+    out = tmp_path / "feats.parquet"
+    _killed_extract(monkeypatch, edited, out, checkpoint=None, cfg=cfg)
+
+    reordered = table.take(list(reversed(range(table.num_rows))))
+    write_table("manifest", reordered, edited)
+    clean = tmp_path / "clean.parquet"
+    write_table("manifest", reordered, tmp_path / "reordered.parquet")
+    extract_features(tmp_path / "reordered.parquet", clean, checkpoint=None, cfg=cfg)
+    with pytest.warns(StaleResumeWarning, match=r"1 of 1 chunk of an earlier run was stale .*input rows changed"):
+        summary = extract_features(edited, out, checkpoint=None, cfg=cfg)
+    assert summary["chunks_resumed"] == 0
+    assert pq.read_table(out).column("video_id").to_pylist() == reordered.column("video_id").to_pylist()
+    assert pq.read_table(out).equals(pq.read_table(clean))
+
+    # a checkpoint file overwritten with other weights
+    weights = tmp_path / "weights.pth"
+    torch.manual_seed(1)
+    torch.save(build_model("r2plus1d_10", num_classes=2).state_dict(), weights)
+    _killed_extract(monkeypatch, manifest, out, checkpoint=weights, cfg=cfg)
+    torch.manual_seed(2)
+    torch.save(build_model("r2plus1d_10", num_classes=2).state_dict(), weights)
+    extract_features(manifest, clean, checkpoint=weights, cfg=cfg)
+    with pytest.raises(InputError, match=r"1 of 1 chunk .*does not belong to this job \(settings changed: weights"):
+        extract_features(manifest, out, checkpoint=weights, cfg=cfg, resume_strict=True)
+    with pytest.warns(StaleResumeWarning, match=r"settings changed: weights"):
+        extract_features(manifest, out, checkpoint=weights, cfg=cfg)
+    assert pq.read_table(out).equals(pq.read_table(clean))
+
+    # another chunk size: the parts hold other rows
+    _killed_extract(monkeypatch, manifest, out, checkpoint=weights, cfg=cfg)
+    with pytest.warns(StaleResumeWarning, match=r"settings changed: chunk_videos 2 -> 3"):
+        extract_features(manifest, out, checkpoint=weights, cfg=replace(cfg, chunk_videos=3))
+    assert pq.read_table(out).equals(pq.read_table(clean))
+
+
+def test_extract_cli_resume_strict_and_no_resume(videos, tmp_path, monkeypatch, runner):
+    from conftest import assert_input_error, stderr_of
+
+    root, manifest = videos
+    out = tmp_path / "feats.parquet"
+    cfg = ExtractConfig(arch="r2plus1d_10", num_clips=2, chunk_videos=2, **TINY)
+    _killed_extract(monkeypatch, manifest, out, checkpoint=None, cfg=cfg)
+    args = ["extract", "--manifest", manifest, "--out", out, "--arch", "r2plus1d_10", "--clips", 2, "--frames", 4,
+            "--crop", 32, "--short-side", 40, "--workers", 0, "--chunk-videos", 2, "--no-progress"]
+    invoke = lambda *more: runner.invoke(app, [str(a) for a in [*args, *more]], catch_exceptions=False)  # noqa: E731
+    assert_input_error(invoke("--seed", 1, "--resume-strict"), "1 of 1 chunk", "settings changed: weights",
+                       "--resume-strict", "--no-resume")
+    result = invoke("--seed", 1)
+    assert result.exit_code == 0, result.output
+    warned = [line for line in stderr_of(result).splitlines() if line.strip()]
+    assert len(warned) == 1 and warned[0].startswith("weaksup: warning: ") and "settings changed: weights" in warned[0]
+
+    _killed_extract(monkeypatch, manifest, out, checkpoint=None, cfg=cfg)
+    written = []
+    real = extract_mod._write_part
+    monkeypatch.setattr(extract_mod, "_write_part", lambda parts, chunk, *a: (written.append(chunk), real(parts, chunk, *a)))
+    result = invoke("--no-resume")
+    assert result.exit_code == 0, result.output
+    assert sorted(written) == [0, 1, 2] and "warning" not in stderr_of(result)  # the killed run's chunk 0 was done again
 
 
 def test_checkpoint_loading_and_mismatches(tmp_path):

@@ -9,7 +9,12 @@ figures from the same run.
 
 The job is resumable: videos go in chunks, each chunk's rows are written as an atomic
 part under ``OUT.parts/``, a rerun skips the chunks done, and the final table (input
-order, one row per input row) is renamed into place at the end. A video none of whose
+order, one row per input row) is renamed into place at the end. Each part carries a stamp
+(:mod:`weaksup.bulk`): the settings that change its numbers (the protocol, a digest of the
+network's weights, per-clip/scores columns, the chunk size) and a digest of its input rows
+(every column read from the table), so a rerun with another checkpoint, another or edited
+table, or other settings recomputes the parts that do not match (one warning), or stops
+with ``resume_strict``. A video none of whose
 clips decode becomes a ``status="rejected"`` row with the reason; a video some of whose
 clips fail is averaged over the clips that decoded, and ``clips``/``error`` say so.
 """
@@ -33,6 +38,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+from weaksup.bulk import STAMP_KEY, StaleParts, make_stamp, read_stamp, row_digest, stale_reason
 from weaksup.data.dataset import EvalClipDataset, load_video_table
 from weaksup.data.loader import single_thread_worker
 from weaksup.data.rejects import read_rejects
@@ -102,7 +108,7 @@ class Protocol:
     input_table: str
 
     def key(self) -> str:
-        """Fingerprint of the settings that change the numbers (resume refuses a mismatch)."""
+        """A short fingerprint of the protocol (the parts' stamps compare its fields one by one)."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -170,22 +176,61 @@ def _part_name(parts: Path, chunk: int) -> Path:
     return parts / f"part-{chunk:06d}.parquet"
 
 
-def _done_chunks(parts: Path, n_chunks: int) -> set[int]:
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of a network's state (names, dtypes, shapes and bytes): which weights made the features."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+
+def _stamp_settings(net: Network, protocol: Protocol, cfg: ExtractConfig) -> dict[str, Any]:
+    """What changes a part's rows: the protocol (not the paths: the weights and rows are
+    compared by content), the weights, the optional columns and which videos a chunk holds."""
+    settings = {k: v for k, v in asdict(protocol).items() if k not in ("checkpoint", "input_table")}
+    return {**settings, "weights": weights_digest(net.model), "per_clip": cfg.per_clip, "scores": cfg.scores,
+            "chunk_videos": cfg.chunk_videos}
+
+
+def _chunk_digest(rows: pa.Table, chunk: int, chunk_videos: int) -> str:
+    lo = chunk * chunk_videos
+    return row_digest(rows.slice(lo, min(rows.num_rows, lo + chunk_videos) - lo).to_pylist())
+
+
+def _done_chunks(parts: Path, n_chunks: int, stamps: dict[int, dict[str, Any]], settings: dict[str, Any],
+                 strict: bool) -> set[int]:
+    """Chunks whose part belongs to this job; stale parts are deleted after one warning (or stop, strict)."""
     done = set()
+    stale = StaleParts(parts, "chunk")
+    remove = []
     for c in range(n_chunks):
         p = _part_name(parts, c)
         if p.exists():
             try:
-                pq.read_metadata(p)
-                done.add(c)
+                stamp = read_stamp((pq.read_schema(p).metadata or {}).get(STAMP_KEY))
             except Exception:  # cut short by a kill: redo it
                 p.unlink()
+                continue
+            if stale.check(stale_reason(stamp, settings, stamps[c]["rows"])):
+                done.add(c)
+            else:
+                remove.append(p)
+    stale.report(strict)  # before anything is deleted
+    for p in remove:
+        p.unlink()
     return done
 
 
 def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg: ExtractConfig = ExtractConfig(),
-                     resume: bool = True) -> dict[str, Any]:
-    """Extract K-clip averaged features of every row of ``manifest`` into ``out`` (features table)."""
+                     resume: bool = True, resume_strict: bool = False) -> dict[str, Any]:
+    """Extract K-clip averaged features of every row of ``manifest`` into ``out`` (features table).
+
+    ``resume=False`` deletes an earlier run's parts first; with ``resume_strict`` a part of an
+    earlier run that does not match this job (rows, weights or settings) stops the job
+    (InputError) instead of being recomputed with a warning.
+    """
     require_local_output(out)
     manifest, out = Path(manifest), Path(out)
     started = time.perf_counter()
@@ -197,13 +242,15 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
     n_chunks = math.ceil(n_videos / cfg.chunk_videos)
 
     parts = out.with_name(out.name + ".parts")
-    stamp = parts / "protocol.json"
-    if parts.exists() and (not resume or not stamp.exists() or json.loads(stamp.read_text()).get("key") != protocol.key()):
-        shutil.rmtree(parts)  # another run's (or an unfinished --no-resume's) parts
+    if parts.exists() and not resume:
+        shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"key": protocol.key(), **asdict(protocol)}))
-    done = _done_chunks(parts, n_chunks)
+    (parts / "protocol.json").unlink(missing_ok=True)  # an older weaksup's folder-wide stamp (its parts are unstamped)
+    settings = _stamp_settings(net, protocol, cfg)
+    stamps = {c: make_stamp(settings, _chunk_digest(rows, c, cfg.chunk_videos)) for c in range(n_chunks)}
+    done = _done_chunks(parts, n_chunks, stamps, settings, resume_strict)
     todo = [c for c in range(n_chunks) if c not in done]
+    (parts / "rejects.jsonl").unlink(missing_ok=True)  # reasons are read only for the chunks done in this run
 
     n_clips = sum(len(_chunk_clips(c, n_videos, k, cfg.chunk_videos)) for c in todo)
     t_run = time.perf_counter()
@@ -222,11 +269,12 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
                         raise RuntimeError(f"extract: chunk {chunk} came back with {part.num_rows} of {len(clips) // k} rows")
                     clips_done += part.column("_clips_done")[0].as_py()
                     clips_failed += part.column("_clips_failed")[0].as_py()
-                    _write_part(parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict())
+                    _write_part(parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict(),
+                                stamps[chunk])
                     bar.update(task, advance=len(clips))
         else:
             def write(chunk: int, data: dict[str, list]) -> None:
-                _write_part(parts, chunk, data)
+                _write_part(parts, chunk, data, stamps[chunk])
 
             clips_done, clips_failed = _extract_chunks(
                 manifest, net, protocol, rows, cfg, todo, device, parts / "rejects.jsonl", cfg.workers, write,
@@ -234,7 +282,8 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
             )
     run_s = time.perf_counter() - t_run
 
-    table = pa.concat_tables([pq.read_table(_part_name(parts, c)) for c in range(n_chunks)]).combine_chunks()
+    table = pa.concat_tables([pq.read_table(_part_name(parts, c)).replace_schema_metadata(None)
+                              for c in range(n_chunks)]).combine_chunks()
     table = conform(table, load_schema("features"))
     write_table("features", table, out, metadata={EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()})
     shutil.rmtree(parts, ignore_errors=True)
@@ -375,8 +424,9 @@ def read_rejects_by_video(path: Path) -> dict[str, str]:
     return reasons
 
 
-def _write_part(parts: Path, chunk: int, data: dict[str, list]) -> None:
+def _write_part(parts: Path, chunk: int, data: dict[str, list], stamp: dict[str, Any]) -> None:
     table = conform(pa.table(data, schema=_part_schema()), load_schema("features"))
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), STAMP_KEY: json.dumps(stamp).encode()})
     with atomic_output(_part_name(parts, chunk)) as tmp:
         pq.write_table(table, tmp)
 
