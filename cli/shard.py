@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import one_line_warnings, print_summary, run
 
 
 def shard(
@@ -22,10 +22,14 @@ def shard(
     seed: Annotated[int, typer.Option(help="Seed of the shuffled row order (each shard mixes classes).")] = 0,
     workers: Annotated[int, typer.Option(help="Threads writing shards.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over: delete the shards of an earlier run first.")] = False,
+    resume_strict: Annotated[bool, typer.Option(
+        "--resume-strict", help="Stop (exit 2) when shards of an earlier run do not match this job's rows or "
+                                "settings, instead of rewriting them with a warning.")] = False,
 ) -> None:
     """Write the video files (unchanged) and their labels into tar shards for sequential reading.
 
-    Each clip is <key>.<ext> + <key>.json; a rerun skips the shards already complete;
+    Each clip is <key>.<ext> + <key>.json; a rerun skips the shards already complete (same rows, same settings);
     missing or unreadable files go to rejects.parquet.
     """
     from weaksup.data.shards import ShardConfig, parse_size, write_shards
@@ -34,11 +38,12 @@ def shard(
         cfg = ShardConfig(
             manifest=manifest, out=out, shard_size=shard_size,
             shard_bytes=None if shard_bytes is None else parse_size(shard_bytes),
-            seed=seed, workers=workers, progress=progress,
+            seed=seed, workers=workers, progress=progress, resume=not no_resume, resume_strict=resume_strict,
         )
         return write_shards(cfg)
 
-    summary = run(job)
+    with one_line_warnings():
+        summary = run(job)
     print_summary(f"shard -> {out}", summary)
 
 

@@ -345,6 +345,66 @@ def test_cli_writes_shards_and_refuses_bad_input(corpus: dict, tmp_path: Path, s
                        "--shard-bytes")
 
 
+def test_a_relabelled_table_rewrites_its_shards(corpus: dict, tmp_path: Path, shard_cli) -> None:
+    """Same files, same ids, other label ids: every JSON member keeps its size, so the shards
+    used to be kept with the old labels (issue 15). Each shard's stamp now says which rows made it."""
+    import pyarrow.compute as pc
+
+    from conftest import stderr_of
+    from weaksup.bulk import StaleResumeWarning
+
+    out = tmp_path / "sh"
+    write_shards(ShardConfig(manifest=corpus["manifest"], out=out, shard_size=2))
+    table = corpus["table"]
+    flipped = pc.subtract(pa.scalar(1, pa.int32()), table.column("label_id")).cast(pa.int32())
+    relabelled = write_table("manifest", table.set_column(table.schema.get_field_index("label_id"), "label_id", flipped),
+                             tmp_path / "relabelled.parquet")
+    fresh = tmp_path / "fresh"
+    write_shards(ShardConfig(manifest=tmp_path / "relabelled.parquet", out=fresh, shard_size=2))
+    assert relabelled.num_rows == N + 1
+
+    before = {p.name: p.read_bytes() for p in out.glob("shard-*.tar")}
+    with pytest.raises(InputError, match=r"4 of 4 shards of an earlier run do not belong to this job \(input rows changed\)"):
+        write_shards(ShardConfig(manifest=tmp_path / "relabelled.parquet", out=out, shard_size=2, resume_strict=True))
+    assert {p.name: p.read_bytes() for p in out.glob("shard-*.tar")} == before  # a strict job changes nothing
+    with pytest.warns(StaleResumeWarning, match=r"4 of 4 shards of an earlier run were stale and are rewritten "
+                                                r"\(input rows changed\)"):
+        summary = write_shards(ShardConfig(manifest=tmp_path / "relabelled.parquet", out=out, shard_size=2))
+    assert summary["shards_written"] == 4
+    for shard in fresh.glob("shard-*.tar"):
+        assert (out / shard.name).read_bytes() == shard.read_bytes()
+    assert pq.read_table(out / "index.parquet").to_pylist() == pq.read_table(fresh / "index.parquet").to_pylist()
+
+    # an identical rerun keeps every shard; a changed setting names itself; --no-resume rewrites all
+    args = ("--manifest", tmp_path / "relabelled.parquet", "--out", out, "--shard-size", 2, "--no-progress")
+    result = shard_cli(*args)
+    assert result.exit_code == 0 and "warning" not in stderr_of(result), result.output
+    assert json.loads((out / "summary.json").read_text())["shards_written"] == 0
+    assert_input_error(shard_cli(*args, "--seed", 1, "--resume-strict"), "settings changed: seed 0 -> 1")
+    result = shard_cli(*args, "--seed", 1)
+    warned = [line for line in stderr_of(result).splitlines() if line.strip()]
+    assert result.exit_code == 0 and len(warned) == 1, result.output
+    assert warned[0].startswith("weaksup: warning: ") and "settings changed: seed 0 -> 1" in warned[0]
+    result = shard_cli(*args, "--seed", 1, "--no-resume")
+    assert result.exit_code == 0 and "warning" not in stderr_of(result), result.output
+    assert json.loads((out / "summary.json").read_text())["shards_written"] == 4
+
+
+def test_unstamped_shards_of_an_older_weaksup_are_rewritten(corpus: dict, tmp_path: Path) -> None:
+    from weaksup.bulk import StaleResumeWarning
+    from weaksup.data import shards as shards_mod
+
+    out = tmp_path / "sh"
+    real = shards_mod._write_shard
+    shards_mod_write = lambda path, clips, stamp=None: real(path, clips)  # noqa: E731 - as weaksup wrote them before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shards_mod, "_write_shard", shards_mod_write)
+        write_shards(ShardConfig(manifest=corpus["manifest"], out=out, shard_size=2))
+    with pytest.warns(StaleResumeWarning, match=r"4 of 4 shards .*no stamp"):
+        assert write_shards(ShardConfig(manifest=corpus["manifest"], out=out, shard_size=2))["shards_written"] == 4
+    assert write_shards(ShardConfig(manifest=corpus["manifest"], out=out, shard_size=2))["shards_written"] == 0
+
+
 # ----------------------------------------------------------------------------- pretrain from shards
 
 

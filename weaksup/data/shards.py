@@ -11,8 +11,12 @@ row in the source table). Plain tars, as the ``webdataset`` package reads them.
 * Rows go into shards in a seeded order that depends only on ``(seed, video_id)`` (ties
   by row), so every shard mixes classes and a rerun plans the same shards.
 * Each shard is written under a temporary name and renamed; a rerun lists the shards that
-  exist and skips each one whose members are exactly the planned ones (names and sizes),
-  so a killed job resumes and a changed input never leaves a stale shard behind.
+  exist and skips each one that provably belongs to the job: its stamp (a PAX global
+  header, ``weaksup.stamp``: the seed and shard size, and a digest of the JSON member of
+  every planned clip, i.e. ids, uris, labels, windows and rows) matches, and its members
+  are exactly the planned ones (names and sizes). So a killed job resumes, and a changed
+  input or setting never leaves a stale shard behind: such shards are rewritten with one
+  warning (``resume_strict``: the job stops instead; ``resume=False`` starts over).
 * Missing, empty or unreadable files are rows of ``DIR/rejects.parquet`` (schema
   ``shard_rejects``), never a crash. ``DIR/index.parquet`` (schema ``shard_index``) says
   where every clip is: shard, key, row, video_id, label_id, and the byte offset and size
@@ -56,6 +60,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from weaksup import uris
+from weaksup.bulk import STAMP_KEY, StaleParts, make_stamp, read_stamp, row_digest, stale_reason
 from weaksup.data.dataset import ClipSpec, SharedEpochState, load_video_table
 from weaksup.data.decode_clip import VideoInfo, read_clip
 from weaksup.data.transforms import Draw, eval_transform, jitter_start, train_transform
@@ -68,6 +73,7 @@ SHARD_RE = re.compile(r"shard-(\d{6,})\.tar")
 INDEX_NAME = "index.parquet"
 REJECTS_NAME = "rejects.parquet"
 SUMMARY_NAME = "summary.json"
+STAMP_HEADER = STAMP_KEY.decode()  # the PAX global header keyword holding a shard's stamp
 DEFAULT_SHARD_SIZE = 1000
 TAR_BLOCK = 512
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12,
@@ -88,6 +94,8 @@ class ShardConfig:
     seed: int = 0
     workers: int = 2  # threads writing shards (file reading and tar writing are I/O)
     progress: bool = False
+    resume: bool = True  # False: delete an earlier run's shards first (--no-resume)
+    resume_strict: bool = False  # stop on a shard of an earlier run that does not match (--resume-strict)
 
     def __post_init__(self) -> None:
         if self.shard_size is not None and self.shard_bytes is not None:
@@ -252,19 +260,29 @@ def _plan(rows: np.ndarray, sizes: np.ndarray, cfg: ShardConfig) -> list[np.ndar
 
 def _listing(path: Path) -> list[tarfile.TarInfo] | None:
     """The members of an existing shard, or None when it is not a readable tar."""
+    found = _read_shard_head(path)
+    return None if found is None else found[0]
+
+
+def _read_shard_head(path: Path) -> tuple[list[tarfile.TarInfo], dict[str, Any] | None] | None:
+    """The members of an existing shard and its stamp (None when unstamped), or None when it
+    is not a readable tar."""
     try:
         with tarfile.open(path, "r:") as tar:
-            return tar.getmembers()
+            members = tar.getmembers()
+            return members, read_stamp(tar.pax_headers.get(STAMP_HEADER))
     except (tarfile.TarError, OSError, EOFError):
         return None
 
 
-def _write_shard(path: Path, clips: list[_Clip]) -> dict[int, str]:
-    """Write one shard (temporary name, then rename); returns {row: reason} for files that failed."""
+def _write_shard(path: Path, clips: list[_Clip], stamp: dict[str, Any] | None = None) -> dict[int, str]:
+    """Write one shard (temporary name, then rename), ``stamp`` as its PAX global header;
+    returns {row: reason} for files that failed."""
     failed: dict[int, str] = {}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{id(clips)}")
+    headers = {STAMP_HEADER: json.dumps(stamp, sort_keys=True)} if stamp is not None else {}
     try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT, pax_headers=headers) as tar:
             for clip in clips:
                 try:
                     with open(clip.path, "rb") as f:
@@ -290,7 +308,8 @@ def write_shards(cfg: ShardConfig) -> dict[str, Any]:
     """Pack a training table's video files into tar shards; writes the index, rejects and summary.
 
     The table is read like ``pretrain`` reads it (manifest, clips or sample; InputError for a
-    missing file or wrong columns). Returns the summary.
+    missing file or wrong columns). Existing shards are kept only when their stamp and
+    members match this job's plan (see the module docstring). Returns the summary.
     """
     require_local_output(cfg.out)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -310,33 +329,60 @@ def write_shards(cfg: ShardConfig) -> dict[str, Any]:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     for stale in out.glob(".shard-*.tar.tmp-*"):  # left by a killed run
         stale.unlink(missing_ok=True)
+    if not cfg.resume:
+        for old in out.glob("shard-*.tar"):
+            old.unlink()
 
     sizes, rejects = _stat_all(videos.uri, order, cfg.workers)
     plan = _plan(order[sizes[order] >= 0], sizes, cfg)
     names = [SHARD_NAME.format(k) for k in range(len(plan))]
-    for old in out.glob("shard-*.tar"):  # shards past the plan's end (an earlier, bigger plan)
-        m = SHARD_RE.fullmatch(old.name)
-        if m and int(m.group(1)) >= len(plan):
-            old.unlink()
+    # what changes which clips a shard holds; workers and progress do not
+    shard_size = None if cfg.shard_bytes is not None else (cfg.shard_size or DEFAULT_SHARD_SIZE)
+    settings = {"seed": cfg.seed, "shard_size": shard_size, "shard_bytes": cfg.shard_bytes}
 
-    def one(k: int) -> tuple[bool, dict[int, str], pa.Table]:
-        path = out / names[k]
+    def planned(k: int) -> tuple[list[_Clip], dict[str, Any]]:
         clips = [table.clip(row, int(sizes[row])) for row in plan[k].tolist()]
+        return clips, make_stamp(settings, row_digest(c.meta for c in clips))
+
+    def check(k: int) -> tuple[str | None, list[tarfile.TarInfo] | None]:
+        """(why shard k is stale, its members when it belongs); (None, None) when there is none to check."""
+        path = out / names[k]
+        found = _read_shard_head(path) if path.exists() else None
+        if found is None:  # absent, or cut short / not a tar: (re)written without counting as stale
+            return None, None
+        members, stamp = found
+        clips, expected = planned(k)
+        reason = stale_reason(stamp, settings, expected["rows"])
+        if reason is None and [(m.name, m.size) for m in members] != [m for c in clips for m in c.members]:
+            reason = "video files changed (member sizes differ)"
+        return reason, members if reason is None else None
+
+    def one(k: int, members: list[tarfile.TarInfo] | None) -> tuple[bool, dict[int, str], pa.Table]:
+        clips, stamp = planned(k)
         by_key = {c.key: c for c in clips}
-        expected = [member for clip in clips for member in clip.members]
-        if path.exists():
-            members = _listing(path)
-            if members is not None and [(m.name, m.size) for m in members] == expected:
-                return False, {}, table.index(names[k], members, by_key)
-        failed = _write_shard(path, clips)
+        if members is not None:
+            return False, {}, table.index(names[k], members, by_key)
+        path = out / names[k]
+        failed = _write_shard(path, clips, stamp)
         return True, failed, table.index(names[k], _listing(path) or [], by_key)
 
     parts: list[pa.Table] = []
     written = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with ThreadPoolExecutor(cfg.workers) as pool:
+        checked = list(pool.map(check, range(len(plan))))
+    stale = StaleParts(out, "shard", "rewritten")
+    for reason, members in checked:
+        if reason is not None or members is not None:
+            stale.check(reason)
+    stale.report(cfg.resume_strict)  # before any shard is rewritten or removed
+    for old in out.glob("shard-*.tar"):  # shards past the plan's end (an earlier, bigger plan)
+        m = SHARD_RE.fullmatch(old.name)
+        if m and int(m.group(1)) >= len(plan):
+            old.unlink()
     with Progress(*columns, disable=not cfg.progress) as bar, ThreadPoolExecutor(cfg.workers) as pool:
         task = bar.add_task("shard", total=len(plan))
-        for wrote, failed, part in pool.map(one, range(len(plan))):
+        for wrote, failed, part in pool.map(one, range(len(plan)), [members for _, members in checked]):
             written += wrote
             rejects.update(failed)
             parts.append(part)
