@@ -1,15 +1,15 @@
-"""Shared CLI plumbing: one-line errors with exit code 2, and the console."""
+"""Shared CLI plumbing: one-line errors with exit code 2 (bad input and OS errors), and the console."""
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
+from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
 
-from weaksup.errors import InputError
+from weaksup.errors import InputError, os_error_message
 
 EngineOption = Annotated[
     str, typer.Option(help='Where the per-video work runs: local (a process pool) or ray (Ray Data; pip install "weaksup[ray]").')
@@ -23,13 +23,26 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
+def fail(message: object) -> NoReturn:
+    """One line ``weaksup: error: MESSAGE`` on stderr, then exit code 2."""
+    text = " ".join(str(message).split())
+    err_console.print(f"weaksup: error: {text}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
+
+
 def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a library function; bad input becomes one line on stderr and exit code 2."""
+    """Call a library function; bad input (InputError) and the OS errors a user can act on
+    (full disk, permission denied, read-only file system, a folder or file in the way, a
+    missing path) become one line on stderr naming the path, and exit code 2."""
     try:
         return fn(*args, **kwargs)
     except InputError as exc:
-        err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(exc)
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        fail(message)
 
 
 def print_summary(title: str, summary: dict) -> None:

@@ -1,4 +1,9 @@
-"""One exception type for bad input, so the CLI can turn it into a one-line message and exit 2."""
+"""One exception type for bad input, so the CLI can turn it into a one-line message and exit 2;
+and the one-line wording of the OS errors (full disk, permissions) that the CLI reports the same way."""
+
+from __future__ import annotations
+
+import errno
 
 
 class InputError(Exception):
@@ -9,3 +14,29 @@ class InputError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+# OS errors that are the user's situation, not a bug: reported in one line naming the path.
+_OS_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "is a directory, expected a file",
+    errno.ENOTDIR: "not a directory (a file is in the way)",
+    errno.EEXIST: "already exists",
+    errno.ENOENT: "file or folder not found",
+    errno.ENAMETOOLONG: "file name too long",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line for an OS error a user can act on (full disk, permissions, a file where a
+    folder is needed, ...): the path(s) and the problem; None for other OS errors."""
+    problem = _OS_PROBLEMS.get(exc.errno) if exc.errno is not None else None
+    if problem is None:
+        return None
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(paths) if paths else "an output or input"
+    return " ".join(f"{where}: {problem} ({errno.errorcode.get(exc.errno, exc.errno)})".split())

@@ -1,0 +1,136 @@
+"""Reliability (issue 15): inputs that are not regular files, OS errors, tables from other
+tools, strict CSV/JSONL and numeric options. Every bad input ends in one line and exit 2:
+no hang, no traceback, no silent loss."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import resource
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import assert_input_error, write_lines
+from weaksup import tables, uris
+from weaksup.errors import InputError
+from weaksup.eval.label_maps import read_label_map
+from weaksup.labels.sources import file_labels
+
+pd = pytest.importorskip("pandas")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def fifo_unblocker(path: Path, seconds: float = 10.0):
+    """A FIFO at ``path`` that never hangs the test: whoever opens it for reading (a reader
+    without the regular-file check) gets end-of-file at once, so such a test fails instead of
+    blocking for ever. A reader that never opens it leaves the FIFO untouched."""
+    os.mkfifo(path)
+    stop = threading.Event()
+    opened = []
+
+    def unblock() -> None:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: nobody reads it (yet)
+                time.sleep(0.02)
+                continue
+            opened.append(True)
+            os.close(fd)  # the reader sees end-of-file
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=unblock, daemon=True)
+    thread.start()
+    try:
+        yield opened
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def memory_cap(extra: int = 1 << 30):
+    """Limit this process's address space to its current size + ``extra`` while the block runs:
+    a reader that reads /dev/zero to the end fails with MemoryError instead of eating the machine."""
+    with open("/proc/self/status") as fh:
+        vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = vm + extra if hard == resource.RLIM_INFINITY else min(vm + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def labels_table(cli, tmp_path: Path, names=("dog", "cat", "cow", "pig")) -> Path:
+    labels = write_lines(tmp_path / "labels.txt", names)
+    out = tmp_path / "labels.parquet"
+    assert cli("build-labels", "--source", "file", "--labels-file", labels, "--out", out).exit_code == 0
+    return out
+
+
+def invoke(runner, *args):
+    from weaksup.cli.main import app
+
+    return runner.invoke(app, [str(a) for a in args])
+
+
+# ----------------------------------------------------------------------------- item 3: OS errors in the CLI
+
+
+OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EACCES: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "is a directory",
+    errno.ENOTDIR: "not a directory",
+    errno.EEXIST: "already exists",
+    errno.ENOENT: "not found",
+}
+
+
+@pytest.mark.parametrize("code", sorted(OS_ERRORS))
+def test_os_errors_from_a_library_call_are_one_line(tmp_path, runner, monkeypatch, code):
+    target = tmp_path / "out" / "table.parquet"
+
+    def broken(name, path):
+        raise OSError(code, os.strerror(code), str(target))
+
+    monkeypatch.setattr(tables, "validate_file", broken)
+    result = invoke(runner, "validate", "labels", tmp_path / "any.parquet")
+    line = assert_input_error(result, str(target), OS_ERRORS[code])
+    assert errno.errorcode[code] in line
+
+
+def test_os_error_naming_two_paths_or_none_and_other_errors(tmp_path, runner, monkeypatch):
+    def rename_failed(name, path):
+        raise OSError(errno.EACCES, "Permission denied", "/a/tmp", None, "/b/final")  # as os.rename raises
+
+    monkeypatch.setattr(tables, "validate_file", rename_failed)
+    assert_input_error(invoke(runner, "validate", "labels", "x.parquet"), "/a/tmp -> /b/final", "permission denied")
+
+    def disk_full(name, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tables, "validate_file", disk_full)
+    assert_input_error(invoke(runner, "validate", "labels", "x.parquet"), "no space left on the device")
+
+    def io_error(name, path):  # not the user's to fix: not hidden behind one line
+        raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
+
+    monkeypatch.setattr(tables, "validate_file", io_error)
+    result = invoke(runner, "validate", "labels", "x.parquet")
+    assert result.exit_code == 1 and isinstance(result.exception, OSError)
