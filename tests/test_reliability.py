@@ -134,3 +134,57 @@ def test_os_error_naming_two_paths_or_none_and_other_errors(tmp_path, runner, mo
     monkeypatch.setattr(tables, "validate_file", io_error)
     result = invoke(runner, "validate", "labels", "x.parquet")
     assert result.exit_code == 1 and isinstance(result.exception, OSError)
+
+
+# ----------------------------------------------------------------------------- item 7: tables from other tools
+
+
+def _gaussian_features(rng: np.random.Generator, n: int, classes: int = 3, dim: int = 8):
+    means = np.random.default_rng(7).normal(0, 3, (classes, dim))
+    y = rng.integers(0, classes, n)
+    return means[y] + rng.normal(0, 1, (n, dim)), y
+
+
+def test_fc_only_on_three_column_features_written_by_pandas(tmp_path, runner):
+    rng = np.random.default_rng(0)
+    paths = {}
+    for split, n in (("train", 90), ("test", 45)):
+        x, y = _gaussian_features(rng, n)
+        paths[split] = tmp_path / f"{split}.parquet"
+        # what any other extractor writes: int64 ids, large_string ids, list<double> features
+        pd.DataFrame({"video_id": [f"{split}{i}" for i in range(n)], "label_id": y,
+                      "features": list(x)}).to_parquet(paths[split])
+    assert pq.read_schema(paths["train"]).field("label_id").type == pa.int64()
+    result = invoke(runner, "eval", "fc-only", "--train", paths["train"], "--test", paths["test"],
+                    "--out", tmp_path / "report", "--penalty", "0.01", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["test_videos"] == 45 and metrics["train_videos"] == 90 and metrics["top1"] > 0.8
+
+
+def test_fc_only_on_features_with_label_names_only(tmp_path, runner):
+    rng = np.random.default_rng(1)
+    names = np.array(["archery", "bowling", "zumba"])
+    paths = {}
+    for split, n in (("train", 90), ("test", 30)):
+        x, y = _gaussian_features(rng, n)
+        paths[split] = tmp_path / f"{split}.parquet"
+        table = pa.table({"video_id": [f"{split}{i}" for i in range(n)], "label": names[y].tolist(),
+                          "features": pa.array(x.tolist(), pa.large_list(pa.float64()))})
+        pq.write_table(table, paths[split])
+    result = invoke(runner, "eval", "fc-only", "--train", paths["train"], "--test", paths["test"],
+                    "--out", tmp_path / "report", "--penalty", "0.01", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    per_class = (tmp_path / "report" / "per_class.csv").read_text()
+    assert "archery" in per_class and "zumba" in per_class
+
+
+def test_features_need_video_id_features_and_a_label(tmp_path, runner):
+    train = tmp_path / "train.parquet"
+    pd.DataFrame({"video_id": ["a", "b"], "features": [[0.0, 1.0], [1.0, 0.0]]}).to_parquet(train)
+    result = invoke(runner, "eval", "fc-only", "--train", train, "--test", train, "--out", tmp_path / "r")
+    assert_input_error(result, "train.parquet", "missing column 'label_id' or 'label'")
+    no_features = tmp_path / "nofeat.parquet"
+    pd.DataFrame({"video_id": ["a"], "label_id": [0]}).to_parquet(no_features)
+    result = invoke(runner, "eval", "fc-only", "--train", no_features, "--test", no_features, "--out", tmp_path / "r")
+    assert_input_error(result, "nofeat.parquet", "missing column 'features'")

@@ -239,7 +239,8 @@ def test_validate_wrong_type(tmp_path):
     pq.write_table(pa.table(data), path)
     with pytest.raises(InputError) as info:
         validate_file("labels", path)
-    assert str(info.value) == f"{path}: column 'label_id' has type string, expected int32"
+    assert str(info.value) == (f"{path}: column 'label_id' has type string, expected int32 "
+                               "(text where numbers are needed; row 0: '0')")
 
 
 def test_validate_nulls_in_non_nullable_column(tmp_path):
@@ -274,3 +275,111 @@ def test_read_table_checks_only_requested_columns(tmp_path):
     del data["canonical"]
     pq.write_table(pa.table(data), path)
     assert read_table("labels", path, columns=["label_id", "label"]).column_names == ["label_id", "label"]
+
+
+# ---- tables written by other tools (issue 15, item 7) -----------------------------------------
+
+
+def pandas_manifest(path, label_ids=(0, 1, 2)):
+    """A manifest as pandas writes it: int64 ids, large_string text, list<int64> lists."""
+    pd = pytest.importorskip("pandas")
+    n = len(label_ids)
+    pd.DataFrame({
+        "video_id": [f"v{i}" for i in range(n)],
+        "uri": [f"/videos/{i}.mp4" for i in range(n)],
+        "label_id": list(label_ids),
+        "label": [f"label {i}" for i in label_ids],
+        "matched_label_ids": [[i] for i in label_ids],
+        "duration_s": [10.0] * n,
+    }).to_parquet(path)
+    table = pq.read_table(path)
+    table = table.set_column(3, "label", table.column("label").cast(pa.large_string()))
+    pq.write_table(table, path)
+    return path
+
+
+def test_pandas_written_manifest_reads_and_checks(tmp_path):
+    path = pandas_manifest(tmp_path / "manifest.parquet")
+    raw = pq.read_table(path)
+    assert raw.schema.field("label_id").type == pa.int64()
+    assert raw.schema.field("label").type == pa.large_string()
+    assert raw.schema.field("matched_label_ids").type.value_type == pa.int64()
+    table = read_table("manifest", path)
+    assert table.schema.field("label_id").type == pa.int32()
+    assert table.schema.field("label").type == pa.string()
+    assert table.schema.field("matched_label_ids").type == pa.list_(pa.int32())
+    assert table.column("label_id").to_pylist() == [0, 1, 2]
+    checked = tables.check_table(raw, load_schema("manifest"), str(path))
+    assert checked.schema.field("label_id").type == pa.int32()
+    assert validate_file("manifest", path) == 3
+
+
+def test_int64_ids_out_of_range_name_the_column_and_row(tmp_path):
+    path = pandas_manifest(tmp_path / "manifest.parquet", label_ids=(0, 1, 2**31, 4))
+    with pytest.raises(InputError) as info:
+        read_table("manifest", path)
+    assert str(info.value) == (f"{path}: column 'label_id' row 2: value 2147483648 does not fit int32 "
+                               "(out of range)")
+    lists = {"hashtag": ["a", "b", "c"], "label_ids": pa.array([[0], [1, -(2**40)], [2]], pa.list_(pa.int64())),
+             "labels": [["a"], ["b"], ["c"]], "kept_label_ids": pa.array([[0], [1], [2]], pa.large_list(pa.int64()))}
+    pq.write_table(pa.table(lists), tmp_path / "collisions.parquet")
+    with pytest.raises(InputError, match=r"column 'label_ids' row 1: value -1099511627776 does not fit list<int32>"):
+        read_table("collisions", tmp_path / "collisions.parquet")
+
+
+def test_text_where_numbers_are_needed_names_the_first_row(tmp_path):
+    path = tmp_path / "manifest.parquet"
+    pandas_manifest(path)
+    table = pq.read_table(path)
+    table = table.set_column(5, "duration_s", pa.array([None, "12.5", "x"], pa.string()))
+    pq.write_table(table, path)
+    with pytest.raises(InputError, match=r"column 'duration_s' has type string, expected float64 "
+                                         r"\(text where numbers are needed; row 1: '12\.5'\)"):
+        read_table("manifest", path)
+
+
+def test_float_widths_and_large_lists_cast_floats_never_truncate_to_ids(tmp_path):
+    schema = load_schema("features")
+    table = pa.table({
+        "video_id": pa.array(["a", "b"], pa.large_string()),
+        "label_id": pa.array([0, 1], pa.uint8()),
+        "features": pa.array([[0.5, 1.5], [2.5, 3.5]], pa.large_list(pa.float64())),
+        "clip_features": pa.array([[[1.0, 2.0]], None], pa.list_(pa.large_list(pa.float64()))),
+    })
+    checked = tables.check_table(table, schema, "t")
+    assert checked.schema.field("features").type == pa.list_(pa.float32())
+    assert checked.schema.field("clip_features").type == pa.list_(pa.list_(pa.float32()))
+    assert checked.schema.field("label_id").type == pa.int32()
+    too_big = table.set_column(2, "features", pa.array([[0.5], [1e300]], pa.list_(pa.float64())))
+    with pytest.raises(InputError, match=r"column 'features' row 1: value 1e\+300 does not fit list<float32>"):
+        tables.check_table(too_big, schema, "t")
+    floats = table.set_column(1, "label_id", pa.array([0.0, 1.0]))
+    with pytest.raises(InputError, match=r"column 'label_id' has type double, expected int32"):
+        tables.check_table(floats, schema, "t")
+    durations = pa.table({"video_id": ["a"], "uri": ["u"], "label_id": [0], "label": ["x"],
+                          "matched_label_ids": [[0]], "duration_s": pa.array([3.5], pa.float32())})
+    assert tables.check_table(durations, load_schema("manifest"), "m").schema.field("duration_s").type == pa.float64()
+
+
+def test_optional_columns_are_filled_and_schemas_say_what_is_required(tmp_path):
+    for name in schema_names():
+        schema = load_schema(name)
+        grouped = {c for group in schema.require_one_of for c in group}
+        for f in schema.fields:
+            if not f.required:
+                assert f.fillable or f.name in grouped, f"{name}.{f.name}: optional but cannot be filled"
+        for group in schema.require_one_of:
+            assert all(not schema.field(c).required for c in group)
+    path = tmp_path / "features.parquet"
+    pq.write_table(pa.table({"video_id": ["a", "b"], "label_id": [3, 4], "features": [[1.0], [2.0]]}), path)
+    table = read_table("features", path)
+    assert table.column("status").to_pylist() == ["ok", "ok"]
+    assert table.column("clips").null_count == 2 and table.column("uri").null_count == 2
+    assert table.column("label_id").type == pa.int32()
+    assert set(load_schema("features").names) <= set(table.column_names)
+    assert json.loads(load_schema("features").to_json())["require_one_of"] == [["label_id", "label"]]
+    manifest = tmp_path / "manifest.parquet"
+    pq.write_table(pa.table({"video_id": ["a"], "uri": ["u"], "label_id": [0], "label": ["x"],
+                             "matched_label_ids": [[0]]}), manifest)
+    assert read_table("manifest", manifest).column("duration_s").to_pylist() == [None]
+    assert read_table("manifest", manifest, columns=["video_id", "duration_s"]).column_names == ["video_id", "duration_s"]

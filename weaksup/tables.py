@@ -5,6 +5,11 @@ Every stage talks to the next through Parquet tables whose schemas live as JSON 
 which conforms the data to the schema, writes to a temporary name and renames, so a
 killed job never leaves a half-written table under the final name. Inputs and outputs
 are paths or object-store uris (:mod:`weaksup.uris`).
+
+Readers (:func:`read_table`) accept tables written by other tools (pandas,
+``pa.Table.from_pylist``): types are cast where every value fits and refused naming the
+column and row where one does not; columns a schema marks ``"required": false`` may be
+missing and are filled.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
@@ -59,14 +66,24 @@ def parse_arrow_type(text: str) -> pa.DataType:
 
 @dataclass(frozen=True)
 class Field:
+    """One column. ``required`` columns must be in every input table; an optional one that
+    is missing is filled by :func:`read_table` with ``default`` (or nulls when nullable)."""
+
     name: str
     type: str
     nullable: bool
     description: str
+    required: bool = True
+    default: Any = None
 
     @property
     def arrow_type(self) -> pa.DataType:
         return parse_arrow_type(self.type)
+
+    @property
+    def fillable(self) -> bool:
+        """Whether a missing column can be filled (with the default, or nulls)."""
+        return self.default is not None or self.nullable
 
 
 @dataclass(frozen=True)
@@ -75,10 +92,24 @@ class Schema:
     version: int
     description: str
     fields: tuple[Field, ...]
+    # Groups of optional columns of which an input needs at least one (features: label_id or label).
+    require_one_of: tuple[tuple[str, ...], ...] = ()
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    def requirement(self) -> str:
+        """What an input table needs at least, in words (for missing-column messages)."""
+        parts = [f.name for f in self.fields if f.required]
+        parts += [" or ".join(group) for group in self.require_one_of]
+        return ", ".join(parts)
+
+    def subset(self, names: list[str]) -> "Schema":
+        """The schema of only the columns ``names`` (groups keep their members among them)."""
+        fields = tuple(f for f in self.fields if f.name in names)
+        groups = tuple(g for g in (tuple(c for c in group if c in names) for group in self.require_one_of) if g)
+        return Schema(self.name, self.version, self.description, fields, groups)
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -97,9 +128,11 @@ class Schema:
                 "version": self.version,
                 "description": self.description,
                 "fields": [
-                    {"name": f.name, "type": f.type, "nullable": f.nullable, "description": f.description}
+                    {"name": f.name, "type": f.type, "nullable": f.nullable, "required": f.required,
+                     **({"default": f.default} if f.default is not None else {}), "description": f.description}
                     for f in self.fields
                 ],
+                **({"require_one_of": [list(g) for g in self.require_one_of]} if self.require_one_of else {}),
             },
             indent=2,
         )
@@ -127,36 +160,183 @@ def load_schema(name: str) -> Schema:
         raise InputError(f"unknown table schema {name!r}; known: {', '.join(schema_names())}")
     raw = json.loads(res.read_text(encoding="utf-8"))
     fields = tuple(
-        Field(f["name"], f["type"], bool(f.get("nullable", False)), f.get("description", "")) for f in raw["fields"]
+        Field(f["name"], f["type"], bool(f.get("nullable", False)), f.get("description", ""),
+              bool(f.get("required", True)), f.get("default"))
+        for f in raw["fields"]
     )
-    return Schema(raw["name"], int(raw.get("version", 1)), raw.get("description", ""), fields)
+    groups = tuple(tuple(g) for g in raw.get("require_one_of", ()))
+    return Schema(raw["name"], int(raw.get("version", 1)), raw.get("description", ""), fields, groups)
 
 
-def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
-    if actual.equals(expected):
-        return True
-    if pa.types.is_string(expected) and pa.types.is_large_string(actual):
-        return True
-    if pa.types.is_list(expected) and (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
-        return _same_type(actual.value_type, expected.value_type)
+# ---- reading tables written by other tools: safe casts where every value fits -------------------
+
+
+def _is_listlike(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _cast_problem(actual: pa.DataType, expected: pa.DataType) -> str | None:
+    """None when ``actual`` may be cast to ``expected`` (values still checked), ``"text"`` for
+    text where numbers are needed, ``"type"`` for any other mismatch."""
+    if actual.equals(expected) or pa.types.is_null(actual):
+        return None
     if pa.types.is_timestamp(expected) and pa.types.is_timestamp(actual):
-        return True
-    return False
+        return None
+    if _is_listlike(expected):
+        return _cast_problem(actual.value_type, expected.value_type) if _is_listlike(actual) else "type"
+    if pa.types.is_integer(expected):  # floats are not silently truncated to ids
+        if pa.types.is_integer(actual):
+            return None
+        return "text" if _is_text(actual) else "type"
+    if pa.types.is_floating(expected):
+        if _is_number(actual):
+            return None
+        return "text" if _is_text(actual) else "type"
+    if _is_text(expected):
+        return None if _is_text(actual) or pa.types.is_integer(actual) else "type"
+    if pa.types.is_binary(expected):
+        return None if pa.types.is_binary(actual) or pa.types.is_large_binary(actual) else "type"
+    return "type"
 
 
-def check_table(table: pa.Table, schema: Schema, source: str) -> None:
-    """Raise InputError naming ``source``, the column and the problem if ``table`` breaks ``schema``.
+def _leaves(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The innermost values of a (nested) list array, and the row of ``arr`` each belongs to."""
+    rows = np.arange(len(arr), dtype=np.int64)
+    while _is_listlike(arr.type):
+        parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+        rows = rows[parents]
+        arr = pc.list_flatten(arr)
+    return arr, rows
 
-    Extra columns are allowed (schemas say what a table holds at least).
+
+def _leaf_type(t: pa.DataType) -> pa.DataType:
+    while _is_listlike(t):
+        t = t.value_type
+    return t
+
+
+def _bad_values(values: pa.Array, target: pa.DataType) -> np.ndarray | None:
+    """Mask of the non-null values that do not fit ``target`` (integers out of its range, floats
+    beyond float32, integers beyond 2^53 for floats), or None when every value fits by type."""
+    source = values.type
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(target) and pa.types.is_integer(source):
+        info, have = np.iinfo(target.to_pandas_dtype()), np.iinfo(source.to_pandas_dtype())
+        if have.min >= info.min and have.max <= info.max:
+            return None
+        v = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+        bad = np.zeros(len(v), bool)
+        if have.min < info.min:
+            bad |= v < info.min
+        if have.max > info.max:
+            bad |= v > info.max
+        return bad & valid
+    if pa.types.is_float32(target) and pa.types.is_float64(source):
+        v = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+        return np.isfinite(v) & (np.abs(v) > np.finfo(np.float32).max) & valid
+    if pa.types.is_floating(target) and pa.types.is_integer(source) and source.bit_width > 32:
+        v = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+        return (np.abs(v.astype(np.float64)) > 2.0 ** 53) & valid  # beyond 2^53 a float64 rounds the id
+    return None
+
+
+def _first_valid(col: pa.ChunkedArray) -> tuple[int, Any] | None:
+    """(row, value) of the first non-null innermost value of a column."""
+    offset = 0
+    for chunk in col.chunks:
+        leaves, rows = _leaves(chunk)
+        valid = np.flatnonzero(leaves.is_valid().to_numpy(zero_copy_only=False))
+        if len(valid):
+            return offset + int(rows[valid[0]]), leaves[int(valid[0])].as_py()
+        offset += len(chunk)
+    return None
+
+
+def _conform_column(col: pa.ChunkedArray, f: Field, source: str) -> pa.ChunkedArray:
+    """``col`` as type ``f.type``, cast where every value fits; InputError naming the column and
+    the first row that does not fit."""
+    expected = f.arrow_type
+    actual = col.type
+    if actual.equals(expected) or (pa.types.is_timestamp(expected) and pa.types.is_timestamp(actual)):
+        return col
+    problem = _cast_problem(actual, expected)
+    if problem == "text":
+        first = _first_valid(col)
+        where = f"; row {first[0]}: {first[1]!r}" if first else ""
+        raise InputError(f"{source}: column {f.name!r} has type {actual}, expected {f.type} "
+                         f"(text where numbers are needed{where})")
+    if problem is not None:
+        raise InputError(f"{source}: column {f.name!r} has type {actual}, expected {f.type}")
+    target = _leaf_type(expected)
+    offset = 0
+    for chunk in col.chunks:
+        leaves, rows = _leaves(chunk)
+        bad = _bad_values(leaves, target)
+        if bad is not None and bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{source}: column {f.name!r} row {offset + int(rows[i])}: value {leaves[i].as_py()!r} "
+                             f"does not fit {f.type} (out of range)")
+        offset += len(chunk)
+    try:
+        return col.cast(expected)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InputError(f"{source}: column {f.name!r} has type {actual} and cannot be read as {f.type} "
+                         f"({_first_line(exc)})") from None
+
+
+def check_table(table: pa.Table, schema: Schema, source: str) -> pa.Table:
+    """Check ``table`` against ``schema`` and return it with every declared column in its
+    declared type; InputError naming ``source``, the column (and a row) otherwise.
+
+    Types written by other tools are cast where every value fits: int64 ids to int32 when in
+    range, large_string to string, float64 to float32 and back, integers to floats, large_list
+    to list and list values likewise, integers to text. A value that does not fit (out of
+    range) is refused naming its column and row; text where numbers are needed names the
+    first row; floats where integers are needed are refused (never truncated).
+    Required columns must be present; optional ones may be missing (:func:`read_table` fills
+    them). Extra columns are allowed (schemas say what a table holds at least).
     """
+    have = set(table.column_names)
     for f in schema.fields:
-        if f.name not in table.column_names:
-            raise InputError(f"{source}: missing column {f.name!r} (table {schema.name!r} needs {', '.join(schema.names)})")
-        col = table.column(f.name)
-        if not _same_type(col.type, f.arrow_type):
-            raise InputError(f"{source}: column {f.name!r} has type {col.type}, expected {f.type}")
+        if f.required and f.name not in have:
+            raise InputError(f"{source}: missing column {f.name!r} (table {schema.name!r} needs {schema.requirement()})")
+    for group in schema.require_one_of:
+        if not have & set(group):
+            raise InputError(f"{source}: missing column {' or '.join(repr(c) for c in group)} "
+                             f"(table {schema.name!r} needs {schema.requirement()})")
+    for f in schema.fields:
+        if f.name not in have:
+            continue
+        i = table.column_names.index(f.name)
+        col = _conform_column(table.column(i), f, source)
+        if col is not table.column(i):
+            table = table.set_column(i, pa.field(f.name, col.type, nullable=table.schema.field(i).nullable), col)
         if not f.nullable and col.null_count:
             raise InputError(f"{source}: column {f.name!r} has {col.null_count} null value(s) but is not nullable")
+    return table
+
+
+def fill_optional(table: pa.Table, schema: Schema) -> pa.Table:
+    """Add the optional columns of ``schema`` that ``table`` lacks: the field's default, or
+    nulls. (An optional column that is neither nullable nor has a default, like features'
+    ``label_id`` when ``label`` is there, stays missing: its reader derives it.)"""
+    for f in schema.fields:
+        if f.name in table.column_names or not f.fillable:
+            continue
+        if f.default is not None:
+            col = pa.array([f.default] * table.num_rows, f.arrow_type)
+        else:
+            col = pa.nulls(table.num_rows, f.arrow_type)
+        table = table.append_column(pa.field(f.name, f.arrow_type, nullable=f.nullable), col)
+    return table
 
 
 def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
@@ -192,16 +372,20 @@ def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> 
         present = pq.read_schema(inner, filesystem=filesystem).names
     except Exception as exc:  # pyarrow raises several types for non-Parquet or truncated files
         raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {_first_line(exc)})")
+    declared = {f.name: f for f in schema.fields}
     for col in columns or []:
-        if col not in present:
-            raise InputError(f"{label}: missing column {col!r} (table {schema.name!r} needs {', '.join(schema.names)})")
+        if col not in present and (col not in declared or declared[col].required or not declared[col].fillable):
+            raise InputError(f"{label}: missing column {col!r} (table {schema.name!r} needs {schema.requirement()})")
+    read = None if columns is None else [c for c in columns if c in present]
     try:
-        table = pq.read_table(inner, columns=columns, filesystem=filesystem)
+        table = pq.read_table(inner, columns=read, filesystem=filesystem)
     except Exception as exc:
         raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {_first_line(exc)})")
     if columns is not None:
-        schema = Schema(schema.name, schema.version, schema.description, tuple(f for f in schema.fields if f.name in columns))
-    check_table(table, schema, label)
+        schema = schema.subset(columns)
+    table = fill_optional(check_table(table, schema, label), schema)
+    if columns is not None:
+        table = table.select([c for c in columns if c in table.column_names])
     return table
 
 
@@ -211,9 +395,12 @@ def conform(data: pa.Table | Mapping[str, Any], schema: Schema) -> pa.Table:
     arrays, fields = [], []
     for f in schema.fields:
         if f.name not in table.column_names:
-            if not f.nullable:
+            if f.default is not None:
+                col = pa.array([f.default] * table.num_rows, f.arrow_type)
+            elif f.nullable:
+                col = pa.nulls(table.num_rows, f.arrow_type)
+            else:
                 raise ValueError(f"table {schema.name!r}: writer did not provide column {f.name!r}")
-            col = pa.nulls(table.num_rows, f.arrow_type)
         else:
             col = table.column(f.name).cast(f.arrow_type)
         if not f.nullable and col.null_count:
@@ -324,3 +511,4 @@ def write_json(obj: Any, path: PathOrUri) -> None:
 def validate_file(name: str, path: PathOrUri) -> int:
     """Validate a Parquet file (a path or any uri) against schema ``name``; return its row count or raise InputError."""
     return read_table(name, path).num_rows
+

@@ -52,7 +52,13 @@ def _matrix(col: pa.ChunkedArray | pa.Array, path: Path, what: str) -> np.ndarra
 
 
 def read_features(path: str | Path, *, need_clips: bool = False) -> FeatureSet:
-    """The ok rows of a features table; NaN/inf features and ragged sizes are InputError."""
+    """The ok rows of a features table; NaN/inf features and ragged sizes are InputError.
+
+    Tables from other extractors need only ``video_id``, ``label_id`` or ``label``, and
+    ``features`` (any float or integer list type): the other columns are filled (every row
+    ok, no names, no per-clip features), and without ``label_id`` the label names are
+    numbered in sorted order (eval maps classes by name then).
+    """
     path = Path(path)
     table = read_table("features", path)
     status = np.asarray(table.column("status").to_pylist(), dtype=object)
@@ -61,6 +67,8 @@ def read_features(path: str | Path, *, need_clips: bool = False) -> FeatureSet:
     table = table.filter(pa.array(ok))
     if table.num_rows == 0:
         raise InputError(f"{path}: no usable rows ({rejected} rejected videos, no features)")
+    if "label_id" not in table.column_names:
+        table = _number_labels(table, path)
     if table.column("features").null_count:
         raise InputError(f"{path}: {table.column('features').null_count} row(s) with status ok have no features")
     x = _matrix(table.column("features"), path, "feature vectors")
@@ -86,6 +94,18 @@ def read_features(path: str | Path, *, need_clips: bool = False) -> FeatureSet:
         path, table.column("video_id").to_pylist(), table.column("label_id").to_numpy().astype(np.int64),
         table.column("label").to_pylist(), multi, x, clip_features, rejected, read_protocol(path),
     )
+
+
+def _number_labels(table: pa.Table, path: Path) -> pa.Table:
+    """``label_id`` for a table that has only label names: the names in sorted order."""
+    names = table.column("label")
+    if names.null_count:
+        first = int(np.flatnonzero(names.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{path}: no label_id column, and row {first} (video "
+                         f"{table.column('video_id')[first].as_py()!r}) has no label")
+    values = names.to_pylist()
+    index = {name: i for i, name in enumerate(sorted(set(values)))}
+    return table.append_column("label_id", pa.array([index[v] for v in values], pa.int32()))
 
 
 @dataclass(frozen=True)
