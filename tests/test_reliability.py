@@ -88,6 +88,106 @@ def invoke(runner, *args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+# ----------------------------------------------------------------------------- item 2: input paths
+
+
+def test_check_input_file_names_each_kind_of_non_file(tmp_path):
+    good = tmp_path / "ok.txt"
+    good.write_text("x\n")
+    uris.check_input_file(good, "label")
+    uris.check_input_file(tmp_path, "videos table", folder_ok=True)
+    uris.check_input_file("memory://bucket/absent.txt", "label")  # object stores: not checked here
+    cases = {
+        tmp_path / "absent.txt": "file not found",
+        tmp_path: "is a directory, expected a label file",
+        Path("/dev/zero"): "is a character device",
+        Path("/dev/null"): "is a character device",
+    }
+    link = tmp_path / "zero.txt"
+    link.symlink_to("/dev/zero")
+    cases[link] = "is a character device"  # the link is followed
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    cases[fifo] = "is a FIFO (named pipe)"
+    for path, message in cases.items():
+        with pytest.raises(InputError) as info:
+            uris.check_input_file(path, "label")
+        assert str(info.value).startswith(f"{path}: ") and message in str(info.value), str(info.value)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a\n" * 600)
+    with pytest.raises(InputError, match=r"big\.txt: 1200 bytes, more than the 1000 bytes limit for a label file"):
+        uris.check_input_file(big, "label", max_bytes=1000)
+
+
+@pytest.mark.parametrize("special", ["/dev/null", "/dev/zero", "fifo"])
+def test_labels_file_that_is_not_a_regular_file_is_one_line(tmp_path, runner, special):
+    if special == "fifo":
+        path, guard = tmp_path / "labels.txt", fifo_unblocker(tmp_path / "labels.txt")
+    else:
+        path, guard = Path(special), contextlib.nullcontext()
+    expected = "is a FIFO" if special == "fifo" else "is a character device"
+    with guard, memory_cap():
+        result = invoke(runner, "build-labels", "--source", "file", "--labels-file", path,
+                        "--out", tmp_path / "out" / "labels.parquet")
+    assert_input_error(result, str(path), expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_text_inputs_have_a_size_limit(tmp_path, runner, monkeypatch):
+    monkeypatch.setattr(uris, "MAX_TEXT_BYTES", 1000)
+    labels = write_lines(tmp_path / "labels.txt", [f"label {i}" for i in range(200)])
+    result = invoke(runner, "build-labels", "--source", "file", "--labels-file", labels,
+                    "--out", tmp_path / "labels.parquet")
+    assert_input_error(result, "labels.txt", "more than the 1000 bytes limit for a label file")
+    with pytest.raises(InputError, match="limit for a label map file"):
+        read_label_map(labels)
+
+
+def test_label_map_that_is_not_a_regular_file_is_refused(tmp_path):
+    with memory_cap():
+        with pytest.raises(InputError, match=r"^/dev/zero: is a character device.*label map"):
+            read_label_map("/dev/zero")
+    with fifo_unblocker(tmp_path / "classes.txt"), pytest.raises(InputError, match="classes.txt: is a FIFO"):
+        read_label_map(tmp_path / "classes.txt")
+    with fifo_unblocker(tmp_path / "classes.parquet"), pytest.raises(InputError, match="classes.parquet: is a FIFO"):
+        read_label_map(tmp_path / "classes.parquet")
+
+
+def test_validate_refuses_a_fifo_a_device_and_a_folder(tmp_path, runner):
+    fifo = tmp_path / "labels.parquet"
+    with fifo_unblocker(fifo) as opened:
+        assert_input_error(invoke(runner, "validate", "labels", fifo), str(fifo), "is a FIFO")
+    assert not opened  # never opened: nothing could block
+    assert_input_error(invoke(runner, "validate", "labels", "/dev/zero"), "/dev/zero", "character device")
+    assert_input_error(invoke(runner, "validate", "labels", tmp_path), str(tmp_path), "is a directory")
+
+
+def test_match_refuses_a_fifo_as_videos_table(tmp_path, runner, cli):
+    labels = labels_table(cli, tmp_path)
+    fifo = tmp_path / "videos.csv"
+    with fifo_unblocker(fifo) as opened:
+        result = invoke(runner, "match", "--videos", fifo, "--labels", labels, "--out", tmp_path / "m.parquet")
+    assert_input_error(result, str(fifo), "is a FIFO")
+    assert not opened
+
+
+def test_pair_counts_that_are_not_a_file_are_refused(tmp_path, runner):
+    verbs = write_lines(tmp_path / "verbs.txt", ["run", "jump"])
+    with fifo_unblocker(tmp_path / "counts.csv"):
+        result = invoke(runner, "build-labels", "--source", "verb-noun", "--verbs", "file", "--nouns", "kinetics400",
+                        "--labels-file", verbs, "--pair-counts", tmp_path / "counts.csv",
+                        "--out", tmp_path / "vn.parquet")
+    assert_input_error(result, "counts.csv", "is a FIFO")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_label_file(tmp_path, runner):
+    labels = write_lines(tmp_path / "labels.txt", ["dog"])
+    labels.chmod(0)
+    result = invoke(runner, "build-labels", "--source", "file", "--labels-file", labels, "--out", tmp_path / "l.parquet")
+    assert_input_error(result, "labels.txt", "not readable")
+
+
 # ----------------------------------------------------------------------------- item 3: OS errors in the CLI
 
 

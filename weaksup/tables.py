@@ -347,12 +347,12 @@ def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
     except uris.UnsupportedUri as exc:
         raise InputError(str(exc)) from None
     if uris.is_local(path):
-        found = Path(inner).exists()
-    else:
-        try:
-            found = uris.exists(path)
-        except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
-            raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {_first_line(exc)})") from None
+        uris.check_input_file(path, "Parquet table")  # a folder, FIFO or device: one line, no hang
+        return filesystem, inner, label
+    try:
+        found = uris.exists(path)
+    except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
+        raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {_first_line(exc)})") from None
     if not found:
         raise InputError(f"{label}: file not found")
     return filesystem, inner, label

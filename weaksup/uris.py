@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path, PurePath
 from typing import IO, Any, Union
 from urllib.parse import unquote, urlparse
@@ -94,6 +95,85 @@ def display(uri: PathOrUri) -> str:
     """How messages name an input: a plain path as pathlib writes it, a URI as given."""
     text = as_uri(uri)
     return str(Path(text)) if scheme(text) is None else text
+
+
+# Text inputs (label files, label maps, pair counts) are read whole: larger ones are refused.
+MAX_TEXT_BYTES = 64 << 20
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a non-regular, non-folder file is, in words (None for regular files and folders)."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def check_input_file(uri: PathOrUri, kind: str, *, max_bytes: int | None = None, folder_ok: bool = False) -> None:
+    """Refuse, with :class:`~weaksup.errors.InputError` naming the path, a local input that
+    cannot be read as a ``kind`` file: missing, a folder (unless ``folder_ok``), a FIFO,
+    device or socket (reading ``/dev/zero`` never ends, a FIFO blocks for ever), not
+    readable, or larger than ``max_bytes``.
+
+    Every reader checks its inputs with this before opening them. Object-store uris are not
+    checked here (their readers report what the store says).
+    """
+    from weaksup.errors import InputError
+
+    if not is_local(uri):
+        return
+    path = local_path(uri)
+    label = display(uri)
+    try:
+        st = os.stat(path)  # follows symlinks: a link to /dev/zero is a device
+    except FileNotFoundError:
+        raise InputError(f"{label}: file not found") from None
+    except NotADirectoryError:
+        raise InputError(f"{label}: file not found (a part of the path is a file, not a folder)") from None
+    except PermissionError:
+        raise InputError(f"{label}: not readable (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISDIR(st.st_mode):
+        if not folder_ok:
+            raise InputError(f"{label}: is a directory, expected a {kind} file")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InputError(f"{label}: folder not readable (permission denied)")
+        return
+    special = _special_kind(st.st_mode)
+    if special is not None:
+        raise InputError(f"{label}: is {special}, not a regular file; expected a {kind} file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{label}: not readable (permission denied)")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise InputError(f"{label}: {_size(st.st_size)}, more than the {_size(max_bytes)} limit for a {kind} file")
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+def read_input_bytes(uri: PathOrUri, kind: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a small text input (a label file, a label map), checked with
+    :func:`check_input_file` first and read at most ``max_bytes`` (default
+    :data:`MAX_TEXT_BYTES`; +1 to notice more): a file that grows while read, or a remote
+    one, cannot make the read unbounded."""
+    from weaksup.errors import InputError
+
+    max_bytes = MAX_TEXT_BYTES if max_bytes is None else max_bytes
+    check_input_file(uri, kind, max_bytes=max_bytes)
+    with open_input(uri, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputError(f"{display(uri)}: more than the {_size(max_bytes)} limit for a {kind} file")
+    return data
 
 
 def url_to_fs(uri: PathOrUri) -> tuple[Any, str]:

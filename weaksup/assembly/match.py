@@ -40,6 +40,7 @@ from weaksup.assembly.partition import PART_META_KEY, SOURCE_ROW, list_parts, re
 from weaksup.assembly.videos import _require, iter_videos, open_table, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import _splitmix64, stable_hash64
+from weaksup.uris import check_input_file
 from weaksup.tables import atomic_path, conform, load_schema, read_table, write_json, write_table, require_local_output
 
 
@@ -498,6 +499,7 @@ def read_support(path: Path, index: HashtagIndex, videos: str | Path | None = No
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: support file or folder not found")
+    check_input_file(path, "label support", folder_ok=True)
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files:
         raise InputError(f"{path}: no .parquet support files in the folder")

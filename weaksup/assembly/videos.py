@@ -10,7 +10,7 @@ Tables are local paths or object-store uris (:mod:`weaksup.uris`).
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Iterator
 
 import pyarrow as pa
@@ -38,13 +38,15 @@ def open_table(path: PathOrUri) -> ds.Dataset:
     label = uris.display(path)
     try:
         filesystem, inner = uris.pyarrow_filesystem(path)
-        found = Path(inner).exists() if uris.is_local(path) else uris.exists(path)
+        found = True if uris.is_local(path) else uris.exists(path)
     except uris.UnsupportedUri as exc:
         raise InputError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
         raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
     if not found:
         raise InputError(f"{label}: file not found")
+    # A regular file, or a folder of parts; a FIFO or device would hang or never end.
+    uris.check_input_file(path, "videos table", folder_ok=True)
     suffix = PurePosixPath(uris.basename(path)).suffix.lower()
     fmt = "parquet"
     if suffix in (".csv", ".tsv"):

@@ -71,7 +71,7 @@ def read_label_map(path: str | Path) -> LabelMap:
         if ids != list(range(len(ids))):
             raise InputError(f"{path}: label_id must run 0..{len(ids) - 1} without gaps to be a label map")
         return LabelMap(tuple(n for _, n in pairs), str(path))
-    text = _decode(path)
+    text = _decode(path, "label map")
     lines = [line for line in text.splitlines() if line.strip()]
     first = lines[0]
     header = [h.strip().casefold() for h in next(csv.reader([first]))]

@@ -28,6 +28,7 @@ from weaksup.labels.hashtags import (
 )
 from weaksup.labels.sources import SeedLabel, file_labels, named_labels, parquet_labels
 from weaksup.tables import write_json, write_table
+from weaksup.uris import check_input_file
 
 CollisionPolicy = Literal["keep-all", "drop", "first"]
 SOURCES = ("kinetics400", "imagenet", "verbnet", "kinetics-verbs", "verb-noun", "file")
@@ -108,8 +109,7 @@ def _space(spec: str, cfg: BuildLabelsConfig, pos: Literal["verb", "noun"]) -> l
 
 
 def _read_pair_counts(path: Path) -> dict[str, int]:
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
+    check_input_file(path, "pair counts")  # a FIFO or a device would hang or never end
     try:
         table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
     except Exception as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from weaksup import uris
 from weaksup.errors import InputError
 from weaksup.labels.hashtags import Pos, label_words, normalize_hashtag, verb_lemma_of_gerund
 
@@ -115,12 +116,10 @@ def verbnet_labels(*, version: str = "3.3", nltk_data: str | os.PathLike[str] | 
     return out
 
 
-def _decode(path: Path) -> str:
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a label file")
-    data = path.read_bytes()
+def _decode(path: Path, kind: str = "label") -> str:
+    """The text of a small input file (label list, label map): a regular, readable file of at
+    most :data:`weaksup.uris.MAX_TEXT_BYTES`, valid UTF-8, not empty; else InputError."""
+    data = uris.read_input_bytes(path, kind)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
