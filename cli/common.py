@@ -45,6 +45,12 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         fail(message)
 
 
+def check_option(ok: bool, message: str) -> None:
+    """Refuse a bad option value before any work: one line and exit code 2 unless ``ok``."""
+    if not ok:
+        fail(message)
+
+
 def print_summary(title: str, summary: dict) -> None:
     """A one-screen key/value table of a job's summary."""
     from rich.table import Table

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import check_option, print_summary, run
 
 
 def match(
@@ -50,6 +50,7 @@ def partition_videos(
     """Split a videos table into parts by a stable hash of video_id (every copy of an id in one part)."""
     from weaksup.assembly.partition import PartitionConfig, partition_videos as split
 
+    check_option(batch_size >= 1, f"--batch-size {batch_size}: must be at least 1")
     cfg = PartitionConfig(videos=videos, out=out, parts=parts, batch_size=batch_size)
     print_summary(f"partition-videos -> {out}", run(split, cfg))
 

@@ -288,3 +288,136 @@ def test_features_need_video_id_features_and_a_label(tmp_path, runner):
     pd.DataFrame({"video_id": ["a"], "label_id": [0]}).to_parquet(no_features)
     result = invoke(runner, "eval", "fc-only", "--train", no_features, "--test", no_features, "--out", tmp_path / "r")
     assert_input_error(result, "nofeat.parquet", "missing column 'features'")
+
+
+# ----------------------------------------------------------------------------- item 9: strict CSV / JSONL
+
+
+def test_labels_csv_with_an_unterminated_quote_names_the_line(tmp_path, runner):
+    csv_file = tmp_path / "classes.csv"
+    csv_file.write_text('name,notes\ndog,a\n"cat,b\ncow,c\npig",d\nhen,e\n', encoding="utf-8")
+    result = invoke(runner, "build-labels", "--source", "file", "--labels-file", csv_file, "--column", "name",
+                    "--out", tmp_path / "labels.parquet")
+    assert_input_error(result, "classes.csv:3", "unterminated quote")
+    assert not (tmp_path / "labels.parquet").exists()
+
+
+def test_labels_csv_ragged_row_names_the_line(tmp_path, runner):
+    csv_file = tmp_path / "classes.csv"
+    csv_file.write_text("name,notes\ndog,a\ncat,b,extra\n", encoding="utf-8")
+    result = invoke(runner, "build-labels", "--source", "file", "--labels-file", csv_file, "--column", "name",
+                    "--out", tmp_path / "labels.parquet")
+    assert_input_error(result, "classes.csv:3", "3 field(s) but the header has 2")
+
+
+def test_unterminated_quote_at_the_end_of_a_labels_csv(tmp_path):
+    csv_file = tmp_path / "classes.csv"
+    csv_file.write_text('name\ndog\n"cat\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"classes\.csv:3: "):
+        file_labels(csv_file, column="name")
+
+
+def test_match_csv_with_an_unterminated_quote_names_the_line(tmp_path, runner, cli):
+    labels = labels_table(cli, tmp_path)
+    # well-formed quoting, blank lines and TSV still read
+    good = tmp_path / "good.csv"
+    good.write_text('video_id,uri,hashtags\nv1,/a.mp4,"#dog, #cat"\nv2,"/b,1.mp4",#cow\n\nv3,/c.mp4,#pig\n',
+                    encoding="utf-8")
+    manifest = tmp_path / "good.parquet"
+    assert cli("match", "--videos", good, "--labels", labels, "--out", manifest, "--min-videos", "1").exit_code == 0
+    assert sorted(pq.read_table(manifest).column("video_id").to_pylist()) == ["v1", "v2", "v3"]
+    tsv = tmp_path / "good.tsv"
+    tsv.write_text("video_id\turi\thashtags\nv1\t/a.mp4\t#dog\nv2\t/b.mp4\t#cat\n", encoding="utf-8")
+    assert cli("match", "--videos", tsv, "--labels", labels, "--out", manifest, "--min-videos", "1").exit_code == 0
+    assert pq.read_table(manifest).num_rows == 2
+
+    videos = tmp_path / "videos.csv"
+    videos.write_text('video_id,uri,hashtags\nv1,/a.mp4,"#dog\nv2,/b.mp4,#cat\nv3,/c.mp4,#cow"\nv4,/d.mp4,#pig\n',
+                      encoding="utf-8")
+    out = tmp_path / "m" / "manifest.parquet"
+    result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", out, "--min-videos", "1")
+    assert_input_error(result, "videos.csv:2", "unterminated quote")
+    assert not out.exists()
+
+
+def test_match_csv_ragged_row_names_the_physical_line(tmp_path, runner, cli):
+    labels = labels_table(cli, tmp_path)
+    videos = tmp_path / "videos.csv"
+    videos.write_text("video_id,uri,hashtags\nv1,/a.mp4,#dog\n\n\nv2,/b.mp4\nv3,/c.mp4,#cow\n", encoding="utf-8")
+    result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", tmp_path / "m.parquet")
+    assert_input_error(result, "videos.csv:5", "2 field(s) but the header has 3")
+
+
+def test_match_csv_error_far_into_the_file(tmp_path, runner, cli):
+    labels = labels_table(cli, tmp_path)
+    videos = tmp_path / "videos.csv"
+    rows = [f"v{i},/v/{i}.mp4,#dog" for i in range(50_000)]
+    rows[40_000] = 'v40000,/v/40000.mp4,"#dog'  # beyond Arrow's first block
+    write_lines(videos, ["video_id,uri,hashtags", *rows])
+    result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", tmp_path / "m.parquet")
+    assert_input_error(result, "videos.csv:40002", "unterminated quote")
+
+
+def test_jsonl_bad_line_names_the_line(tmp_path, runner, cli):
+    labels = labels_table(cli, tmp_path)
+    videos = tmp_path / "videos.jsonl"
+    write_lines(videos, ['{"video_id": "v1", "uri": "/a", "hashtags": ["dog"]}',
+                         '{"video_id": "v2", "uri": "/b", "hashtags": ["cat"]}',
+                         '{"video_id": "v3", "uri": "/c", "hashtags": ["cow"',
+                         '{"video_id": "v4", "uri": "/d", "hashtags": ["pig"]}'])
+    result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", tmp_path / "m.parquet")
+    assert_input_error(result, "videos.jsonl:3", "not valid JSON")
+
+
+def test_duration_as_text_names_the_row(tmp_path, runner, cli):
+    labels = labels_table(cli, tmp_path)
+    videos = tmp_path / "videos.parquet"
+    pq.write_table(pa.table({"video_id": ["a", "b", "c"], "uri": ["/a", "/b", "/c"],
+                             "hashtags": [["dog"], ["cat"], ["cow"]], "duration_s": ["1.5", "2", "long"]}), videos)
+    result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", tmp_path / "m.parquet")
+    assert_input_error(result, "videos.parquet", "row 2", "'long'")
+
+
+def test_label_map_csv_is_strict(tmp_path):
+    bad = tmp_path / "classes.csv"
+    bad.write_text('id,key\n0,take\n1,"put\n2,open\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"classes\.csv:3: "):
+        read_label_map(bad)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("id,key\n0,take\n1,put,extra\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"ragged\.csv:3: 3 field\(s\) but the header has 2"):
+        read_label_map(ragged)
+    not_int = tmp_path / "ids.csv"
+    not_int.write_text("id,key\n0,take\none,put\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"ids\.csv:3: class id 'one' is not a whole number"):
+        read_label_map(not_int)
+
+
+def test_pair_counts_csv_is_strict(tmp_path, runner):
+    verbs = write_lines(tmp_path / "verbs.txt", ["run", "jump"])
+    counts = tmp_path / "counts.csv"
+    counts.write_text('hashtag,count\nrunhorse,5\n"jumpcar,3\nrundog,7\n', encoding="utf-8")
+    result = invoke(runner, "build-labels", "--source", "verb-noun", "--verbs", "file", "--nouns", "kinetics400",
+                    "--labels-file", verbs, "--pair-counts", counts, "--out", tmp_path / "vn.parquet")
+    assert_input_error(result, "counts.csv:3", "unterminated quote")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build-labels", "--source", "kinetics400", "--max-words", "-1"], "--max-words -1: must be 0 or more"),
+    (["match", "--min-videos", "-5"], "--min-videos -5: must be 0 or more"),
+    (["match", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["match-count", "--batch-size", "-3"], "--batch-size -3: must be at least 1"),
+    (["partition-videos", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+])
+def test_numeric_options_are_refused_before_any_work(tmp_path, runner, cli, args, message):
+    labels = labels_table(cli, tmp_path)
+    videos = tmp_path / "videos.csv"
+    write_lines(videos, ["video_id,uri,hashtags", "v1,/a.mp4,#dog"])
+    out = tmp_path / "out" / "x.parquet"
+    extra = {"build-labels": ["--out", out],
+             "match": ["--videos", videos, "--labels", labels, "--out", out],
+             "match-count": ["--videos", videos, "--labels", labels, "--out", out],
+             "partition-videos": ["--videos", videos, "--out", tmp_path / "out"]}[args[0]]
+    result = invoke(runner, *args, *extra)
+    assert_input_error(result, message)
+    assert not (tmp_path / "out").exists()

@@ -9,11 +9,13 @@ are paths or object-store uris (:mod:`weaksup.uris`).
 Readers (:func:`read_table`) accept tables written by other tools (pandas,
 ``pa.Table.from_pylist``): types are cast where every value fits and refused naming the
 column and row where one does not; columns a schema marks ``"required": false`` may be
-missing and are filled.
+missing and are filled. CSV inputs are read strictly (:func:`strict_csv_rows`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -512,3 +514,59 @@ def validate_file(name: str, path: PathOrUri) -> int:
     """Validate a Parquet file (a path or any uri) against schema ``name``; return its row count or raise InputError."""
     return read_table(name, path).num_rows
 
+
+# ---- strict CSV: an unterminated quote or a ragged row is an error naming the line, never a merge ----
+
+
+def strict_csv_rows(lines: Iterable[str], source: str, *, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every row of CSV text, the header first; blank lines skipped.
+
+    Values cannot span lines: a quoted value that runs over a line end (an unterminated
+    quote swallows the following rows into one field), a row with another number of fields
+    than the header, and malformed quoting raise InputError naming ``source:line``.
+    ``lines`` must keep its line ends (a file opened with ``newline=""``).
+    """
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    prev = 0
+    width: int | None = None
+    try:
+        for row in reader:
+            line = prev + 1
+            if reader.line_num - prev != 1:
+                raise InputError(f"{source}:{line}: a quoted value runs over {reader.line_num - prev} lines "
+                                 "(unterminated quote?); values cannot hold line breaks")
+            prev = reader.line_num
+            if not row:
+                continue
+            if width is None:
+                width = len(row)
+            elif len(row) != width:
+                raise InputError(f"{source}:{line}: {len(row)} field(s) but the header has {width} (ragged row)")
+            yield line, row
+    except csv.Error as exc:
+        raise InputError(f"{source}:{prev + 1}: malformed CSV ({exc}; an unterminated quote?)") from None
+
+
+_CHECKED_CSV: set[tuple[str, int, int]] = set()
+
+
+def check_csv_file(uri: PathOrUri, *, delimiter: str = ",") -> None:
+    """Read a CSV file (a path or any uri) once through :func:`strict_csv_rows` so that a
+    malformed line stops the job before any work. A local file is checked once per process
+    while its size and modification time stay the same."""
+    label = uris.display(uri)
+    key = None
+    if uris.is_local(uri):
+        st = os.stat(uris.local_path(uri))
+        key = (str(uris.local_path(uri).resolve()), st.st_size, st.st_mtime_ns)
+        if key in _CHECKED_CSV:
+            return
+    last = 0
+    try:
+        with uris.open_input(uri, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+            for last, _ in strict_csv_rows(text, label, delimiter=delimiter):
+                pass
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{label}: not valid UTF-8 after line {last} ({exc.reason})") from None
+    if key is not None:
+        _CHECKED_CSV.add(key)

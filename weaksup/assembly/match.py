@@ -99,6 +99,14 @@ class HashtagIndex:
         return h.hexdigest()[:32]
 
 
+def check_options(*, min_videos: int | None = None, batch_size: int | None = None) -> None:
+    """Refuse, before any work, numeric options that make no sense (one line each)."""
+    if min_videos is not None and min_videos < 0:
+        raise InputError(f"--min-videos {min_videos}: must be 0 or more")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+
+
 def match_batch(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (row, label_id) pairs of one batch, sorted by row then label."""
     if isinstance(hashtags, pa.ChunkedArray):
@@ -242,6 +250,7 @@ def match_videos(cfg: MatchConfig) -> dict:
     from :func:`count_matches`) the min-videos decision uses that global support instead
     of this table's own; everything else is about this table.
     """
+    check_options(min_videos=cfg.min_videos, batch_size=cfg.batch_size)
     require_local_output(cfg.out)
     out = Path(cfg.out)
     rejects_path, counts_path, summary_path = _side_paths(cfg)
@@ -430,6 +439,7 @@ def count_matches(cfg: MatchCountConfig) -> dict:
     part made by ``partition-videos``, which part of how many, so that summing checks that
     every part was counted once against the same labels.
     """
+    check_options(batch_size=cfg.batch_size)
     videos, out = cfg.videos, Path(cfg.out)
     index = HashtagIndex.from_labels(Path(cfg.labels))
     open_table(videos)
@@ -535,6 +545,7 @@ def match_partitioned(cfg: MatchConfig) -> dict:
     part's rejects, label counts and summary), and the merged ``label_counts.parquet``,
     ``rejects.parquet`` and ``summary.json``.
     """
+    check_options(min_videos=cfg.min_videos, batch_size=cfg.batch_size)
     require_local_output(cfg.out)
     videos, out = Path(cfg.videos), Path(cfg.out)
     parts = list_parts(videos)

@@ -9,6 +9,7 @@ Tables are local paths or object-store uris (:mod:`weaksup.uris`).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import PurePosixPath
 from typing import Iterator
@@ -21,6 +22,7 @@ import pyarrow.dataset as ds
 from weaksup import uris
 from weaksup.errors import InputError
 from weaksup.labels.hashtags import normalize_hashtag
+from weaksup.tables import check_csv_file
 from weaksup.uris import PathOrUri
 
 TEXT_COLUMNS = ("hashtags", "text", "caption")
@@ -50,8 +52,13 @@ def open_table(path: PathOrUri) -> ds.Dataset:
     suffix = PurePosixPath(uris.basename(path)).suffix.lower()
     fmt = "parquet"
     if suffix in (".csv", ".tsv"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        if not uris.isdir(path):
+            # Arrow would read an unterminated quote as one value holding the following rows
+            # (rows silently lost): every line is checked first, errors name the line.
+            check_csv_file(path, delimiter=delimiter)
         fmt = ds.CsvFileFormat(
-            parse_options=pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",", newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in ("video_id", "uri") + TEXT_COLUMNS}, strings_can_be_null=True
             ),
@@ -62,8 +69,77 @@ def open_table(path: PathOrUri) -> ds.Dataset:
         dataset = ds.dataset(inner, format=fmt, filesystem=filesystem)
         dataset.schema  # noqa: B018 - forces the header/footer read
     except Exception as exc:
+        if fmt == "json":
+            raise _read_error(path, exc) from None
         raise InputError(f"{label}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({str(exc).splitlines()[0][:200]})")
     return dataset
+
+
+_ARROW_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def _first_bad_json_line(path: PathOrUri) -> tuple[int, str] | None:
+    """(line, reason) of the first line of a JSON-lines file that is not one JSON object."""
+    try:
+        with uris.open_input(path, "rb") as fh:
+            for n, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    value = json.loads(raw.rstrip(b"\r\n"))
+                except json.JSONDecodeError as exc:
+                    return n, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                except ValueError as exc:  # not UTF-8
+                    return n, f"not valid JSON ({str(exc).splitlines()[0][:160]})"
+                if not isinstance(value, dict):
+                    return n, f"a JSON {type(value).__name__}, expected an object"
+    except OSError:
+        return None
+    return None
+
+
+def _read_error(path: PathOrUri, exc: BaseException) -> InputError:
+    """One line for an Arrow read error of a videos table; for JSON lines, the bad line's number
+    (Arrow counts rows within a block)."""
+    label = uris.display(path)
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if PurePosixPath(uris.basename(path)).suffix.lower() in (".jsonl", ".ndjson", ".json") and not uris.isdir(path):
+        bad = _first_bad_json_line(path)
+        if bad is not None:
+            return InputError(f"{label}:{bad[0]}: {bad[1]}")
+    return InputError(f"{label}: cannot read the table ({reason})")
+
+
+def _batches(dataset: ds.Dataset, path: PathOrUri, **kwargs: object) -> Iterator[pa.RecordBatch]:
+    """``dataset.to_batches`` with read errors met on the way (a bad JSON line, a CSV value that
+    does not convert) as InputError naming the file."""
+    batches = dataset.to_batches(**kwargs)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except _ARROW_READ_ERRORS as exc:
+            raise _read_error(path, exc) from None
+        yield batch
+
+
+def _durations(column: pa.Array, path: str, row0: int) -> pa.Array:
+    """``duration_s`` as float64; text that is not a number is InputError naming the row."""
+    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type) or pa.types.is_null(column.type):
+        return column.cast(pa.float64())
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise InputError(f"{path}: column 'duration_s' has type {column.type}, expected float64 (seconds)")
+    try:
+        return pc.cast(pc.utf8_trim_whitespace(column), pa.float64())
+    except _ARROW_READ_ERRORS:
+        for i, value in enumerate(column.to_pylist()):
+            try:
+                if value is not None:
+                    float(value)
+            except ValueError:
+                raise InputError(f"{path}: row {row0 + i}: duration_s {value!r} is not a number of seconds") from None
+        raise InputError(f"{path}: column 'duration_s' holds text that is not a number of seconds") from None
 
 
 def _require(dataset: ds.Dataset, path: str, names: tuple[str, ...]) -> None:
@@ -136,6 +212,9 @@ def iter_videos(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa.Re
 
     Raises InputError for missing columns or wrong types (checked before any row is read).
     """
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    source = path
     dataset = open_table(path)
     path = uris.display(path)
     _require(dataset, path, ("video_id", "uri"))
@@ -143,17 +222,19 @@ def iter_videos(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa.Re
     cols = ["video_id", "uri", tags_col] + [c for c in ("duration_s",) if c in dataset.schema.names]
     tag_type = dataset.schema.field(tags_col).type
     is_text = not (pa.types.is_list(tag_type) or pa.types.is_large_list(tag_type))
+    row0 = 0
     # Read-ahead of one batch keeps memory bounded (the default buffers 16 batches).
-    for batch in dataset.to_batches(columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1):
+    for batch in _batches(dataset, source, columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1):
         if batch.num_rows == 0:
             continue
         raw = batch.column(tags_col)
         tags = tags_from_text(raw) if is_text else normalize_tag_lists(raw)
         duration = (
-            batch.column("duration_s").cast(pa.float64())
+            _durations(batch.column("duration_s"), path, row0)
             if "duration_s" in batch.schema.names
             else pa.nulls(batch.num_rows, pa.float64())
         )
+        row0 += batch.num_rows
         yield pa.RecordBatch.from_arrays(
             [batch.column("video_id").cast(pa.string()), batch.column("uri").cast(pa.string()), tags, duration],
             names=["video_id", "uri", "hashtags", "duration_s"],
@@ -164,9 +245,12 @@ def read_id_uri(path: PathOrUri) -> pa.Table:
     """Only ``video_id`` and ``uri`` of a videos (or manifest) table (a path or any uri), as
     strings, in order; no nulls."""
     dataset = open_table(path)
-    path = uris.display(path)
+    source, path = path, uris.display(path)
     _require(dataset, path, ("video_id", "uri"))
-    table = dataset.to_table(columns=["video_id", "uri"])
+    try:
+        table = dataset.to_table(columns=["video_id", "uri"])
+    except _ARROW_READ_ERRORS as exc:
+        raise _read_error(source, exc) from None
     for name in ("video_id", "uri"):
         nulls = table.column(name).null_count
         if nulls:

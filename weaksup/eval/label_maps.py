@@ -22,6 +22,7 @@ from pathlib import Path
 
 from weaksup.errors import InputError
 from weaksup.labels.sources import _decode
+from weaksup.tables import strict_csv_rows
 
 _NAME_COLUMNS = ("key", "class_key", "label", "name", "class", "class_name")
 _ID_COLUMNS = ("id", "label_id", "class_id", "verb_id", "noun_id", "index")
@@ -77,10 +78,20 @@ def read_label_map(path: str | Path) -> LabelMap:
     header = [h.strip().casefold() for h in next(csv.reader([first]))]
     name_col = next((c for c in _NAME_COLUMNS if c in header), None)
     if name_col is not None and ("," in first or path.suffix.lower() == ".csv"):
-        rows = list(csv.DictReader(io.StringIO(text)))
-        field = next(f for f in (rows[0].keys() if rows else []) if f.strip().casefold() == name_col)
-        id_col = next((f for f in (rows[0].keys() if rows else []) if f.strip().casefold() in _ID_COLUMNS), None)
-        entries = [(int(r[id_col]) if id_col else i, (r[field] or "").strip()) for i, r in enumerate(rows)]
+        # Strict: an unterminated quote or a ragged row names its line (never merged classes).
+        rows = strict_csv_rows(io.StringIO(text, newline=""), str(path))
+        fields = [h.strip().casefold() for h in next(rows)[1]]
+        at = fields.index(name_col)
+        id_at = next((i for i, f in enumerate(fields) if f in _ID_COLUMNS), None)
+        entries = []
+        for i, (line_no, row) in enumerate(rows):
+            class_id = i
+            if id_at is not None:
+                try:
+                    class_id = int(row[id_at])
+                except ValueError:
+                    raise InputError(f"{path}:{line_no}: class id {row[id_at]!r} is not a whole number") from None
+            entries.append((class_id, row[at].strip()))
         return _ordered(entries, path)
     numbered = [_NUMBERED.match(line) for line in lines]
     if all(numbered) and len(lines) > 1:

@@ -27,7 +27,7 @@ from weaksup.labels.hashtags import (
     relevant_hashtags,
 )
 from weaksup.labels.sources import SeedLabel, file_labels, named_labels, parquet_labels
-from weaksup.tables import write_json, write_table
+from weaksup.tables import check_csv_file, write_json, write_table
 from weaksup.uris import check_input_file
 
 CollisionPolicy = Literal["keep-all", "drop", "first"]
@@ -111,17 +111,35 @@ def _space(spec: str, cfg: BuildLabelsConfig, pos: Literal["verb", "noun"]) -> l
 def _read_pair_counts(path: Path) -> dict[str, int]:
     check_input_file(path, "pair counts")  # a FIFO or a device would hang or never end
     try:
-        table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+        else:
+            check_csv_file(path, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(
+                delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{path}: cannot read pair counts ({str(exc).splitlines()[0][:160]})") from None
     for col in ("hashtag", "count"):
         if col not in table.column_names:
             raise InputError(f"{path}: missing column {col!r} (pair counts need hashtag,count)")
     counts: dict[str, int] = defaultdict(int)
-    for tag, n in zip(table.column("hashtag").to_pylist(), table.column("count").to_pylist()):
+    for row, (tag, n) in enumerate(zip(table.column("hashtag").to_pylist(), table.column("count").to_pylist())):
         if tag is not None and n is not None:
-            counts[normalize_hashtag(str(tag))] += int(n)
+            try:
+                counts[normalize_hashtag(str(tag))] += int(n)
+            except (TypeError, ValueError):
+                raise InputError(f"{path}: row {row}: count {n!r} is not a whole number") from None
     return counts
+
+
+def check_options(cfg: BuildLabelsConfig) -> None:
+    """Refuse, before any work, numeric options that make no sense (one line each)."""
+    if cfg.max_words < 0:
+        raise InputError(f"--max-words {cfg.max_words}: must be 0 or more")
+    if cfg.min_count < 0:
+        raise InputError(f"--min-count {cfg.min_count}: must be 0 or more")
 
 
 def verb_noun_labels(
@@ -183,6 +201,7 @@ def verb_noun_labels(
 
 def collect_labels(cfg: BuildLabelsConfig) -> tuple[list[Label], dict[str, int]]:
     """Labels of every requested source, merged by canonical form; also counts per source."""
+    check_options(cfg)
     if not cfg.sources:
         raise InputError(f"build-labels: give at least one --source ({', '.join(SOURCES)})")
     if cfg.pos not in (None, "verb", "noun"):
@@ -252,6 +271,7 @@ def resolve_collisions(labels: list[Label], policy: CollisionPolicy) -> list[dic
 
 def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
     """Build the label space and write labels, hashtag_index, collisions and a summary."""
+    check_options(cfg)
     if Path(cfg.out).is_dir():
         raise InputError(f"{cfg.out}: is a directory, expected an output .parquet path")
     labels, per_source = collect_labels(cfg)

@@ -7,7 +7,6 @@ VerbNet source needs a corpus (NLTK's, from a user path).
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from weaksup import uris
 from weaksup.errors import InputError
 from weaksup.labels.hashtags import Pos, label_words, normalize_hashtag, verb_lemma_of_gerund
+from weaksup.tables import strict_csv_rows
 
 
 @dataclass(frozen=True)
@@ -143,14 +143,16 @@ def file_labels(path: str | os.PathLike[str], *, column: str | None = None, pos:
         for line_no, line in enumerate(text.rstrip("\n").split("\n"), start=1):
             if not line.strip():  # the csv module would skip it silently
                 raise InputError(f"{path}:{line_no}: blank line")
-        dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-        reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-        header = reader.fieldnames or []
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        # Strict: an unterminated quote or a ragged row is an error naming the line (the csv
+        # module alone would read the following lines into one label).
+        lines = strict_csv_rows(io.StringIO(text, newline=""), str(path), delimiter=delimiter)
+        header = next(lines, (1, []))[1]
         col = column or (header[0] if header else None)
         if col is None or col not in header:
             raise InputError(f"{path}: no column {col!r}; columns are {', '.join(header) or 'none'}")
-        for i, row in enumerate(reader, start=2):
-            rows.append((reader.line_num if reader.line_num else i, (row.get(col) or "").strip()))
+        at = header.index(col)
+        rows = [(line_no, row[at].strip()) for line_no, row in lines]
     else:
         lines = text.split("\n")
         if lines and lines[-1] == "":
