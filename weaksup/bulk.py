@@ -218,9 +218,9 @@ def _done_rows(parts: Path, keys: list[bytes], settings: Mapping[str, Any], stri
     remove: list[Path] = []
     for p in sorted(parts.glob("part-*.parquet")):
         try:
-            f = pq.ParquetFile(p)
-            stamp = read_stamp((f.schema_arrow.metadata or {}).get(STAMP_KEY))
-            rows = f.read(columns=[ROW]).column(ROW).to_pylist()
+            t = pq.read_table(p, columns=[ROW])
+            stamp = read_stamp((t.schema.metadata or {}).get(STAMP_KEY))
+            rows = t.column(ROW).to_pylist()
         except Exception:  # a part cut short by a kill: redo its rows
             p.unlink()
             continue
