@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,6 +22,10 @@ def synth_corpus(
     target_train: Annotated[int, typer.Option(help="Target benchmark training videos per class.")] = 12,
     target_test: Annotated[int, typer.Option(help="Target benchmark test videos per class.")] = 6,
     planted: Annotated[int, typer.Option(help="Target test videos planted, transformed, in the web corpus.")] = 12,
+    target_class: Annotated[Optional[list[str]], typer.Option(
+        help="A class of the target benchmark (repeat it; default: the web classes). Besides the web classes: "
+             "moving up left, moving up right, moving down left, moving down right (diagonals; the quickstart's "
+             "target).")] = None,
     missing_tag_rate: Annotated[float, typer.Option(help="Share of web videos without their class tag.")] = 0.15,
     wrong_tag_rate: Annotated[float, typer.Option(help="Share tagged with another class instead of theirs.")] = 0.10,
     second_label_rate: Annotated[float, typer.Option(help="Share tagged with their class and another.")] = 0.10,
@@ -35,7 +39,8 @@ def synth_corpus(
     cfg = SynthCorpusConfig(
         out=out, seed=seed, n_videos=videos, n_classes=classes, zipf_exponent=zipf_exponent,
         min_duration_s=min_duration, max_duration_s=max_duration, fps=fps, n_target_train_per_class=target_train,
-        n_target_test_per_class=target_test, n_planted=planted, missing_tag_rate=missing_tag_rate,
+        n_target_test_per_class=target_test, n_planted=planted, target_classes=tuple(target_class or ()),
+        missing_tag_rate=missing_tag_rate,
         wrong_tag_rate=wrong_tag_rate, second_label_rate=second_label_rate, noise_tags_mean=noise_tags_mean,
         workers=workers,
     )
