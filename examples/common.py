@@ -1,38 +1,55 @@
-"""Shared helpers of the toy-replication examples (see examples/README.md).
+"""Shared helpers of the toy replication (see examples/README.md).
 
-Every stage caches its output under the run folder (default ``/tmp/weaksup-examples``), so
-scripts that share a corpus or a pre-trained network reuse it: the corpus, the manifests and
-each pre-training run are keyed by their settings. Sizes follow ``weaksup.quickstart``'s
-CPU-sized configs (r2plus1d_10, 8 frames at 40x40, bf16, loader in-process, no flips).
+One corpus for every finding, the quickstart's design scaled for statistics: 600 web videos
+of 6 motion classes (Zipf frequencies, noisy hashtags, actions only in a window of long
+videos), a target benchmark of 4 *other* classes (diagonal motions) in another visual
+domain with 10 training and 75 test videos per class (300 test videos), and 60 of those
+test videos planted, transformed, in the web corpus (and found by ``dedupe``). A second,
+balanced corpus of the web classes is the test bed in the pre-training domain (finding 3
+evaluates tail classes there).
+
+Every arm runs with several seeds (``--seeds``, default 0 1 2); each result is a (seeds x
+test videos) matrix of hits, and every comparison is a paired bootstrap over test videos
+and seeds (:mod:`weaksup.eval.compare`): "reproduced" means the 95% interval of the
+difference excludes 0 in the paper's direction. Stages cache under ``--out`` (default
+``/tmp/weaksup-examples``), keyed by their settings, so scripts share pre-training runs.
+Recipe: the quickstart's (r2plus1d_10, 8 frames of 40x40, bf16, batch 16, LR 0.01, 500
+steps; fine-tuning 15 epochs at LR 0.005, backbone at 0.1x), 4 centre clips per test video.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from weaksup.quickstart import QuickstartConfig
+from weaksup.eval.compare import Comparison, compare_arms
+from weaksup.eval.report import read_predictions
+from weaksup.quickstart import QuickstartConfig, cpu_name
+from weaksup.synth.corpus import DIAGONALS
+from weaksup.tables import write_table
 
 DEFAULT_OUT = Path("/tmp/weaksup-examples")
-# One toy corpus for all findings: 4 motion classes with Zipf frequencies, 400 web videos,
-# target benchmark 12 train / 10 test videos per class, 20 target test videos planted in the web corpus.
-CORPUS = dict(seed=0, n_videos=400, n_classes=4, n_target_train_per_class=12, n_target_test_per_class=10, n_planted=20)
-STEPS = 200  # pre-training steps of batch 16 (~1.5 min on 2 cores)
-CLIPS = 4  # clips per video at extraction / evaluation (the paper uses 10; 4 to save time)
+HERE = Path(__file__).parent
+CORPUS = dict(seed=0, n_videos=600, n_classes=6, n_target_train_per_class=10, n_target_test_per_class=75, n_planted=60,
+              target_classes=DIAGONALS)
+STEPS = 500
+CLIPS = 4
+CHANCE = 1 / len(DIAGONALS)
 
 
 def args(doc: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run/cache folder (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (same for every arm)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of every arm")
     p.add_argument("--steps", type=int, default=STEPS, help="pre-training steps (default %(default)s)")
-    p.add_argument("--ft-epochs", type=int, default=6, help="fine-tuning epochs on the target (default %(default)s)")
     return p.parse_args()
 
 
@@ -40,30 +57,64 @@ class Timer:
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
 
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
     def __str__(self) -> str:
-        return f"{time.perf_counter() - self.t0:.0f} s"
+        return f"{self.seconds:.0f} s"
 
 
-def corpus(out: Path, **over) -> dict[str, Path]:
-    """Make (or reuse) the synthetic corpus, its label space, manifest and deduped manifest."""
+def corpus(out: Path) -> dict[str, Path]:
+    """The corpus, its label space, the raw and deduplicated manifests and a web-domain test bed (cached).
+
+    ``web_a``/``web_b``: a second, independent corpus of the same web classes in the web
+    domain, balanced (100 videos a class), clean and short, labelled by the truth, split in
+    halves: the fc-only train and test sets of finding 3 (tail classes of the pre-training
+    label space).
+    """
     from weaksup.assembly.match import MatchConfig, match_videos
     from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
     from weaksup.labels.build import BuildLabelsConfig, build_labels
     from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
 
-    kw = dict(CORPUS, **over)
-    root = Path(out) / ("corpus_" + "_".join(f"{v}" for v in kw.values()))
+    root = Path(out) / "corpus_v2"
     c, d = root / "corpus", root / "data"
-    paths = dict(root=root, corpus=c, target=c / "target", labels=d / "labels.parquet",
-                 manifest=d / "manifest.parquet", clean=d / "clean.parquet", planted=c / "planted.parquet")
-    if not paths["clean"].exists():
-        synth_corpus(SynthCorpusConfig(out=c, workers=2, **kw), progress=False)
+    paths = dict(root=root, corpus=c, target=c / "target", labels=d / "labels.parquet", truth=c / "truth.parquet",
+                 manifest=d / "manifest.parquet", clean=d / "clean.parquet", planted=c / "planted.parquet",
+                 web_a=d / "web_a.parquet", web_b=d / "web_b.parquet")
+    paths["pool"], paths["raw_pool"] = paths["clean"], paths["manifest"]
+    if not paths["web_b"].exists():
+        synth_corpus(SynthCorpusConfig(out=c, workers=2, **CORPUS), progress=False)
         build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "labels.txt", out=paths["labels"]))
         match_videos(MatchConfig(videos=c / "videos.parquet", labels=paths["labels"], out=paths["manifest"],
-                                 min_videos=5, seed=kw["seed"], progress=False))
+                                 min_videos=10, seed=0, progress=False))
         dedupe_manifest(DedupeConfig(manifest=paths["manifest"], targets=c / "target" / "test.parquet", out=paths["clean"],
                                      report=d / "overlaps.parquet", workers=2, progress=False))
+        web = root / "web_test"
+        synth_corpus(SynthCorpusConfig(out=web, seed=7, n_videos=600, n_classes=CORPUS["n_classes"], zipf_exponent=0.0,
+                                       missing_tag_rate=0.0, wrong_tag_rate=0.0, second_label_rate=0.0, min_duration_s=2.0,
+                                       max_duration_s=8.0, n_target_train_per_class=0, n_target_test_per_class=0,
+                                       n_planted=0, workers=2), progress=False)
+        _truth_halves(web / "truth.parquet", paths["web_a"], paths["web_b"])
     return paths
+
+
+def _truth_halves(truth: Path, first: Path, second: Path) -> None:
+    """A truth table as two manifests (alternate videos of each class), labelled by the truth."""
+    t = pq.read_table(truth).to_pylist()
+    seen: dict[int, int] = {}
+    halves: tuple[list, list] = ([], [])
+    for r in t:
+        k = seen.get(r["label_id"], 0)
+        seen[r["label_id"]] = k + 1
+        halves[k % 2].append(r)
+    for rs, path in zip(halves, (first, second)):
+        write_table("manifest", {
+            "video_id": [r["video_id"] for r in rs], "uri": [r["uri"] for r in rs],
+            "label_id": pa.array([r["label_id"] for r in rs], pa.int32()), "label": [r["label"] for r in rs],
+            "matched_label_ids": pa.array([[r["label_id"]] for r in rs], pa.list_(pa.int32())),
+            "duration_s": [r["duration_s"] for r in rs]}, path)
 
 
 def rows(manifest: Path) -> int:
@@ -73,9 +124,7 @@ def rows(manifest: Path) -> int:
 def label_counts(manifest: Path) -> dict[str, int]:
     from collections import Counter
 
-    t = pq.read_table(manifest)
-    col = "label" if "label" in t.column_names else t.column_names[1]
-    return dict(Counter(map(str, t.column(col).to_pylist())))
+    return dict(Counter(map(str, pq.read_table(manifest, columns=["label"]).column("label").to_pylist())))
 
 
 def sample(manifest: Path, strategy: str, sizes: tuple[int, ...], out_dir: Path, seed: int = 0) -> dict[int, Path]:
@@ -90,64 +139,84 @@ def sample(manifest: Path, strategy: str, sizes: tuple[int, ...], out_dir: Path,
     return paths
 
 
-def pretrain_cfg(steps: int, seed: int, **over):
-    cfg = QuickstartConfig(seed=seed, pretrain_steps=steps).pretrain_config()
-    return cfg.override(log_every=10, **over) if over else cfg.override(log_every=10)
-
-
-def pretrain(manifest: Path, labels: Path, out: Path, steps: int, seed: int, **over) -> dict:
-    """Pre-train (or reuse the run in ``out``); returns the summary."""
+def pretrain(manifest: Path, labels: Path, out: Path, steps: int, seed: int, **over: Any) -> dict:
+    """Pre-train with the quickstart's recipe (or reuse the finished run in ``out``); returns the summary."""
     from weaksup.train.loop import pretrain as _pretrain
 
     out = Path(out)
     if (out / "summary.json").exists():
         return json.loads((out / "summary.json").read_text())
-    return _pretrain(pretrain_cfg(steps, seed, **over), manifest=manifest, out=out, labels=labels, resume=False,
-                     progress=False)
+    cfg = QuickstartConfig(seed=seed, pretrain_steps=steps).pretrain_config().override(**over)
+    return _pretrain(cfg, manifest=manifest, out=out, labels=labels, resume=True, progress=False)
 
 
-def fc_only(target: Path, checkpoint: Path | None, out: Path, seed: int, arch: str = "r2plus1d_10") -> dict:
-    """Frozen features of the target (train, test) + logistic regression; returns metrics (+ per_class)."""
+def fc_only(train: Path, test: Path, checkpoint: Path | None, out: Path, seed: int, arch: str = "r2plus1d_10",
+            frames: int = 8) -> dict[str, int]:
+    """Frozen features + logistic regression; returns {test video_id: 1 if right}."""
     from weaksup.eval.extract import ExtractConfig, extract_features
     from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
 
     out = Path(out)
-    if not (out / "metrics.json").exists():
-        for split in ("train", "test"):
-            extract_features(Path(target) / f"{split}.parquet", out / f"{split}_features.parquet", checkpoint=checkpoint,
-                             cfg=ExtractConfig(arch=arch, num_clips=CLIPS, frames=8, crop=40, short_side=40, workers=2,
-                                               progress=False, seed=seed))
-        eval_fc_only(out / "train_features.parquet", out / "test_features.parquet", out, FcOnlyConfig(seed=seed))
-    m = json.loads((out / "metrics.json").read_text())
-    m["per_class"] = per_class(out / "per_class.csv")
-    return m
+    if not (out / "predictions.csv").exists():
+        for name, path in (("train", train), ("test", test)):
+            extract_features(path, out / f"{name}_features.parquet", checkpoint=checkpoint,
+                             cfg=ExtractConfig(arch=arch, num_clips=CLIPS, frames=frames, crop=40, short_side=40,
+                                               workers=1, progress=False, seed=seed))
+        eval_fc_only(out / "train_features.parquet", out / "test_features.parquet", out, replace_fc(seed))
+    return read_predictions(out)
 
 
-def finetune(target: Path, checkpoint: Path | None, out: Path, seed: int, epochs: int = 6, **over) -> dict:
+def replace_fc(seed: int):
+    from weaksup.eval.fc_only import FcOnlyConfig
+
+    return FcOnlyConfig(seed=seed)
+
+
+def fc_only_target(paths: dict[str, Path], checkpoint: Path | None, out: Path, seed: int, **kw: Any) -> dict[str, int]:
+    return fc_only(paths["target"] / "train.parquet", paths["target"] / "test.parquet", checkpoint, out, seed, **kw)
+
+
+def finetune(paths: dict[str, Path], checkpoint: Path | None, out: Path, seed: int, **over: Any) -> dict[str, int]:
+    """Fine-tune on the target's train set (quickstart's recipe); returns {test video_id: 1 if right}."""
     from weaksup.eval.finetune import finetune as _finetune
 
     out = Path(out)
-    if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
-    cfg = QuickstartConfig(seed=seed, finetune_epochs=epochs).finetune_config()
-    cfg = replace(cfg, arch=over.pop("arch", "r2plus1d_10"), **over)
-    return _finetune(cfg, train_manifest=Path(target) / "train.parquet", test_manifest=Path(target) / "test.parquet",
-                     checkpoint=checkpoint, out=out, num_clips=CLIPS, resume=False, progress=False)
+    if not (out / "predictions.csv").exists():
+        cfg = QuickstartConfig().finetune_config(seed)
+        cfg = replace(cfg, arch=over.pop("arch", "r2plus1d_10"), **over)
+        _finetune(cfg, train_manifest=paths["target"] / "train.parquet", test_manifest=paths["target"] / "test.parquet",
+                  checkpoint=checkpoint, out=out, num_clips=CLIPS, resume=True, progress=False)
+    return read_predictions(out)
 
 
-def per_class(path: Path) -> dict[str, float]:
-    """Video-level top-1 per class from an eval report's per_class.csv."""
-    with open(path) as f:
-        rd = list(csv.DictReader(f))
-    key = next(k for k in rd[0] if "top1" in k or "acc" in k or "recall" in k)
-    name = next(k for k in rd[0] if k in ("class", "name", "label"))
-    return {r[name]: float(r[key]) for r in rd}
+def matrix(hits: list[dict[str, int]], videos: list[str] | None = None) -> np.ndarray:
+    """(seeds, videos) hits over the videos every seed scored (or ``videos``), in a fixed order."""
+    common = videos if videos is not None else sorted(set.intersection(*(set(h) for h in hits)))
+    return np.array([[h[v] for v in common] for h in hits])
+
+
+def compare(a: list[dict[str, int]], b: list[dict[str, int]], videos: list[str] | None = None,
+            chance: float | None = CHANCE) -> Comparison:
+    common = videos if videos is not None else sorted(set.intersection(*(set(h) for h in a + b)))
+    return compare_arms(matrix(a, common), matrix(b, common), chance=chance)
 
 
 def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def verdict(cmp: Comparison, direction: int = 1) -> str:
+    """'yes' when the interval of the difference excludes 0 in the expected direction."""
+    if (cmp.diff.low > 0 and direction > 0) or (cmp.diff.high < 0 and direction < 0):
+        return "**yes**"
+    if cmp.diff.excludes_zero():
+        return "**no** (opposite direction)"
+    return "no (interval includes 0)"
+
+
 def save(out: Path, name: str, result: dict) -> None:
     Path(out).mkdir(parents=True, exist_ok=True)
+    result = dict(result, cpu=cpu_name())
     (Path(out) / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))

@@ -1,10 +1,11 @@
 """Finding 6 (paper Table 3): short vs long vs long-center pre-training clips, under F1 and F2 budgets.
 
-Toy bounds (the corpus's videos are 1-60 s): short 1-5 s, long 30-60 s, long-center = the central
-4 s of the long videos. F1: the same number of videos in each split (the number of long videos);
-F2: the same total duration (that of every short video), which leaves long only a few videos.
-Each split pre-trains for the same steps and seed (batch 16, or the split's size when smaller);
-fc-only top-1 on the target.
+Toy bounds (the corpus's videos are 1-60 s): short 1-5 s, long 30-60 s, long-center = the
+central 4 s of the long videos. F1: the same number of videos in each split (the number of
+long videos); F2: the same total duration (that of every short video), which leaves long
+only a few videos. Each split pre-trains for the same steps (batch 16, or the split's size
+when smaller); fc-only top-1 on the target. The paper: F1 long > short > long-center;
+F2 short >> long. Intervals: paired bootstrap over target test videos and seeds.
 """
 import sys
 from pathlib import Path
@@ -20,14 +21,14 @@ p = C.corpus(a.out)
 d = a.out / "temporal"
 probe = d / "probe.parquet"
 if not probe.exists():
-    probe_videos(ProbeConfig(videos=p["clean"], out=probe, workers=2, progress=False))
+    probe_videos(ProbeConfig(videos=p["pool"], out=probe, workers=2, progress=False))
 bounds = {"short": (1.0, 5.0), "long": (30.0, 60.0), "long-center": (30.0, 60.0)}
 
 
 def split(kind, budget, **kw):
     out = d / f"{budget}_{kind}.parquet"
-    s = make_splits(SplitsConfig(manifest=p["clean"], probe=probe, kind=kind, out=out, min_s=bounds[kind][0],
-                                 max_s=bounds[kind][1], seed=a.seed, **kw))
+    s = make_splits(SplitsConfig(manifest=p["pool"], probe=probe, kind=kind, out=out, min_s=bounds[kind][0],
+                                 max_s=bounds[kind][1], seed=0, **kw))
     return out, s
 
 
@@ -35,13 +36,22 @@ _, long_all = split("long", "all")
 n_long = long_all["selected"]
 total = split("short", "all")[1]["clip_seconds"]  # F2 budget: the summed length of every short video
 arms = {f"F1 {k}": split(k, "F1", max_videos=n_long) for k in ("short", "long", "long-center")}
-arms.update({f"F2 {k}": split(k, "F2", total_duration_s=total) for k in ("short", "long", "long-center")})
-res = {}
-for name, (man, s) in arms.items():
-    ckpt = a.out / f"pretrain_{name.replace(' ', '_')}_{a.steps}_s{a.seed}"
-    # F2's long split can hold fewer videos than a batch of 16: shrink its batch (lr scales with it)
-    C.pretrain(man, p["labels"], ckpt, a.steps, a.seed, batch_size=min(16, s["selected"]))
-    res[name] = {"videos": s["selected"], "top1": C.fc_only(p["target"], ckpt, a.out / f"fc_{ckpt.name}", a.seed)["top1"]}
-C.save(a.out, f"temporal_splits_s{a.seed}", {"res": res, "total_duration_s": total, "wall": str(t)})
-print(f"| 6 short vs long vs long-center | temporal_splits.py | F1 {n_long} videos each, F2 {total:.0f} s each, {a.steps} steps, "
-      f"seed {a.seed} | " + ", ".join(f"{k} ({v['videos']} v) {C.pct(v['top1'])}" for k, v in res.items()) + f" | see text | {t} |")
+arms.update({f"F2 {k}": split(k, "F2", total_duration_s=total) for k in ("short", "long")})
+hits = {name: [] for name in arms}
+for seed in a.seeds:
+    for name, (man, s) in arms.items():
+        ckpt = a.out / f"pretrain_{name.replace(' ', '_')}_{a.steps}_s{seed}"
+        # F2's long split can hold fewer videos than a batch of 16: shrink its batch (lr scales with it)
+        C.pretrain(man, p["labels"], ckpt, a.steps, seed, batch_size=min(16, s["selected"]))
+        hits[name].append(C.fc_only_target(p, ckpt, ckpt / "fc_target", seed))
+tests = {"F1 long > short": ("F1 long", "F1 short"), "F1 short > long-center": ("F1 short", "F1 long-center"),
+         "F2 short > long": ("F2 short", "F2 long")}
+res = {k: C.compare(hits[x], hits[y]) for k, (x, y) in tests.items()}
+videos = {name: s["selected"] for name, (_, s) in arms.items()}
+C.save(a.out, "temporal_splits", {"videos": videos, "total_duration_s": total, "seeds": a.seeds,
+                                  **{k: v.to_dict() for k, v in res.items()}, "seconds": round(t.seconds)})
+for k, cmp in res.items():
+    x, y = tests[k]
+    print(f"| 6. {k} | `temporal_splits.py` | {x} {videos[x]} videos vs {y} {videos[y]} videos (F1 = {n_long} videos each, "
+          f"F2 = {total:.0f} s each), {a.steps} steps, seeds {a.seeds} | {cmp.a.percent()} vs {cmp.b.percent()}; "
+          f"{cmp.diff.percent(True)} | {C.verdict(cmp)} | {t} |")
