@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -119,6 +120,16 @@ class _Stages:
         self.stamps = out / ".quickstart"
         self.key, self.progress, self.resume = key, progress, resume
 
+    def other_config(self) -> bool:
+        """Whether OUT holds stages of a run with other settings (then nothing there is resumed)."""
+        for stamp in self.stamps.glob("*.json") if self.stamps.is_dir() else ():
+            try:
+                if json.loads(stamp.read_text(encoding="utf-8")).get("key") != self.key:
+                    return True
+            except (OSError, ValueError):
+                return True
+        return False
+
     def _stamp(self, name: str) -> Path:
         return self.stamps / (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + ".json")
 
@@ -171,6 +182,11 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         raise InputError(f"{out}: exists and is not a folder (quickstart writes a folder)")
     started = time.perf_counter()
     st = _Stages(out, cfg.key(), cfg.progress, cfg.resume)
+    # a folder of a run with other settings: every stage starts over (checkpoints, parts)
+    resume = cfg.resume and not st.other_config()
+    st.resume = resume
+    if not resume and st.stamps.is_dir():
+        shutil.rmtree(st.stamps)  # every stage runs again; no stamp of the old run may survive
     corpus_dir, data = out / "corpus", out / "data"
 
     def corpus():
@@ -246,7 +262,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     pre_cfg = cfg.pretrain_config()
 
     def pretrain_stage():
-        s = pretrain(pre_cfg, manifest=clean, out=out / "pretrain", labels=labels, resume=cfg.resume,
+        s = pretrain(pre_cfg, manifest=clean, out=out / "pretrain", labels=labels, resume=resume,
                      progress=cfg.progress)
         return s, (f"{pre_cfg.arch}, {s['steps']} steps x {pre_cfg.batch_size} clips: loss {s['first_loss']:.3f} -> "
                    f"{s['final_loss']:.3f} at {s['clips_per_s']:.0f} clips/s")
@@ -262,7 +278,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
             tag = "pretrained" if ckpt else "random"
             for split in ("train", "test"):
                 extract_features(target / f"{split}.parquet", feats / f"{tag}_{split}.parquet", checkpoint=ckpt,
-                                 resume=cfg.resume,
+                                 resume=resume,
                                  cfg=ExtractConfig(arch=pre_cfg.arch, num_clips=cfg.clips, frames=pre_cfg.frames,
                                                    crop=pre_cfg.crop, short_side=pre_cfg.short_side, workers=cfg.workers,
                                                    progress=cfg.progress, seed=cfg.seed))
@@ -283,7 +299,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
                 tag = ("pretrained" if ckpt else "scratch") + f"_s{ft_seed}"
                 r = finetune(replace(cfg.finetune_config(ft_seed), arch=pre_cfg.arch), train_manifest=target / "train.parquet",
                              test_manifest=target / "test.parquet", checkpoint=ckpt, out=evals / f"finetune_{tag}",
-                             num_clips=cfg.clips, resume=cfg.resume, progress=cfg.progress)
+                             num_clips=cfg.clips, resume=resume, progress=cfg.progress)
                 value = {"top1": r["top1"], "hits": read_predictions(evals / f"finetune_{tag}")}
                 return value, (f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
                                f"{r['protocol']['steps']} steps, final train loss {r['protocol']['final_train_loss']:.3f}")
