@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, console, one_line_warnings, print_summary, run
+from weaksup.cli.common import EngineOption, RayAddressOption, console, err_console, one_line_warnings, print_summary, run
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import FINETUNE_PRESETS
 
@@ -95,8 +95,14 @@ def fc_only(
                            multilabel=multi_label, label_map=label_map, max_iter=max_iter, device=device, seed=seed)
         return eval_fc_only(train, test, out, cfg)
 
+    from weaksup.train.loop import TrainingStopped
+
     with one_line_warnings():
-        metrics = run(job)
+        try:
+            metrics = run(job)
+        except TrainingStopped as exc:  # diverged, or too many clips failed to decode: one line, exit 1
+            err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
     console.print(report_table(metrics))
 
 
@@ -145,8 +151,14 @@ def finetune(
         return run_finetune(cfg, train_manifest=train_manifest, test_manifest=test_manifest, checkpoint=checkpoint,
                             out=out, label_map=label_map, num_clips=clips, resume=not no_resume, progress=progress)
 
+    from weaksup.train.loop import TrainingStopped
+
     with one_line_warnings():
-        metrics = run(job)
+        try:
+            metrics = run(job)
+        except TrainingStopped as exc:  # diverged, or too many clips failed to decode: one line, exit 1
+            err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
     console.print(report_table(metrics))
 
 

@@ -41,6 +41,9 @@ def pretrain(
         help="Resume even when a setting that changes the run (schedule, length, clips, updates) differs from the "
              "checkpoint's: one warning instead of an error.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    max_reject_fraction: Annotated[float, typer.Option(
+        help="Stop (exit 1) when more than this fraction of the clips drawn so far failed to decode, checked after "
+             "the first 100; a step with no decodable clip always stops. Not part of the run: may change on resume.")] = 0.5,
     arch: Annotated[Optional[str], typer.Option(help=H["arch"])] = None,
     frames: Annotated[Optional[int], typer.Option(help=H["frames"])] = None,
     stride: Annotated[Optional[int], typer.Option(help=H["stride"])] = None,
@@ -101,18 +104,18 @@ def pretrain(
         typer.echo(cfg.to_json())
         return
 
-    from weaksup.train.loop import TrainingDiverged, pretrain as run_pretrain
+    from weaksup.train.loop import TrainingStopped, pretrain as run_pretrain
 
     def job() -> dict[str, Any]:
         if manifest is None or out is None:
             raise InputError("--manifest and --out are required (or --show-config)")
         return run_pretrain(cfg, manifest=as_uri(manifest), out=out, resume=not no_resume, labels=labels, progress=progress,
-                            allow_changed_config=allow_changed_config)
+                            allow_changed_config=allow_changed_config, max_reject_fraction=max_reject_fraction)
 
     with one_line_warnings():
         try:
             summary = run(job)
-        except TrainingDiverged as exc:
+        except TrainingStopped as exc:  # diverged, or too many clips failed to decode
             err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
     if int(os.environ.get("RANK", "0")) == 0:

@@ -520,3 +520,36 @@ def test_cuda_mixed_precision_channels_last_and_resume(manifest: Path, tmp_path:
     with pytest.warns(RuntimeWarning, match="max_steps 2 -> 4"):  # extending the run is a changed schedule
         second = pretrain(cfg, manifest=manifest, out=tmp_path / "run", progress=False, allow_changed_config=True)
     assert second["resumed_from_step"] == 2 and second["steps"] == 4 and math.isfinite(second["final_loss"])
+
+
+# ----------------------------------------------------------------------------- nothing decoded (issue 15, item 6)
+
+
+def test_manifest_of_only_corrupt_videos_stops_with_one_line(videos: Path, tmp_path: Path, pretrain_cli) -> None:
+    table = write_manifest(videos, per_class=0, broken=4, name="all_broken.parquet")
+    out = tmp_path / "run"
+    result = pretrain_cli("--manifest", table, "--out", out, "--preset", "tiny", "--max-steps", 3, "--no-progress")
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("weaksup: error: no clip of step 1 could be decoded"), lines
+    assert "no checkpoint was saved" in lines[0] and "rejects.jsonl" in lines[0]
+    assert list_checkpoints(out / "checkpoints") == [] and not (out / "summary.json").exists()
+
+
+def test_reject_fraction_over_the_limit_stops(videos: Path, tmp_path: Path, monkeypatch, pretrain_cli) -> None:
+    import weaksup.train.loop as loop
+
+    monkeypatch.setattr(loop, "REJECT_CHECK_AFTER", 8)  # the real 100 would take a dozen steps
+    table = write_manifest(videos, per_class=2, broken=10, name="mostly_broken.parquet")  # 10 of 16 broken
+    args = ("--manifest", table, "--preset", "tiny", "--batch-size", 8, "--max-steps", 2, "--no-progress")
+    result = pretrain_cli(*args, "--out", tmp_path / "run")
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "clips were rejected" in lines[0] and "--max-reject-fraction 0.5" in lines[0], lines
+    assert not (tmp_path / "run" / "summary.json").exists()
+    # a looser limit lets the same run finish; it is not a run field (no refusal on resume either)
+    ok = pretrain_cli(*args, "--out", tmp_path / "ok", "--max-reject-fraction", 0.9)
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["clips_skipped"] == 10
+    assert pretrain_cli(*args, "--out", tmp_path / "bad", "--max-reject-fraction", 1.5).exit_code == 2

@@ -96,8 +96,21 @@ def _describe_changes(changed: list[tuple[str, Any, Any]]) -> str:
     return f"{fields} (this changes {' and '.join(effects)} mid-run)"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingStopped(RuntimeError):
+    """Training stopped mid-run (the CLI prints one line and exits 1); nothing is saved at the
+    failing step, so earlier checkpoints stay the newest and no summary claims success."""
+
+
+class TrainingDiverged(TrainingStopped):
     """The loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
+
+
+class TooManyRejects(TrainingStopped):
+    """No clip of a step could be decoded, or rejected clips exceed the allowed fraction."""
+
+
+DEFAULT_MAX_REJECT_FRACTION = 0.5
+REJECT_CHECK_AFTER = 100  # items seen (clips + rejects, all processes) before the fraction is checked
 
 
 # ----------------------------------------------------------------------------- input
@@ -399,6 +412,7 @@ def pretrain(
     init: Mapping[str, torch.Tensor] | None = None,
     init_source: str | None = None,
     allow_changed_config: bool = False,
+    max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION,
 ) -> dict[str, Any]:
     """Pre-train ``cfg.arch`` on a manifest/clips/sample table or a shard folder (local or a URL);
     returns the run's summary.
@@ -412,8 +426,12 @@ def pretrain(
     the classifier (``fc.*``) is loaded before step 0 (a resumed run loads its own
     checkpoint instead); ``num_classes`` sizes the new classifier (else from the table).
 
-    Raises InputError for bad input and :class:`TrainingDiverged` when the loss stops being
-    finite (nothing is saved at that step; the previous checkpoint stays the newest).
+    Raises InputError for bad input, :class:`TrainingDiverged` when the loss stops being
+    finite and :class:`TooManyRejects` when no clip of a step could be decoded or, once
+    :data:`REJECT_CHECK_AFTER` items were drawn this run, more than ``max_reject_fraction``
+    of them were rejected (nothing is saved at that step; the previous checkpoint stays the
+    newest). ``max_reject_fraction`` is a guard, not part of the run: it is not in
+    TrainConfig, so changing it never changes the run's identity or blocks a resume.
     """
     require_local_output(out)  # checkpoints are renamed and fsynced in place: a POSIX folder every node mounts
     out = Path(out)
@@ -434,10 +452,13 @@ def pretrain(
         raise InputError(f"{manifest}: --use-sample-weights needs a sample table with sample_weight on every row")
     if cfg.precision == "fp16" and not uses_cuda(cfg.device):
         raise InputError("precision fp16 needs CUDA; use bf16 on the CPU")
+    if not 0.0 <= max_reject_fraction <= 1.0:  # also refuses NaN
+        raise InputError(f"max-reject-fraction must be in [0, 1], got {max_reject_fraction}")
     procs = setup_processes(cfg.device)
     try:
         return _train(cfg, data, procs, out=out, resume=resume, progress=progress, started=started, init=init,
-                      init_source=init_source, allow_changed_config=allow_changed_config)
+                      init_source=init_source, allow_changed_config=allow_changed_config,
+                      max_reject_fraction=max_reject_fraction)
     finally:
         if procs.distributed and dist.is_initialized():
             dist.destroy_process_group()
@@ -445,7 +466,8 @@ def pretrain(
 
 def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, *, out: Path, resume: bool, progress: bool,
            started: float, init: Mapping[str, torch.Tensor] | None = None, init_source: str | None = None,
-           allow_changed_config: bool = False) -> dict[str, Any]:
+           allow_changed_config: bool = False,
+           max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION) -> dict[str, Any]:
     """The run itself, inside the process group that :func:`pretrain` opened and closes."""
     device = procs.device
     cuda = device.type == "cuda"
@@ -645,6 +667,20 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
                 if procs.distributed:
                     dist.all_reduce(stats)  # every process sees the same numbers, so all stop together
                 step_loss = stats[0].item() / (cfg.accumulate * procs.world_size)
+                # stats is the same on every process after the all-reduce, so all stop together
+                step_clips, step_skipped = int(stats[1].item()), int(stats[2].item())
+                seen, rejected = run_clips + run_skipped + step_clips + step_skipped, run_skipped + step_skipped
+                stop = None
+                if step_clips == 0:
+                    stop = f"no clip of step {step + 1} could be decoded ({step_skipped} rejected)"
+                elif seen >= REJECT_CHECK_AFTER and rejected > max_reject_fraction * seen:
+                    stop = (f"{rejected} of {seen} clips were rejected at step {step + 1}, more than "
+                            f"--max-reject-fraction {max_reject_fraction:g}")
+                if stop is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                    where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was saved"
+                    rejects = out / ("rejects.rank*.jsonl" if procs.distributed else "rejects.jsonl")
+                    raise TooManyRejects(f"{stop}; training stopped, {where}; the reasons are in {rejects}")
                 if not math.isfinite(step_loss):
                     optimizer.zero_grad(set_to_none=True)
                     where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was saved yet"
@@ -657,7 +693,7 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 last_loss = step_loss
-                clips, skipped = int(stats[1].item()), int(stats[2].item())
+                clips, skipped = step_clips, step_skipped
                 run_clips += clips
                 run_skipped += skipped
                 tuner.record(time.perf_counter() - step_t0, max(clips, 1))
