@@ -45,6 +45,25 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         fail(message)
 
 
+NOTHING_DONE_EXIT = 3  # the job ran and wrote its output, but did nothing: every row rejected, or none selected
+
+AllowEmptyOption = Annotated[
+    bool, typer.Option("--allow-empty", help="Exit 0 even when nothing was done (every row rejected or none "
+                                             "selected); otherwise that ends with a warning and exit code 3.")
+]
+
+
+def nothing_done(message: str | None, allow_empty: bool) -> None:
+    """When ``message`` says the job did nothing: one warning line on stderr, then exit code 3
+    unless ``allow_empty`` (the outputs are already written; only the exit code differs)."""
+    if message is None:
+        return
+    text = " ".join(message.split())
+    err_console.print(f"weaksup: warning: {text}", markup=False, highlight=False, soft_wrap=True)
+    if not allow_empty:
+        raise typer.Exit(NOTHING_DONE_EXIT)
+
+
 def check_option(ok: bool, message: str) -> None:
     """Refuse a bad option value before any work: one line and exit code 2 unless ``ok``."""
     if not ok:

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, console, err_console, one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, console, err_console, nothing_done, one_line_warnings, print_summary, run
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import FINETUNE_PRESETS
 
@@ -50,6 +50,7 @@ def extract(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
+    allow_empty: AllowEmptyOption = False,
 ) -> None:
     """Per-video features: K centre-crop clips per video through the frozen network, averaged."""
     from weaksup.eval.extract import ExtractConfig, extract_features
@@ -66,6 +67,9 @@ def extract(
     with one_line_warnings():
         summary = run(job)
     print_summary(f"extract -> {out}", summary)
+    from weaksup.bulk import nothing_done_message
+
+    nothing_done(nothing_done_message(summary["videos"], summary["rejected"], "video"), allow_empty)
 
 
 @eval_app.command("fc-only")

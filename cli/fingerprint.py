@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, nothing_done, one_line_warnings, print_summary, run
 
 
 def fingerprint(
@@ -26,11 +26,13 @@ def fingerprint(
     ] = True,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
+    allow_empty: AllowEmptyOption = False,
 ) -> None:
     """Decode each video at FPS and store a 64-bit census code per frame (full, 10% and 20% crops).
 
     Undecodable videos become status=rejected rows, flat or too short ones status=unfingerprintable,
     each with a reason; a rerun after a kill resumes (only the parts made from the same rows and settings).
+    When every video is rejected the table is still written, with a warning and exit code 3 (unless --allow-empty).
     """
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
@@ -38,8 +40,11 @@ def fingerprint(
                             engine=engine, ray_address=ray_address, decode_threads=decode_threads,
                             resume=not no_resume, resume_strict=resume_strict)
     with one_line_warnings():
-        _, summary = run(fingerprint_videos, cfg)
+        table, summary = run(fingerprint_videos, cfg)
     print_summary(f"fingerprint -> {out}", summary)
+    from weaksup.bulk import nothing_done as why_nothing_done
+
+    nothing_done(why_nothing_done(table, "video"), allow_empty)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, nothing_done, one_line_warnings, print_summary, run
 
 
 def probe(
@@ -25,11 +25,13 @@ def probe(
                                 "settings, instead of recomputing them with a warning.")] = False,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
+    allow_empty: AllowEmptyOption = False,
 ) -> None:
     """Read duration, fps, frame count, size, rotation, codec and audio of each video, without decoding.
 
     Unreadable videos become status=rejected rows with a reason; a rerun after a kill resumes
-    (only the parts made from the same rows and settings).
+    (only the parts made from the same rows and settings). When every video is rejected the table
+    is still written, with a warning and exit code 3 (unless --allow-empty).
     """
     from weaksup.assembly.probe import ProbeConfig, probe_videos
 
@@ -38,8 +40,11 @@ def probe(
         engine=engine, ray_address=ray_address, resume=not no_resume, resume_strict=resume_strict,
     )
     with one_line_warnings():
-        _, summary = run(probe_videos, cfg)
+        table, summary = run(probe_videos, cfg)
     print_summary(f"probe -> {out}", summary)
+    from weaksup.bulk import nothing_done as why_nothing_done
+
+    nothing_done(why_nothing_done(table, "video"), allow_empty)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, nothing_done, one_line_warnings, print_summary, run
 
 
 def shard(
@@ -26,6 +26,7 @@ def shard(
     resume_strict: Annotated[bool, typer.Option(
         "--resume-strict", help="Stop (exit 2) when shards of an earlier run do not match this job's rows or "
                                 "settings, instead of rewriting them with a warning.")] = False,
+    allow_empty: AllowEmptyOption = False,
 ) -> None:
     """Write the video files (unchanged) and their labels into tar shards for sequential reading.
 
@@ -45,6 +46,10 @@ def shard(
     with one_line_warnings():
         summary = run(job)
     print_summary(f"shard -> {out}", summary)
+    from weaksup.bulk import nothing_done_message
+
+    nothing_done(nothing_done_message(summary["rows"], summary["rows"] - summary["clips"], "row",
+                                      summary["rejected_by_reason"]), allow_empty)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, nothing_done, one_line_warnings, print_summary, run
 from weaksup.errors import InputError
 
 
@@ -45,8 +45,12 @@ def splits(
                                 "or cut settings, instead of recomputing them with a warning.")] = False,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
+    allow_empty: AllowEmptyOption = False,
 ) -> None:
-    """Build a temporal split (paper Table 3): virtual clip windows, optionally cut to files."""
+    """Build a temporal split (paper Table 3): virtual clip windows, optionally cut to files.
+
+    A selection that keeps no video, or a --materialize that cuts no clip, still writes its
+    tables, with a warning and exit code 3 (unless --allow-empty)."""
     from weaksup.assembly.splits import SplitsConfig, make_splits, materialize_clips
 
     run(_check_outputs, out, materialize)
@@ -56,6 +60,12 @@ def splits(
     )
     summary = run(make_splits, cfg)
     print_summary(f"splits ({kind}) -> {out}", summary)
+    if summary["selected"] == 0:
+        reasons = {k: summary[k] for k in ("over_budget", "too_short", "too_long", "no_duration", "probe_rejected")
+                   if summary[k]}
+        why = ", ".join(f"{k.replace('_', ' ')} ({v})" for k, v in reasons.items()) or "the manifest has no rows"
+        nothing_done(f"nothing done: the selection keeps none of the {summary['manifest_rows']} manifest rows "
+                     f"({why})", allow_empty)
     if materialize is not None:
         with one_line_warnings():
             mat = run(
@@ -63,6 +73,11 @@ def splits(
                 engine=engine, ray_address=ray_address, resume=not no_resume, resume_strict=resume_strict,
             )
         print_summary(f"materialize -> {materialize}", mat)
+        from weaksup.bulk import nothing_done_message
+
+        if mat["clips"]:  # no clips at all was reported above (and allowed)
+            nothing_done(nothing_done_message(mat["clips"], mat["rejected"], "clip", mat["rejected_by_reason"]),
+                         allow_empty)
 
 
 def register(app: typer.Typer) -> None:

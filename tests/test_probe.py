@@ -245,3 +245,22 @@ def test_cli(vids: dict[str, Path], tmp_path: Path) -> None:
     assert_input_error(res, "no_uri.csv", "uri")
     res = runner.invoke(app, ["probe", "--videos", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "y.parquet")])
     assert_input_error(res, "nope.parquet", "not found")
+
+
+def test_cli_every_uri_missing_is_nothing_done_exit_3_unless_allow_empty(tmp_path: Path) -> None:
+    from conftest import stderr_of
+
+    runner = CliRunner()
+    table_path = videos_table(tmp_path / "videos.parquet", [tmp_path / f"gone{i}.mp4" for i in range(5)])
+    out = tmp_path / "probe.parquet"
+    args = ["probe", "--videos", str(table_path), "--out", str(out), "--workers", "0", "--no-progress"]
+    res = runner.invoke(_app(), args)
+    assert res.exit_code == 3, res.output
+    warning = [line for line in stderr_of(res).splitlines() if line.startswith("weaksup: warning:")]
+    assert len(warning) == 1 and "nothing done: all 5 videos were rejected" in warning[0], stderr_of(res)
+    table = pq.read_table(out)  # the table is still written, every row with its reason
+    assert table.num_rows == 5 and set(table.column("status").to_pylist()) == {"rejected"}
+    assert all(table.column("error").to_pylist())
+    res = runner.invoke(_app(), [*args, "--allow-empty"])
+    assert res.exit_code == 0, res.output
+    assert pq.read_table(out).num_rows == 5

@@ -473,3 +473,20 @@ def test_cli_input_errors(app, inputs, tmp_path):
         "--out",
     )
     assert not out.exists()
+
+
+def test_cli_selection_that_keeps_nothing_exits_3_unless_allow_empty(app, inputs, tmp_path):
+    from conftest import stderr_of
+
+    manifest, probe = inputs
+    out = tmp_path / "clips.parquet"
+    args = ["splits", "--manifest", str(manifest), "--probe", str(probe), "--kind", "short", "--out", str(out),
+            "--max-videos", "0"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    warning = [line for line in stderr_of(result).splitlines() if line.startswith("weaksup: warning:")]
+    assert len(warning) == 1 and "nothing done: the selection keeps none" in warning[0], stderr_of(result)
+    assert "over budget" in warning[0]
+    assert out.exists() and read_table("clips", out).num_rows == 0  # the (empty) table is still written
+    result = CliRunner().invoke(app, [*args, "--allow-empty"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output

@@ -312,3 +312,27 @@ def run_bulk(
     result = write_table(schema_name, table.drop_columns([ROW]), out)
     shutil.rmtree(parts, ignore_errors=True)
     return result
+
+
+
+def nothing_done_message(total: int, rejected: int, what: str = "row",
+                         reasons: Mapping[str, int] | None = None) -> str | None:
+    """The warning for a job that did nothing (all ``total`` inputs rejected, or none at all), else None."""
+    if rejected < total:
+        return None
+    if total == 0:
+        return f"nothing done: the input has no {what}s"
+    top = ", ".join(f"{reason} ({count})" for reason, count in Counter(reasons or {}).most_common(3))
+    return f"nothing done: all {total} {what}s were rejected" + (f" ({top})" if top else "")
+
+
+def nothing_done(table: pa.Table, what: str = "row") -> str | None:
+    """Why a bulk job's output ``table`` is "nothing done" (every row rejected; an empty input
+    counts too), or None. The table itself stays whole: every row is there with its reason.
+    Statuses other than ``rejected`` (``ok``, fingerprint's ``unfingerprintable``) are results."""
+    n = table.num_rows
+    status = table.column("status").to_pylist() if n else []
+    rejected = [i for i, s in enumerate(status) if s == "rejected"]
+    errors = table.column("error").to_pylist() if n and "error" in table.column_names else [None] * n
+    reasons = Counter((errors[i] or "unknown").split(":", 1)[0].strip() or "unknown" for i in rejected)
+    return nothing_done_message(n, len(rejected), what, reasons)
