@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional, TypeVar
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 
 from weaksup.errors import InputError, os_error_message
+from weaksup.locks import output_lock
 
 EngineOption = Annotated[
     str, typer.Option(help='Where the per-video work runs: local (a process pool) or ray (Ray Data; pip install "weaksup[ray]").')
@@ -30,12 +32,26 @@ def fail(message: object) -> NoReturn:
     raise typer.Exit(2) from None
 
 
+def declared_out(args: tuple, kwargs: dict) -> Any:
+    """The ``out`` of the first argument that has one (a command's config), else None."""
+    for value in (*args, *kwargs.values()):
+        out = getattr(value, "out", None)
+        if isinstance(out, (str, os.PathLike)):
+            return out
+    return None
+
+
 def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a library function; bad input (InputError) and the OS errors a user can act on
     (full disk, permission denied, read-only file system, a folder or file in the way, a
-    missing path) become one line on stderr naming the path, and exit code 2."""
+    missing path) become one line on stderr naming the path, and exit code 2.
+
+    When an argument is a config with an ``out`` (the command's ``--out``), the call holds
+    that output's one-writer lock (:func:`weaksup.locks.output_lock`): a second job on the
+    same output exits 2 with "OUT is being written by another weaksup job (pid N)"."""
     try:
-        return fn(*args, **kwargs)
+        with output_lock(declared_out(args, kwargs)):
+            return fn(*args, **kwargs)
     except InputError as exc:
         fail(exc)
     except OSError as exc:
