@@ -9,16 +9,22 @@ can be smaller than ``batch_size`` and is None when all of its items failed.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from weaksup.data.dataset import collate_skip_none
+from weaksup.pools import die_with_parent
 
 
-def single_thread_worker(worker_id: int) -> None:
-    """``worker_init_fn``: one torch thread per worker process (the workers are the parallelism)."""
+def single_thread_worker(worker_id: int, parent_pid: int | None = None) -> None:
+    """``worker_init_fn``: one torch thread per worker process (the workers are the parallelism),
+    and the worker dies with its parent (``parent_pid``: the loader's process; by default the
+    worker's parent as it starts), see :func:`weaksup.pools.die_with_parent`."""
+    die_with_parent(parent_pid)
     torch.set_num_threads(1)
 
 
@@ -56,7 +62,7 @@ def make_loader(
         extra.update(
             prefetch_factor=prefetch_factor,
             persistent_workers=True if persistent_workers is None else persistent_workers,
-            worker_init_fn=single_thread_worker,
+            worker_init_fn=functools.partial(single_thread_worker, parent_pid=os.getpid()),
             multiprocessing_context=multiprocessing_context,
         )
     return DataLoader(

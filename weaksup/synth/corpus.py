@@ -34,7 +34,7 @@ import math
 import os
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,6 +42,7 @@ from typing import Literal
 import numpy as np
 
 from weaksup.errors import InputError
+from weaksup.pools import make_pool
 
 Motion = Literal["translate", "rotate", "bounce", "sway", "zoom"]
 Shape = Literal["square", "disc", "cross", "triangle"]
@@ -909,7 +910,7 @@ def synth_corpus(cfg: SynthCorpusConfig, *, progress: bool = True) -> dict:
                 encoded += fresh
                 bar.advance(task)
         else:
-            with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+            with make_pool(cfg.workers) as pool:
                 futures = {pool.submit(_encode, jobs[i]): i for i in order}
                 for fut in as_completed(futures):
                     sizes[futures[fut]], fresh = fut.result()
