@@ -80,6 +80,17 @@ def nothing_done(message: str | None, allow_empty: bool) -> None:
         raise typer.Exit(NOTHING_DONE_EXIT)
 
 
+def run_locked(out: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """:func:`run` holding the one-writer lock of ``out``: for a command whose job is a
+    closure (no config argument with an ``out`` for :func:`run` to find)."""
+
+    def locked() -> T:
+        with output_lock(out):
+            return fn(*args, **kwargs)
+
+    return run(locked)
+
+
 def check_option(ok: bool, message: str) -> None:
     """Refuse a bad option value before any work: one line and exit code 2 unless ``ok``."""
     if not ok:

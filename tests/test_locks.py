@@ -98,3 +98,16 @@ def test_cli_run_locks_the_configs_out(holder, capsys):
     other = out.with_name("other.parquet")
     assert run(lambda cfg: lock_path(cfg.out).exists(), SimpleNamespace(out=other)) is True
     assert not lock_path(other).exists()
+
+
+def test_cli_run_locked_for_closures(holder, capsys):
+    from weaksup.cli.common import run_locked
+
+    out, proc = holder
+    with pytest.raises(typer.Exit) as info:
+        run_locked(out, lambda: pytest.fail("ran without the lock"))
+    assert info.value.exit_code == 2
+    assert f"(pid {proc.pid})" in " ".join(capsys.readouterr().err.split())
+    other = out.with_name("other")
+    assert run_locked(other, lambda x: (x, lock_path(other).exists()), 7) == (7, True)
+    assert not lock_path(other).exists()
