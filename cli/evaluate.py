@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, console, err_console, nothing_done, one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, console, err_console, nothing_done, one_line_warnings, print_summary, run, run_locked
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import FINETUNE_PRESETS
 
@@ -65,7 +65,7 @@ def extract(
                                 resume_strict=resume_strict)
 
     with one_line_warnings():
-        summary = run(job)
+        summary = run_locked(out, job)
     print_summary(f"extract -> {out}", summary)
     from weaksup.bulk import nothing_done_message
 
@@ -103,7 +103,7 @@ def fc_only(
 
     with one_line_warnings():
         try:
-            metrics = run(job)
+            metrics = run_locked(out, job)
         except TrainingStopped as exc:  # diverged, or too many clips failed to decode: one line, exit 1
             err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -159,7 +159,7 @@ def finetune(
 
     with one_line_warnings():
         try:
-            metrics = run(job)
+            metrics = run_locked(out, job)
         except TrainingStopped as exc:  # diverged, or too many clips failed to decode: one line, exit 1
             err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None

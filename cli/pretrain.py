@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from weaksup.cli.common import err_console, one_line_warnings, print_summary, run
+from weaksup.cli.common import err_console, one_line_warnings, print_summary, run, run_locked
 from weaksup.errors import InputError
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import PRESETS, TrainConfig, preset as get_preset
@@ -114,7 +114,8 @@ def pretrain(
 
     with one_line_warnings():
         try:
-            summary = run(job)
+            # one lock per run folder: rank 0's (torchrun's other ranks write into the same folder)
+            summary = run_locked(out, job) if int(os.environ.get("RANK", "0")) == 0 else run(job)
         except TrainingStopped as exc:  # diverged, or too many clips failed to decode
             err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None

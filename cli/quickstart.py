@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import console, run
+from weaksup.cli.common import console, err_console, run
 
 
 def quickstart(
@@ -31,7 +31,13 @@ def quickstart(
         from dataclasses import replace
 
         cfg = replace(cfg, videos=videos)
-    report = run(run_quickstart, cfg)
+    from weaksup.train.loop import TrainingStopped
+
+    try:
+        report = run(run_quickstart, cfg)
+    except TrainingStopped as exc:  # diverged, or too many clips failed to decode: one line, exit 1
+        err_console.print(f"weaksup: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     for table in report_tables(report):
         console.print(table)
 

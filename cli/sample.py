@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import print_summary, run, run_locked
 
 
 def sample(
@@ -31,7 +31,7 @@ def sample(
         )
         return sample_manifest(cfg)
 
-    summary = run(job)
+    summary = run_locked(out, job)
     print_summary(f"sample ({summary['strategy']}) -> {out}", terminal_summary(summary))
 
 

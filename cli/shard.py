@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, nothing_done, one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, nothing_done, one_line_warnings, print_summary, run, run_locked
 
 
 def shard(
@@ -44,7 +44,7 @@ def shard(
         return write_shards(cfg)
 
     with one_line_warnings():
-        summary = run(job)
+        summary = run_locked(out, job)
     print_summary(f"shard -> {out}", summary)
     from weaksup.bulk import nothing_done_message
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import traceback
 import warnings
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.errors import InputError
+from weaksup.pools import make_pool
 from weaksup.tables import load_schema, write_table
 
 ROW = "_row"
@@ -239,7 +241,7 @@ def _write_part(parts: Path, table: pa.Table, keys: list[bytes], settings: Mappi
     stamp = make_stamp(settings, row_digest(keys[r] for r in ids.to_pylist()))
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), STAMP_KEY: json.dumps(stamp).encode()})
     name = parts / f"part-{pc.min(ids).as_py():012d}-{pc.max(ids).as_py():012d}-{len(ids)}.parquet"
-    tmp = name.with_name("." + name.name + ".tmp")
+    tmp = name.with_name(f".{name.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")  # unique per writer
     pq.write_table(table, tmp)
     os.replace(tmp, name)
 
@@ -297,7 +299,7 @@ def run_bulk(
                 _write_part(parts, part_table(run_chunk(fn, chunk), part_schema), keys, settings)
                 progress.advance(task, len(chunk))
         else:
-            with ProcessPoolExecutor(max_workers=config.workers) as pool:
+            with make_pool(config.workers) as pool:
                 futures: list[tuple[Future, int]] = [(pool.submit(run_chunk, fn, c), len(c)) for c in chunks]
                 for fut, n in futures:
                     _write_part(parts, part_table(fut.result(), part_schema), keys, settings)
