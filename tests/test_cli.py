@@ -300,7 +300,7 @@ def test_quickstart_small_runs_every_stage(tmp_path, cli):
         for arm in ("a", "b", "a_minus_b"):
             assert cmp[arm]["low"] <= cmp[arm]["mean"] <= cmp[arm]["high"]
         assert cmp["a_minus_b"]["mean"] == pytest.approx(cmp["a"]["mean"] - cmp["b"]["mean"], abs=1e-3)
-    assert "with pre-training" in result.output and "fc-only" in result.output and "gain" in result.output
+    assert "pre-training" in result.output and "fc-only" in result.output and "gain" in result.output
     assert not list(out.rglob("*.tmp-*")) and not list(out.rglob("*.parts"))
 
     again = cli("quickstart", "--small", "--out", out, "--no-progress")

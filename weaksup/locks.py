@@ -10,7 +10,9 @@ a killed job (a dead pid) is simply taken over. The file is removed when the blo
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +31,14 @@ _held_guard = threading.Lock()
 
 
 def lock_path(out: uris.PathOrUri) -> Path:
-    """The lock file of a local output path: ``OUT.lock`` beside it."""
+    """The lock file of a local output path: ``OUT.lock`` beside it when its folder exists;
+    otherwise one in the temp folder named after the path (taking a lock must not create
+    the output's folders before the job has checked its input)."""
     path = Path(os.path.abspath(uris.local_path(out)))
-    return path.with_name(path.name + ".lock")
+    if path.parent.is_dir():
+        return path.with_name(path.name + ".lock")
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / "weaksup-locks" / f"{digest}.lock"
 
 
 def _holder(fd: int) -> str:
