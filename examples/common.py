@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from weaksup.eval.compare import Comparison, compare_arms
+from weaksup.eval.compare import Comparison, compare_arms, hits_matrix
 from weaksup.eval.report import read_predictions
 from weaksup.quickstart import QuickstartConfig, cpu_name
 from weaksup.synth.corpus import DIAGONALS
@@ -162,14 +162,8 @@ def fc_only(train: Path, test: Path, checkpoint: Path | None, out: Path, seed: i
             extract_features(path, out / f"{name}_features.parquet", checkpoint=checkpoint,
                              cfg=ExtractConfig(arch=arch, num_clips=CLIPS, frames=frames, crop=40, short_side=40,
                                                workers=1, progress=False, seed=seed))
-        eval_fc_only(out / "train_features.parquet", out / "test_features.parquet", out, replace_fc(seed))
+        eval_fc_only(out / "train_features.parquet", out / "test_features.parquet", out, FcOnlyConfig(seed=seed))
     return read_predictions(out)
-
-
-def replace_fc(seed: int):
-    from weaksup.eval.fc_only import FcOnlyConfig
-
-    return FcOnlyConfig(seed=seed)
 
 
 def fc_only_target(paths: dict[str, Path], checkpoint: Path | None, out: Path, seed: int, **kw: Any) -> dict[str, int]:
@@ -189,16 +183,10 @@ def finetune(paths: dict[str, Path], checkpoint: Path | None, out: Path, seed: i
     return read_predictions(out)
 
 
-def matrix(hits: list[dict[str, int]], videos: list[str] | None = None) -> np.ndarray:
-    """(seeds, videos) hits over the videos every seed scored (or ``videos``), in a fixed order."""
-    common = videos if videos is not None else sorted(set.intersection(*(set(h) for h in hits)))
-    return np.array([[h[v] for v in common] for h in hits])
-
-
 def compare(a: list[dict[str, int]], b: list[dict[str, int]], videos: list[str] | None = None,
             chance: float | None = CHANCE) -> Comparison:
     common = videos if videos is not None else sorted(set.intersection(*(set(h) for h in a + b)))
-    return compare_arms(matrix(a, common), matrix(b, common), chance=chance)
+    return compare_arms(hits_matrix(a, common), hits_matrix(b, common), chance=chance)
 
 
 def pct(x: float) -> str:

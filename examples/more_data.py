@@ -28,7 +28,7 @@ for seed in a.seeds:
         hits[k].append(C.fc_only_target(p, ckpt, ckpt / "fc_target", seed))
 rand = [C.fc_only_target(p, None, a.out / f"random_init_s{seed}" / "fc_target", seed) for seed in a.seeds]
 videos = sorted(set.intersection(*(set(h) for k in sizes for h in hits[k])))
-m = np.stack([C.matrix(hits[k], videos) for k in sizes])  # (sizes, seeds, videos)
+m = np.stack([C.hits_matrix(hits[k], videos) for k in sizes])  # (sizes, seeds, videos)
 x = np.log2(np.array(sizes, float))
 rng = np.random.default_rng(0)
 slopes, accs = [], []
@@ -42,7 +42,7 @@ acc_point = m.mean(axis=(1, 2))
 slope = float(np.polyfit(x, acc_point, 1)[0])
 lo, hi = np.percentile(slopes, [2.5, 97.5])
 acc_lo, acc_hi = np.percentile(np.array(accs), [2.5, 97.5], axis=0)
-rand_acc = C.matrix(rand, videos).mean()
+rand_acc = C.hits_matrix(rand, videos).mean()
 C.save(a.out, "more_data", {"sizes": sizes, "seeds": a.seeds, "steps": a.steps, "top1": acc_point.tolist(),
                             "top1_low": acc_lo.tolist(), "top1_high": acc_hi.tolist(), "slope_per_doubling": slope,
                             "slope_interval": [lo, hi], "random_init": rand_acc, "seconds": round(t.seconds)})

@@ -37,7 +37,8 @@ def test_interval_covers_the_truth_about_95_percent():
     covered = 0
     for k in range(60):
         m = (rng.random((2, 150)) < 0.6).astype(int)
-        covered += bootstrap_accuracy(m, resamples=500, seed=k).low <= 0.6 <= bootstrap_accuracy(m, resamples=500, seed=k).high
+        iv = bootstrap_accuracy(m, resamples=500, seed=k)
+        covered += iv.low <= 0.6 <= iv.high
     assert covered >= 50
 
 

@@ -147,20 +147,8 @@ def test_extract_resumes_after_a_kill_with_the_same_result(videos, monkeypatch):
     extract_features(manifest, clean, checkpoint=None, cfg=cfg)
 
     out = root / "killed.parquet"
-    real = extract_mod._write_part
-    calls = {"n": 0}
-
-    def dies_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(extract_mod, "_write_part", dies_on_second)
-    with pytest.raises(KeyboardInterrupt):
-        extract_features(manifest, out, checkpoint=None, cfg=cfg)
+    _killed_extract(monkeypatch, manifest, out, checkpoint=None, cfg=cfg)
     assert not out.exists()
-    monkeypatch.setattr(extract_mod, "_write_part", real)
     summary = extract_features(manifest, out, checkpoint=None, cfg=cfg)
     assert summary["chunks_resumed"] == 1
     assert pq.read_table(out).equals(pq.read_table(clean))

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import pyarrow.parquet as pq
 
-from weaksup.eval.compare import compare_arms
+from weaksup.eval.compare import compare_arms, hits_matrix
 from weaksup.eval.report import read_predictions
 from weaksup.synth.corpus import DIAGONALS
 from weaksup.train.config import TrainConfig, finetune_preset, preset
@@ -340,8 +340,7 @@ def _compare(hits_a: list[dict[str, int]], hits_b: list[dict[str, int]], chance:
     videos = sorted(set.intersection(*(set(h) for h in hits_a + hits_b)))
     if not videos:
         raise ValueError("the two arms have no test video in common")
-    ma = [[h[v] for v in videos] for h in hits_a]
-    mb = [[h[v] for v in videos] for h in hits_b]
+    ma, mb = list(hits_matrix(hits_a, videos)), list(hits_matrix(hits_b, videos))
     if len(ma) != len(mb):  # one pre-trained network, several random inits: repeat to pair seeds
         ma, mb = (ma * len(mb), mb) if len(ma) == 1 else (ma, mb * len(ma))
     result = compare_arms(ma, mb, seed=seed, chance=chance).to_dict()

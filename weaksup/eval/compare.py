@@ -74,6 +74,13 @@ def _as_matrix(correct: Any, name: str) -> np.ndarray:
     return m
 
 
+def hits_matrix(hits: list[dict[str, int]], videos: list[str] | None = None) -> np.ndarray:
+    """(seeds, videos) 0/1 hits from one {video_id: hit} per seed (``eval.report.read_predictions``),
+    over ``videos`` or the videos every seed scored, in sorted order."""
+    common = videos if videos is not None else sorted(set.intersection(*(set(h) for h in hits)))
+    return np.array([[h[v] for v in common] for h in hits])
+
+
 def bootstrap_accuracy(correct: Any, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
     """Accuracy of one arm with its 95% interval (videos and seeds resampled)."""
     m = _as_matrix(correct, "correct")
