@@ -53,3 +53,13 @@ def test_disabled_leaves_threads_alone():
     _drive(tuner, {before: 1.0, 2: 1.0, 1: 0.01}, 50)
     assert torch.get_num_threads() == before and tuner.summary()["switches"] == []
     assert not ThreadTuner(max_threads=1).enabled  # nothing to choose from on one core
+
+
+def test_fixed_count_is_set_for_the_run_and_given_back():
+    before = torch.get_num_threads()
+    tuner = ThreadTuner(max_threads=2, fixed=1)
+    assert torch.get_num_threads() == 1 and not tuner.enabled
+    _drive(tuner, {1: 1.0, 2: 0.01}, 60)  # never adapts, however fast another count would be
+    assert torch.get_num_threads() == 1 and tuner.summary() == {"threads": 1, "adaptive": False, "switches": []}
+    tuner.restore()
+    assert torch.get_num_threads() == before

@@ -54,7 +54,9 @@ class ThreadTuner:
     """Chooses torch's intra-op thread count from measured step times.
 
     Call :meth:`record` after every step with its wall time and the work it did (clips).
-    ``enabled=False`` (or a single candidate) leaves the thread count alone.
+    ``fixed=N`` sets N threads for the run and never changes them (bit-identical reruns);
+    ``enabled=False`` (e.g. on a GPU) leaves the thread count alone. A single candidate
+    (one core) adapts nothing. :meth:`restore` gives the process its count back.
     """
 
     max_threads: int = field(default_factory=thread_budget)
@@ -62,6 +64,7 @@ class ThreadTuner:
     probe_steps: int = 3
     warmup_steps: int = 3
     enabled: bool = True
+    fixed: int = 0
     current: int = 0
     history: list[tuple[int, int]] = field(default_factory=list)  # (step, threads) at every switch
     _times: dict[int, list[float]] = field(default_factory=dict)
@@ -74,13 +77,14 @@ class ThreadTuner:
 
     def __post_init__(self) -> None:
         self.original = torch.get_num_threads()
-        self.candidates = thread_candidates(self.max_threads)
+        self.touched = self.enabled and (self.fixed > 0 or self.max_threads > 1)
+        self.candidates = (self.fixed,) if self.fixed > 0 else thread_candidates(self.max_threads)
         if not self.current:
             self.current = self.candidates[0]
-        if len(self.candidates) < 2:
-            self.enabled = False
-        if self.enabled:
+        if self.touched:
             torch.set_num_threads(self.current)
+        self.enabled = self.enabled and len(self.candidates) > 1  # from here on: "adapts"
+        if self.enabled:
             self.history.append((0, self.current))
         self._skip = self.warmup_steps
         self._since_probe = max(0, self.probe_every - 5)  # the first probe early: short runs adapt too
@@ -137,11 +141,12 @@ class ThreadTuner:
 
     def restore(self) -> None:
         """Give the process back the thread count it had before this tuner (the run is over)."""
-        if self.enabled:
+        if self.touched:
             torch.set_num_threads(self.original)
 
     close = restore  # contextlib.closing(tuner)
 
     def summary(self) -> dict[str, object]:
         """Thread counts used: the final one and every switch (step, threads)."""
-        return {"threads": self.current, "adaptive": self.enabled, "switches": [list(s) for s in self.history]}
+        threads = self.current if self.touched else torch.get_num_threads()
+        return {"threads": threads, "adaptive": self.enabled, "switches": [list(s) for s in self.history]}

@@ -335,10 +335,8 @@ def _extract_chunks(manifest: Path, net: Network, protocol: Protocol, rows: pa.T
     acc = _ChunkAccumulator(rows, k, cfg.chunk_videos, net.feature_dim, net.num_classes, cfg)
     clips_done = clips_failed = 0
     on_cpu = device.type == "cpu"
-    if on_cpu and cfg.threads:
-        torch.set_num_threads(cfg.threads)
     # the decoding workers share the cores with the network: adapt its thread count to them
-    tuner = ThreadTuner(probe_every=20, enabled=on_cpu and cfg.threads == 0)
+    tuner = ThreadTuner(probe_every=20, fixed=cfg.threads, enabled=on_cpu)
     with torch.inference_mode(), contextlib.closing(tuner):
         batch_t0 = time.perf_counter()
         for batch in loader:

@@ -477,9 +477,7 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         torch.backends.cudnn.allow_tf32 = True
     # CPU threads: processes of one machine share its cores; a fixed count, or adapt to the load
     local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    if not cuda and cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    tuner = ThreadTuner(max_threads=thread_budget(local_procs), enabled=not cuda and cfg.threads == 0)
+    tuner = ThreadTuner(max_threads=thread_budget(local_procs), fixed=cfg.threads, enabled=not cuda)
 
     # -- data: the clips, this process's shard of each epoch's order, whole steps only
     per_step = cfg.batch_size * cfg.accumulate  # clips per optimizer step, per process
@@ -743,8 +741,7 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         "clips_per_s": run_clips / max(run_s, 1e-9),
         "data_wait_fraction": min(1.0, run_wait / max(run_s, 1e-9)) if step > start_step else None,
         "clips_skipped": run_skipped,
-        "cpu_threads": (tuner.summary() if tuner.enabled else {"threads": torch.get_num_threads(), "adaptive": False})
-        if not cuda else None,
+        "cpu_threads": tuner.summary() if not cuda else None,
         "rejected_videos": _rejected_videos(out) if procs.main else None,
         "rejects": str(out / ("rejects.rank*.jsonl" if procs.distributed else "rejects.jsonl")),
         "checkpoint": str(last_ckpt) if last_ckpt else None,
