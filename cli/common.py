@@ -8,6 +8,7 @@ import warnings
 from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 
 from weaksup.errors import InputError, os_error_message
@@ -30,6 +31,32 @@ def fail(message: object) -> NoReturn:
     text = " ".join(str(message).split())
     err_console.print(f"weaksup: error: {text}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2) from None
+
+
+def special_file_argument(tokens: list[str]) -> str | None:
+    """The first command-line value naming an existing FIFO, device or socket, in words.
+
+    Any reader of such a path blocks for ever (a FIFO) or never ends (``/dev/zero``), and
+    writing to one is no better; stages check their inputs, but this guard covers every path
+    option of every command in one place, before any work."""
+    from weaksup.uris import special_file_kind
+
+    for token in tokens:
+        value = token.split("=", 1)[1] if token.startswith("--") and "=" in token else token
+        kind = special_file_kind(value)
+        if kind is not None:
+            return f"{value}: is {kind}, not a regular file or folder"
+    return None
+
+
+class WeaksupGroup(typer.core.TyperGroup):
+    """The command group: refuses special files among the arguments before parsing them."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        problem = special_file_argument(list(args))
+        if problem is not None:
+            fail(problem)
+        return super().parse_args(ctx, args)
 
 
 def declared_out(args: tuple, kwargs: dict) -> Any:
@@ -62,6 +89,12 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 NOTHING_DONE_EXIT = 3  # the job ran and wrote its output, but did nothing: every row rejected, or none selected
+
+MaxRejectFractionOption = Annotated[
+    float, typer.Option(
+        help="Stop (exit 1) when more than this fraction of the clips drawn so far failed to decode, checked after "
+             "the first 100; a step with no decodable clip always stops. Not part of the run: may change on resume.")
+]
 
 AllowEmptyOption = Annotated[
     bool, typer.Option("--allow-empty", help="Exit 0 even when nothing was done (every row rejected or none "

@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, console, err_console, nothing_done, one_line_warnings, print_summary, run, run_locked
+from weaksup.cli.common import (AllowEmptyOption, EngineOption, MaxRejectFractionOption, RayAddressOption, console, err_console,
+                                nothing_done, one_line_warnings, print_summary, run_locked)
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import FINETUNE_PRESETS
 
@@ -138,6 +139,7 @@ def finetune(
     workers: Annotated[Optional[int], typer.Option(help=H["workers"])] = None,
     device: Annotated[Optional[str], typer.Option(help=H["device"])] = None,
     seed: Annotated[Optional[int], typer.Option(help=H["seed"])] = None,
+    max_reject_fraction: MaxRejectFractionOption = 0.5,
 ) -> None:
     """Full fine-tuning from a checkpoint (new classifier, preset recipe), then the 10-clip video-level test."""
     from weaksup.eval.finetune import finetune as run_finetune
@@ -153,7 +155,8 @@ def finetune(
             overrides["max_steps"] = 0
         cfg = finetune_preset(preset).override(**overrides)
         return run_finetune(cfg, train_manifest=train_manifest, test_manifest=test_manifest, checkpoint=checkpoint,
-                            out=out, label_map=label_map, num_clips=clips, resume=not no_resume, progress=progress)
+                            out=out, label_map=label_map, num_clips=clips, resume=not no_resume, progress=progress,
+                            max_reject_fraction=max_reject_fraction)
 
     from weaksup.train.loop import TrainingStopped
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from weaksup import __version__
+from weaksup.cli.common import WeaksupGroup
 from weaksup.cli import (
     dedupe,
     evaluate,
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=WeaksupGroup,
 )
 
 

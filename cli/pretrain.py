@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from weaksup.cli.common import err_console, one_line_warnings, print_summary, run, run_locked
+from weaksup.cli.common import MaxRejectFractionOption, err_console, one_line_warnings, print_summary, run, run_locked
 from weaksup.errors import InputError
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import PRESETS, TrainConfig, preset as get_preset
@@ -41,9 +41,7 @@ def pretrain(
         help="Resume even when a setting that changes the run (schedule, length, clips, updates) differs from the "
              "checkpoint's: one warning instead of an error.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    max_reject_fraction: Annotated[float, typer.Option(
-        help="Stop (exit 1) when more than this fraction of the clips drawn so far failed to decode, checked after "
-             "the first 100; a step with no decodable clip always stops. Not part of the run: may change on resume.")] = 0.5,
+    max_reject_fraction: MaxRejectFractionOption = 0.5,
     arch: Annotated[Optional[str], typer.Option(help=H["arch"])] = None,
     frames: Annotated[Optional[int], typer.Option(help=H["frames"])] = None,
     stride: Annotated[Optional[int], typer.Option(help=H["stride"])] = None,

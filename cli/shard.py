@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, nothing_done, one_line_warnings, print_summary, run, run_locked
+from weaksup.cli.common import AllowEmptyOption, nothing_done, one_line_warnings, print_summary, run_locked
 
 
 def shard(

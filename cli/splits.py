@@ -51,9 +51,12 @@ def splits(
 
     A selection that keeps no video, or a --materialize that cuts no clip, still writes its
     tables, with a warning and exit code 3 (unless --allow-empty)."""
-    from weaksup.assembly.splits import SplitsConfig, make_splits, materialize_clips
+    from weaksup.assembly.splits import SplitsConfig, check_materialize_options, make_splits, materialize_clips
 
     run(_check_outputs, out, materialize)
+    if materialize is not None:  # bad cut settings stop before the clips table is written
+        run(check_materialize_options, materialize, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
+            engine=engine, ray_address=ray_address)
     cfg = SplitsConfig(
         manifest=manifest, probe=probe, kind=kind, out=out, min_s=min_s, max_s=max_s, center_s=center_s,
         total_duration_s=total_duration_s, max_videos=max_videos, seed=seed,

@@ -11,10 +11,12 @@ mkdir -p results
 export OMP_NUM_THREADS=1
 run() { python "$1.py" --out "$out" --steps "$steps" > "results/$1.md" 2> "results/$1.log"; }
 python -c "import sys; sys.path.insert(0, '.'); import common; common.corpus('$out')"  # once, before the lanes
-# lane A trains the full-pool networks first; lane B reaches them only after its subsets
-( run pretrain_vs_scratch && run contamination && run temporal_splits ) &
+# about 20 pre-training runs a lane; scripts that share a run (more_data and tail_sampling
+# train the same random half; pretrain_vs_scratch, more_data and contamination the full pool)
+# sit in one lane, in that order, so two processes never train the same folder
+( run pretrain_vs_scratch && run more_data && run tail_sampling && run contamination ) &
 lane_a=$!
-( run more_data && run tail_sampling && run frames_vs_clips ) &
+( run temporal_splits && run frames_vs_clips ) &
 lane_b=$!
 wait "$lane_a" "$lane_b"
 cat results/*.md

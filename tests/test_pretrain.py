@@ -553,3 +553,23 @@ def test_reject_fraction_over_the_limit_stops(videos: Path, tmp_path: Path, monk
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["clips_skipped"] == 10
     assert pretrain_cli(*args, "--out", tmp_path / "bad", "--max-reject-fraction", 1.5).exit_code == 2
+
+
+def test_finetune_stops_on_undecodable_clips_like_pretraining(videos: Path, tmp_path: Path, monkeypatch) -> None:
+    """`eval finetune --max-reject-fraction`: the same guard and one-line stop as pre-training."""
+    from typer.testing import CliRunner
+
+    import weaksup.train.loop as loop
+    from weaksup.cli.main import app
+
+    monkeypatch.setattr(loop, "REJECT_CHECK_AFTER", 8)
+    table = write_manifest(videos, per_class=2, broken=10, name="mostly_broken.parquet")  # 10 of 16 broken
+    args = ["eval", "finetune", "--train-manifest", table, "--test-manifest", table, "--arch", "r2plus1d_10",
+            "--frames", 4, "--crop", 32, "--short-side", 40, "--batch-size", 8, "--max-steps", 2, "--clips", 1,
+            "--precision", "fp32", "--workers", 0, "--no-progress"]
+    result = CliRunner().invoke(app, [str(a) for a in args + ["--out", tmp_path / "ft"]])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "clips were rejected" in lines[0] and "--max-reject-fraction 0.5" in lines[0], lines
+    ok = CliRunner().invoke(app, [str(a) for a in args + ["--out", tmp_path / "ok", "--max-reject-fraction", 0.9]])
+    assert ok.exit_code == 0, ok.output

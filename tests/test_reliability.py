@@ -421,3 +421,110 @@ def test_numeric_options_are_refused_before_any_work(tmp_path, runner, cli, args
     result = invoke(runner, *args, *extra)
     assert_input_error(result, message)
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- smaller defects of the issue
+
+
+@pytest.fixture()
+def http_folder(tmp_path):
+    """A local HTTP server over ``tmp_path/www`` (port closed again after the test)."""
+    import functools
+    import http.server
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_connection_refused_is_not_reported_as_file_not_found(http_folder):
+    pytest.importorskip("aiohttp")
+    from weaksup.assembly.probe import StoreError, open_video_file
+
+    root, base = http_folder
+    with pytest.raises(FileNotFoundError, match="file not found"):  # a 404 is a missing file
+        open_video_file(f"{base}/missing.mp4")
+    refused = f"http://127.0.0.1:{closed_port()}/v.mp4"
+    with pytest.raises(StoreError, match="cannot reach the store") as info:
+        open_video_file(refused)
+    assert "not found" not in str(info.value)
+    with pytest.raises(InputError, match="cannot reach") as info:
+        tables.read_table("manifest", f"http://127.0.0.1:{closed_port()}/m.parquet")
+    assert "not found" not in str(info.value)
+    with pytest.raises(InputError, match="file not found"):
+        tables.read_table("manifest", f"{base}/m.parquet")
+
+
+@pytest.mark.parametrize("option, message", [
+    (("--crf", "99"), "crf must be in 0..63"),
+    (("--codec", "nosuchcodec"), "unknown codec"),
+    (("--short-side", "33"), "short-side must be an even number"),
+    (("--gop", "0"), "gop must be >= 1"),
+])
+def test_splits_materialize_checks_its_options_before_writing_anything(tmp_path, runner, option, message):
+    manifest, probe = tmp_path / "m.parquet", tmp_path / "p.parquet"
+    tables.write_table("manifest", {"video_id": ["a"], "uri": ["/x/a.mp4"], "label_id": pa.array([0], pa.int32()),
+                                    "label": ["dog"], "matched_label_ids": pa.array([[0]], pa.list_(pa.int32())),
+                                    "duration_s": [3.0]}, manifest)
+    out = tmp_path / "clips.parquet"
+    result = invoke(runner, "splits", "--manifest", manifest, "--probe", probe, "--kind", "short", "--out", out,
+                    "--materialize", tmp_path / "cut", *option)
+    assert_input_error(result, message)
+    assert not out.exists() and not (tmp_path / "cut").exists()
+
+
+def test_raw_pickle_checkpoint_is_one_line_without_torch_warnings(tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"model": {"w": [1, 2]}}, protocol=4))
+    proc = subprocess.run([sys.executable, "-c", "from weaksup.cli.main import main; main()", "convert-weights",
+                           "--src", str(raw), "--dst", str(tmp_path / "o.safetensors"), "--arch", "r2plus1d_10"],
+                          capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "holds Python objects" in lines[0] and "weights_only" in lines[0] and str(raw) in lines[0]
+
+
+@pytest.mark.parametrize("args", [
+    ("sample", "--manifest", "{fifo}", "--strategy", "random", "--size", "2", "--out", "{tmp}/s.parquet"),
+    ("pretrain", "--manifest={fifo}", "--out", "{tmp}/run", "--preset", "tiny"),
+    ("eval", "fc-only", "--train", "{fifo}", "--test", "{fifo}", "--out", "{tmp}/r"),
+    ("match", "--videos", "{tmp}/v.csv", "--labels", "{tmp}/l.parquet", "--out", "{fifo}"),
+])
+def test_no_command_opens_a_fifo_argument(tmp_path, runner, args):
+    """The census found `sample --manifest FIFO` and `pretrain --manifest FIFO` blocked for ever in
+    pyarrow's open; the command group now refuses special files among all arguments first."""
+    fifo = tmp_path / "pipe"
+    with fifo_unblocker(fifo) as opened:
+        result = invoke(runner, *(a.format(fifo=fifo, tmp=tmp_path) for a in args))
+    assert_input_error(result, str(fifo), "is a FIFO")
+    assert not opened
+
+
+def test_special_file_guard_ignores_ordinary_values(tmp_path):
+    from weaksup.cli.common import special_file_argument
+
+    (tmp_path / "f.parquet").write_bytes(b"x")
+    assert special_file_argument(["--out", str(tmp_path), str(tmp_path / "f.parquet"), "--seed", "3", "s3://b/k",
+                                  "--size=10", ""]) is None
+    assert special_file_argument(["--labels-file=/dev/zero"]) == "/dev/zero: is a character device, not a regular file or folder"

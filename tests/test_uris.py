@@ -23,7 +23,8 @@ from weaksup.bulk import safe_call  # noqa: E402
 from weaksup.dedupe.fingerprint import fingerprint_video  # noqa: E402
 from weaksup.errors import InputError  # noqa: E402
 from weaksup.synth.video import write_test_video  # noqa: E402
-from weaksup.tables import _prepare_output, atomic_output, atomic_path, read_table, validate_file, write_json, write_table  # noqa: E402
+from weaksup.tables import read_table, validate_file, write_json, write_table  # noqa: E402
+from weaksup.outputs import atomic_output, atomic_path, prepare_output
 
 VIDEOS = {"video_id": ["a", "b"], "uri": ["x.mp4", "y.mp4"], "hashtags": [["Dog", "#cat"], None], "duration_s": [1.0, None]}
 
@@ -374,7 +375,7 @@ def test_local_only_writers_refuse_uris(mem: str) -> None:
     with pytest.raises(InputError, match=r"^memory://.*/out/t\.parquet: this output must be a local path"):
         atomic_path(Path(f"{mem}/out/t.parquet"))
     with pytest.raises(InputError, match="must be a local path"):
-        _prepare_output(Path(f"{mem}/out/t.parquet"))
+        prepare_output(Path(f"{mem}/out/t.parquet"))
     assert not Path("memory:").exists()  # no local folder named after the scheme
     assert atomic_path(Path("file:///tmp/x/t.parquet")) == Path(f"/tmp/x/.t.parquet.tmp-{os.getpid()}")
 

@@ -65,7 +65,7 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie waiting for init to reap it is dead
 
 
-def _kill_parent_and_wait(script: str, tmp_path, wait_s: float = 10.0) -> list[int]:
+def kill_parent_and_wait(script: str, tmp_path, wait_s: float = 10.0) -> list[int]:
     """Run ``script`` (prints its worker pids), SIGKILL it, return the workers still alive after ``wait_s``."""
     path = tmp_path / "parent.py"
     path.write_text(script)
@@ -95,11 +95,11 @@ def _kill_parent_and_wait(script: str, tmp_path, wait_s: float = 10.0) -> list[i
 
 
 def test_pool_workers_die_with_a_killed_parent(tmp_path):
-    assert _kill_parent_and_wait(POOL, tmp_path) == []
+    assert kill_parent_and_wait(POOL, tmp_path) == []
 
 
 def test_loader_workers_die_with_a_killed_parent(tmp_path):
-    assert _kill_parent_and_wait(LOADER, tmp_path) == []
+    assert kill_parent_and_wait(LOADER, tmp_path) == []
 
 
 def test_worker_exits_when_its_expected_parent_is_already_gone(tmp_path):

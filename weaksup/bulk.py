@@ -63,6 +63,12 @@ class BulkConfig:
     resume: bool = True  # False: delete an earlier run's parts first
     resume_strict: bool = False  # stop (InputError) on a stale part instead of recomputing it
 
+    def __post_init__(self) -> None:  # bad numbers are bad input, refused before any row is worked on
+        if self.workers < 0:
+            raise InputError(f"workers must be >= 0 (0 = in this process), got {self.workers}")
+        if self.chunk_size < 1:
+            raise InputError(f"chunk size must be >= 1, got {self.chunk_size}")
+
 
 # ----------------------------------------------------------------------------- stamps
 

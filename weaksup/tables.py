@@ -19,8 +19,6 @@ import io
 import json
 import os
 import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +31,7 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.errors import InputError
+from weaksup.outputs import atomic_output
 from weaksup.uris import PathOrUri
 
 SCHEMA_META_KEY = b"weaksup.schema"
@@ -415,78 +414,6 @@ def conform(data: pa.Table | Mapping[str, Any], schema: Schema) -> pa.Table:
             fields.append(table.schema.field(name))
     meta = {SCHEMA_META_KEY: f"{schema.name}/{schema.version}".encode()}
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
-
-
-def require_local_output(*paths: str | os.PathLike[str] | None) -> None:
-    """Refuse, in one line, an object-store uri for an output that this stage writes only locally
-    (folders of parts, streamed Parquet writers, checkpoints); None is skipped."""
-    for path in paths:
-        if path is not None and not uris.is_local(path):
-            raise InputError(f"{uris.as_uri(path)}: this output must be a local path "
-                             "(write it locally, then copy it to the object store)")
-
-
-def atomic_path(path: Path) -> Path:
-    """A temporary sibling of the local ``path``, renamed over it once complete.
-
-    Writers that stream into a local file and rename it themselves cannot write to an
-    object store: a remote uri is bad input here (use :func:`atomic_output`, which uploads).
-    """
-    require_local_output(path)
-    path = uris.local_path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def _prepare_output(path: Path) -> Path:
-    """Create the folder of a local output ``path`` and return its temporary name.
-
-    An output path that is a folder, or whose folder cannot be made (a file in the way, no
-    permission), is bad input: InputError naming the path, not a traceback.
-    """
-    require_local_output(path)
-    path = uris.local_path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected an output file path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot create output folder {path.parent} ({exc.strerror or exc})") from None
-    return atomic_path(path)
-
-
-@contextmanager
-def atomic_output(path: PathOrUri) -> Iterator[Path]:
-    """A temporary local file to write for ``path``: renamed (or uploaded) to ``path`` when the
-    block ends without error, deleted otherwise. Every writer of final outputs goes through it.
-
-    Local paths and ``file://`` get a temporary sibling and ``os.replace``. Remote uris
-    (``s3://``, ``gs://``, ``memory://``, ...) get a file in a local temporary folder,
-    uploaded on success with :func:`weaksup.uris.upload_atomic` (whole or not at all), so
-    every writer keeps writing a plain local file.
-    """
-    if uris.is_local(path):
-        local = uris.local_path(path)
-        tmp = _prepare_output(local)
-        try:
-            yield tmp
-            os.replace(tmp, local)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return
-    uri = uris.as_uri(path)
-    try:
-        is_dir = uris.isdir(uri)
-    except uris.UnsupportedUri as exc:
-        raise InputError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
-        raise InputError(f"{uri}: cannot reach ({type(exc).__name__}: {_first_line(exc)})") from None
-    if is_dir:
-        raise InputError(f"{uri}: is a directory, expected an output file path")
-    with tempfile.TemporaryDirectory(prefix="weaksup-upload-") as folder:
-        tmp = Path(folder) / f".{uris.basename(uri)}.tmp-{os.getpid()}"
-        yield tmp
-        uris.upload_atomic(tmp, uri)
 
 
 def write_table(name: str, data: pa.Table | Mapping[str, Any], path: PathOrUri, *,

@@ -101,6 +101,17 @@ def display(uri: PathOrUri) -> str:
 MAX_TEXT_BYTES = 64 << 20
 
 
+def special_file_kind(path: str) -> str | None:
+    """What an existing local ``path`` is when it is neither a regular file nor a folder
+    ("a FIFO (named pipe)", "a character device", ...); None otherwise or when it does not exist."""
+    if not path or scheme(path) not in (None, "file"):
+        return None
+    try:
+        return _special_kind(os.stat(local_path(path)).st_mode)
+    except (OSError, ValueError):
+        return None
+
+
 def _special_kind(mode: int) -> str | None:
     """What a non-regular, non-folder file is, in words (None for regular files and folders)."""
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
@@ -205,11 +216,40 @@ def open_input(uri: PathOrUri, mode: str = "rb") -> IO[Any]:
     return fs.open(path, mode)
 
 
+def unreachable_reason(exc: BaseException) -> str | None:
+    """Why the store could not be reached, when fsspec's "not found" hides a network error
+    (HTTP's ``info`` raises FileNotFoundError for a refused connection); None when the file
+    is really missing (no cause, or an HTTP 404)."""
+    seen = exc.__cause__ or exc.__context__
+    while seen is not None:
+        status = getattr(seen, "status", None)
+        if status == 404 or isinstance(seen, FileNotFoundError):
+            return None
+        if isinstance(seen, (ConnectionError, TimeoutError)) or type(seen).__module__.split(".")[0] == "aiohttp":
+            text = " ".join(str(seen).split())[:200]
+            return f"{type(seen).__name__}: {text}" if text else type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def exists(uri: PathOrUri) -> bool:
-    """Whether ``uri`` names an existing file or folder (prefix, in object stores)."""
+    """Whether ``uri`` names an existing file or folder (prefix, in object stores).
+
+    A store that cannot be reached raises ConnectionError (HTTP's ``exists`` would say
+    False, so a refused connection would read as "file not found").
+    """
     if is_local(uri):
         return local_path(uri).exists()
     fs, path = url_to_fs(uri)
+    if _protocols(fs) & {"http", "https"}:
+        try:
+            fs.info(path)
+        except FileNotFoundError as exc:
+            reason = unreachable_reason(exc)
+            if reason is not None:
+                raise ConnectionError(reason) from None
+            return False
+        return True
     return bool(fs.exists(path))
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,7 +40,8 @@ from weaksup.assembly.videos import _require, iter_videos, open_table, tag_colum
 from weaksup.errors import InputError
 from weaksup.hashing import _splitmix64, stable_hash64
 from weaksup.uris import check_input_file
-from weaksup.tables import atomic_path, conform, load_schema, read_table, write_json, write_table, require_local_output
+from weaksup.tables import conform, load_schema, read_table, write_json, write_table
+from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,7 @@ def _side_paths(cfg: MatchConfig) -> tuple[Path, Path, Path]:
     return (folder / f"{stem}.rejects.parquet", folder / f"{stem}.label_counts.parquet", folder / f"{stem}.summary.json")
 
 
+@output_set()  # manifest, rejects, label counts and summary: all or none
 def match_videos(cfg: MatchConfig) -> dict:
     """Match videos against a label space and write manifest, rejects, label counts, summary.
 
@@ -260,7 +261,8 @@ def match_videos(cfg: MatchConfig) -> dict:
     global_support = read_support(Path(cfg.support), index, cfg.videos) if cfg.support is not None else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    matched_tmp = out.with_name(f".{out.name}.matched.tmp-{os.getpid()}")
+    matched_tmp = atomic_path(out.with_name(out.name + ".matched"))
+    tmp_out: Path | None = None
     try:
         first = _first_pass(cfg.videos, index, matched_tmp, cfg.batch_size, cfg.progress)
         n_read, support, rejects, n_unmatched, duplicate_rows = (
@@ -304,11 +306,14 @@ def match_videos(cfg: MatchConfig) -> dict:
                     }
                 )
                 writer.write_table(conform(table, schema))
-        os.replace(tmp_out, out)
+        commit_output(tmp_out, out)
+    except BaseException:
+        if tmp_out is not None and tmp_out.exists():
+            tmp_out.unlink()
+        raise
     finally:
-        for p in (matched_tmp,):
-            if p.exists():
-                p.unlink()
+        if matched_tmp.exists():
+            matched_tmp.unlink()
 
     rejects = _finish_rejects(cfg.videos, rejects)
     write_table("match_rejects", pa.Table.from_pylist(rejects, schema=load_schema("match_rejects").to_arrow()), rejects_path)
@@ -446,7 +451,7 @@ def count_matches(cfg: MatchCountConfig) -> dict:
     if out.is_dir():
         raise InputError(f"{out}: is a directory, expected an output file path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    matched_tmp = out.with_name(f".{out.name}.matched.tmp-{os.getpid()}")
+    matched_tmp = atomic_path(out.with_name(out.name + ".matched"))
     try:
         first = _first_pass(videos, index, matched_tmp, cfg.batch_size, cfg.progress)
     finally:
@@ -589,31 +594,32 @@ def match_partitioned(cfg: MatchConfig) -> dict:
     )
     rejects = rejects.take(pc.sort_indices(rejects, [("row", "ascending"), ("part", "ascending")]))
     counts_path, rejects_path, summary_path = out / "label_counts.parquet", out / "rejects.parquet", out / "summary.json"
-    write_table("label_counts", label_counts, counts_path)
-    write_table("match_rejects", rejects, rejects_path)
+    with output_set():  # the job's label counts, rejects and summary: all or none (each part committed its own)
+        write_table("label_counts", label_counts, counts_path)
+        write_table("match_rejects", rejects, rejects_path)
 
-    total = lambda key: sum(s[key] for s in summaries)  # noqa: E731
-    reasons = Counter(r.split(" (")[0] for r in rejects.column("reason").to_pylist())
-    kept = np.asarray(label_counts["kept"].to_numpy(zero_copy_only=False), bool)
-    summary = {
-        "videos_read": total("videos_read"),
-        "rejected": total("rejected"),
-        "rejected_by_reason": dict(reasons),
-        "unmatched": total("unmatched"),
-        "matched": total("matched"),
-        "dropped_by_min_videos": total("dropped_by_min_videos"),
-        "in_manifest": total("in_manifest"),
-        "labels": len(index),
-        "labels_kept": int(kept.sum()),
-        "labels_dropped": int((~kept).sum()),
-        "min_videos": cfg.min_videos,
-        "seed": cfg.seed,
-        "accounted": all(s["accounted"] for s in summaries)
-        and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected") == total("videos_read"),
-        "parts": len(parts),
-        "partition_checked": n_parts is not None,
-        "outputs": {"manifest": str(out / "manifest"), "rejects": str(rejects_path), "label_counts": str(counts_path),
-                    "support": str(support), "parts": str(out / "parts")},
-    }
-    write_json(summary, summary_path)
+        total = lambda key: sum(s[key] for s in summaries)  # noqa: E731
+        reasons = Counter(r.split(" (")[0] for r in rejects.column("reason").to_pylist())
+        kept = np.asarray(label_counts["kept"].to_numpy(zero_copy_only=False), bool)
+        summary = {
+            "videos_read": total("videos_read"),
+            "rejected": total("rejected"),
+            "rejected_by_reason": dict(reasons),
+            "unmatched": total("unmatched"),
+            "matched": total("matched"),
+            "dropped_by_min_videos": total("dropped_by_min_videos"),
+            "in_manifest": total("in_manifest"),
+            "labels": len(index),
+            "labels_kept": int(kept.sum()),
+            "labels_dropped": int((~kept).sum()),
+            "min_videos": cfg.min_videos,
+            "seed": cfg.seed,
+            "accounted": all(s["accounted"] for s in summaries)
+            and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected") == total("videos_read"),
+            "parts": len(parts),
+            "partition_checked": n_parts is not None,
+            "outputs": {"manifest": str(out / "manifest"), "rejects": str(rejects_path), "label_counts": str(counts_path),
+                        "support": str(support), "parts": str(out / "parts")},
+        }
+        write_json(summary, summary_path)
     return summary

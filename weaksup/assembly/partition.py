@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from weaksup.tables import require_local_output
+from weaksup.outputs import atomic_path, require_local_output
 from weaksup.assembly.videos import _require, open_table, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
@@ -141,7 +141,7 @@ def partition_videos(cfg: PartitionConfig) -> dict:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = atomic_path(out)  # a folder of parts; stale ones of killed runs are removed
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

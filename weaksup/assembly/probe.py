@@ -501,7 +501,10 @@ def _remote_source(uri: str) -> VideoSource:
         raise UnsupportedUri(str(exc)) from None
     try:
         info = fs.info(inner)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
+        reason = uris.unreachable_reason(exc)
+        if reason is not None:
+            raise StoreError(f"{uri}: cannot reach the store ({reason})") from None
         raise FileNotFoundError(f"{uri}: file not found") from None
     except PermissionError:
         raise PermissionError(f"{uri}: permission denied") from None

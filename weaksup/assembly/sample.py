@@ -19,7 +19,6 @@ whole table (``--weights-only`` streams the manifest through).
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,9 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from weaksup import uris
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
-from weaksup.tables import atomic_path, check_table, conform, load_schema, read_table, write_json, write_table, require_local_output
+from weaksup.tables import check_table, conform, load_schema, read_table, write_json, write_table
+from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
 
 Strategy = Literal["random", "tail-preserving", "sqrt"]
 STRATEGIES: tuple[str, ...] = ("random", "tail-preserving", "sqrt")
@@ -98,10 +99,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 def check_manifest_columns(path: Path) -> pa.Schema:
     """Check the manifest's columns and types from its footer alone (no data read)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a manifest .parquet file")
+    uris.check_input_file(path, "manifest .parquet")  # missing, a folder, a FIFO or a device: one line, no hang
     try:
         schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for non-Parquet files
@@ -366,6 +364,7 @@ def write_weighted_manifest(path: Path, out: Path, draw_position: np.ndarray, we
     tmp = atomic_path(out)
     writer: pq.ParquetWriter | None = None
     start = 0
+    committed = False
     try:
         for group in range(parquet.num_row_groups):
             part = parquet.read_row_group(group)
@@ -380,11 +379,12 @@ def write_weighted_manifest(path: Path, out: Path, draw_position: np.ndarray, we
         if writer is not None:
             writer.close()
             writer = None
-            os.replace(tmp, out)
+            commit_output(tmp, out)
+            committed = True
     finally:
         if writer is not None:
             writer.close()
-        if tmp.exists():
+        if not committed and tmp.exists():
             tmp.unlink()
 
 
@@ -440,6 +440,7 @@ def summary_path(cfg: SampleConfig) -> Path:
     return cfg.out / "summary.json" if cfg.series else cfg.out.with_name(cfg.out.stem + ".summary.json")
 
 
+@output_set()  # the sample(s) and the summary: all or none
 def sample_manifest(cfg: SampleConfig) -> dict[str, Any]:
     """Draw the subset(s) of ``cfg``, write them and their summary, and return the summary."""
     require_local_output(cfg.out)

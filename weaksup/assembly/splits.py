@@ -32,7 +32,8 @@ from weaksup.bulk import BulkConfig, run_bulk
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
 from weaksup.ray_engine import check_engine
-from weaksup.tables import read_table, write_json, write_table, require_local_output
+from weaksup.tables import read_table, write_json, write_table
+from weaksup.outputs import atomic_path, output_set, require_local_output
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
 # Paper Table 3 duration bounds in seconds, inclusive.
@@ -129,6 +130,7 @@ def _durations(manifest: pa.Table, probe: pa.Table | None) -> tuple[np.ndarray, 
     return duration, rejected, from_probe
 
 
+@output_set()  # clips table and summary: both or neither
 def make_splits(cfg: SplitsConfig) -> dict[str, Any]:
     """Select the videos of ``cfg.kind``, write their clip windows (table ``clips``) and a summary.
 
@@ -382,7 +384,7 @@ def _encode_window(source: str, dest: Path, start: float, end: float, settings: 
     import av
 
     rate = _source_rate(source)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp = atomic_path(dest)
     n = 0
     try:
         # faststart: the index goes first, so loaders streaming from remote storage start at once
@@ -463,6 +465,26 @@ def _cut_seconds(path: str) -> float:
         container.close()
 
 
+def check_materialize_options(out_dir: str | os.PathLike[str], *, short_side: int, gop: int, codec: str, crf: int,
+                              workers: int, engine: str = "local", ray_address: str | None = None) -> None:
+    """Refuse bad cut settings in one line, before any table is written (``splits --materialize``
+    checks them before selecting)."""
+    require_local_output(out_dir)
+    if short_side < 2 or short_side % 2:
+        raise InputError(f"short-side must be an even number >= 2 (got {short_side})")
+    if gop < 1:
+        raise InputError(f"gop must be >= 1 (got {gop})")
+    if not 0 <= crf <= 63:
+        raise InputError(f"crf must be in 0..63 (got {crf})")
+    if workers < 0:
+        raise InputError(f"workers must be >= 0 (got {workers})")
+    check_engine(engine, ray_address)
+    import av
+
+    if codec not in av.codecs_available:
+        raise InputError(f"unknown codec {codec!r} (no such encoder in PyAV {av.__version__})")
+
+
 def materialize_clips(
     clips: pa.Table | str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -489,21 +511,13 @@ def materialize_clips(
     source uri, window and cut file) matches; ``resume=False`` redoes every clip, and
     ``resume_strict`` stops on a stale part instead of recomputing it.
     """
-    require_local_output(out_dir)
+    check_materialize_options(out_dir, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
+                              engine=engine, ray_address=ray_address)
     out_dir = Path(out_dir)
     table = clips if isinstance(clips, pa.Table) else read_table("clips", clips)
-    if short_side < 2 or short_side % 2:
-        raise InputError(f"short-side must be an even number >= 2 (got {short_side})")
-    if gop < 1:
-        raise InputError(f"gop must be >= 1 (got {gop})")
-    check_engine(engine, ray_address)
     n_unique = pc.count_distinct(table.column("video_id")).as_py() if table.num_rows else 0
     if n_unique != table.num_rows:
         raise InputError(f"clips: {table.num_rows - n_unique} duplicate video_id value(s); cut files are named by video_id")
-    import av
-
-    if codec not in av.codecs_available:
-        raise InputError(f"unknown codec {codec!r} (no such encoder in PyAV {av.__version__})")
     mat_path, clips_path, sum_path = materialized_paths(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".*.mp4.tmp-*"):  # left by a killed run

@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 
 from weaksup.assembly.sample import HEAD_LABEL_FRACTION, check_manifest_columns, dense_ids, head_label_mask
 from weaksup.errors import InputError
-from weaksup.tables import atomic_path, read_table, write_json, write_table, require_local_output
+from weaksup.tables import read_table, write_json, write_table
+from weaksup.outputs import atomic_path, require_local_output
 
 LABEL_COUNTS_FILE = "label_counts.parquet"
 DISTRIBUTION_PNG = "label_distribution.png"

@@ -19,6 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from weaksup.outputs import atomic_path
+
 REJECT_FIELDS: tuple[str, ...] = ("video_id", "uri", "reason", "epoch", "index", "pid", "time")
 
 
@@ -68,7 +70,7 @@ def write_rejects_parquet(path: str | os.PathLike[str], out: str | os.PathLike[s
     """Convert the JSONL log at ``path`` to Parquet at ``out``; returns the number of rejections."""
     table = read_rejects(path)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = atomic_path(out)
     pq.write_table(table, tmp)
     os.replace(tmp, out)
     return table.num_rows

@@ -66,7 +66,8 @@ from weaksup.data.decode_clip import VideoInfo, read_clip
 from weaksup.data.transforms import Draw, eval_transform, jitter_start, train_transform
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
-from weaksup.tables import write_json, write_table, require_local_output
+from weaksup.tables import write_json, write_table
+from weaksup.outputs import require_local_output
 
 SHARD_NAME = "shard-{:06d}.tar"
 SHARD_RE = re.compile(r"shard-(\d{6,})\.tar")

@@ -71,7 +71,8 @@ from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
 from weaksup.errors import InputError
 from weaksup.ray_engine import check_engine
-from weaksup.tables import check_table, load_schema, read_table, write_json, write_table, require_local_output
+from weaksup.tables import check_table, load_schema, read_table, write_json, write_table
+from weaksup.outputs import output_set, require_local_output, separate_job
 
 DEFAULT_RADIUS = 7
 DEFAULT_MIN_FRAMES = 8
@@ -420,8 +421,9 @@ def _iter_source_chunks(path: Path, wanted: dict[int, str], chunk: int) -> Itera
 def _fingerprint(videos: Path, out: Path, cfg: DedupeConfig) -> Path:
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
-    fingerprint_videos(FingerprintConfig(videos=videos, out=out, fps=cfg.fps, workers=cfg.workers, progress=cfg.progress,
-                                         engine=cfg.engine, ray_address=cfg.ray_address))
+    with separate_job():  # the codes are read back below, and reused by later runs
+        fingerprint_videos(FingerprintConfig(videos=videos, out=out, fps=cfg.fps, workers=cfg.workers,
+                                             progress=cfg.progress, engine=cfg.engine, ray_address=cfg.ray_address))
     return out
 
 
@@ -480,6 +482,7 @@ def _self_removal(
     return removed, causes
 
 
+@output_set()  # clean manifest, overlaps report, removed rows and summary: all or none
 def dedupe_manifest(cfg: DedupeConfig) -> dict:
     """Run dedupe (see the module docstring); write the outputs and return the summary."""
     require_local_output(cfg.out, cfg.report)

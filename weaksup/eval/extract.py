@@ -45,7 +45,8 @@ from weaksup.data.rejects import read_rejects
 from weaksup.errors import InputError
 from weaksup.ray_engine import check_engine
 from weaksup.eval.network import Network, load_network
-from weaksup.tables import atomic_output, conform, load_schema, require_local_output, write_table
+from weaksup.tables import conform, load_schema, write_table
+from weaksup.outputs import atomic_output, require_local_output
 from weaksup.threads import ThreadTuner
 from weaksup.train.loop import uses_cuda
 

@@ -32,7 +32,7 @@ from weaksup.eval.label_maps import read_label_map
 from weaksup.eval.logreg import LogRegConfig, select_penalty
 from weaksup.eval.report import Predictions, network_name, write_report
 from weaksup.train.loop import uses_cuda
-from weaksup.tables import require_local_output
+from weaksup.outputs import require_local_output
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ from weaksup.eval.features import read_features
 from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
 from weaksup.eval.network import load_network
 from weaksup.eval.report import Predictions, network_name, write_report
-from weaksup.tables import read_table, require_local_output, write_table
+from weaksup.tables import read_table, write_table
+from weaksup.outputs import require_local_output
 from weaksup.train.config import TrainConfig
-from weaksup.train.loop import pretrain
+from weaksup.train.loop import DEFAULT_MAX_REJECT_FRACTION, pretrain
 
 
 def _renumber(path: Path, label_map: LabelMap, out: Path) -> Path:
@@ -77,10 +78,13 @@ def finetune(
     num_clips: int = 10,
     resume: bool = True,
     progress: bool = True,
+    max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION,
 ) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` on ``train_manifest``, test on ``test_manifest``; returns the report's metrics.
 
     ``checkpoint`` None trains the same network from scratch (the baseline the paper compares with).
+    Training stops (:class:`~weaksup.train.loop.TooManyRejects`) when more than
+    ``max_reject_fraction`` of the clips drawn fail to decode, as in pre-training.
     """
     require_local_output(out)
     train_manifest, test_manifest, out = Path(train_manifest), Path(test_manifest), Path(out)
@@ -107,7 +111,8 @@ def finetune(
 
     init = net.model.state_dict() if checkpoint is not None else None
     summary = pretrain(cfg, manifest=train_manifest, out=out, resume=resume, progress=progress,
-                       num_classes=num_classes, init=init, init_source=net.source if init is not None else None)
+                       num_classes=num_classes, init=init, init_source=net.source if init is not None else None,
+                       max_reject_fraction=max_reject_fraction)
 
     features = out / "test_features.parquet"
     ext = extract_features(

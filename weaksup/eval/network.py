@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from weaksup.errors import InputError
 from weaksup.models import build_model
-from weaksup.models.weights import check_fits, read_state_dict
+from weaksup.models.weights import check_fits, load_torch_file, read_state_dict
 from weaksup.train.checkpoint import FORMAT, list_checkpoints
 
 
@@ -62,10 +62,7 @@ def resolve_checkpoint(path: Path) -> Path:
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """The model state dict and, for our own pre-training checkpoints, the rest of the checkpoint."""
     if path.suffix != ".safetensors":
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - truncated zip, foreign pickle: read_state_dict words the error
-            return read_state_dict(path), None
+        obj = load_torch_file(path)
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             return dict(obj["model"]), obj
     return read_state_dict(path), None

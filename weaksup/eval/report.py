@@ -34,7 +34,8 @@ from weaksup.eval.metrics import (
     per_class_accuracy,
     topk_accuracy,
 )
-from weaksup.tables import atomic_output, write_json
+from weaksup.tables import write_json
+from weaksup.outputs import atomic_output
 
 MAX_CONFUSION_CLASSES = 100
 MAX_ANNOTATED_CLASSES = 30  # above this, confusion cells carry no numbers (colour only)

@@ -27,6 +27,7 @@ from weaksup.labels.hashtags import (
     relevant_hashtags,
 )
 from weaksup.labels.sources import SeedLabel, file_labels, named_labels, parquet_labels
+from weaksup.outputs import output_set
 from weaksup.tables import check_csv_file, write_json, write_table
 from weaksup.uris import check_input_file
 
@@ -269,6 +270,7 @@ def resolve_collisions(labels: list[Label], policy: CollisionPolicy) -> list[dic
     return rows
 
 
+@output_set()  # labels, hashtag index, collisions and summary: all or none
 def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
     """Build the label space and write labels, hashtag_index, collisions and a summary."""
     check_options(cfg)

@@ -31,6 +31,28 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def load_torch_file(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, quietly: a file that holds Python
+    objects other than tensors and containers (a raw pickle) is refused in one line, without
+    torch's warnings, and never runs code; an unreadable one names the first problem."""
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ...": the one-line error says it
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        with open(path, "rb") as fh:
+            raw_pickle = fh.read(1) == b"\x80"  # pickle's PROTO opcode; a torch.save file is a zip ("PK")
+        if raw_pickle and "weights only" in str(exc).lower():
+            raise InputError(f"{path}: holds Python objects, not only tensors (a raw pickle?); checkpoints are "
+                             "loaded with weights_only=True and never run code from the file") from None
+        raise InputError(f"{path}: not a readable torch checkpoint (truncated?): {_first_line(exc)}") from None
+    except Exception as exc:  # zip/EOF errors
+        raise InputError(f"{path}: not a readable torch checkpoint (truncated?): {_first_line(exc)}") from None
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """The name -> tensor mapping stored in a checkpoint file, unwrapped and un-prefixed."""
     path = Path(path)
@@ -44,10 +66,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         except Exception as exc:  # safetensors raises its own error types for bad headers
             raise InputError(f"{path}: not a readable safetensors file (truncated?): {_first_line(exc)}") from None
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # zip/pickle/EOF errors, or objects weights_only refuses
-            raise InputError(f"{path}: not a readable torch checkpoint (truncated?): {_first_line(exc)}") from None
+        obj = load_torch_file(path)
     return _unwrap(obj, path)
 
 

@@ -852,14 +852,14 @@ def _write_parquet(table, path: Path) -> None:
     """Write a plain Parquet table atomically (temporary name, then rename)."""
     import pyarrow.parquet as pq
 
-    from weaksup.tables import atomic_output
+    from weaksup.outputs import atomic_output
 
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
 
 def _write_text(text: str, path: Path) -> None:
-    from weaksup.tables import atomic_output
+    from weaksup.outputs import atomic_output
 
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from weaksup.tables import read_table, require_local_output
+from weaksup.tables import read_table
+from weaksup.outputs import require_local_output
 
 NOISE_TAGS = (
     "love instagood photooftheday fashion beautiful happy cute tbt like4like followme picoftheday "
@@ -49,7 +50,8 @@ def synth_metadata(cfg: SynthMetadataConfig, *, chunk_rows: int = 2_000_000) -> 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from weaksup.tables import conform, load_schema, _prepare_output
+    from weaksup.tables import conform, load_schema
+    from weaksup.outputs import prepare_output
 
     if cfg.labels is not None:
         labels = read_table("labels", cfg.labels, columns=["label_id", "hashtags"])
@@ -72,7 +74,7 @@ def synth_metadata(cfg: SynthMetadataConfig, *, chunk_rows: int = 2_000_000) -> 
 
     totals = {"tags": 0, "with_label_tag": 0}
     out = Path(cfg.out)
-    tmp = _prepare_output(out)
+    tmp = prepare_output(out)
     try:
         with pq.ParquetWriter(tmp, schema.to_arrow(), compression="zstd") as writer:
             for chunk, first in enumerate(range(0, cfg.videos, chunk_rows)):

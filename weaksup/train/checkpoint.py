@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from weaksup.errors import InputError
+from weaksup.models.weights import load_torch_file
+from weaksup.outputs import atomic_path
 
 FORMAT = "weaksup-pretrain/1"
 _NAME = re.compile(r"step_(\d+)\.pt")
@@ -84,7 +86,7 @@ def save_checkpoint(folder: Path, state: dict[str, Any], *, step: int, keep: int
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / checkpoint_name(step)
-    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    tmp = atomic_path(path)
     try:
         with open(tmp, "wb") as fh:
             torch.save({"format": FORMAT, **state}, fh)
@@ -104,7 +106,7 @@ def save_checkpoint(folder: Path, state: dict[str, Any], *, step: int, keep: int
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read one checkpoint on the CPU with ``weights_only=True``; a foreign file raises ValueError."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"not a weaksup pre-training checkpoint (format {FORMAT!r} expected)")
     return state

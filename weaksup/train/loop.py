@@ -55,7 +55,8 @@ from weaksup.data.rejects import read_rejects
 from weaksup.data.shards import ShardIndex, ShardMemberDataset, load_shard_index
 from weaksup.errors import InputError
 from weaksup.models import ARCHS, build_model
-from weaksup.tables import SCHEMA_META_KEY, read_table, require_local_output, write_json
+from weaksup.tables import SCHEMA_META_KEY, read_table, write_json
+from weaksup.outputs import require_local_output
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
 from weaksup.threads import ThreadTuner, thread_budget
 from weaksup.train.config import RUN_FIELDS, TrainConfig, run_field_changes
