@@ -384,6 +384,70 @@ def special_paths(t: Tally, work: Path, labels: Path) -> None:
             t.add(klass, outcome, detail)
 
 
+def outputs_in_the_way(t: Tally, work: Path, labels: Path) -> None:
+    klass = "outputs in the way"
+    t.what[klass] = "--out an existing folder where a file is written, a path under a file, a file where a run folder is written"
+    m = manifest_table(work / "way_manifest.parquet")
+    (work / "way_file").write_text("x")
+    (work / "way_dir").mkdir(exist_ok=True)
+    (work / "labels.txt").write_text("dog\ncat\n")
+    file_outputs = [
+        lambda out: ["build-labels", "--source", "file", "--labels-file", work / "labels.txt", "--out", out],
+        lambda out: ["match", "--videos", m, "--labels", labels, "--out", out],
+        lambda out: ["sample", "--manifest", m, "--strategy", "random", "--size", 2, "--out", out],
+        lambda out: ["probe", "--videos", m, "--out", out],
+        lambda out: ["convert-weights", "--src", work / "nope.pt", "--dst", out, "--arch", "r2plus1d_10"],
+    ]
+    for make in file_outputs:
+        for out in (work / "way_dir", work / "way_file" / "x.parquet"):
+            t.add(klass, *classify(cli(*make(out)), must_fail=True))
+    folder_outputs = [
+        lambda out: ["pretrain", "--manifest", m, "--out", out, "--preset", "tiny"],
+        lambda out: ["eval", "fc-only", "--train", m, "--test", m, "--out", out],
+        lambda out: ["shard", "--manifest", m, "--out", out],
+    ]
+    for make in folder_outputs:
+        t.add(klass, *classify(cli(*make(work / "way_file")), must_fail=True))
+
+
+def bad_uris(t: Tally, work: Path) -> None:
+    """Rows whose uri cannot be a video: every row comes back, accepted or with a reason."""
+    from weaksup.tables import write_table
+
+    klass = "rows with bad uris"
+    t.what[klass] = ("`probe`, `shard`, `fingerprint` on rows whose uri has a NUL byte, is empty, a folder, a "
+                     "refused http port, an unknown scheme, a text file; every row must come back with a reason")
+    vid = tiny_videos(work / "uri_vids", 1)[0]
+    (work / "not_a_video.mp4").write_text("hello")
+    bad = [str(vid), "/x/a\x00b.mp4", "", str(work), "http://127.0.0.1:9/v.mp4", "nosuchscheme://x/v.mp4",
+           str(work / "not_a_video.mp4"), str(work / "missing.mp4")]
+    n = len(bad)
+    m = work / "bad_uris.parquet"
+    write_table("manifest", {"video_id": [f"b{i}" for i in range(n)], "uri": bad, "label_id": pa.array([0] * n, pa.int32()),
+                             "label": ["dog"] * n, "matched_label_ids": pa.array([[0]] * n, pa.list_(pa.int32())),
+                             "duration_s": [1.0] * n}, m)
+    for name, args, table in (
+        ("probe", ["probe", "--videos", m, "--out", work / "bu_probe.parquet", "--workers", 0], work / "bu_probe.parquet"),
+        ("fingerprint", ["fingerprint", "--videos", m, "--out", work / "bu_fp.parquet", "--workers", 0],
+         work / "bu_fp.parquet"),
+        ("shard", ["shard", "--manifest", m, "--out", work / "bu_shards", "--workers", 0], None),
+    ):
+        run = cli(*args)
+
+        def oracle(table=table, name=name) -> str | None:
+            if table is None:
+                return None
+            rows = pq.read_table(table, columns=["video_id", "status"]).to_pylist()
+            if len(rows) != n:
+                return f"{name}: {n} rows in, {len(rows)} out"
+            accepted = [r["video_id"] for r in rows if r["status"] != "rejected"]  # a black clip is unfingerprintable
+            if accepted != ["b0"]:
+                return f"{name}: accepted {accepted}, expected only the one real video b0"
+            return None
+
+        t.add(klass, *classify(run, oracle=oracle))
+
+
 def numeric_options(t: Tally, work: Path, labels: Path) -> None:
     klass = "numeric options out of range"
     t.what[klass] = "negative, zero, NaN and huge values of count, size, rate and fraction options, before any work"
@@ -561,6 +625,8 @@ def census(*, examples: int = 25, n_kills: int = 3, seed: int = 0, processes: bo
         table_fuzz(t, work, examples)
         special_paths(t, work, labels)
         numeric_options(t, work, labels)
+        outputs_in_the_way(t, work, labels)
+        bad_uris(t, work)
         disk_full(t, work, labels)
         if processes:
             kills(t, work, n_kills, seed)

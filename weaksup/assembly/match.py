@@ -254,6 +254,8 @@ def match_videos(cfg: MatchConfig) -> dict:
     check_options(min_videos=cfg.min_videos, batch_size=cfg.batch_size)
     require_local_output(cfg.out)
     out = Path(cfg.out)
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory, expected an output file path (a videos folder of parts writes one)")
     rejects_path, counts_path, summary_path = _side_paths(cfg)
     index = HashtagIndex.from_labels(Path(cfg.labels))
     n_labels = len(index)

@@ -220,6 +220,8 @@ def _stat(uri: str) -> int | str:
         return f"file not found: {uri}"
     except OSError as exc:
         return f"unreadable: {uri} ({exc.strerror or exc})"
+    except ValueError as exc:  # an embedded NUL byte: no such path can exist
+        return f"bad uri: {uri!r} ({exc})"
     if not path.is_file():
         return f"not a regular file: {uri}"
     if st.st_size == 0:

@@ -48,7 +48,7 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
         if raw_pickle and "weights only" in str(exc).lower():
             raise InputError(f"{path}: holds Python objects, not only tensors (a raw pickle?); checkpoints are "
                              "loaded with weights_only=True and never run code from the file") from None
-        raise InputError(f"{path}: not a readable torch checkpoint (truncated?): {_first_line(exc)}") from None
+        raise InputError(f"{path}: not a readable torch checkpoint (truncated, or not a torch.save file)") from None
     except Exception as exc:  # zip/EOF errors
         raise InputError(f"{path}: not a readable torch checkpoint (truncated?): {_first_line(exc)}") from None
 
