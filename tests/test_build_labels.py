@@ -85,7 +85,8 @@ def test_build_kinetics400(tmp_path):
     assert set(by_label["dribbling basketball"]["hashtags"]) >= {"dribblingbasketball", "basketballdribble"}
     in_game = set(by_label["passing American football (in game)"]["hashtags"])
     not_in_game = set(by_label["passing American football (not in game)"]["hashtags"])
-    assert in_game - not_in_game and not_in_game - in_game
+    assert in_game == not_in_game  # a qualifier makes no tag (issue 16): a collision, reported
+    assert "passingamericanfootball" in in_game
     assert by_label["abseiling"]["hashtags"] == ["abseiling"]
     # the two qualified labels have distinct canonical forms, so they are not merged
     assert by_label["passing American football (in game)"]["canonical"] != by_label[

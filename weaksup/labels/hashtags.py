@@ -156,19 +156,52 @@ def phrase_forms(words: Sequence[str], *, pos: Pos | None = None, limit: int = 2
     return _concat([word_forms(w, p) for w, p in zip(words, kinds)], limit)
 
 
+def or_alternatives(words: Sequence[str]) -> list[list[str]]:
+    """The alternatives of an "X or Y" label, each with the words the two share.
+
+    ``catching or throwing baseball`` -> [catching baseball], [throwing baseball];
+    ``playing squash or racquetball`` -> [playing squash], [playing racquetball];
+    ``canoeing or kayaking`` -> [canoeing], [kayaking]. "or" joins the single words on its
+    two sides (every "or" label of Kinetics-400 has that form); a label without "or", or
+    with "or" at an edge, is its own only alternative.
+    """
+    alternatives = [list(words)]
+    while True:
+        split = []
+        for alt in alternatives:
+            i = next((k for k in range(1, len(alt) - 1) if alt[k] == "or"), None)
+            if i is None:
+                split.append(alt)
+            else:
+                split += [alt[: i - 1] + [alt[i - 1]] + alt[i + 2:], alt[: i - 1] + [alt[i + 1]] + alt[i + 2:]]
+        if split == alternatives:
+            return alternatives
+        alternatives = split
+
+
 def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3) -> list[str]:
     """All relevant hashtags of a seed label, sorted.
 
     For each word its original and canonical forms; concatenated in the original order
     with stop words, and in every order of the content words without them when the
     label has at most ``max_words`` content words (longer labels keep their order).
-    Words in parentheses (``(in game)``) only add original-order tags. ``pos`` says
-    whether the label is a verb (VerbNet) or a noun (ImageNet); ``None`` infers it.
+    An "X or Y" label is the union of its alternatives (:func:`or_alternatives`): "riding
+    or walking with horse" gives horseriding and walkinghorse. Words in parentheses
+    (``(not slalom or crosscountry)``, ``(in game)``) qualify the label and make no tags:
+    nobody writes #skiingnotslalomorcrosscountry. ``pos`` says whether the label is a verb
+    (VerbNet) or a noun (ImageNet); ``None`` infers it.
     """
-    main, qualifier = label_words(label)
-    tags: set[str] = set()
+    main, _qualifier = label_words(label)
     if not main:
         return []
+    tags: set[str] = set()
+    for words in or_alternatives(main):
+        tags.update(_alternative_hashtags(words, pos=pos, max_words=max_words))
+    return sorted(t for t in tags if t)
+
+
+def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: int) -> set[str]:
+    tags: set[str] = set()
     kinds = _word_pos(main, pos)
     forms = [word_forms(w, p) for w, p in zip(main, kinds)]
     tags.update(_concat(forms, 4096))
@@ -180,11 +213,7 @@ def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3)
             tags.update(_concat(order, 4096))
     elif content:
         tags.update(_concat(content, 4096))
-    if qualifier:
-        qual = [word_forms(w) for w in qualifier]
-        tags.update(_concat(forms + qual, 4096))
-        tags.update(_concat([f for f in forms + qual if f[0] not in STOP_WORDS], 4096))
-    return sorted(t for t in tags if t)
+    return tags
 
 
 def canonical_label(label: str, *, pos: Pos | None = None) -> str:
