@@ -304,3 +304,25 @@ def test_label_hashtag_meets_video_hashtag():
     """A video's #CandlesBurning is one of the label's hashtags after normalisation."""
     assert normalize_hashtag("#CandlesBurning") in relevant_hashtags("burning candle")
     assert normalize_hashtag("#ＣａｔｃｈＦｉｓｈ") in relevant_hashtags("catching a fish")
+
+
+#: VerbNet members are lemmas already: each must keep its own verb, not a homograph's.
+GIVEN_LEMMAS = {"saw": "see", "found": "find", "ground": "grind", "wound": "wind", "bore": "bear", "moped": "mope",
+                "rent": "rend", "crew": "crow", "feed": "fee", "lay": "lie"}
+
+
+@pytest.mark.parametrize("lemma", sorted(GIVEN_LEMMAS))
+def test_given_verb_lemmas_are_not_relemmatised(lemma):
+    tags = set(relevant_hashtags(lemma, pos="verb"))
+    wrong = GIVEN_LEMMAS[lemma]
+    assert lemma in tags and wrong not in tags and not any(t.startswith(wrong) and t != lemma for t in tags
+                                                             if not t.startswith(lemma)), sorted(tags)
+
+
+def test_one_spelling_per_form():
+    """Issue 16: tying -> tieing (#bowtieingtie), cookies -> cooky, skis -> skiis."""
+    assert not any("tieing" in t for t in relevant_hashtags("tying bow tie"))
+    assert "tyingbowtie" in relevant_hashtags("tying bow tie")
+    assert not any("cooky" in t for t in relevant_hashtags("baking cookies"))
+    assert {"bakingcookies", "cookiesbaking"} <= set(relevant_hashtags("baking cookies"))
+    assert "skiis" not in relevant_hashtags("ski", pos="noun")

@@ -93,15 +93,17 @@ def word_forms(word: str, pos: Pos | None = None) -> tuple[str, ...]:
             return (word,)
         pos = "verb"
     if pos == "verb":
-        lemmas = _lemmas(word).get("VERB", ())
-        for lemma in lemmas or ((word,) if _inflections(word, "VERB") else ()):
-            forms.append(lemma)
-            forms.extend(_inflections(lemma, "VERB").get("VBG", ()))
+        # an -ing form goes back to its verb; any other word is a given lemma (VerbNet's "saw",
+        # "found", "feed", "moped"), inflected as it is and never re-lemmatised into another
+        # verb ("see", "find", "fee", "mope") through a past tense it happens to spell
+        lemma = verb_lemma_of_gerund(word) or word
+        forms.append(lemma)
+        forms.extend(_inflections(lemma, "VERB").get("VBG", ())[:1])  # "tying", not also "tieing"
     else:
-        lemmas = _lemmas(word).get("NOUN", ())
+        lemmas = _lemmas(word).get("NOUN", ())[:1]  # "cookie", not also "cooky"
         for lemma in lemmas:
             forms.append(lemma)
-            forms.extend(_inflections(lemma, "NOUN").get("NNS", ()))
+            forms.extend(_inflections(lemma, "NOUN").get("NNS", ())[:1])  # "skis", not also "skiis"
     return tuple(dict.fromkeys(f for f in forms if f.isalnum()))
 
 
