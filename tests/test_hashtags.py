@@ -326,3 +326,37 @@ def test_one_spelling_per_form():
     assert not any("cooky" in t for t in relevant_hashtags("baking cookies"))
     assert {"bakingcookies", "cookiesbaking"} <= set(relevant_hashtags("baking cookies"))
     assert "skiis" not in relevant_hashtags("ski", pos="noun")
+
+
+@pytest.mark.parametrize("label, pos, want, wrong", [
+    ("long jump", None, "longjump", "longingjump"),
+    ("triple jump", None, "triplejump", "triplingjump"),
+    ("hammer throw", None, "hammerthrow", "hammeringthrow"),
+    ("pole vault", None, "polevault", "polingvault"),
+    ("side kick", None, "sidekick", "sidingkick"),
+    ("rock scissors paper", None, "rockscissorspaper", "rockingscissorspaper"),
+    ("front raises", None, "frontraises", "frontingraises"),
+    ("clean and jerk", None, "cleanandjerk", "cleaningandjerk"),
+    ("dining table", "noun", "diningtable", "dinetable"),
+    ("sleeping bag", "noun", "sleepingbag", "sleepbag"),
+])
+def test_modifiers_stay_as_written(label, pos, want, wrong):
+    tags = set(relevant_hashtags(label, pos=pos))
+    assert want in tags and wrong not in tags, sorted(tags)
+
+
+@pytest.mark.parametrize("label, pos, wrong", [
+    ("sea lion", "noun", "lionsea"),
+    ("pool table", "noun", "tablepool"),
+    ("school bus", "noun", "busschool"),
+    ("great white shark", "noun", "sharkwhitegreat"),
+    ("long jump", None, "jumplong"),
+])
+def test_noun_compounds_keep_their_order(label, pos, wrong):
+    tags = set(relevant_hashtags(label, pos=pos))
+    assert label.replace(" ", "") in tags and wrong not in tags and not any(t.startswith(wrong) for t in tags)
+
+
+def test_verb_phrases_still_permute_as_the_paper_does():
+    assert {"basketballdribbling", "dribblingbasketball"} <= set(relevant_hashtags("basketball dribbling"))
+    assert {"fishcatching", "catchingfish", "catchingafish"} <= set(relevant_hashtags("catching a fish"))

@@ -130,16 +130,21 @@ def _word_pos(words: Sequence[str], pos: Pos | None) -> list[Pos | None]:
         first, last = content[0], content[-1]
         no_gerund = all(verb_lemma_of_gerund(words[i]) is None for i in content)
         lemmas = _lemmas(words[first])
+        last_is_action_noun = words[last] in _lemmas(words[last]).get("VERB", ())  # jump, throw, vault, kick
         if (
             verb_lemma_of_gerund(words[first]) is not None
             or set(lemmas) == {"VERB"}
-            # "burn candles": an imperative first word when the label has no -ing verb
-            or (no_gerund and len(content) > 1 and words[first] in lemmas.get("VERB", ()))
+            # "burn candles": an imperative first word when the label has no -ing verb; not the
+            # modifier of an activity's name ("long jump", "hammer throw", "front raises")
+            or (no_gerund and len(content) > 1 and words[first] in lemmas.get("VERB", ()) and "ADJ" not in lemmas
+                and not last_is_action_noun)
         ):
             out[first] = "verb"
         if last != first or out[first] is None:
             if verb_lemma_of_gerund(words[last]) is None and _lemmas(words[last]).get("NOUN"):
                 out[last] = "noun"
+            elif out[first] is None:  # object-verbing order: "basketball dribbling"
+                out[last] = "verb"
     return out
 
 
@@ -155,7 +160,13 @@ def _concat(choices: Iterable[Sequence[str]], limit: int) -> list[str]:
 def phrase_forms(words: Sequence[str], *, pos: Pos | None = None, limit: int = 256) -> list[str]:
     """Every concatenation of the words' forms in the original order (a noun phrase's forms)."""
     kinds = _word_pos(words, pos)
-    return _concat([word_forms(w, p) for w, p in zip(words, kinds)], limit)
+    return _concat([_role_forms(w, p) for w, p in zip(words, kinds)], limit)
+
+
+def _role_forms(word: str, kind: Pos | None) -> tuple[str, ...]:
+    """Forms of a word in its role: the head verb and head noun inflect, modifiers stay as
+    written ("dining table" is not "dine table", "long jump" not "longing jump")."""
+    return word_forms(word, kind) if kind is not None else (word,)
 
 
 def or_alternatives(words: Sequence[str]) -> list[list[str]]:
@@ -205,12 +216,15 @@ def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3)
 def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: int) -> set[str]:
     tags: set[str] = set()
     kinds = _word_pos(main, pos)
-    forms = [word_forms(w, p) for w, p in zip(main, kinds)]
+    forms = [_role_forms(w, p) for w, p in zip(main, kinds)]
     tags.update(_concat(forms, 4096))
     content = [f for f, w in zip(forms, main) if w not in STOP_WORDS]
     if len(content) == 1 and len(main) > 1:
         content = []  # "turn on" must not yield the bare verb "turn"
-    if content and len(content) <= max_words:
+    if "verb" not in kinds:  # a noun phrase keeps its order: sea lion, never lionsea
+        if content:
+            tags.update(_concat(content, 4096))
+    elif content and len(content) <= max_words:
         for order in itertools.permutations(content):
             tags.update(_concat(order, 4096))
     elif content:
