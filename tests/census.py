@@ -177,7 +177,7 @@ def labels_table(folder: Path, names=("dog", "cat", "cow", "pig")) -> Path:
     (folder / "labels.txt").write_text("\n".join(names) + "\n")
     out = folder / "labels.parquet"
     r = cli("build-labels", "--source", "file", "--labels-file", folder / "labels.txt", "--out", out)
-    assert r.code == 0, r.stderr
+    assert r.code == 0, (r.code, r.stderr, repr(r.exception))
     return out
 
 
@@ -537,53 +537,85 @@ def probe_rows(path: Path) -> list[tuple]:
     return sorted(zip(*(t.column(c).to_pylist() for c in t.column_names)))
 
 
+def same_probe(a: Path, b: Path) -> bool:
+    return probe_rows(a) == probe_rows(b)
+
+
+def same_features(a: Path, b: Path) -> bool:
+    """The same videos, statuses and (to float tolerance: thread counts may differ) features."""
+    import numpy as np
+
+    ta, tb = (pq.read_table(p, columns=["video_id", "status", "features"]).sort_by("video_id") for p in (a, b))
+    if ta.column("video_id").to_pylist() != tb.column("video_id").to_pylist():
+        return False
+    if ta.column("status").to_pylist() != tb.column("status").to_pylist():
+        return False
+    fa, fb = (np.array([x or [] for x in t.column("features").to_pylist()], dtype=object) for t in (ta, tb))
+    return all(np.allclose(np.asarray(x, float), np.asarray(y, float), rtol=1e-3, atol=1e-5) for x, y in zip(fa, fb))
+
+
+KILL_JOBS: dict[str, tuple[Callable[[Path, Path], list], Callable[[Path, Path], bool]]] = {
+    "probe": (lambda table, out: ["probe", "--videos", table, "--out", out, "--workers", 1, "--chunk-size", 4,
+                                  "--no-progress"], same_probe),
+    "extract": (lambda table, out: ["extract", "--manifest", table, "--out", out, "--arch", "r2plus1d_10", "--frames", 4,
+                                    "--crop", 32, "--short-side", 32, "--clips", 1, "--chunk-videos", 6, "--workers", 0,
+                                    "--precision", "fp32", "--no-progress"], same_features),
+}
+
+
+def manifest_of(videos: list[Path], path: Path, prefix: str) -> Path:
+    from weaksup.tables import write_table
+
+    n = len(videos)
+    write_table("manifest", {"video_id": [f"{prefix}{i}" for i in range(n)], "uri": [str(v) for v in videos],
+                             "label_id": pa.array([i % 2 for i in range(n)], pa.int32()),
+                             "label": [["dog", "cat"][i % 2] for i in range(n)],
+                             "matched_label_ids": pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())),
+                             "duration_s": [0.5] * n}, path)
+    return path
+
+
 def kills(t: Tally, work: Path, n_kills: int, seed: int) -> None:
     klass = "kill -9, then rerun"
-    t.what[klass] = ("`probe` killed at a random moment, rerun with the same table, and with another table on "
-                     "the same --out; the result is compared with an uninterrupted run's")
+    t.what[klass] = ("`probe` (bulk parts) and `extract` (feature chunks) killed at a random moment, rerun with the "
+                     "same table and with another table on the same --out; compared with an uninterrupted run's")
     vids = tiny_videos(work / "vids", 120)
-    a = videos_csv(work / "a.csv", vids, "a")
-    b = videos_csv(work / "b.csv", list(reversed(vids))[:90], "b")
-    ref = {}
-    for name, table in (("a", a), ("b", b)):
-        p = weaksup_proc("probe", "--videos", table, "--out", work / f"ref_{name}.parquet", "--workers", 1,
-                         "--chunk-size", 4, "--no-progress")
-        p.wait(timeout=300)
-        ref[name] = probe_rows(work / f"ref_{name}.parquet")
-    t0 = time.monotonic()
-    p = weaksup_proc("probe", "--videos", a, "--out", work / "timing.parquet", "--workers", 1, "--chunk-size", 4,
-                     "--no-progress")
-    p.wait(timeout=300)
-    full_s = time.monotonic() - t0
+    tables = {"a": manifest_of(vids, work / "kill_a.parquet", "a"),
+              "b": manifest_of(list(reversed(vids))[:90], work / "kill_b.parquet", "b")}
     rng = random.Random(seed)
-    for i in range(n_kills):
-        for rerun in ("a", "b"):
-            out = work / f"kill{i}_{rerun}.parquet"
-            p = weaksup_proc("probe", "--videos", a, "--out", out, "--workers", 1, "--chunk-size", 4, "--no-progress")
-            time.sleep(rng.uniform(0.2, full_s))
-            p.send_signal(signal.SIGKILL)
-            p.wait(timeout=30)
-            q = weaksup_proc("probe", "--videos", a if rerun == "a" else b, "--out", out, "--workers", 1,
-                             "--chunk-size", 4, "--no-progress")
-            try:
-                _, err = q.communicate(timeout=300)
-            except subprocess.TimeoutExpired:
-                q.kill()
-                t.add(klass, "hang", "rerun did not finish")
-                continue
-            run = Run(q.returncode, "\n".join(l for l in err.splitlines() if "warning" not in l))
-            outcome, detail = classify(run)
-            if outcome == "ok" and probe_rows(out) != ref[rerun]:
-                outcome, detail = "resume mismatch", f"rerun on table {rerun} after a kill differs from the reference"
-            t.add(klass, outcome, detail)
+    for job, (make, same) in KILL_JOBS.items():
+        t0 = time.monotonic()
+        for name, table in tables.items():
+            p = weaksup_proc(*make(table, work / f"ref_{job}_{name}.parquet"))
+            p.wait(timeout=600)
+        full_s = (time.monotonic() - t0) / 2
+        for i in range(n_kills):
+            for rerun in ("a", "b"):
+                out = work / f"kill_{job}{i}_{rerun}.parquet"
+                p = weaksup_proc(*make(tables["a"], out))
+                time.sleep(rng.uniform(0.2, full_s))
+                p.send_signal(signal.SIGKILL)
+                p.wait(timeout=30)
+                q = weaksup_proc(*make(tables[rerun], out))
+                try:
+                    _, err = q.communicate(timeout=600)
+                except subprocess.TimeoutExpired:
+                    q.kill()
+                    t.add(klass, "hang", f"{job}: rerun did not finish")
+                    continue
+                run = Run(q.returncode, "\n".join(line for line in err.splitlines() if "warning" not in line))
+                outcome, detail = classify(run)
+                if outcome == "ok" and not same(out, work / f"ref_{job}_{rerun}.parquet"):
+                    outcome, detail = "resume mismatch", f"{job}: rerun on table {rerun} after a kill differs"
+                t.add(klass, outcome, detail)
 
 
 def concurrent(t: Tally, work: Path, n: int) -> None:
     klass = "two jobs on one --out"
     t.what[klass] = "two `probe` jobs started together on the same --out: one writes, the other exits 2 naming the pid"
     vids = sorted((work / "vids").glob("*.mp4"))
-    a = videos_csv(work / "c.csv", vids, "a")
-    ref = probe_rows(work / "ref_a.parquet") if (work / "ref_a.parquet").exists() else None
+    a = manifest_of(vids, work / "conc.parquet", "a")
+    ref = work / "ref_probe_a.parquet" if (work / "ref_probe_a.parquet").exists() else None
     for i in range(n):
         out = work / f"conc{i}.parquet"
         ps = [weaksup_proc("probe", "--videos", a, "--out", out, "--workers", 1, "--chunk-size", 4, "--no-progress")
@@ -595,7 +627,7 @@ def concurrent(t: Tally, work: Path, n: int) -> None:
             if outcome == "clean error" and "another weaksup job" not in run.stderr:
                 outcome, detail = "traceback", run.stderr[:200]
             t.add(klass, outcome, detail)
-        if ref is not None and probe_rows(out) != ref:
+        if ref is not None and not same_probe(out, ref):
             t.add(klass, "silent loss", "the table of two concurrent jobs differs from one job's")
 
 
