@@ -531,3 +531,16 @@ def test_label_overlap_bad_tables(tmp_path, cli):
     idx = outputs(a)[0]  # a hashtag_index table is not a labels table
     result = cli("label-overlap", idx, a)
     assert_input_error(result, idx.name, "missing column 'label'")
+
+
+def test_label_overlap_partial_both_ways(tmp_path):
+    """Issue 16: a verb target inside a verb+noun source label is partial too, not only the reverse."""
+    verbs = file_space(tmp_path, "verbs", ["dribbling", "swimming"])
+    pairs = file_space(tmp_path, "pairs", ["dribbling basketball", "playing chess"])
+    table, _ = label_overlap(pairs, verbs)  # source: verb+noun, target: verbs
+    r = {row["target_label"]: row for row in table.to_pylist()}
+    assert r["dribbling"]["partial"] and r["dribbling"]["partial_label_ids"] == [0]
+    assert not r["swimming"]["partial"]
+    table, _ = label_overlap(verbs, pairs)  # the other way round, as before
+    r = {row["target_label"]: row for row in table.to_pylist()}
+    assert r["dribbling basketball"]["partial"] and r["dribbling basketball"]["partial_label_ids"] == [0]

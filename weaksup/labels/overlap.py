@@ -4,7 +4,9 @@ The paper's argument for IG-Kinetics on Kinetics (and IG-Verb on EPIC verbs) is 
 overlap; this measures it: a target label is reached exactly (same canonical form) or
 through hashtags it shares with the source space; it is reached *partially* when a
 source label's canonical form is part of it (the verb ``dribble`` in "dribbling
-basketball"), which is how a verb space relates to a verb+noun target.
+basketball"), which is how a verb space relates to a verb+noun target, or when it is part
+of a source label's (target "dribble" inside source "dribbling basketball": a verb target
+reached by a verb+noun space).
 """
 
 from __future__ import annotations
@@ -17,24 +19,32 @@ import pyarrow as pa
 from weaksup.tables import read_table, write_table
 
 
+def _grams(canonical: str) -> set[str]:
+    words = canonical.split()
+    return {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+
+
 def label_overlap(source: str | Path, target: str | Path, out: str | Path | None = None) -> tuple[pa.Table, dict]:
     """Per target label: exact match, shared hashtags and the source labels that reach it."""
     a = read_table("labels", source).to_pylist()
     b = read_table("labels", target).to_pylist()
     by_canonical: dict[str, list[int]] = defaultdict(list)
     by_tag: dict[str, list[int]] = defaultdict(list)
+    by_gram: dict[str, set[int]] = defaultdict(set)  # every word n-gram of a source canonical form
     names = {}
     for row in a:
         by_canonical[row["canonical"]].append(row["label_id"])
+        for gram in _grams(row["canonical"]):
+            by_gram[gram].add(row["label_id"])
         names[row["label_id"]] = row["label"]
         for tag in row["hashtags"]:
             by_tag[tag].append(row["label_id"])
     rows = []
     for row in b:
-        words = row["canonical"].split()
-        grams = {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
-        partial_ids = sorted({i for g in grams if g != row["canonical"] for i in by_canonical.get(g, [])})
         exact_ids = by_canonical.get(row["canonical"], [])
+        inside_target = {i for g in _grams(row["canonical"]) if g != row["canonical"] for i in by_canonical.get(g, [])}
+        target_inside = by_gram.get(row["canonical"], set()) - set(exact_ids)  # both ways
+        partial_ids = sorted(inside_target | target_inside)
         shared = [t for t in row["hashtags"] if t in by_tag]
         ids = sorted(set(exact_ids) | {i for t in shared for i in by_tag[t]})
         rows.append(
