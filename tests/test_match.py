@@ -176,3 +176,17 @@ def test_cli_synth_metadata_then_match(tmp_path):
     assert r.exit_code == 0, r.output
     assert runner.invoke(app, ["validate", "manifest", str(out)]).exit_code == 0
     assert runner.invoke(app, ["validate", "videos", str(videos)]).exit_code == 0
+
+
+def test_manifest_keeps_the_hashtags_behind_each_label(tmp_path, labels):
+    """Issue 16's audit trail: which of a video's tags gave it its label (normalised), only
+    those of the label it got, each once; other tags and other labels' tags are not listed."""
+    rows = [("a", "u1", ["#CatchingFish", "#fishcatching", "#sunset", "#catchingfish"]),
+            ("b", "u2", ["#PlayingGuitar", "#guitarplaying", "#fish"]),
+            ("c", "u3", ["#dribblingbasketball", "#catchfish"])]
+    _, table = _run(tmp_path, _videos(tmp_path / "v.parquet", rows), labels, min_videos=1)
+    got = {r["video_id"]: (r["label"], r["matched_hashtags"]) for r in table.to_pylist()}
+    assert got["a"] == ("catching fish", ["catchingfish", "fishcatching"])
+    assert got["b"] == ("playing guitar", ["guitarplaying", "playingguitar"])
+    label_c, tags_c = got["c"]
+    assert tags_c == {"dribbling basketball": ["dribblingbasketball"], "catching fish": ["catchfish"]}[label_c]

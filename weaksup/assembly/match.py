@@ -107,16 +107,29 @@ def check_options(*, min_videos: int | None = None, batch_size: int | None = Non
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
 
 
-def match_batch(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (row, label_id) pairs of one batch, sorted by row then label."""
+def tag_hits(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (row, tag) pairs of one batch where a video's hashtag is a relevant hashtag;
+    the tag as its position in ``index.tags``; sorted by row, then tag."""
     if isinstance(hashtags, pa.ChunkedArray):
         hashtags = hashtags.combine_chunks()
     flat = pc.list_flatten(hashtags)
     parents = pc.list_parent_indices(hashtags).to_numpy()
     pos = pc.index_in(flat, value_set=index.tags)
     hit = pos.is_valid().to_numpy(zero_copy_only=False)
-    tag_pos = pos.to_numpy(zero_copy_only=False)[hit].astype(np.int64) if hit.any() else np.empty(0, np.int64)
-    rows = parents[hit].astype(np.int64)
+    if not hit.any():
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    key = parents[hit].astype(np.int64) * len(index.tags) + pos.to_numpy(zero_copy_only=False)[hit].astype(np.int64)
+    key = np.unique(key)
+    return key // len(index.tags), key % len(index.tags)
+
+
+def match_batch(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (row, label_id) pairs of one batch, sorted by row then label."""
+    return labels_of_hits(*tag_hits(hashtags, index), index)
+
+
+def labels_of_hits(rows: np.ndarray, tag_pos: np.ndarray, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (row, label_id) pairs of (row, tag) hits, sorted by row then label."""
     n = index.counts[tag_pos]
     rows = np.repeat(rows, n)
     start = np.repeat(index.starts[tag_pos] - np.cumsum(n) + n, n) + np.arange(n.sum())
@@ -126,6 +139,23 @@ def match_batch(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np
     if len(key):
         key = key[np.concatenate([[True], key[1:] != key[:-1]])]
     return key // len(index), (key % len(index)).astype(np.int32)
+
+
+def tags_of_label(tag_lists: pa.Array, label_id: np.ndarray, index: HashtagIndex) -> pa.Array:
+    """Per row, its hit hashtags (positions in ``index.tags``) that are relevant hashtags of
+    its label ``label_id``: the audit trail of why the video got that label."""
+    flat = pc.list_flatten(tag_lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    parents = pc.list_parent_indices(tag_lists).to_numpy(zero_copy_only=False)
+    want = np.asarray(label_id)[parents]
+    start, count = index.starts[flat], index.counts[flat]
+    ok = np.zeros(len(flat), bool)
+    single = count == 1  # a collision-free tag has one label
+    ok[single] = index.label_ids[start[single]] == want[single]
+    for i in np.flatnonzero(~single):
+        ok[i] = want[i] in index.label_ids[start[i]: start[i] + count[i]]
+    n = np.bincount(parents[ok], minlength=len(label_id))
+    offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), index.tags.take(pa.array(flat[ok], pa.int64())))
 
 
 def _draw(hashes: np.ndarray, seed: int, counts: np.ndarray) -> np.ndarray:
@@ -166,7 +196,7 @@ def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batc
     total = dataset.count_rows() if str(videos).endswith((".parquet", ".pq")) or Path(videos).is_dir() else None
     matched_schema = pa.schema(
         [("row", pa.int64()), ("video_id", pa.string()), ("uri", pa.string()), ("duration_s", pa.float64()),
-         ("hash", pa.uint64()), ("matched", pa.list_(pa.int32()))]
+         ("hash", pa.uint64()), ("matched", pa.list_(pa.int32())), ("tags", pa.list_(pa.int32()))]
     )
     support = np.zeros(n_labels, np.int64)
     all_hashes = np.zeros(total or 0, np.uint64)  # one array, grown by doubling when the row count is unknown
@@ -196,10 +226,12 @@ def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batc
             if len(all_hashes) < n_read:
                 all_hashes = np.concatenate([all_hashes, np.zeros(max(n_read, 2 * len(all_hashes)) - len(all_hashes), np.uint64)])
             all_hashes[row0:n_read] = hashes
-            rows, labels = match_batch(tags, index)
-            keep = ~rejected[rows]
-            rows, labels = rows[keep], labels[keep]
+            hit_rows, hit_tags = tag_hits(tags, index)
+            keep = ~rejected[hit_rows]
+            hit_rows, hit_tags = hit_rows[keep], hit_tags[keep]
+            rows, labels = labels_of_hits(hit_rows, hit_tags, index)
             matched_rows, lists = _lists(rows, labels)
+            _, tag_lists = _lists(hit_rows, hit_tags.astype(np.int32))  # the same rows: every hit has a label
             support += np.bincount(labels, minlength=n_labels)
             unmatched = np.ones(n, bool)
             unmatched[matched_rows] = False
@@ -216,6 +248,7 @@ def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batc
                         "duration_s": batch.column("duration_s").take(take),
                         "hash": pa.array(hashes[matched_rows], pa.uint64()),
                         "matched": lists,
+                        "tags": tag_lists,
                     },
                     schema=matched_schema,
                 )
@@ -305,6 +338,7 @@ def match_videos(cfg: MatchConfig) -> dict:
                         "label": names.take(label_arr),
                         "matched_label_ids": kept_lists.take(sel),
                         "duration_s": batch.column("duration_s").take(sel),
+                        "matched_hashtags": tags_of_label(batch.column("tags").take(sel), label_id, index),
                     }
                 )
                 writer.write_table(conform(table, schema))
