@@ -527,9 +527,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def weaksup_proc(*args) -> subprocess.Popen:
+    # run from the temp folder: `python -c` puts the working directory first on sys.path, and a
+    # checkout's own weaksup/ (without weaksup.cli, which the install maps from cli/) must not shadow the install
     return subprocess.Popen([sys.executable, "-c", "from weaksup.cli.main import main; main()", *map(str, args)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tempfile.gettempdir())
 
 
 def probe_rows(path: Path) -> list[tuple]:
