@@ -31,6 +31,12 @@ _OS_PROBLEMS = {
 }
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
 def os_error_message(exc: OSError) -> str | None:
     """One line for an OS error a user can act on (full disk, permissions, a file where a
     folder is needed, ...): the path(s) and the problem; None for other OS errors."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from weaksup import uris
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 from weaksup.uris import PathOrUri
 
 _TEMP_PID = re.compile(r"^\.tmp-(\d+)")
@@ -71,8 +72,6 @@ def remove_stale_temps(path: Path) -> list[Path]:
             continue
         try:
             if p.is_dir():
-                import shutil
-
                 shutil.rmtree(p)
             else:
                 p.unlink()
@@ -177,10 +176,6 @@ def separate_job() -> Iterator[None]:
         _PENDING.reset(token)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else ""
-
 
 @contextmanager
 def atomic_output(path: PathOrUri) -> Iterator[Path]:
@@ -214,7 +209,7 @@ def atomic_output(path: PathOrUri) -> Iterator[Path]:
     except uris.UnsupportedUri as exc:
         raise InputError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
-        raise InputError(f"{uri}: cannot reach ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise InputError(f"{uri}: cannot reach ({type(exc).__name__}: {first_line(exc)})") from None
     if is_dir:
         raise InputError(f"{uri}: is a directory, expected an output file path")
     pending = _PENDING.get()

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 from weaksup.outputs import atomic_output
 from weaksup.uris import PathOrUri
 
@@ -290,7 +290,7 @@ def _conform_column(col: pa.ChunkedArray, f: Field, source: str) -> pa.ChunkedAr
         return col.cast(expected)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise InputError(f"{source}: column {f.name!r} has type {actual} and cannot be read as {f.type} "
-                         f"({_first_line(exc)})") from None
+                         f"({first_line(exc)})") from None
 
 
 def check_table(table: pa.Table, schema: Schema, source: str) -> pa.Table:
@@ -353,15 +353,11 @@ def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
     try:
         found = uris.exists(path)
     except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
-        raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {first_line(exc)})") from None
     if not found:
         raise InputError(f"{label}: file not found")
     return filesystem, inner, label
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else ""
 
 
 def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> pa.Table:
@@ -372,7 +368,7 @@ def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> 
     try:
         present = pq.read_schema(inner, filesystem=filesystem).names
     except Exception as exc:  # pyarrow raises several types for non-Parquet or truncated files
-        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {_first_line(exc)})")
+        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})")
     declared = {f.name: f for f in schema.fields}
     for col in columns or []:
         if col not in present and (col not in declared or declared[col].required or not declared[col].fillable):
@@ -381,7 +377,7 @@ def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> 
     try:
         table = pq.read_table(inner, columns=read, filesystem=filesystem)
     except Exception as exc:
-        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {_first_line(exc)})")
+        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})")
     if columns is not None:
         schema = schema.subset(columns)
     table = fill_optional(check_table(table, schema, label), schema)

@@ -20,15 +20,14 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 
 WRAPPER_KEYS = ("state_dict", "model")
 KEY_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}" if first_line(exc) else type(exc).__name__
 
 
 def load_torch_file(path: str | os.PathLike[str]) -> Any:
