@@ -181,15 +181,22 @@ def labels_table(folder: Path, names=("dog", "cat", "cow", "pig")) -> Path:
     return out
 
 
-def manifest_table(path: Path, n: int = 6) -> Path:
+def manifest_of(uris: list, path: Path, prefix: str = "v", durations: list[float] | None = None) -> Path:
+    """A manifest of ``uris`` (two labels, alternating) written with the library's writer."""
     from weaksup.tables import write_table
 
-    write_table("manifest", {
-        "video_id": [f"v{i}" for i in range(n)], "uri": [f"/x/v{i}.mp4" for i in range(n)],
-        "label_id": pa.array([i % 2 for i in range(n)], pa.int32()), "label": [["dog", "cat"][i % 2] for i in range(n)],
-        "matched_label_ids": pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())),
-        "duration_s": [3.0 + i for i in range(n)]}, path)
+    n = len(uris)
+    write_table("manifest", {"video_id": [f"{prefix}{i}" for i in range(n)], "uri": [str(u) for u in uris],
+                             "label_id": pa.array([i % 2 for i in range(n)], pa.int32()),
+                             "label": [["dog", "cat"][i % 2] for i in range(n)],
+                             "matched_label_ids": pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())),
+                             "duration_s": durations or [0.5] * n}, path)
     return path
+
+
+def manifest_table(path: Path, n: int = 6) -> Path:
+    """A manifest of ``n`` videos that need not exist (the stages under test fail before reading them)."""
+    return manifest_of([f"/x/v{i}.mp4" for i in range(n)], path, durations=[3.0 + i for i in range(n)])
 
 
 def tiny_videos(folder: Path, n: int) -> list[Path]:
@@ -412,8 +419,6 @@ def outputs_in_the_way(t: Tally, work: Path, labels: Path) -> None:
 
 def bad_uris(t: Tally, work: Path) -> None:
     """Rows whose uri cannot be a video: every row comes back, accepted or with a reason."""
-    from weaksup.tables import write_table
-
     klass = "rows with bad uris"
     t.what[klass] = ("`probe`, `shard`, `fingerprint` on rows whose uri has a NUL byte, is empty, a folder, a "
                      "refused http port, an unknown scheme, a text file; every row must come back with a reason")
@@ -422,10 +427,7 @@ def bad_uris(t: Tally, work: Path) -> None:
     bad = [str(vid), "/x/a\x00b.mp4", "", str(work), "http://127.0.0.1:9/v.mp4", "nosuchscheme://x/v.mp4",
            str(work / "not_a_video.mp4"), str(work / "missing.mp4")]
     n = len(bad)
-    m = work / "bad_uris.parquet"
-    write_table("manifest", {"video_id": [f"b{i}" for i in range(n)], "uri": bad, "label_id": pa.array([0] * n, pa.int32()),
-                             "label": ["dog"] * n, "matched_label_ids": pa.array([[0]] * n, pa.list_(pa.int32())),
-                             "duration_s": [1.0] * n}, m)
+    m = manifest_of(bad, work / "bad_uris.parquet", "b")
     for name, args, table in (
         ("probe", ["probe", "--videos", m, "--out", work / "bu_probe.parquet", "--workers", 0], work / "bu_probe.parquet"),
         ("fingerprint", ["fingerprint", "--videos", m, "--out", work / "bu_fp.parquet", "--workers", 0],
@@ -563,18 +565,6 @@ KILL_JOBS: dict[str, tuple[Callable[[Path, Path], list], Callable[[Path, Path], 
                                     "--crop", 32, "--short-side", 32, "--clips", 1, "--chunk-videos", 6, "--workers", 0,
                                     "--precision", "fp32", "--no-progress"], same_features),
 }
-
-
-def manifest_of(videos: list[Path], path: Path, prefix: str) -> Path:
-    from weaksup.tables import write_table
-
-    n = len(videos)
-    write_table("manifest", {"video_id": [f"{prefix}{i}" for i in range(n)], "uri": [str(v) for v in videos],
-                             "label_id": pa.array([i % 2 for i in range(n)], pa.int32()),
-                             "label": [["dog", "cat"][i % 2] for i in range(n)],
-                             "matched_label_ids": pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())),
-                             "duration_s": [0.5] * n}, path)
-    return path
 
 
 def kills(t: Tally, work: Path, n_kills: int, seed: int) -> None:
