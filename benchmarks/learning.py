@@ -156,7 +156,8 @@ def main() -> None:
     h, sp = np.concatenate(hits), np.concatenate(spin)
     rows.append(f"| (b') the web's {qs.classes} classes made clean (information), {a.web_steps} steps | held-out top-1 "
                 f"{acc.percent()} ({n} videos x {len(a.seeds)} seeds); translations {100 * h[~sp].mean():.1f}%, spinning "
-                f"clockwise vs anticlockwise {100 * h[sp].mean():.1f}% ({sp.sum()} videos) | - | "
+                f"clockwise vs anticlockwise {bootstrap_accuracy(h[sp][None, :]).percent()} ({sp.sum()} videos; chance "
+                f"between the two 50%) | - | "
                 f"{'learnt' if h[sp].mean() >= 0.95 else 'spin direction not learnt'} | {time.perf_counter() - t0:.0f} |")
 
     # (c) + (d): the quickstart's web corpus; 30% of its labelled videos held out for (d)
