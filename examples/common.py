@@ -100,6 +100,48 @@ def corpus(out: Path) -> dict[str, Path]:
     return paths
 
 
+def corpus_posted_as_shown(out: Path) -> dict[str, Path]:
+    """The corpus with each planted copy posted under the hashtag of its own target class (cached).
+
+    The paper's contamination: Kinetics test videos on Instagram carry the hashtag of the
+    action they show, and IG-Kinetics's label space contains Kinetics's. Here the same video
+    files as :func:`corpus`; only the copies' class tags change (their other tags stay), and
+    the label space is the web classes plus the 4 target classes. ``raw_pool`` is the match
+    of that table (copies kept), ``pool`` its deduplicated version.
+    """
+    from weaksup.assembly.match import MatchConfig, match_videos
+    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
+    from weaksup.labels.build import BuildLabelsConfig, build_labels
+    from weaksup.labels.hashtags import normalize_hashtag, relevant_hashtags
+
+    base = corpus(out)
+    root = base["root"] / "posted_as_shown"
+    paths = dict(base, root=root, labels=root / "labels.parquet", raw_pool=root / "manifest.parquet",
+                 pool=root / "clean.parquet")
+    if paths["pool"].exists():
+        return paths
+    root.mkdir(parents=True, exist_ok=True)
+    web_names = (base["corpus"] / "labels.txt").read_text().split("\n")
+    web_names = [n for n in web_names if n.strip()]
+    class_tags = {t for n in web_names for t in relevant_hashtags(n)}
+    target = {r["video_id"]: r["label"] for r in pq.read_table(base["target"] / "test.parquet").to_pylist()}
+    shown_as = {r["web_video_id"]: target[r["target_video_id"]] for r in pq.read_table(base["planted"]).to_pylist()}
+    videos = pq.read_table(base["corpus"] / "videos.parquet")
+    tags = [[name.replace(" ", "")] + [t for t in old if normalize_hashtag(t) not in class_tags] if name else old
+            for name, old in zip((shown_as.get(v) for v in videos.column("video_id").to_pylist()),
+                                 videos.column("hashtags").to_pylist())]
+    videos = videos.set_column(videos.schema.get_field_index("hashtags"), "hashtags",
+                               pa.array(tags, videos.schema.field("hashtags").type))
+    write_table("videos", videos, root / "videos.parquet")
+    (root / "labels.txt").write_text("\n".join(web_names + list(DIAGONALS)) + "\n")
+    build_labels(BuildLabelsConfig(sources=("file",), labels_file=root / "labels.txt", out=paths["labels"]))
+    match_videos(MatchConfig(videos=root / "videos.parquet", labels=paths["labels"], out=paths["raw_pool"],
+                             min_videos=10, seed=0, progress=False))
+    dedupe_manifest(DedupeConfig(manifest=paths["raw_pool"], targets=base["target"] / "test.parquet", out=paths["pool"],
+                                 report=root / "overlaps.parquet", workers=2, progress=False))
+    return paths
+
+
 def _truth_halves(truth: Path, first: Path, second: Path) -> None:
     """A truth table as two manifests (alternate videos of each class), labelled by the truth."""
     t = pq.read_table(truth).to_pylist()

@@ -32,7 +32,7 @@ from weaksup.models import (
 )
 from weaksup.models.counting import TABLE2
 from weaksup.models.inflate import inflate_kernel
-from weaksup.models.via2d import Conv3dVia2d
+from weaksup.models.via2d import Conv3dVia2d, native_3d_convs
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models import video as tv_video  # noqa: E402
@@ -192,6 +192,14 @@ def test_bf16_weight_gradient_of_a_spatial_conv_is_right(channels_last: bool) ->
     assert out.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
     out.float().backward(grad_out)
     assert (conv.weight.grad - ref).abs().max() < 0.02 * ref.abs().max()
+
+
+def test_native_3d_convs_are_the_full_kernels_only() -> None:
+    """R3D's t x 3 x 3 convs have no 2D form (the trainer refuses them in bf16 on CPU); (2+1)D and 2D have none."""
+    r3d = native_3d_convs(build_model("r3d_18", num_classes=2))
+    assert len(r3d) == 17 and "layer3.1.conv2.0" in r3d  # stem (3x7x7) + 16 block convs; downsamples are 1x1x1
+    assert native_3d_convs(build_model("r2plus1d_10", num_classes=2)) == []
+    assert native_3d_convs(build_model("r2d_18", num_classes=2)) == []
 
 
 # ---------------------------------------------------------------- Table 2 costs

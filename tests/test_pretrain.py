@@ -479,6 +479,8 @@ def test_cli_bad_input_exits_2_with_one_line(manifest: Path, tmp_path: Path, pre
     assert_input_error(pretrain_cli("--preset", "tiny", "--out", out), "--manifest and --out are required")
     assert_input_error(pretrain_cli("--manifest", manifest, "--out", out, "--preset", "tiny", "--precision", "fp16",
                                     "--device", "cpu"), "fp16 needs CUDA")
+    assert_input_error(pretrain_cli("--manifest", manifest, "--out", out, "--preset", "tiny", "--arch", "r3d_18",
+                                    "--precision", "bf16", "--device", "cpu"), "full 3D convolutions")
     no_labels = tmp_path / "no_labels.parquet"
 
     pq.write_table(pa.table({"video_id": ["a"], "uri": ["a.mp4"]}), no_labels)

@@ -8,7 +8,11 @@ kernel that computes it changes. Why:
   for many shapes, e.g. R(2+1)D-18's layer2 spatial convs on 8-frame 112x112 clips, so
   bf16 autocast training diverges at the first step. Forward and input gradients are fine,
   and 2D convolutions are fine, so computing these convs as 2D dodges it. Full 3x3x3
-  kernels (R3D) have no 2D form and stay exposed to it in bf16 training.
+  kernels (R3D) have no 2D form and stay exposed to it in bf16 training: on an AMD EPYC
+  with AVX-512 BF16 (no AMX) the weight gradient of a 3x3x3 conv with 256 channels on
+  T = 2 (R3D-18's layer3 on 8-frame clips) is off by 100% or inf, while 128 channels on
+  T = 4 are right to bf16 rounding; the trainer refuses bf16 for such models on CPU
+  (:func:`native_3d_convs`).
 * **channels_last_3d for free.** In channels_last_3d memory, (B, C, T, H, W) is already a
   (B*T, C, H, W) channels_last batch of frames (spatial kernels) and a (B, C, T, H*W)
   channels_last image (temporal kernels): both are views, no copy.
@@ -60,6 +64,12 @@ def _computes_in_bf16(x: Tensor) -> bool:
     if x.dtype == torch.bfloat16:
         return True
     return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def native_3d_convs(model: nn.Module) -> list[str]:
+    """Names of the model's 3D convolutions that have no 2D form (time and space kernels both > 1)."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and max(m.kernel_size[1:]) > 1]
 
 
 class Conv3dVia2d(nn.Conv3d):

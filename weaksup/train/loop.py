@@ -55,6 +55,7 @@ from weaksup.data.rejects import read_rejects
 from weaksup.data.shards import ShardIndex, ShardMemberDataset, load_shard_index
 from weaksup.errors import InputError
 from weaksup.models import ARCHS, build_model
+from weaksup.models.via2d import native_3d_convs
 from weaksup.tables import SCHEMA_META_KEY, read_table, write_json
 from weaksup.outputs import require_local_output
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
@@ -453,6 +454,12 @@ def pretrain(
         raise InputError(f"{manifest}: --use-sample-weights needs a sample table with sample_weight on every row")
     if cfg.precision == "fp16" and not uses_cuda(cfg.device):
         raise InputError("precision fp16 needs CUDA; use bf16 on the CPU")
+    if cfg.precision == "bf16" and not uses_cuda(cfg.device):
+        with torch.device("meta"):
+            full_3d = native_3d_convs(build_model(cfg.arch, num_classes=1))
+        if full_3d:
+            raise InputError(f"{cfg.arch} has {len(full_3d)} full 3D convolutions (e.g. {full_3d[0]}), whose bf16 "
+                             "weight gradients are wrong on CPU in this torch's oneDNN; use --precision fp32")
     if not 0.0 <= max_reject_fraction <= 1.0:  # also refuses NaN
         raise InputError(f"max-reject-fraction must be in [0, 1], got {max_reject_fraction}")
     procs = setup_processes(cfg.device)
