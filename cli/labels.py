@@ -15,7 +15,7 @@ def build_labels(
     out: Annotated[Path, typer.Option(help="Output labels table (.parquet); index, collisions and summary go beside it.")],
     verbs: Annotated[Optional[str], typer.Option(help="verb-noun: verb space, a source name or a labels .parquet.")] = None,
     nouns: Annotated[Optional[str], typer.Option(help="verb-noun: noun space, a source name or a labels .parquet.")] = None,
-    pair_counts: Annotated[Optional[Path], typer.Option(help="verb-noun: hashtag,count table (CSV/Parquet) from your corpus.")] = None,
+    hashtag_counts: Annotated[Optional[Path], typer.Option("--hashtag-counts", "--pair-counts", help="hashtag,count table of your corpus (`weaksup hashtag-counts`, or CSV/Parquet): verb-noun pairs come from it, --min-tag-count prunes by it.")] = None,
     min_count: Annotated[int, typer.Option(help="verb-noun: keep pairs whose hashtags total at least this count.")] = 1,
     labels_file: Annotated[Optional[Path], typer.Option(help="file: one label per line, or a CSV.")] = None,
     column: Annotated[Optional[str], typer.Option(help="file: the CSV column holding labels.")] = None,
@@ -24,14 +24,21 @@ def build_labels(
     max_words: Annotated[int, typer.Option(help="Permute the words of labels with at most this many content words.")] = 3,
     collisions: Annotated[str, typer.Option(help="keep-all, drop or first.")] = "keep-all",
     pos: Annotated[Optional[str], typer.Option(help="file: the labels are verbs or nouns (default: inferred per word).")] = None,
+    forms: Annotated[str, typer.Option(help="Word orders: practical (those people write: catchingfish, fishcatching) or paper (every order, the paper's rule).")] = "practical",
+    max_tags: Annotated[int, typer.Option(help="At most this many tags a label, those closest to the label as written (0: no cap); dropped ones go to the pruned_tags table.")] = 64,
+    min_tag_count: Annotated[int, typer.Option(help="Drop tags seen in fewer videos than this in --hashtag-counts (0: keep all).")] = 0,
+    drop_tags: Annotated[Optional[Path], typer.Option(help="Text file, one hashtag a line, that no label may have (e.g. found bad by label-audit).")] = None,
+    aliases: Annotated[Optional[Path], typer.Option(help="CSV of extra aliases / literal hashtags per label: columns label and alias and/or hashtag, any language.")] = None,
+    max_pairs: Annotated[int, typer.Option(help="verb-noun without --hashtag-counts: refuse products larger than this.")] = 1_000_000,
 ) -> None:
     """Build a label space with its relevant hashtags (labels, hashtag_index, collisions)."""
     from weaksup.labels.build import BuildLabelsConfig, build_labels as build
 
     cfg = BuildLabelsConfig(
-        sources=tuple(source), out=out, verbs=verbs, nouns=nouns, pair_counts=pair_counts, min_count=min_count,
+        sources=tuple(source), out=out, verbs=verbs, nouns=nouns, hashtag_counts=hashtag_counts, min_count=min_count,
         labels_file=labels_file, column=column, nltk_data=nltk_data, verbnet_version=verbnet_version,
-        max_words=max_words, collisions=collisions, pos=pos,  # type: ignore[arg-type]
+        max_words=max_words, collisions=collisions, pos=pos, forms=forms, max_tags=max_tags,  # type: ignore[arg-type]
+        min_tag_count=min_tag_count, drop_tags=drop_tags, aliases=aliases, max_pairs=max_pairs,
     )
     result = run(build, cfg)
     print_summary(f"build-labels -> {result.labels_path}", result.summary)

@@ -7,6 +7,8 @@ import typer
 from weaksup import __version__
 from weaksup.cli.common import WeaksupGroup
 from weaksup.cli import (
+    audit,
+    counts,
     dedupe,
     evaluate,
     fingerprint,
@@ -44,7 +46,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """weaksup: IG-65M-style weakly-supervised video datasets."""
 
 
-for module in (quickstart, synth_corpus, labels, match, sample, probe, splits, shard, fingerprint, dedupe, pretrain, evaluate,
+for module in (quickstart, synth_corpus, labels, match, counts, audit, sample, probe, splits, shard, fingerprint, dedupe, pretrain, evaluate,
                models, tables):
     module.register(app)
 

@@ -9,6 +9,14 @@ import typer
 
 from weaksup.cli.common import check_option, print_summary, run
 
+TEXT_COLUMN_HELP = (
+    "A free-text column (e.g. caption): its #tags and its phrases are looked up in the hashtag index: every run of "
+    "1-4 consecutive words, concatenated ('catching a fish' -> catchingafish), and of 2-3 consecutive words once stop "
+    "words are removed (catchingfish); a hashtags column, if any, is used too. Without it, a text column is split "
+    "into single-word tags when it has no #, so captions match only one-word hashtags."
+)
+DROP_TAGS_HELP = "A text file of hashtags (one a line, # optional, blank lines skipped) removed from the hashtag index before matching."
+
 
 def match(
     videos: Annotated[Path, typer.Option(help="Videos table: Parquet, CSV or JSONL with video_id, uri, hashtags (with --partitioned: a folder of part-*.parquet).")],
@@ -19,12 +27,14 @@ def match(
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
     support: Annotated[Optional[Path], typer.Option(help="Label support of the whole corpus (match-count output: a file or a folder of parts, summed); decides which labels pass --min-videos.")] = None,
     partitioned: Annotated[bool, typer.Option("--partitioned", help="--videos is a folder of parts (partition-videos): run match-count and match on every part, merge counts and summary into the --out folder.")] = False,
+    text_column: Annotated[Optional[str], typer.Option(help=TEXT_COLUMN_HELP)] = None,
+    drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP)] = None,
 ) -> None:
     """Match video hashtags against a label space; one label per video."""
     from weaksup.assembly.match import MatchConfig, match_partitioned, match_videos
 
     cfg = MatchConfig(videos=videos, labels=labels, out=out, min_videos=min_videos, seed=seed, batch_size=batch_size,
-                      support=support)
+                      support=support, text_column=text_column, drop_tags=drop_tags)
     print_summary(f"match -> {out}", run(match_partitioned if partitioned else match_videos, cfg))
 
 
@@ -33,11 +43,14 @@ def match_count(
     labels: Annotated[Path, typer.Option(help="Labels table from build-labels.")],
     out: Annotated[Path, typer.Option(help="Output label support table (.parquet), e.g. counts/part-00003.parquet.")],
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
+    text_column: Annotated[Optional[str], typer.Option(help=TEXT_COLUMN_HELP + " Use the same as in match --support.")] = None,
+    drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP + " Use the same as in match --support.")] = None,
 ) -> None:
     """Phase 1 of a partitioned match: per-label matched-video support of one part (sum them with match --support)."""
     from weaksup.assembly.match import MatchCountConfig, count_matches
 
-    cfg = MatchCountConfig(videos=videos, labels=labels, out=out, batch_size=batch_size)
+    cfg = MatchCountConfig(videos=videos, labels=labels, out=out, batch_size=batch_size, text_column=text_column,
+                           drop_tags=drop_tags)
     print_summary(f"match-count -> {out}", run(count_matches, cfg))
 
 

@@ -52,14 +52,17 @@ def check_consistent(result) -> list[dict]:
     )
     for r in labels:
         assert r["hashtags"] == sorted(set(r["hashtags"]))
-        assert r["aliases"] and r["aliases"][0] == r["label"] or r["source"] == "verb-noun"
+        # a name two labels share gets its source id as a qualifier: crane (n02012849)
+        assert r["aliases"] and r["label"] in (r["aliases"][0], f"{r['aliases'][0]} ({r['source_id']})") \
+            or r["source"] == "verb-noun"
     summary = json.loads(result.summary_path.read_text(encoding="utf-8"))
     assert summary["labels"] == len(labels)
     assert summary["hashtag_label_pairs"] == len(index)
     assert summary["hashtags"] == len({r["hashtag"] for r in index})
     assert summary["collisions"] == len(rows(result.collisions_path))
     assert summary["labels_without_hashtags"] == sum(1 for r in labels if not r["hashtags"])
-    assert summary["merged_across_sources"] == sum(summary["labels_per_source"].values()) - len(labels)
+    assert summary["merged_across_sources"] + summary["spelling_variants_merged"] == \
+        sum(summary["labels_per_source"].values()) - len(labels)
     return labels
 
 
@@ -106,7 +109,7 @@ def test_build_imagenet(tmp_path):
     shark = by_id["n01484850"]
     assert shark["aliases"] == ["great white shark", "white shark", "man-eater", "man-eating shark", "Carcharodon carcharias"]
     assert {"greatwhiteshark", "whiteshark", "maneater", "carcharodoncarcharias"} <= set(shark["hashtags"])
-    cranes = [r for r in labels if r["label"] == "crane"]
+    cranes = [r for r in labels if r["aliases"][0] == "crane"]  # "crane (n02012849)", "crane (n03126707)"
     assert len(cranes) == 2
     assert {r["source_id"] for r in cranes} == {"n02012849", "n03126707"}
     assert cranes[0]["label_id"] != cranes[1]["label_id"]
@@ -136,7 +139,9 @@ def test_build_verbnet_keeps_every_lemma(tmp_path, nltk_data, monkeypatch, versi
         BuildLabelsConfig(sources=("verbnet",), out=tmp_path / "vn.parquet", nltk_data=str(nltk_data), verbnet_version=version)
     )
     labels = check_consistent(res)
-    assert len(labels) == count
+    # spelling variants within VerbNet merge (cut-off and cut off: issue 16), nothing else does
+    assert len(labels) + res.summary["spelling_variants_merged"] == count
+    assert res.summary["spelling_variants_merged"] == {"2.1": 0, "3.3": 7}.get(version, res.summary["spelling_variants_merged"])
     assert res.summary["merged_across_sources"] == 0
     assert {r["source"] for r in labels} == {f"verbnet{version}"}
     names = {r["label"] for r in labels}
@@ -175,7 +180,7 @@ def test_within_source_labels_with_same_canonical_and_id_stay_distinct(tmp_path,
         SeedLabel("take out", "verbnet3.3", "remove-10.1", ("take out",), "verb"),
     ]
     monkeypatch.setattr(build_mod, "named_labels", lambda name, **kw: list(seeds))
-    labels, per_source = collect_labels(BuildLabelsConfig(sources=("verbnet",), out=tmp_path / "x.parquet"))
+    labels, per_source, _variants = collect_labels(BuildLabelsConfig(sources=("verbnet",), out=tmp_path / "x.parquet"))
     assert [lab.label for lab in labels] == ["take", "take off", "take out"]
     assert per_source == {"verbnet": 3}
 
@@ -270,7 +275,7 @@ def test_verb_noun_pair_counts_parquet_with_named_spaces(tmp_path):
 
     counts = tmp_path / "counts.parquet"
     pq.write_table(pa.table({"hashtag": ["#DribblingBasketball", "basketballdribble", "zzz"], "count": [3, 2, 100]}), counts)
-    res = build(tmp_path, sources=("verb-noun",), verbs="kinetics-verbs", nouns="imagenet", pair_counts=counts, min_count=5)
+    res = build(tmp_path, sources=("verb-noun",), verbs="kinetics-verbs", nouns="imagenet", hashtag_counts=counts, min_count=5)
     (label,) = check_consistent(res)
     assert label["label"] == "dribble basketball"
     assert label["source_id"] == "dribbling basketball|n02802426"
@@ -281,9 +286,9 @@ def test_verb_noun_pair_counts_bad_file(tmp_path):
     counts = tmp_path / "counts.csv"
     counts.write_text("tag,n\nburncandle,3\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"counts\.csv: missing column 'hashtag'"):
-        build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(verbs), pair_counts=counts)
+        build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(verbs), hashtag_counts=counts)
     with pytest.raises(InputError, match="file not found"):
-        build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(verbs), pair_counts=tmp_path / "no.csv")
+        build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(verbs), hashtag_counts=tmp_path / "no.csv")
 
 
 # --- collisions -----------------------------------------------------------------------
@@ -382,8 +387,8 @@ def test_max_words_option_in_build(tmp_path, cli):
     one, four = rows(out1), rows(out4)
     assert "basketballdribbling" not in one[0]["hashtags"]
     assert "basketballdribbling" in four[0]["hashtags"]
-    assert "farmridingmechanicalbull" not in one[1]["hashtags"]
-    assert "farmridingmechanicalbull" in four[1]["hashtags"]
+    assert "mechanicalbullfarmriding" not in one[1]["hashtags"]  # object-verbing only up to max_words
+    assert "mechanicalbullfarmriding" in four[1]["hashtags"]
     assert set(one[1]["hashtags"]) < set(four[1]["hashtags"])
 
 
@@ -544,3 +549,99 @@ def test_label_overlap_partial_both_ways(tmp_path):
     table, _ = label_overlap(verbs, pairs)  # the other way round, as before
     r = {row["target_label"]: row for row in table.to_pylist()}
     assert r["dribbling basketball"]["partial"] and r["dribbling basketball"]["partial_label_ids"] == [0]
+
+
+# --- issue 16: forms, cap, pruning, aliases, spelling variants, verb-noun split ------------
+
+
+def pruned(res) -> list[dict]:
+    return rows(res.summary["outputs"]["pruned_tags"])
+
+
+def test_cap_keeps_the_closest_tags_and_reports_the_rest(tmp_path):
+    src = write_lines(tmp_path / "l.txt", ["catching a fish", "tench"])
+    res = build(tmp_path, labels_file=src, max_tags=3)
+    labels = check_consistent(res)
+    assert set(labels[0]["hashtags"]) == {"catchingafish", "catchingfish", "catchafish"}
+    gone = [r for r in pruned(res) if r["reason"] == "cap"]
+    assert {r["hashtag"] for r in gone} == set(relevant_hashtags("catching a fish")) - set(labels[0]["hashtags"])
+    assert res.summary["labels_capped"] == 1 and res.summary["tags_pruned"]["cap"] == len(gone)
+    uncapped = build(tmp_path, "all", labels_file=src, max_tags=0)
+    assert set(rows(uncapped.labels_path)[0]["hashtags"]) == set(relevant_hashtags("catching a fish"))
+
+
+def test_paper_forms_option(tmp_path, cli):
+    src = write_lines(tmp_path / "l.txt", ["sea lion"])
+    practical, paper = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert cli("build-labels", "-s", "file", "--labels-file", src, "--pos", "noun", "--out", practical).exit_code == 0
+    assert cli("build-labels", "-s", "file", "--labels-file", src, "--pos", "noun", "--forms", "paper",
+               "--out", paper).exit_code == 0
+    assert "lionsea" not in rows(practical)[0]["hashtags"] and "lionsea" in rows(paper)[0]["hashtags"]
+    assert_input_error(cli("build-labels", "-s", "file", "--labels-file", src, "--forms", "all", "--out", paper),
+                       "--forms all")
+
+
+def test_drop_tags_and_min_tag_count(tmp_path, cli):
+    src = write_lines(tmp_path / "l.txt", ["bowling", "ironing clothes"])
+    drop = write_lines(tmp_path / "drop.txt", ["#Bowl", "", "ironclothes"])
+    counts = tmp_path / "counts.csv"
+    counts.write_text("hashtag,count\nbowling,40\nironingclothes,3\nclothesironing,9\n", encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    result = cli("build-labels", "-s", "file", "--labels-file", src, "--drop-tags", drop, "--hashtag-counts", counts,
+                 "--min-tag-count", 5, "--out", out)
+    assert result.exit_code == 0, result.output
+    got = {r["label"]: set(r["hashtags"]) for r in rows(out)}
+    assert got == {"bowling": {"bowling"}, "ironing clothes": {"clothesironing"}}
+    reasons = {(r["hashtag"], r["reason"]) for r in rows(tmp_path / "out.pruned_tags.parquet")}
+    assert ("ironclothes", "drop-tags") in reasons and ("ironingclothes", "min-tag-count") in reasons
+    assert_input_error(cli("build-labels", "-s", "file", "--labels-file", src, "--min-tag-count", 5, "--out", out),
+                       "--min-tag-count needs --hashtag-counts")
+    assert_input_error(cli("build-labels", "-s", "file", "--labels-file", src, "--drop-tags", tmp_path / "no.txt",
+                           "--out", out), "no.txt")
+
+
+def test_aliases_file_reaches_labels_in_any_language(tmp_path, cli):
+    aliases = tmp_path / "aliases.csv"
+    aliases.write_text("label,alias,hashtag\ndancing ballet,,跳舞\ndancing ballet,,#Baile\nabseiling,rappelling,\n",
+                       encoding="utf-8")
+    out = tmp_path / "k.parquet"
+    result = cli("build-labels", "-s", "kinetics400", "--aliases", aliases, "--out", out)
+    assert result.exit_code == 0, result.output
+    by_label = {r["label"]: r for r in rows(out)}
+    assert {"跳舞", "baile", "dancingballet"} <= set(by_label["dancing ballet"]["hashtags"])
+    assert "rappelling" in by_label["abseiling"]["hashtags"] and "rappelling" in by_label["abseiling"]["aliases"]
+    aliases.write_text("label,hashtag\nnot a kinetics class,x\n", encoding="utf-8")
+    assert_input_error(cli("build-labels", "-s", "kinetics400", "--aliases", aliases, "--out", out),
+                       "match no label", "not a kinetics class")
+
+
+def test_named_sources_have_distinct_names_and_merged_spellings(tmp_path, nltk_data, monkeypatch):
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    res = build_labels(BuildLabelsConfig(sources=("verbnet",), out=tmp_path / "vn.parquet", nltk_data=str(nltk_data)))
+    labels = check_consistent(res)
+    cut = [r for r in labels if "cut off" in r["aliases"] or r["label"] == "cut off"]
+    assert len(cut) == 1 and {"cut-off", "cut off"} <= set(cut[0]["aliases"]) | {cut[0]["label"]}
+    assert len({r["label"] for r in labels}) == len(labels)
+    collisions = rows(res.collisions_path)
+    assert not any(set(r["labels"]) == {"cut-off", "cut off"} for r in collisions)
+
+
+def test_verb_noun_split_takes_the_balanced_cut(tmp_path):
+    """Issue 16: #drumsplay is play + drums (not splay + drum); #basketballshoot is shoot + basketball."""
+    verbs = file_space(tmp_path, "verbs", ["play", "splay", "shoot", "hoot"], pos="verb")
+    nouns = file_space(tmp_path, "nouns", ["drum", "basketball"], pos="noun")
+    counts = tmp_path / "counts.csv"
+    counts.write_text("hashtag,count\ndrumsplay,50\nbasketballshoot,50\nplay,900\nsplay,3\ndrums,40\ndrum,70\n",
+                      encoding="utf-8")
+    res = build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(nouns), hashtag_counts=counts,
+                min_count=10)
+    assert sorted(r["label"] for r in rows(res.labels_path)) == ["play drum", "shoot basketball"]
+
+
+def test_verb_noun_product_over_the_limit_is_refused_before_building(tmp_path, cli):
+    verbs = file_space(tmp_path, "verbs", ["play", "shoot", "kick"], pos="verb")
+    nouns = file_space(tmp_path, "nouns", ["drum", "ball"], pos="noun")
+    out = tmp_path / "vn.parquet"
+    assert_input_error(cli("build-labels", "-s", "verb-noun", "--verbs", verbs, "--nouns", nouns, "--max-pairs", 5,
+                           "--out", out), "3 verbs x 2 nouns = 6 pairs", "--hashtag-counts")
+    assert not out.exists()

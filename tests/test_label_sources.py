@@ -16,7 +16,9 @@ from weaksup.labels.sources import (
     kinetics400_labels,
     kinetics_verb_labels,
     named_labels,
+    read_aliases_file,
     verbnet_labels,
+    with_aliases,
 )
 
 # --- Kinetics-400 ---------------------------------------------------------------------
@@ -239,6 +241,110 @@ def test_file_labels_csv_blank_and_duplicate_cells(tmp_path):
     path.write_text("id,key\n0,take\n1,put\n2,take\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"classes\.csv:4: duplicate label 'take' \(first on line 2\)"):
         file_labels(path, column="key")
+
+
+# --- aliases and literal hashtags ------------------------------------------------------
+
+
+def test_file_labels_csv_aliases_and_hashtags_columns(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "label,aliases,hashtags\n"
+        "dancing,baile| 舞蹈 |Dancing|BAILE,#Baile|#跳舞|baile|\n"
+        "catching a fish,,\n"
+        "Café,,#CaféLatte\n",
+        encoding="utf-8",
+    )
+    seeds = file_labels(path)
+    assert [s.label for s in seeds] == ["dancing", "catching a fish", "Café"]
+    # the label first, then its aliases (the label again and repeats dropped, case-insensitively)
+    assert seeds[0].aliases == ("dancing", "baile", "舞蹈")
+    assert seeds[0].hashtags == ("baile", "跳舞")  # normalised, deduplicated, never inflected
+    assert seeds[1].aliases == ("catching a fish",) and seeds[1].hashtags == ()
+    assert seeds[2].hashtags == ("cafélatte",)
+    # a plain label list has no literal hashtags
+    assert file_labels(write_lines(tmp_path / "l.txt", ["dancing"]))[0].hashtags == ()
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ("label,aliases\ndancing,baile|!!!\n", [":2:", "alias '!!!'", "normalises to nothing"]),
+        ("label,hashtags\ndancing,ok\nzumba,#|x\n", [":3:", "hashtag '#'", "normalises to nothing"]),
+    ],
+)
+def test_file_labels_csv_bad_alias_or_hashtag(tmp_path, content, needles):
+    path = tmp_path / "labels.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        file_labels(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_read_aliases_file_and_with_aliases(tmp_path):
+    path = tmp_path / "aliases.csv"
+    path.write_text(
+        "label,alias,hashtag\n"
+        "Dancing,baile,\n"
+        "dancing,,#跳舞\n"
+        "dancing,bailar,#Baile\n"
+        "catching  a fish,angling,\n",
+        encoding="utf-8",
+    )
+    got = read_aliases_file(path)
+    assert got == {"Dancing": (("baile", "bailar"), ("跳舞", "baile")), "catching a fish": (("angling",), ())}
+    seeds = file_labels(write_lines(tmp_path / "l.txt", ["dancing", "Catching a Fish", "zumba"]))
+    out = with_aliases(seeds, got)
+    assert [(s.label, s.aliases, s.hashtags) for s in out] == [
+        ("dancing", ("dancing", "baile", "bailar"), ("跳舞", "baile")),
+        ("Catching a Fish", ("Catching a Fish", "angling"), ()),
+        ("zumba", ("zumba",), ()),
+    ]
+    # one column of the two is enough
+    path.write_text("label,hashtag\nzumba,#ZumbaFitness\n", encoding="utf-8")
+    assert read_aliases_file(path) == {"zumba": ((), ("zumbafitness",))}
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ("label,alias,hashtag\ndancing,baile,\n,bailar,\n", [":3:", "no label"]),
+        ("label,alias,hashtag\ndancing,baile,\nzumba,,\n", [":3:", "'zumba'", "neither an alias nor a hashtag"]),
+        ("label,alias\ndancing,!!!\n", [":2:", "'!!!'", "normalises to nothing"]),
+        ("name,alias\ndancing,baile\n", ["needs the columns label", "name, alias"]),
+        ("label,weight\ndancing,1\n", ["needs the columns label", "label, weight"]),
+        ("label,alias\ndancing,baile,extra\n", [":2:", "ragged row"]),
+        ("label,alias\n", ["no rows"]),
+        ("", ["empty label aliases file"]),
+    ],
+)
+def test_read_aliases_file_bad_rows(tmp_path, content, needles):
+    path = tmp_path / "aliases.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_aliases_file(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and "\n" not in msg
+    for needle in needles:
+        assert needle in msg
+
+
+def test_read_aliases_file_missing(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        read_aliases_file(tmp_path / "nope.csv")
+
+
+def test_with_aliases_names_the_unknown_labels(tmp_path):
+    seeds = file_labels(write_lines(tmp_path / "l.txt", ["dancing"]))
+    aliases = {f"label {i}": (("x",), ()) for i in range(7)}
+    with pytest.raises(InputError) as info:
+        with_aliases(seeds, {"DANCING": (("baile",), ()), **aliases}, source="my_aliases.csv")
+    msg = str(info.value)
+    assert msg.startswith("my_aliases.csv: 7 label(s) match no label")
+    assert "'label 0'" in msg and "'label 4'" in msg and "'label 5'" not in msg and "2 more" in msg
+    assert with_aliases(seeds, {}) == seeds
 
 
 # --- the real label files (shared data) -----------------------------------------------

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from conftest import assert_input_error
 from weaksup.assembly.match import MatchConfig, match_videos
 from weaksup.cli.main import app
 from weaksup.labels.build import BuildLabelsConfig, build_labels
@@ -190,3 +191,175 @@ def test_manifest_keeps_the_hashtags_behind_each_label(tmp_path, labels):
     assert got["b"] == ("playing guitar", ["guitarplaying", "playingguitar"])
     label_c, tags_c = got["c"]
     assert tags_c == {"dribbling basketball": ["dribblingbasketball"], "catching fish": ["catchfish"]}[label_c]
+
+
+# --- captions as phrases (--text-column), --drop-tags -----------------------------------
+
+
+@pytest.fixture()
+def phrase_labels(tmp_path: Path) -> Path:
+    f = tmp_path / "phrase_labels.txt"
+    f.write_text("catching a fish\nplaying guitar\n", encoding="utf-8")
+    out = tmp_path / "phrase_labels.parquet"
+    build_labels(BuildLabelsConfig(sources=("file",), labels_file=f, out=out))
+    return out
+
+
+def _captions(path: Path, rows: list[tuple], hashtags: list | None = None) -> Path:
+    cols = {
+        "video_id": pa.array([r[0] for r in rows], pa.string()),
+        "uri": pa.array([f"{r[0]}.mp4" for r in rows], pa.string()),
+        "caption": pa.array([r[1] for r in rows], pa.string()),
+    }
+    if hashtags is not None:
+        cols["hashtags"] = pa.array(hashtags, pa.list_(pa.string()))
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def _by_id(table: pa.Table) -> dict:
+    return {r["video_id"]: (r["label"], r["matched_hashtags"]) for r in table.to_pylist()}
+
+
+def test_caption_phrases_match_and_say_which_phrase(tmp_path, phrase_labels):
+    videos = _captions(tmp_path / "c.parquet", [
+        ("a", "A man catching a fish in the river"),
+        ("b", "fishing in the river"),  # neither "catching" nor a fish caught: no label
+        ("c", "She is PLAYING the guitar, #sunset"),  # stop words removed: playingguitar
+        ("d", "Catching-a-Fish!!"),  # punctuation separates words; runs join them again
+        ("e", None),
+    ])
+    summary, table = _run(tmp_path, videos, phrase_labels, min_videos=1, text_column="caption")
+    got = _by_id(table)
+    assert got["a"] == ("catching a fish", ["catchingafish", "catchingfish"])
+    assert got["c"] == ("playing guitar", ["playingguitar"])
+    assert got["d"] == ("catching a fish", ["catchingafish", "catchingfish"])
+    assert "b" not in got
+    assert summary["unmatched"] == 1 and summary["text_column"] == "caption" and summary["accounted"]
+    assert summary["rejected_by_reason"] == {"null caption": 1}
+    # without --text-column a caption without # is split at spaces into single-word tags (today's behaviour):
+    # only "Catching-a-Fish!!", one token, reaches a multi-word hashtag
+    summary, table = _run(tmp_path, videos, phrase_labels, "plain", min_videos=1)
+    assert table.column("video_id").to_pylist() == ["d"] and summary["unmatched"] == 3
+
+
+def test_caption_stop_words_and_run_lengths(tmp_path, phrase_labels):
+    videos = _captions(tmp_path / "c.parquet", [
+        ("the", "catching the fish"),  # only through the stop-word-free run catchingfish
+        ("far", "catching my very big fish"),  # content words catching very big fish: too far apart
+        ("gap", "catching, in the boat, a fish"),  # not consecutive once stop words go: catching boat fish
+        ("hash", "#FishCatching at dawn"),  # a #tag of the caption, normalised
+        ("word", "fish catching"),  # a plain two-word run
+    ])
+    _, table = _run(tmp_path, videos, phrase_labels, min_videos=1, text_column="caption")
+    got = _by_id(table)
+    assert got == {
+        "the": ("catching a fish", ["catchingfish"]),
+        "hash": ("catching a fish", ["fishcatching"]),
+        "word": ("catching a fish", ["fishcatching"]),
+    }
+
+
+def test_caption_and_hashtags_columns_are_a_union(tmp_path, phrase_labels):
+    videos = _captions(
+        tmp_path / "c.parquet",
+        [("tags", "nothing here"), ("text", "playing guitar tonight"), ("both", "a man catching a fish"), ("none", None),
+         ("nulltags", "catching a fish")],
+        hashtags=[["#PlayingGuitar"], [], ["#fishcatching"], None, None],
+    )
+    summary, table = _run(tmp_path, videos, phrase_labels, min_videos=1, text_column="caption")
+    got = _by_id(table)
+    assert got["tags"] == ("playing guitar", ["playingguitar"])
+    assert got["text"] == ("playing guitar", ["playingguitar"])
+    assert got["both"] == ("catching a fish", ["catchingafish", "catchingfish", "fishcatching"])
+    assert got["nulltags"] == ("catching a fish", ["catchingafish", "catchingfish"])
+    assert summary["rejected_by_reason"] == {"null hashtags and caption": 1}
+
+
+def test_caption_phrases_through_the_cli_csv_and_partitioned(tmp_path, phrase_labels):
+    csv = tmp_path / "v.csv"
+    rows = [f'v{i},v{i}.mp4,"{c}"' for i, c in enumerate(["a man catching a fish", "Playing the guitar", "a river"] * 5)]
+    csv.write_text("video_id,uri,caption\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "m.parquet"
+    r = runner.invoke(app, ["match", "--videos", str(csv), "--labels", str(phrase_labels), "--out", str(out),
+                            "--min-videos", "1", "--text-column", "caption"])
+    assert r.exit_code == 0, r.output
+    whole = pq.read_table(out)
+    assert whole.num_rows == 10
+    parts = tmp_path / "parts"
+    assert runner.invoke(app, ["partition-videos", "--videos", str(csv), "--out", str(parts), "--parts", "3"]).exit_code == 0
+    r = runner.invoke(app, ["match", "--partitioned", "--videos", str(parts), "--labels", str(phrase_labels),
+                            "--out", str(tmp_path / "pm"), "--min-videos", "1", "--text-column", "caption"])
+    assert r.exit_code == 0, r.output
+    split = pq.read_table(tmp_path / "pm" / "manifest")
+    assert sorted(split.column("video_id").to_pylist()) == sorted(whole.column("video_id").to_pylist())
+    # support counted without the text column does not decide a match with it
+    counts = tmp_path / "counts.parquet"
+    assert runner.invoke(app, ["match-count", "--videos", str(csv), "--labels", str(phrase_labels),
+                               "--out", str(counts)]).exit_code == 0
+    r = runner.invoke(app, ["match", "--videos", str(csv), "--labels", str(phrase_labels), "--out", str(tmp_path / "s.parquet"),
+                            "--support", str(counts), "--text-column", "caption"])
+    assert_input_error(r, "counts.parquet", "another label space", "--text-column")
+
+
+def test_non_ascii_aliases_reach_their_label(tmp_path):
+    """A labels CSV with an aliases column (any language): #baile, #跳舞 and a Chinese caption reach 'dancing'."""
+    f = tmp_path / "labels.csv"
+    f.write_text("label,aliases\ndancing,baile|跳舞\nplaying guitar,\n", encoding="utf-8")
+    labels = tmp_path / "labels.parquet"
+    build_labels(BuildLabelsConfig(sources=("file",), labels_file=f, out=labels))
+    videos = _captions(
+        tmp_path / "v.parquet",
+        [("es", None), ("zh", None), ("cap", "我们 跳舞 吧"), ("en", None)],
+        hashtags=[["#Baile"], ["#跳舞"], [], ["#dance"]],
+    )
+    _, table = _run(tmp_path, videos, labels, min_videos=1, text_column="caption")
+    assert _by_id(table) == {
+        "es": ("dancing", ["baile"]), "zh": ("dancing", ["跳舞"]), "cap": ("dancing", ["跳舞"]), "en": ("dancing", ["dance"]),
+    }
+
+
+def test_drop_tags_removes_tags_and_counts_them(tmp_path, labels):
+    rows = [("a", "u1", ["#catchfish"]), ("b", "u2", ["#catchfish", "#fishcatching"]), ("c", "u3", ["#playingguitar"])]
+    videos = _videos(tmp_path / "v.parquet", rows)
+    drop = tmp_path / "drop.txt"
+    drop.write_text("#CatchFish\n\n  \nnot-in-the-index\ncatchfish\n", encoding="utf-8")
+    summary, table = _run(tmp_path, videos, labels, min_videos=1, drop_tags=drop)
+    got = _by_id(table)
+    assert "a" not in got and got["b"] == ("catching fish", ["fishcatching"]) and "c" in got
+    assert summary["dropped_tags"] == 1 and summary["drop_tags_not_in_index"] == 1 and summary["unmatched"] == 1
+    r = runner.invoke(app, ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(tmp_path / "cli.parquet"),
+                            "--min-videos", "1", "--drop-tags", str(drop)])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "cli.summary.json").read_text())
+    assert saved["dropped_tags"] == 1 and saved["drop_tags_not_in_index"] == 1 and saved["in_manifest"] == 2
+
+
+def test_bad_text_column_and_drop_tags_exit_2(tmp_path, labels):
+    videos = _captions(tmp_path / "v.parquet", [("a", "catching fish")], hashtags=[["x"]])
+    out = tmp_path / "m.parquet"
+    base = ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(out)]
+    assert_input_error(runner.invoke(app, base + ["--text-column", "title"]), "v.parquet", "missing column 'title'", "--text-column")
+    assert_input_error(runner.invoke(app, base + ["--text-column", "hashtags"]), "v.parquet", "'hashtags'", "expected text")
+    assert_input_error(runner.invoke(app, base + ["--drop-tags", str(tmp_path / "nope.txt")]), "nope.txt", "file not found")
+    bad = tmp_path / "drop.txt"
+    bad.write_text("fine\n!!!\n", encoding="utf-8")
+    assert_input_error(runner.invoke(app, base + ["--drop-tags", str(bad)]), "drop.txt:2", "'!!!'")
+    bad.write_bytes(b"ok\ncaf\xe9\n")
+    assert_input_error(runner.invoke(app, base + ["--drop-tags", str(bad)]), "drop.txt:2", "not valid UTF-8")
+    assert not out.exists()
+
+
+def test_phrase_candidates_are_the_same_in_any_chunking(monkeypatch):
+    from weaksup.assembly import videos as v
+
+    texts = pa.array(["x y z w", "a man catching a fish in the river", None, "the the the", "", "ñandú corre rápido"] * 3)
+    whole = v.text_candidates(texts).to_pylist()
+    assert whole[1][:3] == ["a", "man", "catching"] and "catchingafish" in whole[1] and "catchingfish" in whole[1]
+    assert whole[2] is None and whole[4] == [] and "theriver" in whole[1] and "thethe" in whole[3]
+    for words in (1, 3):
+        monkeypatch.setattr(v, "_CHUNK_WORDS", words)
+        assert v.text_candidates(texts).to_pylist() == whole
+        assert v.text_candidates(texts.slice(5, 7)).to_pylist() == whole[5:12]
+    vocab = pa.array(["catchingafish", "rápido"])
+    assert v.text_candidates(texts, vocab).to_pylist()[:6] == [[], ["catchingafish"], None, [], [], ["rápido"]]

@@ -20,6 +20,12 @@ min-videos decision is global: ``count_matches`` writes each part's label suppor
 ``match_videos`` with ``support`` takes the sum of all parts' support for it, and
 ``match_partitioned`` runs both over a folder of parts; the union of the part manifests
 equals one match over the whole table.
+
+Captions: with ``text_column`` (``--text-column``) a free-text column gives phrase
+candidates (:func:`weaksup.assembly.videos.text_candidates`) that are looked up in the
+index like tags; ``drop_tags`` (``--drop-tags``) removes listed tags from the index first.
+Both change what a label's support means, so they are part of the label-space digest
+that support counts are checked against.
 """
 
 from __future__ import annotations
@@ -35,10 +41,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from weaksup.assembly.partition import PART_META_KEY, SOURCE_ROW, list_parts, read_part_label
-from weaksup.assembly.videos import _require, iter_videos, open_table, tag_column
+from weaksup import uris
+from weaksup.assembly.partition import PART_META_KEY, list_parts, read_part_label
+from weaksup.assembly.videos import _require, candidate_columns, duplicate_rows, finish_rejects, iter_video_ids, iter_videos, open_table
 from weaksup.errors import InputError
+from weaksup.progress import count_progress
 from weaksup.hashing import _splitmix64, stable_hash64
+from weaksup.labels.hashtags import normalize_hashtag
 from weaksup.uris import check_input_file
 from weaksup.tables import conform, load_schema, read_table, write_json, write_table
 from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
@@ -57,6 +66,8 @@ class MatchConfig:
     progress: bool = True
     support: Path | None = None  # label support of the whole corpus (match-count output: a file or a folder of parts)
     side_dir: Path | None = None  # where rejects, label counts and summary go (default: beside the manifest)
+    text_column: str | None = None  # a free-text column whose #tags and phrases are candidates too
+    drop_tags: Path | None = None  # a file of hashtags (one a line) removed from the index before matching
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,17 @@ class HashtagIndex:
     def __len__(self) -> int:
         return len(self.names)
 
+    def without(self, tags: list[str]) -> tuple["HashtagIndex", int]:
+        """This index less the hashtags ``tags`` (normalised), and how many of them it held."""
+        drop = pc.is_in(self.tags, value_set=pa.array(sorted(set(tags)), pa.string())).to_numpy(zero_copy_only=False)
+        if not drop.any():
+            return self, 0
+        keep = ~drop
+        counts = self.counts[keep]
+        starts = (np.cumsum(counts) - counts).astype(self.starts.dtype)
+        label_ids = self.label_ids[np.repeat(keep, self.counts)]
+        return HashtagIndex(self.tags.filter(pa.array(keep)), starts, counts, label_ids, self.names), int(drop.sum())
+
     def digest(self) -> str:
         """A fingerprint of the label space (names and hashtag -> label pairs): support counts
         made against one label space must not decide the labels of another."""
@@ -97,6 +119,48 @@ class HashtagIndex:
         h.update(np.ascontiguousarray(self.counts, np.int64).tobytes())
         h.update(np.ascontiguousarray(self.label_ids, np.int32).tobytes())
         return h.hexdigest()[:32]
+
+
+def read_drop_tags(path: Path) -> list[str]:
+    """The hashtags of a ``--drop-tags`` file: one a line, ``#`` optional, normalised like
+    label hashtags; blank lines skipped. A line that normalises to nothing is an error."""
+    data = uris.read_input_bytes(path, "drop-tags")
+    label = uris.display(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    tags = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        tag = normalize_hashtag(line)
+        if not tag:
+            raise InputError(f"{label}:{n}: {line.strip()!r} is not a hashtag (no letters or digits)")
+        tags.append(tag)
+    return list(dict.fromkeys(tags))
+
+
+def load_index(labels: Path, drop_tags: Path | None = None) -> tuple[HashtagIndex, dict]:
+    """The hashtag index of a labels table, less the tags of ``drop_tags``; and the summary
+    entries of the drop (``dropped_tags``: the file's tags that were in the index,
+    ``drop_tags_not_in_index``: those that were not)."""
+    dropped = read_drop_tags(Path(drop_tags)) if drop_tags is not None else None  # a bad file fails first
+    index = HashtagIndex.from_labels(Path(labels))
+    if dropped is None:
+        return index, {}
+    index, found = index.without(dropped)
+    return index, {"drop_tags": str(drop_tags), "dropped_tags": found, "drop_tags_not_in_index": len(dropped) - found}
+
+
+def space_digest(index: HashtagIndex, text_column: str | None = None) -> str:
+    """The label-space digest support counts are stamped with: the index (after
+    ``--drop-tags``) and, when phrases are candidates, the text column they come from."""
+    digest = index.digest()
+    if text_column is None:
+        return digest
+    return hashlib.sha256(f"{digest}\0text-column:{text_column}".encode()).hexdigest()[:32]
 
 
 def check_options(*, min_videos: int | None = None, batch_size: int | None = None) -> None:
@@ -172,12 +236,6 @@ def _lists(rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, pa.Array]:
     return matched_rows, pa.ListArray.from_arrays(pa.array(offsets), pa.array(labels, pa.int32()))
 
 
-def _progress(total: int | None, enabled: bool, desc: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    return Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(), disable=not enabled)
-
-
 @dataclass
 class _FirstPass:
     """What pass 1 learns about one videos table: support after duplicate removal, rejects, accounting."""
@@ -189,7 +247,9 @@ class _FirstPass:
     duplicate_rows: dict[int, tuple[str, int]]
 
 
-def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batch_size: int, progress: bool) -> _FirstPass:
+def _first_pass(
+    videos: str | Path, index: HashtagIndex, matched_tmp: Path, batch_size: int, progress: bool, text_column: str | None = None
+) -> _FirstPass:
     """Match every row, write the matched ones to ``matched_tmp``, count support, find rejects and duplicates."""
     n_labels = len(index)
     dataset = open_table(videos)
@@ -198,14 +258,19 @@ def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batc
         [("row", pa.int64()), ("video_id", pa.string()), ("uri", pa.string()), ("duration_s", pa.float64()),
          ("hash", pa.uint64()), ("matched", pa.list_(pa.int32())), ("tags", pa.list_(pa.int32()))]
     )
+    null_tags = "null hashtags"
+    if text_column is not None:  # the reason names the columns that were all null: "null hashtags and caption"
+        tags_col, text_col = candidate_columns(dataset, str(videos), text_column)
+        null_tags = "null " + " and ".join(c for c in (tags_col, text_col) if c is not None)
     support = np.zeros(n_labels, np.int64)
     all_hashes = np.zeros(total or 0, np.uint64)  # one array, grown by doubling when the row count is unknown
     rejects: list[dict] = []
     n_read = n_unmatched = 0
     unmatched_rows: list[np.ndarray] = []
-    with pq.ParquetWriter(matched_tmp, matched_schema, compression="none") as writer, _progress(total, progress, "match") as bar:
+    with pq.ParquetWriter(matched_tmp, matched_schema, compression="none") as writer, count_progress(total, progress, "match") as bar:
         task = bar.add_task("match", total=total)
-        for batch in iter_videos(videos, batch_size=batch_size):
+        vocabulary = index.tags if text_column is not None else None  # phrases not in the index are dropped early
+        for batch in iter_videos(videos, batch_size=batch_size, text_column=text_column, vocabulary=vocabulary):
             n = batch.num_rows
             row0 = n_read
             n_read += n
@@ -213,7 +278,7 @@ def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batc
             bad = {
                 "null video_id": vid.is_null().to_numpy(zero_copy_only=False),
                 "null uri": uri.is_null().to_numpy(zero_copy_only=False),
-                "null hashtags": tags.is_null().to_numpy(zero_copy_only=False),
+                null_tags: tags.is_null().to_numpy(zero_copy_only=False),
             }
             rejected = np.zeros(n, bool)
             for reason, mask in bad.items():
@@ -255,17 +320,17 @@ def _first_pass(videos: str | Path, index: HashtagIndex, matched_tmp: Path, batc
             )
             bar.advance(task, n)
 
-    duplicate_rows = _duplicate_rows(videos, all_hashes[:n_read], batch_size)
-    if duplicate_rows:
-        dup_idx = np.fromiter(duplicate_rows, np.int64)
+    duplicates = duplicate_rows(videos, all_hashes[:n_read], batch_size)
+    if duplicates:
+        dup_idx = np.fromiter(duplicates, np.int64)
         all_unmatched = np.concatenate(unmatched_rows) if unmatched_rows else np.empty(0, np.int64)
         n_unmatched -= int(np.isin(all_unmatched, dup_idx).sum())
         rejects.extend(
             {"row": r, "video_id": v, "reason": "duplicate video_id", "first": first}
-            for r, (v, first) in sorted(duplicate_rows.items())
+            for r, (v, first) in sorted(duplicates.items())
         )
         support = _recount(matched_tmp, dup_idx, n_labels)
-    return _FirstPass(n_read, support, rejects, n_unmatched, duplicate_rows)
+    return _FirstPass(n_read, support, rejects, n_unmatched, duplicates)
 
 
 def _side_paths(cfg: MatchConfig) -> tuple[Path, Path, Path]:
@@ -290,17 +355,21 @@ def match_videos(cfg: MatchConfig) -> dict:
     if out.is_dir():
         raise InputError(f"{out}: is a directory, expected an output file path (a videos folder of parts writes one)")
     rejects_path, counts_path, summary_path = _side_paths(cfg)
-    index = HashtagIndex.from_labels(Path(cfg.labels))
+    index, drop_info = load_index(Path(cfg.labels), cfg.drop_tags)
     n_labels = len(index)
-    open_table(cfg.videos)  # a missing or unreadable table fails before anything is created
-    global_support = read_support(Path(cfg.support), index, cfg.videos) if cfg.support is not None else None
+    dataset = open_table(cfg.videos)  # a missing or unreadable table fails before anything is created
+    _require(dataset, uris.display(cfg.videos), ("video_id", "uri"))
+    candidate_columns(dataset, uris.display(cfg.videos), cfg.text_column)
+    global_support = (
+        read_support(Path(cfg.support), index, cfg.videos, text_column=cfg.text_column) if cfg.support is not None else None
+    )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     matched_tmp = atomic_path(out.with_name(out.name + ".matched"))
     tmp_out: Path | None = None
     try:
-        first = _first_pass(cfg.videos, index, matched_tmp, cfg.batch_size, cfg.progress)
-        n_read, support, rejects, n_unmatched, duplicate_rows = (
+        first = _first_pass(cfg.videos, index, matched_tmp, cfg.batch_size, cfg.progress, cfg.text_column)
+        n_read, support, rejects, n_unmatched, duplicates = (
             first.n_read, first.support, first.rejects, first.n_unmatched, first.duplicate_rows
         )
 
@@ -310,7 +379,7 @@ def match_videos(cfg: MatchConfig) -> dict:
         names = pa.array(index.names, pa.string())
         schema = load_schema("manifest")
         tmp_out = atomic_path(out)
-        dup_set = np.fromiter(duplicate_rows, np.int64) if duplicate_rows else None
+        dup_set = np.fromiter(duplicates, np.int64) if duplicates else None
         with pq.ParquetWriter(tmp_out, schema.to_arrow(), compression="zstd") as writer:
             for batch in pq.ParquetFile(matched_tmp).iter_batches(batch_size=cfg.batch_size):
                 if dup_set is not None:
@@ -351,7 +420,7 @@ def match_videos(cfg: MatchConfig) -> dict:
         if matched_tmp.exists():
             matched_tmp.unlink()
 
-    rejects = _finish_rejects(cfg.videos, rejects)
+    rejects = finish_rejects(cfg.videos, rejects)
     write_table("match_rejects", pa.Table.from_pylist(rejects, schema=load_schema("match_rejects").to_arrow()), rejects_path)
     write_table(
         "label_counts",
@@ -383,38 +452,11 @@ def match_videos(cfg: MatchConfig) -> dict:
     }
     if cfg.support is not None:
         summary["support"] = str(cfg.support)
+    if cfg.text_column is not None:
+        summary["text_column"] = cfg.text_column
+    summary.update(drop_info)
     write_json(summary, summary_path)
     return summary
-
-
-def _duplicate_rows(videos: Path, hashes: np.ndarray, batch_size: int) -> dict[int, tuple[str, int]]:
-    """Rows whose video_id already appeared earlier: {row: (video_id, first row)}.
-
-    Candidates come from equal 64-bit hashes; they are confirmed on the exact strings
-    in a second read of the (rare) candidate rows only.
-    """
-    ordered = np.sort(hashes)  # one copy: 8 bytes per row at 65M rows
-    same = ordered[1:] == ordered[:-1]
-    dup_hashes = np.unique(ordered[1:][same & (ordered[1:] != 0)])
-    del ordered, same
-    if len(dup_hashes) == 0:
-        return {}
-    candidate_rows = np.flatnonzero(np.isin(hashes, dup_hashes) & (hashes != 0))
-    wanted = set(candidate_rows.tolist())
-    first: dict[str, int] = {}
-    out: dict[int, tuple[str, int]] = {}
-    row = 0
-    for batch in iter_videos(videos, batch_size=batch_size):
-        ids = batch.column("video_id")
-        for i in range(batch.num_rows):
-            if row + i in wanted:
-                v = ids[i].as_py()
-                if v in first:
-                    out[row + i] = (v, first[v])
-                else:
-                    first[v] = row + i
-        row += batch.num_rows
-    return out
 
 
 def _recount(matched_tmp: Path, excluded_rows: np.ndarray, n_labels: int) -> np.ndarray:
@@ -425,31 +467,6 @@ def _recount(matched_tmp: Path, excluded_rows: np.ndarray, n_labels: int) -> np.
         ok = ~np.isin(batch.column("row").to_numpy(), excluded_rows)
         support += np.bincount(pc.list_flatten(lists).to_numpy()[ok[parents]], minlength=n_labels)
     return support
-
-
-def _finish_rejects(videos: str | Path, rejects: list[dict]) -> list[dict]:
-    """Rejects in final form: rows of the source table (a part's ``source_row``), reasons, sorted.
-
-    A part made by ``partition-videos`` carries each row's row in the table it was split
-    from, so the rejects of a part (and of all parts merged) name the same rows as a match
-    over the whole table would.
-    """
-    dataset = open_table(videos)
-    local = sorted({r["row"] for r in rejects} | {r["first"] for r in rejects if "first" in r})
-    mapping: dict[int, int] = {}
-    if local and SOURCE_ROW in dataset.schema.names and pa.types.is_integer(dataset.schema.field(SOURCE_ROW).type):
-        source = dataset.take(pa.array(local, pa.int64()), columns=[SOURCE_ROW]).column(SOURCE_ROW)
-        if source.null_count == 0:
-            mapping = dict(zip(local, source.to_pylist()))
-    out = []
-    for r in rejects:
-        row = mapping.get(r["row"], r["row"])
-        reason = r["reason"]
-        if "first" in r:
-            reason = f"{reason} (first at row {mapping.get(r['first'], r['first'])})"
-        out.append({"row": row, "video_id": r["video_id"], "reason": reason})
-    out.sort(key=lambda r: r["row"])
-    return out
 
 
 def _local_file(path: str | Path) -> bool:
@@ -471,6 +488,8 @@ class MatchCountConfig:
     out: Path
     batch_size: int = 1 << 18
     progress: bool = True
+    text_column: str | None = None  # as MatchConfig.text_column
+    drop_tags: Path | None = None  # as MatchConfig.drop_tags
 
 
 def count_matches(cfg: MatchCountConfig) -> dict:
@@ -482,18 +501,20 @@ def count_matches(cfg: MatchCountConfig) -> dict:
     """
     check_options(batch_size=cfg.batch_size)
     videos, out = cfg.videos, Path(cfg.out)
-    index = HashtagIndex.from_labels(Path(cfg.labels))
-    open_table(videos)
+    index, drop_info = load_index(Path(cfg.labels), cfg.drop_tags)
+    dataset = open_table(videos)
+    _require(dataset, uris.display(videos), ("video_id", "uri"))
+    candidate_columns(dataset, uris.display(videos), cfg.text_column)
     if out.is_dir():
         raise InputError(f"{out}: is a directory, expected an output file path")
     out.parent.mkdir(parents=True, exist_ok=True)
     matched_tmp = atomic_path(out.with_name(out.name + ".matched"))
     try:
-        first = _first_pass(videos, index, matched_tmp, cfg.batch_size, cfg.progress)
+        first = _first_pass(videos, index, matched_tmp, cfg.batch_size, cfg.progress, cfg.text_column)
     finally:
         if matched_tmp.exists():
             matched_tmp.unlink()
-    meta = {LABELS_DIGEST_KEY: index.digest().encode()}
+    meta = {LABELS_DIGEST_KEY: space_digest(index, cfg.text_column).encode()}
     part = read_part_label(Path(videos)) if _local_file(videos) else None
     if part is not None:
         meta[PART_META_KEY] = f"{part[0]}/{part[1]}".encode()
@@ -516,6 +537,8 @@ def count_matches(cfg: MatchCountConfig) -> dict:
         "labels_with_support": int((first.support > 0).sum()),
         "part": f"{part[0]}/{part[1]}" if part else None,
         "out": str(out),
+        **({"text_column": cfg.text_column} if cfg.text_column is not None else {}),
+        **drop_info,
     }
 
 
@@ -541,7 +564,9 @@ def _check_parts(where: Path, labels: list[tuple[int, int] | None], what: str) -
     return n
 
 
-def read_support(path: Path, index: HashtagIndex, videos: str | Path | None = None) -> np.ndarray:
+def read_support(
+    path: Path, index: HashtagIndex, videos: str | Path | None = None, *, text_column: str | None = None
+) -> np.ndarray:
     """Label support summed over a ``label_support`` file or a folder of them (one per part).
 
     Refuses counts made against another label space, and a folder that misses a part or
@@ -555,14 +580,15 @@ def read_support(path: Path, index: HashtagIndex, videos: str | Path | None = No
     if not files:
         raise InputError(f"{path}: no .parquet support files in the folder")
     n_labels = len(index)
-    digest = index.digest()
+    digest = space_digest(index, text_column)
     total = np.zeros(n_labels, np.int64)
     parts: list[tuple[int, int] | None] = []
     for f in files:
         table = read_table("label_support", f)
         meta = pq.read_schema(f).metadata or {}
         if meta.get(LABELS_DIGEST_KEY, digest.encode()).decode() != digest:
-            raise InputError(f"{f}: support counted against another label space than --labels")
+            raise InputError(f"{f}: support counted against another label space than --labels "
+                             "(other labels, --drop-tags or --text-column)")
         ids = table.column("label_id").to_numpy()
         if len(ids) != n_labels or not np.array_equal(np.sort(ids), np.arange(n_labels)):
             raise InputError(f"{f}: support for {len(ids)} labels, the labels table has {n_labels}")
@@ -593,9 +619,9 @@ def match_partitioned(cfg: MatchConfig) -> dict:
     for p in parts:  # every part readable with the right columns before any work
         dataset = open_table(p)
         _require(dataset, p, ("video_id", "uri"))
-        tag_column(dataset, p)
+        candidate_columns(dataset, str(p), cfg.text_column)
     n_parts = _check_parts(videos, [read_part_label(p) for p in parts], "files")
-    index = HashtagIndex.from_labels(Path(cfg.labels))
+    index, drop_info = load_index(Path(cfg.labels), cfg.drop_tags)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; --partitioned writes a folder")
     names = {p.name for p in parts}
@@ -608,7 +634,8 @@ def match_partitioned(cfg: MatchConfig) -> dict:
 
     if cfg.support is None:
         for p in parts:
-            count_matches(MatchCountConfig(p, Path(cfg.labels), support / p.name, cfg.batch_size, cfg.progress))
+            count_matches(MatchCountConfig(p, Path(cfg.labels), support / p.name, cfg.batch_size, cfg.progress,
+                                           text_column=cfg.text_column, drop_tags=cfg.drop_tags))
     summaries = [
         match_videos(replace(cfg, videos=p, out=out / "manifest" / p.name, support=support, side_dir=out / "parts"))
         for p in parts
@@ -654,6 +681,8 @@ def match_partitioned(cfg: MatchConfig) -> dict:
             and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected") == total("videos_read"),
             "parts": len(parts),
             "partition_checked": n_parts is not None,
+            **({"text_column": cfg.text_column} if cfg.text_column is not None else {}),
+            **drop_info,
             "outputs": {"manifest": str(out / "manifest"), "rejects": str(rejects_path), "label_counts": str(counts_path),
                         "support": str(support), "parts": str(out / "parts")},
         }

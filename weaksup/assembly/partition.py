@@ -26,11 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from weaksup.outputs import atomic_path, require_local_output
-from weaksup.assembly.videos import _require, open_table, tag_column
+from weaksup.assembly.videos import SOURCE_ROW, _require, open_table, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
 
-SOURCE_ROW = "source_row"
 PART_META_KEY = b"weaksup.partition"
 PARTITION_SALT = "partition"
 PARTITION_FILE = "_partition.json"  # "_" prefix: Parquet dataset readers skip it
@@ -164,10 +163,10 @@ def partition_videos(cfg: PartitionConfig) -> dict:
                 buffers[i].clear()
                 buffered[i] = 0
 
-        from weaksup.assembly.match import _progress
+        from weaksup.progress import count_progress
 
         total = dataset.count_rows() if dataset.format.default_extname == "parquet" else None
-        with _progress(total, cfg.progress, "partition") as bar:
+        with count_progress(total, cfg.progress, "partition") as bar:
             task = bar.add_task("partition", total=total)
             try:
                 batches = dataset.to_batches(batch_size=cfg.batch_size, batch_readahead=1, fragment_readahead=1)

@@ -4,6 +4,11 @@ Hashtags arrive as ``list<string>`` (the fast path) or as text holding ``#tags``
 captions); either way they are normalised with the same rule as
 :func:`weaksup.labels.hashtags.normalize_hashtag`, vectorised: ASCII tags with Arrow
 kernels, the rare non-ASCII ones through the Python function (NFKC, case-folding).
+
+A free-text column named by ``text_column`` (``match --text-column``) gives phrase
+candidates as well (:func:`text_candidates`): its ``#tags`` and every run of 1..4
+consecutive words, concatenated ("a man catching a fish" -> ``catchingafish``), plus every
+run of 2..3 consecutive content words once stop words are removed (``catchingfish``).
 Tables are local paths or object-store uris (:mod:`weaksup.uris`).
 """
 
@@ -11,23 +16,31 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import PurePosixPath
+import unicodedata
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import numpy as np
 
 from weaksup import uris
 from weaksup.errors import InputError
-from weaksup.labels.hashtags import normalize_hashtag
+from weaksup.labels.hashtags import _APOSTROPHES, STOP_WORDS, normalize_hashtag
 from weaksup.tables import check_csv_file
 from weaksup.uris import PathOrUri
 
 TEXT_COLUMNS = ("hashtags", "text", "caption")
 _TAG = re.compile(r"#([^\s#,;]+)")
 _SPLIT = re.compile(r"[\s,;|]+")
+#: Phrase candidates of a free-text column: runs of 1..PHRASE_WORDS consecutive words, and
+#: runs of 2..CONTENT_WORDS consecutive content words (stop words removed).
+PHRASE_WORDS = 4
+CONTENT_WORDS = 3
+_CHUNK_WORDS = 1 << 20  # words per step of the phrase builder: bounds its memory on long texts
+_STOP = pa.array(sorted(STOP_WORDS), pa.string())
 
 
 def open_table(path: PathOrUri) -> ds.Dataset:
@@ -206,9 +219,181 @@ def tags_from_text(texts: pa.Array) -> pa.Array:
     return pa.array(out, pa.list_(pa.string()))
 
 
-def iter_videos(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+
+
+def candidate_columns(dataset: ds.Dataset, path: str, text_column: str | None = None) -> tuple[str | None, str | None]:
+    """(tags column, free-text column) of a videos table.
+
+    Without ``text_column``: (:func:`tag_column`, None), today's rule. With it: that column
+    (text, required) and, when the table has one, the ``hashtags`` column beside it (the
+    candidates are the union); ``text``/``caption`` are then only read when named.
+    """
+    if text_column is None:
+        return tag_column(dataset, path), None
+    names = dataset.schema.names
+    if text_column not in names:
+        raise InputError(f"{path}: missing column {text_column!r} named by --text-column (columns: {', '.join(names)})")
+    t = dataset.schema.field(text_column).type
+    if not _is_text(t):
+        raise InputError(f"{path}: column {text_column!r} (--text-column) has type {t}, expected text")
+    tags = tag_column(dataset, path) if "hashtags" in names and text_column != "hashtags" else None
+    return tags, text_column
+
+
+def _flat(lists: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(values, parent row of each value) of a list array, also for sliced arrays."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    return pc.list_flatten(lists), pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _build_lists(values: pa.Array, owners: np.ndarray, n: int, nulls: pa.Array | None) -> pa.Array:
+    """One list<string> per row of ``n`` from values and their owner rows (order kept within a row)."""
+    if len(owners) and np.any(owners[1:] < owners[:-1]):
+        order = np.argsort(owners, kind="stable")
+        values, owners = values.take(pa.array(order)), owners[order]
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(owners, minlength=n))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values.cast(pa.string()), mask=nulls)
+
+
+def union_lists(a: pa.Array, b: pa.Array) -> pa.Array:
+    """Per row, the values of ``a`` then those of ``b``; null only where both are null."""
+    va, pa_ = _flat(a)
+    vb, pb = _flat(b)
+    nulls = pc.and_(a.is_null(), b.is_null())
+    values = pa.concat_arrays([va.cast(pa.string()), vb.cast(pa.string())])
+    return _build_lists(values, np.concatenate([pa_, pb]), len(a), nulls)
+
+
+def _split_words(text: str) -> list[str]:
+    """Normalised words of one (non-ASCII) text: split at spaces and punctuation (not at
+    combining marks, which :func:`normalize_hashtag` then drops, as it does for labels)."""
+    text = _APOSTROPHES.sub("", unicodedata.normalize("NFKC", text))
+    chars = [ch if ch.isalnum() or unicodedata.category(ch)[0] == "M" else " " for ch in text]
+    return [w for w in (normalize_hashtag(t) for t in "".join(chars).split()) if w]
+
+
+def text_words(texts: pa.Array) -> pa.Array:
+    """The normalised words of each text as list<string> (nulls stay null): apostrophes
+    removed ("don't" -> dont), split at anything that is not a letter or digit, each word
+    normalised like a hashtag. ASCII texts with Arrow kernels, others in Python."""
+    texts = texts.cast(pa.string())
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    low = pc.replace_substring_regex(pc.ascii_lower(texts), r"['`]", "")
+    words = pc.split_pattern_regex(low, r"[^a-z0-9]+")
+    ascii_mask = pc.fill_null(pc.string_is_ascii(texts), True)
+    if not pc.all(ascii_mask).as_py():
+        slow = [None if t is None or a else _split_words(t) for t, a in zip(texts.to_pylist(), ascii_mask.to_pylist())]
+        slow_arr = pa.array(slow, pa.list_(pa.string()))
+        words = pc.if_else(ascii_mask, words, slow_arr)
+    values, parents = _flat(words)
+    keep = pc.not_equal(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
+    return _build_lists(values.filter(pa.array(keep)), parents[keep], len(texts), texts.is_null())
+
+
+def _runs(
+    words: pa.Array, parents: np.ndarray, lengths: range, positions: np.ndarray | None = None
+) -> tuple[list[pa.Array], list[np.ndarray]]:
+    """Every run of ``k`` consecutive words of one row (k in ``lengths``), concatenated.
+
+    ``positions`` (the words' places in the full text): only runs with a gap, i.e. runs of
+    content words that are not already runs of the text's words.
+    """
+    values, owners = [], []
+    n = len(words)
+    for k in lengths:
+        if n < k:
+            break
+        m = n - k + 1
+        same = parents[:m] == parents[k - 1:]  # parents are sorted: first and last in one row
+        if positions is not None:
+            same &= positions[k - 1:] - positions[:m] > k - 1
+        if not same.any():
+            continue
+        parts = [words.slice(j, m) for j in range(k)]
+        joined = parts[0] if k == 1 else pc.binary_join_element_wise(*parts, "")
+        values.append(joined.filter(pa.array(same)))
+        owners.append(parents[:m][same])
+    return values, owners
+
+
+def phrase_candidates(words: pa.Array, vocabulary: pa.Array | None = None) -> pa.Array:
+    """Phrase candidates per row of a list<string> of normalised words: runs of
+    1..:data:`PHRASE_WORDS` consecutive words and of 2..:data:`CONTENT_WORDS` consecutive
+    content words (not in :data:`weaksup.labels.hashtags.STOP_WORDS`), each concatenated.
+
+    With ``vocabulary`` (the hashtag index's tags) only candidates in it are kept: the
+    lists stay short whatever the length of the texts. Rows are processed in chunks of
+    about a million words.
+    """
+    if isinstance(words, pa.ChunkedArray):
+        words = words.combine_chunks()
+    n = len(words)
+    offsets = words.offsets.to_numpy()
+    offsets = offsets - offsets[0]
+    values: list[pa.Array] = []
+    owners: list[np.ndarray] = []
+    row = 0
+    while row < n:
+        end = int(np.searchsorted(offsets, offsets[row] + _CHUNK_WORDS, side="right")) - 1
+        end = min(max(end, row + 1), n)
+        flat, parents = _flat(words.slice(row, end - row))
+        flat = flat.cast(pa.string())
+        got_v, got_o = _runs(flat, parents, range(1, PHRASE_WORDS + 1))
+        content = pc.invert(pc.is_in(flat, value_set=_STOP)).to_numpy(zero_copy_only=False)
+        more_v, more_o = _runs(flat.filter(pa.array(content)), parents[content], range(2, CONTENT_WORDS + 1),
+                               np.flatnonzero(content))
+        for v, o in zip(got_v + more_v, got_o + more_o):
+            if vocabulary is not None:
+                hit = pc.is_in(v, value_set=vocabulary)
+                v, o = v.filter(hit), o[hit.to_numpy(zero_copy_only=False)]
+            values.append(v)
+            owners.append(o + row)
+        row = end
+    value = pa.concat_arrays(values) if values else pa.array([], pa.string())
+    owner = np.concatenate(owners) if owners else np.empty(0, np.int64)
+    return _build_lists(value, owner, n, words.is_null())
+
+
+def hash_tags(texts: pa.Array) -> pa.Array:
+    """The ``#tags`` of each text, normalised (no ``#``: an empty list; nulls stay null)."""
+    texts = texts.cast(pa.string())
+    has = pc.fill_null(pc.match_substring(texts, "#"), False)
+    if not pc.any(has).as_py():
+        values = pa.array([], pa.string())
+        return _build_lists(values, np.empty(0, np.int64), len(texts), texts.is_null())
+    out = [None if t is None else ([x for x in (normalize_hashtag(r) for r in _TAG.findall(t)) if x] if h else [])
+           for t, h in zip(texts.to_pylist(), has.to_pylist())]
+    return pa.array(out, pa.list_(pa.string()))
+
+
+def text_candidates(texts: pa.Array, vocabulary: pa.Array | None = None) -> pa.Array:
+    """Candidates of a free-text column per row: its ``#tags`` (:func:`hash_tags`) and its
+    phrases (:func:`phrase_candidates`); with ``vocabulary``, only those in it."""
+    tags = hash_tags(texts)
+    if vocabulary is not None:
+        values, parents = _flat(tags)
+        hit = pc.is_in(values, value_set=vocabulary).to_numpy(zero_copy_only=False)
+        tags = _build_lists(values.filter(pa.array(hit)), parents[hit], len(texts), texts.is_null())
+    return union_lists(tags, phrase_candidates(text_words(texts), vocabulary))
+
+
+def iter_videos(
+    path: PathOrUri,
+    *,
+    batch_size: int = 1 << 20,
+    text_column: str | None = None,
+    vocabulary: pa.Array | None = None,
+) -> Iterator[pa.RecordBatch]:
     """Stream the videos table (a path or any uri) as batches of video_id, uri, hashtags
     (normalised), duration_s.
+
+    With ``text_column`` the hashtags of a row are the candidates of that free-text column
+    (:func:`text_candidates`; only those in ``vocabulary`` when it is given), together with
+    the ``hashtags`` column's tags when the table has one.
 
     Raises InputError for missing columns or wrong types (checked before any row is read).
     """
@@ -218,17 +403,25 @@ def iter_videos(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa.Re
     dataset = open_table(path)
     path = uris.display(path)
     _require(dataset, path, ("video_id", "uri"))
-    tags_col = tag_column(dataset, path)
-    cols = ["video_id", "uri", tags_col] + [c for c in ("duration_s",) if c in dataset.schema.names]
-    tag_type = dataset.schema.field(tags_col).type
-    is_text = not (pa.types.is_list(tag_type) or pa.types.is_large_list(tag_type))
+    tags_col, text_col = candidate_columns(dataset, path, text_column)
+    read = [c for c in (tags_col, text_col) if c is not None]
+    cols = ["video_id", "uri"] + read + [c for c in ("duration_s",) if c in dataset.schema.names]
+    is_text = False
+    if tags_col is not None:
+        tag_type = dataset.schema.field(tags_col).type
+        is_text = not (pa.types.is_list(tag_type) or pa.types.is_large_list(tag_type))
     row0 = 0
     # Read-ahead of one batch keeps memory bounded (the default buffers 16 batches).
     for batch in _batches(dataset, source, columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1):
         if batch.num_rows == 0:
             continue
-        raw = batch.column(tags_col)
-        tags = tags_from_text(raw) if is_text else normalize_tag_lists(raw)
+        tags = None
+        if tags_col is not None:
+            raw = batch.column(tags_col)
+            tags = tags_from_text(raw) if is_text else normalize_tag_lists(raw)
+        if text_col is not None:
+            found = text_candidates(batch.column(text_col), vocabulary)
+            tags = found if tags is None else union_lists(tags, found)
         duration = (
             _durations(batch.column("duration_s"), path, row0)
             if "duration_s" in batch.schema.names
@@ -239,6 +432,15 @@ def iter_videos(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa.Re
             [batch.column("video_id").cast(pa.string()), batch.column("uri").cast(pa.string()), tags, duration],
             names=["video_id", "uri", "hashtags", "duration_s"],
         )
+
+
+def iter_video_ids(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa.Array]:
+    """Only ``video_id`` of a videos table, as strings, batch by batch in the row order of
+    :func:`iter_videos` (no tag work: for a second read of the ids)."""
+    dataset = open_table(path)
+    for batch in _batches(dataset, path, columns=["video_id"], batch_size=batch_size, batch_readahead=1, fragment_readahead=1):
+        if batch.num_rows:
+            yield batch.column("video_id").cast(pa.string())
 
 
 def read_id_uri(path: PathOrUri) -> pa.Table:
@@ -256,3 +458,61 @@ def read_id_uri(path: PathOrUri) -> pa.Table:
         if nulls:
             raise InputError(f"{path}: column {name!r} has {nulls} empty value(s); every video needs one")
     return pa.table({"video_id": table.column("video_id").cast(pa.string()), "uri": table.column("uri").cast(pa.string())})
+
+
+#: Column a part made by `partition-videos` carries: the row in the table it was split from.
+SOURCE_ROW = "source_row"
+
+
+def duplicate_rows(videos: PathOrUri, hashes: np.ndarray, batch_size: int) -> dict[int, tuple[str, int]]:
+    """Rows whose video_id already appeared earlier: {row: (video_id, first row)}.
+
+    Candidates come from equal 64-bit hashes; they are confirmed on the exact strings
+    in a second read of the (rare) candidate rows only.
+    """
+    ordered = np.sort(hashes)  # one copy: 8 bytes per row at 65M rows
+    same = ordered[1:] == ordered[:-1]
+    dup_hashes = np.unique(ordered[1:][same & (ordered[1:] != 0)])
+    del ordered, same
+    if len(dup_hashes) == 0:
+        return {}
+    candidate_rows = np.flatnonzero(np.isin(hashes, dup_hashes) & (hashes != 0))
+    wanted = set(candidate_rows.tolist())
+    first: dict[str, int] = {}
+    out: dict[int, tuple[str, int]] = {}
+    row = 0
+    for ids in iter_video_ids(videos, batch_size=batch_size):
+        for i in range(len(ids)):
+            if row + i in wanted:
+                v = ids[i].as_py()
+                if v in first:
+                    out[row + i] = (v, first[v])
+                else:
+                    first[v] = row + i
+        row += len(ids)
+    return out
+
+
+def finish_rejects(videos: str | Path, rejects: list[dict]) -> list[dict]:
+    """Rejects in final form: rows of the source table (a part's ``source_row``), reasons, sorted.
+
+    A part made by ``partition-videos`` carries each row's row in the table it was split
+    from, so the rejects of a part (and of all parts merged) name the same rows as a match
+    over the whole table would.
+    """
+    dataset = open_table(videos)
+    local = sorted({r["row"] for r in rejects} | {r["first"] for r in rejects if "first" in r})
+    mapping: dict[int, int] = {}
+    if local and SOURCE_ROW in dataset.schema.names and pa.types.is_integer(dataset.schema.field(SOURCE_ROW).type):
+        source = dataset.take(pa.array(local, pa.int64()), columns=[SOURCE_ROW]).column(SOURCE_ROW)
+        if source.null_count == 0:
+            mapping = dict(zip(local, source.to_pylist()))
+    out = []
+    for r in rejects:
+        row = mapping.get(r["row"], r["row"])
+        reason = r["reason"]
+        if "first" in r:
+            reason = f"{reason} (first at row {mapping.get(r['first'], r['first'])})"
+        out.append({"row": row, "video_id": r["video_id"], "reason": reason})
+    out.sort(key=lambda r: r["row"])
+    return out

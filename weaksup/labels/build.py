@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -18,15 +18,26 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 from weaksup.labels.hashtags import (
+    FORMS,
+    Forms,
     canonical_label,
     label_words,
     normalize_hashtag,
     phrase_forms,
-    relevant_hashtags,
+    ranked_hashtags,
 )
-from weaksup.labels.sources import SeedLabel, file_labels, named_labels, parquet_labels
+from weaksup.labels.sources import (
+    AliasesMap,
+    SeedLabel,
+    file_labels,
+    label_key,
+    named_labels,
+    parquet_labels,
+    read_aliases_file,
+    with_aliases,
+)
 from weaksup.outputs import output_set
 from weaksup.tables import check_csv_file, write_json, write_table
 from weaksup.uris import check_input_file
@@ -43,7 +54,10 @@ class BuildLabelsConfig:
     out: Path
     verbs: str | None = None
     nouns: str | None = None
-    pair_counts: Path | None = None
+    #: a (hashtag, count) table of the user's corpus (`weaksup hashtag-counts`): verb-noun
+    #: pairs are found in it, and --min-tag-count prunes tags by it
+    hashtag_counts: Path | None = None
+    #: verb-noun: keep pairs whose hashtags total at least this many videos
     min_count: int = 1
     labels_file: Path | None = None
     column: str | None = None
@@ -52,6 +66,18 @@ class BuildLabelsConfig:
     max_words: int = 3
     collisions: CollisionPolicy = "keep-all"
     pos: Literal["verb", "noun"] | None = None
+    #: word orders: "practical" (those people write) or "paper" (every order, the paper's rule)
+    forms: Forms = "practical"
+    #: at most this many tags a label, those closest to the label as written (0: no cap)
+    max_tags: int = 64
+    #: drop tags seen in fewer videos than this in --hashtag-counts (0: keep all)
+    min_tag_count: int = 0
+    #: a text file of hashtags (one a line) that no label may have
+    drop_tags: Path | None = None
+    #: a CSV of extra aliases / literal hashtags per label (columns label, alias and/or hashtag)
+    aliases: Path | None = None
+    #: verb-noun without --hashtag-counts: refuse products larger than this many pairs
+    max_pairs: int = 1_000_000
 
 
 @dataclass
@@ -62,6 +88,8 @@ class Label:
     canonical: str
     aliases: list[str]
     hashtags: set[str] = field(default_factory=set)
+    #: every generated tag, best first (the cap keeps a prefix of it)
+    ranked: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,17 +111,25 @@ def sibling_paths(out: Path) -> tuple[Path, Path, Path]:
     )
 
 
+def pruned_path(out: Path) -> Path:
+    """Where build-labels lists the tags it generated and then dropped (cap, counts, drop list, collisions)."""
+    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
+    return out.with_name(f"{stem}.pruned_tags.parquet")
+
+
 def _key(seed: SeedLabel) -> str:
     main, qualifier = label_words(seed.label)
     key = canonical_label(seed.label, pos=seed.pos)
     return f"{key} ({' '.join(qualifier)})" if qualifier else key
 
 
-def _seed_to_label(seed: SeedLabel, max_words: int) -> Label:
-    tags: set[str] = set()
+def _seed_to_label(seed: SeedLabel, cfg: BuildLabelsConfig) -> Label:
+    """A seed's tags: its literal hashtags first, then each alias's generated forms, best first."""
+    ranked: dict[str, None] = dict.fromkeys(normalize_hashtag(t) for t in seed.hashtags)
     for alias in seed.aliases:
-        tags.update(relevant_hashtags(alias, pos=seed.pos, max_words=max_words))
-    return Label(seed.label, seed.source, seed.source_id, _key(seed), list(seed.aliases), tags)
+        ranked.update(dict.fromkeys(ranked_hashtags(alias, pos=seed.pos, max_words=cfg.max_words, forms=cfg.forms)))
+    ranked.pop("", None)
+    return Label(seed.label, seed.source, seed.source_id, _key(seed), list(seed.aliases), set(ranked), list(ranked))
 
 
 def _space(spec: str, cfg: BuildLabelsConfig, pos: Literal["verb", "noun"]) -> list[SeedLabel]:
@@ -106,11 +142,11 @@ def _space(spec: str, cfg: BuildLabelsConfig, pos: Literal["verb", "noun"]) -> l
         seeds = file_labels(cfg.labels_file, column=cfg.column)
     else:
         seeds = named_labels(spec, verbnet_version=cfg.verbnet_version, nltk_data=cfg.nltk_data)
-    return [SeedLabel(s.label, s.source, s.source_id, s.aliases, pos) for s in seeds]
+    return [replace(s, pos=pos) for s in seeds]  # keeps literal hashtags
 
 
 def _read_pair_counts(path: Path) -> dict[str, int]:
-    check_input_file(path, "pair counts")  # a FIFO or a device would hang or never end
+    check_input_file(path, "hashtag counts")  # a FIFO or a device would hang or never end
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
@@ -121,10 +157,10 @@ def _read_pair_counts(path: Path) -> dict[str, int]:
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"{path}: cannot read pair counts ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: cannot read hashtag counts ({str(exc).splitlines()[0][:160]})") from None
     for col in ("hashtag", "count"):
         if col not in table.column_names:
-            raise InputError(f"{path}: missing column {col!r} (pair counts need hashtag,count)")
+            raise InputError(f"{path}: missing column {col!r} (hashtag counts need hashtag,count)")
     counts: dict[str, int] = defaultdict(int)
     for row, (tag, n) in enumerate(zip(table.column("hashtag").to_pylist(), table.column("count").to_pylist())):
         if tag is not None and n is not None:
@@ -141,6 +177,16 @@ def check_options(cfg: BuildLabelsConfig) -> None:
         raise InputError(f"--max-words {cfg.max_words}: must be 0 or more")
     if cfg.min_count < 0:
         raise InputError(f"--min-count {cfg.min_count}: must be 0 or more")
+    if cfg.forms not in FORMS:
+        raise InputError(f"--forms {cfg.forms}: choose {' or '.join(FORMS)}")
+    if cfg.max_tags < 0:
+        raise InputError(f"--max-tags {cfg.max_tags}: must be 0 (no cap) or more")
+    if cfg.min_tag_count < 0:
+        raise InputError(f"--min-tag-count {cfg.min_tag_count}: must be 0 or more")
+    if cfg.min_tag_count and cfg.hashtag_counts is None:
+        raise InputError("--min-tag-count needs --hashtag-counts (a table from `weaksup hashtag-counts`)")
+    if cfg.max_pairs < 1:
+        raise InputError(f"--max-pairs {cfg.max_pairs}: must be 1 or more")
 
 
 def verb_noun_labels(
@@ -150,7 +196,11 @@ def verb_noun_labels(
 
     With ``pair_counts`` (hashtag -> videos in the user's corpus) only pairs whose
     hashtags total at least ``min_count`` are kept, found by splitting each observed
-    hashtag into a verb form and a noun form rather than enumerating every pair.
+    hashtag into a verb form and a noun form of the two spaces rather than enumerating
+    every pair. A tag splits once, at the most balanced cut (the longest shorter part):
+    #basketballshoot is basketball + shoot, not basketballs + hoot; on a tie, at the cut
+    whose parts the corpus uses more as tags of their own (#drumsplay: #play, not
+    #splay). Cuts that leave a part outside the spaces' own forms never count.
     """
     v_forms = [phrase_forms(label_words(v.label)[0], pos="verb") for v in verbs]
     n_forms = [
@@ -172,21 +222,27 @@ def verb_noun_labels(
                 n_by_form[f].append(j)
         support: dict[tuple[int, int], int] = defaultdict(int)
         for tag, count in pair_counts.items():
-            hit: set[tuple[int, int]] = set()
+            cuts: list[tuple[tuple[int, int], set[tuple[int, int]]]] = []
             for k in range(1, len(tag)):
                 head, tail = tag[:k], tag[k:]
-                for i in v_by_form.get(head, ()):
-                    hit.update((i, j) for j in n_by_form.get(tail, ()))
-                for j in n_by_form.get(head, ()):
-                    hit.update((i, j) for i in v_by_form.get(tail, ()))
-            for pair in hit:
-                support[pair] += count
+                cut = {(i, j) for i in v_by_form.get(head, ()) for j in n_by_form.get(tail, ())}
+                cut |= {(i, j) for j in n_by_form.get(head, ()) for i in v_by_form.get(tail, ())}
+                if cut:
+                    # the most balanced cut; on a tie, the one whose parts the corpus uses most
+                    # as tags of their own (#drumsplay: #play is common, #splay rare)
+                    rank = (min(k, len(tag) - k), min(pair_counts.get(head, 0), pair_counts.get(tail, 0)))
+                    cuts.append((rank, cut))
+            if cuts:
+                best = max(rank for rank, _ in cuts)
+                for pair in set().union(*(cut for rank, cut in cuts if rank == best)):
+                    support[pair] += count
         pairs = sorted(p for p, n in support.items() if n >= min_count)
 
     out = []
     for i, j in pairs:
         v, n = verbs[i], nouns[j]
-        tags = {a + b for a in v_forms[i] for b in n_forms[j]} | {b + a for a in v_forms[i] for b in n_forms[j]}
+        ranked = list(dict.fromkeys([a + b for a in v_forms[i] for b in n_forms[j]] + [b + a for a in v_forms[i] for b in n_forms[j]]))
+        tags = set(ranked)
         out.append(
             Label(
                 f"{v_canon[i]} {n_canon[j]}",
@@ -195,56 +251,134 @@ def verb_noun_labels(
                 f"{v_canon[i]} {n_canon[j]}",
                 [f"{v.label} {a}" for a in n.aliases],
                 tags,
+                ranked,
             )
         )
     return out
 
 
-def collect_labels(cfg: BuildLabelsConfig) -> tuple[list[Label], dict[str, int]]:
-    """Labels of every requested source, merged by canonical form; also counts per source."""
+def _with_aliases(seeds: list[SeedLabel], alias_map: AliasesMap | None, used: set[str], source: str) -> list[SeedLabel]:
+    """Seeds with the --aliases file's entries for their names (names may belong to any source)."""
+    if alias_map is None:
+        return seeds
+    names = {label_key(s.label) for s in seeds}
+    mine = {n: v for n, v in alias_map.items() if label_key(n) in names}
+    used.update(label_key(n) for n in mine)
+    return with_aliases(seeds, mine, source=source)
+
+
+def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
+                   ) -> tuple[list[Label], dict[str, int], list[tuple[str, str]]]:
+    """Labels of every requested source, merged by canonical form; also counts per source and
+    the spelling variants merged within a source (cut-off, cut off).
+
+    ``counts``: the --hashtag-counts table, read by the caller (verb-noun pairs come from it).
+    """
     check_options(cfg)
+    alias_map = read_aliases_file(Path(cfg.aliases)) if cfg.aliases else None
+    used: set[str] = set()
     if not cfg.sources:
         raise InputError(f"build-labels: give at least one --source ({', '.join(SOURCES)})")
     if cfg.pos not in (None, "verb", "noun"):
         raise InputError(f"unknown part of speech {cfg.pos!r}; choose verb or noun")
     merged: dict[str, Label] = {}
+    merge_log: list[tuple[str, str]] = []
     per_source: dict[str, int] = {}
     for source in cfg.sources:
         if source == "verb-noun":
             if not cfg.verbs or not cfg.nouns:
                 raise InputError("build-labels --source verb-noun needs --verbs A and --nouns B")
-            counts = _read_pair_counts(Path(cfg.pair_counts)) if cfg.pair_counts else None
-            labels = verb_noun_labels(
-                _space(cfg.verbs, cfg, "verb"), _space(cfg.nouns, cfg, "noun"), pair_counts=counts, min_count=cfg.min_count
-            )
+            verbs, nouns = _space(cfg.verbs, cfg, "verb"), _space(cfg.nouns, cfg, "noun")
+            if counts is None and len(verbs) * len(nouns) > cfg.max_pairs:
+                raise InputError(f"verb-noun: {len(verbs)} verbs x {len(nouns)} nouns = {len(verbs) * len(nouns):,} pairs, "
+                                 f"over --max-pairs {cfg.max_pairs:,}; give --hashtag-counts (from `weaksup "
+                                 "hashtag-counts`) to keep only pairs your corpus uses")
+            labels = verb_noun_labels(verbs, nouns, pair_counts=counts, min_count=cfg.min_count)
         elif source == "file":
             if cfg.labels_file is None:
                 raise InputError("build-labels --source file needs --labels-file PATH")
             seeds = file_labels(cfg.labels_file, column=cfg.column, pos=cfg.pos)
-            labels = [_seed_to_label(s, cfg.max_words) for s in seeds]
+            labels = [_seed_to_label(s, cfg) for s in _with_aliases(seeds, alias_map, used, str(cfg.aliases))]
         elif source in SOURCES:
             seeds = named_labels(source, verbnet_version=cfg.verbnet_version, nltk_data=cfg.nltk_data)
-            labels = [_seed_to_label(s, cfg.max_words) for s in seeds]
+            labels = [_seed_to_label(s, cfg) for s in _with_aliases(seeds, alias_map, used, str(cfg.aliases))]
         else:
             raise InputError(f"unknown label source {source!r}; choose one of: {', '.join(SOURCES)}")
         per_source[source] = len(labels)
         for lab in labels:
             if not lab.hashtags:
                 raise InputError(f"{source}: label {lab.label!r} has no hashtags (it normalises to nothing)")
-            old = merged.get(lab.canonical)
-            if old is None or lab.source in old.source.split("+"):
-                # Within one source, labels stay distinct (ImageNet has two synsets named crane;
-                # VerbNet's "take off" and "take out" share a canonical form and a class id), so
-                # the extra key must be unique: the insertion count is.
-                key = lab.canonical if old is None else f"{lab.canonical}\0{lab.source}\0{len(merged)}"
+            key = lab.canonical.replace(" ", "")  # spelling variants meet: "cut off" and "cut-off"
+            old = merged.get(key)
+            if old is not None and lab.source in old.source.split("+"):
+                if lab.label == old.label and source == "file":
+                    raise InputError(f"{cfg.labels_file}: label {lab.label!r} is listed twice (give each label once, "
+                                     "or tell them apart with a qualifier in parentheses)")
+                if lab.label.casefold() == old.label.casefold() or normalize_hashtag(lab.label) != normalize_hashtag(old.label):
+                    # within one source, labels stay distinct (ImageNet's two cranes, Cardigan the dog
+                    # and cardigan the sweater, sunglass and sunglasses); only spellings that differ
+                    # in spaces or hyphens merge. The extra key must be unique: the insertion count is
+                    merged[f"{key}\0{len(merged)}"] = lab
+                    continue
+                merge_log.append((old.label, lab.label))  # a spelling variant of the same label
+            if old is None:
                 merged[key] = lab
                 continue
-            old.source = f"{old.source}+{lab.source}"
+            if lab.source not in old.source.split("+"):
+                old.source = f"{old.source}+{lab.source}"
             if lab.source_id and lab.source_id != old.source_id:
                 old.source_id = f"{old.source_id}; {lab.source_id}" if old.source_id else lab.source_id
-            old.aliases.extend(a for a in lab.aliases if a not in old.aliases)
+            old.aliases.extend(a for a in [lab.label, *lab.aliases] if a not in old.aliases and a != old.label)
+            old.ranked.extend(t for t in lab.ranked if t not in old.hashtags)
             old.hashtags |= lab.hashtags
-    return list(merged.values()), per_source
+    unknown = [n for n in alias_map or () if label_key(n) not in used]
+    if unknown:
+        raise InputError(f"{cfg.aliases}: {len(unknown)} label(s) match no label of the sources: "
+                         + ", ".join(repr(n) for n in unknown[:5]) + (" ..." if len(unknown) > 5 else ""))
+    return _distinct_names(list(merged.values())), per_source, merge_log
+
+
+def _distinct_names(labels: list[Label]) -> list[Label]:
+    """Labels sharing a name (two synsets named crane) get their source id as a qualifier."""
+    seen: dict[str, int] = defaultdict(int)
+    for lab in labels:
+        seen[lab.label] += 1
+    for lab in labels:
+        if seen[lab.label] > 1 and lab.source_id:
+            lab.label = f"{lab.label} ({lab.source_id})"
+    return labels
+
+
+def prune_tags(labels: list[Label], cfg: BuildLabelsConfig, counts: dict[str, int] | None,
+               drop: set[str]) -> list[dict]:
+    """Drop listed tags, rare tags (--min-tag-count) and tags over the cap, in place; return what went."""
+    rows: list[dict] = []
+    for i, lab in enumerate(labels):
+        ranked = lab.ranked or sorted(lab.hashtags)
+        kept: list[str] = []
+        for tag in ranked:
+            if tag in drop:
+                reason = "drop-tags"
+            elif cfg.min_tag_count and (counts or {}).get(tag, 0) < cfg.min_tag_count:
+                reason = "min-tag-count"
+            elif cfg.max_tags and len(kept) >= cfg.max_tags:
+                reason = "cap"
+            else:
+                kept.append(tag)
+                continue
+            rows.append({"label_id": i, "label": lab.label, "hashtag": tag, "reason": reason})
+        lab.hashtags, lab.ranked = set(kept), kept
+    return rows
+
+
+def read_drop_tags(path: Path) -> set[str]:
+    """A --drop-tags file: one hashtag a line (``#`` optional), blank lines skipped."""
+    check_input_file(path, "drop-tags list")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the drop-tags list ({first_line(exc)})") from None
+    return {normalize_hashtag(line) for line in text.splitlines() if normalize_hashtag(line)}
 
 
 def resolve_collisions(labels: list[Label], policy: CollisionPolicy) -> list[dict]:
@@ -276,10 +410,21 @@ def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
     check_options(cfg)
     if Path(cfg.out).is_dir():
         raise InputError(f"{cfg.out}: is a directory, expected an output .parquet path")
-    labels, per_source = collect_labels(cfg)
+    counts = _read_pair_counts(Path(cfg.hashtag_counts)) if cfg.hashtag_counts else None
+    drop = read_drop_tags(Path(cfg.drop_tags)) if cfg.drop_tags else set()
+    labels, per_source, variants = collect_labels(cfg, counts)
+    pruned = prune_tags(labels, cfg, counts, drop)
+    own_tags = [lab.ranked[0] if lab.ranked else None for lab in labels]  # the label as written
     collisions = resolve_collisions(labels, cfg.collisions)
+    for r in collisions:
+        pruned += [{"label_id": i, "label": labels[i].label, "hashtag": r["hashtag"], "reason": "collision"}
+                   for i in r["label_ids"] if i not in r["kept_label_ids"]]
+    lost_own = [lab.label for lab, own in zip(labels, own_tags) if own is not None and own not in lab.hashtags]
+    unseen = ([lab.label for lab in labels if lab.hashtags and not any(counts.get(t, 0) for t in lab.hashtags)]
+              if counts is not None else None)
     out = Path(cfg.out)
     index_path, collisions_path, summary_path = sibling_paths(out)
+    pruned_table = pruned_path(out)
 
     table = pa.table(
         {
@@ -304,18 +449,41 @@ def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
         "kept_label_ids": pa.array([r["kept_label_ids"] for r in collisions], pa.list_(pa.int32())),
     }), collisions_path)
     write_table("hashtag_index", {"hashtag": pa.array(tags, pa.string()), "label_id": pa.array(ids, pa.int32())}, index_path)
+    write_table("pruned_tags", {
+        "label_id": pa.array([r["label_id"] for r in pruned], pa.int32()),
+        "label": pa.array([r["label"] for r in pruned], pa.string()),
+        "hashtag": pa.array([r["hashtag"] for r in pruned], pa.string()),
+        "reason": pa.array([r["reason"] for r in pruned], pa.string()),
+    }, pruned_table)
     write_table("labels", table, out)
+    by_reason: dict[str, int] = defaultdict(int)
+    for r in pruned:
+        by_reason[r["reason"]] += 1
 
     summary = {
         "labels": len(labels),
         "labels_per_source": per_source,
-        "merged_across_sources": sum(per_source.values()) - len(labels),
+        "merged_across_sources": sum(per_source.values()) - len(labels) - len(variants),
+        "spelling_variants_merged": len(variants),
+        "spelling_variants_merged_examples": [" = ".join(v) for v in variants[:10]],
         "hashtags": len(set(tags)),
         "hashtag_label_pairs": len(tags),
         "collisions": len(collisions),
         "collision_policy": cfg.collisions,
         "labels_without_hashtags": sum(1 for lab in labels if not lab.hashtags),
-        "outputs": {"labels": str(out), "hashtag_index": str(index_path), "collisions": str(collisions_path)},
+        "forms": cfg.forms,
+        "max_tags": cfg.max_tags,
+        "tags_pruned": dict(sorted(by_reason.items())),
+        "labels_capped": len({r["label_id"] for r in pruned if r["reason"] == "cap"}),
+        # labels whose own tag (the label as written: #passingamericanfootball) went to the
+        # collision policy or a pruning rule: what is left may be tags nobody writes
+        "labels_without_own_tag": len(lost_own),
+        "labels_without_own_tag_examples": lost_own[:10],
+        "outputs": {"labels": str(out), "hashtag_index": str(index_path), "collisions": str(collisions_path),
+                    "pruned_tags": str(pruned_table)},
     }
+    if unseen is not None:  # with corpus counts: labels none of whose tags the corpus uses
+        summary["labels_without_corpus_tags"] = len(unseen)
+        summary["labels_without_corpus_tags_examples"] = unseen[:10]
     write_json(summary, summary_path)
     return BuildLabelsResult(out, index_path, collisions_path, summary_path, summary)

@@ -1,11 +1,28 @@
 """Relevant hashtags of a seed label (paper Sec. 3.1 and supplementary A.1).
 
 For a label, take the original and the canonical forms of each word and concatenate
-them in every order: ``relevant_hashtags("catching a fish")`` contains catchingafish,
-catchfish and fishcatching. Canonical forms come from lemminflect's dictionaries only
-(no out-of-vocabulary suffix rules), so every generated form is a real English word:
-verbs give their lemma and -ing form, nouns their singular and plural; unknown words
+them: ``relevant_hashtags("catching a fish")`` contains catchingafish, catchfish and
+fishcatching. Canonical forms come from lemminflect's dictionaries only (no
+out-of-vocabulary suffix rules), so every generated form is a real English word: verbs
+give their lemma and -ing form, nouns their singular and plural; unknown words
 (``abseiling``, ``zumba``) stay as written rather than becoming stubs like ``candl``.
+
+Two rules for word order (``forms``):
+
+* ``"practical"`` (default): the orders people write. The label's own order; for a verb
+  phrase also object-then-verb (``fishcatching``, ``headmassage``), never other
+  shuffles (no ``creameatice``, ``leftsupmove``); a noun phrase keeps its order
+  (``sealion``, never ``lionsea``). Particles and directions (up, out, left) stay as
+  written. Compound forms come from a small rule set (docs/labels.md): a possessor is
+  optional ("massaging person's head" -> headmassage); a gerund unknown to the
+  dictionary that ends in a known one is a compound verb (deadlifting -> deadlift,
+  skydiving -> skydive); a verb + particle noun takes a plural (situp -> situps);
+  hyphenated words are one word (T-shirt -> tshirt, jack-o'-lantern -> jackolantern).
+* ``"paper"``: the paper's rule, every order of the content words (up to ``max_words``
+  of them), also for noun phrases, for exact replication.
+
+``max_tags`` caps a label's tags, keeping those closest to the label as written (fewest
+changed words, the label's order first); :func:`ranked_hashtags` gives that order.
 
 The same :func:`normalize_hashtag` is applied to the tags of videos in ``match``, so a
 video's ``#CandlesBurning`` meets the label's ``candlesburning``.
@@ -17,11 +34,13 @@ import itertools
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 from lemminflect import getAllInflections, getAllLemmas
 
 Pos = Literal["verb", "noun"]
+Forms = Literal["practical", "paper"]
+FORMS: tuple[str, ...] = ("practical", "paper")
 
 #: Words dropped from permuted hashtags (kept, in place, in the original order). Verb
 #: particles (up, off, out, down, over) are not stop words: "take off" is not "take".
@@ -30,6 +49,14 @@ STOP_WORDS: frozenset[str] = frozenset(
     her their your my our something someone somebody""".split()
 )
 
+#: Particles and directions: never inflected, never moved before the verb ("zooming out" is
+#: not "outszoom"; "moving up left" not "leftsupmove").
+PARTICLES: frozenset[str] = frozenset(
+    "up down in out off over on away back around through along about left right forward backward backwards".split()
+)
+
+_POSSESSIVE = re.compile(r"([^\W_]+)['\u2018\u2019\u02bc`]s\b|([^\W_]+s)['\u2018\u2019\u02bc`](?!\w)")
+_HYPHEN = re.compile(r"(?<=\w)['\u2018\u2019\u02bc`]?-['\u2018\u2019\u02bc`]?(?=\w)")
 _APOSTROPHES = re.compile(r"['\u2018\u2019\u02bc`]")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[^\W_]+")
@@ -46,7 +73,8 @@ def normalize_hashtag(text: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    text = _APOSTROPHES.sub("", unicodedata.normalize("NFKC", text))
+    text = _HYPHEN.sub("", unicodedata.normalize("NFKC", text))  # T-shirt, jack-o'-lantern: one word
+    text = _APOSTROPHES.sub("", text)
     text = _CAMEL.sub(" ", text)
     return [normalize_hashtag(w) for w in _WORD.findall(text) if normalize_hashtag(w)]
 
@@ -54,12 +82,18 @@ def _words(text: str) -> list[str]:
 def label_words(label: str) -> tuple[list[str], list[str]]:
     """Split a label into its main words and its qualifier words (text in parentheses).
 
-    CamelCase (UCF101 ``ApplyEyeMakeup``), underscores (HMDB51 ``brush_hair``), hyphens
-    and slashes separate words.
+    CamelCase (UCF101 ``ApplyEyeMakeup``), underscores (HMDB51 ``brush_hair``) and
+    slashes separate words; a hyphenated word is one word (``T-shirt`` -> ``tshirt``).
     """
     qualifier = [w for m in _PARENS.finditer(label) for w in _words(m.group(1))]
     main = _words(_PARENS.sub(" ", label))
     return main, qualifier
+
+
+def possessor_words(label: str) -> set[str]:
+    """Normalised words that are possessors in the label ("person's", "players'"): optional in tags."""
+    text = _PARENS.sub(" ", unicodedata.normalize("NFKC", label))
+    return {normalize_hashtag(m.group(0)) for m in _POSSESSIVE.finditer(text)}
 
 
 @lru_cache(maxsize=200_000)
@@ -80,6 +114,49 @@ def verb_lemma_of_gerund(word: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=200_000)
+def compound_verb_lemma(word: str) -> str | None:
+    """The compound verb of a gerund the dictionary does not know: ``deadlifting`` -> ``deadlift``.
+
+    The word must end in a known verb's -ing form of 5+ letters after a prefix of 2+
+    letters (dead + lifting, sky + diving, break + dancing, un + boxing); the longest
+    such ending wins. None for known gerunds and for words with no such ending
+    (abseiling, snowmobiling).
+    """
+    if not word.endswith("ing") or verb_lemma_of_gerund(word) is not None or "VERB" in _lemmas(word):
+        return None
+    for k in range(2, len(word) - 4):
+        lemma = verb_lemma_of_gerund(word[k:])
+        if lemma is not None:
+            return word[:k] + lemma
+    return None
+
+
+def particle_noun_plural(word: str) -> str | None:
+    """Plural of a verb + particle noun the dictionary does not know: situp -> situps, pushup -> pushups."""
+    if _lemmas(word):
+        return None
+    for particle in ("up", "out", "off", "down", "over"):
+        head = word[: -len(particle)]
+        if word.endswith(particle) and len(head) >= 2 and "VERB" in _lemmas(head):
+            return word + "s"
+    return None
+
+
+@lru_cache(maxsize=200_000)
+def compound_noun_plural(word: str) -> str | None:
+    """Plural of a compound noun the dictionary does not know, from its last known noun of 3+
+    letters: tshirt -> tshirts, jackolantern -> jackolanterns."""
+    if _lemmas(word):
+        return None
+    for k in range(1, len(word) - 2):
+        tail = word[k:]
+        if tail in _lemmas(tail).get("NOUN", ()):
+            plural = _inflections(tail, "NOUN").get("NNS", ())[:1]
+            return word[:k] + plural[0] if plural and plural[0] != tail else None
+    return None
+
+
 def word_forms(word: str, pos: Pos | None = None) -> tuple[str, ...]:
     """Original and canonical forms of one normalised word, the original first.
 
@@ -88,6 +165,14 @@ def word_forms(word: str, pos: Pos | None = None) -> tuple[str, ...]:
     Only dictionary forms are produced, never out-of-vocabulary guesses.
     """
     forms = [word]
+    compound = compound_verb_lemma(word)
+    if compound is not None and pos != "noun":
+        return (word, compound)
+    plural = particle_noun_plural(word) or (compound_noun_plural(word) if pos == "noun" else None)
+    if plural is not None and pos != "verb":
+        return (word, plural)
+    if word in PARTICLES and pos is None:
+        return (word,)
     if pos is None:
         if verb_lemma_of_gerund(word) is None:
             return (word,)
@@ -109,6 +194,9 @@ def word_forms(word: str, pos: Pos | None = None) -> tuple[str, ...]:
 
 def canonical_word(word: str, pos: Pos | None = None) -> str:
     """The canonical form of one word: verb lemma for verbs (and gerunds), singular for nouns."""
+    compound = compound_verb_lemma(word)
+    if compound is not None and pos != "noun":
+        return compound
     if pos is None:
         return verb_lemma_of_gerund(word) or word
     key = "VERB" if pos == "verb" else "NOUN"
@@ -133,6 +221,7 @@ def _word_pos(words: Sequence[str], pos: Pos | None) -> list[Pos | None]:
         last_is_action_noun = words[last] in _lemmas(words[last]).get("VERB", ())  # jump, throw, vault, kick
         if (
             verb_lemma_of_gerund(words[first]) is not None
+            or compound_verb_lemma(words[first]) is not None
             or set(lemmas) == {"VERB"}
             # "burn candles": an imperative first word when the label has no -ing verb; not the
             # modifier of an activity's name ("long jump", "hammer throw", "front raises")
@@ -141,10 +230,18 @@ def _word_pos(words: Sequence[str], pos: Pos | None) -> list[Pos | None]:
         ):
             out[first] = "verb"
         if last != first or out[first] is None:
-            if verb_lemma_of_gerund(words[last]) is None and _lemmas(words[last]).get("NOUN"):
+            if words[last] in PARTICLES:
+                pass
+            elif particle_noun_plural(words[last]) is not None:
+                out[last] = "noun"
+            elif verb_lemma_of_gerund(words[last]) is None and _lemmas(words[last]).get("NOUN"):
                 out[last] = "noun"
             elif out[first] is None:  # object-verbing order: "basketball dribbling"
                 out[last] = "verb"
+        if "verb" not in out:  # a gerund inside: "baby waking up"
+            inner = [i for i in content[1:-1] if verb_lemma_of_gerund(words[i]) is not None]
+            if len(inner) == 1:
+                out[inner[0]] = "verb"
     return out
 
 
@@ -164,8 +261,11 @@ def phrase_forms(words: Sequence[str], *, pos: Pos | None = None, limit: int = 2
 
 
 def _role_forms(word: str, kind: Pos | None) -> tuple[str, ...]:
-    """Forms of a word in its role: the head verb and head noun inflect, modifiers stay as
-    written ("dining table" is not "dine table", "long jump" not "longing jump")."""
+    """Forms of a word in its role: the head verb and head noun inflect, modifiers and
+    particles stay as written ("dining table" is not "dine table", "long jump" not
+    "longing jump", "zooming out" not "zooming outs")."""
+    if word in PARTICLES:
+        return (word,)
     return word_forms(word, kind) if kind is not None else (word,)
 
 
@@ -192,44 +292,95 @@ def or_alternatives(words: Sequence[str]) -> list[list[str]]:
         alternatives = split
 
 
-def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3) -> list[str]:
-    """All relevant hashtags of a seed label, sorted.
+def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3, forms: Forms = "practical",
+                      max_tags: int | None = None) -> list[str]:
+    """All relevant hashtags of a seed label, sorted (at most ``max_tags`` of them).
 
-    For each word its original and canonical forms; concatenated in the original order
-    with stop words, and in every order of the content words without them when the
-    label has at most ``max_words`` content words (longer labels keep their order).
-    An "X or Y" label is the union of its alternatives (:func:`or_alternatives`): "riding
-    or walking with horse" gives horseriding and walkinghorse. Words in parentheses
-    (``(not slalom or crosscountry)``, ``(in game)``) qualify the label and make no tags:
-    nobody writes #skiingnotslalomorcrosscountry. ``pos`` says whether the label is a verb
-    (VerbNet) or a noun (ImageNet); ``None`` infers it.
+    For each word its original and canonical forms, concatenated in the label's order
+    with stop words and without them, and in the other orders ``forms`` allows (see the
+    module docstring); the paper's every-order rule applies to labels of at most
+    ``max_words`` content words. An "X or Y" label is the union of its alternatives
+    (:func:`or_alternatives`): "riding or walking with horse" gives horseriding and
+    walkinghorse. Words in parentheses (``(not slalom or crosscountry)``, ``(in game)``)
+    qualify the label and make no tags: nobody writes #skiingnotslalomorcrosscountry.
+    ``pos`` says whether the label is a verb (VerbNet) or a noun (ImageNet); ``None``
+    infers it.
     """
+    ranked = ranked_hashtags(label, pos=pos, max_words=max_words, forms=forms)
+    return sorted(ranked if max_tags is None else ranked[:max_tags])
+
+
+def ranked_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3, forms: Forms = "practical") -> list[str]:
+    """The label's hashtags, those closest to the label as written first (the order a cap keeps).
+
+    Rank: how many words differ from the label's own spelling, then the label's order
+    before others; ties alphabetical. Alternatives of an "or" label interleave by rank.
+    """
+    if forms not in FORMS:
+        raise ValueError(f"unknown forms rule {forms!r}; choose {' or '.join(FORMS)}")
     main, _qualifier = label_words(label)
     if not main:
         return []
-    tags: set[str] = set()
+    optional = possessor_words(label) if forms == "practical" else set()
+    best: dict[str, tuple[int, int]] = {}
     for words in or_alternatives(main):
-        tags.update(_alternative_hashtags(words, pos=pos, max_words=max_words))
-    return sorted(t for t in tags if t)
+        for tag, rank in _alternative_hashtags(words, pos=pos, max_words=max_words, forms=forms, optional=optional):
+            if tag and (tag not in best or rank < best[tag]):
+                best[tag] = rank
+    return sorted(best, key=lambda t: (best[t], t))
 
 
-def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: int) -> set[str]:
-    tags: set[str] = set()
+def _ranked_concat(choices: Sequence[Sequence[str]], order_rank: int, limit: int = 4096) -> Iterator[tuple[str, tuple[int, int]]]:
+    """Concatenations of one form per word, ranked by (words changed + order rank, order rank)."""
+    for n, combo in enumerate(itertools.product(*(range(len(c)) for c in choices))):
+        if n >= limit:
+            return
+        changed = sum(1 for i in combo if i)
+        yield "".join(c[i] for c, i in zip(choices, combo)), (changed + order_rank, order_rank)
+
+
+def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: int, forms: Forms,
+                          optional: set[str]) -> Iterator[tuple[str, tuple[int, int]]]:
+    if forms == "practical" and len(main) == 2 and main[1] in ("up", "ups") and pos is None \
+            and verb_lemma_of_gerund(main[0]) is None and "VERB" in _lemmas(main[0]):
+        # an exercise: "push up", "pull ups" -> pushup, pushups (never uppush)
+        yield main[0] + "up", (0, 0)
+        yield main[0] + "ups", (1, 0)
+        return
     kinds = _word_pos(main, pos)
-    forms = [_role_forms(w, p) for w, p in zip(main, kinds)]
-    tags.update(_concat(forms, 4096))
-    content = [f for f, w in zip(forms, main) if w not in STOP_WORDS]
+    word_choices = [_role_forms(w, p) for w, p in zip(main, kinds)]
+    yield from _ranked_concat(word_choices, 0)  # as written, stop words in place: catchingafish
+    content = [(f, w, k) for f, w, k in zip(word_choices, main, kinds) if w not in STOP_WORDS]
     if len(content) == 1 and len(main) > 1:
-        content = []  # "turn on" must not yield the bare verb "turn"
-    if "verb" not in kinds:  # a noun phrase keeps its order: sea lion, never lionsea
-        if content:
-            tags.update(_concat(content, 4096))
-    elif content and len(content) <= max_words:
-        for order in itertools.permutations(content):
-            tags.update(_concat(order, 4096))
-    elif content:
-        tags.update(_concat(content, 4096))
-    return tags
+        return  # "turn on" must not yield the bare verb "turn"
+    if not content:
+        return
+    yield from _ranked_concat([f for f, _, _ in content], 0)  # catchfish
+    if forms == "paper":  # every order of the content words, noun phrases included
+        if len(content) <= max_words:
+            for order in itertools.permutations([f for f, _, _ in content]):
+                yield from _ranked_concat(order, 1)
+        return
+    # practical: an optional possessor may go ("massaging person's head" -> massaginghead)
+    kept = [c for c in content if c[1] not in optional]
+    variants = [(content, 1)]
+    if 1 < len(kept) < len(content):
+        yield from _ranked_concat([f for f, _, _ in kept], 1)
+        variants.append((kept, 2))
+    # object-verbing: the verb (with its particles) moves after its object (fishcatching,
+    # headmassage), or before it when the label puts it last ("basketball dribbling")
+    for words, rank in variants:
+        verbs = [i for i, (_, _, k) in enumerate(words) if k == "verb"]
+        if len(verbs) != 1 or len(words) > max_words:
+            continue  # long labels keep their order
+        v = end = verbs[0]
+        while end + 1 < len(words) and words[end + 1][1] in PARTICLES:
+            end += 1
+        head, rest = words[v: end + 1], words[:v] + words[end + 1:]
+        if not rest or all(w in PARTICLES for _, w, _ in rest):
+            continue  # "zooming out" has no object to move
+        other = rest + head if v == 0 else head + rest
+        yield from _ranked_concat([f for f, _, _ in other], rank)
 
 
 def canonical_label(label: str, *, pos: Pos | None = None) -> str:

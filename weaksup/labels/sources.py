@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +28,8 @@ class SeedLabel:
     source_id: str | None
     aliases: tuple[str, ...]
     pos: Pos | None = None
+    #: literal hashtags of the label (normalised, deduplicated): used as they are, never inflected
+    hashtags: tuple[str, ...] = ()
 
 
 def _bundled(name: str) -> str:
@@ -126,12 +128,52 @@ def _decode(path: Path, kind: str = "label") -> str:
         line = data[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
     if not text.strip():
-        raise InputError(f"{path}: empty label file")
+        raise InputError(f"{path}: empty {kind} file")
     return text
+
+
+def label_key(label: str) -> str:
+    """How label names are compared: case-insensitive, runs of spaces as one."""
+    return " ".join(label.casefold().split())
+
+
+def _phrases(values: list[str], where: str, what: str) -> tuple[str, ...]:
+    """Aliases: stripped, deduplicated (case-insensitively); each must normalise to something."""
+    out: dict[str, str] = {}
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        if not normalize_hashtag(value):
+            raise InputError(f"{where}: {what} {value!r} normalises to nothing (no letters or digits)")
+        out.setdefault(label_key(value), " ".join(value.split()))
+    return tuple(out.values())
+
+
+def _tags(values: list[str], where: str) -> tuple[str, ...]:
+    """Literal hashtags: normalised (``#`` optional), deduplicated; each must normalise to something."""
+    out = []
+    for value in values:
+        if not value.strip():
+            continue
+        tag = normalize_hashtag(value)
+        if not tag:
+            raise InputError(f"{where}: hashtag {value.strip()!r} normalises to nothing (no letters or digits)")
+        out.append(tag)
+    return tuple(dict.fromkeys(out))
+
+
+#: Optional columns of a CSV labels file; values separated by ``|``.
+ALIASES_COLUMN, HASHTAGS_COLUMN = "aliases", "hashtags"
 
 
 def file_labels(path: str | os.PathLike[str], *, column: str | None = None, pos: Pos | None = None) -> list[SeedLabel]:
     """Labels from a user file: one label per line, or a CSV column (``column``).
+
+    A CSV may also carry the optional columns ``aliases`` (more phrases for the label; its
+    relevant hashtags are generated from each, like from the label) and ``hashtags``
+    (literal tags, only normalised: ``SeedLabel.hashtags``), several values separated by
+    ``|``, in any language (``baile|舞蹈``).
 
     Blank lines, duplicate labels and labels that normalise to nothing are errors that
     name the file and line, never silently dropped.
@@ -139,6 +181,7 @@ def file_labels(path: str | os.PathLike[str], *, column: str | None = None, pos:
     path = Path(path)
     text = _decode(path)
     rows: list[tuple[int, str]] = []
+    extra: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     if column is not None or path.suffix.lower() in {".csv", ".tsv"}:
         for line_no, line in enumerate(text.rstrip("\n").split("\n"), start=1):
             if not line.strip():  # the csv module would skip it silently
@@ -152,7 +195,14 @@ def file_labels(path: str | os.PathLike[str], *, column: str | None = None, pos:
         if col is None or col not in header:
             raise InputError(f"{path}: no column {col!r}; columns are {', '.join(header) or 'none'}")
         at = header.index(col)
-        rows = [(line_no, row[at].strip()) for line_no, row in lines]
+        alias_at = header.index(ALIASES_COLUMN) if ALIASES_COLUMN in header and col != ALIASES_COLUMN else None
+        tags_at = header.index(HASHTAGS_COLUMN) if HASHTAGS_COLUMN in header and col != HASHTAGS_COLUMN else None
+        for line_no, row in lines:
+            rows.append((line_no, row[at].strip()))
+            where = f"{path}:{line_no}"
+            aliases = _phrases(row[alias_at].split("|"), where, "alias") if alias_at is not None else ()
+            tags = _tags(row[tags_at].split("|"), where) if tags_at is not None else ()
+            extra[line_no] = (aliases, tags)
     else:
         lines = text.split("\n")
         if lines and lines[-1] == "":
@@ -165,11 +215,90 @@ def file_labels(path: str | os.PathLike[str], *, column: str | None = None, pos:
             raise InputError(f"{path}:{line_no}: blank label")
         if not normalize_hashtag(label):
             raise InputError(f"{path}:{line_no}: label {label!r} normalises to nothing (no letters or digits)")
-        key = " ".join(label.casefold().split())
+        key = label_key(label)
         if key in seen:
             raise InputError(f"{path}:{line_no}: duplicate label {label!r} (first on line {seen[key]})")
         seen[key] = line_no
-        out.append(SeedLabel(label, "file", f"{path.name}:{line_no}", (label,), pos))
+        aliases, tags = extra.get(line_no, ((), ()))
+        aliases = (label,) + tuple(a for a in aliases if label_key(a) != key)
+        out.append(SeedLabel(label, "file", f"{path.name}:{line_no}", aliases, pos, tags))
+    return out
+
+
+AliasesMap = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+
+
+def read_aliases_file(path: str | os.PathLike[str]) -> AliasesMap:
+    """Aliases and literal hashtags per label from a CSV (TSV by suffix) with the columns
+    ``label`` and one or both of ``alias`` and ``hashtag``, one value per row; a label may
+    take several rows (``dancing,baile,`` then ``dancing,,跳舞``).
+
+    Returns {label as first written: (aliases, hashtags)}; rows naming one label in other
+    case or spacing are merged, values deduplicated, hashtags normalised. A row without a
+    label, or with neither an alias nor a hashtag, is an error naming the file and line.
+    """
+    path = Path(path)
+    text = _decode(path, "label aliases")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    lines = strict_csv_rows(io.StringIO(text, newline=""), str(path), delimiter=delimiter)
+    header = [h.strip() for h in next(lines, (1, []))[1]]
+    if "label" not in header or not ({"alias", "hashtag"} & set(header)):
+        raise InputError(
+            f"{path}: an aliases file needs the columns label and alias and/or hashtag; columns are {', '.join(header) or 'none'}"
+        )
+    at = header.index("label")
+    alias_at = header.index("alias") if "alias" in header else None
+    tag_at = header.index("hashtag") if "hashtag" in header else None
+    names: dict[str, str] = {}
+    aliases: dict[str, list[str]] = {}
+    tags: dict[str, list[str]] = {}
+    for line_no, row in lines:
+        where = f"{path}:{line_no}"
+        label = " ".join(row[at].split())
+        alias = row[alias_at].strip() if alias_at is not None else ""
+        tag = row[tag_at].strip() if tag_at is not None else ""
+        if not label:
+            raise InputError(f"{where}: no label")
+        if not alias and not tag:
+            raise InputError(f"{where}: label {label!r} has neither an alias nor a hashtag")
+        key = label_key(label)
+        names.setdefault(key, label)
+        aliases.setdefault(key, []).extend(_phrases([alias], where, "alias"))
+        tags.setdefault(key, []).extend(_tags([tag], where))
+    if not names:
+        raise InputError(f"{path}: no rows after the header")
+    return {
+        names[k]: (_phrases(aliases[k], str(path), "alias"), tuple(dict.fromkeys(tags[k])))
+        for k in names
+    }
+
+
+def with_aliases(seeds: list[SeedLabel], aliases_map: AliasesMap, *, source: str = "aliases file") -> list[SeedLabel]:
+    """``seeds`` with the aliases and literal hashtags of ``aliases_map`` (from
+    :func:`read_aliases_file`) added, matched by label name (case-insensitive, any spacing).
+
+    Every name of the map must be a label of ``seeds``: names that match none raise
+    InputError (up to 5 shown) rather than being silently ignored; ``source`` names the
+    file in that message.
+    """
+    by_key = {label_key(name): value for name, value in aliases_map.items()}
+    used: set[str] = set()
+    out = []
+    for seed in seeds:
+        key = label_key(seed.label)
+        if key not in by_key:
+            out.append(seed)
+            continue
+        used.add(key)
+        more_aliases, more_tags = by_key[key]
+        have = {label_key(a) for a in seed.aliases}
+        aliases = seed.aliases + tuple(a for a in more_aliases if label_key(a) not in have)
+        tags = tuple(dict.fromkeys(seed.hashtags + tuple(more_tags)))
+        out.append(replace(seed, aliases=aliases, hashtags=tags))
+    unknown = [name for name in aliases_map if label_key(name) not in used]
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise InputError(f"{source}: {len(unknown)} label(s) match no label of the sources: {shown}")
     return out
 
 

@@ -57,10 +57,10 @@ def synth_metadata(cfg: SynthMetadataConfig, *, chunk_rows: int = 2_000_000) -> 
         labels = read_table("labels", cfg.labels, columns=["label_id", "hashtags"])
         label_tags = labels.column("hashtags").to_pylist()
     else:
-        from weaksup.labels.build import _seed_to_label
+        from weaksup.labels.hashtags import relevant_hashtags
         from weaksup.labels.sources import kinetics400_labels
 
-        label_tags = [sorted(_seed_to_label(s, 3).hashtags) for s in kinetics400_labels()]
+        label_tags = [relevant_hashtags(s.label) for s in kinetics400_labels()]
     n_labels = len(label_tags)
     label_rank = np.random.default_rng(cfg.seed).permutation(n_labels)
     label_p = _zipf_probs(n_labels, cfg.zipf_exponent)[np.argsort(label_rank)]
