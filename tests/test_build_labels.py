@@ -645,3 +645,13 @@ def test_verb_noun_product_over_the_limit_is_refused_before_building(tmp_path, c
     assert_input_error(cli("build-labels", "-s", "verb-noun", "--verbs", verbs, "--nouns", nouns, "--max-pairs", 5,
                            "--out", out), "3 verbs x 2 nouns = 6 pairs", "--hashtag-counts")
     assert not out.exists()
+
+
+def test_collisions_drop_reports_labels_that_lost_their_own_tag(tmp_path):
+    """Issue 16: under --collisions drop the two 'passing American football' labels keep only tags nobody
+    writes; the summary must say so instead of 'labels without hashtags 0'."""
+    res = build_labels(BuildLabelsConfig(sources=("kinetics400",), out=tmp_path / "k.parquet", collisions="drop"))
+    lost = res.summary["labels_without_own_tag_examples"]
+    assert res.summary["labels_without_own_tag"] >= 2
+    assert {"passing American football (in game)", "passing American football (not in game)"} <= set(lost)
+    assert "passingamericanfootball" in {r["hashtag"] for r in pruned(res) if r["reason"] == "collision"}
