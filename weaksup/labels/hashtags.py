@@ -114,6 +114,12 @@ def verb_lemma_of_gerund(word: str) -> str | None:
     return None
 
 
+def _plural(lemma: str) -> tuple[str, ...]:
+    """One plural: the regular -s form when the dictionary lists it (juncos, not juncoes), else its first."""
+    plurals = _inflections(lemma, "NOUN").get("NNS", ())
+    return (lemma + "s",) if lemma + "s" in plurals else plurals[:1]
+
+
 @lru_cache(maxsize=200_000)
 def compound_verb_lemma(word: str) -> str | None:
     """The compound verb of a gerund the dictionary does not know: ``deadlifting`` -> ``deadlift``.
@@ -152,7 +158,7 @@ def compound_noun_plural(word: str) -> str | None:
     for k in range(1, len(word) - 2):
         tail = word[k:]
         if tail in _lemmas(tail).get("NOUN", ()):
-            plural = _inflections(tail, "NOUN").get("NNS", ())[:1]
+            plural = _plural(tail)
             return word[:k] + plural[0] if plural and plural[0] != tail else None
     return None
 
@@ -188,7 +194,7 @@ def word_forms(word: str, pos: Pos | None = None) -> tuple[str, ...]:
         lemmas = _lemmas(word).get("NOUN", ())[:1]  # "cookie", not also "cooky"
         for lemma in lemmas:
             forms.append(lemma)
-            forms.extend(_inflections(lemma, "NOUN").get("NNS", ())[:1])  # "skis", not also "skiis"
+            forms.extend(_plural(lemma))  # "skis", not also "skiis"
     return tuple(dict.fromkeys(f for f in forms if f.isalnum()))
 
 
@@ -349,8 +355,12 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
         return
     kinds = _word_pos(main, pos)
     word_choices = [_role_forms(w, p) for w, p in zip(main, kinds)]
-    yield from _ranked_concat(word_choices, 0)  # as written, stop words in place: catchingafish
-    content = [(f, w, k) for f, w, k in zip(word_choices, main, kinds) if w not in STOP_WORDS]
+    if forms == "paper":
+        yield from _ranked_concat(word_choices, 0)  # as written, stop words in place: catchingafish
+    else:  # as written, only the verb inflects: catchingafish, catchafish (never catchafishes)
+        yield from _ranked_concat([f if k == "verb" else (w,) for f, w, k in zip(word_choices, main, kinds)], 0)
+    content = [(f, w, k) for i, (f, w, k) in enumerate(zip(word_choices, main, kinds))
+               if w not in STOP_WORDS and not (forms == "practical" and _is_preposition(main, i))]
     if len(content) == 1 and len(main) > 1:
         return  # "turn on" must not yield the bare verb "turn"
     if not content:
@@ -379,8 +389,26 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
         head, rest = words[v: end + 1], words[:v] + words[end + 1:]
         if not rest or all(w in PARTICLES for _, w, _ in rest):
             continue  # "zooming out" has no object to move
-        other = rest + head if v == 0 else head + rest
-        yield from _ranked_concat([f for f, _, _ in other], rank)
+        if v == 0:
+            # object first: a plural object only before the -ing form (dogsgrooming, never
+            # dogsgroom, which reads as dogs doing it); the lemma takes the singular
+            lemma_forms = [f for f in head[0][0] if f == canonical_word(head[0][1], "verb")]
+            ing_forms = [f for f in head[0][0] if f not in lemma_forms]
+            singular = [((canonical_word(w, "noun"),) if k == "noun" else f, w, k) for f, w, k in rest]
+            yield from _ranked_concat([f for f, _, _ in rest] + [ing_forms] + [f for f, _, _ in head[1:]], rank)
+            if not (rest[-1][2] is None and rest[-1][1].endswith("s")):  # cymbals: unknown, maybe plural
+                yield from _ranked_concat([f for f, _, _ in singular] + [lemma_forms] + [f for f, _, _ in head[1:]], rank)
+        else:
+            yield from _ranked_concat([f for f, _, _ in head + rest], rank)
+
+
+def _is_preposition(words: Sequence[str], i: int) -> bool:
+    """A particle followed by a content word is a preposition ("biking through snow"): it goes
+    with the stop words, so the object can move (snowbiking), and never travels with the verb."""
+    if words[i] not in PARTICLES or i + 1 >= len(words):
+        return False
+    nxt = words[i + 1]
+    return nxt not in PARTICLES and nxt not in STOP_WORDS
 
 
 def canonical_label(label: str, *, pos: Pos | None = None) -> str:
