@@ -655,3 +655,20 @@ def test_collisions_drop_reports_labels_that_lost_their_own_tag(tmp_path):
     assert res.summary["labels_without_own_tag"] >= 2
     assert {"passing American football (in game)", "passing American football (not in game)"} <= set(lost)
     assert "passingamericanfootball" in {r["hashtag"] for r in pruned(res) if r["reason"] == "collision"}
+
+
+@pytest.mark.parametrize("version", ["2.1", "3.3"])
+def test_verbnet_homographs_keep_their_own_verb(tmp_path, nltk_data, monkeypatch, version):
+    """Issue 16: VerbNet members are lemmas; saw, found, ground, wound, bore, moped, rent, crew, feed and lay
+    must be inflected as given, never read as the past tense or plural of another word."""
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    res = build_labels(BuildLabelsConfig(sources=("verbnet",), out=tmp_path / "vn.parquet", nltk_data=str(nltk_data),
+                                         verbnet_version=version))
+    tags = {r["label"]: set(r["hashtags"]) for r in rows(res.labels_path)}
+    wrong = {"saw": "see", "found": "find", "ground": "grind", "wound": "wind", "bore": "bear", "moped": "mope",
+             "rent": "rend", "crew": "crow", "feed": "fee", "lay": "lie"}
+    present = [lemma for lemma in wrong if lemma in tags]
+    assert len(present) >= 6, present
+    for lemma in present:
+        assert lemma in tags[lemma]
+        assert wrong[lemma] not in tags[lemma] and f"{wrong[lemma]}ing" not in tags[lemma], (lemma, tags[lemma])
