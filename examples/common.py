@@ -65,8 +65,11 @@ class Timer:
         return f"{self.seconds:.0f} s"
 
 
-def corpus(out: Path) -> dict[str, Path]:
+def corpus(out: Path, web_videos: int = CORPUS["n_videos"]) -> dict[str, Path]:
     """The corpus, its label space, the raw and deduplicated manifests and a web-domain test bed (cached).
+
+    ``web_videos``: the same design with more (or fewer) web videos, in its own folder; the
+    target benchmark is the same (it depends on the seed and target settings only).
 
     ``web_a``/``web_b``: a second, independent corpus of the same web classes in the web
     domain, balanced (100 videos a class), clean and short, labelled by the truth, split in
@@ -78,14 +81,14 @@ def corpus(out: Path) -> dict[str, Path]:
     from weaksup.labels.build import BuildLabelsConfig, build_labels
     from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
 
-    root = Path(out) / "corpus_v2"
+    root = Path(out) / ("corpus_v2" if web_videos == CORPUS["n_videos"] else f"corpus_v2_{web_videos}web")
     c, d = root / "corpus", root / "data"
     paths = dict(root=root, corpus=c, target=c / "target", labels=d / "labels.parquet", truth=c / "truth.parquet",
                  manifest=d / "manifest.parquet", clean=d / "clean.parquet", planted=c / "planted.parquet",
                  web_a=d / "web_a.parquet", web_b=d / "web_b.parquet")
     paths["pool"], paths["raw_pool"] = paths["clean"], paths["manifest"]
     if not paths["web_b"].exists():
-        synth_corpus(SynthCorpusConfig(out=c, workers=2, **CORPUS), progress=False)
+        synth_corpus(SynthCorpusConfig(out=c, workers=2, **dict(CORPUS, n_videos=web_videos)), progress=False)
         build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "labels.txt", out=paths["labels"]))
         match_videos(MatchConfig(videos=c / "videos.parquet", labels=paths["labels"], out=paths["manifest"],
                                  min_videos=10, seed=0, progress=False))

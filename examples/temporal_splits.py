@@ -15,10 +15,16 @@ import common as C
 from weaksup.assembly.probe import ProbeConfig, probe_videos
 from weaksup.assembly.splits import SplitsConfig, make_splits
 
+extra = C.argparse.ArgumentParser(add_help=False)
+extra.add_argument("--web-videos", type=int, default=C.CORPUS["n_videos"],
+                   help="web videos in the corpus (default %(default)s; more gives F1 more long videos)")
+extra.add_argument("--budgets", nargs="+", default=["F1", "F2"], choices=["F1", "F2"])
+more, sys.argv[1:] = extra.parse_known_args()
 a = C.args(__doc__)
 t = C.Timer()
-p = C.corpus(a.out)
-d = a.out / "temporal"
+p = C.corpus(a.out, more.web_videos)
+tag = "" if more.web_videos == C.CORPUS["n_videos"] else f"_{more.web_videos}web"
+d = a.out / f"temporal{tag}"
 probe = d / "probe.parquet"
 if not probe.exists():
     probe_videos(ProbeConfig(videos=p["pool"], out=probe, workers=2, progress=False))
@@ -35,23 +41,27 @@ def split(kind, budget, **kw):
 _, long_all = split("long", "all")
 n_long = long_all["selected"]
 total = split("short", "all")[1]["clip_seconds"]  # F2 budget: the summed length of every short video
-arms = {f"F1 {k}": split(k, "F1", max_videos=n_long) for k in ("short", "long", "long-center")}
-arms.update({f"F2 {k}": split(k, "F2", total_duration_s=total) for k in ("short", "long")})
+arms = {}
+if "F1" in more.budgets:
+    arms.update({f"F1 {k}": split(k, "F1", max_videos=n_long) for k in ("short", "long", "long-center")})
+if "F2" in more.budgets:
+    arms.update({f"F2 {k}": split(k, "F2", total_duration_s=total) for k in ("short", "long")})
 hits = {name: [] for name in arms}
 for seed in a.seeds:
     for name, (man, s) in arms.items():
-        ckpt = a.out / f"pretrain_{name.replace(' ', '_')}_{a.steps}_s{seed}"
+        ckpt = a.out / f"pretrain_{name.replace(' ', '_')}{tag}_{a.steps}_s{seed}"
         # F2's long split can hold fewer videos than a batch of 16: shrink its batch (lr scales with it)
         C.pretrain(man, p["labels"], ckpt, a.steps, seed, batch_size=min(16, s["selected"]))
         hits[name].append(C.fc_only_target(p, ckpt, ckpt / "fc_target", seed))
 tests = {"F1 long > short": ("F1 long", "F1 short"), "F1 short > long-center": ("F1 short", "F1 long-center"),
          "F2 short > long": ("F2 short", "F2 long")}
+tests = {k: v for k, v in tests.items() if k[:2] in more.budgets}
 res = {k: C.compare(hits[x], hits[y]) for k, (x, y) in tests.items()}
 videos = {name: s["selected"] for name, (_, s) in arms.items()}
-C.save(a.out, "temporal_splits", {"videos": videos, "total_duration_s": total, "seeds": a.seeds,
+C.save(a.out, f"temporal_splits{tag}", {"web_videos": more.web_videos, "videos": videos, "total_duration_s": total, "seeds": a.seeds,
                                   **{k: v.to_dict() for k, v in res.items()}, "seconds": round(t.seconds)})
 for k, cmp in res.items():
     x, y = tests[k]
-    print(f"| 6. {k} | `temporal_splits.py` | {x} {videos[x]} videos vs {y} {videos[y]} videos (F1 = {n_long} videos each, "
+    print(f"| 6. {k} | `temporal_splits.py{' --web-videos ' + str(more.web_videos) if tag else ''}` | {x} {videos[x]} videos vs {y} {videos[y]} videos (F1 = {n_long} videos each, "
           f"F2 = {total:.0f} s each), {a.steps} steps, seeds {a.seeds} | {cmp.a.percent()} vs {cmp.b.percent()}; "
           f"{cmp.diff.percent(True)} | {C.verdict(cmp)} | {t} |")

@@ -197,10 +197,11 @@ def verb_noun_labels(
     With ``pair_counts`` (hashtag -> videos in the user's corpus) only pairs whose
     hashtags total at least ``min_count`` are kept, found by splitting each observed
     hashtag into a verb form and a noun form of the two spaces rather than enumerating
-    every pair. A tag splits once, at the most balanced cut (the longest shorter part):
-    #basketballshoot is basketball + shoot, not basketballs + hoot; on a tie, at the cut
-    whose parts the corpus uses more as tags of their own (#drumsplay: #play, not
-    #splay). Cuts that leave a part outside the spaces' own forms never count.
+    every pair. A tag splits once: at the cut whose two parts the corpus uses most as
+    tags of their own (#drumsplay: #drums and #play, not #drum and #splay), and where the
+    corpus does not tell, at the most balanced cut (#basketballshoot is basketball +
+    shoot, not basketballs + hoot). Cuts that leave a part outside the spaces' own forms
+    never count.
     """
     v_forms = [phrase_forms(label_words(v.label)[0], pos="verb") for v in verbs]
     n_forms = [
@@ -228,9 +229,9 @@ def verb_noun_labels(
                 cut = {(i, j) for i in v_by_form.get(head, ()) for j in n_by_form.get(tail, ())}
                 cut |= {(i, j) for j in n_by_form.get(head, ()) for i in v_by_form.get(tail, ())}
                 if cut:
-                    # the most balanced cut; on a tie, the one whose parts the corpus uses most
-                    # as tags of their own (#drumsplay: #play is common, #splay rare)
-                    rank = (min(k, len(tag) - k), min(pair_counts.get(head, 0), pair_counts.get(tail, 0)))
+                    # the cut whose parts the corpus uses most as tags of their own (#drumsplay:
+                    # #play is common, #splay rare); without such counts, the most balanced cut
+                    rank = (min(pair_counts.get(head, 0), pair_counts.get(tail, 0)), min(k, len(tag) - k))
                     cuts.append((rank, cut))
             if cuts:
                 best = max(rank for rank, _ in cuts)

@@ -336,13 +336,20 @@ def ranked_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3, f
     return sorted(best, key=lambda t: (best[t], t))
 
 
-def _ranked_concat(choices: Sequence[Sequence[str]], order_rank: int, limit: int = 4096) -> Iterator[tuple[str, tuple[int, int]]]:
-    """Concatenations of one form per word, ranked by (words changed + order rank, order rank)."""
+def _ranked_concat(choices: Sequence[Sequence[str]], order_rank: int, limit: int = 4096,
+                   repeats: bool = False) -> Iterator[tuple[str, tuple[int, int]]]:
+    """Concatenations of one form per word, ranked by (words changed + order rank, order rank).
+
+    Without ``repeats``, a word twice in a row is skipped (exercise + exercise ball, once
+    "with an" is gone, is not #exerciseexerciseball)."""
     for n, combo in enumerate(itertools.product(*(range(len(c)) for c in choices))):
         if n >= limit:
             return
+        parts = [c[i] for c, i in zip(choices, combo)]
+        if not repeats and any(a == b for a, b in zip(parts, parts[1:])):
+            continue
         changed = sum(1 for i in combo if i)
-        yield "".join(c[i] for c, i in zip(choices, combo)), (changed + order_rank, order_rank)
+        yield "".join(parts), (changed + order_rank, order_rank)
 
 
 def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: int, forms: Forms,
@@ -356,26 +363,30 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
     kinds = _word_pos(main, pos)
     word_choices = [_role_forms(w, p) for w, p in zip(main, kinds)]
     if forms == "paper":
-        yield from _ranked_concat(word_choices, 0)  # as written, stop words in place: catchingafish
+        yield from _ranked_concat(word_choices, 0, repeats=True)  # as written, stop words in place: catchingafish
     else:  # as written, only the verb inflects: catchingafish, catchafish (never catchafishes)
-        yield from _ranked_concat([f if k == "verb" else (w,) for f, w, k in zip(word_choices, main, kinds)], 0)
+        yield from _ranked_concat([f if k == "verb" else (w,) for f, w, k in zip(word_choices, main, kinds)], 0,
+                                  repeats=True)
     content = [(f, w, k) for i, (f, w, k) in enumerate(zip(word_choices, main, kinds))
                if w not in STOP_WORDS and not (forms == "practical" and _is_preposition(main, i))]
     if len(content) == 1 and len(main) > 1:
         return  # "turn on" must not yield the bare verb "turn"
     if not content:
         return
-    yield from _ranked_concat([f for f, _, _ in content], 0)  # catchfish
+    # a word twice in a row only where the label has it ("pooh pooh"), not where dropping
+    # stop words made it ("exercising with an exercise ball")
+    repeats = forms == "paper" or any(x == y for x, y in zip(main, main[1:]))
+    yield from _ranked_concat([f for f, _, _ in content], 0, repeats=repeats)  # catchfish
     if forms == "paper":  # every order of the content words, noun phrases included
         if len(content) <= max_words:
             for order in itertools.permutations([f for f, _, _ in content]):
-                yield from _ranked_concat(order, 1)
+                yield from _ranked_concat(order, 1, repeats=True)
         return
     # practical: an optional possessor may go ("massaging person's head" -> massaginghead)
     kept = [c for c in content if c[1] not in optional]
     variants = [(content, 1)]
     if 1 < len(kept) < len(content):
-        yield from _ranked_concat([f for f, _, _ in kept], 1)
+        yield from _ranked_concat([f for f, _, _ in kept], 1, repeats=repeats)
         variants.append((kept, 2))
     # object-verbing: the verb (with its particles) moves after its object (fishcatching,
     # headmassage), or before it when the label puts it last ("basketball dribbling")
@@ -395,11 +406,11 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
             lemma_forms = [f for f in head[0][0] if f == canonical_word(head[0][1], "verb")]
             ing_forms = [f for f in head[0][0] if f not in lemma_forms]
             singular = [((canonical_word(w, "noun"),) if k == "noun" else f, w, k) for f, w, k in rest]
-            yield from _ranked_concat([f for f, _, _ in rest] + [ing_forms] + [f for f, _, _ in head[1:]], rank)
+            yield from _ranked_concat([f for f, _, _ in rest] + [ing_forms] + [f for f, _, _ in head[1:]], rank, repeats=repeats)
             if not (rest[-1][2] is None and rest[-1][1].endswith("s")):  # cymbals: unknown, maybe plural
-                yield from _ranked_concat([f for f, _, _ in singular] + [lemma_forms] + [f for f, _, _ in head[1:]], rank)
+                yield from _ranked_concat([f for f, _, _ in singular] + [lemma_forms] + [f for f, _, _ in head[1:]], rank, repeats=repeats)
         else:
-            yield from _ranked_concat([f for f, _, _ in head + rest], rank)
+            yield from _ranked_concat([f for f, _, _ in head + rest], rank, repeats=repeats)
 
 
 def _is_preposition(words: Sequence[str], i: int) -> bool:
