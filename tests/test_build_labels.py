@@ -673,3 +673,14 @@ def test_verbnet_homographs_keep_their_own_verb(tmp_path, nltk_data, monkeypatch
     for lemma in present:
         assert lemma in tags[lemma]
         assert wrong[lemma] not in tags[lemma] and f"{wrong[lemma]}ing" not in tags[lemma], (lemma, tags[lemma])
+
+
+def test_verb_noun_labels_sharing_a_name_get_distinct_names(tmp_path):
+    """Issue 16: verb+noun had 558 duplicate label names (ImageNet's two cranes, ...): each gets its source ids."""
+    verbs = file_space(tmp_path, "verbs", ["lifting"], pos="verb")
+    counts = tmp_path / "counts.csv"
+    counts.write_text("hashtag,count\nliftingcrane,60\n", encoding="utf-8")
+    res = build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns="imagenet", hashtag_counts=counts,
+                min_count=50)
+    names = [r["label"] for r in check_consistent(res)]
+    assert len(names) == 2 and len(set(names)) == 2 and all(n.startswith("lift crane (") for n in names), names
