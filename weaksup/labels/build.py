@@ -242,7 +242,8 @@ def verb_noun_labels(
     out = []
     for i, j in pairs:
         v, n = verbs[i], nouns[j]
-        ranked = list(dict.fromkeys([a + b for a in v_forms[i] for b in n_forms[j]] + [b + a for a in v_forms[i] for b in n_forms[j]]))
+        verb_first = [a + b for a in v_forms[i] for b in n_forms[j]]
+        ranked = list(dict.fromkeys(verb_first + [b + a for a in v_forms[i] for b in n_forms[j]]))
         tags = set(ranked)
         out.append(
             Label(
@@ -291,7 +292,8 @@ def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
                 raise InputError("build-labels --source verb-noun needs --verbs A and --nouns B")
             verbs, nouns = _space(cfg.verbs, cfg, "verb"), _space(cfg.nouns, cfg, "noun")
             if counts is None and len(verbs) * len(nouns) > cfg.max_pairs:
-                raise InputError(f"verb-noun: {len(verbs)} verbs x {len(nouns)} nouns = {len(verbs) * len(nouns):,} pairs, "
+                n_pairs = len(verbs) * len(nouns)
+                raise InputError(f"verb-noun: {len(verbs)} verbs x {len(nouns)} nouns = {n_pairs:,} pairs, "
                                  f"over --max-pairs {cfg.max_pairs:,}; give --hashtag-counts (from `weaksup "
                                  "hashtag-counts`) to keep only pairs your corpus uses")
             labels = verb_noun_labels(verbs, nouns, pair_counts=counts, min_count=cfg.min_count)
@@ -315,7 +317,8 @@ def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
                 if lab.label == old.label and source == "file":
                     raise InputError(f"{cfg.labels_file}: label {lab.label!r} is listed twice (give each label once, "
                                      "or tell them apart with a qualifier in parentheses)")
-                if lab.label.casefold() == old.label.casefold() or normalize_hashtag(lab.label) != normalize_hashtag(old.label):
+                same_name = lab.label.casefold() == old.label.casefold()
+                if same_name or normalize_hashtag(lab.label) != normalize_hashtag(old.label):
                     # within one source, labels stay distinct (ImageNet's two cranes, Cardigan the dog
                     # and cardigan the sweater, sunglass and sunglasses); only spellings that differ
                     # in spaces or hyphens merge. The extra key must be unique: the insertion count is

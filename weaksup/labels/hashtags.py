@@ -363,7 +363,7 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
     kinds = _word_pos(main, pos)
     word_choices = [_role_forms(w, p) for w, p in zip(main, kinds)]
     if forms == "paper":
-        yield from _ranked_concat(word_choices, 0, repeats=True)  # as written, stop words in place: catchingafish
+        yield from _ranked_concat(word_choices, 0, repeats=True)  # as written, stop words in place
     else:  # as written, only the verb inflects: catchingafish, catchafish (never catchafishes)
         yield from _ranked_concat([f if k == "verb" else (w,) for f, w, k in zip(word_choices, main, kinds)], 0,
                                   repeats=True)
@@ -406,9 +406,10 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
             lemma_forms = [f for f in head[0][0] if f == canonical_word(head[0][1], "verb")]
             ing_forms = [f for f in head[0][0] if f not in lemma_forms]
             singular = [((canonical_word(w, "noun"),) if k == "noun" else f, w, k) for f, w, k in rest]
-            yield from _ranked_concat([f for f, _, _ in rest] + [ing_forms] + [f for f, _, _ in head[1:]], rank, repeats=repeats)
+            particles = [f for f, _, _ in head[1:]]
+            yield from _ranked_concat([f for f, _, _ in rest] + [ing_forms] + particles, rank, repeats=repeats)
             if not (rest[-1][2] is None and rest[-1][1].endswith("s")):  # cymbals: unknown, maybe plural
-                yield from _ranked_concat([f for f, _, _ in singular] + [lemma_forms] + [f for f, _, _ in head[1:]], rank, repeats=repeats)
+                yield from _ranked_concat([f for f, _, _ in singular] + [lemma_forms] + particles, rank, repeats=repeats)
         else:
             yield from _ranked_concat([f for f, _, _ in head + rest], rank, repeats=repeats)
 
