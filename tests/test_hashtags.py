@@ -262,6 +262,9 @@ def test_practical_forms_move_only_the_verb():
     assert "cymbalsplay" not in relevant_hashtags("playing cymbals")  # unknown word ending in s: maybe plural
     assert "bassguitarplay" in relevant_hashtags("playing bass guitar")
     assert relevant_hashtags("junco", pos="noun") == ["junco", "juncos"]
+    # a one-word verb by its source that the dictionary lacks still gets its -ing form; nothing else does
+    assert relevant_hashtags("equilibrate", pos="verb") == ["equilibrate", "equilibrating"]
+    assert relevant_hashtags("capoeira") == ["capoeira"] and relevant_hashtags("pooh pooh", pos="verb") == ["poohpooh"]
 
 
 def test_forms_rule_is_checked():

@@ -36,7 +36,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Iterable, Iterator, Literal, Sequence
 
-from lemminflect import getAllInflections, getAllLemmas
+from lemminflect import getAllInflections, getAllInflectionsOOV, getAllLemmas
 
 Pos = Literal["verb", "noun"]
 Forms = Literal["practical", "paper"]
@@ -136,6 +136,13 @@ def compound_verb_lemma(word: str) -> str | None:
         if lemma is not None:
             return word[:k] + lemma
     return None
+
+
+def _oov_gerund(word: str) -> tuple[str, ...]:
+    """The -ing form of a verb lemminflect does not know, by its regular rules (equilibrating)."""
+    if _lemmas(word) or word.endswith("ing"):
+        return ()
+    return tuple(g for g in getAllInflectionsOOV(word, "VERB").get("VBG", ())[:1] if g.isalnum())
 
 
 def particle_noun_plural(word: str) -> str | None:
@@ -362,6 +369,8 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
         return
     kinds = _word_pos(main, pos)
     word_choices = [_role_forms(w, p) for w, p in zip(main, kinds)]
+    if pos == "verb" and len(main) == 1:  # a verb by its source the dictionary lacks (VerbNet's equilibrate)
+        word_choices = [word_choices[0] + _oov_gerund(main[0])] if len(word_choices[0]) == 1 else word_choices
     if forms == "paper":
         yield from _ranked_concat(word_choices, 0, repeats=True)  # as written, stop words in place
     else:  # as written, only the verb inflects: catchingafish, catchafish (never catchafishes)
