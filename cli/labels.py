@@ -21,7 +21,7 @@ def build_labels(
     column: Annotated[Optional[str], typer.Option(help="file: the CSV column holding labels.")] = None,
     nltk_data: Annotated[Optional[str], typer.Option(help="verbnet: NLTK data folder (else NLTK_DATA).")] = None,
     verbnet_version: Annotated[str, typer.Option(help="verbnet: 2.1 or 3.3.")] = "3.3",
-    max_words: Annotated[int, typer.Option(help="Permute the words of labels with at most this many content words.")] = 3,
+    max_words: Annotated[int, typer.Option(help="Move the verb (practical) or permute every word (paper) only in labels of at most this many content words.")] = 3,
     collisions: Annotated[str, typer.Option(help="keep-all, drop or first.")] = "keep-all",
     pos: Annotated[Optional[str], typer.Option(help="file: the labels are verbs or nouns (default: inferred per word).")] = None,
     forms: Annotated[str, typer.Option(help="Word orders: practical (those people write: catchingfish, fishcatching) or paper (every order, the paper's rule).")] = "practical",
