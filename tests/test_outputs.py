@@ -100,7 +100,8 @@ def test_build_labels_on_a_full_disk_leaves_no_side_table(tmp_path, runner, monk
     result = runner.invoke(app, ["build-labels", "--source", "file", "--labels-file", str(labels), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.parent.iterdir()} == {"labels.parquet", "labels.collisions.parquet",
-                                                      "labels.hashtag_index.parquet", "labels.summary.json"}
+                                                      "labels.hashtag_index.parquet", "labels.pruned_tags.parquet",
+                                                      "labels.summary.json"}
 
 
 def test_match_on_a_full_disk_keeps_the_previous_manifest(tmp_path, runner, cli, monkeypatch):
