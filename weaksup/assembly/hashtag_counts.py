@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from weaksup import uris
 from weaksup.assembly.videos import duplicate_rows, finish_rejects
 from weaksup.progress import count_progress
-from weaksup.assembly.videos import _require, iter_videos, open_table, tag_column
+from weaksup.assembly.videos import require_columns, iter_videos, open_table, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
 from weaksup.outputs import output_set
@@ -140,7 +140,7 @@ def count_hashtags(cfg: HashtagCountsConfig) -> HashtagCountsResult:
     videos = cfg.videos
     dataset = open_table(videos)  # a missing or unreadable table fails before anything is created
     label = uris.display(videos)
-    _require(dataset, label, ("video_id", "uri"))
+    require_columns(dataset, label, ("video_id", "uri"))
     tag_column(dataset, label)
     out = uris.local_path(cfg.out) if uris.is_local(cfg.out) else uris.as_uri(cfg.out)
     rejects_path, summary_path = side_paths(out)

@@ -43,7 +43,15 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.assembly.partition import PART_META_KEY, list_parts, read_part_label
-from weaksup.assembly.videos import _require, candidate_columns, duplicate_rows, finish_rejects, iter_video_ids, iter_videos, open_table
+from weaksup.assembly.videos import (
+    candidate_columns,
+    duplicate_rows,
+    finish_rejects,
+    iter_video_ids,
+    iter_videos,
+    open_table,
+    require_columns,
+)
 from weaksup.errors import InputError
 from weaksup.progress import count_progress
 from weaksup.hashing import _splitmix64, stable_hash64
@@ -358,7 +366,7 @@ def match_videos(cfg: MatchConfig) -> dict:
     index, drop_info = load_index(Path(cfg.labels), cfg.drop_tags)
     n_labels = len(index)
     dataset = open_table(cfg.videos)  # a missing or unreadable table fails before anything is created
-    _require(dataset, uris.display(cfg.videos), ("video_id", "uri"))
+    require_columns(dataset, uris.display(cfg.videos), ("video_id", "uri"))
     candidate_columns(dataset, uris.display(cfg.videos), cfg.text_column)
     global_support = (
         read_support(Path(cfg.support), index, cfg.videos, text_column=cfg.text_column) if cfg.support is not None else None
@@ -503,7 +511,7 @@ def count_matches(cfg: MatchCountConfig) -> dict:
     videos, out = cfg.videos, Path(cfg.out)
     index, drop_info = load_index(Path(cfg.labels), cfg.drop_tags)
     dataset = open_table(videos)
-    _require(dataset, uris.display(videos), ("video_id", "uri"))
+    require_columns(dataset, uris.display(videos), ("video_id", "uri"))
     candidate_columns(dataset, uris.display(videos), cfg.text_column)
     if out.is_dir():
         raise InputError(f"{out}: is a directory, expected an output file path")
@@ -618,7 +626,7 @@ def match_partitioned(cfg: MatchConfig) -> dict:
     parts = list_parts(videos)
     for p in parts:  # every part readable with the right columns before any work
         dataset = open_table(p)
-        _require(dataset, p, ("video_id", "uri"))
+        require_columns(dataset, p, ("video_id", "uri"))
         candidate_columns(dataset, str(p), cfg.text_column)
     n_parts = _check_parts(videos, [read_part_label(p) for p in parts], "files")
     index, drop_info = load_index(Path(cfg.labels), cfg.drop_tags)

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from weaksup.outputs import atomic_path, require_local_output
-from weaksup.assembly.videos import SOURCE_ROW, _require, open_table, tag_column
+from weaksup.assembly.videos import SOURCE_ROW, require_columns, open_table, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
 
@@ -122,7 +122,7 @@ def partition_videos(cfg: PartitionConfig) -> dict:
     if not 1 <= cfg.parts <= MAX_PARTS:
         raise InputError(f"--parts {cfg.parts}: must be between 1 and {MAX_PARTS}")
     dataset = open_table(videos)
-    _require(dataset, str(videos), ("video_id", "uri"))
+    require_columns(dataset, str(videos), ("video_id", "uri"))
     tag_column(dataset, str(videos))
     _ensure_open_files(cfg.parts)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / PARTITION_FILE).is_file())):

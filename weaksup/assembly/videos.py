@@ -28,7 +28,7 @@ import numpy as np
 
 from weaksup import uris
 from weaksup.errors import InputError
-from weaksup.labels.hashtags import _APOSTROPHES, STOP_WORDS, normalize_hashtag
+from weaksup.labels.hashtags import APOSTROPHES, STOP_WORDS, normalize_hashtag
 from weaksup.tables import check_csv_file
 from weaksup.uris import PathOrUri
 
@@ -155,7 +155,8 @@ def _durations(column: pa.Array, path: str, row0: int) -> pa.Array:
         raise InputError(f"{path}: column 'duration_s' holds text that is not a number of seconds") from None
 
 
-def _require(dataset: ds.Dataset, path: str, names: tuple[str, ...]) -> None:
+def require_columns(dataset: ds.Dataset, path: str, names: tuple[str, ...]) -> None:
+    """Refuse (one line naming the table) a videos table without these columns, or ids that are not text."""
     have = dataset.schema.names
     for name in names:
         if name not in have:
@@ -270,7 +271,7 @@ def union_lists(a: pa.Array, b: pa.Array) -> pa.Array:
 def _split_words(text: str) -> list[str]:
     """Normalised words of one (non-ASCII) text: split at spaces and punctuation (not at
     combining marks, which :func:`normalize_hashtag` then drops, as it does for labels)."""
-    text = _APOSTROPHES.sub("", unicodedata.normalize("NFKC", text))
+    text = APOSTROPHES.sub("", unicodedata.normalize("NFKC", text))
     chars = [ch if ch.isalnum() or unicodedata.category(ch)[0] == "M" else " " for ch in text]
     return [w for w in (normalize_hashtag(t) for t in "".join(chars).split()) if w]
 
@@ -402,7 +403,7 @@ def iter_videos(
     source = path
     dataset = open_table(path)
     path = uris.display(path)
-    _require(dataset, path, ("video_id", "uri"))
+    require_columns(dataset, path, ("video_id", "uri"))
     tags_col, text_col = candidate_columns(dataset, path, text_column)
     read = [c for c in (tags_col, text_col) if c is not None]
     cols = ["video_id", "uri"] + read + [c for c in ("duration_s",) if c in dataset.schema.names]
@@ -448,7 +449,7 @@ def read_id_uri(path: PathOrUri) -> pa.Table:
     strings, in order; no nulls."""
     dataset = open_table(path)
     source, path = path, uris.display(path)
-    _require(dataset, path, ("video_id", "uri"))
+    require_columns(dataset, path, ("video_id", "uri"))
     try:
         table = dataset.to_table(columns=["video_id", "uri"])
     except _ARROW_READ_ERRORS as exc:

@@ -57,7 +57,8 @@ PARTICLES: frozenset[str] = frozenset(
 
 _POSSESSIVE = re.compile(r"([^\W_]+)['\u2018\u2019\u02bc`]s\b|([^\W_]+s)['\u2018\u2019\u02bc`](?!\w)")
 _HYPHEN = re.compile(r"(?<=\w)['\u2018\u2019\u02bc`]?-['\u2018\u2019\u02bc`]?(?=\w)")
-_APOSTROPHES = re.compile(r"['\u2018\u2019\u02bc`]")
+#: Apostrophes of every kind (dropped from labels, and from caption words in match).
+APOSTROPHES = re.compile(r"['\u2018\u2019\u02bc`]")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[^\W_]+")
 _PARENS = re.compile(r"[(\[{]([^)\]}]*)[)\]}]")
@@ -74,7 +75,7 @@ def normalize_hashtag(text: str) -> str:
 
 def _words(text: str) -> list[str]:
     text = _HYPHEN.sub("", unicodedata.normalize("NFKC", text))  # T-shirt, jack-o'-lantern: one word
-    text = _APOSTROPHES.sub("", text)
+    text = APOSTROPHES.sub("", text)
     text = _CAMEL.sub(" ", text)
     return [normalize_hashtag(w) for w in _WORD.findall(text) if normalize_hashtag(w)]
 
