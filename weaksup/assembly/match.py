@@ -47,7 +47,6 @@ from weaksup.assembly.videos import (
     candidate_columns,
     duplicate_rows,
     finish_rejects,
-    iter_video_ids,
     iter_videos,
     open_table,
     require_columns,
@@ -55,7 +54,7 @@ from weaksup.assembly.videos import (
 from weaksup.errors import InputError
 from weaksup.progress import count_progress
 from weaksup.hashing import _splitmix64, stable_hash64
-from weaksup.labels.hashtags import normalize_hashtag
+from weaksup.labels.sources import read_hashtag_list
 from weaksup.uris import check_input_file
 from weaksup.tables import conform, load_schema, read_table, write_json, write_table
 from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
@@ -129,32 +128,11 @@ class HashtagIndex:
         return h.hexdigest()[:32]
 
 
-def read_drop_tags(path: Path) -> list[str]:
-    """The hashtags of a ``--drop-tags`` file: one a line, ``#`` optional, normalised like
-    label hashtags; blank lines skipped. A line that normalises to nothing is an error."""
-    data = uris.read_input_bytes(path, "drop-tags")
-    label = uris.display(path)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    tags = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        tag = normalize_hashtag(line)
-        if not tag:
-            raise InputError(f"{label}:{n}: {line.strip()!r} is not a hashtag (no letters or digits)")
-        tags.append(tag)
-    return list(dict.fromkeys(tags))
-
-
 def load_index(labels: Path, drop_tags: Path | None = None) -> tuple[HashtagIndex, dict]:
     """The hashtag index of a labels table, less the tags of ``drop_tags``; and the summary
     entries of the drop (``dropped_tags``: the file's tags that were in the index,
     ``drop_tags_not_in_index``: those that were not)."""
-    dropped = read_drop_tags(Path(drop_tags)) if drop_tags is not None else None  # a bad file fails first
+    dropped = read_hashtag_list(drop_tags) if drop_tags is not None else None  # a bad file fails first
     index = HashtagIndex.from_labels(Path(labels))
     if dropped is None:
         return index, {}

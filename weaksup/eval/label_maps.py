@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weaksup.errors import InputError
-from weaksup.labels.sources import _decode
+from weaksup.labels.sources import read_text_file
 from weaksup.tables import strict_csv_rows
 
 _NAME_COLUMNS = ("key", "class_key", "label", "name", "class", "class_name")
@@ -72,7 +72,7 @@ def read_label_map(path: str | Path) -> LabelMap:
         if ids != list(range(len(ids))):
             raise InputError(f"{path}: label_id must run 0..{len(ids) - 1} without gaps to be a label map")
         return LabelMap(tuple(n for _, n in pairs), str(path))
-    text = _decode(path, "label map")
+    text = read_text_file(path, "label map")
     lines = [line for line in text.splitlines() if line.strip()]
     first = lines[0]
     header = [h.strip().casefold() for h in next(csv.reader([first]))]

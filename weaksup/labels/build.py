@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from weaksup.errors import InputError, first_line
+from weaksup.errors import InputError
 from weaksup.labels.hashtags import (
     FORMS,
     Forms,
@@ -36,6 +36,7 @@ from weaksup.labels.sources import (
     named_labels,
     parquet_labels,
     read_aliases_file,
+    read_hashtag_list,
     with_aliases,
 )
 from weaksup.outputs import output_set
@@ -375,16 +376,6 @@ def prune_tags(labels: list[Label], cfg: BuildLabelsConfig, counts: dict[str, in
     return rows
 
 
-def read_drop_tags(path: Path) -> set[str]:
-    """A --drop-tags file: one hashtag a line (``#`` optional), blank lines skipped."""
-    check_input_file(path, "drop-tags list")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the drop-tags list ({first_line(exc)})") from None
-    return {normalize_hashtag(line) for line in text.splitlines() if normalize_hashtag(line)}
-
-
 def resolve_collisions(labels: list[Label], policy: CollisionPolicy) -> list[dict]:
     """Find hashtags shared by several labels and apply the policy in place; return the rows."""
     if policy not in ("keep-all", "drop", "first"):
@@ -415,7 +406,7 @@ def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
     if Path(cfg.out).is_dir():
         raise InputError(f"{cfg.out}: is a directory, expected an output .parquet path")
     counts = _read_pair_counts(Path(cfg.hashtag_counts)) if cfg.hashtag_counts else None
-    drop = read_drop_tags(Path(cfg.drop_tags)) if cfg.drop_tags else set()
+    drop = set(read_hashtag_list(cfg.drop_tags)) if cfg.drop_tags else set()
     labels, per_source, variants = collect_labels(cfg, counts)
     pruned = prune_tags(labels, cfg, counts, drop)
     own_tags = [lab.ranked[0] if lab.ranked else None for lab in labels]  # the label as written

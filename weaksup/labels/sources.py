@@ -118,18 +118,36 @@ def verbnet_labels(*, version: str = "3.3", nltk_data: str | os.PathLike[str] | 
     return out
 
 
-def _decode(path: Path, kind: str = "label") -> str:
-    """The text of a small input file (label list, label map): a regular, readable file of at
-    most :data:`weaksup.uris.MAX_TEXT_BYTES`, valid UTF-8, not empty; else InputError."""
+def read_text_file(path: str | os.PathLike[str], kind: str = "label", *, allow_empty: bool = False) -> str:
+    """The text of a small input file (label list, label map, tag list): a regular, readable
+    file of at most :data:`weaksup.uris.MAX_TEXT_BYTES`, valid UTF-8, not empty (unless
+    ``allow_empty``); else InputError naming the file (and the line of a bad byte)."""
     data = uris.read_input_bytes(path, kind)
+    label = uris.display(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    if not text.strip():
-        raise InputError(f"{path}: empty {kind} file")
+        raise InputError(f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    if not allow_empty and not text.strip():
+        raise InputError(f"{label}: empty {kind} file")
     return text
+
+
+def read_hashtag_list(path: str | os.PathLike[str], kind: str = "drop-tags") -> list[str]:
+    """The hashtags of a tag-list file (``--drop-tags``): one a line, ``#`` optional, normalised
+    like label hashtags, blank lines skipped, deduplicated in order. A line that normalises to
+    nothing is an error naming the file and line."""
+    label = uris.display(path)
+    tags = []
+    for n, line in enumerate(read_text_file(path, kind, allow_empty=True).splitlines(), start=1):
+        if not line.strip():
+            continue
+        tag = normalize_hashtag(line)
+        if not tag:
+            raise InputError(f"{label}:{n}: {line.strip()!r} is not a hashtag (no letters or digits)")
+        tags.append(tag)
+    return list(dict.fromkeys(tags))
 
 
 def label_key(label: str) -> str:
@@ -179,7 +197,7 @@ def file_labels(path: str | os.PathLike[str], *, column: str | None = None, pos:
     name the file and line, never silently dropped.
     """
     path = Path(path)
-    text = _decode(path)
+    text = read_text_file(path)
     rows: list[tuple[int, str]] = []
     extra: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     if column is not None or path.suffix.lower() in {".csv", ".tsv"}:
@@ -238,7 +256,7 @@ def read_aliases_file(path: str | os.PathLike[str]) -> AliasesMap:
     label, or with neither an alias nor a hashtag, is an error naming the file and line.
     """
     path = Path(path)
-    text = _decode(path, "label aliases")
+    text = read_text_file(path, "label aliases")
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     lines = strict_csv_rows(io.StringIO(text, newline=""), str(path), delimiter=delimiter)
     header = [h.strip() for h in next(lines, (1, []))[1]]
