@@ -201,7 +201,7 @@ def _scan(cfg: LabelAuditConfig, dataset: Any, columns: list[str], index: Any | 
     scan = _Scan(label_videos={}, names={})
     n = cfg.videos_per_label
     total = dataset.count_rows()
-    with count_progress(total, cfg.progress, "label-audit: read manifest") as bar:
+    with count_progress(cfg.progress, "label-audit: read manifest") as bar:
         task = bar.add_task("read", total=total)
         for batch in dataset.to_batches(columns=columns, batch_size=cfg.batch_size):
             if batch.num_rows == 0:
@@ -410,7 +410,7 @@ def audit_labels(cfg: LabelAuditConfig) -> LabelAuditResult:
     sheets: dict[int, Path] = {}
     unreadable: list[dict[str, Any]] = []
     per_label: list[dict[str, Any]] = []
-    with count_progress(len(label_ids), cfg.progress, "label-audit: contact sheets") as bar:
+    with count_progress(cfg.progress, "label-audit: contact sheets") as bar:
         task = bar.add_task("sheets", total=len(label_ids))
         for label_id in label_ids:
             name, n_videos = scan.names[label_id], scan.label_videos[label_id]

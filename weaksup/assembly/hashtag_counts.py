@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from weaksup import uris
-from weaksup.assembly.videos import duplicate_rows, finish_rejects
+from weaksup.assembly.videos import duplicate_rows, finish_rejects, reject_null_rows
 from weaksup.progress import count_progress
 from weaksup.assembly.videos import require_columns, iter_videos, open_table, tag_column
 from weaksup.errors import InputError
@@ -150,23 +150,13 @@ def count_hashtags(cfg: HashtagCountsConfig) -> HashtagCountsResult:
     rejects: list[dict] = []
     hashes: list[np.ndarray] = []
     n_read = n_with = n_without = 0
-    with count_progress(total, cfg.progress, "hashtag-counts") as bar:
+    with count_progress(cfg.progress, "hashtag-counts") as bar:
         task = bar.add_task("hashtag-counts", total=total)
         for batch in iter_videos(videos, batch_size=cfg.batch_size):
             n, row0 = batch.num_rows, n_read
             n_read += n
             vid, uri, tags = batch.column("video_id"), batch.column("uri"), batch.column("hashtags")
-            bad = {  # match's rules, in match's order: one reason per row
-                "null video_id": vid.is_null().to_numpy(zero_copy_only=False),
-                "null uri": uri.is_null().to_numpy(zero_copy_only=False),
-                "null hashtags": tags.is_null().to_numpy(zero_copy_only=False),
-            }
-            rejected = np.zeros(n, bool)
-            for reason, mask in bad.items():
-                new = mask & ~rejected
-                for i in np.flatnonzero(new).tolist():
-                    rejects.append({"row": row0 + i, "video_id": vid[i].as_py(), "reason": reason})
-                rejected |= new
+            rejected = reject_null_rows(vid, uri, tags, row0, rejects)  # match's rules
             h = stable_hash64(vid, 0, "video_id")
             h[rejected] = 0  # as in match: rejected rows take no part in duplicate detection
             hashes.append(h)

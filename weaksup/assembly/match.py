@@ -49,6 +49,7 @@ from weaksup.assembly.videos import (
     finish_rejects,
     iter_videos,
     open_table,
+    reject_null_rows,
     require_columns,
 )
 from weaksup.errors import InputError
@@ -253,7 +254,7 @@ def _first_pass(
     rejects: list[dict] = []
     n_read = n_unmatched = 0
     unmatched_rows: list[np.ndarray] = []
-    with pq.ParquetWriter(matched_tmp, matched_schema, compression="none") as writer, count_progress(total, progress, "match") as bar:
+    with pq.ParquetWriter(matched_tmp, matched_schema, compression="none") as writer, count_progress(progress, "match") as bar:
         task = bar.add_task("match", total=total)
         vocabulary = index.tags if text_column is not None else None  # phrases not in the index are dropped early
         for batch in iter_videos(videos, batch_size=batch_size, text_column=text_column, vocabulary=vocabulary):
@@ -261,17 +262,7 @@ def _first_pass(
             row0 = n_read
             n_read += n
             vid, uri, tags = batch.column("video_id"), batch.column("uri"), batch.column("hashtags")
-            bad = {
-                "null video_id": vid.is_null().to_numpy(zero_copy_only=False),
-                "null uri": uri.is_null().to_numpy(zero_copy_only=False),
-                null_tags: tags.is_null().to_numpy(zero_copy_only=False),
-            }
-            rejected = np.zeros(n, bool)
-            for reason, mask in bad.items():
-                new = mask & ~rejected
-                for i in np.flatnonzero(new).tolist():
-                    rejects.append({"row": row0 + i, "video_id": vid[i].as_py(), "reason": reason})
-                rejected |= new
+            rejected = reject_null_rows(vid, uri, tags, row0, rejects, tags_reason=null_tags)
             hashes = stable_hash64(vid, 0, "video_id")
             hashes[rejected] = 0
             if len(all_hashes) < n_read:

@@ -166,7 +166,7 @@ def partition_videos(cfg: PartitionConfig) -> dict:
         from weaksup.progress import count_progress
 
         total = dataset.count_rows() if dataset.format.default_extname == "parquet" else None
-        with count_progress(total, cfg.progress, "partition") as bar:
+        with count_progress(cfg.progress, "partition") as bar:
             task = bar.add_task("partition", total=total)
             try:
                 batches = dataset.to_batches(batch_size=cfg.batch_size, batch_readahead=1, fragment_readahead=1)

@@ -517,3 +517,17 @@ def finish_rejects(videos: str | Path, rejects: list[dict]) -> list[dict]:
         out.append({"row": row, "video_id": r["video_id"], "reason": reason})
     out.sort(key=lambda r: r["row"])
     return out
+
+
+def reject_null_rows(video_id: pa.Array, uri: pa.Array, tags: pa.Array, row0: int, rejects: list[dict], *,
+                     tags_reason: str = "null hashtags") -> np.ndarray:
+    """Rows of a batch with a null video_id, uri or tags (one reason a row, in that order), appended
+    to ``rejects`` as {row, video_id, reason}; returns the rejected mask. Shared by match and
+    hashtag-counts so that both reject the same rows."""
+    rejected = np.zeros(len(video_id), bool)
+    for reason, column in (("null video_id", video_id), ("null uri", uri), (tags_reason, tags)):
+        new = column.is_null().to_numpy(zero_copy_only=False) & ~rejected
+        for i in np.flatnonzero(new).tolist():
+            rejects.append({"row": row0 + i, "video_id": video_id[i].as_py(), "reason": reason})
+        rejected |= new
+    return rejected
