@@ -88,9 +88,12 @@ class Label:
     source_id: str | None
     canonical: str
     aliases: list[str]
-    hashtags: set[str] = field(default_factory=set)
-    #: every generated tag, best first (the cap keeps a prefix of it)
+    #: the label's tags, best first (closest to the label as written: the cap keeps a prefix)
     ranked: list[str] = field(default_factory=list)
+
+    @property
+    def hashtags(self) -> set[str]:
+        return set(self.ranked)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def _seed_to_label(seed: SeedLabel, cfg: BuildLabelsConfig) -> Label:
     for alias in seed.aliases:
         ranked.update(dict.fromkeys(ranked_hashtags(alias, pos=seed.pos, max_words=cfg.max_words, forms=cfg.forms)))
     ranked.pop("", None)
-    return Label(seed.label, seed.source, seed.source_id, _key(seed), list(seed.aliases), set(ranked), list(ranked))
+    return Label(seed.label, seed.source, seed.source_id, _key(seed), list(seed.aliases), list(ranked))
 
 
 def _space(spec: str, cfg: BuildLabelsConfig, pos: Literal["verb", "noun"]) -> list[SeedLabel]:
@@ -245,7 +248,6 @@ def verb_noun_labels(
         v, n = verbs[i], nouns[j]
         verb_first = [a + b for a in v_forms[i] for b in n_forms[j]]
         ranked = list(dict.fromkeys(verb_first + [b + a for a in v_forms[i] for b in n_forms[j]]))
-        tags = set(ranked)
         out.append(
             Label(
                 f"{v_canon[i]} {n_canon[j]}",
@@ -253,7 +255,6 @@ def verb_noun_labels(
                 f"{v.source_id or v.label}|{n.source_id or n.label}",
                 f"{v_canon[i]} {n_canon[j]}",
                 [f"{v.label} {a}" for a in n.aliases],
-                tags,
                 ranked,
             )
         )
@@ -310,7 +311,7 @@ def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
             raise InputError(f"unknown label source {source!r}; choose one of: {', '.join(SOURCES)}")
         per_source[source] = len(labels)
         for lab in labels:
-            if not lab.hashtags:
+            if not lab.ranked:
                 raise InputError(f"{source}: label {lab.label!r} has no hashtags (it normalises to nothing)")
             key = lab.canonical.replace(" ", "")  # spelling variants meet: "cut off" and "cut-off"
             old = merged.get(key)
@@ -334,8 +335,8 @@ def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
             if lab.source_id and lab.source_id != old.source_id:
                 old.source_id = f"{old.source_id}; {lab.source_id}" if old.source_id else lab.source_id
             old.aliases.extend(a for a in [lab.label, *lab.aliases] if a not in old.aliases and a != old.label)
-            old.ranked.extend(t for t in lab.ranked if t not in old.hashtags)
-            old.hashtags |= lab.hashtags
+            have = old.hashtags
+            old.ranked.extend(t for t in lab.ranked if t not in have)
     unknown = [n for n in alias_map or () if label_key(n) not in used]
     if unknown:
         raise InputError(f"{cfg.aliases}: {len(unknown)} label(s) match no label of the sources: "
@@ -359,9 +360,8 @@ def prune_tags(labels: list[Label], cfg: BuildLabelsConfig, counts: dict[str, in
     """Drop listed tags, rare tags (--min-tag-count) and tags over the cap, in place; return what went."""
     rows: list[dict] = []
     for i, lab in enumerate(labels):
-        ranked = lab.ranked or sorted(lab.hashtags)
         kept: list[str] = []
-        for tag in ranked:
+        for tag in lab.ranked:
             if tag in drop:
                 reason = "drop-tags"
             elif cfg.min_tag_count and (counts or {}).get(tag, 0) < cfg.min_tag_count:
@@ -372,7 +372,7 @@ def prune_tags(labels: list[Label], cfg: BuildLabelsConfig, counts: dict[str, in
                 kept.append(tag)
                 continue
             rows.append({"label_id": i, "label": lab.label, "hashtag": tag, "reason": reason})
-        lab.hashtags, lab.ranked = set(kept), kept
+        lab.ranked = kept
     return rows
 
 
@@ -392,7 +392,7 @@ def resolve_collisions(labels: list[Label], policy: CollisionPolicy) -> list[dic
         kept = ids if policy == "keep-all" else ([] if policy == "drop" else [min(ids)])
         for i in ids:
             if i not in kept:
-                labels[i].hashtags.discard(tag)
+                labels[i].ranked.remove(tag)
         rows.append(
             {"hashtag": tag, "label_ids": ids, "labels": [labels[i].label for i in ids], "kept_label_ids": kept}
         )
