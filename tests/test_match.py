@@ -20,13 +20,17 @@ from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
 runner = CliRunner()
 
 
-@pytest.fixture()
-def labels(tmp_path: Path) -> Path:
-    f = tmp_path / "labels.txt"
-    f.write_text("catching fish\ndribbling basketball\nplaying guitar\n", encoding="utf-8")
-    out = tmp_path / "labels.parquet"
+def _labels_table(tmp_path: Path, name: str, lines: list[str]) -> Path:
+    f = tmp_path / f"{name}.txt"
+    f.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    out = tmp_path / f"{name}.parquet"
     build_labels(BuildLabelsConfig(sources=("file",), labels_file=f, out=out))
     return out
+
+
+@pytest.fixture()
+def labels(tmp_path: Path) -> Path:
+    return _labels_table(tmp_path, "labels", ["catching fish", "dribbling basketball", "playing guitar"])
 
 
 def _videos(path: Path, rows: list[tuple]) -> Path:
@@ -198,11 +202,7 @@ def test_manifest_keeps_the_hashtags_behind_each_label(tmp_path, labels):
 
 @pytest.fixture()
 def phrase_labels(tmp_path: Path) -> Path:
-    f = tmp_path / "phrase_labels.txt"
-    f.write_text("catching a fish\nplaying guitar\n", encoding="utf-8")
-    out = tmp_path / "phrase_labels.parquet"
-    build_labels(BuildLabelsConfig(sources=("file",), labels_file=f, out=out))
-    return out
+    return _labels_table(tmp_path, "phrase_labels", ["catching a fish", "playing guitar"])
 
 
 def _captions(path: Path, rows: list[tuple], hashtags: list | None = None) -> Path:
