@@ -364,10 +364,7 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
                           optional: set[str]) -> Iterator[tuple[str, tuple[int, int]]]:
     if forms == "practical" and len(main) == 2 and main[1] in ("up", "ups") and pos is None \
             and verb_lemma_of_gerund(main[0]) is None and "VERB" in _lemmas(main[0]):
-        # an exercise: "push up", "pull ups" -> pushup, pushups (never uppush)
-        yield main[0] + "up", (0, 0)
-        yield main[0] + "ups", (1, 0)
-        return
+        main = [main[0] + "up"]  # an exercise, one noun: "push up", "pull ups" -> pushup(s), never uppush
     kinds = _word_pos(main, pos)
     word_choices = [_role_forms(w, p) for w, p in zip(main, kinds)]
     if pos == "verb" and len(main) == 1:  # a verb by its source the dictionary lacks (VerbNet's equilibrate)
