@@ -65,11 +65,13 @@ class Timer:
         return f"{self.seconds:.0f} s"
 
 
-def corpus(out: Path, web_videos: int = CORPUS["n_videos"]) -> dict[str, Path]:
+def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool = False) -> dict[str, Path]:
     """The corpus, its label space, the raw and deduplicated manifests and a web-domain test bed (cached).
 
     ``web_videos``: the same design with more (or fewer) web videos, in its own folder; the
     target benchmark is the same (it depends on the seed and target settings only).
+    ``whole_action``: every web video shows its action from start to end (by default videos
+    longer than 8 s show it in a window of 25-75% of their length), in its own folder.
 
     ``web_a``/``web_b``: a second, independent corpus of the same web classes in the web
     domain, balanced (100 videos a class), clean and short, labelled by the truth, split in
@@ -81,14 +83,16 @@ def corpus(out: Path, web_videos: int = CORPUS["n_videos"]) -> dict[str, Path]:
     from weaksup.labels.build import BuildLabelsConfig, build_labels
     from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
 
-    root = Path(out) / ("corpus_v2" if web_videos == CORPUS["n_videos"] else f"corpus_v2_{web_videos}web")
+    root = Path(out) / ("corpus_v2" + ("" if web_videos == CORPUS["n_videos"] else f"_{web_videos}web")
+                        + ("_wholeaction" if whole_action else ""))
     c, d = root / "corpus", root / "data"
     paths = dict(root=root, corpus=c, target=c / "target", labels=d / "labels.parquet", truth=c / "truth.parquet",
                  manifest=d / "manifest.parquet", clean=d / "clean.parquet", planted=c / "planted.parquet",
                  web_a=d / "web_a.parquet", web_b=d / "web_b.parquet")
     paths["pool"], paths["raw_pool"] = paths["clean"], paths["manifest"]
     if not paths["web_b"].exists():
-        synth_corpus(SynthCorpusConfig(out=c, workers=2, **dict(CORPUS, n_videos=web_videos)), progress=False)
+        whole = dict(partial_action_after_s=SynthCorpusConfig.max_duration_s) if whole_action else {}
+        synth_corpus(SynthCorpusConfig(out=c, workers=2, **dict(CORPUS, n_videos=web_videos), **whole), progress=False)
         build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "labels.txt", out=paths["labels"]))
         match_videos(MatchConfig(videos=c / "videos.parquet", labels=paths["labels"], out=paths["manifest"],
                                  min_videos=10, seed=0, progress=False))
