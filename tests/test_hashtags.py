@@ -262,6 +262,14 @@ def test_practical_forms_move_only_the_verb():
     assert "cymbalsplay" not in relevant_hashtags("playing cymbals")  # unknown word ending in s: maybe plural
     assert "bassguitarplay" in relevant_hashtags("playing bass guitar")
     assert relevant_hashtags("junco", pos="noun") == ["junco", "juncos"]
+    # mass nouns, games and zero plurals keep their number; a plural's noun lemma is not its verb's
+    assert not any("snows" in t for t in snow)
+    assert relevant_hashtags("black grouse", pos="noun") == ["blackgrouse"]
+    assert not any(t.endswith("hairs") for t in relevant_hashtags("braiding hair"))
+    assert not any("crickets" in t for t in relevant_hashtags("playing cricket"))
+    leaves = set(relevant_hashtags("raking leaves"))
+    assert {"rakingleaves", "leafraking"} <= leaves and not any("leave" in t and "leaves" not in t for t in leaves)
+    assert relevant_hashtags("potato", pos="noun") == ["potato", "potatoes"]
     # a one-word verb by its source that the dictionary lacks still gets its -ing form; nothing else does
     assert relevant_hashtags("equilibrate", pos="verb") == ["equilibrate", "equilibrating"]
     assert relevant_hashtags("capoeira") == ["capoeira"] and relevant_hashtags("pooh pooh", pos="verb") == ["poohpooh"]

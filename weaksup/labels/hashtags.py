@@ -49,6 +49,15 @@ STOP_WORDS: frozenset[str] = frozenset(
     her their your my our something someone somebody""".split()
 )
 
+#: Nouns whose number never changes in a tag: mass nouns, names of games and sports that
+#: are also count nouns of another sense, and zero plurals. The dictionary lists a plural for
+#: each (snows, hairs, crickets, grouses), which is rare, another sense or wrong. Drawn from
+#: the objects of the Kinetics-400 labels and the common zero-plural animals (docs/labels.md).
+UNCOUNTED_NOUNS: frozenset[str] = frozenset(
+    "snow ice water sand mud grass hair laundry money wood tea coffee meat oil gas metal furniture "
+    "equipment jewelry music homework monopoly poker chess cricket hockey discus poi "
+    "grouse sheep deer moose bison salmon trout swine aircraft spacecraft offspring".split()
+)
 #: Particles and directions: never inflected, never moved before the verb ("zooming out" is
 #: not "outszoom"; "moving up left" not "leftsupmove").
 PARTICLES: frozenset[str] = frozenset(
@@ -115,10 +124,23 @@ def verb_lemma_of_gerund(word: str) -> str | None:
     return None
 
 
+def noun_lemma(word: str) -> tuple[str, ...]:
+    """The word's one noun lemma: the dictionary's first, unless that is also the word's verb
+    lemma and another noun lemma is not ("leaves" -> leaf, not leave)."""
+    lemmas = _lemmas(word)
+    nouns = lemmas.get("NOUN", ())
+    own = [n for n in nouns if n not in lemmas.get("VERB", ())]
+    return (own[0],) if nouns and nouns[0] in lemmas.get("VERB", ()) and own else nouns[:1]
+
+
 def _plural(lemma: str) -> tuple[str, ...]:
     """One plural: the regular -s form when the dictionary lists it (juncos, not juncoes), else its first."""
+    if lemma in UNCOUNTED_NOUNS:  # snow, grouse: no snows, grouses
+        return ()
     plurals = _inflections(lemma, "NOUN").get("NNS", ())
-    return (lemma + "s",) if lemma + "s" in plurals else plurals[:1]
+    if plurals[:1] == (lemma + "es",) and lemma + "s" in plurals:
+        return (lemma + "s",)  # juncos, not juncoes; but leaves, not leafs
+    return plurals[:1]
 
 
 @lru_cache(maxsize=200_000)
@@ -199,7 +221,7 @@ def word_forms(word: str, pos: Pos | None = None) -> tuple[str, ...]:
         forms.append(lemma)
         forms.extend(_inflections(lemma, "VERB").get("VBG", ())[:1])  # "tying", not also "tieing"
     else:
-        lemmas = _lemmas(word).get("NOUN", ())[:1]  # "cookie", not also "cooky"
+        lemmas = noun_lemma(word)  # "cookie", not also "cooky"
         for lemma in lemmas:
             forms.append(lemma)
             forms.extend(_plural(lemma))  # "skis", not also "skiis"
@@ -213,8 +235,7 @@ def canonical_word(word: str, pos: Pos | None = None) -> str:
         return compound
     if pos is None:
         return verb_lemma_of_gerund(word) or word
-    key = "VERB" if pos == "verb" else "NOUN"
-    lemmas = _lemmas(word).get(key, ())
+    lemmas = _lemmas(word).get("VERB", ()) if pos == "verb" else noun_lemma(word)
     return lemmas[0] if lemmas else word
 
 
