@@ -65,13 +65,16 @@ class Timer:
         return f"{self.seconds:.0f} s"
 
 
-def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool = False) -> dict[str, Path]:
+def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool = False,
+           shot_length_s: float = 0.0) -> dict[str, Path]:
     """The corpus, its label space, the raw and deduplicated manifests and a web-domain test bed (cached).
 
     ``web_videos``: the same design with more (or fewer) web videos, in its own folder; the
     target benchmark is the same (it depends on the seed and target settings only).
     ``whole_action``: every web video shows its action from start to end (by default videos
     longer than 8 s show it in a window of 25-75% of their length), in its own folder.
+    ``shot_length_s``: web videos longer than this are cut into shots of about this length,
+    each a new scene showing the action throughout (``SynthCorpusConfig.shot_length_s``).
 
     ``web_a``/``web_b``: a second, independent corpus of the same web classes in the web
     domain, balanced (100 videos a class), clean and short, labelled by the truth, split in
@@ -84,7 +87,7 @@ def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool =
     from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
 
     root = Path(out) / ("corpus_v2" + ("" if web_videos == CORPUS["n_videos"] else f"_{web_videos}web")
-                        + ("_wholeaction" if whole_action else ""))
+                        + ("_wholeaction" if whole_action else "") + (f"_shots{shot_length_s:g}s" if shot_length_s else ""))
     c, d = root / "corpus", root / "data"
     paths = dict(root=root, corpus=c, target=c / "target", labels=d / "labels.parquet", truth=c / "truth.parquet",
                  manifest=d / "manifest.parquet", clean=d / "clean.parquet", planted=c / "planted.parquet",
@@ -92,6 +95,8 @@ def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool =
     paths["pool"], paths["raw_pool"] = paths["clean"], paths["manifest"]
     if not paths["web_b"].exists():
         whole = dict(partial_action_after_s=SynthCorpusConfig.max_duration_s) if whole_action else {}
+        if shot_length_s:
+            whole["shot_length_s"] = shot_length_s
         synth_corpus(SynthCorpusConfig(out=c, workers=2, **dict(CORPUS, n_videos=web_videos), **whole), progress=False)
         build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "labels.txt", out=paths["labels"]))
         match_videos(MatchConfig(videos=c / "videos.parquet", labels=paths["labels"], out=paths["manifest"],

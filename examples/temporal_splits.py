@@ -21,11 +21,15 @@ extra.add_argument("--web-videos", type=int, default=C.CORPUS["n_videos"],
 extra.add_argument("--budgets", nargs="+", default=["F1", "F2"], choices=["F1", "F2"])
 extra.add_argument("--whole-action", action="store_true",
                    help="web videos show their action from start to end (default: long ones in a 25-75%% window)")
+extra.add_argument("--shot-length", type=float, default=0.0,
+                   help="cut web videos longer than this many seconds into shots, each a new scene showing the action "
+                        "throughout (default 0: one scene)")
 more, sys.argv[1:] = extra.parse_known_args()
 a = C.args(__doc__)
 t = C.Timer()
-p = C.corpus(a.out, more.web_videos, more.whole_action)
-tag = ("" if more.web_videos == C.CORPUS["n_videos"] else f"_{more.web_videos}web") + ("_wholeaction" if more.whole_action else "")
+p = C.corpus(a.out, more.web_videos, more.whole_action, more.shot_length)
+tag = (("" if more.web_videos == C.CORPUS["n_videos"] else f"_{more.web_videos}web") + ("_wholeaction" if more.whole_action else "")
+       + (f"_shots{more.shot_length:g}s" if more.shot_length else ""))
 d = a.out / f"temporal{tag}"
 probe = d / "probe.parquet"
 if not probe.exists():
@@ -60,10 +64,10 @@ tests = {"F1 long > short": ("F1 long", "F1 short"), "F1 short > long-center": (
 tests = {k: v for k, v in tests.items() if k[:2] in more.budgets}
 res = {k: C.compare(hits[x], hits[y]) for k, (x, y) in tests.items()}
 videos = {name: s["selected"] for name, (_, s) in arms.items()}
-C.save(a.out, f"temporal_splits{tag}", {"web_videos": more.web_videos, "whole_action": more.whole_action, "videos": videos, "total_duration_s": total, "seeds": a.seeds,
+C.save(a.out, f"temporal_splits{tag}", {"web_videos": more.web_videos, "whole_action": more.whole_action, "shot_length_s": more.shot_length, "videos": videos, "total_duration_s": total, "seeds": a.seeds,
                                   **{k: v.to_dict() for k, v in res.items()}, "seconds": round(t.seconds)})
 for k, cmp in res.items():
     x, y = tests[k]
-    print(f"| 6. {k} | `temporal_splits.py{' --web-videos ' + str(more.web_videos) if more.web_videos != C.CORPUS['n_videos'] else ''}{' --whole-action' if more.whole_action else ''}` | {x} {videos[x]} videos vs {y} {videos[y]} videos (F1 = {n_long} videos each, "
+    print(f"| 6. {k} | `temporal_splits.py{' --web-videos ' + str(more.web_videos) if more.web_videos != C.CORPUS['n_videos'] else ''}{' --whole-action' if more.whole_action else ''}{f' --shot-length {more.shot_length:g}' if more.shot_length else ''}` | {x} {videos[x]} videos vs {y} {videos[y]} videos (F1 = {n_long} videos each, "
           f"F2 = {total:.0f} s each), {a.steps} steps, seeds {a.seeds} | {cmp.a.percent()} vs {cmp.b.percent()}; "
           f"{cmp.diff.percent(True)} | {C.verdict(cmp)} | {t} |")

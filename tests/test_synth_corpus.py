@@ -28,6 +28,7 @@ from weaksup.synth.corpus import (
     render_clip,
     synth_corpus,
     validate_config,
+    video_frames,
 )
 from weaksup.tables import read_table
 
@@ -456,3 +457,26 @@ def test_target_with_its_own_classes(tmp_path):
 def test_bad_target_classes(tmp_path, bad, message):
     with pytest.raises(InputError, match=message):
         validate_config(small_config(tmp_path, target_classes=bad))
+
+
+def test_long_videos_cut_into_shots_show_the_action_in_new_scenes(tmp_path):
+    cfg = SynthCorpusConfig(out=tmp_path, n_videos=40, n_classes=3, n_planted=0, min_duration_s=2.0,
+                            max_duration_s=20.0, shot_length_s=4.0, n_target_train_per_class=0,
+                            n_target_test_per_class=0)
+    plan = draw_corpus_plan(cfg)
+    plain = draw_corpus_plan(replace(cfg, shot_length_s=0.0))
+    long = [v for v in plan.web if v.duration_s > cfg.shot_length_s]
+    assert long and all(v.shots for v in long) and not any(v.shots for v in plan.web if v not in long)
+    for v in long:
+        scenes = (v.clip, *v.shots)
+        assert len(scenes) == math.ceil(v.duration_s / cfg.shot_length_s - 1e-9)
+        assert all(c.action_start == 0 and c.action_end == c.n_frames for c in scenes)  # the action throughout
+        assert len({(c.shape, c.colour, c.background) for c in scenes}) == len(scenes)  # each shot a new scene
+        assert (v.action_start_s, v.action_end_s) == (0.0, pytest.approx(v.duration_s))
+    # the same durations and labels as the one-scene plan; the default plan has no shots
+    assert [round(v.duration_s, 3) for v in plan.web] == [round(v.duration_s, 3) for v in plain.web]
+    assert [v.label_id for v in plan.web] == [v.label_id for v in plain.web] and not any(v.shots for v in plain.web)
+    frames = video_frames(long[0])
+    assert len(frames) == long[0].n_frames
+    with pytest.raises(InputError, match="shot_length_s"):
+        draw_corpus_plan(replace(cfg, shot_length_s=0.01))

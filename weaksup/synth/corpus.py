@@ -121,6 +121,10 @@ class SynthCorpusConfig:
     max_duration_s: float = 60.0
     #: Web videos longer than this show the action only in a window.
     partial_action_after_s: float = 8.0
+    #: 0: a web video is one scene. > 0: web videos longer than this are cut into scenes
+    #: (shots) of about this length, each a new scene, object and look showing the action
+    #: throughout, as long web videos cut between shots (the window rule does not apply).
+    shot_length_s: float = 0.0
     fps: float = 12.0
     width: int = 80
     height: int = 64
@@ -233,7 +237,10 @@ class PlantSpec:
 
 @dataclass(frozen=True)
 class WebVideo:
-    """One web video of the plan with its truth; exactly one of ``clip`` and ``plant`` is set."""
+    """One web video of the plan with its truth; exactly one of ``clip`` and ``plant`` is set.
+
+    ``shots``: further scenes after ``clip`` (``SynthCorpusConfig.shot_length_s``), played in turn.
+    """
 
     video_id: str
     label_id: int
@@ -245,6 +252,7 @@ class WebVideo:
     clip: ClipSpec | None = None
     plant: PlantSpec | None = None
     planted_from: str | None = None
+    shots: tuple[ClipSpec, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -252,7 +260,9 @@ class WebVideo:
 
     @property
     def n_frames(self) -> int:
-        return self.clip.n_frames if self.clip is not None else self.plant.n_frames  # type: ignore[union-attr]
+        if self.clip is not None:
+            return self.clip.n_frames + sum(shot.n_frames for shot in self.shots)
+        return self.plant.n_frames  # type: ignore[union-attr]
 
     @property
     def size(self) -> tuple[int, int]:
@@ -264,7 +274,7 @@ class WebVideo:
 
     @property
     def file_name(self) -> str:
-        return f"{self.video_id}-{_digest(self.clip or self.plant)}.mp4"
+        return f"{self.video_id}-{_digest((self.clip, self.shots) if self.shots else (self.clip or self.plant))}.mp4"
 
 
 @dataclass(frozen=True)
@@ -328,6 +338,8 @@ def validate_config(cfg: SynthCorpusConfig) -> None:
     )
     need(cfg.max_duration_s <= 3600, f"max_duration_s must be <= 3600, got {cfg.max_duration_s}")
     need(cfg.partial_action_after_s > 0, f"partial_action_after_s must be > 0, got {cfg.partial_action_after_s}")
+    need(cfg.shot_length_s == 0 or cfg.shot_length_s * cfg.fps >= 2,
+         f"shot_length_s must be 0 or give at least 2 frames at {cfg.fps} fps, got {cfg.shot_length_s}")
     for name in ("width", "height", "target_width", "target_height"):
         value = getattr(cfg, name)
         need(32 <= value <= 1024 and value % 2 == 0, f"{name} must be even and in [32, 1024], got {value}")
@@ -532,6 +544,23 @@ def _draw_target(cfg: SynthCorpusConfig, classes: tuple[MotionClass, ...]) -> li
     return out
 
 
+def _draw_web_shots(cfg: SynthCorpusConfig, rng: np.random.Generator, cls: MotionClass,
+                    seconds: float) -> tuple[ClipSpec, tuple[ClipSpec, ...]]:
+    """A web video's first scene and its further shots: one scene, unless ``shot_length_s``
+    cuts a longer video into near-equal shots, each a new scene showing the action throughout."""
+    n = _frames(seconds, cfg.fps)
+    if not cfg.shot_length_s or n / cfg.fps <= cfg.shot_length_s:
+        return _draw_web_clip(cfg, rng, cls, seconds), ()
+    k = math.ceil(n / cfg.fps / cfg.shot_length_s)
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    shots = tuple(
+        draw_clip(rng, cls, domain="web", width=cfg.width, height=cfg.height, fps=cfg.fps, n_frames=int(b - a),
+                  action=(0, int(b - a)))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    )
+    return shots[0], shots[1:]
+
+
 def _draw_web_clip(cfg: SynthCorpusConfig, rng: np.random.Generator, cls: MotionClass, seconds: float) -> ClipSpec:
     n = _frames(seconds, cfg.fps)
     if n / cfg.fps > cfg.partial_action_after_s:
@@ -606,12 +635,13 @@ def draw_corpus_plan(cfg: SynthCorpusConfig) -> CorpusPlan:
     for i in range(cfg.n_videos):
         rng = _rng(cfg, 1, i)
         label = int(rng.choice(len(classes), p=probs))
-        clip = _draw_web_clip(cfg, rng, classes[label], math.exp(rng.uniform(log_lo, log_hi)))
+        clip, shots = _draw_web_shots(cfg, rng, classes[label], math.exp(rng.uniform(log_lo, log_hi)))
         tags, kind, tagged = _draw_tags(rng, cfg, label, probs, class_hashtags, vocab, vocab_p)
+        end = (clip.n_frames + sum(s.n_frames for s in shots)) / clip.fps if shots else clip.action_end / clip.fps
         rows.append(
             dict(
-                label_id=label, hashtags=tags, hashtags_noise=kind, tagged_label_ids=tagged, clip=clip,
-                action_start_s=clip.action_start / clip.fps, action_end_s=clip.action_end / clip.fps,
+                label_id=label, hashtags=tags, hashtags_noise=kind, tagged_label_ids=tagged, clip=clip, shots=shots,
+                action_start_s=clip.action_start / clip.fps, action_end_s=end,
             )
         )
 
@@ -789,6 +819,8 @@ def video_frames(video: WebVideo | TargetVideo) -> np.ndarray:
     """Frames of any planned video."""
     if isinstance(video, WebVideo) and video.plant is not None:
         return plant_frames(video.plant)
+    if isinstance(video, WebVideo) and video.shots:
+        return np.concatenate([render_clip(c) for c in (video.clip, *video.shots)])  # type: ignore[misc]
     return render_clip(video.clip)  # type: ignore[arg-type]
 
 
