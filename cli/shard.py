@@ -33,7 +33,7 @@ def shard(
     Each clip is <key>.<ext> + <key>.json; a rerun skips the shards already complete (same rows, same settings);
     missing or unreadable files go to rejects.parquet.
     """
-    from weaksup.data.shards import ShardConfig, parse_size, write_shards
+    from weaksup.data.shard_writer import ShardConfig, parse_size, write_shards
 
     def job() -> dict:
         cfg = ShardConfig(

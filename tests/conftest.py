@@ -105,3 +105,14 @@ def write_clip(path: Path, degrees: int | None = None, codec: str = "libx264", c
         for p in s.encode():
             c.mux(p)
     return path
+
+
+def pretrain_app():
+    """``weaksup pretrain`` as a one-command Typer app (what ``python -m weaksup.train`` runs)."""
+    import typer
+
+    from weaksup.cli.pretrain import pretrain
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(pretrain)
+    return app

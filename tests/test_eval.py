@@ -17,7 +17,8 @@ from PIL import Image
 from weaksup.cli.main import app
 from weaksup.errors import InputError
 from weaksup.eval import extract as extract_mod
-from weaksup.eval.extract import ExtractConfig, extract_features, read_protocol
+from weaksup.eval.extract import ExtractConfig, extract_features
+from weaksup.eval.features import read_protocol
 from weaksup.eval import report as report_mod
 from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
 from weaksup.eval.features import class_space, read_features

@@ -65,9 +65,12 @@ DIE_ONCE = textwrap.dedent(
 
         torch.optim.SGD.step = step
 
-    from weaksup.train.__main__ import app
+    import sys
 
-    app()
+    from weaksup.cli.main import main
+
+    sys.argv[1:1] = ["pretrain"]
+    main()
     """
 ).replace("{fail_at}", str(FAIL_AT_STEP))
 

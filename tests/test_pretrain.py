@@ -371,7 +371,7 @@ def test_resume_with_another_max_steps_is_refused_unless_allowed(manifest: Path,
 
 def test_training_table_kinds_and_class_count(videos: Path, manifest: Path, tmp_path: Path) -> None:
     from weaksup.tables import write_table
-    from weaksup.train.loop import read_training_table
+    from weaksup.data.training_data import read_training_table
 
     data = read_training_table(manifest)
     assert (data.kind, data.rows, data.num_classes, data.weights) == ("manifest", 18, 3, None)
@@ -420,7 +420,9 @@ def pretrain_cli():
     """``weaksup pretrain ARGS...`` in-process (the standalone app of ``python -m weaksup.train``)."""
     from typer.testing import CliRunner
 
-    from weaksup.train.__main__ import app
+    from conftest import pretrain_app
+
+    app = pretrain_app()
 
     return lambda *args: CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
@@ -497,9 +499,8 @@ def test_two_process_gloo_ddp_run_ends_with_identical_weights(manifest: Path, tm
            "-m", "weaksup.train", "--manifest", str(manifest), "--out", str(out), "--preset", "tiny",
            "--max-steps", "2", "--device", "cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # cwd outside the repo: "-m" puts the cwd first on sys.path, and the source tree's weaksup
-    # (whose cli/ is mapped only by the install) would shadow the installed package
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env, cwd=tmp_path)
+    # from the checkout: "-m" puts the cwd first on sys.path, and the source tree imports as the package
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["total_batch"] == 8 and summary["steps"] == 2

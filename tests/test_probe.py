@@ -16,8 +16,10 @@ import typer
 from typer.testing import CliRunner
 
 from conftest import assert_input_error, write_clip
+from weaksup import video_io
 from weaksup.assembly import probe as probe_mod
-from weaksup.assembly.probe import ProbeConfig, probe_video, probe_videos, rotation_from_matrix, summary_path
+from weaksup.assembly.probe import ProbeConfig, probe_video, probe_videos, summary_path
+from weaksup.video_io import rotation_from_matrix
 from weaksup.bulk import parts_dir
 from weaksup.cli import probe as probe_cli
 from weaksup.synth.video import write_test_video
@@ -114,14 +116,14 @@ def test_exact_metadata_of_generated_videos(vids: dict[str, Path]) -> None:
     ],
 )
 def test_more_broken_files(vids: dict[str, Path], name: str, kind: str) -> None:
-    with pytest.raises(getattr(probe_mod, kind)):
+    with pytest.raises(getattr(video_io, kind)):
         probe_video(str(vids[name]))
 
 
 def test_uris(vids: dict[str, Path]) -> None:
     assert probe_video(str(vids["open_mdat"]))["n_frames"] == 5
     assert probe_video(vids["plain"].as_uri())["n_frames"] == 32
-    with pytest.raises(probe_mod.UnsupportedUri, match="nosuch"):  # s3:// is read when s3fs is installed (test_uris.py)
+    with pytest.raises(video_io.UnsupportedUri, match="nosuch"):  # s3:// is read when s3fs is installed (test_uris.py)
         probe_video("nosuch://bucket/v.mp4")
 
 

@@ -452,7 +452,7 @@ def closed_port() -> int:
 
 def test_connection_refused_is_not_reported_as_file_not_found(http_folder):
     pytest.importorskip("aiohttp")
-    from weaksup.assembly.probe import StoreError, open_video_file
+    from weaksup.video_io import StoreError, open_video_file
 
     root, base = http_folder
     with pytest.raises(FileNotFoundError, match="file not found"):  # a 404 is a missing file
@@ -495,7 +495,7 @@ def test_raw_pickle_checkpoint_is_one_line_without_torch_warnings(tmp_path):
     raw.write_bytes(pickle.dumps({"model": {"w": [1, 2]}}, protocol=4))
     proc = subprocess.run([sys.executable, "-c", "from weaksup.cli.main import main; main()", "convert-weights",
                            "--src", str(raw), "--dst", str(tmp_path / "o.safetensors"), "--arch", "r2plus1d_10"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)  # not the checkout's weaksup/
+                          capture_output=True, text=True, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "holds Python objects" in lines[0] and "weights_only" in lines[0] and str(raw) in lines[0]

@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 from conftest import assert_input_error
 from weaksup.data.dataset import ClipDataset
 from weaksup.data.rejects import read_rejects
-from weaksup.data.shards import ShardClipDataset, ShardConfig, iter_shard, parse_size, shuffled, write_shards
+from weaksup.data.shard_writer import ShardConfig, parse_size, write_shards
+from weaksup.data.shards import ShardClipDataset, iter_shard, shuffled
 from weaksup.errors import InputError
 from weaksup.synth.video import write_test_video
 from weaksup.tables import write_table
@@ -392,7 +393,7 @@ def test_a_relabelled_table_rewrites_its_shards(corpus: dict, tmp_path: Path, sh
 
 def test_unstamped_shards_of_an_older_weaksup_are_rewritten(corpus: dict, tmp_path: Path) -> None:
     from weaksup.bulk import StaleResumeWarning
-    from weaksup.data import shards as shards_mod
+    from weaksup.data import shard_writer as shards_mod
 
     out = tmp_path / "sh"
     real = shards_mod._write_shard
@@ -553,7 +554,9 @@ def test_pretrain_from_shards_resumes_exactly(train_shards: Path, tmp_path: Path
 
 
 def test_pretrain_from_a_memory_url_and_bad_shard_input(train_shards: Path, tmp_path: Path, one_thread) -> None:
-    from weaksup.train.__main__ import app
+    from conftest import pretrain_app
+
+    app = pretrain_app()
 
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")

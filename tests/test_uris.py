@@ -17,7 +17,8 @@ fsspec = pytest.importorskip("fsspec")
 from conftest import write_clip  # noqa: E402
 from weaksup import uris  # noqa: E402
 from weaksup.assembly import probe as probe_mod  # noqa: E402
-from weaksup.assembly.probe import ProbeConfig, open_video_file, probe_video, probe_videos  # noqa: E402
+from weaksup.assembly.probe import ProbeConfig, probe_video, probe_videos  # noqa: E402
+from weaksup.video_io import UnsupportedUri, open_video_file  # noqa: E402
 from weaksup.assembly.videos import iter_videos, read_id_uri  # noqa: E402
 from weaksup.bulk import safe_call  # noqa: E402
 from weaksup.dedupe.fingerprint import fingerprint_video  # noqa: E402
@@ -274,7 +275,7 @@ def test_unreachable_store_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unsupported_scheme_is_a_probe_error() -> None:
-    with pytest.raises(probe_mod.UnsupportedUri, match="nosuch"):
+    with pytest.raises(UnsupportedUri, match="nosuch"):
         probe_video("nosuch://bucket/v.mp4")
 
 

@@ -32,7 +32,7 @@ from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -295,8 +295,6 @@ def run_bulk(
     ) as progress:
         task = progress.add_task(config.desc, total=len(numbered), completed=len(numbered) - len(todo))
         if config.engine == "ray":
-            from weaksup.ray_engine import ray_map_chunks
-
             for block in ray_map_chunks(chunks, fn, part_schema, workers=config.workers, address=config.ray_address):
                 _write_part(parts, block, keys, settings)
                 progress.advance(task, block.num_rows)
@@ -344,3 +342,28 @@ def nothing_done(table: pa.Table, what: str = "row") -> str | None:
     errors = table.column("error").to_pylist() if n and "error" in table.column_names else [None] * n
     reasons = Counter((errors[i] or "unknown").split(":", 1)[0].strip() or "unknown" for i in rejected)
     return nothing_done_message(n, len(rejected), what, reasons)
+
+
+# ---- the Ray engine's view of a bulk job ----------------------------------------------------
+
+
+class _ChunkMapper:
+    """map_batches function: one Arrow batch of items in, the same rows as the part schema out."""
+
+    def __init__(self, fn: Callable[[dict], dict], part_schema: pa.Schema) -> None:
+        self.fn, self.part_schema = fn, part_schema
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return part_table(run_chunk(self.fn, batch.to_pylist()), self.part_schema)
+
+
+def ray_map_chunks(
+    chunks: list[list[dict]], fn: Callable[[dict], dict], part_schema: pa.Schema, *, workers: int, address: str | None
+) -> Iterator[pa.Table]:
+    """Finished chunks of a bulk job (Arrow tables in the part schema), in completion order."""
+    if not chunks:
+        return
+    from weaksup.ray_engine import ray_map
+
+    yield from ray_map([it for chunk in chunks for it in chunk], _ChunkMapper(fn, part_schema),
+                       batch_size=len(chunks[0]), workers=workers, address=address)

@@ -16,7 +16,8 @@ _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finaliser, vectorised: a well-mixed 64-bit hash of each uint64."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -52,7 +53,7 @@ def stable_hash64(ids: pa.Array | pa.ChunkedArray | list, seed: int = 0, salt: s
             else:
                 idx = np.flatnonzero(lengths > j)
                 h[idx] = (h[idx] ^ data[starts[idx] + j].astype(np.uint64)) * _FNV_PRIME
-        return _splitmix64(h ^ lengths.astype(np.uint64))
+        return splitmix64(h ^ lengths.astype(np.uint64))
 
 
 def stable_uniform(ids: pa.Array | pa.ChunkedArray | list, seed: int = 0, salt: str = "") -> np.ndarray:

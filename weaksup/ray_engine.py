@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import os
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
@@ -51,26 +50,11 @@ def ray_session(*, address: str | None, workers: int) -> Iterator[None]:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        # Workers import weaksup from wherever this process does (an editable checkout included).
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}}
-        ray.init(num_cpus=max(1, workers), runtime_env=env, **kwargs)
+        ray.init(num_cpus=max(1, workers), **kwargs)
     try:
         yield
     finally:
         ray.shutdown()
-
-
-class _ChunkMapper:
-    """map_batches function: one Arrow batch of items in, the same rows as the part schema out."""
-
-    def __init__(self, fn: Callable[[dict], dict], part_schema: pa.Schema) -> None:
-        self.fn, self.part_schema = fn, part_schema
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        from weaksup.bulk import part_table, run_chunk
-
-        return part_table(run_chunk(self.fn, batch.to_pylist()), self.part_schema)
 
 
 def ray_map(
@@ -105,13 +89,3 @@ def ray_map(
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if block.num_rows:
                 yield block
-
-
-def ray_map_chunks(
-    chunks: list[list[dict]], fn: Callable[[dict], dict], part_schema: pa.Schema, *, workers: int, address: str | None
-) -> Iterator[pa.Table]:
-    """Finished chunks of a bulk job (Arrow tables in the part schema), in completion order."""
-    if not chunks:
-        return
-    yield from ray_map([it for chunk in chunks for it in chunk], _ChunkMapper(fn, part_schema),
-                       batch_size=len(chunks[0]), workers=workers, address=address)

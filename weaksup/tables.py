@@ -21,7 +21,6 @@ import os
 import re
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -140,13 +139,8 @@ class Schema:
 
 
 def _schema_files() -> Any:
-    """The schema folder: the installed ``weaksup.schemas`` package, or ``schemas/`` beside
-    the package in a source checkout imported without installing (Ray workers started in a
-    checkout put it first on ``sys.path``)."""
-    try:
-        return resources.files("weaksup.schemas")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "schemas"
+    """The schema folder, ``weaksup/schemas`` (``schemas/`` at the top of a checkout)."""
+    return resources.files("weaksup.schemas")
 
 
 def schema_names() -> list[str]:

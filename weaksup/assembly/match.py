@@ -54,7 +54,7 @@ from weaksup.assembly.videos import (
 )
 from weaksup.errors import InputError
 from weaksup.progress import count_progress
-from weaksup.hashing import _splitmix64, stable_hash64
+from weaksup.hashing import splitmix64, stable_hash64
 from weaksup.labels.sources import read_hashtag_list
 from weaksup.uris import check_input_file
 from weaksup.tables import conform, load_schema, read_table, write_json, write_table
@@ -211,7 +211,7 @@ def tags_of_label(tag_lists: pa.Array, label_id: np.ndarray, index: HashtagIndex
 
 def _draw(hashes: np.ndarray, seed: int, counts: np.ndarray) -> np.ndarray:
     """A uniform choice in [0, count) per video, a function of (seed, video_id) only."""
-    mixed = _splitmix64(hashes ^ _splitmix64(np.full(len(hashes), seed, dtype=np.uint64)))
+    mixed = splitmix64(hashes ^ splitmix64(np.full(len(hashes), seed, dtype=np.uint64)))
     return (mixed % np.maximum(counts, 1).astype(np.uint64)).astype(np.int64)
 
 

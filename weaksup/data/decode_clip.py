@@ -41,8 +41,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from weaksup.assembly.probe import NotAVideo, NoVideoStream, open_video_file
-from weaksup.dedupe.decode import FrameClock, UndecodableVideo
+from weaksup.video_io import FrameClock, NotAVideo, NoVideoStream, UndecodableVideo, open_video_file
 
 TIME_EPS_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not move a clip by a frame
 DEFAULT_RATE = 25.0  # frames per second assumed for a stream that states no rate at all
@@ -319,7 +318,7 @@ def read_clip(
     ``seek=False`` decodes from the beginning (files whose index is not to be trusted; the
     baseline of ``benchmarks/loader_bench.py``). ``uri`` may also be a seekable binary file
     object (``io.BytesIO`` of a tar shard member).
-    Raises ``FileNotFoundError`` or a :class:`~weaksup.assembly.probe.ProbeError` subclass
+    Raises ``FileNotFoundError`` or a :class:`~weaksup.video_io.ProbeError` subclass
     (``NotAVideo``, ``EmptyFile``, ``NoVideoStream``, ``UndecodableVideo``) with a one-line reason.
     """
     if num_frames < 1 or stride < 1:

@@ -20,7 +20,7 @@ so far (:attr:`DecodeInfo.partial` says why it stopped): a cut or damaged copy o
 is still a copy, and its codes still match. A stream that simply ends well before the
 duration its headers state (a cut download; the demuxer stops without an error) is
 flagged the same way. A file of which no frame decodes raises
-:class:`UndecodableVideo` (or another :class:`~weaksup.assembly.probe.ProbeError`).
+:class:`UndecodableVideo` (or another :class:`~weaksup.video_io.ProbeError`).
 """
 
 from __future__ import annotations
@@ -33,13 +33,9 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from weaksup.assembly.probe import NoVideoStream, ProbeError, TruncatedVideo, open_video_file
+from weaksup.video_io import FrameClock, NoVideoStream, TruncatedVideo, UndecodableVideo, open_video_file
 
 TIME_TOLERANCE_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not shift a sample
-
-
-class UndecodableVideo(ProbeError):
-    """The container opens but not one frame of its video stream decodes."""
 
 
 @dataclass(frozen=True)
@@ -62,53 +58,6 @@ def grey_size(width: int, height: int, max_side: int) -> tuple[int, int]:
         return width, height
     scale = max_side / long_side
     return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-class FrameClock:
-    """Frame times in seconds: FFmpeg's pts/dts choice, monotonic.
-
-    Times count from ``origin_ts`` (the stream's start time, in time_base units) when
-    given, else from the first frame. Shared by fingerprint sampling and clip loading.
-    """
-
-    def __init__(self, time_base: float | None, interval: float, origin_ts: int | None = None) -> None:
-        self.time_base = time_base
-        self.interval = interval  # seconds per frame, for frames without a timestamp
-        self.faulty_pts = self.faulty_dts = 0
-        self.last_pts: int | None = None
-        self.last_dts: int | None = None
-        self.origin: float | None = origin_ts
-        self.previous: float | None = None
-
-    def _best_effort(self, pts: int | None, dts: int | None) -> int | None:
-        """libavcodec's ``guess_correct_pts``: trust whichever of pts/dts is less often out of order."""
-        if dts is not None:
-            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
-            self.last_dts = dts
-        elif pts is not None:
-            self.last_dts = pts
-        if pts is not None:
-            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
-            self.last_pts = pts
-        elif dts is not None:
-            self.last_pts = dts
-        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
-            return pts
-        return dts
-
-    def time(self, frame: av.VideoFrame) -> float:
-        ts = self._best_effort(frame.pts, frame.dts)
-        if ts is None or self.time_base is None:
-            t = 0.0 if self.previous is None else self.previous + self.interval
-        else:
-            if self.origin is None:  # the first timestamp; earlier frames had none
-                expected = 0.0 if self.previous is None else self.previous + self.interval
-                self.origin = ts - expected / self.time_base
-            t = (ts - self.origin) * self.time_base
-        if self.previous is not None and t < self.previous:
-            t = self.previous  # never move the timeline back; the earlier frame is superseded
-        self.previous = t
-        return t
 
 
 def _frame_interval(stream: av.video.stream.VideoStream) -> float | None:

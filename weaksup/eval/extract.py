@@ -43,14 +43,14 @@ from weaksup.data.dataset import EvalClipDataset, load_video_table
 from weaksup.data.loader import single_thread_worker
 from weaksup.data.rejects import read_rejects
 from weaksup.errors import InputError
+from weaksup.eval.features import EXTRACT_META_KEY
 from weaksup.ray_engine import check_engine
 from weaksup.eval.network import Network, load_network
 from weaksup.tables import conform, load_schema, write_table
 from weaksup.outputs import atomic_output, require_local_output
 from weaksup.threads import ThreadTuner
-from weaksup.train.loop import uses_cuda
+from weaksup.devices import uses_cuda
 
-EXTRACT_META_KEY = b"weaksup.extract"
 
 
 @dataclass(frozen=True)
@@ -111,13 +111,6 @@ class Protocol:
     def key(self) -> str:
         """A short fingerprint of the protocol (the parts' stamps compare its fields one by one)."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def read_protocol(path: Path) -> dict[str, Any] | None:
-    """The extraction protocol stored in a features table, if any."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(EXTRACT_META_KEY)
-    return json.loads(raw) if raw else None
 
 
 class _MarkedEvalClips(EvalClipDataset):

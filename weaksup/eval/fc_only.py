@@ -31,7 +31,7 @@ from weaksup.eval.features import ClassSpace, check_same_protocol, class_space, 
 from weaksup.eval.label_maps import read_label_map
 from weaksup.eval.logreg import LogRegConfig, select_penalty
 from weaksup.eval.report import Predictions, network_name, write_report
-from weaksup.train.loop import uses_cuda
+from weaksup.devices import uses_cuda
 from weaksup.outputs import require_local_output
 
 

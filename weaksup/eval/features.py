@@ -8,6 +8,7 @@ test classes that have no training example, and label numberings that disagree.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from weaksup.errors import InputError
-from weaksup.eval.extract import read_protocol
 from weaksup.eval.label_maps import LabelMap, name_key
 from weaksup.tables import read_table
+
+#: Features-table metadata key holding the extraction protocol (written by weaksup.eval.extract).
+EXTRACT_META_KEY = b"weaksup.extract"
+
+
+def read_protocol(path: Path) -> dict[str, Any] | None:
+    """The extraction protocol stored in a features table, if any."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(EXTRACT_META_KEY)
+    return json.loads(raw) if raw else None
 
 
 @dataclass(frozen=True)

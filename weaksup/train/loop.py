@@ -43,7 +43,6 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -52,17 +51,18 @@ import torch.nn.functional as F
 from weaksup.data.dataset import ClipDataset
 from weaksup.data.loader import make_loader
 from weaksup.data.rejects import read_rejects
-from weaksup.data.shards import ShardIndex, ShardMemberDataset, load_shard_index
+from weaksup.data.shards import ShardMemberDataset
+from weaksup.data.training_data import TrainingShards, TrainingTable, read_training_data
+from weaksup.devices import uses_cuda
 from weaksup.errors import InputError
 from weaksup.models import ARCHS, build_model
 from weaksup.models.via2d import native_3d_convs
-from weaksup.tables import SCHEMA_META_KEY, read_table, write_json
+from weaksup.tables import write_json
 from weaksup.outputs import require_local_output
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
 from weaksup.threads import ThreadTuner, thread_budget
 from weaksup.train.config import RUN_FIELDS, TrainConfig, run_field_changes
 from weaksup.train.sampler import ResumableSampler, ShardSampler
-from weaksup.uris import as_uri, is_local, local_path
 
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "data_wait_fraction")
 
@@ -118,115 +118,6 @@ REJECT_CHECK_AFTER = 100  # items seen (clips + rejects, all processes) before t
 # ----------------------------------------------------------------------------- input
 
 
-@dataclass(frozen=True)
-class TrainingTable:
-    """The validated table to train on and what the loop needs to know about it."""
-
-    table: pa.Table
-    kind: str  # manifest, clips or sample
-    path: Path
-    num_classes: int
-    weights: np.ndarray | None  # sample_weight, when the table has it for every row
-
-    @property
-    def rows(self) -> int:
-        return self.table.num_rows
-
-
-def _table_kind(path: Path) -> str:
-    """Which schema a training table follows: its stamped schema name, else its columns."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    try:
-        schema = pq.read_schema(path)
-    except Exception as exc:  # not Parquet, truncated: read_table words it the same way
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
-    stamp = (schema.metadata or {}).get(SCHEMA_META_KEY, b"").decode(errors="replace").split("/")[0]
-    if stamp in ("manifest", "clips", "sample"):
-        return stamp
-    if "clip_start_s" in schema.names:
-        return "clips"
-    if "draw" in schema.names or "sample_weight" in schema.names:
-        return "sample"
-    return "manifest"
-
-
-def _num_classes(top: int, labels: Path | None, source: str) -> int:
-    """Classes of ``labels`` (a labels table) when given, checked against the top label id; else top + 1."""
-    if labels is None:
-        return top + 1
-    num_classes = int(read_table("labels", labels, columns=["label_id"]).column("label_id").to_numpy().max()) + 1
-    if top >= num_classes:
-        raise InputError(f"{source}: label id {top} is outside the {num_classes} labels of {labels}")
-    return num_classes
-
-
-def read_training_table(path: Path, *, labels: Path | None = None, loss: str = "softmax") -> TrainingTable:
-    """Read a manifest, clips or sample table (schema-checked) and count its classes.
-
-    The classes are those of ``labels`` (a labels table) when given, so a subset that lacks
-    the last labels still trains a full-size classifier; else max(label_id) + 1.
-    """
-    path = Path(path)
-    kind = _table_kind(path)
-    table = read_table(kind, path)
-    if table.num_rows == 0:
-        raise InputError(f"{path}: the {kind} table has no rows")
-    label_ids = table.column("label_id").to_numpy()
-    if label_ids.min() < 0:
-        raise InputError(f"{path}: column 'label_id' has negative values")
-    top = int(label_ids.max())
-    if loss == "bce" and "matched_label_ids" in table.column_names:
-        matched = table.column("matched_label_ids").combine_chunks().flatten().to_numpy()
-        if len(matched):
-            top = max(top, int(matched.max()))
-    num_classes = _num_classes(top, labels, str(path))
-    weights = None
-    if "sample_weight" in table.column_names and table.column("sample_weight").null_count == 0:
-        weights = table.column("sample_weight").to_numpy().astype(np.float64)
-    return TrainingTable(table, kind, path, num_classes, weights)
-
-
-@dataclass(frozen=True)
-class TrainingShards:
-    """A shard folder (``weaksup shard``) to train on: its index and class count.
-
-    BCE targets are the single label here (the shards do not carry matched_label_ids), and
-    sample weights are not supported.
-    """
-
-    index: ShardIndex
-    path: str  # the folder, local or an fsspec URL
-    num_classes: int
-    kind: str = "shards"
-    weights: None = None
-
-    @property
-    def rows(self) -> int:
-        return len(self.index)
-
-
-def is_shard_folder(source: Path | str) -> bool:
-    """Whether ``source`` names a shard folder (a local folder or any non-file URL), not a table file."""
-    text = as_uri(source)
-    if is_local(text):
-        return local_path(text).is_dir()
-    if text.rstrip("/").lower().endswith((".parquet", ".pq", ".csv", ".jsonl", ".json")):
-        raise InputError(f"{text}: pretrain reads a remote table only as a shard folder (weaksup shard); "
-                         "copy the table to a local path, or shard it")
-    return True
-
-
-def read_training_data(source: Path | str, *, labels: Path | None = None,
-                       loss: str = "softmax") -> TrainingTable | TrainingShards:
-    """The table (:func:`read_training_table`) or shard folder (its ``index.parquet``) to train on."""
-    if not is_shard_folder(source):
-        return read_training_table(Path(source), labels=labels, loss=loss)
-    text = as_uri(source)
-    index = load_shard_index(text)
-    return TrainingShards(index, text, _num_classes(int(index.label.max()), labels, text))
-
-
 def _multi_hot_lookup(table: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
     """CSR (offsets, values) of matched_label_ids, for BCE targets looked up by row index."""
     if "matched_label_ids" not in table.column_names:
@@ -252,13 +143,6 @@ class Processes:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def uses_cuda(device: str) -> bool:
-    """Whether config device ``device`` (auto, cpu, cuda) means CUDA here."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda requested but no CUDA device is available (use --device cpu or auto)")
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
 def restart_hazard(environ: Mapping[str, str]) -> str | None:
