@@ -151,9 +151,7 @@ def finetune(
     overrides = {k: v for k, v in locals().items() if k in names}
 
     def job() -> dict:
-        if overrides["epochs"] is not None and overrides["max_steps"] is None:
-            overrides["max_steps"] = 0
-        cfg = finetune_preset(preset).override(**overrides)
+        cfg = finetune_preset(preset).override(**overrides)  # --epochs alone replaces the preset's length
         return run_finetune(cfg, train_manifest=train_manifest, test_manifest=test_manifest, checkpoint=checkpoint,
                             out=out, label_map=label_map, num_clips=clips, resume=not no_resume, progress=progress,
                             max_reject_fraction=max_reject_fraction)

@@ -81,11 +81,7 @@ def pretrain(
     overrides = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
 
     def resolve() -> TrainConfig:
-        # the run length the user names wins over the preset's (max_steps > max_clips > epochs)
-        if overrides["max_steps"] is None and (overrides["max_clips"] is not None or overrides["epochs"] is not None):
-            overrides["max_steps"] = 0
-            if overrides["max_clips"] is None:
-                overrides["max_clips"] = "0"
+        # the run length the user names wins over the preset's: TrainConfig.override's rule
         if overrides.get("max_clips") is not None:
             text = overrides["max_clips"]
             try:

@@ -70,6 +70,22 @@ def test_linear_scaling_uses_total_batch_of_batch_accumulate_and_world() -> None
     assert sched.warmup_steps == 70 and sched.warmup_steps < sched.boundaries[0]
 
 
+def test_override_applies_the_run_length_rule_of_the_cli() -> None:
+    """The Python API and the CLI share one rule: the length a user names replaces the preset's."""
+    from weaksup.train.config import FIELD_HELP, PRESETS
+
+    paper = PRESETS["paper-8f"]
+    assert paper.max_clips and not paper.max_steps
+    by_epochs = paper.override(epochs=3)
+    assert (by_epochs.epochs, by_epochs.max_clips, by_epochs.max_steps) == (3, 0, 0)
+    by_clips = PRESETS["tiny"].override(max_clips=1000)
+    assert (by_clips.max_clips, by_clips.max_steps) == (1000, 0)
+    both = paper.override(epochs=3, max_steps=7)
+    assert (both.max_steps, both.max_clips) == (7, paper.max_clips)  # max_steps named: nothing cleared
+    assert paper.override(seed=1).max_clips == paper.max_clips  # no length named: the preset's stays
+    assert set(FIELD_HELP) == set(TrainConfig.__dataclass_fields__) and all(FIELD_HELP.values())
+
+
 def test_config_validates_and_overrides() -> None:
     cfg = PRESETS["tiny"].override(arch="r3d_18", seed=None)
     assert cfg.arch == "r3d_18" and cfg.seed == PRESETS["tiny"].seed

@@ -39,44 +39,6 @@ PAPER_REFERENCE_BATCH = 2048
 PAPER_BASE_LR = 0.192
 PAPER_CLIPS_SEEN = 490_000_000
 
-# one line of help per field; the CLI reuses it so `weaksup pretrain --help` and the
-# dataclass never disagree
-FIELD_HELP: dict[str, str] = {
-    "arch": "Model architecture (r2plus1d_10/18/34/50/101/152, r3d_18, r2d_18).",
-    "frames": "Frames per clip (the paper: 8 or 32).",
-    "stride": "Temporal stride between sampled frames.",
-    "crop": "Random square crop size in pixels (the paper: 112).",
-    "hflip": "Random horizontal flips in training (off for direction classes such as left vs right).",
-    "short_side": "Frames are resized so their short side is this many pixels before cropping (the paper: 128).",
-    "batch_size": "Clips per process per micro-batch (the paper: 16 at 8 frames, 6 at 32).",
-    "accumulate": "Micro-batches per optimizer step (gradient accumulation).",
-    "epochs": "Passes over the table (replaces the preset's --max-clips/--max-steps when given alone).",
-    "max_steps": "Optimizer steps in all (0 = from --max-clips or --epochs).",
-    "max_clips": "Clips to process in all, over every process (the paper: 490M; 0 = from --epochs; replaces the preset's --max-steps when given).",
-    "base_lr": "LR at the reference batch; scaled linearly by total batch / reference batch (the paper: 0.192).",
-    "reference_batch": "Total batch (clips per optimizer step) that --base-lr belongs to (the paper: 16 x 128 GPUs = 2048).",
-    "momentum": "SGD momentum.",
-    "weight_decay": "SGD weight decay (the paper: 1e-4).",
-    "warmup_steps": "Linear warm-up steps (0 = --warmup-fraction of training).",
-    "warmup_fraction": "Warm-up length as a fraction of training, when --warmup-steps is 0.",
-    "lr_halvings": "Times the LR is decayed (by --lr-decay), at equally spaced steps over training (the paper: 13 halvings).",
-    "lr_decay": "Factor of each LR decay step (the paper: 0.5 in pre-training, 0.1 in fine-tuning).",
-    "backbone_lr_scale": "LR of every layer but the classifier, as a fraction of the LR (fine-tuning; 1 = one LR for all).",
-    "loss": "softmax (cross-entropy on the single label, the paper) or bce (per-label sigmoid on matched_label_ids).",
-    "precision": "fp32, bf16 (autocast; CPU or CUDA) or fp16 (autocast + gradient scaling; CUDA only).",
-    "channels_last": "Use the channels_last_3d memory format (faster convolutions on recent GPUs).",
-    "compile": "torch.compile the model.",
-    "workers": "Data loader worker processes per training process (0 = load in the training process).",
-    "threads": ("CPU threads for torch's ops per training process (0 = adapt: try all of this process's share of "
-                "the cores and fewer, keep the faster, re-check as the machine's load changes; a fixed N gives "
-                "bit-identical reruns, which a changing count does not)."),
-    "seed": "Seed of model init, data order and augmentation; the same seed gives the same run.",
-    "log_every": "Write a log row (CSV, TensorBoard) every N steps.",
-    "checkpoint_every": "Save a checkpoint every N steps (and always at the end).",
-    "keep_checkpoints": "Keep the last K checkpoints.",
-    "device": "auto (CUDA when available), cpu or cuda.",
-    "use_sample_weights": "Draw clips with replacement by the sample table's sample_weight (square-root sampling).",
-}
 
 
 # What a change of each field does to a run resumed from a checkpoint (see _run and _free
@@ -86,14 +48,15 @@ CLIPS = "the clips the network is trained on"
 UPDATES = "the weight updates"
 
 
-def _run(default: Any, changes: str) -> Any:
-    """A field that changes the trained weights or the schedule: a resume must keep it."""
-    return field(default=default, metadata={"run": True, "changes": changes})
+def _run(default: Any, changes: str, help: str) -> Any:
+    """A field that changes the trained weights or the schedule: a resume must keep it.
+    ``help`` is its one line in ``weaksup pretrain --help`` and ``eval finetune --help``."""
+    return field(default=default, metadata={"run": True, "changes": changes, "help": help})
 
 
-def _free(default: Any, why: str) -> Any:
+def _free(default: Any, why: str, help: str) -> Any:
     """A field that may change on resume: speed, logging or placement, not what is trained."""
-    return field(default=default, metadata={"run": False, "why": why})
+    return field(default=default, metadata={"run": False, "why": why, "help": help})
 
 
 @dataclass(frozen=True)
@@ -103,42 +66,77 @@ class TrainConfig:
     Each field's metadata says whether it belongs to the run (``run=True``: it changes the
     trained weights or the LR schedule, so a resumed run must keep it; ``changes`` names
     what it changes) or may change on resume (``run=False``: speed, logging, placement;
-    ``why`` says so). :data:`RUN_FIELDS` is derived from it.
+    ``why`` says so), and ``help`` is its line of CLI help. :data:`RUN_FIELDS` and
+    :data:`FIELD_HELP` are derived from them; nothing else lists the fields.
     """
 
-    arch: str = _run("r2plus1d_34", "the network")
-    frames: int = _run(8, CLIPS)
-    stride: int = _run(1, CLIPS)
-    crop: int = _run(112, CLIPS)
-    short_side: int = _run(128, CLIPS)
-    hflip: bool = _run(True, CLIPS)
-    batch_size: int = _run(16, SCHEDULE)  # the total batch scales the LR and sets the steps per epoch
-    accumulate: int = _run(1, SCHEDULE)
-    epochs: int = _run(1, SCHEDULE)
-    max_steps: int = _run(0, SCHEDULE)
-    max_clips: int = _run(PAPER_CLIPS_SEEN, SCHEDULE)
-    base_lr: float = _run(PAPER_BASE_LR, SCHEDULE)
-    reference_batch: int = _run(PAPER_REFERENCE_BATCH, SCHEDULE)
-    momentum: float = _run(0.9, UPDATES)
-    weight_decay: float = _run(1e-4, UPDATES)
-    warmup_steps: int = _run(0, SCHEDULE)
-    warmup_fraction: float = _run(0.05, SCHEDULE)
-    lr_halvings: int = _run(13, SCHEDULE)
-    lr_decay: float = _run(0.5, SCHEDULE)
-    backbone_lr_scale: float = _run(1.0, UPDATES)
-    loss: Literal["softmax", "bce"] = _run("softmax", UPDATES)
+    arch: str = _run("r2plus1d_34", "the network",
+        help="Model architecture (r2plus1d_10/18/34/50/101/152, r3d_18, r2d_18).")
+    frames: int = _run(8, CLIPS,
+        help="Frames per clip (the paper: 8 or 32).")
+    stride: int = _run(1, CLIPS,
+        help="Temporal stride between sampled frames.")
+    crop: int = _run(112, CLIPS,
+        help="Random square crop size in pixels (the paper: 112).")
+    short_side: int = _run(128, CLIPS,
+        help="Frames are resized so their short side is this many pixels before cropping (the paper: 128).")
+    hflip: bool = _run(True, CLIPS,
+        help="Random horizontal flips in training (off for direction classes such as left vs right).")
+    batch_size: int = _run(16, SCHEDULE,  # the total batch scales the LR and sets the steps per epoch
+        help="Clips per process per micro-batch (the paper: 16 at 8 frames, 6 at 32).")
+    accumulate: int = _run(1, SCHEDULE,
+        help="Micro-batches per optimizer step (gradient accumulation).")
+    epochs: int = _run(1, SCHEDULE,
+        help="Passes over the table (replaces the preset's --max-clips/--max-steps when given alone).")
+    max_steps: int = _run(0, SCHEDULE,
+        help="Optimizer steps in all (0 = from --max-clips or --epochs).")
+    max_clips: int = _run(PAPER_CLIPS_SEEN, SCHEDULE,
+        help="Clips to process in all, over every process (the paper: 490M; 0 = from --epochs; replaces the preset's --max-steps when given).")
+    base_lr: float = _run(PAPER_BASE_LR, SCHEDULE,
+        help="LR at the reference batch; scaled linearly by total batch / reference batch (the paper: 0.192).")
+    reference_batch: int = _run(PAPER_REFERENCE_BATCH, SCHEDULE,
+        help="Total batch (clips per optimizer step) that --base-lr belongs to (the paper: 16 x 128 GPUs = 2048).")
+    momentum: float = _run(0.9, UPDATES,
+        help="SGD momentum.")
+    weight_decay: float = _run(1e-4, UPDATES,
+        help="SGD weight decay (the paper: 1e-4).")
+    warmup_steps: int = _run(0, SCHEDULE,
+        help="Linear warm-up steps (0 = --warmup-fraction of training).")
+    warmup_fraction: float = _run(0.05, SCHEDULE,
+        help="Warm-up length as a fraction of training, when --warmup-steps is 0.")
+    lr_halvings: int = _run(13, SCHEDULE,
+        help="Times the LR is decayed (by --lr-decay), at equally spaced steps over training (the paper: 13 halvings).")
+    lr_decay: float = _run(0.5, SCHEDULE,
+        help="Factor of each LR decay step (the paper: 0.5 in pre-training, 0.1 in fine-tuning).")
+    backbone_lr_scale: float = _run(1.0, UPDATES,
+        help="LR of every layer but the classifier, as a fraction of the LR (fine-tuning; 1 = one LR for all).")
+    loss: Literal["softmax", "bce"] = _run("softmax", UPDATES,
+        help="softmax (cross-entropy on the single label, the paper) or bce (per-label sigmoid on matched_label_ids).")
     # bf16/fp16 autocast computes every step at another precision (fp16 also scales the loss)
-    precision: Literal["fp32", "bf16", "fp16"] = _run("bf16", UPDATES)
-    channels_last: bool = _free(True, "a memory layout: the same arithmetic up to kernel rounding, like threads")
-    compile: bool = _free(False, "the same model, compiled or not")
-    workers: int = _free(8, "loader processes: every clip depends on (seed, epoch, index) only")
-    threads: int = _free(0, "CPU threads: the same arithmetic up to summation order")
-    seed: int = _run(0, CLIPS + " (their order and augmentation)")
-    log_every: int = _free(50, "logging only")
-    checkpoint_every: int = _free(2000, "checkpointing only")
-    keep_checkpoints: int = _free(3, "checkpointing only")
-    device: Literal["auto", "cpu", "cuda"] = _free("auto", "placement: the same run on another device, up to rounding")
-    use_sample_weights: bool = _run(False, CLIPS)
+    precision: Literal["fp32", "bf16", "fp16"] = _run("bf16", UPDATES,
+        help="fp32, bf16 (autocast; CPU or CUDA) or fp16 (autocast + gradient scaling; CUDA only).")
+    channels_last: bool = _free(True, "a memory layout: the same arithmetic up to kernel rounding, like threads",
+        help="Use the channels_last_3d memory format (faster convolutions on recent GPUs).")
+    compile: bool = _free(False, "the same model, compiled or not",
+        help="torch.compile the model.")
+    workers: int = _free(8, "loader processes: every clip depends on (seed, epoch, index) only",
+        help="Data loader worker processes per training process (0 = load in the training process).")
+    threads: int = _free(0, "CPU threads: the same arithmetic up to summation order",
+        help=("CPU threads for torch's ops per training process (0 = adapt: try all of this process's share of "
+                "the cores and fewer, keep the faster, re-check as the machine's load changes; a fixed N gives "
+                "bit-identical reruns, which a changing count does not)."))
+    seed: int = _run(0, CLIPS + " (their order and augmentation)",
+        help="Seed of model init, data order and augmentation; the same seed gives the same run.")
+    log_every: int = _free(50, "logging only",
+        help="Write a log row (CSV, TensorBoard) every N steps.")
+    checkpoint_every: int = _free(2000, "checkpointing only",
+        help="Save a checkpoint every N steps (and always at the end).")
+    keep_checkpoints: int = _free(3, "checkpointing only",
+        help="Keep the last K checkpoints.")
+    device: Literal["auto", "cpu", "cuda"] = _free("auto", "placement: the same run on another device, up to rounding",
+        help="auto (CUDA when available), cpu or cuda.")
+    use_sample_weights: bool = _run(False, CLIPS,
+        help="Draw clips with replacement by the sample table's sample_weight (square-root sampling).")
 
     def __post_init__(self) -> None:
         for name in ("frames", "stride", "crop", "short_side", "batch_size", "accumulate", "epochs", "reference_batch",
@@ -178,12 +176,20 @@ class TrainConfig:
         return cls(**data)
 
     def override(self, **changes: Any) -> TrainConfig:
-        """A copy with the given fields changed; ``None`` values mean "keep" (unset CLI options)."""
+        """A copy with the given fields changed; ``None`` values mean "keep" (unset CLI options).
+
+        The run length named here replaces the preset's (max_steps > max_clips > epochs):
+        ``max_clips`` or ``epochs`` without ``max_steps`` clears max_steps, and ``epochs``
+        alone clears max_clips too. The CLI and the Python API share this one rule.
+        """
         changes = {k: v for k, v in changes.items() if v is not None}
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
             raise InputError(f"config: unknown field(s) {', '.join(unknown)}")
+        if "max_steps" not in changes and ("max_clips" in changes or "epochs" in changes):
+            changes["max_steps"] = 0
+            changes.setdefault("max_clips", 0)
         return replace(self, **changes)
 
     def total_batch(self, world_size: int) -> int:
@@ -207,6 +213,10 @@ class TrainConfig:
         return LRSchedule(peak=self.peak_lr(world_size), total_steps=total_steps, warmup_steps=warmup,
                           halvings=self.lr_halvings, decay=self.lr_decay)
 
+
+#: One line of help per field, from the fields' metadata: the CLI reuses it, so
+#: ``weaksup pretrain --help`` and the dataclass never disagree.
+FIELD_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
 
 # the fields a resumed run must keep (pretrain compares them with the checkpoint's config)
 RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig) if f.metadata["run"])
