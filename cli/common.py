@@ -21,6 +21,8 @@ RayAddressOption = Annotated[
     Optional[str], typer.Option(help="With --engine ray: join this Ray cluster (auto, ray://HOST:10001) instead of starting a local one.")
 ]
 
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -122,6 +124,29 @@ def run_locked(out: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             return fn(*args, **kwargs)
 
     return run(locked)
+
+
+def deprecated_option(old: str, new: str) -> None:
+    """One warning line for an option renamed this release: the old name still works, once more."""
+    err_console.print(f"weaksup: warning: {old} is deprecated and goes in the next release; use {new}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+#: The count options' old name: --videos now always names a table; a count is --num-videos.
+OldVideosCountOption = Annotated[Optional[int], typer.Option("--videos", hidden=True, help="Deprecated: --num-videos.")]
+
+
+#: Context settings of a command whose positional form is deprecated: the old positionals
+#: arrive in ctx.args (usage and help show only the options).
+OLD_POSITIONALS = {"allow_extra_args": True}
+
+
+def num_videos_of(num_videos: int | None, videos: int | None) -> int | None:
+    """--num-videos, or the deprecated --videos count with a warning line."""
+    if videos is not None:
+        deprecated_option("--videos N (a count)", "--num-videos N")
+        return videos if num_videos is None else num_videos
+    return num_videos
 
 
 def check_option(ok: bool, message: str) -> None:

@@ -44,7 +44,7 @@ def extract(
     precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (CUDA).")] = "fp32",
     chunk_videos: Annotated[int, typer.Option(help="Videos per resumable part.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of a random init.")] = 0,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over, deleting OUT.parts first.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: start over, deleting OUT.parts first).")] = True,
     resume_strict: Annotated[bool, typer.Option(
         "--resume-strict", help="Stop (exit 2) when parts in OUT.parts do not match this job (rows, network weights "
                                 "or settings), instead of recomputing them with a warning.")] = False,
@@ -62,7 +62,7 @@ def extract(
                             workers=workers, device=device, precision=precision, chunk_videos=chunk_videos,
                             arch=arch, seed=seed, progress=progress, engine=engine,
                             ray_address=ray_address)
-        return extract_features(manifest, out, checkpoint=checkpoint, cfg=cfg, resume=not no_resume,
+        return extract_features(manifest, out, checkpoint=checkpoint, cfg=cfg, resume=resume,
                                 resume_strict=resume_strict)
 
     with one_line_warnings():
@@ -121,7 +121,7 @@ def finetune(
     preset: Annotated[str, typer.Option(help=f"Fine-tuning recipe: {', '.join(FINETUNE_PRESETS)}.")] = "finetune-paper",
     label_map: Annotated[Optional[Path], typer.Option(help="The target's class list; both manifests are renumbered by name.")] = None,
     clips: Annotated[int, typer.Option(help="Test clips per video (the paper: 10).")] = 10,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: start over).")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     arch: Annotated[Optional[str], typer.Option(help="Architecture of a state dict or a from-scratch run.")] = None,
     frames: Annotated[Optional[int], typer.Option(help=H["frames"])] = None,
@@ -153,7 +153,7 @@ def finetune(
     def job() -> dict:
         cfg = finetune_preset(preset).override(**overrides)  # --epochs alone replaces the preset's length
         return run_finetune(cfg, train_manifest=train_manifest, test_manifest=test_manifest, checkpoint=checkpoint,
-                            out=out, label_map=label_map, num_clips=clips, resume=not no_resume, progress=progress,
+                            out=out, label_map=label_map, num_clips=clips, resume=resume, progress=progress,
                             max_reject_fraction=max_reject_fraction)
 
     from weaksup.train.loop import TrainingStopped

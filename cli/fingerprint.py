@@ -17,7 +17,7 @@ def fingerprint(
     workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
     chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over: delete the parts of an earlier run first.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete the parts of an earlier run and start over).")] = True,
     resume_strict: Annotated[bool, typer.Option(
         "--resume-strict", help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
                                 "settings, instead of recomputing them with a warning.")] = False,
@@ -38,7 +38,7 @@ def fingerprint(
 
     cfg = FingerprintConfig(videos=videos, out=out, fps=fps, workers=workers, chunk_size=chunk_size, progress=progress,
                             engine=engine, ray_address=ray_address, decode_threads=decode_threads,
-                            resume=not no_resume, resume_strict=resume_strict)
+                            resume=resume, resume_strict=resume_strict)
     with one_line_warnings():
         table, summary = run(fingerprint_videos, cfg)
     print_summary(f"fingerprint -> {out}", summary)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import console, print_summary, run
+from weaksup.cli.common import OLD_POSITIONALS, check_option, console, deprecated_option, print_summary, run
 
 
 def build_labels(
@@ -45,15 +45,24 @@ def build_labels(
 
 
 def label_overlap(
-    source: Annotated[Path, typer.Argument(help="Pre-training labels table (A).")],
-    target: Annotated[Path, typer.Argument(help="Target labels table (B).")],
+    labels: Annotated[Optional[Path], typer.Option(help="Pre-training labels table (A) (required).")] = None,
+    target_labels: Annotated[Optional[Path], typer.Option(help="Target labels table (B) (required).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the per-label overlap table here.")] = None,
     show: Annotated[int, typer.Option(help="Print this many unreached target labels.")] = 10,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """How many labels of B are reached by A's hashtags (exactly or via shared hashtags)."""
     from weaksup.labels.overlap import label_overlap as overlap
 
-    table, summary = run(overlap, source, target, out)
+    old_positionals = [Path(a) for a in ctx.args] if ctx is not None else []
+    if old_positionals:
+        deprecated_option("label-overlap A B", "label-overlap --labels A --target-labels B")
+        check_option(len(old_positionals) == 2 and labels is None and target_labels is None,
+                     "label-overlap takes --labels A --target-labels B")
+        labels, target_labels = old_positionals
+    check_option(labels is not None and target_labels is not None, "--labels and --target-labels are required (labels tables)")
+
+    table, summary = run(overlap, labels, target_labels, out)
     print_summary("label-overlap", summary)
     missed = [r["target_label"] for r in table.to_pylist() if not r["reached"]][:show]
     if missed:
@@ -62,4 +71,4 @@ def label_overlap(
 
 def register(app: typer.Typer) -> None:
     app.command("build-labels")(build_labels)
-    app.command("label-overlap")(label_overlap)
+    app.command("label-overlap", context_settings=OLD_POSITIONALS)(label_overlap)

@@ -32,6 +32,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     cls=WeaksupGroup,
+    # plain help: rich markup would eat "[ray]" in pip install "weaksup[ray]", and flags would show "<bool>"
+    rich_markup_mode=None,
 )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import check_option, print_summary, run
+from weaksup.cli.common import OldVideosCountOption, ProgressOption, check_option, num_videos_of, print_summary, run
 
 TEXT_COLUMN_HELP = (
     "A free-text column (e.g. caption): its #tags and its phrases are looked up in the hashtag index: every run of "
@@ -29,12 +29,13 @@ def match(
     partitioned: Annotated[bool, typer.Option("--partitioned", help="--videos is a folder of parts (partition-videos): run match-count and match on every part, merge counts and summary into the --out folder.")] = False,
     text_column: Annotated[Optional[str], typer.Option(help=TEXT_COLUMN_HELP)] = None,
     drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP)] = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Match video hashtags against a label space; one label per video."""
     from weaksup.assembly.match import MatchConfig, match_partitioned, match_videos
 
     cfg = MatchConfig(videos=videos, labels=labels, out=out, min_videos=min_videos, seed=seed, batch_size=batch_size,
-                      support=support, text_column=text_column, drop_tags=drop_tags)
+                      support=support, text_column=text_column, drop_tags=drop_tags, progress=progress)
     print_summary(f"match -> {out}", run(match_partitioned if partitioned else match_videos, cfg))
 
 
@@ -45,12 +46,13 @@ def match_count(
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
     text_column: Annotated[Optional[str], typer.Option(help=TEXT_COLUMN_HELP + " Use the same as in match --support.")] = None,
     drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP + " Use the same as in match --support.")] = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Phase 1 of a partitioned match: per-label matched-video support of one part (sum them with match --support)."""
     from weaksup.assembly.match import MatchCountConfig, count_matches
 
     cfg = MatchCountConfig(videos=videos, labels=labels, out=out, batch_size=batch_size, text_column=text_column,
-                           drop_tags=drop_tags)
+                           drop_tags=drop_tags, progress=progress)
     print_summary(f"match-count -> {out}", run(count_matches, cfg))
 
 
@@ -59,26 +61,30 @@ def partition_videos(
     out: Annotated[Path, typer.Option(help="Output folder of part-00000.parquet ... and _partition.json.")],
     parts: Annotated[int, typer.Option(help="Number of parts.")] = 16,
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
+    progress: ProgressOption = True,
 ) -> None:
     """Split a videos table into parts by a stable hash of video_id (every copy of an id in one part)."""
     from weaksup.assembly.partition import PartitionConfig, partition_videos as split
 
     check_option(batch_size >= 1, f"--batch-size {batch_size}: must be at least 1")
-    cfg = PartitionConfig(videos=videos, out=out, parts=parts, batch_size=batch_size)
+    cfg = PartitionConfig(videos=videos, out=out, parts=parts, batch_size=batch_size, progress=progress)
     print_summary(f"partition-videos -> {out}", run(split, cfg))
 
 
 def synth_metadata(
-    videos: Annotated[int, typer.Option(help="Number of videos to generate.")],
     out: Annotated[Path, typer.Option(help="Output videos table (.parquet).")],
+    num_videos: Annotated[Optional[int], typer.Option(help="Number of videos to generate (required).")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Labels table whose hashtags to use (default: Kinetics-400).")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of everything drawn.")] = 0,
     zipf_exponent: Annotated[float, typer.Option(help="Zipf exponent of label frequencies.")] = 1.1,
+    videos: OldVideosCountOption = None,
 ) -> None:
     """Generate a synthetic videos table with Zipf-distributed hashtags."""
     from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata as synth
 
-    cfg = SynthMetadataConfig(videos=videos, out=out, labels=labels, seed=seed, zipf_exponent=zipf_exponent)
+    num_videos = num_videos_of(num_videos, videos)
+    check_option(num_videos is not None, "--num-videos is required (the number of videos to generate)")
+    cfg = SynthMetadataConfig(videos=num_videos, out=out, labels=labels, seed=seed, zipf_exponent=zipf_exponent)
     print_summary(f"synth-metadata -> {out}", run(synth, cfg))
 
 

@@ -35,7 +35,7 @@ def pretrain(
     preset: Annotated[str, typer.Option(help=f"Named settings the options below override: {', '.join(PRESETS)}.")] = "paper-8f",
     labels: Annotated[Optional[Path], typer.Option(help="Labels table: the classifier gets one output per label (else max label_id + 1).")] = None,
     show_config: Annotated[bool, typer.Option("--show-config", help="Print the resolved config as JSON and exit.")] = False,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start from step 0, deleting OUT's old checkpoints.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: start from step 0, deleting OUT's old checkpoints).")] = True,
     allow_changed_config: Annotated[bool, typer.Option(
         "--allow-changed-config",
         help="Resume even when a setting that changes the run (schedule, length, clips, updates) differs from the "
@@ -103,7 +103,7 @@ def pretrain(
     def job() -> dict[str, Any]:
         if manifest is None or out is None:
             raise InputError("--manifest and --out are required (or --show-config)")
-        return run_pretrain(cfg, manifest=as_uri(manifest), out=out, resume=not no_resume, labels=labels, progress=progress,
+        return run_pretrain(cfg, manifest=as_uri(manifest), out=out, resume=resume, labels=labels, progress=progress,
                             allow_changed_config=allow_changed_config, max_reject_fraction=max_reject_fraction)
 
     with one_line_warnings():

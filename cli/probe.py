@@ -19,7 +19,7 @@ def probe(
         bool, typer.Option(help="Where the container states no frame count (WebM/MKV), count packets: exact, reads whole files.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over: delete the parts of an earlier run first.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete the parts of an earlier run and start over).")] = True,
     resume_strict: Annotated[bool, typer.Option(
         "--resume-strict", help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
                                 "settings, instead of recomputing them with a warning.")] = False,
@@ -37,7 +37,7 @@ def probe(
 
     cfg = ProbeConfig(
         videos=videos, out=out, workers=workers, chunk_size=chunk_size, progress=progress, count_frames=count_frames,
-        engine=engine, ray_address=ray_address, resume=not no_resume, resume_strict=resume_strict,
+        engine=engine, ray_address=ray_address, resume=resume, resume_strict=resume_strict,
     )
     with one_line_warnings():
         table, summary = run(probe_videos, cfg)

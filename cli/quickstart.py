@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import console, err_console, run
+from weaksup.cli.common import OldVideosCountOption, console, err_console, num_videos_of, run
 
 
 def quickstart(
     out: Annotated[Path, typer.Option(help="Folder for the corpus and every table, checkpoint, plot and report.")] = Path(
         "quickstart-run"),
     small: Annotated[bool, typer.Option("--small", help="A one-minute version (4 classes, 120 videos; CI runs it).")] = False,
-    videos: Annotated[int, typer.Option(help="Synthetic web videos (default 600; 120 with --small).")] = 0,
+    num_videos: Annotated[Optional[int], typer.Option(help="Synthetic web videos (default 600; 120 with --small).",
+                                                      show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the corpus and of every stage.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes for encoding, probing, fingerprinting, loading.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     resume: Annotated[bool, typer.Option(help="Reuse the stages an earlier run of the same settings into OUT finished "
                                                "(--no-resume runs every stage again).")] = True,
+    videos: OldVideosCountOption = None,
 ) -> None:
     """Run every stage (corpus, labels, match, sample, probe, splits, stats, dedupe, pretrain, extract,
     eval) on an embedded synthetic web-video corpus and print a one-screen report."""
@@ -27,10 +29,11 @@ def quickstart(
 
     extra = {"seed": seed, "workers": workers, "progress": progress, "resume": resume}
     cfg = QuickstartConfig.small(out, **extra) if small else QuickstartConfig(out=out, **extra)
-    if videos:
+    num_videos = num_videos_of(num_videos, videos)
+    if num_videos:
         from dataclasses import replace
 
-        cfg = replace(cfg, videos=videos)
+        cfg = replace(cfg, videos=num_videos)
     from weaksup.train.loop import TrainingStopped
 
     try:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, nothing_done, one_line_warnings, print_summary, run_locked
+from weaksup.cli.common import AllowEmptyOption, deprecated_option, nothing_done, one_line_warnings, print_summary, run_locked
 
 
 def shard(
@@ -20,13 +20,14 @@ def shard(
         Optional[str], typer.Option(help="Target bytes per shard instead of a count: 1GB, 500MiB, 2e9.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffled row order (each shard mixes classes).")] = 0,
-    workers: Annotated[int, typer.Option(help="Threads writing shards.")] = 2,
+    threads: Annotated[int, typer.Option(help="Threads reading files and writing shards (I/O; at least 1).")] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over: delete the shards of an earlier run first.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete the shards of an earlier run and start over).")] = True,
     resume_strict: Annotated[bool, typer.Option(
         "--resume-strict", help="Stop (exit 2) when shards of an earlier run do not match this job's rows or "
                                 "settings, instead of rewriting them with a warning.")] = False,
     allow_empty: AllowEmptyOption = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", hidden=True, help="Deprecated: --threads.")] = None,
 ) -> None:
     """Write the video files (unchanged) and their labels into tar shards for sequential reading.
 
@@ -35,11 +36,15 @@ def shard(
     """
     from weaksup.data.shard_writer import ShardConfig, parse_size, write_shards
 
+    if workers is not None:  # --workers means processes in every other command
+        deprecated_option("shard --workers N (threads)", "shard --threads N")
+        threads = workers
+
     def job() -> dict:
         cfg = ShardConfig(
             manifest=manifest, out=out, shard_size=shard_size,
             shard_bytes=None if shard_bytes is None else parse_size(shard_bytes),
-            seed=seed, workers=workers, progress=progress, resume=not no_resume, resume_strict=resume_strict,
+            seed=seed, workers=threads, progress=progress, resume=resume, resume_strict=resume_strict,
         )
         return write_shards(cfg)
 

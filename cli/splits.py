@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, nothing_done, one_line_warnings, print_summary, run
+from weaksup.cli.common import AllowEmptyOption, EngineOption, ProgressOption, RayAddressOption, nothing_done, one_line_warnings, print_summary, run
 from weaksup.errors import InputError
 
 
@@ -39,13 +39,14 @@ def splits(
     codec: Annotated[str, typer.Option(help="materialize: video encoder.")] = "libx264",
     crf: Annotated[int, typer.Option(help="materialize: encoder quality (lower is better).")] = 23,
     workers: Annotated[int, typer.Option(help="materialize: worker processes (0 = in-process).")] = 2,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="materialize: start over, deleting the parts of an earlier run first.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="materialize: continue from what an earlier run of the same input and settings left in OUT (--no-resume: start over, deleting the parts of an earlier run first).")] = True,
     resume_strict: Annotated[bool, typer.Option(
         "--resume-strict", help="materialize: stop (exit 2) when parts of an earlier run do not match this job's clips "
                                 "or cut settings, instead of recomputing them with a warning.")] = False,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
     allow_empty: AllowEmptyOption = False,
+    progress: ProgressOption = True,
 ) -> None:
     """Build a temporal split (paper Table 3): virtual clip windows, optionally cut to files.
 
@@ -73,7 +74,7 @@ def splits(
         with one_line_warnings():
             mat = run(
                 materialize_clips, out, materialize, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
-                engine=engine, ray_address=ray_address, resume=not no_resume, resume_strict=resume_strict,
+                engine=engine, ray_address=ray_address, resume=resume, resume_strict=resume_strict, progress=progress,
             )
         print_summary(f"materialize -> {materialize}", mat)
         from weaksup.bulk import nothing_done_message

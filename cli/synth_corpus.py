@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import OldVideosCountOption, num_videos_of, print_summary, run
 
 
 def synth_corpus(
     out: Annotated[Path, typer.Option(help="Output folder: videos/, videos.parquet, truth.parquet, labels.txt, target/, planted.parquet.")],
-    videos: Annotated[int, typer.Option(help="Number of web videos (planted copies come on top).")] = 600,
+    num_videos: Annotated[Optional[int], typer.Option(help="Number of web videos, planted copies on top (default 600).",
+                                                      show_default=False)] = None,
     classes: Annotated[int, typer.Option(help="Use the first N motion classes (2 to 12).")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of everything drawn.")] = 0,
     zipf_exponent: Annotated[float, typer.Option(help="Zipf exponent of class frequencies (0 = uniform).")] = 1.0,
@@ -32,12 +33,15 @@ def synth_corpus(
     noise_tags_mean: Annotated[float, typer.Option(help="Mean number of unrelated tags per video (Poisson).")] = 1.5,
     workers: Annotated[int, typer.Option(help="Encoding processes (0 = in this process).")] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    videos: OldVideosCountOption = None,
 ) -> None:
     """Generate a synthetic web-video corpus (motion classes, noisy hashtags) with truth and a target benchmark."""
     from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus as synth
 
+    n_videos = num_videos_of(num_videos, videos)
+    n_videos = SynthCorpusConfig.n_videos if n_videos is None else n_videos
     cfg = SynthCorpusConfig(
-        out=out, seed=seed, n_videos=videos, n_classes=classes, zipf_exponent=zipf_exponent,
+        out=out, seed=seed, n_videos=n_videos, n_classes=classes, zipf_exponent=zipf_exponent,
         min_duration_s=min_duration, max_duration_s=max_duration, fps=fps, n_target_train_per_class=target_train,
         n_target_test_per_class=target_test, n_planted=planted, target_classes=tuple(target_class or ()),
         missing_tag_rate=missing_tag_rate,

@@ -344,7 +344,7 @@ def table_fuzz(t: Tally, work: Path, examples: int) -> None:
         d = Path(tempfile.mkdtemp(dir=work))
         m = d / "manifest.parquet"
         pq.write_table(mutate(base, how), m)
-        t.add(klass, *classify(cli("validate", "manifest", m)))
+        t.add(klass, *classify(cli("validate", "--schema", "manifest", "--table", m)))
         tr, te = d / "train.parquet", d / "test.parquet"
         ft = mutate(feats, fhow)
         pq.write_table(ft, tr)
@@ -369,7 +369,7 @@ def special_paths(t: Tally, work: Path, labels: Path) -> None:
         lambda bad, out: ["match", "--videos", m, "--labels", bad, "--out", out / "m.parquet"],
         lambda bad, out: ["sample", "--manifest", bad, "--strategy", "random", "--size", 2, "--out", out / "s.parquet"],
         lambda bad, out: ["probe", "--videos", bad, "--out", out / "p.parquet"],
-        lambda bad, out: ["validate", "manifest", bad],
+        lambda bad, out: ["validate", "--schema", "manifest", "--table", bad],
         lambda bad, out: ["eval", "fc-only", "--train", bad, "--test", bad, "--out", out / "r"],
         lambda bad, out: ["convert-weights", "--src", bad, "--dst", out / "w.safetensors", "--arch", "r2plus1d_10"],
         lambda bad, out: ["dedupe", "--manifest", bad, "--targets", m, "--out", out / "c.parquet", "--report", out / "r.parquet"],
@@ -432,7 +432,7 @@ def bad_uris(t: Tally, work: Path) -> None:
         ("probe", ["probe", "--videos", m, "--out", work / "bu_probe.parquet", "--workers", 0], work / "bu_probe.parquet"),
         ("fingerprint", ["fingerprint", "--videos", m, "--out", work / "bu_fp.parquet", "--workers", 0],
          work / "bu_fp.parquet"),
-        ("shard", ["shard", "--manifest", m, "--out", work / "bu_shards", "--workers", 0], None),
+        ("shard", ["shard", "--manifest", m, "--out", work / "bu_shards", "--threads", 1], None),
     ):
         run = cli(*args)
 

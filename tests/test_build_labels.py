@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_input_error, outputs, rows, write_lines
+from conftest import stderr_of, assert_input_error, outputs, rows, write_lines
 from weaksup.errors import InputError
 from weaksup.labels import build as build_mod
 from weaksup.labels.build import BuildLabelsConfig, build_labels, collect_labels, sibling_paths, verb_noun_labels
@@ -466,9 +466,12 @@ def test_real_kinetics_file_overlaps_bundled_400_of_400(tmp_path, cli, shared_da
     assert validate_file("label_overlap", tmp_path / "overlap.parquet") == 400
     # each target label is reached by the bundled label with the same id
     assert all(r["target_label_id"] in r["source_label_ids"] for r in table.to_pylist())
-    result = cli("label-overlap", bundled, from_file)
+    result = cli("label-overlap", "--labels", bundled, "--target-labels", from_file)
     assert result.exit_code == 0, result.output
     assert "not reached" not in result.output
+    # the positional form of the last release still works, with one deprecation line
+    result = cli("label-overlap", bundled, from_file)
+    assert result.exit_code == 0 and "--labels A --target-labels B" in stderr_of(result) and "deprecated" in stderr_of(result)
 
 
 def test_real_kinetics_val_csv_has_repeated_labels(tmp_path, cli, shared_data):
@@ -522,7 +525,7 @@ def test_label_overlap_cli(tmp_path, cli):
     a = file_space(tmp_path, "a", ["burning candle", "dribbling basketball"])
     b = file_space(tmp_path, "b", ["burn candles", "playing chess", "juggling soccer ball"])
     out = tmp_path / "o.parquet"
-    result = cli("label-overlap", a, b, "--out", out, "--show", "1")
+    result = cli("label-overlap", "--labels", a, "--target-labels", b, "--out", out, "--show", "1")
     assert result.exit_code == 0, result.output
     assert "not reached: playing chess" in result.output
     assert "juggling soccer ball" not in result.output  # --show 1
@@ -531,10 +534,10 @@ def test_label_overlap_cli(tmp_path, cli):
 
 def test_label_overlap_bad_tables(tmp_path, cli):
     a = file_space(tmp_path, "a", ["burning candle"])
-    result = cli("label-overlap", a, tmp_path / "missing.parquet")
+    result = cli("label-overlap", "--labels", a, "--target-labels", tmp_path / "missing.parquet")
     assert_input_error(result, "missing.parquet", "file not found")
     idx = outputs(a)[0]  # a hashtag_index table is not a labels table
-    result = cli("label-overlap", idx, a)
+    result = cli("label-overlap", "--labels", idx, "--target-labels", a)
     assert_input_error(result, idx.name, "missing column 'label'")
 
 

@@ -39,7 +39,7 @@ def test_schema_lists_tables(cli):
 
 
 def test_schema_prints_json(cli):
-    result = cli("schema", "labels")
+    result = cli("schema", "--name", "labels")
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert data["name"] == "labels"
@@ -50,7 +50,7 @@ def test_schema_prints_json(cli):
 
 
 def test_schema_unknown(cli):
-    assert_input_error(cli("schema", "nope"), "unknown table schema 'nope'", "labels")
+    assert_input_error(cli("schema", "--name", "nope"), "unknown table schema 'nope'", "labels")
 
 
 # --- validate -------------------------------------------------------------------------
@@ -65,12 +65,12 @@ def ok_labels(tmp_path, cli):
 
 
 def test_validate_ok(cli, ok_labels):
-    result = cli("validate", "labels", ok_labels)
+    result = cli("validate", "--schema", "labels", "--table", ok_labels)
     assert result.exit_code == 0, result.output
     assert "valid labels table, 2 rows" in " ".join(result.output.split())  # rich may wrap
     idx, col, _ = outputs(ok_labels)
-    assert cli("validate", "hashtag_index", idx).exit_code == 0
-    assert cli("validate", "collisions", col).exit_code == 0
+    assert cli("validate", "--schema", "hashtag_index", "--table", idx).exit_code == 0
+    assert cli("validate", "--schema", "collisions", "--table", col).exit_code == 0
 
 
 def _broken(tmp_path, ok_labels, change):
@@ -84,7 +84,7 @@ def _broken(tmp_path, ok_labels, change):
 
 def test_validate_missing_column(tmp_path, cli, ok_labels):
     path = _broken(tmp_path, ok_labels, lambda d: d.pop("hashtags"))
-    assert_input_error(cli("validate", "labels", path), str(path), "missing column 'hashtags'")
+    assert_input_error(cli("validate", "--schema", "labels", "--table", path), str(path), "missing column 'hashtags'")
 
 
 def test_validate_wrong_type(tmp_path, cli, ok_labels):
@@ -92,7 +92,7 @@ def test_validate_wrong_type(tmp_path, cli, ok_labels):
         d["label_id"] = pa.array([0.0, 1.0])
 
     path = _broken(tmp_path, ok_labels, change)
-    assert_input_error(cli("validate", "labels", path), str(path), "column 'label_id'", "double", "expected int32")
+    assert_input_error(cli("validate", "--schema", "labels", "--table", path), str(path), "column 'label_id'", "double", "expected int32")
 
 
 def test_validate_nulls(tmp_path, cli, ok_labels):
@@ -100,25 +100,25 @@ def test_validate_nulls(tmp_path, cli, ok_labels):
         d["canonical"] = pa.array(["burn candle", None])
 
     path = _broken(tmp_path, ok_labels, change)
-    assert_input_error(cli("validate", "labels", path), str(path), "column 'canonical'", "1 null", "not nullable")
+    assert_input_error(cli("validate", "--schema", "labels", "--table", path), str(path), "column 'canonical'", "1 null", "not nullable")
 
 
 def test_validate_not_parquet(tmp_path, cli):
     path = write_lines(tmp_path / "labels.parquet", ["label_id,label", "0,abseiling"])
-    assert_input_error(cli("validate", "labels", path), str(path), "not a readable Parquet file")
+    assert_input_error(cli("validate", "--schema", "labels", "--table", path), str(path), "not a readable Parquet file")
 
 
 def test_validate_missing_file(tmp_path, cli):
     path = tmp_path / "missing.parquet"
-    assert_input_error(cli("validate", "labels", path), str(path), "file not found")
+    assert_input_error(cli("validate", "--schema", "labels", "--table", path), str(path), "file not found")
 
 
 def test_validate_against_wrong_schema(cli, ok_labels):
-    assert_input_error(cli("validate", "hashtag_index", ok_labels), str(ok_labels), "missing column 'hashtag'")
+    assert_input_error(cli("validate", "--schema", "hashtag_index", "--table", ok_labels), str(ok_labels), "missing column 'hashtag'")
 
 
 def test_validate_unknown_schema(cli, ok_labels):
-    assert_input_error(cli("validate", "nope", ok_labels), "unknown table schema 'nope'")
+    assert_input_error(cli("validate", "--schema", "nope", "--table", ok_labels), "unknown table schema 'nope'")
 
 
 # --- build-labels: good runs ----------------------------------------------------------
@@ -333,4 +333,4 @@ def test_write_table_used_by_cli_is_schema_conformant(tmp_path, cli, ok_labels):
     # rewriting through write_table keeps it valid
     copy = tmp_path / "copy.parquet"
     write_table("labels", pq.read_table(ok_labels), copy)
-    assert cli("validate", "labels", copy).exit_code == 0
+    assert cli("validate", "--schema", "labels", "--table", copy).exit_code == 0

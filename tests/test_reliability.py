@@ -156,10 +156,10 @@ def test_label_map_that_is_not_a_regular_file_is_refused(tmp_path):
 def test_validate_refuses_a_fifo_a_device_and_a_folder(tmp_path, runner):
     fifo = tmp_path / "labels.parquet"
     with fifo_unblocker(fifo) as opened:
-        assert_input_error(invoke(runner, "validate", "labels", fifo), str(fifo), "is a FIFO")
+        assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", fifo), str(fifo), "is a FIFO")
     assert not opened  # never opened: nothing could block
-    assert_input_error(invoke(runner, "validate", "labels", "/dev/zero"), "/dev/zero", "character device")
-    assert_input_error(invoke(runner, "validate", "labels", tmp_path), str(tmp_path), "is a directory")
+    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", "/dev/zero"), "/dev/zero", "character device")
+    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", tmp_path), str(tmp_path), "is a directory")
 
 
 def test_match_refuses_a_fifo_as_videos_table(tmp_path, runner, cli):
@@ -210,7 +210,7 @@ def test_os_errors_from_a_library_call_are_one_line(tmp_path, runner, monkeypatc
         raise OSError(code, os.strerror(code), str(target))
 
     monkeypatch.setattr(tables, "validate_file", broken)
-    result = invoke(runner, "validate", "labels", tmp_path / "any.parquet")
+    result = invoke(runner, "validate", "--schema", "labels", "--table", tmp_path / "any.parquet")
     line = assert_input_error(result, str(target), OS_ERRORS[code])
     assert errno.errorcode[code] in line
 
@@ -220,19 +220,19 @@ def test_os_error_naming_two_paths_or_none_and_other_errors(tmp_path, runner, mo
         raise OSError(errno.EACCES, "Permission denied", "/a/tmp", None, "/b/final")  # as os.rename raises
 
     monkeypatch.setattr(tables, "validate_file", rename_failed)
-    assert_input_error(invoke(runner, "validate", "labels", "x.parquet"), "/a/tmp -> /b/final", "permission denied")
+    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", "x.parquet"), "/a/tmp -> /b/final", "permission denied")
 
     def disk_full(name, path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(tables, "validate_file", disk_full)
-    assert_input_error(invoke(runner, "validate", "labels", "x.parquet"), "no space left on the device")
+    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", "x.parquet"), "no space left on the device")
 
     def io_error(name, path):  # not the user's to fix: not hidden behind one line
         raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
 
     monkeypatch.setattr(tables, "validate_file", io_error)
-    result = invoke(runner, "validate", "labels", "x.parquet")
+    result = invoke(runner, "validate", "--schema", "labels", "--table", "x.parquet")
     assert result.exit_code == 1 and isinstance(result.exception, OSError)
 
 

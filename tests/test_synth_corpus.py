@@ -387,7 +387,7 @@ def test_object_rests_outside_the_action_window():
 def test_cli_writes_a_corpus(cli, tmp_path):
     out = tmp_path / "corpus"
     result = cli(
-        "synth-corpus", "--out", out, "--videos", 6, "--classes", 2, "--max-duration", 3, "--target-train", 1,
+        "synth-corpus", "--out", out, "--num-videos", 6, "--classes", 2, "--max-duration", 3, "--target-train", 1,
         "--target-test", 1, "--planted", 1, "--workers", 0, "--no-progress",
     )
     assert result.exit_code == 0, result.output
@@ -400,7 +400,7 @@ def test_cli_writes_a_corpus(cli, tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--videos", "0"], "n_videos"),
+        (["--num-videos", "0"], "n_videos"),
         (["--classes", "13"], "n_classes"),
         (["--min-duration", "10", "--max-duration", "5"], "min_duration_s"),
         (["--planted", "1000"], "n_planted"),
@@ -416,7 +416,7 @@ def test_cli_bad_config_exits_2(cli, tmp_path, args, needle):
 def test_out_must_be_a_folder(cli, tmp_path):
     path = tmp_path / "file"
     path.write_text("x")
-    assert_input_error(cli("synth-corpus", "--out", path, "--videos", 2, "--no-progress"), "not a folder")
+    assert_input_error(cli("synth-corpus", "--out", path, "--num-videos", 2, "--no-progress"), "not a folder")
     with pytest.raises(InputError, match="width"):
         validate_config(SynthCorpusConfig(out=tmp_path, width=33))
 

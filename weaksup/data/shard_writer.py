@@ -86,7 +86,7 @@ class ShardConfig:
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0 (got {self.seed})")
         if self.workers < 1:
-            raise InputError(f"--workers must be >= 1 (got {self.workers})")
+            raise InputError(f"--threads must be >= 1 (got {self.workers})")
 
 
 def parse_size(text: str | int) -> int:
