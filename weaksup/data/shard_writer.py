@@ -38,7 +38,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,9 @@ from weaksup.outputs import require_local_output
 
 from weaksup.data.shards import (DEFAULT_SHARD_SIZE, INDEX_NAME, REJECTS_NAME, SHARD_NAME, SHARD_RE, STAMP_HEADER,
                                  SUMMARY_NAME, TAR_BLOCK)
+
+if TYPE_CHECKING:
+    from weaksup.data.training_data import TrainingTable
 
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12,
           "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -285,24 +288,56 @@ def _write_shard(path: Path, clips: list[_Clip], stamp: dict[str, Any] | None = 
     return failed
 
 
-def write_shards(cfg: ShardConfig) -> dict[str, Any]:
-    """Pack a training table's video files into tar shards; writes the index, rejects and summary.
+_Checked = tuple[str | None, list[tarfile.TarInfo] | None]  # an existing shard: (why stale, members when it belongs)
 
-    The table is read like ``pretrain`` reads it (manifest, clips or sample; InputError for a
-    missing file or wrong columns). Existing shards are kept only when their stamp and
-    members match this job's plan (see the module docstring). Returns the summary.
-    """
-    require_local_output(cfg.out)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from weaksup.data.training_data import read_training_table
+@dataclass(frozen=True)
+class _ShardJob:
+    """One job's plan: which rows go into which shard, and the settings its shards are stamped with."""
 
-    data = read_training_table(Path(cfg.manifest))
-    table = _Rows(data.table)
-    videos = table.videos
-    n = len(videos)
-    order = np.lexsort((np.arange(n), stable_hash64(videos.video_id, cfg.seed, "shard")))
+    out: Path
+    table: _Rows
+    sizes: np.ndarray  # file size of every row (-1: rejected)
+    plan: list[np.ndarray]  # rows of each shard, in order
+    names: list[str]
+    settings: dict[str, Any]  # what changes which clips a shard holds; workers and progress do not
 
+    def planned(self, k: int) -> tuple[list[_Clip], dict[str, Any]]:
+        """Shard k's clips and the stamp that says it holds exactly them."""
+        clips = [self.table.clip(row, int(self.sizes[row])) for row in self.plan[k].tolist()]
+        return clips, make_stamp(self.settings, row_digest(c.meta for c in clips))
+
+    def check(self, k: int) -> _Checked:
+        """(why shard k is stale, its members when it belongs); (None, None) when there is none to check."""
+        path = self.out / self.names[k]
+        found = _read_shard_head(path) if path.exists() else None
+        if found is None:  # absent, or cut short / not a tar: (re)written without counting as stale
+            return None, None
+        members, stamp = found
+        clips, expected = self.planned(k)
+        reason = stale_reason(stamp, self.settings, expected["rows"])
+        if reason is None and [(m.name, m.size) for m in members] != [m for c in clips for m in c.members]:
+            reason = "video files changed (member sizes differ)"
+        return reason, members if reason is None else None
+
+    def one(self, k: int, members: list[tarfile.TarInfo] | None) -> tuple[bool, dict[int, str], pa.Table]:
+        """Index shard k, writing it first unless its checked ``members`` show it belongs: (written, failed, index)."""
+        clips, stamp = self.planned(k)
+        by_key = {c.key: c for c in clips}
+        if members is not None:
+            return False, {}, self.table.index(self.names[k], members, by_key)
+        path = self.out / self.names[k]
+        failed = _write_shard(path, clips, stamp)
+        return True, failed, self.table.index(self.names[k], _listing(path) or [], by_key)
+
+
+def _planned_shard_size(cfg: ShardConfig) -> int | None:
+    """Clips per shard, or None when shards are cut by bytes."""
+    return None if cfg.shard_bytes is not None else (cfg.shard_size or DEFAULT_SHARD_SIZE)
+
+
+def _prepare_out(cfg: ShardConfig) -> Path:
+    """Create the output folder, drop a killed run's temporaries, and (no resume) the earlier shards."""
     out = Path(cfg.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -313,94 +348,123 @@ def write_shards(cfg: ShardConfig) -> dict[str, Any]:
     if not cfg.resume:
         for old in out.glob("shard-*.tar"):
             old.unlink()
+    return out
 
-    sizes, rejects = _stat_all(videos.uri, order, cfg.workers)
-    plan = _plan(order[sizes[order] >= 0], sizes, cfg)
-    names = [SHARD_NAME.format(k) for k in range(len(plan))]
-    # what changes which clips a shard holds; workers and progress do not
-    shard_size = None if cfg.shard_bytes is not None else (cfg.shard_size or DEFAULT_SHARD_SIZE)
-    settings = {"seed": cfg.seed, "shard_size": shard_size, "shard_bytes": cfg.shard_bytes}
 
-    def planned(k: int) -> tuple[list[_Clip], dict[str, Any]]:
-        clips = [table.clip(row, int(sizes[row])) for row in plan[k].tolist()]
-        return clips, make_stamp(settings, row_digest(c.meta for c in clips))
+def _check_existing(job: _ShardJob, cfg: ShardConfig) -> tuple[list[_Checked], StaleParts]:
+    """Check every planned shard already there: each one's (stale reason, members), and the stale ones to report."""
+    with ThreadPoolExecutor(cfg.workers) as pool:
+        checked = list(pool.map(job.check, range(len(job.plan))))
+    stale = StaleParts(job.out, "shard", "rewritten")
+    for reason, members in checked:
+        if reason is not None or members is not None:
+            stale.check(reason)
+    return checked, stale
 
-    def check(k: int) -> tuple[str | None, list[tarfile.TarInfo] | None]:
-        """(why shard k is stale, its members when it belongs); (None, None) when there is none to check."""
-        path = out / names[k]
-        found = _read_shard_head(path) if path.exists() else None
-        if found is None:  # absent, or cut short / not a tar: (re)written without counting as stale
-            return None, None
-        members, stamp = found
-        clips, expected = planned(k)
-        reason = stale_reason(stamp, settings, expected["rows"])
-        if reason is None and [(m.name, m.size) for m in members] != [m for c in clips for m in c.members]:
-            reason = "video files changed (member sizes differ)"
-        return reason, members if reason is None else None
 
-    def one(k: int, members: list[tarfile.TarInfo] | None) -> tuple[bool, dict[int, str], pa.Table]:
-        clips, stamp = planned(k)
-        by_key = {c.key: c for c in clips}
-        if members is not None:
-            return False, {}, table.index(names[k], members, by_key)
-        path = out / names[k]
-        failed = _write_shard(path, clips, stamp)
-        return True, failed, table.index(names[k], _listing(path) or [], by_key)
+def _remove_past_plan(job: _ShardJob) -> None:
+    """Remove the shards past the plan's end (an earlier, bigger plan), so none is left stale."""
+    for old in job.out.glob("shard-*.tar"):
+        m = SHARD_RE.fullmatch(old.name)
+        if m and int(m.group(1)) >= len(job.plan):
+            old.unlink()
+
+
+def _write_planned(
+    job: _ShardJob,
+    cfg: ShardConfig,
+    checked: list[_Checked],
+    rejects: dict[int, str],
+) -> tuple[int, list[pa.Table]]:
+    """Write the shards that do not belong yet (failed files added to ``rejects``): (shards written, index parts)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     parts: list[pa.Table] = []
     written = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with ThreadPoolExecutor(cfg.workers) as pool:
-        checked = list(pool.map(check, range(len(plan))))
-    stale = StaleParts(out, "shard", "rewritten")
-    for reason, members in checked:
-        if reason is not None or members is not None:
-            stale.check(reason)
-    stale.report(cfg.resume_strict)  # before any shard is rewritten or removed
-    for old in out.glob("shard-*.tar"):  # shards past the plan's end (an earlier, bigger plan)
-        m = SHARD_RE.fullmatch(old.name)
-        if m and int(m.group(1)) >= len(plan):
-            old.unlink()
     with Progress(*columns, disable=not cfg.progress) as bar, ThreadPoolExecutor(cfg.workers) as pool:
-        task = bar.add_task("shard", total=len(plan))
-        for wrote, failed, part in pool.map(one, range(len(plan)), [members for _, members in checked]):
+        task = bar.add_task("shard", total=len(job.plan))
+        for wrote, failed, part in pool.map(job.one, range(len(job.plan)), [members for _, members in checked]):
             written += wrote
             rejects.update(failed)
             parts.append(part)
             bar.advance(task)
+    return written, parts
 
-    index_path, rejects_path = out / INDEX_NAME, out / REJECTS_NAME
-    index = write_table("shard_index", pa.concat_tables(parts) if parts else {f: [] for f in _INDEX_FIELDS}, index_path)
+
+def _write_rejects(table: _Rows, rejects: dict[int, str], path: Path) -> None:
+    """The rejects table: one row per rejected table row, in row order, with its reason."""
     bad = np.array(sorted(rejects), np.int64)
     write_table(
         "shard_rejects",
         {
             "row": pa.array(bad, pa.int64()),
-            "video_id": videos.video_id.take(pa.array(bad)),
-            "uri": videos.uri.take(pa.array(bad)),
+            "video_id": table.videos.video_id.take(pa.array(bad)),
+            "uri": table.videos.uri.take(pa.array(bad)),
             "reason": pa.array([rejects[i] for i in bad.tolist()], pa.string()),
         },
-        rejects_path,
+        path,
     )
-    shard_sizes = [(out / name).stat().st_size for name in names]
-    summary: dict[str, Any] = {
+
+
+def _summary(
+    cfg: ShardConfig, data: TrainingTable, n: int, clips: int, rejects: dict[int, str], job: _ShardJob, written: int
+) -> dict[str, Any]:
+    """The job's summary.json: every row accounted for, the shards and their bytes, the settings and outputs."""
+    out = job.out
+    shard_sizes = [(out / name).stat().st_size for name in job.names]
+    return {
         "table": f"{cfg.manifest} ({data.kind})",
         "rows": n,
-        "clips": index.num_rows,
+        "clips": clips,
         "rejected": len(rejects),
         "rejected_by_reason": dict(Counter(r.split(":")[0] for r in rejects.values()).most_common()),
         "num_classes": data.num_classes,
-        "shards": len(plan),
+        "shards": len(job.plan),
         "shards_written": written,
-        "shards_skipped": len(plan) - written,
+        "shards_skipped": len(job.plan) - written,
         "bytes": int(sum(shard_sizes)),
         "largest_shard_bytes": int(max(shard_sizes, default=0)),
         "seed": cfg.seed,
-        "shard_size": None if cfg.shard_bytes is not None else (cfg.shard_size or DEFAULT_SHARD_SIZE),
+        "shard_size": _planned_shard_size(cfg),
         "shard_bytes": cfg.shard_bytes,
-        "index": str(index_path),
-        "rejects": str(rejects_path),
+        "index": str(out / INDEX_NAME),
+        "rejects": str(out / REJECTS_NAME),
     }
+
+
+def write_shards(cfg: ShardConfig) -> dict[str, Any]:
+    """Pack a training table's video files into tar shards; writes the index, rejects and summary.
+
+    The table is read like ``pretrain`` reads it (manifest, clips or sample; InputError for a
+    missing file or wrong columns). Existing shards are kept only when their stamp and
+    members match this job's plan (see the module docstring). Returns the summary.
+    """
+    require_local_output(cfg.out)
+    from weaksup.data.training_data import read_training_table
+
+    data = read_training_table(Path(cfg.manifest))
+    table = _Rows(data.table)
+    videos = table.videos
+    n = len(videos)
+    order = np.lexsort((np.arange(n), stable_hash64(videos.video_id, cfg.seed, "shard")))
+    out = _prepare_out(cfg)
+
+    sizes, rejects = _stat_all(videos.uri, order, cfg.workers)
+    plan = _plan(order[sizes[order] >= 0], sizes, cfg)
+    names = [SHARD_NAME.format(k) for k in range(len(plan))]
+    settings = {"seed": cfg.seed, "shard_size": _planned_shard_size(cfg), "shard_bytes": cfg.shard_bytes}
+    job = _ShardJob(out, table, sizes, plan, names, settings)
+    checked, stale = _check_existing(job, cfg)
+    stale.report(cfg.resume_strict)  # here, for its warning's stacklevel; before any shard is rewritten or removed
+    _remove_past_plan(job)
+    written, parts = _write_planned(job, cfg, checked, rejects)
+
+    index = write_table(
+        "shard_index", pa.concat_tables(parts) if parts else {f: [] for f in _INDEX_FIELDS}, out / INDEX_NAME
+    )
+    _write_rejects(table, rejects, out / REJECTS_NAME)
+    summary = _summary(cfg, data, n, index.num_rows, rejects, job, written)
     write_json(summary, out / SUMMARY_NAME)
     return summary
 

@@ -132,6 +132,97 @@ def _per_source(src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return frames, np.bincount(inverse, weights=tgt) / counts
 
 
+def _informative_matches(
+    source_frames: np.ndarray,
+    target_frames: np.ndarray,
+    distances: np.ndarray | None,
+    source_informative: np.ndarray | None,
+    target_informative: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The matches as int64 arrays, minus those on a flat frame of either side (they never vote)."""
+    src = np.asarray(source_frames, np.int64)
+    tgt = np.asarray(target_frames, np.int64)
+    dist = np.zeros(len(src), np.int64) if distances is None else np.asarray(distances, np.int64)
+    keep = np.ones(len(src), bool)
+    if source_informative is not None:
+        keep &= np.asarray(source_informative, bool)[src]
+    if target_informative is not None:
+        keep &= np.asarray(target_informative, bool)[tgt]
+    return src[keep], tgt[keep], dist[keep]
+
+
+def _voters(src: np.ndarray, tgt: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each source frame's closest matches, sharing one vote: a still shot cannot outvote motion."""
+    frames, inverse = np.unique(src, return_inverse=True)
+    closest = np.full(len(frames), np.iinfo(np.int64).max)
+    np.minimum.at(closest, inverse, dist)
+    voter = dist == closest[inverse]
+    degree = np.bincount(inverse[voter], minlength=len(frames))
+    return src[voter], tgt[voter], 1.0 / degree[inverse[voter]]
+
+
+def _vote(v_src: np.ndarray, v_tgt: np.ndarray, weight: np.ndarray, config: AlignConfig) -> tuple[float, float]:
+    """The (speed, offset) line with the most votes within +-tolerance frames, Hough style."""
+    tol = config.tolerance
+    speeds = config.speeds()
+    lines = v_tgt[None, :] - speeds[:, None] * v_src[None, :]  # offset voted for, per speed
+    bins = np.rint(lines).astype(np.int64)
+    low = int(bins.min())
+    width = int(bins.max()) - low + 1
+    flat = (np.arange(len(speeds))[:, None] * width + (bins - low)).ravel()
+    hist = np.bincount(flat, weights=np.broadcast_to(weight, bins.shape).ravel(), minlength=len(speeds) * width)
+    hist = hist.reshape(len(speeds), width)
+    # votes within +-tol of each offset: window sums from a cumulative sum
+    cum = np.cumsum(np.pad(hist, ((0, 0), (tol + 1, tol))), axis=1)
+    window = cum[:, 2 * tol + 1 :] - cum[:, :width]
+    window = np.round(window, 6)  # float noise must not break ties against speed 1.0
+    best = window.reshape(-1).argmax()  # first maximum: the speed nearest 1.0 wins ties
+    s_idx, b_idx = divmod(int(best), width)
+    speed = float(speeds[s_idx])
+    near = np.abs(bins[s_idx] - (b_idx + low)) <= tol
+    offset = float(np.average(lines[s_idx][near], weights=weight[near]))  # centre of the winning window
+    return speed, offset
+
+
+def _refine(
+    src: np.ndarray,
+    tgt: np.ndarray,
+    v_src: np.ndarray,
+    v_tgt: np.ndarray,
+    speed: float,
+    offset: float,
+    config: AlignConfig,
+) -> tuple[float, float, np.ndarray]:
+    """Least-squares refit of an off-grid speed, kept only if it gains source frames; (speed, offset, inliers)."""
+    tol = config.tolerance
+    inl = _inliers(src, tgt, speed, offset, tol)
+    for _ in range(2):
+        fit = _inliers(v_src, v_tgt, speed, offset, tol)
+        s_fit, t_mean = _per_source(v_src[fit], v_tgt[fit])
+        if len(s_fit) < 3:
+            break
+        slope, intercept = np.polyfit(s_fit, t_mean, 1)
+        if not config.min_speed - config.speed_step <= slope <= config.max_speed + config.speed_step:
+            break
+        refit = _inliers(src, tgt, slope, intercept, tol)
+        if len(np.unique(src[refit])) <= len(np.unique(src[inl])):
+            break
+        speed, offset, inl = float(slope), float(intercept), refit
+    return speed, offset, inl
+
+
+def _nearest_pairs(src: np.ndarray, tgt: np.ndarray, speed: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct source frames, and the target frames they pair with: each its one nearest the line.
+
+    The target side then covers the mapped span, not the +-tol halo of near-identical
+    neighbouring frames.
+    """
+    nearest = np.lexsort((np.abs(tgt - (speed * src + offset)), src))
+    src, tgt = src[nearest], tgt[nearest]
+    lead = np.concatenate(([True], src[1:] != src[:-1]))
+    return src[lead], np.unique(tgt[lead])
+
+
 def align(
     source_frames: np.ndarray,
     target_frames: np.ndarray,
@@ -152,73 +243,20 @@ def align(
     (non-informative) frame of either side are dropped: they never vote. Returns None
     when no match is left.
     """
-    src = np.asarray(source_frames, np.int64)
-    tgt = np.asarray(target_frames, np.int64)
-    dist = np.zeros(len(src), np.int64) if distances is None else np.asarray(distances, np.int64)
-    keep = np.ones(len(src), bool)
-    if source_informative is not None:
-        keep &= np.asarray(source_informative, bool)[src]
-    if target_informative is not None:
-        keep &= np.asarray(target_informative, bool)[tgt]
-    src, tgt, dist = src[keep], tgt[keep], dist[keep]
+    src, tgt, dist = _informative_matches(
+        source_frames, target_frames, distances, source_informative, target_informative
+    )
     if not len(src):
         return None
-
-    # voters: each source frame's closest matches, sharing one vote
-    frames, inverse = np.unique(src, return_inverse=True)
-    closest = np.full(len(frames), np.iinfo(np.int64).max)
-    np.minimum.at(closest, inverse, dist)
-    voter = dist == closest[inverse]
-    degree = np.bincount(inverse[voter], minlength=len(frames))
-    v_src, v_tgt = src[voter], tgt[voter]
-    weight = 1.0 / degree[inverse[voter]]
-
-    tol = config.tolerance
-    speeds = config.speeds()
-    lines = v_tgt[None, :] - speeds[:, None] * v_src[None, :]  # offset voted for, per speed
-    bins = np.rint(lines).astype(np.int64)
-    low = int(bins.min())
-    width = int(bins.max()) - low + 1
-    flat = (np.arange(len(speeds))[:, None] * width + (bins - low)).ravel()
-    hist = np.bincount(flat, weights=np.broadcast_to(weight, bins.shape).ravel(), minlength=len(speeds) * width)
-    hist = hist.reshape(len(speeds), width)
-    # votes within +-tol of each offset: window sums from a cumulative sum
-    cum = np.cumsum(np.pad(hist, ((0, 0), (tol + 1, tol))), axis=1)
-    window = cum[:, 2 * tol + 1 :] - cum[:, :width]
-    window = np.round(window, 6)  # float noise must not break ties against speed 1.0
-    best = window.reshape(-1).argmax()  # first maximum: the speed nearest 1.0 wins ties
-    s_idx, b_idx = divmod(int(best), width)
-    speed = float(speeds[s_idx])
-    near = np.abs(bins[s_idx] - (b_idx + low)) <= tol
-    offset = float(np.average(lines[s_idx][near], weights=weight[near]))  # centre of the winning window
-
-    inl = _inliers(src, tgt, speed, offset, tol)
-    for _ in range(2):  # refine off-grid speeds: least squares, kept only if it gains source frames
-        fit = _inliers(v_src, v_tgt, speed, offset, tol)
-        s_fit, t_mean = _per_source(v_src[fit], v_tgt[fit])
-        if len(s_fit) < 3:
-            break
-        slope, intercept = np.polyfit(s_fit, t_mean, 1)
-        if not config.min_speed - config.speed_step <= slope <= config.max_speed + config.speed_step:
-            break
-        refit = _inliers(src, tgt, slope, intercept, tol)
-        if len(np.unique(src[refit])) <= len(np.unique(src[inl])):
-            break
-        speed, offset, inl = float(slope), float(intercept), refit
-
+    v_src, v_tgt, weight = _voters(src, tgt, dist)
+    speed, offset = _vote(v_src, v_tgt, weight, config)
+    speed, offset, inl = _refine(src, tgt, v_src, v_tgt, speed, offset, config)
     # a source frame whose place on the line falls outside the target is a neighbour's halo
     # (the frame just before a copy starts looks like its first frame), not part of the copy
     inl &= (speed * src + offset >= -0.5) & (speed * src + offset <= n_target - 0.5)
     if not inl.any():
         return None
-    # each source frame pairs with its target frame nearest the line: the target side then
-    # covers the mapped span, not the +-tol halo of near-identical neighbouring frames
-    src, tgt = src[inl], tgt[inl]
-    nearest = np.lexsort((np.abs(tgt - (speed * src + offset)), src))
-    src, tgt = src[nearest], tgt[nearest]
-    lead = np.concatenate(([True], src[1:] != src[:-1]))
-    s_in, t_pair = src[lead], tgt[lead]
-    t_in = np.unique(t_pair)
+    s_in, t_in = _nearest_pairs(src[inl], tgt[inl], speed, offset)
     first = int(s_in[0])
     offset_frames = round(speed * first + offset - first)
     return Alignment(

@@ -67,6 +67,113 @@ def _frame_interval(stream: av.video.stream.VideoStream) -> float | None:
     return None
 
 
+class _GreySampler:
+    """Hands a frame to every sample time it covers, converted once to small grey (samples are numbered from 0)."""
+
+    def __init__(self, consume: Consumer, fps: float, max_side: int) -> None:
+        """Sample every ``1 / fps`` seconds, frames scaled to a long side of at most ``max_side``."""
+        self.consume = consume
+        self.period = 1.0 / fps
+        self.max_side = max_side
+        self.reformatter = VideoReformatter()
+        self.size: tuple[int, int] | None = None
+        self.given = 0  # samples handed out so far
+
+    def show_until(self, shown: av.VideoFrame, t: float) -> None:
+        """Give the frame on screen (``shown``) to every sample before time ``t``."""
+        count = 0
+        while (self.given + count) * self.period + TIME_TOLERANCE_S < t:
+            count += 1
+        if count:
+            if self.size is None:
+                self.size = grey_size(shown.width, shown.height, self.max_side)
+            small = self.reformatter.reformat(
+                shown, width=self.size[0], height=self.size[1], format="gray8", interpolation=Interpolation.AREA,
+                threads=1,
+            )
+            self.consume(small.to_ndarray(), count)
+            self.given += count
+
+
+@dataclass
+class _Playback:
+    """Where a decode got to: the last frame shown and when, the last frame step, packets, why it stopped."""
+
+    shown: av.VideoFrame | None = None  # the frame on screen now, converted only if a sample lands on it
+    shown_at: float = 0.0
+    last_gap: float = 0.0  # the last frame-to-frame step, for a last frame of unknown length
+    packets: int = 0
+    partial: str | None = None
+
+
+def _video_stream(container: av.container.InputContainer, uri: str) -> av.video.stream.VideoStream:
+    """The first video stream that is not cover art; NoVideoStream when there is none."""
+    stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
+    if stream is None:
+        raise NoVideoStream(f"{uri}: the container has no video stream")
+    return stream
+
+
+def _play(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    clock: FrameClock,
+    sampler: _GreySampler,
+    uri: str,
+) -> _Playback:
+    """Decode every frame, sampling each shown frame; a decode error after the first frame ends it as partial."""
+    play = _Playback()
+    try:
+        for packet in container.demux(stream):
+            play.packets += packet.size > 0
+            for frame in packet.decode():
+                t = clock.time(frame)
+                if play.shown is not None:
+                    sampler.show_until(play.shown, t)
+                    if t > play.shown_at:
+                        play.last_gap = t - play.shown_at
+                play.shown, play.shown_at = frame, t
+    except av.error.FFmpegError as exc:
+        if play.shown is None:
+            raise UndecodableVideo(f"{uri}: no frame decodes ({_reason(exc)})") from None
+        play.partial = f"decoding stopped at {play.shown_at:.2f} s ({type(exc).__name__}: {_reason(exc)})"
+    return play
+
+
+def _no_frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, packets: int, period: float, uri: str
+) -> DecodeInfo:
+    """A stream that gave no frame: undecodable or truncated when it should have, else empty (no samples)."""
+    if packets:
+        raise UndecodableVideo(f"{uri}: none of {packets} video packets decodes")
+    stated = _stated_duration(container, stream)
+    if stated is not None and stated > period:
+        raise TruncatedVideo(f"{uri}: truncated (no video packets, the headers state {stated:.2f} s)")
+    return DecodeInfo(0.0, 0, None)  # a video stream without frames: nothing to code, nothing broken
+
+
+def _decoded_duration(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    play: _Playback,
+    time_base: float | None,
+    interval: float | None,
+    period: float,
+) -> tuple[float, str | None]:
+    """Duration decoded (to the end of the last frame) and why it is partial, a stream cut short included."""
+    shown = play.shown
+    last = shown.duration * time_base if shown.duration and time_base else 0.0
+    if last <= 0:
+        last = interval or play.last_gap or period
+    duration = play.shown_at + last
+    partial = play.partial
+    if partial is None:
+        stated = _stated_duration(container, stream)
+        if stated is not None and duration < stated - max(0.5, 3 * (interval or period)):
+            partial = f"the video ends at {duration:.2f} s of {stated:.2f} s stated (cut short?)"
+    return duration, partial
+
+
 def decode_samples(
     uri: str, consume: Consumer, *, fps: float = 16.0, max_side: int = 160, thread_type: str = "AUTO"
 ) -> DecodeInfo:
@@ -87,71 +194,19 @@ def decode_samples(
     _, container = open_video_file(uri)
 
     with container:
-        stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
-        if stream is None:
-            raise NoVideoStream(f"{uri}: the container has no video stream")
+        stream = _video_stream(container, uri)
         stream.codec_context.thread_type = thread_type
         time_base = float(stream.time_base) if stream.time_base else None
         interval = _frame_interval(stream)
         clock = FrameClock(time_base, interval or 1.0 / fps)
-        reformatter = VideoReformatter()
-        size: tuple[int, int] | None = None
-        period = 1.0 / fps
-        given = 0
-        shown: av.VideoFrame | None = None  # the frame on screen now, converted only if a sample lands on it
-        shown_at = 0.0
-        last_gap = 0.0  # the last frame-to-frame step, for a last frame of unknown length
-        partial: str | None = None
-
-        def show_until(t: float) -> None:
-            """Give the frame on screen to every sample before time ``t``."""
-            nonlocal given, size
-            count = 0
-            while (given + count) * period + TIME_TOLERANCE_S < t:
-                count += 1
-            if count:
-                if size is None:
-                    size = grey_size(shown.width, shown.height, max_side)
-                small = reformatter.reformat(
-                    shown, width=size[0], height=size[1], format="gray8", interpolation=Interpolation.AREA, threads=1
-                )
-                consume(small.to_ndarray(), count)
-                given += count
-
-        packets = 0
-        try:
-            for packet in container.demux(stream):
-                packets += packet.size > 0
-                for frame in packet.decode():
-                    t = clock.time(frame)
-                    if shown is not None:
-                        show_until(t)
-                        if t > shown_at:
-                            last_gap = t - shown_at
-                    shown, shown_at = frame, t
-        except av.error.FFmpegError as exc:
-            if shown is None:
-                raise UndecodableVideo(f"{uri}: no frame decodes ({_reason(exc)})") from None
-            partial = f"decoding stopped at {shown_at:.2f} s ({type(exc).__name__}: {_reason(exc)})"
-        if shown is None:
-            if packets:
-                raise UndecodableVideo(f"{uri}: none of {packets} video packets decodes")
-            stated = _stated_duration(container, stream)
-            if stated is not None and stated > period:
-                raise TruncatedVideo(f"{uri}: truncated (no video packets, the headers state {stated:.2f} s)")
-            return DecodeInfo(0.0, 0, None)  # a video stream without frames: nothing to code, nothing broken
-
-        last = shown.duration * time_base if shown.duration and time_base else 0.0
-        if last <= 0:
-            last = interval or last_gap or period
-        duration = shown_at + last
-        if partial is None:
-            stated = _stated_duration(container, stream)
-            if stated is not None and duration < stated - max(0.5, 3 * (interval or period)):
-                partial = f"the video ends at {duration:.2f} s of {stated:.2f} s stated (cut short?)"
-        n = max(math.floor(duration * fps + 0.5), given)
-        show_until(n * period + TIME_TOLERANCE_S)
-        return DecodeInfo(duration, given, partial)
+        sampler = _GreySampler(consume, fps, max_side)
+        play = _play(container, stream, clock, sampler, uri)
+        if play.shown is None:
+            return _no_frames(container, stream, play.packets, sampler.period, uri)
+        duration, partial = _decoded_duration(container, stream, play, time_base, interval, sampler.period)
+        n = max(math.floor(duration * fps + 0.5), sampler.given)
+        sampler.show_until(play.shown, n * sampler.period + TIME_TOLERANCE_S)
+        return DecodeInfo(duration, sampler.given, partial)
 
 
 def _stated_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:

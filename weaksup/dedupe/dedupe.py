@@ -287,17 +287,28 @@ def _rank(m: PairMatch) -> tuple:
     return (a.overlap_source, a.matched_frames, a.overlap_target, -VARIANTS.index(m.variant), not m.mirrored)
 
 
-def match_chunk(
-    sources: CodeSet,
-    rows: list[int],
-    targets: TargetIndex,
-    cfg: DedupeConfig,
-    fps: float,
-    stats: MatchStats,
-    *,
-    exclude_same_id: bool,
-) -> list[PairMatch]:
-    """Best alignment of each (source, target) pair of the source ``rows`` that meets min_frames."""
+@dataclass(frozen=True)
+class _FrameMatches:
+    """A chunk's frame matches as parallel int64 arrays: one entry per (query code, target code) within the radius."""
+
+    source: np.ndarray  # position in the chunk's rows
+    source_frame: np.ndarray
+    mirrored: np.ndarray  # 1: the query was the source frame's mirror
+    target: np.ndarray  # target code set row
+    target_frame: np.ndarray
+    variant: np.ndarray  # index into VARIANTS
+    distance: np.ndarray
+
+    def take(self, index: np.ndarray) -> "_FrameMatches":
+        """The matches at ``index`` (a mask or an order), every array alike."""
+        return _FrameMatches(
+            self.source[index], self.source_frame[index], self.mirrored[index], self.target[index],
+            self.target_frame[index], self.variant[index], self.distance[index],
+        )
+
+
+def _query_codes(sources: CodeSet, rows: list[int]) -> tuple[np.ndarray, ...] | None:
+    """Every informative code of the ``rows`` and its mirror: (codes, chunk row, frame, mirrored); None for no rows."""
     q_codes, q_src, q_frame, q_mirror = [], [], [], []
     for k, r in enumerate(rows):
         codes, inf = sources.frames(r)
@@ -309,63 +320,114 @@ def match_chunk(
             q_frame.append(frames)
             q_mirror.append(np.full(len(frames), mirrored, np.int64))
     if not q_codes:
-        return []
-    q = np.concatenate(q_codes)
+        return None
+    return np.concatenate(q_codes), np.concatenate(q_src), np.concatenate(q_frame), np.concatenate(q_mirror)
+
+
+def _frame_matches(
+    sources: CodeSet,
+    rows: list[int],
+    targets: TargetIndex,
+    cfg: DedupeConfig,
+    stats: MatchStats,
+    *,
+    exclude_same_id: bool,
+) -> _FrameMatches | None:
+    """Query the target index with the rows' codes at ``radius`` bits; None when nothing matched."""
+    query = _query_codes(sources, rows)
+    if query is None:
+        return None
+    q, q_src, q_frame, q_mirror = query
     stats.query_codes += len(q)
     qi, ti, dist = targets.index.query(q, cfg.radius)
-    sv = np.concatenate(q_src)[qi]
-    sf = np.concatenate(q_frame)[qi]
-    mir = np.concatenate(q_mirror)[qi]
-    dist = dist.astype(np.int64)
-    tv = targets.row_video[ti].astype(np.int64)
-    tf = targets.row_frame[ti].astype(np.int64)
-    var = targets.row_variant[ti].astype(np.int64)
+    matches = _FrameMatches(
+        source=q_src[qi],
+        source_frame=q_frame[qi],
+        mirrored=q_mirror[qi],
+        target=targets.row_video[ti].astype(np.int64),
+        target_frame=targets.row_frame[ti].astype(np.int64),
+        variant=targets.row_variant[ti].astype(np.int64),
+        distance=dist.astype(np.int64),
+    )
     if exclude_same_id:  # self-dedupe: a video never matches itself
         source_uid = np.array([targets.uid_of.get(sources.ids[r], -1) for r in rows], np.int64)
-        other = targets.uid[tv] != source_uid[sv]
-        sv, sf, mir, tv, tf, var, dist = sv[other], sf[other], mir[other], tv[other], tf[other], var[other], dist[other]
-    stats.frame_matches += len(sv)
-    if not len(sv):
-        return []
+        matches = matches.take(targets.uid[matches.target] != source_uid[matches.source])
+    stats.frame_matches += len(matches.source)
+    if not len(matches.source):
+        return None
+    return matches
 
-    n_targets = max(len(targets.videos.ids), 1)
-    key = ((sv * n_targets + tv) * len(VARIANTS) + var) * 2 + mir
-    order = np.lexsort((tf, sf, key))
-    key, sv, sf, mir, tv, tf, var, dist = (a[order] for a in (key, sv, sf, mir, tv, tf, var, dist))
+
+def _group(matches: _FrameMatches, n_targets: int) -> tuple[_FrameMatches, np.ndarray, np.ndarray, np.ndarray]:
+    """Matches sorted into (source, target, variant, mirrored) groups: them, group starts, ends, distinct frames."""
+    m = matches
+    key = ((m.source * n_targets + m.target) * len(VARIANTS) + m.variant) * 2 + m.mirrored
+    order = np.lexsort((m.target_frame, m.source_frame, key))
+    key, m = key[order], m.take(order)
+    sf = m.source_frame
     group_start = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
     new_frame = np.concatenate(([True], (key[1:] != key[:-1]) | (sf[1:] != sf[:-1])))
     distinct = np.add.reduceat(new_frame.astype(np.int64), group_start)
     group_end = np.append(group_start[1:], len(key))
+    return m, group_start, group_end, distinct
+
+
+def _align_group(
+    sources: CodeSet, r: int, targets: CodeSet, m: _FrameMatches, a: int, b: int, cfg: DedupeConfig, fps: float
+) -> Alignment | None:
+    """Align one group ``m[a:b]`` of source row ``r``; a line its seeds form is re-aligned with the frames along it."""
+    t = int(m.target[a])
+    s_codes, s_inf = sources.frames(r)
+    _, t_inf = targets.frames(t)
+    sf, tf, dist = m.source_frame[a:b], m.target_frame[a:b], m.distance[a:b]
+    al = align(
+        sf, tf, n_source=len(s_codes), n_target=len(t_inf), fps=fps, distances=dist,
+        source_informative=s_inf, target_informative=t_inf, config=cfg.align,
+    )
+    if al is not None and cfg.verify_radius > cfg.radius and al.consistent(cfg.align):  # seeds form a line
+        extra = _verify_line(sources, r, targets, t, VARIANTS[int(m.variant[a])], bool(m.mirrored[a]), al,
+                             cfg.verify_radius)
+        if extra is not None:
+            al = align(
+                np.concatenate([sf, extra[0]]), np.concatenate([tf, extra[1]]),
+                n_source=len(s_codes), n_target=len(t_inf), fps=fps,
+                distances=np.concatenate([dist, extra[2]]),
+                source_informative=s_inf, target_informative=t_inf, config=cfg.align,
+            ) or al
+    return al
+
+
+def match_chunk(
+    sources: CodeSet,
+    rows: list[int],
+    targets: TargetIndex,
+    cfg: DedupeConfig,
+    fps: float,
+    stats: MatchStats,
+    *,
+    exclude_same_id: bool,
+) -> list[PairMatch]:
+    """Best alignment of each (source, target) pair of the source ``rows`` that meets min_frames."""
+    matches = _frame_matches(sources, rows, targets, cfg, stats, exclude_same_id=exclude_same_id)
+    if matches is None:
+        return []
+    m, group_start, group_end, distinct = _group(matches, max(len(targets.videos.ids), 1))
 
     best: dict[tuple[int, str], PairMatch] = {}
     aligned: set[tuple[int, int]] = set()
     for g in np.flatnonzero(distinct >= min(cfg.min_seeds, cfg.min_frames)):
         a, b = int(group_start[g]), int(group_end[g])
-        k, t = int(sv[a]), int(tv[a])
+        k, t = int(m.source[a]), int(m.target[a])
         r = rows[k]
-        s_codes, s_inf = sources.frames(r)
-        _, t_inf = targets.videos.frames(t)
         stats.aligned_groups += 1
         aligned.add((k, t))
-        al = align(
-            sf[a:b], tf[a:b], n_source=len(s_codes), n_target=len(t_inf), fps=fps, distances=dist[a:b],
-            source_informative=s_inf, target_informative=t_inf, config=cfg.align,
-        )
-        if al is not None and cfg.verify_radius > cfg.radius and al.consistent(cfg.align):  # seeds form a line
-            extra = _verify_line(sources, r, targets.videos, t, VARIANTS[int(var[a])], bool(mir[a]), al, cfg.verify_radius)
-            if extra is not None:
-                al = align(
-                    np.concatenate([sf[a:b], extra[0]]), np.concatenate([tf[a:b], extra[1]]),
-                    n_source=len(s_codes), n_target=len(t_inf), fps=fps,
-                    distances=np.concatenate([dist[a:b], extra[2]]),
-                    source_informative=s_inf, target_informative=t_inf, config=cfg.align,
-                ) or al
+        al = _align_group(sources, r, targets.videos, m, a, b, cfg, fps)
         if al is None or al.matched_frames < cfg.min_frames or not al.consistent(cfg.align):
             continue
-        m = PairMatch(sources.ids[r], targets.videos.ids[t], al, VARIANTS[int(var[a])], bool(mir[a]))
-        pair = (k, m.target)
-        if pair not in best or _rank(m) > _rank(best[pair]):
-            best[pair] = m
+        pm = PairMatch(sources.ids[r], targets.videos.ids[t], al, VARIANTS[int(m.variant[a])], bool(m.mirrored[a]))
+        pair = (k, pm.target)
+        if pair not in best or _rank(pm) > _rank(best[pair]):
+            best[pair] = pm
     stats.candidate_pairs += len(aligned)
     return list(best.values())
 
@@ -482,18 +544,8 @@ def _self_removal(
     return removed, causes
 
 
-@output_set()  # clean manifest, overlaps report, removed rows and summary: all or none
-def dedupe_manifest(cfg: DedupeConfig) -> dict:
-    """Run dedupe (see the module docstring); write the outputs and return the summary."""
-    require_local_output(cfg.out, cfg.report)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    start = time.perf_counter()
-    _validate(cfg)
-    out = Path(cfg.out)
-    removed_path, summary_file, source_codes_out, target_codes_out = output_paths(out)
-    manifest = read_table("manifest", cfg.manifest)
-
+def _self_mode(cfg: DedupeConfig) -> bool:
+    """Whether this is a self-dedupe (``--self``, or targets that are the manifest or its codes); checks targets."""
     self_mode = cfg.self_dedupe or _same_file(cfg.targets, cfg.manifest) or _same_file(cfg.targets, cfg.source_codes)
     if cfg.self_dedupe and cfg.targets is not None and not (
         _same_file(cfg.targets, cfg.manifest) or _same_file(cfg.targets, cfg.source_codes)
@@ -503,85 +555,126 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
         raise InputError("no targets: give --targets (benchmark codes or videos), or --self")
     if cfg.targets is not None and not Path(cfg.targets).exists():
         raise InputError(f"{cfg.targets}: file not found")
+    return self_mode
 
-    if cfg.source_codes is not None:
-        source_codes = Path(cfg.source_codes)
-    else:
-        source_codes = _fingerprint(Path(cfg.manifest), source_codes_out, cfg)
-    source_meta = check_codes(source_codes)
 
-    # manifest rows -> the first codes row of their video_id
+def _wanted_rows(source_meta: pa.Table, manifest_ids: list[str], source_codes: Path) -> dict[int, str]:
+    """Codes row -> video_id: the first codes row of each manifest video (every one must have codes)."""
     first_row: dict[str, int] = {}
     for r, v in enumerate(source_meta.column("video_id").to_pylist()):
         first_row.setdefault(str(v), r)
-    manifest_ids = [str(v) for v in manifest.column("video_id").to_pylist()]
     missing = [v for v in manifest_ids if v not in first_row]
     if missing:
         raise InputError(
             f"{source_codes}: no codes for {len(missing)} manifest video(s) (e.g. {missing[0]!r}); "
             "fingerprint the manifest's videos (or drop --source-codes)"
         )
-    wanted = {first_row[v]: v for v in dict.fromkeys(manifest_ids)}
+    return {first_row[v]: v for v in dict.fromkeys(manifest_ids)}
 
+
+@dataclass
+class _Targets:
+    """The targets of a run: their codes table (path, light or full columns), code set and index."""
+
+    path: Path
+    table: pa.Table
+    codes: CodeSet
+    index: TargetIndex
+
+
+def _load_targets(
+    cfg: DedupeConfig,
+    self_mode: bool,
+    source_codes: Path,
+    source_meta: pa.Table,
+    wanted: dict[int, str],
+    target_codes_out: Path,
+) -> _Targets:
+    """Index the targets: the manifest's own codes in self-dedupe, else the target codes (fingerprinted if videos)."""
     if self_mode:
-        target_path = source_codes
-        targets_table = source_meta
         full = pq.read_table(source_codes, columns=["video_id", "status", *VARIANT_COLUMNS, "informative"])
         target_rows = sorted(wanted)
         target_set = code_set(full.take(target_rows), str(source_codes))
-        target_index = TargetIndex.build(target_set, list(range(len(target_rows))))
-    else:
-        target_path = Path(cfg.targets)
-        if not is_codes_table(target_path):
-            target_path = _fingerprint(target_path, target_codes_out, cfg)
-        from weaksup.dedupe.fingerprint import read_codes
+        return _Targets(source_codes, source_meta, target_set,
+                        TargetIndex.build(target_set, list(range(len(target_rows)))))
+    target_path = Path(cfg.targets)
+    if not is_codes_table(target_path):
+        target_path = _fingerprint(target_path, target_codes_out, cfg)
+    from weaksup.dedupe.fingerprint import read_codes
 
-        targets_table = read_codes(target_path)
-        target_set = code_set(targets_table, str(target_path))
-        target_index = TargetIndex.build(target_set, list(range(targets_table.num_rows)))
+    targets_table = read_codes(target_path)
+    target_set = code_set(targets_table, str(target_path))
+    return _Targets(target_path, targets_table, target_set,
+                    TargetIndex.build(target_set, list(range(targets_table.num_rows))))
 
+
+def _codes_fps(source_meta: pa.Table, targets: _Targets, source_codes: Path) -> float:
+    """The fps both sides were coded at (the default when no source row says); InputError when they differ."""
     fps = _table_fps(source_meta) or DEFAULT_FPS
-    target_fps = _table_fps(targets_table)
+    target_fps = _table_fps(targets.table)
     if target_fps is not None and _table_fps(source_meta) is not None and target_fps != fps:
         raise InputError(
-            f"{target_path}: codes at {target_fps:g} fps but the source codes ({source_codes}) are at {fps:g} fps; "
+            f"{targets.path}: codes at {target_fps:g} fps but the source codes ({source_codes}) are at {fps:g} fps; "
             "fingerprint both at one --fps"
         )
+    return fps
 
-    # sources: status of each manifest video, lengths for the self-dedupe order
-    status_of: dict[str, str] = {}
-    length_of: dict[str, int] = {}
-    stats = MatchStats()
-    matches: list[PairMatch] = []
-    n_query = len(wanted)
+
+@dataclass
+class _SourceScan:
+    """What querying every source found: the reported pairs, counts, and each source's status and length."""
+
+    matches: list[PairMatch] = field(default_factory=list)
+    stats: MatchStats = field(default_factory=MatchStats)
+    status_of: dict[str, str] = field(default_factory=dict)
+    length_of: dict[str, int] = field(default_factory=dict)  # frames, for the self-dedupe order
+
+
+def _scan_sources(
+    source_codes: Path, wanted: dict[int, str], targets: TargetIndex, cfg: DedupeConfig, fps: float, self_mode: bool
+) -> _SourceScan:
+    """Query the manifest's sources against the targets in chunks (bounded memory), with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    scan = _SourceScan()
     with Progress(
         TextColumn("[bold]dedupe"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         disable=not cfg.progress, transient=False,
     ) as progress:
-        task = progress.add_task("dedupe", total=n_query)
+        task = progress.add_task("dedupe", total=len(wanted))
         for chunk, rows in _iter_source_chunks(source_codes, wanted, cfg.chunk_size):
             usable = []
             for r in rows:
                 vid = chunk.ids[r]
                 usable_r = chunk.usable(r)
-                status_of[vid] = chunk.status[r] if chunk.status[r] != "ok" or usable_r else "unfingerprintable"
-                length_of[vid] = int(chunk.lengths[r])
+                scan.status_of[vid] = chunk.status[r] if chunk.status[r] != "ok" or usable_r else "unfingerprintable"
+                scan.length_of[vid] = int(chunk.lengths[r])
                 if usable_r:
                     usable.append(r)
-            matches += match_chunk(chunk, usable, target_index, cfg, fps, stats, exclude_same_id=self_mode)
+            scan.matches += match_chunk(chunk, usable, targets, cfg, fps, scan.stats, exclude_same_id=self_mode)
             progress.advance(task, len(rows))
+    return scan
 
-    order = {v: (-length_of.get(v, 0), i) for i, v in reversed(list(enumerate(manifest_ids)))}
+
+def _removals(
+    matches: list[PairMatch], order: dict[str, tuple[int, int]], threshold: float, self_mode: bool
+) -> tuple[dict[str, PairMatch], list[bool]]:
+    """Removed source -> its evidence, and whether each report row caused a removal."""
     if self_mode:
-        removed_by, causes = _self_removal(matches, order, cfg.threshold)
-        row_removed = [i in causes for i in range(len(matches))]
-    else:
-        row_removed = [m.alignment.overlap_source >= cfg.threshold for m in matches]
-        removed_by = {}
-        for m, rm in zip(matches, row_removed):
-            if rm and (m.source not in removed_by or _rank(m) > _rank(removed_by[m.source])):
-                removed_by[m.source] = m
+        removed_by, causes = _self_removal(matches, order, threshold)
+        return removed_by, [i in causes for i in range(len(matches))]
+    row_removed = [m.alignment.overlap_source >= threshold for m in matches]
+    best: dict[str, PairMatch] = {}  # each removed source's best-ranked removing row
+    for m, rm in zip(matches, row_removed):
+        if rm and (m.source not in best or _rank(m) > _rank(best[m.source])):
+            best[m.source] = m
+    return best, row_removed
 
+
+def _write_report(
+    matches: list[PairMatch], row_removed: list[bool], order: dict[str, tuple[int, int]], path: Path
+) -> None:
+    """The overlaps report: one row per reported pair, in manifest order of the source, then by target."""
     ranked = sorted(range(len(matches)), key=lambda i: (order.get(matches[i].source, (0, 0))[1], matches[i].target))
     report = {
         "source_video_id": [matches[i].source for i in ranked],
@@ -594,8 +687,13 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
         "variant": [matches[i].variant for i in ranked],
         "removed": [row_removed[i] for i in ranked],
     }
-    write_table("overlaps", report, cfg.report)
+    write_table("overlaps", report, path)
 
+
+def _write_manifests(
+    manifest: pa.Table, manifest_ids: list[str], removed_by: dict[str, PairMatch], out: Path, removed_path: Path
+) -> np.ndarray:
+    """Write the cleaned manifest and the removed rows with their best match's overlap columns; the removed mask."""
     removed_mask = np.array([v in removed_by for v in manifest_ids], bool)
     write_table("manifest", manifest.filter(pa.array(~removed_mask)), out)
     removed_rows = manifest.filter(pa.array(removed_mask))
@@ -614,22 +712,35 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
             removed_rows = removed_rows.drop_columns([name])
         removed_rows = removed_rows.append_column(name, values)
     write_table("manifest", removed_rows, removed_path)
+    return removed_mask
 
+
+def _status_counts(manifest_ids: list[str], status_of: dict[str, str], targets: CodeSet) -> dict[str, int]:
+    """How many sources and targets were fingerprinted, unfingerprintable (no informative frame) or rejected."""
     source_status = Counter(status_of.get(v, "ok") for v in manifest_ids)
     target_status = Counter(
-        s if s != "ok" or target_set.usable(r) else "unfingerprintable" for r, s in enumerate(target_set.status)
+        s if s != "ok" or targets.usable(r) else "unfingerprintable" for r, s in enumerate(targets.status)
     )
-    summary = {
+    return {
         "sources": len(manifest_ids),
         "sources_fingerprinted": source_status.get("ok", 0),
         "sources_unfingerprintable": source_status.get("unfingerprintable", 0),
         "sources_rejected": source_status.get("rejected", 0),
-        "targets": len(target_set.ids),
+        "targets": len(targets.ids),
         "targets_fingerprinted": target_status.get("ok", 0),
         "targets_unfingerprintable": target_status.get("unfingerprintable", 0),
         "targets_rejected": target_status.get("rejected", 0),
+    }
+
+
+def _match_counts(
+    scan: _SourceScan, targets: _Targets, removed_by: dict[str, PairMatch], removed_mask: np.ndarray, self_mode: bool
+) -> dict:
+    """The summary's match accounting: codes indexed and queried, matches, pairs, removals by variant and mirror."""
+    stats, matches = scan.stats, scan.matches
+    return {
         "self_dedupe": self_mode,
-        "indexed_target_codes": len(target_index.index),
+        "indexed_target_codes": len(targets.index.index),
         "query_codes": stats.query_codes,
         "frame_matches": stats.frame_matches,
         "aligned_groups": stats.aligned_groups,
@@ -641,6 +752,39 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
         "reported_mirrored": sum(m.mirrored for m in matches),
         "removed_by_variant": {v: sum(m.variant == v for m in removed_by.values()) for v in VARIANTS},
         "removed_mirrored": sum(m.mirrored for m in removed_by.values()),
+    }
+
+
+@output_set()  # clean manifest, overlaps report, removed rows and summary: all or none
+def dedupe_manifest(cfg: DedupeConfig) -> dict:
+    """Run dedupe (see the module docstring); write the outputs and return the summary."""
+    require_local_output(cfg.out, cfg.report)
+    start = time.perf_counter()
+    _validate(cfg)
+    out = Path(cfg.out)
+    removed_path, summary_file, source_codes_out, target_codes_out = output_paths(out)
+    manifest = read_table("manifest", cfg.manifest)
+    self_mode = _self_mode(cfg)
+
+    if cfg.source_codes is not None:
+        source_codes = Path(cfg.source_codes)
+    else:
+        source_codes = _fingerprint(Path(cfg.manifest), source_codes_out, cfg)
+    source_meta = check_codes(source_codes)
+    manifest_ids = [str(v) for v in manifest.column("video_id").to_pylist()]
+    wanted = _wanted_rows(source_meta, manifest_ids, source_codes)
+    targets = _load_targets(cfg, self_mode, source_codes, source_meta, wanted, target_codes_out)
+    fps = _codes_fps(source_meta, targets, source_codes)
+
+    scan = _scan_sources(source_codes, wanted, targets.index, cfg, fps, self_mode)
+    order = {v: (-scan.length_of.get(v, 0), i) for i, v in reversed(list(enumerate(manifest_ids)))}
+    removed_by, row_removed = _removals(scan.matches, order, cfg.threshold, self_mode)
+    _write_report(scan.matches, row_removed, order, cfg.report)
+    removed_mask = _write_manifests(manifest, manifest_ids, removed_by, out, removed_path)
+
+    summary = {
+        **_status_counts(manifest_ids, scan.status_of, targets.codes),
+        **_match_counts(scan, targets, removed_by, removed_mask, self_mode),
         "threshold_pct": cfg.threshold,
         "radius_bits": cfg.radius,
         "min_frames": cfg.min_frames,
@@ -648,7 +792,7 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
         "fps": fps,
         "code_version": CODE_VERSION,
         "source_codes": str(source_codes),
-        "target_codes": str(target_path),
+        "target_codes": str(targets.path),
         "report": str(cfg.report),
         "removed_table": str(removed_path),
         "wall_s": round(time.perf_counter() - start, 3),
