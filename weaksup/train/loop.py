@@ -37,7 +37,7 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -61,7 +61,7 @@ from weaksup.tables import write_json
 from weaksup.outputs import require_local_output
 from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
 from weaksup.threads import ThreadTuner, thread_budget
-from weaksup.train.config import RUN_FIELDS, TrainConfig, run_field_changes
+from weaksup.train.config import RUN_FIELDS, LRSchedule, TrainConfig, run_field_changes
 from weaksup.train.sampler import ResumableSampler, ShardSampler
 
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "data_wait_fraction")
@@ -356,13 +356,14 @@ def pretrain(
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, *, out: Path, resume: bool, progress: bool,
-           started: float, init: Mapping[str, torch.Tensor] | None = None, init_source: str | None = None,
-           allow_changed_config: bool = False,
+def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, *, out: Path, resume: bool,
+           progress: bool, started: float, init: Mapping[str, torch.Tensor] | None = None,
+           init_source: str | None = None, allow_changed_config: bool = False,
            max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION) -> dict[str, Any]:
-    """The run itself, inside the process group that :func:`pretrain` opened and closes."""
-    device = procs.device
-    cuda = device.type == "cuda"
+    """The run itself, inside the process group that :func:`pretrain` opened and closes: the
+    recipe, top to bottom (data, model, resume, the loop of steps with its logs and checkpoints,
+    the summary); each stage is one helper below, in this order."""
+    cuda = procs.device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -370,15 +371,86 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
     # CPU threads: processes of one machine share its cores; a fixed count, or adapt to the load
     local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     tuner = ThreadTuner(max_threads=thread_budget(local_procs), fixed=cfg.threads, enabled=not cuda)
-
-    # -- data: the clips, this process's shard of each epoch's order, whole steps only
-    per_step = cfg.batch_size * cfg.accumulate  # clips per optimizer step, per process
     ckpt_dir = out / "checkpoints"
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
+
+    clips = _build_clips(cfg, data, procs, out)
+    net = _build_net(cfg, clips, procs.device)
+    run = _resume_run(cfg, net, clips.sampler, procs, ckpt_dir, resume=resume, init=init, init_source=init_source,
+                      allow_changed_config=allow_changed_config)
+    if procs.main:
+        write_json(cfg.to_dict(), out / "config.json")
+    model = _wrap_model(net.model, cfg, procs)
+
+    # -- the loop: one optimizer step = `accumulate` micro-batches on every process
+    log = RunLog(out, start_step=run.step, enabled=procs.main)
+    batches = _micro_batches(cfg, clips, pin_memory=cuda)
+    window = LogWindow()
+    run_t0 = time.perf_counter()
+    try:
+        with _progress(progress and procs.main) as bar:
+            task = bar.add_task("pretrain", total=clips.total_steps, completed=run.step, clips_s=0.0,
+                                loss=run.last_loss)
+            while run.step < clips.total_steps:
+                step_t0 = time.perf_counter()
+                lr = clips.schedule.lr(run.step)
+                _set_lr(net.optimizer, lr)
+                stats = _forward_backward(cfg, procs, net, model, clips, batches, window)
+                stop = _why_stop(stats, run, epoch=clips.sampler.epoch, lr=lr, out=out, procs=procs,
+                                 max_reject_fraction=max_reject_fraction)
+                if stop is not None:  # nothing is saved at this step: the last checkpoint stays the newest
+                    net.optimizer.zero_grad(set_to_none=True)
+                    raise stop
+                net.scaler.step(net.optimizer)
+                net.scaler.update()
+                net.optimizer.zero_grad(set_to_none=True)
+                run.add(stats)
+                tuner.record(time.perf_counter() - step_t0, max(stats.clips, 1))
+                window.add(stats)
+
+                if run.step % cfg.log_every == 0 or run.step == clips.total_steps:
+                    run.wait += window.wait
+                    bar.update(task, clips_s=_log_window(log, window, step=run.step, epoch=clips.sampler.epoch, lr=lr))
+                    window = LogWindow()
+                bar.update(task, completed=run.step, loss=stats.loss)
+                if run.step % cfg.checkpoint_every == 0 or run.step == clips.total_steps:
+                    run.last_ckpt = _checkpoint(cfg, procs, net, clips, ckpt_dir, step=run.step, loss=stats.loss)
+    finally:
+        batches.close()  # shuts the loader's workers down
+        tuner.restore()
+        if isinstance(clips.dataset, ShardMemberDataset):
+            clips.dataset.close()  # the shard this process had open (workers=0)
+        log.close()
+    run.wait += window.wait
+    run_s = time.perf_counter() - run_t0
+    return _finish(cfg, data, procs, clips, net, run, tuner, out=out, init_source=init_source, run_s=run_s,
+                   started=started)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Clips:
+    """What this process trains on and for how long: the clips, its share of each epoch's order
+    (whole steps only), the run's length and LR schedule, and what the targets need."""
+
+    dataset: ClipDataset | ShardMemberDataset
+    sampler: ResumableSampler
+    total_steps: int
+    schedule: LRSchedule
+    num_classes: int
+    multi_hot: tuple[np.ndarray, np.ndarray] | None  # matched_label_ids for BCE targets, tables only
+
+
+def _build_clips(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, out: Path) -> Clips:
+    """The dataset and this process's sampler (shards read as contiguous runs per process), and
+    the run's length in optimizer steps, which follows from the sampler's share of an epoch."""
+    per_step = cfg.batch_size * cfg.accumulate  # clips per optimizer step, per process
+    rejects_path = out / f"rejects.rank{procs.rank}.jsonl" if procs.distributed else out / "rejects.jsonl"
     clip_args = dict(num_frames=cfg.frames, stride=cfg.stride, train=True, crop=cfg.crop, short_side=cfg.short_side,
-                     seed=cfg.seed, hflip=cfg.hflip,
-                     rejects_path=out / f"rejects.rank{procs.rank}.jsonl" if procs.distributed else out / "rejects.jsonl")
+                     seed=cfg.seed, hflip=cfg.hflip, rejects_path=rejects_path)
     dataset: ClipDataset | ShardMemberDataset
     sampler: ResumableSampler
     if isinstance(data, TrainingShards):  # shard by shard: each process reads a contiguous run of shards
@@ -395,248 +467,349 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
     total_steps = cfg.total_steps(procs.world_size, steps_per_epoch)
     schedule = cfg.schedule(procs.world_size, total_steps)
     multi_hot = _multi_hot_lookup(data.table) if cfg.loss == "bce" and isinstance(data, TrainingTable) else None
+    return Clips(dataset, sampler, total_steps, schedule, data.num_classes, multi_hot)
 
-    # -- model and optimizer (same seed on every process; DDP also broadcasts rank 0's weights)
+
+def _micro_batches(cfg: TrainConfig, clips: Clips, *, pin_memory: bool) -> Iterator[dict | None]:
+    """Batches forever, epoch after epoch, from where the sampler stands (mid-epoch after a resume).
+
+    None (or a short batch) where clips failed to decode; the dataset's epoch lives in
+    shared memory, so the loader's persistent workers see each new one. The loader lives
+    in this generator (made at the first batch, so a finished run starts no workers), and
+    closing the generator shuts the workers down.
+    """
+    dataset, sampler = clips.dataset, clips.sampler
+    loader = make_loader(dataset, batch_size=cfg.batch_size, sampler=sampler, workers=cfg.workers,
+                         pin_memory=pin_memory)
+    while True:
+        if sampler.position >= sampler.shard_length:
+            sampler.set_epoch(sampler.epoch + 1)
+        dataset.set_epoch(sampler.epoch)
+        yield from loader
+
+
+# ----------------------------------------------------------------------------- model and optimizer
+
+
+@dataclass(frozen=True)
+class Net:
+    """The model as built (the optimizer, checkpoints and the weights hash use its parameters,
+    not those of the compiled or DDP wrapper), its optimizer and loss scaler, and how its
+    inputs are laid out and cast."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    memory_format: torch.memory_format
+    autocast_dtype: torch.dtype | None  # None: fp32, no autocast
+
+
+def _build_net(cfg: TrainConfig, clips: Clips, device: torch.device) -> Net:
+    """Model, SGD and scaler; the same seed on every process (DDP also broadcasts rank 0's weights)."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    raw_model = build_model(cfg.arch, num_classes=data.num_classes).to(device)
+    model = build_model(cfg.arch, num_classes=clips.num_classes).to(device)
     memory_format = torch.channels_last_3d if cfg.channels_last else torch.contiguous_format
-    raw_model = raw_model.to(memory_format=memory_format)
+    model = model.to(memory_format=memory_format)
     if cfg.backbone_lr_scale == 1.0:
-        groups: list[dict[str, Any]] = [{"params": list(raw_model.parameters()), "lr_scale": 1.0}]
+        groups: list[dict[str, Any]] = [{"params": list(model.parameters()), "lr_scale": 1.0}]
     else:  # fine-tuning: the classifier at the full LR, everything else at a fraction of it
-        head = [p for n, p in raw_model.named_parameters() if n.startswith("fc.")]
-        body = [p for n, p in raw_model.named_parameters() if not n.startswith("fc.")]
+        head = [p for n, p in model.named_parameters() if n.startswith("fc.")]
+        body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
         groups = [{"params": body, "lr_scale": cfg.backbone_lr_scale}, {"params": head, "lr_scale": 1.0}]
-    optimizer = torch.optim.SGD(groups, lr=schedule.lr(0), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD(groups, lr=clips.schedule.lr(0), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    return Net(model, optimizer, scaler, memory_format, autocast_dtype)
 
-    def autocast() -> contextlib.AbstractContextManager:
-        if autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=autocast_dtype)
 
-    # -- resume from the newest readable checkpoint (or start over with --no-resume)
-    step, resumed_from, last_loss, last_ckpt = 0, None, float("nan"), None
+def _wrap_model(model: nn.Module, cfg: TrainConfig, procs: Processes) -> nn.Module:
+    """Compile, then DDP, in training mode; the wrapper runs the steps, the raw model is what is saved."""
+    if cfg.compile:
+        model = torch.compile(model)
+    if procs.distributed:
+        device_ids = [procs.local_rank] if procs.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    model.train()
+    return model
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+@dataclass
+class RunState:
+    """Where the run stands, updated after every step: the checkpoint, the stop messages and
+    the summary read it. ``step`` is the number of optimizer steps done, resumed ones included."""
+
+    step: int
+    resumed_from: int | None = None
+    last_loss: float = float("nan")
+    last_ckpt: Path | None = None
+    start_step: int = field(init=False)
+    first_loss: float | None = None  # the loss of this run's first step
+    clips: int = 0  # decoded clips this run, every process
+    skipped: int = 0  # rejected clips this run, every process
+    wait: float = 0.0  # seconds this process waited for data
+
+    def __post_init__(self) -> None:
+        self.start_step = self.step
+
+    def add(self, stats: StepStats) -> None:
+        """One optimizer step done."""
+        self.step += 1
+        self.last_loss = stats.loss
+        self.clips += stats.clips
+        self.skipped += stats.skipped
+        self.first_loss = stats.loss if self.first_loss is None else self.first_loss
+
+
+def _resume_run(cfg: TrainConfig, net: Net, sampler: ResumableSampler, procs: Processes, ckpt_dir: Path, *,
+                resume: bool, init: Mapping[str, torch.Tensor] | None, init_source: str | None,
+                allow_changed_config: bool) -> RunState:
+    """Where the run starts: the newest readable checkpoint (or none with ``resume=False``, which
+    deletes them), else step 0 from ``init``'s weights or from scratch; every rank at the same step."""
     if not resume and procs.main:
         remove_checkpoints(ckpt_dir)
     if procs.distributed:
         dist.barrier()  # nobody reads checkpoints rank 0 is deleting
     loaded = load_latest(ckpt_dir, arch=cfg.arch) if resume else None
-    start_from_init = loaded is None and init is not None
     if loaded is not None:
-        state, path = loaded
-        changed = changed_run_fields(state["config"], cfg)
-        if changed and not allow_changed_config:  # on every rank, before anything is loaded
-            raise InputError(f"{path}: resuming with changed {_describe_changes(changed)}; rerun with the run's "
-                             "settings, pass --allow-changed-config to continue anyway, or --no-resume to start over")
-        try:
-            raw_model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise InputError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0][:160]})") from None
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        sampler.load_state_dict(state["sampler"])
-        rng = state["rng"]
-        restore_rng(rng[procs.rank] if len(rng) == procs.world_size else rng[0])
-        step, resumed_from, last_loss = int(state["step"]), int(state["step"]), float(state.get("loss", float("nan")))
-        if changed and procs.main:
-            warnings.warn(f"{path}: resuming with changed {_describe_changes(changed)}; the run will differ from "
-                          "the uninterrupted one", RuntimeWarning, stacklevel=2)
-        last_ckpt = path
-        del state, loaded  # the model and optimizer hold their own copies now
-    if start_from_init:
-        body = {k: v for k, v in init.items() if not k.startswith("fc.")}
-        try:
-            missing, unexpected = raw_model.load_state_dict(body, strict=False)
-        except RuntimeError as exc:  # a shape mismatch
-            raise InputError(f"{init_source or 'init'}: weights do not fit {cfg.arch} "
-                             f"({str(exc).splitlines()[-1].strip()[:160]})") from None
-        if unexpected or [k for k in missing if not k.startswith("fc.")]:
-            bad = (unexpected or [k for k in missing if not k.startswith("fc.")])[0]
-            raise InputError(f"{init_source or 'init'}: weights do not fit {cfg.arch} (first mismatch: {bad!r})")
+        run = _restore_checkpoint(*loaded, cfg, net, sampler, procs, allow_changed_config=allow_changed_config)
+        del loaded  # the model and optimizer hold their own copies now
+    else:
+        run = RunState(step=0)
+        if init is not None:
+            _load_init(net.model, init, init_source=init_source, arch=cfg.arch)
     if procs.distributed:
-        check_resumed_together(_gather(step, procs), ckpt_dir)
-    if procs.main:
-        write_json(cfg.to_dict(), out / "config.json")
+        check_resumed_together(_gather(run.step, procs), ckpt_dir)
+    return run
 
-    # -- wrap: compile, then DDP (the optimizer and checkpoints use raw_model's parameters)
-    model: nn.Module = raw_model
-    if cfg.compile:
-        model = torch.compile(model)
-    if procs.distributed:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[procs.local_rank] if cuda else None)
-    model.train()
 
-    def micro_batches() -> Iterator[dict | None]:
-        """Batches forever, epoch after epoch, from where the sampler stands (mid-epoch after a resume).
-
-        None (or a short batch) where clips failed to decode; the dataset's epoch lives in
-        shared memory, so the loader's persistent workers see each new one. The loader lives
-        in this generator, so closing it shuts the workers down.
-        """
-        loader = make_loader(dataset, batch_size=cfg.batch_size, sampler=sampler, workers=cfg.workers, pin_memory=cuda)
-        while True:
-            if sampler.position >= sampler.shard_length:
-                sampler.set_epoch(sampler.epoch + 1)
-            dataset.set_epoch(sampler.epoch)
-            yield from loader
-
-    def targets(batch: dict) -> torch.Tensor:
-        labels = torch.as_tensor(batch["label"], dtype=torch.long)
-        if cfg.loss == "softmax":
-            return labels
-        hot = torch.zeros(len(labels), data.num_classes)
-        hot[torch.arange(len(labels)), labels] = 1.0
-        if multi_hot is not None:
-            offsets, values = multi_hot
-            for row, index in enumerate(torch.as_tensor(batch["index"]).tolist()):
-                hot[row, values[offsets[index] : offsets[index + 1]]] = 1.0
-        return hot
-
-    def loss_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if cfg.loss == "softmax":  # the paper: softmax cross-entropy on the single label
-            return F.cross_entropy(logits.float(), y)
-        return F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum") / len(y)
-
-    def checkpoint(loss: float) -> Path:
-        """Rank 0 saves; every process contributes its RNG state and learns the path."""
-        rngs = _gather(capture_rng(), procs)
-        if not procs.main:
-            return ckpt_dir / checkpoint_name(step)
-        state = {
-            "arch": cfg.arch, "step": step, "epoch": sampler.epoch, "loss": loss, "num_classes": data.num_classes,
-            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "sampler": sampler.state_dict(), "rng": rngs, "config": cfg.to_dict(), "schedule": schedule.to_dict(),
-        }
-        return save_checkpoint(ckpt_dir, state, step=step, keep=cfg.keep_checkpoints)
-
-    # -- the loop: one optimizer step = `accumulate` micro-batches on every process
-    log = RunLog(out, start_step=step, enabled=procs.main)
-    batches = micro_batches()
-    start_step = step
-    run_clips = run_skipped = 0
-    run_wait = 0.0
-    window = {"loss": 0.0, "steps": 0, "clips": 0, "wait": 0.0, "t0": time.perf_counter()}
-    run_t0 = time.perf_counter()
-    first_loss: float | None = None
+def _restore_checkpoint(state: dict[str, Any], path: Path, cfg: TrainConfig, net: Net, sampler: ResumableSampler,
+                        procs: Processes, *, allow_changed_config: bool) -> RunState:
+    """Model, optimizer, scaler, sampler position and this process's RNG state from a checkpoint,
+    after checking (on every rank, before anything is loaded) that the run fields are unchanged."""
+    changed = changed_run_fields(state["config"], cfg)
+    if changed and not allow_changed_config:  # on every rank, before anything is loaded
+        raise InputError(f"{path}: resuming with changed {_describe_changes(changed)}; rerun with the run's "
+                         "settings, pass --allow-changed-config to continue anyway, or --no-resume to start over")
     try:
-        with _progress(progress and procs.main) as bar:
-            task = bar.add_task("pretrain", total=total_steps, completed=step, clips_s=0.0, loss=last_loss)
-            while step < total_steps:
-                step_t0 = time.perf_counter()
-                lr = schedule.lr(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-                stats = torch.zeros(3, device=device)  # loss sum, real clips, skipped clips
-                for micro in range(cfg.accumulate):
-                    t = time.perf_counter()
-                    batch = next(batches)
-                    window["wait"] += time.perf_counter() - t
-                    sampler.advance(cfg.batch_size)
-                    n = 0 if batch is None else len(batch["label"])
-                    if n == 0:  # every clip failed: a zero-weight dummy keeps DDP's collectives in step
-                        x = torch.zeros(1, 3, cfg.frames, cfg.crop, cfg.crop)
-                        batch = {"label": torch.zeros(1, dtype=torch.long), "index": torch.zeros(1, dtype=torch.long)}
-                    else:
-                        x = batch["clip"]
-                    x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-                    y = targets(batch).to(device, non_blocking=True)
-                    sync = micro == cfg.accumulate - 1
-                    no_sync = model.no_sync() if procs.distributed and not sync else contextlib.nullcontext()
-                    with no_sync:
-                        with autocast():
-                            logits = model(x)
-                        loss = loss_of(logits, y) * (1.0 if n else 0.0)
-                        scaler.scale(loss / cfg.accumulate).backward()
-                    stats[0] += loss.detach()
-                    stats[1] += n
-                    stats[2] += cfg.batch_size - n
-                if procs.distributed:
-                    dist.all_reduce(stats)  # every process sees the same numbers, so all stop together
-                step_loss = stats[0].item() / (cfg.accumulate * procs.world_size)
-                # stats is the same on every process after the all-reduce, so all stop together
-                step_clips, step_skipped = int(stats[1].item()), int(stats[2].item())
-                seen, rejected = run_clips + run_skipped + step_clips + step_skipped, run_skipped + step_skipped
-                stop = None
-                if step_clips == 0:
-                    stop = f"no clip of step {step + 1} could be decoded ({step_skipped} rejected)"
-                elif seen >= REJECT_CHECK_AFTER and rejected > max_reject_fraction * seen:
-                    stop = (f"{rejected} of {seen} clips were rejected at step {step + 1}, more than "
-                            f"--max-reject-fraction {max_reject_fraction:g}")
-                if stop is not None:
-                    optimizer.zero_grad(set_to_none=True)
-                    where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was saved"
-                    rejects = out / ("rejects.rank*.jsonl" if procs.distributed else "rejects.jsonl")
-                    raise TooManyRejects(f"{stop}; training stopped, {where}; the reasons are in {rejects}")
-                if not math.isfinite(step_loss):
-                    optimizer.zero_grad(set_to_none=True)
-                    where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was saved yet"
-                    raise TrainingDiverged(
-                        f"loss is {step_loss} at step {step + 1} (epoch {sampler.epoch}, lr {lr:.3g}); "
-                        f"training stopped, {where}"
-                    )
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                last_loss = step_loss
-                clips, skipped = step_clips, step_skipped
-                run_clips += clips
-                run_skipped += skipped
-                tuner.record(time.perf_counter() - step_t0, max(clips, 1))
-                window["loss"] += step_loss
-                window["steps"] += 1
-                window["clips"] += clips
-                first_loss = step_loss if first_loss is None else first_loss
+        net.model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise InputError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0][:160]})") from None
+    net.optimizer.load_state_dict(state["optimizer"])
+    net.scaler.load_state_dict(state["scaler"])
+    sampler.load_state_dict(state["sampler"])
+    rng = state["rng"]
+    restore_rng(rng[procs.rank] if len(rng) == procs.world_size else rng[0])
+    step, last_loss = int(state["step"]), float(state.get("loss", float("nan")))
+    if changed and procs.main:
+        # stacklevel 4: past _resume_run and _train, to pretrain (the frame it named before the split)
+        warnings.warn(f"{path}: resuming with changed {_describe_changes(changed)}; the run will differ from "
+                      "the uninterrupted one", RuntimeWarning, stacklevel=4)
+    return RunState(step=step, resumed_from=step, last_loss=last_loss, last_ckpt=path)
 
-                if step % cfg.log_every == 0 or step == total_steps:
-                    elapsed = time.perf_counter() - window["t0"]
-                    clips_s = window["clips"] / max(elapsed, 1e-9)
-                    run_wait += window["wait"]
-                    log.row({"step": step, "epoch": sampler.epoch, "loss": window["loss"] / window["steps"], "lr": lr,
-                             "clips_per_s": clips_s, "data_wait_fraction": min(1.0, window["wait"] / max(elapsed, 1e-9))})
-                    bar.update(task, clips_s=clips_s)
-                    window = {"loss": 0.0, "steps": 0, "clips": 0, "wait": 0.0, "t0": time.perf_counter()}
-                bar.update(task, completed=step, loss=step_loss)
-                if step % cfg.checkpoint_every == 0 or step == total_steps:
-                    last_ckpt = checkpoint(step_loss)
-    finally:
-        batches.close()  # shuts the loader's workers down
-        tuner.restore()
-        if isinstance(dataset, ShardMemberDataset):
-            dataset.close()  # the shard this process had open (workers=0)
-        log.close()
 
-    # -- the end: every process must hold the same weights
-    run_wait += window["wait"]
-    run_s = time.perf_counter() - run_t0
-    hashes = _gather(weights_sha256(raw_model), procs)
+def _load_init(model: nn.Module, init: Mapping[str, torch.Tensor], *, init_source: str | None, arch: str) -> None:
+    """Fine-tuning: every weight of ``init`` but the classifier (``fc.*``), which stays new;
+    anything else missing, unexpected or misshapen is bad input."""
+    body = {k: v for k, v in init.items() if not k.startswith("fc.")}
+    try:
+        missing, unexpected = model.load_state_dict(body, strict=False)
+    except RuntimeError as exc:  # a shape mismatch
+        raise InputError(f"{init_source or 'init'}: weights do not fit {arch} "
+                         f"({str(exc).splitlines()[-1].strip()[:160]})") from None
+    if unexpected or [k for k in missing if not k.startswith("fc.")]:
+        bad = (unexpected or [k for k in missing if not k.startswith("fc.")])[0]
+        raise InputError(f"{init_source or 'init'}: weights do not fit {arch} (first mismatch: {bad!r})")
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """One optimizer step's numbers, summed over every process, so all processes stop together."""
+
+    loss: float  # mean over micro-batches and processes
+    clips: int  # decoded clips
+    skipped: int  # rejected clips
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's LR for this step, scaled per group (a fine-tuned backbone at a fraction)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def _forward_backward(cfg: TrainConfig, procs: Processes, net: Net, model: nn.Module, clips: Clips,
+                      batches: Iterator[dict | None], window: LogWindow) -> StepStats:
+    """``accumulate`` micro-batches' gradients (DDP syncs on the last one only), and their stats
+    all-reduced; the time spent waiting for each batch goes into ``window``."""
+    device = procs.device
+    stats = torch.zeros(3, device=device)  # loss sum, real clips, skipped clips
+    for micro in range(cfg.accumulate):
+        t = time.perf_counter()
+        batch = next(batches)
+        window.wait += time.perf_counter() - t
+        clips.sampler.advance(cfg.batch_size)
+        n = 0 if batch is None else len(batch["label"])
+        if n == 0:  # every clip failed: a zero-weight dummy keeps DDP's collectives in step
+            x = torch.zeros(1, 3, cfg.frames, cfg.crop, cfg.crop)
+            batch = {"label": torch.zeros(1, dtype=torch.long), "index": torch.zeros(1, dtype=torch.long)}
+        else:
+            x = batch["clip"]
+        x = x.to(device, non_blocking=True).contiguous(memory_format=net.memory_format)
+        y = _targets(batch, cfg.loss, clips).to(device, non_blocking=True)
+        sync = micro == cfg.accumulate - 1
+        no_sync = model.no_sync() if procs.distributed and not sync else contextlib.nullcontext()
+        with no_sync:
+            with _autocast(device, net.autocast_dtype):
+                logits = model(x)
+            loss = _loss_of(logits, y, cfg.loss) * (1.0 if n else 0.0)
+            net.scaler.scale(loss / cfg.accumulate).backward()
+        stats[0] += loss.detach()
+        stats[1] += n
+        stats[2] += cfg.batch_size - n
+    if procs.distributed:
+        dist.all_reduce(stats)  # every process sees the same numbers, so all stop together
+    step_loss = stats[0].item() / (cfg.accumulate * procs.world_size)
+    return StepStats(loss=step_loss, clips=int(stats[1].item()), skipped=int(stats[2].item()))
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass (bf16/fp16), or nothing for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _targets(batch: dict, loss: str, clips: Clips) -> torch.Tensor:
+    """Class ids for softmax; multi-hot rows for BCE (the label, plus matched_label_ids when the table has them)."""
+    labels = torch.as_tensor(batch["label"], dtype=torch.long)
+    if loss == "softmax":
+        return labels
+    hot = torch.zeros(len(labels), clips.num_classes)
+    hot[torch.arange(len(labels)), labels] = 1.0
+    if clips.multi_hot is not None:
+        offsets, values = clips.multi_hot
+        for row, index in enumerate(torch.as_tensor(batch["index"]).tolist()):
+            hot[row, values[offsets[index] : offsets[index + 1]]] = 1.0
+    return hot
+
+
+def _loss_of(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """The batch's mean loss, computed in fp32 whatever the autocast dtype."""
+    if loss == "softmax":  # the paper: softmax cross-entropy on the single label
+        return F.cross_entropy(logits.float(), y)
+    return F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum") / len(y)
+
+
+def _rejects_glob(out: Path, procs: Processes) -> Path:
+    """Where the rejects logs of every process are (one per rank under DDP)."""
+    return out / ("rejects.rank*.jsonl" if procs.distributed else "rejects.jsonl")
+
+
+def _why_stop(stats: StepStats, run: RunState, *, epoch: int, lr: float, out: Path, procs: Processes,
+              max_reject_fraction: float) -> TrainingStopped | None:
+    """Why the run must stop before applying this step, or None: no clip decoded, too many
+    rejected (checked once :data:`REJECT_CHECK_AFTER` items were drawn), or a non-finite loss."""
+    seen, rejected = run.clips + run.skipped + stats.clips + stats.skipped, run.skipped + stats.skipped
+    stop = None
+    if stats.clips == 0:
+        stop = f"no clip of step {run.step + 1} could be decoded ({stats.skipped} rejected)"
+    elif seen >= REJECT_CHECK_AFTER and rejected > max_reject_fraction * seen:
+        stop = (f"{rejected} of {seen} clips were rejected at step {run.step + 1}, more than "
+                f"--max-reject-fraction {max_reject_fraction:g}")
+    if stop is not None:
+        where = f"last good checkpoint: {run.last_ckpt}" if run.last_ckpt else "no checkpoint was saved"
+        return TooManyRejects(f"{stop}; training stopped, {where}; the reasons are in {_rejects_glob(out, procs)}")
+    if not math.isfinite(stats.loss):
+        where = f"last good checkpoint: {run.last_ckpt}" if run.last_ckpt else "no checkpoint was saved yet"
+        return TrainingDiverged(
+            f"loss is {stats.loss} at step {run.step + 1} (epoch {epoch}, lr {lr:.3g}); "
+            f"training stopped, {where}"
+        )
+    return None
+
+
+# ----------------------------------------------------------------------------- logs and checkpoints
+
+
+@dataclass
+class LogWindow:
+    """Sums since the last log row, which reports their means: loss, clips/s, data wait."""
+
+    loss: float = 0.0
+    steps: int = 0
+    clips: int = 0
+    wait: float = 0.0  # seconds waiting for batches
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, stats: StepStats) -> None:
+        self.loss += stats.loss
+        self.steps += 1
+        self.clips += stats.clips
+
+
+def _log_window(log: RunLog, window: LogWindow, *, step: int, epoch: int, lr: float) -> float:
+    """Writes the window's row of log.csv (and TensorBoard); returns its clips/s for the progress bar."""
+    elapsed = time.perf_counter() - window.t0
+    clips_s = window.clips / max(elapsed, 1e-9)
+    log.row({"step": step, "epoch": epoch, "loss": window.loss / window.steps, "lr": lr,
+             "clips_per_s": clips_s, "data_wait_fraction": min(1.0, window.wait / max(elapsed, 1e-9))})
+    return clips_s
+
+
+def _checkpoint(cfg: TrainConfig, procs: Processes, net: Net, clips: Clips, ckpt_dir: Path, *, step: int,
+                loss: float) -> Path:
+    """Rank 0 saves; every process contributes its RNG state and learns the path."""
+    rngs = _gather(capture_rng(), procs)
+    if not procs.main:
+        return ckpt_dir / checkpoint_name(step)
+    state = {
+        "arch": cfg.arch, "step": step, "epoch": clips.sampler.epoch, "loss": loss, "num_classes": clips.num_classes,
+        "model": net.model.state_dict(), "optimizer": net.optimizer.state_dict(), "scaler": net.scaler.state_dict(),
+        "sampler": clips.sampler.state_dict(), "rng": rngs, "config": cfg.to_dict(),
+        "schedule": clips.schedule.to_dict(),
+    }
+    return save_checkpoint(ckpt_dir, state, step=step, keep=cfg.keep_checkpoints)
+
+
+# ----------------------------------------------------------------------------- the end
+
+
+def _finish(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, clips: Clips, net: Net,
+            run: RunState, tuner: ThreadTuner, *, out: Path, init_source: str | None, run_s: float,
+            started: float) -> dict[str, Any]:
+    """The run's summary (rank 0 writes summary.json); every process must hold the same weights,
+    so their hashes are gathered and compared."""
+    hashes = _gather(weights_sha256(net.model), procs)
     summary = {
         "out": str(out),
         "table": f"{data.path} ({data.kind}, {data.rows} rows, {data.num_classes} classes)",
         "arch": cfg.arch,
         "init": init_source,
-        "device": str(device),
+        "device": str(procs.device),
         "world_size": procs.world_size,
         "total_batch": cfg.total_batch(procs.world_size),
-        "peak_lr": schedule.peak,
-        "steps": step,
-        "total_steps": total_steps,
-        "steps_this_run": step - start_step,
-        "resumed_from_step": resumed_from,
-        "epoch": sampler.epoch,
-        "first_loss": first_loss if start_step == 0 else None,
-        "final_loss": last_loss,
-        "clips_per_s": run_clips / max(run_s, 1e-9),
-        "data_wait_fraction": min(1.0, run_wait / max(run_s, 1e-9)) if step > start_step else None,
-        "clips_skipped": run_skipped,
-        "cpu_threads": tuner.summary() if not cuda else None,
+        "peak_lr": clips.schedule.peak,
+        "steps": run.step,
+        "total_steps": clips.total_steps,
+        "steps_this_run": run.step - run.start_step,
+        "resumed_from_step": run.resumed_from,
+        "epoch": clips.sampler.epoch,
+        "first_loss": run.first_loss if run.start_step == 0 else None,
+        "final_loss": run.last_loss,
+        "clips_per_s": run.clips / max(run_s, 1e-9),
+        "data_wait_fraction": min(1.0, run.wait / max(run_s, 1e-9)) if run.step > run.start_step else None,
+        "clips_skipped": run.skipped,
+        "cpu_threads": tuner.summary() if procs.device.type != "cuda" else None,
         "rejected_videos": _rejected_videos(out) if procs.main else None,
-        "rejects": str(out / ("rejects.rank*.jsonl" if procs.distributed else "rejects.jsonl")),
-        "checkpoint": str(last_ckpt) if last_ckpt else None,
+        "rejects": str(_rejects_glob(out, procs)),
+        "checkpoint": str(run.last_ckpt) if run.last_ckpt else None,
         "weights_sha256": hashes[0],
         "ranks_in_sync": len(set(hashes)) == 1,
         "wall_s": round(time.perf_counter() - started, 2),
