@@ -162,176 +162,304 @@ class _Stages:
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run every stage on the synthetic corpus into ``cfg.out``; return the report (also report.json)."""
-    from weaksup.assembly.match import MatchConfig, match_videos
-    from weaksup.assembly.probe import ProbeConfig, probe_videos
-    from weaksup.assembly.sample import SampleConfig, sample_manifest
-    from weaksup.assembly.splits import SplitsConfig, make_splits
-    from weaksup.assembly.stats import StatsConfig, manifest_stats
-    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
     from weaksup.errors import InputError
-    from weaksup.eval.extract import ExtractConfig, extract_features
-    from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
-    from weaksup.eval.finetune import finetune
-    from weaksup.labels.build import BuildLabelsConfig, build_labels
-    from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
     from weaksup.tables import write_json
-    from weaksup.train.loop import pretrain
 
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder (quickstart writes a folder)")
     started = time.perf_counter()
+    run = _open_run(cfg, out)
+    corpus = _synth_corpus_stage(run)
+    _build_labels_stage(run)
+    matched = _match_stage(run)
+    _sample_stage(run, matched)
+    _probe_stage(run)
+    _splits_stage(run)
+    _stats_stage(run)
+    deduped = _dedupe_stage(run)
+    pretrained = _pretrain_stage(run)
+    fc_hits, fc_top1 = _fc_only_stages(run)
+    ft_hits, ft_top1, ft_seeds = _finetune_stages(run)
+    report = _report(run, corpus, deduped, pretrained, {**fc_hits, **ft_hits}, {**fc_top1, **ft_top1}, ft_seeds,
+                     started)
+    write_json(report, out / "report.json")
+    return report
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the stages of one quickstart run share: the config, the stage runner, whether to resume, the paths."""
+
+    cfg: QuickstartConfig
+    st: _Stages
+    out: Path
+    resume: bool
+    pre_cfg: TrainConfig
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.out / "corpus"
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def labels(self) -> Path:
+        return self.data / "labels.parquet"
+
+    @property
+    def manifest(self) -> Path:
+        return self.data / "manifest.parquet"
+
+    @property
+    def probe(self) -> Path:
+        return self.data / "probe.parquet"
+
+    @property
+    def clean(self) -> Path:
+        return self.data / "clean_manifest.parquet"
+
+    @property
+    def target(self) -> Path:
+        return self.corpus_dir / "target"
+
+    @property
+    def feats(self) -> Path:
+        return self.data / "features"
+
+    @property
+    def evals(self) -> Path:
+        return self.out / "eval"
+
+
+def _open_run(cfg: QuickstartConfig, out: Path) -> _Run:
+    """The stage runner of ``out``, resuming only stamps of this config's key."""
     st = _Stages(out, cfg.key(), cfg.progress, cfg.resume)
     # a folder of a run with other settings: every stage starts over (checkpoints, parts)
     resume = cfg.resume and not st.other_config()
     st.resume = resume
     if not resume and st.stamps.is_dir():
         shutil.rmtree(st.stamps)  # every stage runs again; no stamp of the old run may survive
-    corpus_dir, data = out / "corpus", out / "data"
+    return _Run(cfg, st, out, resume, cfg.pretrain_config())
+
+
+def _synth_corpus_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
+
+    cfg = run.cfg
 
     def corpus():
         s = synth_corpus(SynthCorpusConfig(
-            out=corpus_dir, seed=cfg.seed, n_videos=cfg.videos, n_classes=cfg.classes,
+            out=run.corpus_dir, seed=cfg.seed, n_videos=cfg.videos, n_classes=cfg.classes,
             n_target_train_per_class=cfg.target_train_per_class, n_target_test_per_class=cfg.target_test_per_class,
             n_planted=cfg.planted, target_classes=cfg.target_classes, workers=cfg.workers), progress=cfg.progress)
         return s, (f"{s['web_videos']} web videos ({s['planted']} planted copies of target test videos), "
                    f"{s['classes']} motion classes; target: {s['target_classes']} other classes, "
                    f"{s['target_train']} train / {s['target_test']} test videos")
-    c = st.run("synth-corpus", corpus)
+    return run.st.run("synth-corpus", corpus)
 
-    labels = data / "labels.parquet"
+
+def _build_labels_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.labels.build import BuildLabelsConfig, build_labels
 
     def labels_stage():
-        r = build_labels(BuildLabelsConfig(sources=("file",), labels_file=corpus_dir / "labels.txt", out=labels))
+        r = build_labels(BuildLabelsConfig(sources=("file",), labels_file=run.corpus_dir / "labels.txt",
+                                           out=run.labels))
         return r.summary, (f"{r.summary['labels']} labels, {r.summary['hashtags']} relevant hashtags, "
                            f"{r.summary['collisions']} collisions")
-    st.run("build-labels", labels_stage)
+    return run.st.run("build-labels", labels_stage)
 
-    manifest = data / "manifest.parquet"
+
+def _match_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.assembly.match import MatchConfig, match_videos
+
+    cfg = run.cfg
 
     def match_stage():
-        m = match_videos(MatchConfig(videos=corpus_dir / "videos.parquet", labels=labels, out=manifest,
+        m = match_videos(MatchConfig(videos=run.corpus_dir / "videos.parquet", labels=run.labels, out=run.manifest,
                                      min_videos=cfg.min_videos, seed=cfg.seed, progress=False))
-        return m, (f"{m['videos_read']} videos -> {m['in_manifest']} labelled ({m['unmatched']} without a label hashtag, "
-                   f"{m['labels_dropped']} labels under {cfg.min_videos} videos dropped); {m['labels_kept']} labels kept")
-    m = st.run("match", match_stage)
+        return m, (f"{m['videos_read']} videos -> {m['in_manifest']} labelled ({m['unmatched']} without a label "
+                   f"hashtag, {m['labels_dropped']} labels under {cfg.min_videos} videos dropped); "
+                   f"{m['labels_kept']} labels kept")
+    return run.st.run("match", match_stage)
+
+
+def _sample_stage(run: _Run, matched: dict[str, Any]) -> dict[str, Any]:
+    from weaksup.assembly.sample import SampleConfig, sample_manifest
 
     def sample_stage():
-        size = max(1, m["in_manifest"] // 2)
-        s = sample_manifest(SampleConfig(manifest=manifest, strategy="sqrt", out=data / "sqrt_half.parquet",
-                                         sizes=(size,), seed=cfg.seed))
-        return s, f"square-root sampled subset of {size} videos in {data / 'sqrt_half.parquet'}"
-    st.run("sample", sample_stage)
+        size = max(1, matched["in_manifest"] // 2)
+        s = sample_manifest(SampleConfig(manifest=run.manifest, strategy="sqrt", out=run.data / "sqrt_half.parquet",
+                                         sizes=(size,), seed=run.cfg.seed))
+        return s, f"square-root sampled subset of {size} videos in {run.data / 'sqrt_half.parquet'}"
+    return run.st.run("sample", sample_stage)
 
-    probe = data / "probe.parquet"
+
+def _probe_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.assembly.probe import ProbeConfig, probe_videos
 
     def probe_stage():
-        _, p = probe_videos(ProbeConfig(videos=manifest, out=probe, workers=cfg.workers, progress=cfg.progress))
+        _, p = probe_videos(ProbeConfig(videos=run.manifest, out=run.probe, workers=run.cfg.workers,
+                                        progress=run.cfg.progress))
         return p, f"{p.get('ok')} ok, {p.get('rejected')} rejected (container metadata, no decode)"
-    st.run("probe", probe_stage)
+    return run.st.run("probe", probe_stage)
+
+
+def _splits_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.assembly.splits import SplitsConfig, make_splits
 
     def splits_stage():
         counts = {}
         for kind in ("short", "long", "long-center"):
-            s = make_splits(SplitsConfig(manifest=manifest, probe=probe, kind=kind, out=data / "splits" / f"{kind}.parquet"))
+            s = make_splits(SplitsConfig(manifest=run.manifest, probe=run.probe, kind=kind,
+                                         out=run.data / "splits" / f"{kind}.parquet"))
             counts[kind] = s.get("selected")
         return counts, ", ".join(f"{k} {v} clips" for k, v in counts.items())
-    st.run("splits", splits_stage)
+    return run.st.run("splits", splits_stage)
+
+
+def _stats_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.assembly.stats import StatsConfig, manifest_stats
 
     def stats_stage():
-        s = manifest_stats(StatsConfig(manifest=manifest, out=out / "stats"))
-        return s, f"label counts and plots in {out / 'stats'}"
-    st.run("stats", stats_stage)
+        s = manifest_stats(StatsConfig(manifest=run.manifest, out=run.out / "stats"))
+        return s, f"label counts and plots in {run.out / 'stats'}"
+    return run.st.run("stats", stats_stage)
 
-    clean = data / "clean_manifest.parquet"
+
+def _dedupe_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
+
+    cfg, clean = run.cfg, run.clean
 
     def dedupe_stage():
-        s = dedupe_manifest(DedupeConfig(manifest=manifest, targets=corpus_dir / "target" / "test.parquet", out=clean,
-                                         report=data / "overlaps.parquet", workers=cfg.workers, progress=cfg.progress))
+        s = dedupe_manifest(DedupeConfig(manifest=run.manifest, targets=run.target / "test.parquet", out=clean,
+                                         report=run.data / "overlaps.parquet", workers=cfg.workers,
+                                         progress=cfg.progress))
         removed = set(pq.read_table(clean.with_name("clean_manifest.removed.parquet"), columns=["video_id"])
                       .column("video_id").to_pylist())
-        planted_ids = set(pq.read_table(corpus_dir / "planted.parquet").column("web_video_id").to_pylist())
-        in_manifest = planted_ids & set(pq.read_table(manifest, columns=["video_id"]).column("video_id").to_pylist())
+        planted_ids = set(pq.read_table(run.corpus_dir / "planted.parquet").column("web_video_id").to_pylist())
+        manifest_ids = set(pq.read_table(run.manifest, columns=["video_id"]).column("video_id").to_pylist())
+        in_manifest = planted_ids & manifest_ids
         found = len(removed & in_manifest)
         s = dict(s, planted_in_manifest=len(in_manifest), planted_found=found,
                  false_removals=len(removed - planted_ids))
         return s, (f"{found}/{len(in_manifest)} planted copies in the manifest found and removed, "
                    f"{s['false_removals']} other videos removed; {s['kept']} videos kept")
-    d = st.run("dedupe", dedupe_stage)
+    return run.st.run("dedupe", dedupe_stage)
 
-    pre_cfg = cfg.pretrain_config()
+
+def _pretrain_stage(run: _Run) -> dict[str, Any]:
+    from weaksup.train.loop import pretrain
+
+    pre_cfg = run.pre_cfg
 
     def pretrain_stage():
-        s = pretrain(pre_cfg, manifest=clean, out=out / "pretrain", labels=labels, resume=resume,
-                     progress=cfg.progress)
+        s = pretrain(pre_cfg, manifest=run.clean, out=run.out / "pretrain", labels=run.labels, resume=run.resume,
+                     progress=run.cfg.progress)
         return s, (f"{pre_cfg.arch}, {s['steps']} steps x {pre_cfg.batch_size} clips: loss {s['first_loss']:.3f} -> "
                    f"{s['final_loss']:.3f} at {s['clips_per_s']:.0f} clips/s")
-    p = st.run("pretrain", pretrain_stage)
+    return run.st.run("pretrain", pretrain_stage)
 
-    target = corpus_dir / "target"
-    feats = data / "features"
-    evals = out / "eval"
-    hits: dict[str, list[dict[str, int]]] = {}  # arm -> one {video_id: 1/0} per seed
+
+def _fc_only_stages(run: _Run) -> tuple[dict[str, list[dict[str, int]]], dict[str, float]]:
+    """Extract target features with the pre-trained and a random-init network, eval fc-only on each.
+
+    Returns each arm's hits (one {video_id: 1/0} per seed, here one) and top-1.
+    """
+    hits: dict[str, list[dict[str, int]]] = {}
     top1: dict[str, float] = {}
-    for name, ckpt in (("pre-trained", out / "pretrain"), ("random init", None)):
-        def extract_stage(name=name, ckpt=ckpt):
-            tag = "pretrained" if ckpt else "random"
-            for split in ("train", "test"):
-                extract_features(target / f"{split}.parquet", feats / f"{tag}_{split}.parquet", checkpoint=ckpt,
-                                 resume=resume,
-                                 cfg=ExtractConfig(arch=pre_cfg.arch, num_clips=cfg.clips, frames=pre_cfg.frames,
-                                                   crop=pre_cfg.crop, short_side=pre_cfg.short_side, workers=cfg.workers,
-                                                   progress=cfg.progress, seed=cfg.seed))
-            r = eval_fc_only(feats / f"{tag}_train.parquet", feats / f"{tag}_test.parquet", evals / f"fc_only_{tag}",
-                             FcOnlyConfig(seed=cfg.seed))
-            value = {"top1": r["top1"], "hits": read_predictions(evals / f"fc_only_{tag}")}
-            return value, (f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
-                           f"penalty {r['protocol']['penalty']:g} ({r['protocol'].get('penalty_search_scheme', '')})")
-        v = st.run(f"extract + eval fc-only ({name})", extract_stage)
+    for name, ckpt in (("pre-trained", run.out / "pretrain"), ("random init", None)):
+        v = _fc_only_arm(run, name, ckpt)
         hits[f"fc-only, {name}"], top1[f"fc-only, {name}"] = [v["hits"]], v["top1"]
+    return hits, top1
 
-    ft_seeds = [cfg.seed + k for k in range(cfg.finetune_seeds)]
-    for name, ckpt in (("pre-trained", out / "pretrain"), ("from scratch", None)):
+
+def _fc_only_arm(run: _Run, name: str, ckpt: Path | None) -> dict[str, Any]:
+    from weaksup.eval.extract import ExtractConfig, extract_features
+    from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
+
+    cfg, pre_cfg, feats, evals = run.cfg, run.pre_cfg, run.feats, run.evals
+
+    def extract_stage():
+        tag = "pretrained" if ckpt else "random"
+        for split in ("train", "test"):
+            extract_features(run.target / f"{split}.parquet", feats / f"{tag}_{split}.parquet", checkpoint=ckpt,
+                             resume=run.resume,
+                             cfg=ExtractConfig(arch=pre_cfg.arch, num_clips=cfg.clips, frames=pre_cfg.frames,
+                                               crop=pre_cfg.crop, short_side=pre_cfg.short_side, workers=cfg.workers,
+                                               progress=cfg.progress, seed=cfg.seed))
+        r = eval_fc_only(feats / f"{tag}_train.parquet", feats / f"{tag}_test.parquet", evals / f"fc_only_{tag}",
+                         FcOnlyConfig(seed=cfg.seed))
+        value = {"top1": r["top1"], "hits": read_predictions(evals / f"fc_only_{tag}")}
+        return value, (f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
+                       f"penalty {r['protocol']['penalty']:g} ({r['protocol'].get('penalty_search_scheme', '')})")
+    return run.st.run(f"extract + eval fc-only ({name})", extract_stage)
+
+
+def _finetune_stages(run: _Run) -> tuple[dict[str, list[dict[str, int]]], dict[str, float], list[int]]:
+    """Fine-tune from the pre-trained network and from scratch, one stage per seed.
+
+    Returns each arm's hits (one {video_id: 1/0} per seed), its top-1 averaged over seeds, and the seeds.
+    """
+    ft_seeds = [run.cfg.seed + k for k in range(run.cfg.finetune_seeds)]
+    hits: dict[str, list[dict[str, int]]] = {}
+    top1: dict[str, float] = {}
+    for name, ckpt in (("pre-trained", run.out / "pretrain"), ("from scratch", None)):
         arm = f"fine-tune, {name}"
-        hits[arm] = []
-        for ft_seed in ft_seeds:
-            def finetune_stage(name=name, ckpt=ckpt, ft_seed=ft_seed):
-                tag = ("pretrained" if ckpt else "scratch") + f"_s{ft_seed}"
-                r = finetune(replace(cfg.finetune_config(ft_seed), arch=pre_cfg.arch), train_manifest=target / "train.parquet",
-                             test_manifest=target / "test.parquet", checkpoint=ckpt, out=evals / f"finetune_{tag}",
-                             num_clips=cfg.clips, resume=resume, progress=cfg.progress)
-                value = {"top1": r["top1"], "hits": read_predictions(evals / f"finetune_{tag}")}
-                return value, (f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
-                               f"{r['protocol']['steps']} steps, final train loss {r['protocol']['final_train_loss']:.3f}")
-            v = st.run(f"eval finetune ({name}, seed {ft_seed})", finetune_stage)
-            hits[arm].append(v["hits"])
+        hits[arm] = [_finetune_seed(run, name, ckpt, ft_seed)["hits"] for ft_seed in ft_seeds]
         top1[arm] = sum(sum(h.values()) / len(h) for h in hits[arm]) / len(hits[arm])
+    return hits, top1, ft_seeds
 
-    chance = 1.0 / c["target_classes"]
+
+def _finetune_seed(run: _Run, name: str, ckpt: Path | None, ft_seed: int) -> dict[str, Any]:
+    from weaksup.eval.finetune import finetune
+
+    cfg, target, evals = run.cfg, run.target, run.evals
+
+    def finetune_stage():
+        tag = ("pretrained" if ckpt else "scratch") + f"_s{ft_seed}"
+        r = finetune(replace(cfg.finetune_config(ft_seed), arch=run.pre_cfg.arch),
+                     train_manifest=target / "train.parquet",
+                     test_manifest=target / "test.parquet", checkpoint=ckpt, out=evals / f"finetune_{tag}",
+                     num_clips=cfg.clips, resume=run.resume, progress=cfg.progress)
+        value = {"top1": r["top1"], "hits": read_predictions(evals / f"finetune_{tag}")}
+        return value, (f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
+                       f"{r['protocol']['steps']} steps, final train loss {r['protocol']['final_train_loss']:.3f}")
+    return run.st.run(f"eval finetune ({name}, seed {ft_seed})", finetune_stage)
+
+
+def _report(run: _Run, corpus: dict[str, Any], deduped: dict[str, Any], pretrained: dict[str, Any],
+            hits: dict[str, list[dict[str, int]]], top1: dict[str, float], ft_seeds: list[int],
+            started: float) -> dict[str, Any]:
+    """The run's report: each stage's line and seconds, the arms' top-1 and their comparisons with intervals."""
+    cfg, st = run.cfg, run.st
+    chance = 1.0 / corpus["target_classes"]
     comparisons = {
         "fc-only": _compare(hits["fc-only, pre-trained"], hits["fc-only, random init"], chance, cfg.seed,
                             a="pre-trained", b="random init"),
         "fine-tune": _compare(hits["fine-tune, pre-trained"], hits["fine-tune, from scratch"], chance, cfg.seed,
                               a="pre-trained", b="from scratch"),
     }
-    report = {
-        "out": str(out),
+    return {
+        "out": str(run.out),
         "stages": st.lines,
         "seconds": st.seconds,
         "reused_stages": st.reused,
         "target_top1": {k: round(v, 4) for k, v in top1.items()},
         "comparisons": comparisons,
         "chance": round(chance, 4),
-        "planted_found": f"{d['planted_found']}/{d['planted_in_manifest']}",
-        "pretrain_loss": [p["first_loss"], p["final_loss"]],
-        "corpus": {k: c[k] for k in ("web_videos", "classes", "target_classes", "target_train", "target_test", "planted")},
+        "planted_found": f"{deduped['planted_found']}/{deduped['planted_in_manifest']}",
+        "pretrain_loss": [pretrained["first_loss"], pretrained["final_loss"]],
+        "corpus": {k: corpus[k] for k in ("web_videos", "classes", "target_classes", "target_train", "target_test",
+                                          "planted")},
         "clips": cfg.clips,
         "finetune_seeds": ft_seeds,
         "cpu": cpu_name(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    write_json(report, out / "report.json")
-    return report
 
 
 def _compare(hits_a: list[dict[str, int]], hits_b: list[dict[str, int]], chance: float, seed: int, *, a: str,
