@@ -29,7 +29,7 @@ import textwrap
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -373,11 +373,92 @@ def _ranges(label_id: np.ndarray, wanted: list[int]) -> dict[int, tuple[int, int
     return {w: (int(s), int(e)) for w, s, e in zip(wanted, starts.tolist(), ends.tolist())}
 
 
+def _top_tags_lookup(shares: pa.Table, label_ids: list[int]) -> Callable[[int, int], list[dict[str, Any]]]:
+    """``top_tags(label_id, k)``: a label's first k rows of the ranked tag_shares table, read once into lists."""
+    share_at = _ranges(shares.column("label_id").to_numpy().astype(np.int64), label_ids)  # by label, then rank
+    share_cols = {c: shares.column(c).to_pylist() for c in ("hashtag", "videos", "share")}
+
+    def top_tags(label_id: int, k: int) -> list[dict[str, Any]]:
+        start, end = share_at[label_id]
+        return [{"hashtag": share_cols["hashtag"][i], "videos": share_cols["videos"][i],
+                 "share": round(share_cols["share"][i], 4)} for i in range(start, min(end, start + k))]
+
+    return top_tags
+
+
+def _label_tiles(label_id: int, rows: list[dict[str, Any]], unreadable: list[dict[str, Any]]) -> list[Tile]:
+    """A label's sampled videos as tiles; one that does not decode is a grey tile and is added to ``unreadable``."""
+    tiles = []
+    for row in rows:
+        try:
+            frame, reason = middle_frame(row["uri"]), None
+        except Exception as exc:  # noqa: BLE001 - any decode failure is a grey tile, not a stop
+            frame, reason = None, unreadable_reason(row["uri"], exc)
+            unreadable.append({"label_id": label_id, "video_id": row["video_id"], "uri": row["uri"],
+                               "reason": reason})
+        tiles.append(Tile(row["video_id"], tuple(dict.fromkeys(row["tags"] or ())), frame, reason))
+    return tiles
+
+
+def _draw_sheets(cfg: LabelAuditConfig, scan: _Scan, shares: pa.Table,
+                 out: Path) -> tuple[dict[int, Path], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Draw every label's contact sheet; the sheets by label, the unreadable videos and the per-label summary rows."""
+    from weaksup.progress import count_progress
+
+    label_ids = sorted(scan.label_videos)
+    sample = scan.sample  # grouped by label_id (ascending), then by hash
+    sample_at = _ranges(sample.column("label_id").to_numpy(), label_ids)
+    top_tags = _top_tags_lookup(shares, label_ids)
+    sheets: dict[int, Path] = {}
+    unreadable: list[dict[str, Any]] = []
+    per_label: list[dict[str, Any]] = []
+    with count_progress(cfg.progress, "label-audit: contact sheets") as bar:
+        task = bar.add_task("sheets", total=len(label_ids))
+        for label_id in label_ids:
+            name, n_videos = scan.names[label_id], scan.label_videos[label_id]
+            start, end = sample_at[label_id]
+            tiles = _label_tiles(label_id, sample.slice(start, end - start).to_pylist(), unreadable)
+            top_title = top_tags(label_id, TITLE_TOP_TAGS)
+            tag_line = "top tags: " + ("  ·  ".join(f"#{t['hashtag']} {format_share(t['share'])}" for t in top_title)
+                                       if top_title else "(no matched hashtags)")
+            title = f"{name} (label {label_id}): {n_videos} video{'s' if n_videos != 1 else ''}, {len(tiles)} shown"
+            path = out / SHEETS_DIR / f"{label_id}_{slug(name)}.png"
+            draw_contact_sheet(path, title, tag_line, tiles)
+            sheets[label_id] = path
+            per_label.append({"label_id": label_id, "label": name, "videos": n_videos,
+                              "top_tags": top_tags(label_id, SUMMARY_TOP_TAGS), "shown": len(tiles),
+                              "unreadable": sum(t.reason is not None for t in tiles), "sheet": str(path)})
+            bar.advance(task)
+    return sheets, unreadable, per_label
+
+
+def _audit_summary(cfg: LabelAuditConfig, scan: _Scan, shares: pa.Table, sheets: dict[int, Path],
+                   unreadable: list[dict[str, Any]], per_label: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """The content of summary.json: options, counts, the first unreadable videos, each label's row, the paths."""
+    return {
+        "manifest": str(cfg.manifest),
+        "labels_table": str(cfg.labels) if cfg.labels is not None else None,
+        "seed": cfg.seed,
+        "videos_per_label": cfg.videos_per_label,
+        "labels": len(scan.label_videos),
+        "videos": scan.videos,
+        "videos_without_matched_hashtags": scan.without_tags,
+        "tags": int(pc.count_distinct(shares.column("hashtag")).as_py()) if shares.num_rows else 0,
+        "label_tag_pairs": shares.num_rows,
+        "sheets_written": len(sheets),
+        "videos_shown": scan.sample.num_rows,
+        "unreadable_videos": len(unreadable),
+        "unreadable": unreadable[:100],  # the first 100; the count above is the total
+        "per_label": per_label,
+        "outputs": {"tag_shares": str(out / TAG_SHARES_FILE), "contact_sheets": str(out / SHEETS_DIR),
+                    "summary": str(out / SUMMARY_FILE)},
+    }
+
+
 @output_set()  # tag shares, every contact sheet and the summary: all or none
 def audit_labels(cfg: LabelAuditConfig) -> LabelAuditResult:
     """Count each label's matched hashtags, draw its contact sheet, write the summary (see the module doc)."""
     from weaksup.assembly.match import HashtagIndex
-    from weaksup.progress import count_progress
 
     dataset, columns = _check(cfg)
     index = HashtagIndex.from_labels(Path(cfg.labels)) if cfg.labels is not None else None
@@ -395,65 +476,8 @@ def audit_labels(cfg: LabelAuditConfig) -> LabelAuditResult:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     shares = tag_share_table(scan)
     write_table("tag_shares", shares, out / TAG_SHARES_FILE)
-
-    label_ids = sorted(scan.label_videos)
-    sample = scan.sample  # grouped by label_id (ascending), then by hash
-    sample_at = _ranges(sample.column("label_id").to_numpy(), label_ids)
-    share_at = _ranges(shares.column("label_id").to_numpy().astype(np.int64), label_ids)  # by label, then rank
-    share_cols = {c: shares.column(c).to_pylist() for c in ("hashtag", "videos", "share")}
-
-    def top_tags(label_id: int, k: int) -> list[dict[str, Any]]:
-        start, end = share_at[label_id]
-        return [{"hashtag": share_cols["hashtag"][i], "videos": share_cols["videos"][i],
-                 "share": round(share_cols["share"][i], 4)} for i in range(start, min(end, start + k))]
-
-    sheets: dict[int, Path] = {}
-    unreadable: list[dict[str, Any]] = []
-    per_label: list[dict[str, Any]] = []
-    with count_progress(cfg.progress, "label-audit: contact sheets") as bar:
-        task = bar.add_task("sheets", total=len(label_ids))
-        for label_id in label_ids:
-            name, n_videos = scan.names[label_id], scan.label_videos[label_id]
-            start, end = sample_at[label_id]
-            tiles = []
-            for row in sample.slice(start, end - start).to_pylist():
-                try:
-                    frame, reason = middle_frame(row["uri"]), None
-                except Exception as exc:  # noqa: BLE001 - any decode failure is a grey tile, not a stop
-                    frame, reason = None, unreadable_reason(row["uri"], exc)
-                    unreadable.append({"label_id": label_id, "video_id": row["video_id"], "uri": row["uri"],
-                                       "reason": reason})
-                tiles.append(Tile(row["video_id"], tuple(dict.fromkeys(row["tags"] or ())), frame, reason))
-            top_title = top_tags(label_id, TITLE_TOP_TAGS)
-            tag_line = "top tags: " + ("  ·  ".join(f"#{t['hashtag']} {format_share(t['share'])}" for t in top_title)
-                                       if top_title else "(no matched hashtags)")
-            title = f"{name} (label {label_id}): {n_videos} video{'s' if n_videos != 1 else ''}, {len(tiles)} shown"
-            path = out / SHEETS_DIR / f"{label_id}_{slug(name)}.png"
-            draw_contact_sheet(path, title, tag_line, tiles)
-            sheets[label_id] = path
-            per_label.append({"label_id": label_id, "label": name, "videos": n_videos,
-                              "top_tags": top_tags(label_id, SUMMARY_TOP_TAGS), "shown": len(tiles),
-                              "unreadable": sum(t.reason is not None for t in tiles), "sheet": str(path)})
-            bar.advance(task)
-
+    sheets, unreadable, per_label = _draw_sheets(cfg, scan, shares, out)
     summary_path = out / SUMMARY_FILE
-    summary: dict[str, Any] = {
-        "manifest": str(cfg.manifest),
-        "labels_table": str(cfg.labels) if cfg.labels is not None else None,
-        "seed": cfg.seed,
-        "videos_per_label": cfg.videos_per_label,
-        "labels": len(label_ids),
-        "videos": scan.videos,
-        "videos_without_matched_hashtags": scan.without_tags,
-        "tags": int(pc.count_distinct(shares.column("hashtag")).as_py()) if shares.num_rows else 0,
-        "label_tag_pairs": shares.num_rows,
-        "sheets_written": len(sheets),
-        "videos_shown": sample.num_rows,
-        "unreadable_videos": len(unreadable),
-        "unreadable": unreadable[:100],  # the first 100; the count above is the total
-        "per_label": per_label,
-        "outputs": {"tag_shares": str(out / TAG_SHARES_FILE), "contact_sheets": str(out / SHEETS_DIR),
-                    "summary": str(summary_path)},
-    }
+    summary = _audit_summary(cfg, scan, shares, sheets, unreadable, per_label, out)
     write_json(summary, summary_path)
     return LabelAuditResult(summary, out / TAG_SHARES_FILE, sheets, summary_path)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from weaksup.outputs import atomic_path, require_local_output
@@ -115,8 +116,8 @@ def _ensure_open_files(parts: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
-def partition_videos(cfg: PartitionConfig) -> dict:
-    """Split ``cfg.videos`` into ``cfg.parts`` Parquet parts under ``cfg.out``; return a summary."""
+def _check_partition_inputs(cfg: PartitionConfig) -> tuple[ds.Dataset, Path]:
+    """Refuse bad options, inputs and a foreign --out before anything is written; the videos dataset and out folder."""
     require_local_output(cfg.out)
     videos, out = cfg.videos, Path(cfg.out)  # videos: a path, or a uri open_table understands
     if not 1 <= cfg.parts <= MAX_PARTS:
@@ -127,15 +128,23 @@ def partition_videos(cfg: PartitionConfig) -> dict:
     _ensure_open_files(cfg.parts)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / PARTITION_FILE).is_file())):
         raise InputError(f"{out}: exists and is not an earlier partition-videos folder; choose a new --out")
+    return dataset, out
 
-    in_schema = dataset.schema
-    keep_source_row = SOURCE_ROW in in_schema.names  # re-partitioning a part keeps the original rows
+
+def _part_fields(in_schema: pa.Schema, videos: Path) -> tuple[list[pa.Field], dict, bool]:
+    """The parts' columns (the input's, then an int64 source_row), their base metadata, and whether the input
+    already carries source_row (re-partitioning a part keeps the original rows)."""
+    keep_source_row = SOURCE_ROW in in_schema.names
     if keep_source_row and not pa.types.is_integer(in_schema.field(SOURCE_ROW).type):
         raise InputError(f"{videos}: column {SOURCE_ROW!r} has type {in_schema.field(SOURCE_ROW).type}, expected int64")
     fields = [f for f in in_schema if f.name != SOURCE_ROW] + [pa.field(SOURCE_ROW, pa.int64(), nullable=False)]
     base_meta = dict(in_schema.metadata or {})
     base_meta.pop(PART_META_KEY, None)
+    return fields, base_meta, keep_source_row
 
+
+def _fresh_temp_folder(out: Path) -> Path:
+    """An empty temporary folder beside ``out`` (the parts are renamed into place only when complete)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -144,65 +153,113 @@ def partition_videos(cfg: PartitionConfig) -> dict:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    rows_per_part = np.zeros(cfg.parts, np.int64)
-    n_read = 0
-    writers: list[pq.ParquetWriter] = []
-    try:
-        for i in range(cfg.parts):
-            schema = pa.schema(fields, metadata={**base_meta, PART_META_KEY: f"{i}/{cfg.parts}".encode()})
-            writers.append(pq.ParquetWriter(tmp / part_name(i), schema, compression="zstd"))
-        buffers: list[list[pa.Table]] = [[] for _ in range(cfg.parts)]
-        buffered = np.zeros(cfg.parts, np.int64)
-        limit = max(cfg.row_group_rows, 1)
+    return tmp
+
+
+class _PartBuffers:
+    """One open Parquet writer and row buffer per part, so row groups are large and memory stays bounded."""
+
+    def __init__(self, parts: int, row_group_rows: int, batch_size: int) -> None:
+        self.parts = parts
+        self.writers: list[pq.ParquetWriter] = []
+        self.buffers: list[list[pa.Table]] = [[] for _ in range(parts)]
+        self.buffered = np.zeros(parts, np.int64)
+        self.rows_per_part = np.zeros(parts, np.int64)
+        self.limit = max(row_group_rows, 1)
         # Flush everything once the buffers together hold this many rows: bounded memory at any --parts.
-        total_limit = max(4 * cfg.batch_size, limit)
+        self.total_limit = max(4 * batch_size, self.limit)
 
-        def flush(i: int) -> None:
-            if buffered[i]:
-                writers[i].write_table(pa.concat_tables(buffers[i]).combine_chunks(), row_group_size=int(buffered[i]))
-                buffers[i].clear()
-                buffered[i] = 0
+    def open(self, tmp: Path, fields: list[pa.Field], base_meta: dict) -> None:
+        """Open every part's writer under ``tmp``, each schema stamped with its ``i/n`` label."""
+        for i in range(self.parts):
+            schema = pa.schema(fields, metadata={**base_meta, PART_META_KEY: f"{i}/{self.parts}".encode()})
+            self.writers.append(pq.ParquetWriter(tmp / part_name(i), schema, compression="zstd"))
 
-        from weaksup.progress import count_progress
+    def flush(self, i: int) -> None:
+        """Write part ``i``'s buffered rows as one row group."""
+        if self.buffered[i]:
+            self.writers[i].write_table(pa.concat_tables(self.buffers[i]).combine_chunks(),
+                                        row_group_size=int(self.buffered[i]))
+            self.buffers[i].clear()
+            self.buffered[i] = 0
 
-        total = dataset.count_rows() if dataset.format.default_extname == "parquet" else None
-        with count_progress(cfg.progress, "partition") as bar:
-            task = bar.add_task("partition", total=total)
-            try:
-                batches = dataset.to_batches(batch_size=cfg.batch_size, batch_readahead=1, fragment_readahead=1)
-                for batch in batches:
-                    n = batch.num_rows
-                    if n == 0:
-                        continue
-                    table = pa.Table.from_batches([batch])
-                    if not keep_source_row:
-                        table = table.append_column(pa.field(SOURCE_ROW, pa.int64(), nullable=False),
-                                                    pa.array(np.arange(n_read, n_read + n), pa.int64()))
-                    else:
-                        table = table.set_column(table.schema.get_field_index(SOURCE_ROW), SOURCE_ROW,
-                                                 table.column(SOURCE_ROW).cast(pa.int64()))
-                    table = table.select([f.name for f in fields]).cast(pa.schema(fields))
-                    n_read += n
-                    part = part_of(batch.column("video_id"), cfg.parts)
-                    order = np.argsort(part, kind="stable")  # stable: input order kept inside each part
-                    bounds = np.searchsorted(part[order], np.arange(cfg.parts + 1))
-                    grouped = table.take(pa.array(order))  # one gather per batch; parts are zero-copy slices
-                    for i in np.flatnonzero(np.diff(bounds)).tolist():
-                        buffers[i].append(grouped.slice(bounds[i], bounds[i + 1] - bounds[i]))
-                        buffered[i] += bounds[i + 1] - bounds[i]
-                        rows_per_part[i] += bounds[i + 1] - bounds[i]
-                        if buffered[i] >= limit:
-                            flush(i)
-                    if buffered.sum() >= total_limit:
-                        for i in range(cfg.parts):
-                            flush(i)
-                    bar.advance(task, n)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise InputError(f"{videos}: cannot read row {n_read} onwards ({str(exc).splitlines()[0][:200]})") from None
-        for i in range(cfg.parts):
-            flush(i)
-            writers[i].close()
-        writers.clear()
+    def add(self, table: pa.Table, part: np.ndarray) -> None:
+        """Append each row of ``table`` to its part's buffer (input order kept), flushing full buffers."""
+        order = np.argsort(part, kind="stable")  # stable: input order kept inside each part
+        bounds = np.searchsorted(part[order], np.arange(self.parts + 1))
+        grouped = table.take(pa.array(order))  # one gather per batch; parts are zero-copy slices
+        for i in np.flatnonzero(np.diff(bounds)).tolist():
+            self.buffers[i].append(grouped.slice(bounds[i], bounds[i + 1] - bounds[i]))
+            self.buffered[i] += bounds[i + 1] - bounds[i]
+            self.rows_per_part[i] += bounds[i + 1] - bounds[i]
+            if self.buffered[i] >= self.limit:
+                self.flush(i)
+        if self.buffered.sum() >= self.total_limit:
+            for i in range(self.parts):
+                self.flush(i)
+
+    def close(self) -> None:
+        """Flush and close every writer (the parts are complete)."""
+        for i in range(self.parts):
+            self.flush(i)
+            self.writers[i].close()
+        self.writers.clear()
+
+    def abort(self) -> None:
+        """Close the writers still open (only left after an error)."""
+        for w in self.writers:
+            w.close()
+
+
+def _with_source_row(table: pa.Table, keep_source_row: bool, n_read: int, fields: list[pa.Field]) -> pa.Table:
+    """A batch in the parts' schema, its source_row the input's row number (or the input's own source_row)."""
+    n = table.num_rows
+    if not keep_source_row:
+        table = table.append_column(pa.field(SOURCE_ROW, pa.int64(), nullable=False),
+                                    pa.array(np.arange(n_read, n_read + n), pa.int64()))
+    else:
+        table = table.set_column(table.schema.get_field_index(SOURCE_ROW), SOURCE_ROW,
+                                 table.column(SOURCE_ROW).cast(pa.int64()))
+    return table.select([f.name for f in fields]).cast(pa.schema(fields))
+
+
+def _stream_into_parts(cfg: PartitionConfig, dataset: ds.Dataset, fields: list[pa.Field], keep_source_row: bool,
+                       parts: _PartBuffers) -> int:
+    """Stream the videos table batch by batch into the part buffers (with a progress bar); the rows read."""
+    from weaksup.progress import count_progress
+
+    videos = cfg.videos
+    n_read = 0
+    total = dataset.count_rows() if dataset.format.default_extname == "parquet" else None
+    with count_progress(cfg.progress, "partition") as bar:
+        task = bar.add_task("partition", total=total)
+        try:
+            batches = dataset.to_batches(batch_size=cfg.batch_size, batch_readahead=1, fragment_readahead=1)
+            for batch in batches:
+                n = batch.num_rows
+                if n == 0:
+                    continue
+                table = _with_source_row(pa.Table.from_batches([batch]), keep_source_row, n_read, fields)
+                n_read += n
+                parts.add(table, part_of(batch.column("video_id"), cfg.parts))
+                bar.advance(task, n)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"{videos}: cannot read row {n_read} onwards ({str(exc).splitlines()[0][:200]})") from None
+    return n_read
+
+
+def partition_videos(cfg: PartitionConfig) -> dict:
+    """Split ``cfg.videos`` into ``cfg.parts`` Parquet parts under ``cfg.out``; return a summary."""
+    dataset, out = _check_partition_inputs(cfg)
+    videos = cfg.videos
+    fields, base_meta, keep_source_row = _part_fields(dataset.schema, videos)
+    tmp = _fresh_temp_folder(out)
+    parts = _PartBuffers(cfg.parts, cfg.row_group_rows, cfg.batch_size)
+    try:
+        parts.open(tmp, fields, base_meta)
+        n_read = _stream_into_parts(cfg, dataset, fields, keep_source_row, parts)
+        parts.close()
+        rows_per_part = parts.rows_per_part
         summary = {
             "videos": str(videos),
             "parts": cfg.parts,
@@ -219,8 +276,7 @@ def partition_videos(cfg: PartitionConfig) -> dict:
         )
         _replace_folder(tmp, out)
     finally:
-        for w in writers:  # only left here after an error
-            w.close()
+        parts.abort()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return summary

@@ -130,6 +130,92 @@ def _durations(manifest: pa.Table, probe: pa.Table | None) -> tuple[np.ndarray, 
     return duration, rejected, from_probe
 
 
+def _read_split_inputs(cfg: SplitsConfig) -> tuple[pa.Table, pa.Table | None]:
+    """The manifest (refused unless it holds each video once) and the optional probe table, with the columns used."""
+    manifest = read_table("manifest", cfg.manifest, columns=["video_id", "uri", "label_id", "label", "duration_s"])
+    probe = None
+    if cfg.probe is not None:
+        probe = read_table("probe", cfg.probe, columns=["video_id", "status", "duration_s"])
+    n = manifest.num_rows
+    n_unique = pc.count_distinct(manifest.column("video_id")).as_py() if n else 0
+    if n_unique != n:
+        raise InputError(f"{cfg.manifest}: {n - n_unique} duplicate video_id value(s); a manifest holds each video once")
+    return manifest, probe
+
+
+def _budget_keep(cfg: SplitsConfig, manifest: pa.Table, cand_idx: np.ndarray, clip_len: np.ndarray) -> np.ndarray:
+    """Which candidates the F1/F2 budgets keep, filled in a priority order that depends only on (seed, video_id).
+
+    So short, long and long-center with the same seed rank a video the same everywhere.
+    """
+    keep = np.ones(len(cand_idx), bool)
+    if cfg.max_videos is not None or cfg.total_duration_s is not None:
+        ids = manifest.column("video_id").take(pa.array(cand_idx, pa.int64()))
+        order = np.argsort(stable_uniform(ids, cfg.seed, PRIORITY_SALT), kind="stable")
+        keep_sorted = np.ones(len(order), bool)
+        if cfg.max_videos is not None:
+            keep_sorted[cfg.max_videos :] = False
+        if cfg.total_duration_s is not None:
+            # never exceed the budget; the small tolerance absorbs float summation error
+            keep_sorted &= np.cumsum(clip_len[order]) <= cfg.total_duration_s + 1e-6
+        keep[order] = keep_sorted
+    return keep
+
+
+def _clip_windows(cfg: SplitsConfig, sel_dur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each selected video's window (start, end) in seconds: the central ``center_s`` for long-center, else whole."""
+    if cfg.kind == "long-center":
+        start = (sel_dur - cfg.center_s) / 2.0
+        end = start + cfg.center_s
+    else:
+        start = np.zeros(len(sel_dur))
+        end = sel_dur.copy()
+    return start, end
+
+
+def _write_clips(kind: str, taken: pa.Table, start: np.ndarray, end: np.ndarray, sel_dur: np.ndarray,
+                 out: Path) -> None:
+    """Write the clips table of the selected manifest rows (virtual windows into the sources)."""
+    clips = {
+        "video_id": taken.column("video_id"),
+        "uri": taken.column("uri"),
+        "label_id": taken.column("label_id"),
+        "label": taken.column("label"),
+        "split": pa.repeat(pa.scalar(kind, pa.string()), taken.num_rows),
+        "clip_start_s": pa.array(start, pa.float64()),
+        "clip_end_s": pa.array(end, pa.float64()),
+        "duration_s": pa.array(sel_dur, pa.float64()),
+    }
+    write_table("clips", clips, out)
+
+
+def _split_summary(cfg: SplitsConfig, n: int, counts: dict[str, int], taken: pa.Table, sel_len: np.ndarray,
+                   known: np.ndarray, from_probe: np.ndarray, out: Path) -> dict[str, Any]:
+    """The summary of one split: bounds, the accounting of every manifest row, the clips' seconds and labels."""
+    lo, hi = cfg.bounds()
+    labels = taken.column("label_id")
+    summary: dict[str, Any] = {
+        "kind": cfg.kind,
+        "min_s": lo,
+        "max_s": hi,
+        "manifest_rows": n,
+        **counts,
+        "duration_from_probe": int(from_probe.sum()),
+        "duration_from_manifest": int((known & ~from_probe).sum()),
+        "clip_seconds": float(sel_len.sum()),
+        "labels": int(pc.count_distinct(labels).as_py()) if taken.num_rows else 0,
+        "seed": cfg.seed,
+        "out": str(out),
+    }
+    if cfg.kind == "long-center":
+        summary["center_s"] = cfg.center_s
+    if cfg.max_videos is not None:
+        summary["max_videos"] = cfg.max_videos
+    if cfg.total_duration_s is not None:
+        summary["total_duration_s"] = cfg.total_duration_s
+    return summary
+
+
 @output_set()  # clips table and summary: both or neither
 def make_splits(cfg: SplitsConfig) -> dict[str, Any]:
     """Select the videos of ``cfg.kind``, write their clip windows (table ``clips``) and a summary.
@@ -140,14 +226,8 @@ def make_splits(cfg: SplitsConfig) -> dict[str, Any]:
     require_local_output(cfg.out)
     cfg.validate()
     out = Path(cfg.out)
-    manifest = read_table("manifest", cfg.manifest, columns=["video_id", "uri", "label_id", "label", "duration_s"])
-    probe = None
-    if cfg.probe is not None:
-        probe = read_table("probe", cfg.probe, columns=["video_id", "status", "duration_s"])
+    manifest, probe = _read_split_inputs(cfg)
     n = manifest.num_rows
-    n_unique = pc.count_distinct(manifest.column("video_id")).as_py() if n else 0
-    if n_unique != n:
-        raise InputError(f"{cfg.manifest}: {n - n_unique} duplicate video_id value(s); a manifest holds each video once")
 
     duration, rejected, from_probe = _durations(manifest, probe)
     lo, hi = cfg.bounds()
@@ -160,41 +240,14 @@ def make_splits(cfg: SplitsConfig) -> dict[str, Any]:
     cand_idx = np.flatnonzero(candidate)
     cand_dur = duration[cand_idx]
     clip_len = np.full(len(cand_idx), cfg.center_s) if cfg.kind == "long-center" else cand_dur
-    # Budgets fill in a priority order that depends only on (seed, video_id), so short,
-    # long and long-center with the same seed rank a video the same everywhere.
-    keep = np.ones(len(cand_idx), bool)
-    if cfg.max_videos is not None or cfg.total_duration_s is not None:
-        ids = manifest.column("video_id").take(pa.array(cand_idx, pa.int64()))
-        order = np.argsort(stable_uniform(ids, cfg.seed, PRIORITY_SALT), kind="stable")
-        keep_sorted = np.ones(len(order), bool)
-        if cfg.max_videos is not None:
-            keep_sorted[cfg.max_videos :] = False
-        if cfg.total_duration_s is not None:
-            # never exceed the budget; the small tolerance absorbs float summation error
-            keep_sorted &= np.cumsum(clip_len[order]) <= cfg.total_duration_s + 1e-6
-        keep[order] = keep_sorted
+    keep = _budget_keep(cfg, manifest, cand_idx, clip_len)
     sel = cand_idx[keep]
     sel_dur = cand_dur[keep]
     sel_len = clip_len[keep]
-    if cfg.kind == "long-center":
-        start = (sel_dur - cfg.center_s) / 2.0
-        end = start + cfg.center_s
-    else:
-        start = np.zeros(len(sel))
-        end = sel_dur.copy()
+    start, end = _clip_windows(cfg, sel_dur)
 
     taken = manifest.take(pa.array(sel, pa.int64()))
-    clips = {
-        "video_id": taken.column("video_id"),
-        "uri": taken.column("uri"),
-        "label_id": taken.column("label_id"),
-        "label": taken.column("label"),
-        "split": pa.repeat(pa.scalar(cfg.kind, pa.string()), len(sel)),
-        "clip_start_s": pa.array(start, pa.float64()),
-        "clip_end_s": pa.array(end, pa.float64()),
-        "duration_s": pa.array(sel_dur, pa.float64()),
-    }
-    write_table("clips", clips, out)
+    _write_clips(cfg.kind, taken, start, end, sel_dur, out)
 
     counts = {
         "selected": int(len(sel)),
@@ -206,26 +259,7 @@ def make_splits(cfg: SplitsConfig) -> dict[str, Any]:
     }
     if sum(counts.values()) != n:  # the categories are exclusive by construction
         raise RuntimeError(f"splits accounting mismatch: {counts} for {n} manifest rows")
-    labels = taken.column("label_id")
-    summary: dict[str, Any] = {
-        "kind": cfg.kind,
-        "min_s": lo,
-        "max_s": hi,
-        "manifest_rows": n,
-        **counts,
-        "duration_from_probe": int(from_probe.sum()),
-        "duration_from_manifest": int((known & ~from_probe).sum()),
-        "clip_seconds": float(sel_len.sum()),
-        "labels": int(pc.count_distinct(labels).as_py()) if len(sel) else 0,
-        "seed": cfg.seed,
-        "out": str(out),
-    }
-    if cfg.kind == "long-center":
-        summary["center_s"] = cfg.center_s
-    if cfg.max_videos is not None:
-        summary["max_videos"] = cfg.max_videos
-    if cfg.total_duration_s is not None:
-        summary["total_duration_s"] = cfg.total_duration_s
+    summary = _split_summary(cfg, n, counts, taken, sel_len, known, from_probe, out)
     write_json(summary, summary_path(out))
     return summary
 
@@ -485,6 +519,54 @@ def check_materialize_options(out_dir: str | os.PathLike[str], *, short_side: in
         raise InputError(f"unknown codec {codec!r} (no such encoder in PyAV {av.__version__})")
 
 
+def _read_unique_clips(clips: pa.Table | str | os.PathLike[str]) -> pa.Table:
+    """The clips table, refused when a video_id repeats (cut files are named by video_id)."""
+    table = clips if isinstance(clips, pa.Table) else read_table("clips", clips)
+    n_unique = pc.count_distinct(table.column("video_id")).as_py() if table.num_rows else 0
+    if n_unique != table.num_rows:
+        raise InputError(f"clips: {table.num_rows - n_unique} duplicate video_id value(s); cut files are named by video_id")
+    return table
+
+
+def _cut_items(table: pa.Table, out_dir: Path) -> list[dict[str, Any]]:
+    """One bulk item per clip: its id, source, window and the cut file it goes to."""
+    return [
+        {"video_id": vid, "uri": uri, "clip_start_s": s, "clip_end_s": e, "dest": str(out_dir / clip_file_name(vid))}
+        for vid, uri, s, e in zip(
+            table.column("video_id").to_pylist(),
+            table.column("uri").to_pylist(),
+            table.column("clip_start_s").to_pylist(),
+            table.column("clip_end_s").to_pylist(),
+        )
+    ]
+
+
+def _write_cut_clips(table: pa.Table, result: pa.Table, clips_path: Path) -> pa.Array:
+    """Write the clips table of the cut files (window = the whole cut, source window kept); the cut lengths."""
+    ok = pc.equal(result.column("status"), "ok")
+    cut = table.filter(ok)
+    cut_uris = pc.filter(result.column("uri"), ok)
+    cut_len = pa.array([_cut_seconds(u) for u in cut_uris.to_pylist()], pa.float64())
+    write_table(
+        "clips",
+        {
+            "video_id": cut.column("video_id"),
+            "uri": cut_uris,
+            "label_id": cut.column("label_id"),
+            "label": cut.column("label"),
+            "split": cut.column("split"),
+            "clip_start_s": pa.array(np.zeros(cut.num_rows), pa.float64()),
+            "clip_end_s": cut_len,
+            "duration_s": cut_len,
+            "source_uri": cut.column("uri"),
+            "source_clip_start_s": cut.column("clip_start_s"),
+            "source_clip_end_s": cut.column("clip_end_s"),
+        },
+        clips_path,
+    )
+    return cut_len
+
+
 def materialize_clips(
     clips: pa.Table | str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -514,27 +596,15 @@ def materialize_clips(
     check_materialize_options(out_dir, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
                               engine=engine, ray_address=ray_address)
     out_dir = Path(out_dir)
-    table = clips if isinstance(clips, pa.Table) else read_table("clips", clips)
-    n_unique = pc.count_distinct(table.column("video_id")).as_py() if table.num_rows else 0
-    if n_unique != table.num_rows:
-        raise InputError(f"clips: {table.num_rows - n_unique} duplicate video_id value(s); cut files are named by video_id")
+    table = _read_unique_clips(clips)
     mat_path, clips_path, sum_path = materialized_paths(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".*.mp4.tmp-*"):  # left by a killed run
         stale.unlink(missing_ok=True)
 
-    items = [
-        {"video_id": vid, "uri": uri, "clip_start_s": s, "clip_end_s": e, "dest": str(out_dir / clip_file_name(vid))}
-        for vid, uri, s, e in zip(
-            table.column("video_id").to_pylist(),
-            table.column("uri").to_pylist(),
-            table.column("clip_start_s").to_pylist(),
-            table.column("clip_end_s").to_pylist(),
-        )
-    ]
     settings = CutSettings(short_side=short_side, gop=gop, codec=codec, crf=crf, preset=preset)
     result = run_bulk(
-        items,
+        _cut_items(table, out_dir),
         partial(_cut_one, settings=settings),
         schema_name="materialized",
         out=mat_path,
@@ -543,28 +613,8 @@ def materialize_clips(
         settings=asdict(settings),
         key=("video_id", "uri", "clip_start_s", "clip_end_s", "dest"),
     )
-    ok = pc.equal(result.column("status"), "ok")
-    ok_np = ok.to_numpy(zero_copy_only=False)
-    cut = table.filter(ok)
-    cut_uris = pc.filter(result.column("uri"), ok)
-    cut_len = pa.array([_cut_seconds(u) for u in cut_uris.to_pylist()], pa.float64())
-    write_table(
-        "clips",
-        {
-            "video_id": cut.column("video_id"),
-            "uri": cut_uris,
-            "label_id": cut.column("label_id"),
-            "label": cut.column("label"),
-            "split": cut.column("split"),
-            "clip_start_s": pa.array(np.zeros(cut.num_rows), pa.float64()),
-            "clip_end_s": cut_len,
-            "duration_s": cut_len,
-            "source_uri": cut.column("uri"),
-            "source_clip_start_s": cut.column("clip_start_s"),
-            "source_clip_end_s": cut.column("clip_end_s"),
-        },
-        clips_path,
-    )
+    ok_np = pc.equal(result.column("status"), "ok").to_numpy(zero_copy_only=False)
+    cut_len = _write_cut_clips(table, result, clips_path)
     errors = [e for e, good in zip(result.column("error").to_pylist(), ok_np) if not good]
     summary: dict[str, Any] = {
         "clips": table.num_rows,

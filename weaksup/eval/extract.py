@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -217,6 +217,74 @@ def _done_chunks(parts: Path, n_chunks: int, stamps: dict[int, dict[str, Any]], 
     return done
 
 
+def _open_parts(out: Path, net: Network, protocol: Protocol, rows: pa.Table, cfg: ExtractConfig, n_chunks: int,
+                resume: bool, resume_strict: bool) -> tuple[Path, dict[int, dict[str, Any]], set[int]]:
+    """The parts folder beside ``out`` (emptied when not resuming), every chunk's stamp, and the chunks already done."""
+    parts = out.with_name(out.name + ".parts")
+    if parts.exists() and not resume:
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    (parts / "protocol.json").unlink(missing_ok=True)  # an older weaksup's folder-wide stamp (its parts are unstamped)
+    settings = _stamp_settings(net, protocol, cfg)
+    stamps = {c: make_stamp(settings, _chunk_digest(rows, c, cfg.chunk_videos)) for c in range(n_chunks)}
+    done = _done_chunks(parts, n_chunks, stamps, settings, resume_strict)
+    return parts, stamps, done
+
+
+def _write_ray_blocks(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig, todo: list[int], n_videos: int,
+                      parts: Path, stamps: dict[int, dict[str, Any]], advance: Callable[[int], Any]) -> tuple[int, int]:
+    """Extract ``todo`` on Ray actors and write each chunk as its part, refusing a chunk that came back split."""
+    k = cfg.num_clips
+    clips_done = clips_failed = 0
+    for block in _ray_extract(manifest, checkpoint, cfg, todo):
+        for chunk in sorted(set(block.column("_chunk").to_pylist())):
+            part = block.filter(pc.equal(block.column("_chunk"), chunk))
+            clips = _chunk_clips(chunk, n_videos, k, cfg.chunk_videos)
+            if part.num_rows * k != len(clips):  # a chunk split across blocks: never write part of one
+                raise RuntimeError(f"extract: chunk {chunk} came back with {part.num_rows} of {len(clips) // k} rows")
+            clips_done += part.column("_clips_done")[0].as_py()
+            clips_failed += part.column("_clips_failed")[0].as_py()
+            _write_part(parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict(),
+                        stamps[chunk])
+            advance(len(clips))
+    return clips_done, clips_failed
+
+
+def _extract_todo(manifest: Path, checkpoint: Path | None, net: Network, protocol: Protocol, rows: pa.Table,
+                  cfg: ExtractConfig, todo: list[int], n_clips: int, device: torch.device, parts: Path,
+                  stamps: dict[int, dict[str, Any]]) -> tuple[int, int]:
+    """Extract the chunks not done yet (in this process or on Ray) under one progress bar; clips done and failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                  TimeRemainingColumn(), disable=not cfg.progress) as bar:
+        task = bar.add_task("extract", total=n_clips)
+
+        def advance(n: int) -> None:
+            """Move the bar on by ``n`` clips."""
+            bar.update(task, advance=n)
+
+        if cfg.engine == "ray":
+            return _write_ray_blocks(manifest, checkpoint, cfg, todo, rows.num_rows, parts, stamps, advance)
+
+        def write(chunk: int, data: dict[str, list]) -> None:
+            _write_part(parts, chunk, data, stamps[chunk])
+
+        return _extract_chunks(
+            manifest, net, protocol, rows, cfg, todo, device, parts / "rejects.jsonl", cfg.workers, write, advance,
+        )
+
+
+def _assemble_features(parts: Path, n_chunks: int, out: Path, protocol: Protocol) -> pa.Table:
+    """Write the parts, in input order, as the features table (the protocol in its metadata); remove the parts."""
+    table = pa.concat_tables([pq.read_table(_part_name(parts, c)).replace_schema_metadata(None)
+                              for c in range(n_chunks)]).combine_chunks()
+    table = conform(table, load_schema("features"))
+    write_table("features", table, out, metadata={EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()})
+    shutil.rmtree(parts, ignore_errors=True)
+    return table
+
+
 def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg: ExtractConfig = ExtractConfig(),
                      resume: bool = True, resume_strict: bool = False) -> dict[str, Any]:
     """Extract K-clip averaged features of every row of ``manifest`` into ``out`` (features table).
@@ -235,52 +303,17 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
     n_videos, k = rows.num_rows, cfg.num_clips
     n_chunks = math.ceil(n_videos / cfg.chunk_videos)
 
-    parts = out.with_name(out.name + ".parts")
-    if parts.exists() and not resume:
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    (parts / "protocol.json").unlink(missing_ok=True)  # an older weaksup's folder-wide stamp (its parts are unstamped)
-    settings = _stamp_settings(net, protocol, cfg)
-    stamps = {c: make_stamp(settings, _chunk_digest(rows, c, cfg.chunk_videos)) for c in range(n_chunks)}
-    done = _done_chunks(parts, n_chunks, stamps, settings, resume_strict)
+    parts, stamps, done = _open_parts(out, net, protocol, rows, cfg, n_chunks, resume, resume_strict)
     todo = [c for c in range(n_chunks) if c not in done]
     (parts / "rejects.jsonl").unlink(missing_ok=True)  # reasons are read only for the chunks done in this run
 
     n_clips = sum(len(_chunk_clips(c, n_videos, k, cfg.chunk_videos)) for c in todo)
     t_run = time.perf_counter()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
-                  TimeRemainingColumn(), disable=not cfg.progress) as bar:
-        task = bar.add_task("extract", total=n_clips)
-        if cfg.engine == "ray":
-            clips_done = clips_failed = 0
-            for block in _ray_extract(manifest, checkpoint, cfg, todo):
-                for chunk in sorted(set(block.column("_chunk").to_pylist())):
-                    part = block.filter(pc.equal(block.column("_chunk"), chunk))
-                    clips = _chunk_clips(chunk, n_videos, k, cfg.chunk_videos)
-                    if part.num_rows * k != len(clips):  # a chunk split across blocks: never write part of one
-                        raise RuntimeError(f"extract: chunk {chunk} came back with {part.num_rows} of {len(clips) // k} rows")
-                    clips_done += part.column("_clips_done")[0].as_py()
-                    clips_failed += part.column("_clips_failed")[0].as_py()
-                    _write_part(parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict(),
-                                stamps[chunk])
-                    bar.update(task, advance=len(clips))
-        else:
-            def write(chunk: int, data: dict[str, list]) -> None:
-                _write_part(parts, chunk, data, stamps[chunk])
-
-            clips_done, clips_failed = _extract_chunks(
-                manifest, net, protocol, rows, cfg, todo, device, parts / "rejects.jsonl", cfg.workers, write,
-                lambda n: bar.update(task, advance=n),
-            )
+    clips_done, clips_failed = _extract_todo(manifest, checkpoint, net, protocol, rows, cfg, todo, n_clips, device,
+                                             parts, stamps)
     run_s = time.perf_counter() - t_run
 
-    table = pa.concat_tables([pq.read_table(_part_name(parts, c)).replace_schema_metadata(None)
-                              for c in range(n_chunks)]).combine_chunks()
-    table = conform(table, load_schema("features"))
-    write_table("features", table, out, metadata={EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()})
-    shutil.rmtree(parts, ignore_errors=True)
+    table = _assemble_features(parts, n_chunks, out, protocol)
     status = table.column("status").to_pylist()
     rejected = sum(s != "ok" for s in status)
     return {

@@ -67,6 +67,56 @@ def _check_same_numbering(train: Path, test: Path) -> None:
                                  "pass --label-map to renumber both by name")
 
 
+def _target_manifests(train_manifest: Path, test_manifest: Path, label_map: Path | None,
+                      out: Path) -> tuple[Path, Path, LabelMap | None, int | None]:
+    """Train and test manifests in one numbering (renumbered by the label map into ``out``, or checked to agree),
+    the label map, its class count, after refusing test classes without a training example."""
+    for path in (train_manifest, test_manifest):
+        if not path.exists():
+            raise InputError(f"{path}: file not found")
+    lm = read_label_map(label_map) if label_map is not None else None
+    if lm is not None:
+        train_manifest = _renumber(train_manifest, lm, out / "train_manifest.parquet")
+        test_manifest = _renumber(test_manifest, lm, out / "test_manifest.parquet")
+        num_classes = len(lm)
+    else:
+        _check_same_numbering(train_manifest, test_manifest)
+        num_classes = None
+    train_labels = set(pq.read_table(train_manifest, columns=["label_id"]).column("label_id").to_pylist())
+    test_labels = set(pq.read_table(test_manifest, columns=["label_id"]).column("label_id").to_pylist())
+    if test_labels - train_labels:
+        raise InputError(f"{test_manifest}: test label_id {min(test_labels - train_labels)} has no training example in "
+                         f"{train_manifest} ({len(test_labels - train_labels)} such classes)")
+    return train_manifest, test_manifest, lm, num_classes
+
+
+def _ok_scores(features: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The averaged scores (one row per video) and per-clip scores of the test videos that were not rejected."""
+    scores_col = pq.read_table(features, columns=["status", "scores", "clip_scores"])
+    ok = np.asarray(scores_col.column("status").to_pylist()) == "ok"
+    video_scores = np.stack([np.asarray(s, np.float32) for s, k in zip(scores_col.column("scores").to_pylist(), ok) if k])
+    clip_lists = [np.asarray(s, np.float32) for s, k in zip(scores_col.column("clip_scores").to_pylist(), ok) if k]
+    return video_scores, clip_lists
+
+
+def _finetune_protocol(cfg: TrainConfig, source: str, num_clips: int, summary: dict[str, Any], lm: LabelMap | None,
+                       train_manifest: Path, out: Path) -> dict[str, Any]:
+    """The report's protocol block: how the network was fine-tuned and tested."""
+    return {
+        "method": "full fine-tuning (new classifier on the pre-trained backbone), softmax scores averaged per video",
+        "checkpoint": source,
+        "arch": cfg.arch,
+        "clips": num_clips,
+        "crop": cfg.crop,
+        "frames": cfg.frames,
+        "finetune_config": cfg.to_dict(),
+        "steps": summary["steps"],
+        "final_train_loss": summary["final_loss"],
+        "label_map": lm.source if lm is not None else f"label_id numbering of {train_manifest}",
+        "run": str(out),
+    }
+
+
 def finetune(
     cfg: TrainConfig,
     *,
@@ -92,22 +142,7 @@ def finetune(
     cfg = replace(cfg, arch=net.arch)
     if checkpoint is None:
         cfg = replace(cfg, backbone_lr_scale=1.0)  # no pre-trained backbone to protect
-    for path in (train_manifest, test_manifest):
-        if not path.exists():
-            raise InputError(f"{path}: file not found")
-    lm = read_label_map(label_map) if label_map is not None else None
-    if lm is not None:
-        train_manifest = _renumber(train_manifest, lm, out / "train_manifest.parquet")
-        test_manifest = _renumber(test_manifest, lm, out / "test_manifest.parquet")
-        num_classes = len(lm)
-    else:
-        _check_same_numbering(train_manifest, test_manifest)
-        num_classes = None
-    train_labels = set(pq.read_table(train_manifest, columns=["label_id"]).column("label_id").to_pylist())
-    test_labels = set(pq.read_table(test_manifest, columns=["label_id"]).column("label_id").to_pylist())
-    if test_labels - train_labels:
-        raise InputError(f"{test_manifest}: test label_id {min(test_labels - train_labels)} has no training example in "
-                         f"{train_manifest} ({len(test_labels - train_labels)} such classes)")
+    train_manifest, test_manifest, lm, num_classes = _target_manifests(train_manifest, test_manifest, label_map, out)
 
     init = net.model.state_dict() if checkpoint is not None else None
     summary = pretrain(cfg, manifest=train_manifest, out=out, resume=resume, progress=progress,
@@ -122,26 +157,11 @@ def finetune(
                           workers=max(2, min(cfg.workers, 8)), device=cfg.device, progress=progress),
     )
     te = read_features(features)
-    scores_col = pq.read_table(features, columns=["status", "scores", "clip_scores"])
-    ok = np.asarray(scores_col.column("status").to_pylist()) == "ok"
-    video_scores = np.stack([np.asarray(s, np.float32) for s, k in zip(scores_col.column("scores").to_pylist(), ok) if k])
-    clip_lists = [np.asarray(s, np.float32) for s, k in zip(scores_col.column("clip_scores").to_pylist(), ok) if k]
+    video_scores, clip_lists = _ok_scores(features)
     labels = te.label_ids
     names = _class_names(train_manifest, lm, video_scores.shape[1])
     clips = Predictions(np.concatenate(clip_lists), labels=np.repeat(labels, [len(c) for c in clip_lists]))
-    protocol = {
-        "method": "full fine-tuning (new classifier on the pre-trained backbone), softmax scores averaged per video",
-        "checkpoint": net.source,
-        "arch": cfg.arch,
-        "clips": num_clips,
-        "crop": cfg.crop,
-        "frames": cfg.frames,
-        "finetune_config": cfg.to_dict(),
-        "steps": summary["steps"],
-        "final_train_loss": summary["final_loss"],
-        "label_map": lm.source if lm is not None else f"label_id numbering of {train_manifest}",
-        "run": str(out),
-    }
+    protocol = _finetune_protocol(cfg, net.source, num_clips, summary, lm, train_manifest, out)
     counts = {"train_videos": read_table("manifest" if "clip_start_s" not in pq.read_schema(train_manifest).names
                                          else "clips", train_manifest, columns=["video_id"]).num_rows,
               "test_videos": len(te), "test_rejected": te.rejected, "train_wall_s": summary["wall_s"],

@@ -747,6 +747,99 @@ def choose_penalty(table: "list[PenaltyScore] | tuple[PenaltyScore, ...]", resol
     return chosen, len(table) > 1 and (spread <= slack or spread < resolution * (1 - 1e-6))
 
 
+def _penalty_grid(cfg: LogRegConfig) -> list[float]:
+    """The checked penalties, strongest first (each split's fits warm-start down the grid)."""
+    penalties = sorted({_check_penalty(p) for p in cfg.penalties}, reverse=True)
+    if not penalties:
+        raise InputError("the penalty grid is empty")
+    if not 0 < cfg.holdout_fraction < 1:
+        raise InputError(f"holdout fraction must be in (0, 1), got {cfg.holdout_fraction}")
+    return penalties
+
+
+def _search_splits(keys: np.ndarray, cfg: LogRegConfig,
+                   n_rows: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, str]:
+    """The (fit, validation) row splits the penalties are scored on, the number of CV folds (0: held out) and the
+    scheme's name."""
+    folds = search_scheme(keys, cfg)
+    if folds:
+        fold = stratified_folds(keys, folds, cfg.seed)
+        splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
+        scheme = f"{folds}-fold CV"
+    else:
+        fit_idx, hold_idx = holdout_split(keys, cfg.holdout_fraction, cfg.seed)
+        if len(hold_idx) == 0:
+            raise InputError(f"{n_rows} rows are too few to hold out {cfg.holdout_fraction:g} of them for choosing the penalty")
+        splits = [(fit_idx, hold_idx)]
+        scheme = f"held-out {100 * cfg.holdout_fraction:g}%"
+    return splits, folds, scheme
+
+
+def _check_splits(y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], folds: int, scheme: str,
+                  cfg: LogRegConfig, n_rows: int) -> None:
+    """Refuse a split whose fit part has fewer than 2 classes present or whose validation part is empty."""
+    for i, (fit_idx, val_idx) in enumerate(splits):
+        y_fit = y[fit_idx]
+        present = int(y_fit.any(axis=0).sum()) if cfg.multilabel else len(np.unique(y_fit))
+        if present < 2 or len(val_idx) == 0:
+            where = f"fold {i + 1} of {folds}" if folds else "after holding out rows, the fit part"
+            raise InputError(f"{n_rows} rows are too few to choose the penalty ({scheme}): {where} has {present} class"
+                             f"{'es' if present != 1 else ''} present to fit; need at least 2")
+
+
+def _score_penalties(X: np.ndarray, y: np.ndarray, num_classes: int, cfg: LogRegConfig,
+                     splits: list[tuple[np.ndarray, np.ndarray]], penalties: list[float],
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[float, LogRegModel]]:
+    """Fit every penalty on every split (warm-started down the grid) and score it on the split's validation rows;
+    the scores, summed iterations, convergence, and the first split's models (to warm-start the refit)."""
+    scores = np.full((len(splits), len(penalties)), np.nan)
+    iterations = np.zeros(len(penalties), dtype=np.int64)
+    converged = np.ones(len(penalties), dtype=bool)
+    first: dict[float, LogRegModel] = {}
+    for i, (fit_idx, val_idx) in enumerate(splits):
+        problem = _Problem(X[fit_idx], y[fit_idx], num_classes, cfg)
+        X_val, y_val = X[val_idx], y[val_idx]
+        previous: LogRegModel | None = None
+        for j, p in enumerate(penalties):
+            model = problem.fit(p, cfg, previous)
+            previous = model
+            scores[i, j] = _score(model, X_val, y_val)
+            iterations[j] += model.iterations
+            converged[j] &= model.converged
+            if i == 0:
+                first[p] = model
+        del problem
+    return scores, iterations, converged, first
+
+
+def _penalty_table(penalties: list[float], scores: np.ndarray, iterations: np.ndarray, converged: np.ndarray,
+                   folds: int) -> list[PenaltyScore]:
+    """One row per penalty: its mean validation score over the splits (NaN scores left out), and per-fold scores."""
+    table = []
+    for j, p in enumerate(penalties):
+        col = scores[:, j]
+        mean = float(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else float("nan")
+        table.append(PenaltyScore(p, mean, int(iterations[j]), bool(converged[j]),
+                                  tuple(float(v) for v in col) if folds else ()))
+    return table
+
+
+def _unclear_warning(table: list[PenaltyScore], metric: str, resolution: float, scheme: str, n_rows: int,
+                     validated: int, chosen: float) -> str:
+    """The warning text when the validation scores cannot tell the penalties apart (and why)."""
+    finite = [row.score for row in table if not math.isnan(row.score)]
+    if not finite:
+        spread = f"every validation {metric} is NaN"
+    elif max(finite) - min(finite) <= 1e-9 * max(1.0, abs(max(finite))):
+        spread = f"every validation {metric} is {max(finite):.4f}"
+    else:
+        spread = (f"validation {metric} from {min(finite):.4f} to {max(finite):.4f}, less than one row's"
+                  f" worth ({resolution:.4f})")
+    return (f"the penalty search ({scheme} on {n_rows} rows, {validated} validated) could not tell the"
+            f" {len(table)} penalties apart: {spread}. Chose penalty {chosen:g} (the best score, ties"
+            f" going to the weaker penalty), but more training rows would be needed to choose it.")
+
+
 def select_penalty(X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: LogRegConfig = LogRegConfig()) -> PenaltySearch:
     """Choose the L2 penalty on validation rows taken from the training rows, then refit on all of them.
 
@@ -764,71 +857,20 @@ def select_penalty(X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: LogRe
     """
     _check_config(cfg)
     X, y = _check_inputs(X, y, num_classes, cfg.multilabel)
-    penalties = sorted({_check_penalty(p) for p in cfg.penalties}, reverse=True)
-    if not penalties:
-        raise InputError("the penalty grid is empty")
-    if not 0 < cfg.holdout_fraction < 1:
-        raise InputError(f"holdout fraction must be in (0, 1), got {cfg.holdout_fraction}")
+    penalties = _penalty_grid(cfg)
     keys = _strata(y, cfg.multilabel)
-    folds = search_scheme(keys, cfg)
-    if folds:
-        fold = stratified_folds(keys, folds, cfg.seed)
-        splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
-        scheme = f"{folds}-fold CV"
-    else:
-        fit_idx, hold_idx = holdout_split(keys, cfg.holdout_fraction, cfg.seed)
-        if len(hold_idx) == 0:
-            raise InputError(f"{len(X)} rows are too few to hold out {cfg.holdout_fraction:g} of them for choosing the penalty")
-        splits = [(fit_idx, hold_idx)]
-        scheme = f"held-out {100 * cfg.holdout_fraction:g}%"
-    for i, (fit_idx, val_idx) in enumerate(splits):
-        y_fit = y[fit_idx]
-        present = int(y_fit.any(axis=0).sum()) if cfg.multilabel else len(np.unique(y_fit))
-        if present < 2 or len(val_idx) == 0:
-            where = f"fold {i + 1} of {folds}" if folds else "after holding out rows, the fit part"
-            raise InputError(f"{len(X)} rows are too few to choose the penalty ({scheme}): {where} has {present} class"
-                             f"{'es' if present != 1 else ''} present to fit; need at least 2")
+    splits, folds, scheme = _search_splits(keys, cfg, len(X))
+    _check_splits(y, splits, folds, scheme, cfg, len(X))
     with _threads(_thread_limit(X.shape, num_classes, cfg)):
-        scores = np.full((len(splits), len(penalties)), np.nan)
-        iterations = np.zeros(len(penalties), dtype=np.int64)
-        converged = np.ones(len(penalties), dtype=bool)
-        first: dict[float, LogRegModel] = {}
-        for i, (fit_idx, val_idx) in enumerate(splits):
-            problem = _Problem(X[fit_idx], y[fit_idx], num_classes, cfg)
-            X_val, y_val = X[val_idx], y[val_idx]
-            previous: LogRegModel | None = None
-            for j, p in enumerate(penalties):
-                model = problem.fit(p, cfg, previous)
-                previous = model
-                scores[i, j] = _score(model, X_val, y_val)
-                iterations[j] += model.iterations
-                converged[j] &= model.converged
-                if i == 0:
-                    first[p] = model
-            del problem
-        table = []
-        for j, p in enumerate(penalties):
-            col = scores[:, j]
-            mean = float(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else float("nan")
-            table.append(PenaltyScore(p, mean, int(iterations[j]), bool(converged[j]),
-                                      tuple(float(v) for v in col) if folds else ()))
+        scores, iterations, converged, first = _score_penalties(X, y, num_classes, cfg, splits, penalties)
+        table = _penalty_table(penalties, scores, iterations, converged, folds)
         metric = "mAP" if cfg.multilabel else "top1"
         resolution = 0.0 if cfg.multilabel else min(1.0 / (len(splits) * len(val_idx)) for _, val_idx in splits)
         chosen, unclear = choose_penalty(table, resolution)
         validated = sum(len(val_idx) for _, val_idx in splits)
         warning = None
         if unclear:
-            finite = [row.score for row in table if not math.isnan(row.score)]
-            if not finite:
-                spread = f"every validation {metric} is NaN"
-            elif max(finite) - min(finite) <= 1e-9 * max(1.0, abs(max(finite))):
-                spread = f"every validation {metric} is {max(finite):.4f}"
-            else:
-                spread = (f"validation {metric} from {min(finite):.4f} to {max(finite):.4f}, less than one row's"
-                          f" worth ({resolution:.4f})")
-            warning = (f"the penalty search ({scheme} on {len(X)} rows, {validated} validated) could not tell the"
-                       f" {len(table)} penalties apart: {spread}. Chose penalty {chosen:g} (the best score, ties"
-                       f" going to the weaker penalty), but more training rows would be needed to choose it.")
+            warning = _unclear_warning(table, metric, resolution, scheme, len(X), validated, chosen)
             warnings.warn(warning, RuntimeWarning, stacklevel=2)
         final = _Problem(X, y, num_classes, cfg).fit(chosen, cfg, first[chosen])
     return PenaltySearch(penalty=chosen, metric=metric, table=tuple(table), model=final,

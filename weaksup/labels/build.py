@@ -399,28 +399,9 @@ def resolve_collisions(labels: list[Label], policy: CollisionPolicy) -> list[dic
     return rows
 
 
-@output_set()  # labels, hashtag index, collisions and summary: all or none
-def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
-    """Build the label space and write labels, hashtag_index, collisions and a summary."""
-    check_options(cfg)
-    if Path(cfg.out).is_dir():
-        raise InputError(f"{cfg.out}: is a directory, expected an output .parquet path")
-    counts = _read_pair_counts(Path(cfg.hashtag_counts)) if cfg.hashtag_counts else None
-    drop = set(read_hashtag_list(cfg.drop_tags)) if cfg.drop_tags else set()
-    labels, per_source, variants = collect_labels(cfg, counts)
-    pruned = prune_tags(labels, cfg, counts, drop)
-    own_tags = [lab.ranked[0] if lab.ranked else None for lab in labels]  # the label as written
-    collisions = resolve_collisions(labels, cfg.collisions)
-    for r in collisions:
-        pruned += [{"label_id": i, "label": labels[i].label, "hashtag": r["hashtag"], "reason": "collision"}
-                   for i in r["label_ids"] if i not in r["kept_label_ids"]]
-    lost_own = [lab.label for lab, own in zip(labels, own_tags) if own is not None and own not in lab.hashtags]
-    unseen = ([lab.label for lab in labels if lab.hashtags and not any(counts.get(t, 0) for t in lab.hashtags)]
-              if counts is not None else None)
-    out = Path(cfg.out)
-    index_path, collisions_path, summary_path = sibling_paths(out)
-    pruned_table = pruned_path(out)
-
+def _write_label_tables(labels: list[Label], collisions: list[dict], pruned: list[dict], out: Path) -> list[str]:
+    """Write the collisions, hashtag_index, pruned_tags and labels tables; the index's hashtags (one per pair)."""
+    index_path, collisions_path, _ = sibling_paths(out)
     table = pa.table(
         {
             "label_id": pa.array(range(len(labels)), pa.int32()),
@@ -449,8 +430,17 @@ def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
         "label": pa.array([r["label"] for r in pruned], pa.string()),
         "hashtag": pa.array([r["hashtag"] for r in pruned], pa.string()),
         "reason": pa.array([r["reason"] for r in pruned], pa.string()),
-    }, pruned_table)
+    }, pruned_path(out))
     write_table("labels", table, out)
+    return tags
+
+
+def _labels_summary(cfg: BuildLabelsConfig, labels: list[Label], per_source: dict[str, int],
+                    variants: list[tuple[str, str]], tags: list[str], collisions: list[dict], pruned: list[dict],
+                    lost_own: list[str], unseen: list[str] | None) -> dict:
+    """The content of the summary: counts per source and merge, hashtags, collisions, pruning, outputs."""
+    out = Path(cfg.out)
+    index_path, collisions_path, _ = sibling_paths(out)
     by_reason: dict[str, int] = defaultdict(int)
     for r in pruned:
         by_reason[r["reason"]] += 1
@@ -475,10 +465,35 @@ def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
         "labels_without_own_tag": len(lost_own),
         "labels_without_own_tag_examples": lost_own[:10],
         "outputs": {"labels": str(out), "hashtag_index": str(index_path), "collisions": str(collisions_path),
-                    "pruned_tags": str(pruned_table)},
+                    "pruned_tags": str(pruned_path(out))},
     }
     if unseen is not None:  # with corpus counts: labels none of whose tags the corpus uses
         summary["labels_without_corpus_tags"] = len(unseen)
         summary["labels_without_corpus_tags_examples"] = unseen[:10]
+    return summary
+
+
+@output_set()  # labels, hashtag index, collisions and summary: all or none
+def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
+    """Build the label space and write labels, hashtag_index, collisions and a summary."""
+    check_options(cfg)
+    if Path(cfg.out).is_dir():
+        raise InputError(f"{cfg.out}: is a directory, expected an output .parquet path")
+    counts = _read_pair_counts(Path(cfg.hashtag_counts)) if cfg.hashtag_counts else None
+    drop = set(read_hashtag_list(cfg.drop_tags)) if cfg.drop_tags else set()
+    labels, per_source, variants = collect_labels(cfg, counts)
+    pruned = prune_tags(labels, cfg, counts, drop)
+    own_tags = [lab.ranked[0] if lab.ranked else None for lab in labels]  # the label as written
+    collisions = resolve_collisions(labels, cfg.collisions)
+    for r in collisions:
+        pruned += [{"label_id": i, "label": labels[i].label, "hashtag": r["hashtag"], "reason": "collision"}
+                   for i in r["label_ids"] if i not in r["kept_label_ids"]]
+    lost_own = [lab.label for lab, own in zip(labels, own_tags) if own is not None and own not in lab.hashtags]
+    unseen = ([lab.label for lab in labels if lab.hashtags and not any(counts.get(t, 0) for t in lab.hashtags)]
+              if counts is not None else None)
+    out = Path(cfg.out)
+    index_path, collisions_path, summary_path = sibling_paths(out)
+    tags = _write_label_tables(labels, collisions, pruned, out)
+    summary = _labels_summary(cfg, labels, per_source, variants, tags, collisions, pruned, lost_own, unseen)
     write_json(summary, summary_path)
     return BuildLabelsResult(out, index_path, collisions_path, summary_path, summary)
