@@ -371,8 +371,10 @@ def test_resume_with_another_max_steps_is_refused_unless_allowed(manifest: Path,
     assert first.exit_code == 0, first.output
     assert_input_error(pretrain_cli(*base, "--max-steps", 8), "step_000000004.pt", "max_steps 4 -> 8",
                        "LR schedule", "--allow-changed-config", "--no-resume")
+    threads = torch.get_num_threads()
     with pytest.raises(InputError, match=r"precision fp32 -> bf16"):
-        pretrain(tiny(max_steps=4, precision="bf16"), manifest=manifest, out=out, progress=False)
+        pretrain(tiny(max_steps=4, precision="bf16", threads=threads + 1), manifest=manifest, out=out, progress=False)
+    assert torch.get_num_threads() == threads  # a refused resume leaves the caller's thread count alone
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step_000000002.pt", "step_000000004.pt"]
 
     allowed = pretrain_cli(*base, "--max-steps", 8, "--allow-changed-config")

@@ -368,9 +368,6 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    # CPU threads: processes of one machine share its cores; a fixed count, or adapt to the load
-    local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    tuner = ThreadTuner(max_threads=thread_budget(local_procs), fixed=cfg.threads, enabled=not cuda)
     ckpt_dir = out / "checkpoints"
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -387,6 +384,10 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
     log = RunLog(out, start_step=run.step, enabled=procs.main)
     batches = _micro_batches(cfg, clips, pin_memory=cuda)
     window = LogWindow()
+    # CPU threads: processes of one machine share its cores; a fixed count, or adapt to the
+    # load. Set here, just before the loop's try, so a setup error leaves torch's count as it was.
+    local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    tuner = ThreadTuner(max_threads=thread_budget(local_procs), fixed=cfg.threads, enabled=not cuda)
     run_t0 = time.perf_counter()
     try:
         with _progress(progress and procs.main) as bar:
