@@ -44,15 +44,36 @@ def child(kind: str, out: Path, threads: int, steps: int) -> None:
     corpus = out / "corpus"
     tag = f"{kind}_{threads}_{os.getpid()}"
     if kind == "train":
-        cfg = QuickstartConfig(pretrain_steps=steps).pretrain_config().override(threads=threads, checkpoint_every=10_000,
-                                                                                log_every=10)
-        s = pretrain(cfg, manifest=corpus / "manifest.parquet", out=out / "runs" / tag, labels=corpus / "labels.parquet",
-                     resume=False, progress=False)
+        cfg = (
+            QuickstartConfig(pretrain_steps=steps)
+            .pretrain_config()
+            .override(threads=threads, checkpoint_every=10_000, log_every=10)
+        )
+        s = pretrain(
+            cfg,
+            manifest=corpus / "manifest.parquet",
+            out=out / "runs" / tag,
+            labels=corpus / "labels.parquet",
+            resume=False,
+            progress=False,
+        )
         print(json.dumps({"clips_per_s": s["clips_per_s"], "threads": s["cpu_threads"]}))
     else:
-        r = extract_features(corpus / "corpus" / "target" / "test.parquet", out / "runs" / f"{tag}.parquet", checkpoint=None,
-                             cfg=ExtractConfig(arch="r2plus1d_10", num_clips=4, frames=8, crop=40, short_side=40, workers=2,
-                                               threads=threads, progress=False))
+        r = extract_features(
+            corpus / "corpus" / "target" / "test.parquet",
+            out / "runs" / f"{tag}.parquet",
+            checkpoint=None,
+            cfg=ExtractConfig(
+                arch="r2plus1d_10",
+                num_clips=4,
+                frames=8,
+                crop=40,
+                short_side=40,
+                workers=2,
+                threads=threads,
+                progress=False,
+            ),
+        )
         print(json.dumps({"clips_per_s": r["clips_per_s"]}))
 
 
@@ -64,11 +85,31 @@ def make_corpus(out: Path) -> None:
     c = out / "corpus"
     if (c / "manifest.parquet").exists():
         return
-    synth_corpus(SynthCorpusConfig(out=c / "corpus", seed=0, n_videos=300, n_classes=6, n_target_train_per_class=0,
-                                   n_target_test_per_class=40, n_planted=0, target_classes=DIAGONALS), progress=False)
-    build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "corpus" / "labels.txt", out=c / "labels.parquet"))
-    match_videos(MatchConfig(videos=c / "corpus" / "videos.parquet", labels=c / "labels.parquet",
-                             out=c / "manifest.parquet", min_videos=5, progress=False))
+    synth_corpus(
+        SynthCorpusConfig(
+            out=c / "corpus",
+            seed=0,
+            n_videos=300,
+            n_classes=6,
+            n_target_train_per_class=0,
+            n_target_test_per_class=40,
+            n_planted=0,
+            target_classes=DIAGONALS,
+        ),
+        progress=False,
+    )
+    build_labels(
+        BuildLabelsConfig(sources=("file",), labels_file=c / "corpus" / "labels.txt", out=c / "labels.parquet")
+    )
+    match_videos(
+        MatchConfig(
+            videos=c / "corpus" / "videos.parquet",
+            labels=c / "labels.parquet",
+            out=c / "manifest.parquet",
+            min_videos=5,
+            progress=False,
+        )
+    )
 
 
 def measure(kind: str, out: Path, policy: str, neighbour: str | None, steps: int) -> dict:
@@ -82,8 +123,24 @@ def measure(kind: str, out: Path, policy: str, neighbour: str | None, steps: int
         busy = subprocess.Popen([sys.executable, "-c", NEIGHBOURS[neighbour]], stdout=subprocess.DEVNULL)
         time.sleep(2)
     try:
-        res = subprocess.run([sys.executable, __file__, "--child", kind, "--out", str(out), "--threads", str(threads),
-                              "--steps", str(steps)], env=env, capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                kind,
+                "--out",
+                str(out),
+                "--threads",
+                str(threads),
+                "--steps",
+                str(steps),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     finally:
         if busy:
             busy.kill()

@@ -56,7 +56,9 @@ def encode(path: Path, frames: np.ndarray, fps: float, *, bitrate: int | None = 
         if bitrate is not None:
             s.bit_rate = bitrate
         for fr in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(fr[: s.height, : s.width]), format="rgb24")):
+            for p in s.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(fr[: s.height, : s.width]), format="rgb24")
+            ):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
@@ -67,7 +69,9 @@ def generated_video(seed: int, seconds: float, size=(240, 320), fps: float = 24)
     """Distinct textured content: a random smooth background, panning, with moving blobs."""
     rng = np.random.default_rng(seed)
     h, w = size
-    big = cv2.resize(rng.random((h // 8 + 8, w // 8 + 8, 3)).astype(np.float32), (w + 64, h + 64), interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(
+        rng.random((h // 8 + 8, w // 8 + 8, 3)).astype(np.float32), (w + 64, h + 64), interpolation=cv2.INTER_CUBIC
+    )
     big = (big * 255).clip(0, 255).astype(np.uint8)
     n = int(seconds * fps)
     frames = np.empty((n, h, w, 3), np.uint8)
@@ -100,7 +104,9 @@ def make_copies(target: str, frames: np.ndarray, fps: float, other: np.ndarray, 
     n = len(frames)
     h, w = frames.shape[1:3]
     copies: list[tuple[str, np.ndarray, float, float, float, int | None]] = []
-    copies.append(("rescale", np.stack([cv2.resize(f, (w // 2 // 2 * 2, h // 2 // 2 * 2)) for f in frames]), fps, 100, 100, None))
+    copies.append(
+        ("rescale", np.stack([cv2.resize(f, (w // 2 // 2 * 2, h // 2 // 2 * 2)) for f in frames]), fps, 100, 100, None)
+    )
     copies.append(("reencode", frames, fps, 100, 100, 60_000))
     idx = np.round(np.arange(0, n, fps / 15)).astype(int).clip(0, n - 1)
     copies.append(("fps", frames[idx], 15.0, 100, 100, None))
@@ -130,7 +136,9 @@ def make_copies(target: str, frames: np.ndarray, fps: float, other: np.ndarray, 
     seg = frames[: int(5 * fps)] if n > 5 * fps else frames
     host = other[: int(60 * fps)]
     at = int(20 * fps)
-    embedded = np.concatenate([host[:at], np.stack([cv2.resize(f, (host.shape[2], host.shape[1])) for f in seg]), host[at:]])
+    embedded = np.concatenate(
+        [host[:at], np.stack([cv2.resize(f, (host.shape[2], host.shape[1])) for f in seg]), host[at:]]
+    )
     copies.append(("embed", embedded, fps, 100 * len(seg) / len(embedded), 100 * len(seg) / n, None))
     out_copies = []
     for family, fr, f_fps, ov_s, ov_t, bitrate in copies:
@@ -182,17 +190,28 @@ def main() -> None:
         negatives.append(("hard", path, "long_target"))
 
     manifest_rows = [
-        {"video_id": c.path.stem, "uri": str(c.path), "label_id": 0, "label": c.family, "matched_label_ids": [0]} for c in copies
-    ] + [{"video_id": p.stem, "uri": str(p), "label_id": 0, "label": kind, "matched_label_ids": [0]} for kind, p, _ in negatives]
+        {"video_id": c.path.stem, "uri": str(c.path), "label_id": 0, "label": c.family, "matched_label_ids": [0]}
+        for c in copies
+    ] + [
+        {"video_id": p.stem, "uri": str(p), "label_id": 0, "label": kind, "matched_label_ids": [0]}
+        for kind, p, _ in negatives
+    ]
     write_table("manifest", pa.Table.from_pylist(manifest_rows), work / "manifest.parquet")
     write_table("videos", pa.Table.from_pylist(target_rows), work / "targets.parquet")
     t1 = time.perf_counter()
     summary = dedupe_manifest(
-        DedupeConfig(manifest=work / "manifest.parquet", targets=work / "targets.parquet", out=work / "clean.parquet",
-                     report=work / "overlaps.parquet", progress=False)
+        DedupeConfig(
+            manifest=work / "manifest.parquet",
+            targets=work / "targets.parquet",
+            out=work / "clean.parquet",
+            report=work / "overlaps.parquet",
+            progress=False,
+        )
     )
     t2 = time.perf_counter()
-    report = pa.parquet.read_table(work / "overlaps.parquet").to_pylist() if (work / "overlaps.parquet").exists() else []
+    report = (
+        pa.parquet.read_table(work / "overlaps.parquet").to_pylist() if (work / "overlaps.parquet").exists() else []
+    )
     best: dict[tuple[str, str], dict] = {}
     for r in report:
         key = (r["source_video_id"], r["target_video_id"])
@@ -200,14 +219,20 @@ def main() -> None:
             best[key] = r
     removed_sources = {r["source_video_id"] for r in report if r["removed"]}
 
-    print(f"\ndedupe quality: {len(targets)} targets ({sum(1 for t in targets if not t.startswith('gen'))} real), "
-          f"{len(copies)} copies, {len(negatives)} negatives; build {t1 - t0:.0f} s, dedupe {t2 - t1:.0f} s\n")
+    print(
+        f"\ndedupe quality: {len(targets)} targets ({sum(1 for t in targets if not t.startswith('gen'))} real), "
+        f"{len(copies)} copies, {len(negatives)} negatives; build {t1 - t0:.0f} s, dedupe {t2 - t1:.0f} s\n"
+    )
     print("| family | copies | recall | overlap MAE (points) | goal |")
     print("|---|---:|---:|---:|---|")
     for family in FAMILIES_HIGH + FAMILIES_MID:
         fam = [c for c in copies if c.family == family]
         found = [c for c in fam if c.path.stem in removed_sources]
-        errors = [abs(best[(c.path.stem, c.target)]["overlap_source"] - c.overlap_source) for c in fam if (c.path.stem, c.target) in best]
+        errors = [
+            abs(best[(c.path.stem, c.target)]["overlap_source"] - c.overlap_source)
+            for c in fam
+            if (c.path.stem, c.target) in best
+        ]
         goal = "recall ≥ 0.98" if family in FAMILIES_HIGH else "recall ≥ 0.90"
         mae = f"{np.mean(errors):.1f}" if errors else "-"
         print(f"| {family} | {len(fam)} | {len(found) / max(1, len(fam)):.2f} | {mae} | {goal} |")
@@ -216,9 +241,11 @@ def main() -> None:
     hard = [(p, t) for k, p, t in negatives if k == "hard"]
     fp_hard = sum(1 for p, t in hard if p.stem in removed_sources)
     wrong_target = sum(1 for (s, t), r in best.items() if r["removed"] and "__" in s and s.rsplit("__", 1)[0] != t)
-    print(f"\nfalse positives: unrelated {fp_unrelated} of {n_pairs_unrelated} pairs "
-          f"({100 * fp_unrelated / max(1, n_pairs_unrelated):.2f}%, goal ≤ 0.1%); "
-          f"hard negatives {fp_hard} of {len(hard)} (goal ≤ 2%); copies matched to a wrong target: {wrong_target}")
+    print(
+        f"\nfalse positives: unrelated {fp_unrelated} of {n_pairs_unrelated} pairs "
+        f"({100 * fp_unrelated / max(1, n_pairs_unrelated):.2f}%, goal ≤ 0.1%); "
+        f"hard negatives {fp_hard} of {len(hard)} (goal ≤ 2%); copies matched to a wrong target: {wrong_target}"
+    )
     print(f"summary: {summary}")
 
 

@@ -50,8 +50,16 @@ def make_manifest(folder: Path, n: int, width: int, height: int) -> Path:
         path = folder / f"{width}x{height}" / f"v{i:03d}.mp4"
         if not path.exists():
             write_video(path, textured_frames(48, width=width, height=height, seed=i), fps=16, gop=16)
-        rows.append({"video_id": f"v{i}", "uri": str(path), "label_id": i % 4, "label": f"c{i % 4}",
-                     "matched_label_ids": [i % 4], "duration_s": 3.0})
+        rows.append(
+            {
+                "video_id": f"v{i}",
+                "uri": str(path),
+                "label_id": i % 4,
+                "label": f"c{i % 4}",
+                "matched_label_ids": [i % 4],
+                "duration_s": 3.0,
+            }
+        )
     out = folder / f"manifest_{width}x{height}.parquet"
     write_table("manifest", pa.Table.from_pylist(rows), out)
     return out
@@ -59,8 +67,13 @@ def make_manifest(folder: Path, n: int, width: int, height: int) -> Path:
 
 def loader_rate(manifest: Path, frames: int, crop: int, short_side: int, clips: int, workers: int, batch: int) -> float:
     ds = _MarkedEvalClips(manifest, num_clips=clips, num_frames=frames, crop=crop, short_side=short_side)
-    loader = DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate_by_shape,
-                        **({"worker_init_fn": single_thread_worker, "prefetch_factor": 4} if workers else {}))
+    loader = DataLoader(
+        ds,
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=collate_by_shape,
+        **({"worker_init_fn": single_thread_worker, "prefetch_factor": 4} if workers else {}),
+    )
     t0 = time.perf_counter()
     n = sum(b["n"] for b in loader)
     return n / (time.perf_counter() - t0)
@@ -77,10 +90,19 @@ def model_rate(arch: str, frames: int, crop: int, batch: int, batches: int = 4) 
     return batch * batches / (time.perf_counter() - t0)
 
 
-def extract_rate(manifest: Path, out: Path, arch: str, frames: int, crop: int, short_side: int, clips: int,
-                 workers: int, batch: int) -> float:
-    cfg = ExtractConfig(arch=arch, num_clips=clips, frames=frames, crop=crop, short_side=short_side, workers=workers,
-                        batch_size=batch, progress=False)
+def extract_rate(
+    manifest: Path, out: Path, arch: str, frames: int, crop: int, short_side: int, clips: int, workers: int, batch: int
+) -> float:
+    cfg = ExtractConfig(
+        arch=arch,
+        num_clips=clips,
+        frames=frames,
+        crop=crop,
+        short_side=short_side,
+        workers=workers,
+        batch_size=batch,
+        progress=False,
+    )
     t0 = time.perf_counter()
     summary = extract_features(manifest, out, checkpoint=None, cfg=cfg, resume=False)
     return summary["clips_this_run"] / (time.perf_counter() - t0)
@@ -95,10 +117,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS))
     args = ap.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.workers} workers, {args.videos} videos x {args.clips} clips")
-    print("| setting | arch | loader clips/s | model clips/s | CPU limit clips/s | extract clips/s "
-          "| extract / loader | extract / limit |")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {args.workers} workers, {args.videos} videos x {args.clips} clips"
+    )
+    print(
+        "| setting | arch | loader clips/s | model clips/s | CPU limit clips/s | extract clips/s "
+        "| extract / loader | extract / limit |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -107,15 +133,31 @@ def main() -> None:
             manifest = make_manifest(folder, args.videos, width, height)
             best = {"loader": 0.0, "model": 0.0, "extract": 0.0}
             for _ in range(args.repeat):
-                best["loader"] = max(best["loader"], loader_rate(manifest, frames, crop, short_side, args.clips,
-                                                                 args.workers, args.batch))
+                best["loader"] = max(
+                    best["loader"],
+                    loader_rate(manifest, frames, crop, short_side, args.clips, args.workers, args.batch),
+                )
                 best["model"] = max(best["model"], model_rate(arch, frames, crop, args.batch))
-                best["extract"] = max(best["extract"], extract_rate(manifest, folder / "f.parquet", arch, frames, crop,
-                                                                    short_side, args.clips, args.workers, args.batch))
+                best["extract"] = max(
+                    best["extract"],
+                    extract_rate(
+                        manifest,
+                        folder / "f.parquet",
+                        arch,
+                        frames,
+                        crop,
+                        short_side,
+                        args.clips,
+                        args.workers,
+                        args.batch,
+                    ),
+                )
             limit = 1.0 / (1.0 / best["loader"] + 1.0 / best["model"])
-            print(f"| {name} | {arch} | {best['loader']:.0f} | {best['model']:.1f} | {limit:.1f} | "
-                  f"{best['extract']:.1f} | {best['extract'] / best['loader']:.2f} | {best['extract'] / limit:.2f} |",
-                  flush=True)
+            print(
+                f"| {name} | {arch} | {best['loader']:.0f} | {best['model']:.1f} | {limit:.1f} | "
+                f"{best['extract']:.1f} | {best['extract'] / best['loader']:.2f} | {best['extract'] / limit:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

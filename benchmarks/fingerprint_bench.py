@@ -116,11 +116,14 @@ def measure(name: str, paths: list[Path], repeat: int) -> str:
     for p in paths:  # warm the page cache
         p.read_bytes()
     seconds = video_seconds(paths)
-    cpu = cpu_seconds(repeat, {
-        "decode": lambda: [decode_only(p) for p in paths],
-        "fingerprint": lambda: [fingerprint_video(str(p)) for p in paths],
-        "decode_1t": lambda: [decode_only(p, "NONE") for p in paths],
-    })
+    cpu = cpu_seconds(
+        repeat,
+        {
+            "decode": lambda: [decode_only(p) for p in paths],
+            "fingerprint": lambda: [fingerprint_video(str(p)) for p in paths],
+            "decode_1t": lambda: [decode_only(p, "NONE") for p in paths],
+        },
+    )
     return (
         f"| {name} | {len(paths)} | {seconds:.1f} | {seconds / cpu['decode']:.1f} | {seconds / cpu['fingerprint']:.1f} "
         f"| {cpu['decode'] / cpu['fingerprint']:.2f} | {seconds / cpu['decode_1t']:.1f} |"
@@ -135,10 +138,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, PyAV {av.__version__} "
-          f"(FFmpeg {'.'.join(map(str, av.ffmpeg_version_info)) if isinstance(av.ffmpeg_version_info, tuple) else av.ffmpeg_version_info})\n")
-    print("| videos | files | video s | decode-only video-s / CPU-s | fingerprint video-s / CPU-s | fingerprint / decode "
-          "| (decode-only, 1 thread) |")
+    ffmpeg = av.ffmpeg_version_info
+    ffmpeg = ".".join(map(str, ffmpeg)) if isinstance(ffmpeg, tuple) else ffmpeg
+    cpu = platform.processor() or platform.machine()
+    print(f"\n{cpu}, {os.cpu_count()} CPUs, PyAV {av.__version__} (FFmpeg {ffmpeg})\n")
+    print(
+        "| videos | files | video s | decode-only video-s / CPU-s | fingerprint video-s / CPU-s | fingerprint / decode "
+        "| (decode-only, 1 thread) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     if args.dir:
         paths = sorted(p for p in args.dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)

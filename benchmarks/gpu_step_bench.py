@@ -55,7 +55,10 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     dev = torch.device("cuda")
-    print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, batch {args.batch} x {args.frames} x 112 x 112\n")
+    print(
+        f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, batch {args.batch} x {args.frames} "
+        f"x 112 x 112\n"
+    )
     print("| model | precision | step ms | clips/s | ratio | MFU |")
     print("|---|---|---:|---:|---:|---:|")
     for arch in args.archs.split(","):

@@ -47,8 +47,10 @@ def default_nltk_data() -> str:
 def check_nltk_data(path: str) -> None:
     root = Path(path)
     if not ((root / "corpora" / "verbnet3").is_dir() or (root / "corpora" / "verbnet3.zip").is_file()):
-        sys.exit(f"label_quality: VerbNet 3.3 corpus not found in {root} (need corpora/verbnet3.zip); "
-                 "pass --nltk-data DIR or set NLTK_DATA")
+        sys.exit(
+            f"label_quality: VerbNet 3.3 corpus not found in {root} (need corpora/verbnet3.zip); "
+            "pass --nltk-data DIR or set NLTK_DATA"
+        )
 
 
 def sample(nltk_data: str) -> dict[str, list]:
@@ -81,10 +83,16 @@ def after_tags(seeds: dict[str, list], nltk_data: str) -> dict[tuple[str, str, s
             rows = pq.read_table(path, columns=["label", "source_id", "aliases", "hashtags"]).to_pylist()
             for seed in chosen:
                 # merged spelling variants carry "id1; id2" and several aliases
-                match = [r for r in rows if seed.source_id in (r["source_id"] or "").split("; ")
-                         and seed.aliases[0] in r["aliases"]]
+                match = [
+                    r
+                    for r in rows
+                    if seed.source_id in (r["source_id"] or "").split("; ") and seed.aliases[0] in r["aliases"]
+                ]
                 if len(match) != 1:
-                    sys.exit(f"label_quality: {src} {seed.source_id} {seed.label!r}: {len(match)} rows in build-labels' output")
+                    sys.exit(
+                        f"label_quality: {src} {seed.source_id} {seed.label!r}: {len(match)} rows in "
+                        f"build-labels' output"
+                    )
                 out[(src, seed.source_id, seed.aliases[0])] = (match[0]["label"], sorted(match[0]["hashtags"]))
     return out
 
@@ -101,8 +109,17 @@ def write_skeleton(out: Path, old_hashtags: Path, nltk_data: str) -> None:
     for src, chosen in seeds.items():
         for s in chosen:
             before = set().union(*(old.relevant_hashtags(a, pos=s.pos, max_words=3) for a in s.aliases))
-            rows.append({"source": src, "source_id": s.source_id, "label": after[(src, s.source_id, s.aliases[0])][0],
-                         "expected": [], "ok": [], "wrong": [], "before": sorted(before)})
+            rows.append(
+                {
+                    "source": src,
+                    "source_id": s.source_id,
+                    "label": after[(src, s.source_id, s.aliases[0])][0],
+                    "expected": [],
+                    "ok": [],
+                    "wrong": [],
+                    "before": sorted(before),
+                }
+            )
     out.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {out}: {len(rows)} labels to judge")
 
@@ -138,14 +155,20 @@ def main() -> None:
     unjudged: list[tuple[str, list[str]]] = []
     appendix: list[str] = []
     for src, chosen in seeds.items():
-        st = stats.setdefault(src, dict.fromkeys(
-            ["labels", "expected", "hit_b", "hit_a", "gen_b", "gen_a", "wrong_b", "wrong_a", "unjudged"], 0))
+        st = stats.setdefault(
+            src,
+            dict.fromkeys(
+                ["labels", "expected", "hit_b", "hit_a", "gen_b", "gen_a", "wrong_b", "wrong_a", "unjudged"], 0
+            ),
+        )
         for s in chosen:
             label, tags_after = after[(src, s.source_id, s.aliases[0])]
             j = by_key.get((src, s.source_id, label))
             if j is None:
-                sys.exit(f"label_quality: {args.judged} has no entry for {src} {s.source_id} {label!r} "
-                         "(the sample or the label names changed; make a new one with --skeleton)")
+                sys.exit(
+                    f"label_quality: {args.judged} has no entry for {src} {s.source_id} {label!r} "
+                    "(the sample or the label names changed; make a new one with --skeleton)"
+                )
             exp, ok, wrong = set(j["expected"]), set(j["ok"]), set(j["wrong"])
             before, now = set(j["before"]), set(tags_after)
             st["labels"] += 1
@@ -162,21 +185,29 @@ def main() -> None:
                 unjudged.append((f"{label} ({src} {s.source_id})", new))
             missing, bad = sorted(exp - now), sorted(wrong & now)
             if missing or bad:
-                appendix.append(f"- {label} ({src}): recall {len(exp & now)}/{len(exp)}"
-                                + (f"; missing {', '.join(missing)}" if missing else "")
-                                + (f"; wrong {', '.join(bad)}" if bad else ""))
+                appendix.append(
+                    f"- {label} ({src}): recall {len(exp & now)}/{len(exp)}"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; wrong {', '.join(bad)}" if bad else "")
+                )
 
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         head = ""
-    print(f"Relevant hashtags, hand-checked: before = generator at commit {BEFORE_COMMIT}, "
-          f"after = `weaksup build-labels` now (weaksup {__version__}{', HEAD ' + head if head else ''}; "
-          "--forms practical, --max-tags 64)")
+    print(
+        f"Relevant hashtags, hand-checked: before = generator at commit {BEFORE_COMMIT}, "
+        f"after = `weaksup build-labels` now (weaksup {__version__}{', HEAD ' + head if head else ''}; "
+        "--forms practical, --max-tags 64)"
+    )
     print(f"Sample: random.Random({SEED}); {datetime.date.today().isoformat()}; CPU: {cpu_name()}")
     print()
-    print("| labels | recall before | recall after | wrong before | wrong after | tags/label before | tags/label after | unjudged after |")
+    print(
+        "| labels | recall before | recall after | wrong before | wrong after | tags/label before | tags/label "
+        "after | unjudged after |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     total = dict.fromkeys(next(iter(stats.values())), 0)
     rows = []
@@ -187,12 +218,16 @@ def main() -> None:
         rows.append((f"{name} ({st['labels']})", st))
     rows.append((f"all ({total['labels']})", total))
     for name, st in rows:
-        print(f"| {name} | {pct(st['hit_b'], st['expected'])} | {pct(st['hit_a'], st['expected'])} "
-              f"| {pct(st['wrong_b'], st['gen_b'])} | {pct(st['wrong_a'], st['gen_a'])} "
-              f"| {st['gen_b'] / st['labels']:.1f} | {st['gen_a'] / st['labels']:.1f} | {st['unjudged']} |")
+        print(
+            f"| {name} | {pct(st['hit_b'], st['expected'])} | {pct(st['hit_a'], st['expected'])} "
+            f"| {pct(st['wrong_b'], st['gen_b'])} | {pct(st['wrong_a'], st['gen_a'])} "
+            f"| {st['gen_b'] / st['labels']:.1f} | {st['gen_a'] / st['labels']:.1f} | {st['unjudged']} |"
+        )
     print()
-    print(f"Expected tags: {total['expected']}; generated before {total['gen_b']} ({total['wrong_b']} wrong), "
-          f"after {total['gen_a']} ({total['wrong_a']} wrong).")
+    print(
+        f"Expected tags: {total['expected']}; generated before {total['gen_b']} ({total['wrong_b']} wrong), "
+        f"after {total['gen_a']} ({total['wrong_a']} wrong)."
+    )
     if unjudged:
         print()
         print("Unjudged after-tags (judge them in the JSON):")

@@ -47,8 +47,9 @@ def corpus(root: Path, **kw) -> tuple[Path, Path, Path]:
     if not manifest.exists():
         synth_corpus(SynthCorpusConfig(out=c, workers=2, **kw), progress=False)
         build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "labels.txt", out=labels))
-        match_videos(MatchConfig(videos=c / "videos.parquet", labels=labels, out=manifest, min_videos=1, seed=0,
-                                 progress=False))
+        match_videos(
+            MatchConfig(videos=c / "videos.parquet", labels=labels, out=manifest, min_videos=1, seed=0, progress=False)
+        )
     return c, labels, manifest
 
 
@@ -69,14 +70,18 @@ def split_by_truth(manifest: Path, truth: Path, out: Path, held_out: float, seed
     n_out = int(round(held_out * m.num_rows))
     train_rows, out_rows = np.sort(order[n_out:]), order[:n_out]
     write_table("manifest", m.take(pa.array(train_rows)), paths[0])
-    for half, p in zip((out_rows[: n_out // 2], out_rows[n_out // 2:]), paths[1:]):
+    for half, p in zip((out_rows[: n_out // 2], out_rows[n_out // 2 :]), paths[1:]):
         sub = m.take(pa.array(np.sort(half)))
         ids = sub.column("video_id").to_pylist()
-        sub = sub.set_column(sub.column_names.index("label_id"), "label_id",
-                             pa.array([true[v]["label_id"] for v in ids], pa.int32()))
+        sub = sub.set_column(
+            sub.column_names.index("label_id"), "label_id", pa.array([true[v]["label_id"] for v in ids], pa.int32())
+        )
         sub = sub.set_column(sub.column_names.index("label"), "label", pa.array([true[v]["label"] for v in ids]))
-        sub = sub.set_column(sub.column_names.index("matched_label_ids"), "matched_label_ids",
-                             pa.array([[true[v]["label_id"]] for v in ids], pa.list_(pa.int32())))
+        sub = sub.set_column(
+            sub.column_names.index("matched_label_ids"),
+            "matched_label_ids",
+            pa.array([[true[v]["label_id"]] for v in ids], pa.list_(pa.int32())),
+        )
         write_table("manifest", sub, p)
     return paths
 
@@ -105,8 +110,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/weaksup-learning"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--steps", type=int, default=300, help="training steps of rung (b) (rung (c) uses the quickstart's)")
-    ap.add_argument("--web-steps", type=int, default=600, help="training steps of rung (b'), the web classes made clean")
+    ap.add_argument(
+        "--steps", type=int, default=300, help="training steps of rung (b) (rung (c) uses the quickstart's)"
+    )
+    ap.add_argument(
+        "--web-steps", type=int, default=600, help="training steps of rung (b'), the web classes made clean"
+    )
     ap.add_argument("--lr", type=float, default=QuickstartConfig().pretrain_lr)
     ap.add_argument("--clips", type=int, default=4)
     a = ap.parse_args()
@@ -119,34 +128,66 @@ def main() -> None:
     # 100 training and 50 test videos a class (the action fills every target video)
     root, hits, t0 = a.out / "clean_diagonals", [], time.perf_counter()
     if not (root / "target" / "test.parquet").exists():
-        synth_corpus(SynthCorpusConfig(out=root, seed=1, n_videos=1, target_classes=DIAGONALS, n_target_train_per_class=100,
-                                       n_target_test_per_class=50, n_planted=0, workers=2), progress=False)
+        synth_corpus(
+            SynthCorpusConfig(
+                out=root,
+                seed=1,
+                n_videos=1,
+                target_classes=DIAGONALS,
+                n_target_train_per_class=100,
+                n_target_test_per_class=50,
+                n_planted=0,
+                workers=2,
+            ),
+            progress=False,
+        )
     for seed in a.seeds:
         run = root / f"run_s{seed}_lr{a.lr:g}_{a.steps}"
-        s = pretrain(replace(recipe, seed=seed).pretrain_config(), manifest=root / "target" / "train.parquet", out=run,
-                     progress=False)
+        s = pretrain(
+            replace(recipe, seed=seed).pretrain_config(),
+            manifest=root / "target" / "train.parquet",
+            out=run,
+            progress=False,
+        )
         hits.append(own_classifier_top1(run, root / "target" / "test.parquet", run / "eval", a.clips))
         print(f"(b) seed {seed}: loss {loss_text(s)}, top-1 {hits[-1].mean():.3f}", flush=True)
     n = min(len(h) for h in hits)
     acc = bootstrap_accuracy(np.stack([h[:n] for h in hits]))
-    rows.append(f"| (b) clean motion task: the target's {len(DIAGONALS)} diagonal motions, one domain, 400 training "
-                f"videos, {a.steps} steps | held-out top-1 {acc.percent()} ({n} videos x {len(a.seeds)} seeds; chance "
-                f"{100 / len(DIAGONALS):.1f}%) | >= 95% | {'pass' if acc.mean >= 0.95 else 'FAIL'} | "
-                f"{time.perf_counter() - t0:.0f} |")
+    rows.append(
+        f"| (b) clean motion task: the target's {len(DIAGONALS)} diagonal motions, one domain, 400 training "
+        f"videos, {a.steps} steps | held-out top-1 {acc.percent()} ({n} videos x {len(a.seeds)} seeds; chance "
+        f"{100 / len(DIAGONALS):.1f}%) | >= 95% | {'pass' if acc.mean >= 0.95 else 'FAIL'} | "
+        f"{time.perf_counter() - t0:.0f} |"
+    )
 
     # (b') the web's six classes made clean: no tag noise, uniform classes, 2-6 s videos (the action fills them)
     web_recipe = replace(recipe, pretrain_steps=a.web_steps)
-    c, labels, manifest = corpus(a.out / "clean", seed=1, n_videos=600, n_classes=qs.classes, n_target_train_per_class=0,
-                                 n_target_test_per_class=0, n_planted=0, zipf_exponent=0.0, missing_tag_rate=0.0,
-                                 wrong_tag_rate=0.0, second_label_rate=0.0, min_duration_s=2.0, max_duration_s=6.0)
+    c, labels, manifest = corpus(
+        a.out / "clean",
+        seed=1,
+        n_videos=600,
+        n_classes=qs.classes,
+        n_target_train_per_class=0,
+        n_target_test_per_class=0,
+        n_planted=0,
+        zipf_exponent=0.0,
+        missing_tag_rate=0.0,
+        wrong_tag_rate=0.0,
+        second_label_rate=0.0,
+        min_duration_s=2.0,
+        max_duration_s=6.0,
+    )
     hits, spin, t0 = [], [], time.perf_counter()
     for seed in a.seeds:
-        train, held_a, held_b = split_by_truth(manifest, c / "truth.parquet", a.out / "clean" / f"split{seed}", 0.3, seed)
+        train, held_a, held_b = split_by_truth(
+            manifest, c / "truth.parquet", a.out / "clean" / f"split{seed}", 0.3, seed
+        )
         test = pa.concat_tables([pq.read_table(held_a), pq.read_table(held_b)])
         write_table("manifest", test, a.out / "clean" / f"split{seed}" / "test.parquet")
         run = a.out / "clean" / f"run_s{seed}_lr{a.lr:g}_{a.web_steps}"
-        s = pretrain(replace(web_recipe, seed=seed).pretrain_config(), manifest=train, out=run, labels=labels,
-                     progress=False)
+        s = pretrain(
+            replace(web_recipe, seed=seed).pretrain_config(), manifest=train, out=run, labels=labels, progress=False
+        )
         hits.append(own_classifier_top1(run, a.out / "clean" / f"split{seed}" / "test.parquet", run / "eval", a.clips))
         truth = pq.read_table(run / "eval" / "scores.parquet", columns=["status", "label"]).to_pylist()
         spin.append(np.array(["spinning" in r["label"] for r in truth if r["status"] == "ok"]))
@@ -154,52 +195,89 @@ def main() -> None:
     n = min(len(h) for h in hits)
     acc = bootstrap_accuracy(np.stack([h[:n] for h in hits]))
     h, sp = np.concatenate(hits), np.concatenate(spin)
-    rows.append(f"| (b') the web's {qs.classes} classes made clean (information), {a.web_steps} steps | held-out top-1 "
-                f"{acc.percent()} ({n} videos x {len(a.seeds)} seeds); translations {100 * h[~sp].mean():.1f}%, spinning "
-                f"clockwise vs anticlockwise {bootstrap_accuracy(h[sp][None, :]).percent()} ({sp.sum()} videos; chance "
-                f"between the two 50%) | - | "
-                f"{'learnt' if h[sp].mean() >= 0.95 else 'spin direction not learnt'} | {time.perf_counter() - t0:.0f} |")
+    rows.append(
+        f"| (b') the web's {qs.classes} classes made clean (information), {a.web_steps} steps | held-out top-1 "
+        f"{acc.percent()} ({n} videos x {len(a.seeds)} seeds); translations {100 * h[~sp].mean():.1f}%, spinning "
+        f"clockwise vs anticlockwise {bootstrap_accuracy(h[sp][None, :]).percent()} ({sp.sum()} videos; chance "
+        f"between the two 50%) | - | "
+        f"{'learnt' if h[sp].mean() >= 0.95 else 'spin direction not learnt'} | {time.perf_counter() - t0:.0f} |"
+    )
 
     # (c) + (d): the quickstart's web corpus; 30% of its labelled videos held out for (d)
-    c, labels, manifest = corpus(a.out / "web", seed=0, n_videos=qs.videos, n_classes=qs.classes,
-                                 n_target_train_per_class=0, n_target_test_per_class=0, n_planted=0)
+    c, labels, manifest = corpus(
+        a.out / "web",
+        seed=0,
+        n_videos=qs.videos,
+        n_classes=qs.classes,
+        n_target_train_per_class=0,
+        n_target_test_per_class=0,
+        n_planted=0,
+    )
     losses, hits_pre, hits_rand, t0 = [], [], [], time.perf_counter()
     chance, prior = math.log(qs.classes), prior_entropy(manifest)
     for seed in a.seeds:
         train, held_a, held_b = split_by_truth(manifest, c / "truth.parquet", a.out / "web" / f"split{seed}", 0.3, seed)
         run = a.out / "web" / f"run_s{seed}_lr{a.lr:g}"
-        s = pretrain(replace(recipe, seed=seed, pretrain_steps=qs.pretrain_steps).pretrain_config(), manifest=train,
-                     out=run, labels=labels, progress=False)
+        s = pretrain(
+            replace(recipe, seed=seed, pretrain_steps=qs.pretrain_steps).pretrain_config(),
+            manifest=train,
+            out=run,
+            labels=labels,
+            progress=False,
+        )
         tail = [float(r.split(",")[2]) for r in (run / "log.csv").read_text().splitlines()[1:]][-5:]
         losses.append(sum(tail) / len(tail))
         for net, hit_list, tag in ((run, hits_pre, "pre"), (None, hits_rand, "rand")):
             ev = run / f"fc_{tag}"
             for part, path in (("a", held_a), ("b", held_b)):
-                extract_features(path, ev / f"{part}.parquet", checkpoint=net,
-                                 cfg=ExtractConfig(arch="r2plus1d_10", num_clips=a.clips, frames=8, crop=40, short_side=40,
-                                                   progress=False, seed=seed))
+                extract_features(
+                    path,
+                    ev / f"{part}.parquet",
+                    checkpoint=net,
+                    cfg=ExtractConfig(
+                        arch="r2plus1d_10",
+                        num_clips=a.clips,
+                        frames=8,
+                        crop=40,
+                        short_side=40,
+                        progress=False,
+                        seed=seed,
+                    ),
+                )
             eval_fc_only(ev / "a.parquet", ev / "b.parquet", ev, FcOnlyConfig(seed=seed))
             p = read_predictions(ev)
             hit_list.append([p[v] for v in sorted(p)])
-        print(f"(c/d) seed {seed}: loss {loss_text(s)} (last 5 logs {losses[-1]:.2f}); fc-only pre {np.mean(hits_pre[-1]):.3f} "
-              f"rand {np.mean(hits_rand[-1]):.3f}", flush=True)
+        print(
+            f"(c/d) seed {seed}: loss {loss_text(s)} (last 5 logs {losses[-1]:.2f}); fc-only pre "
+            f"{np.mean(hits_pre[-1]):.3f} "
+            f"rand {np.mean(hits_rand[-1]):.3f}",
+            flush=True,
+        )
     mean_loss = float(np.mean(losses))
-    rows.append(f"| (c) web corpus (noisy tags, Zipf, partial actions), {qs.pretrain_steps} steps | final loss "
-                f"{mean_loss:.2f} (mean of last 50 steps, {len(a.seeds)} seeds) vs chance ln {qs.classes} = {chance:.2f} "
-                f"and class-prior entropy {prior:.2f} | well below both | "
-                f"{'pass' if mean_loss < prior - 0.3 else 'FAIL'} | {time.perf_counter() - t0:.0f} |")
+    rows.append(
+        f"| (c) web corpus (noisy tags, Zipf, partial actions), {qs.pretrain_steps} steps | final loss "
+        f"{mean_loss:.2f} (mean of last 50 steps, {len(a.seeds)} seeds) vs chance ln {qs.classes} = {chance:.2f} "
+        f"and class-prior entropy {prior:.2f} | well below both | "
+        f"{'pass' if mean_loss < prior - 0.3 else 'FAIL'} | {time.perf_counter() - t0:.0f} |"
+    )
     n = min(len(h) for h in hits_pre)
     cmp = compare_arms([h[:n] for h in hits_pre], [h[:n] for h in hits_rand], chance=1 / qs.classes)
-    rows.append(f"| (d) fc-only on held-out web videos (true labels), pre-trained vs random init | "
-                f"{cmp.a.percent()} vs {cmp.b.percent()}; difference {cmp.diff.percent(signed=True)} "
-                f"({n} test videos x {len(a.seeds)} seeds) | difference > 0 | "
-                f"{'pass' if cmp.diff.low > 0 else 'FAIL'} | (in c) |")
+    rows.append(
+        f"| (d) fc-only on held-out web videos (true labels), pre-trained vs random init | "
+        f"{cmp.a.percent()} vs {cmp.b.percent()}; difference {cmp.diff.percent(signed=True)} "
+        f"({n} test videos x {len(a.seeds)} seeds) | difference > 0 | "
+        f"{'pass' if cmp.diff.low > 0 else 'FAIL'} | (in c) |"
+    )
 
-    print(f"\nLearning ladder: lr {a.lr:g} at batch 16, seeds {a.seeds}; CPU: {cpu_name()}; "
-          f"{time.perf_counter() - t_all:.0f} s in all\n")
+    print(
+        f"\nLearning ladder: lr {a.lr:g} at batch 16, seeds {a.seeds}; CPU: {cpu_name()}; "
+        f"{time.perf_counter() - t_all:.0f} s in all\n"
+    )
     print("| rung | measured | goal | result | s |\n|---|---|---|---|---:|")
-    print("| (a) one batch overfit (tests/test_learning.py, fp32 and bf16) | loss < 0.05 in 40 steps | near 0 | "
-          "pass (CI) | |")
+    print(
+        "| (a) one batch overfit (tests/test_learning.py, fp32 and bf16) | loss < 0.05 in 40 steps | near 0 | "
+        "pass (CI) | |"
+    )
     print("\n".join(rows))
     (a.out / f"ladder_lr{a.lr:g}.json").write_text(json.dumps({"rows": rows, "cpu": cpu_name()}, indent=1))
 

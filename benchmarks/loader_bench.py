@@ -141,15 +141,25 @@ def bench_set(
             pass
 
     run_loader()  # start the persistent workers
-    best = best_of_interleaved(repeat, {"raw": run_raw, "dataset": run_dataset, "loader": run_loader, "naive": run_naive})
+    best = best_of_interleaved(
+        repeat, {"raw": run_raw, "dataset": run_dataset, "loader": run_loader, "naive": run_naive}
+    )
     t_raw, t_ds, t_loader, t_naive = best["raw"], best["dataset"], best["loader"], best["naive"]
-    del loader
+    loader = None  # shuts the persistent workers down (run_loader's closure holds it)
     rate = lambda t: n / t  # noqa: E731
     return [
         (name, "raw: seek + decode the clip's frames, no conversion", n, t_raw, rate(t_raw), 1.0, rate(t_naive)),
         (name, "ClipDataset, 1 process", n, t_ds, rate(t_ds), t_raw / t_ds, rate(t_naive)),
         (name, "ClipDataset via make_loader, 2 workers", n, t_loader, rate(t_loader), t_raw / t_loader, rate(t_naive)),
-        (name, "naive: decode from t=0, convert + transform", n, t_naive, rate(t_naive), t_raw / t_naive, rate(t_naive)),
+        (
+            name,
+            "naive: decode from t=0, convert + transform",
+            n,
+            t_naive,
+            rate(t_naive),
+            t_raw / t_naive,
+            rate(t_naive),
+        ),
     ]
 
 
@@ -162,7 +172,9 @@ def main() -> None:
     ap.add_argument("--num-frames", type=int, default=8)
     ap.add_argument("--stride", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--videos-dir", type=Path, default=None, help="keep the generated videos here (default: a temp dir)")
+    ap.add_argument(
+        "--videos-dir", type=Path, default=None, help="keep the generated videos here (default: a temp dir)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -171,7 +183,9 @@ def main() -> None:
             tmp = str(args.videos_dir)
         t0 = time.perf_counter()
         sets = {
-            "320x240 GOP 30": make_set(Path(tmp) / "a", n=args.videos, seconds=args.seconds, width=320, height=240, gop=30),
+            "320x240 GOP 30": make_set(
+                Path(tmp) / "a", n=args.videos, seconds=args.seconds, width=320, height=240, gop=30
+            ),
             "640x480 GOP 300": make_set(
                 Path(tmp) / "b", n=args.long_gop_videos, seconds=args.seconds, width=640, height=480, gop=300
             ),

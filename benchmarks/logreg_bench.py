@@ -53,10 +53,10 @@ def objective64(W: np.ndarray, b: np.ndarray, Xs: np.ndarray, y: np.ndarray, pen
     """The shared objective in float64, on standardised features (for comparing end points)."""
     total = 0.0
     for s in range(0, len(Xs), 20000):
-        z = Xs[s:s + 20000].astype(np.float64) @ W.T.astype(np.float64) + b.astype(np.float64)
+        z = Xs[s : s + 20000].astype(np.float64) @ W.T.astype(np.float64) + b.astype(np.float64)
         zmax = z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(z - zmax).sum(axis=1)) + zmax[:, 0]
-        total += float((lse - z[np.arange(len(z)), y[s:s + 20000]]).sum())
+        total += float((lse - z[np.arange(len(z)), y[s : s + 20000]]).sum())
     return total / len(Xs) + 0.5 * penalty * float(np.square(W.astype(np.float64)).sum())
 
 
@@ -80,8 +80,10 @@ def main() -> None:
 
     (X, y), (Xt, yt) = make_data(args.rows, args.test_rows, args.dims, args.classes, args.noise, args.seed)
     cfg = LogRegConfig(tol=args.tol, max_iter=args.max_iter, history_size=args.history)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; data {X.shape} {X.dtype}, "
-          f"penalty {args.penalty:g} (sklearn C = {sklearn_C(args.penalty, args.rows):.4g}), tol {args.tol:g}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; data {X.shape} {X.dtype}, "
+        f"penalty {args.penalty:g} (sklearn C = {sklearn_C(args.penalty, args.rows):.4g}), tol {args.tol:g}"
+    )
 
     fit_logreg(X[:2000], y[:2000], num_classes=args.classes, penalty=args.penalty, cfg=cfg)  # warm-up
     Xs = None
@@ -97,8 +99,9 @@ def main() -> None:
         if args.skip_sklearn:
             print()
             continue
-        sk = LogisticRegression(C=sklearn_C(args.penalty, args.rows), solver="lbfgs", tol=args.tol,
-                                max_iter=args.max_iter)
+        sk = LogisticRegression(
+            C=sklearn_C(args.penalty, args.rows), solver="lbfgs", tol=args.tol, max_iter=args.max_iter
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a ConvergenceWarning shows in n_iter_ == max_iter
             t0 = time.perf_counter()
@@ -108,23 +111,32 @@ def main() -> None:
 
     acc_ours = float((ours.predict(Xt) == yt).mean())
     f_ours = objective64(ours.W, ours.b, Xs, y, args.penalty)
-    print(f"weaksup: best {min(t_ours):.1f} s, {ours.iterations} iterations, {ours.function_evals} evaluations, "
-          f"max|grad| {ours.grad_max:.2g}, converged {ours.converged}, objective {f_ours:.6f}, test top-1 {acc_ours:.4f}")
+    print(
+        f"weaksup: best {min(t_ours):.1f} s, {ours.iterations} iterations, {ours.function_evals} evaluations, "
+        f"max|grad| {ours.grad_max:.2g}, converged {ours.converged}, objective {f_ours:.6f}, test top-1 {acc_ours:.4f}"
+    )
     if args.skip_sklearn:
         return
     acc_sk = float((sk.predict(Xts) == yt).mean())
     f_sk = objective64(sk.coef_, sk.intercept_, Xs, y, args.penalty)
-    print(f"sklearn: best {min(t_sk):.1f} s, {int(sk.n_iter_[0])} iterations, objective {f_sk:.6f}, test top-1 {acc_sk:.4f}")
+    print(
+        f"sklearn: best {min(t_sk):.1f} s, {int(sk.n_iter_[0])} iterations, objective {f_sk:.6f}, test top-1 "
+        f"{acc_sk:.4f}"
+    )
     t_ours_best, t_sk_best = min(t_ours), min(t_sk)
 
     print()
-    print("| rows | dims | classes | weaksup s | sklearn s | speed-up | weaksup top-1 | sklearn top-1 "
-          "| diff (points) | iterations (ours / sklearn) |")
+    print(
+        "| rows | dims | classes | weaksup s | sklearn s | speed-up | weaksup top-1 | sklearn top-1 "
+        "| diff (points) | iterations (ours / sklearn) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {args.rows:,} | {args.dims} | {args.classes} | {t_ours_best:.1f} | {t_sk_best:.1f} | "
-          f"{t_sk_best / t_ours_best:.1f}× | "
-          f"{100 * acc_ours:.2f}% | {100 * acc_sk:.2f}% | {100 * (acc_ours - acc_sk):+.2f} | "
-          f"{ours.iterations} / {int(sk.n_iter_[0])} |")
+    print(
+        f"| {args.rows:,} | {args.dims} | {args.classes} | {t_ours_best:.1f} | {t_sk_best:.1f} | "
+        f"{t_sk_best / t_ours_best:.1f}× | "
+        f"{100 * acc_ours:.2f}% | {100 * acc_sk:.2f}% | {100 * (acc_ours - acc_sk):+.2f} | "
+        f"{ours.iterations} / {int(sk.n_iter_[0])} |"
+    )
 
 
 if __name__ == "__main__":

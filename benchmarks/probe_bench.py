@@ -40,7 +40,9 @@ def make_videos(folder: Path, n: int) -> list[Path]:
             paths.append(write_test_video(folder / f"gen{i:04d}.webm", seconds=1.0, fps=12, codec="libvpx", seed=i))
         else:
             fps = (16.0, 25.0, 30000 / 1001)[i % 3]
-            paths.append(write_test_video(folder / f"gen{i:04d}.mp4", seconds=1.0, fps=fps, with_audio=i % 2 == 0, seed=i))
+            paths.append(
+                write_test_video(folder / f"gen{i:04d}.mp4", seconds=1.0, fps=fps, with_audio=i % 2 == 0, seed=i)
+            )
     return paths
 
 
@@ -100,8 +102,11 @@ def main() -> None:
         w1 = best_of(args.repeat, job(1))
         wd = best_of(args.repeat, job(args.workers))
 
-    print(f"{n} videos, {total_bytes / 2**20:.1f} MiB, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-          f"PyAV {av.__version__} / FFmpeg {getattr(av, 'ffmpeg_version_info', '?')}")
+    print(
+        f"{n} videos, {total_bytes / 2**20:.1f} MiB, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}, "
+        f"PyAV {av.__version__} / FFmpeg {getattr(av, 'ffmpeg_version_info', '?')}"
+    )
     print()
     print("| measurement | seconds | videos/s | floor time / this time |")
     print("|---|---:|---:|---:|")
@@ -113,8 +118,10 @@ def main() -> None:
     ]:
         print(f"| {name} | {secs:.3f} | {n / secs:,.0f} | {floor / secs:.2f} |")
     print()
-    print("| videos | open floor videos/s | probe videos/s (workers=1) | ratio | probe videos/s (workers="
-          f"{args.workers}) | ratio |")
+    print(
+        "| videos | open floor videos/s | probe videos/s (workers=1) | ratio | probe videos/s (workers="
+        f"{args.workers}) | ratio |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| {n} | {n / floor:,.0f} | {n / w1:,.0f} | {floor / w1:.2f} | {n / wd:,.0f} | {floor / wd:.2f} |")
 

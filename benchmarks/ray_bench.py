@@ -33,14 +33,24 @@ from fingerprint_bench import make_videos  # noqa: E402
 from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos  # noqa: E402
 
 
-def run(table: Path, out_dir: Path, name: str, *, engine: str, workers: int, repeat: int, chunk: int,
-        threads: bool) -> tuple[float, pa.Table]:
+def run(
+    table: Path, out_dir: Path, name: str, *, engine: str, workers: int, repeat: int, chunk: int, threads: bool
+) -> tuple[float, pa.Table]:
     best, result = float("inf"), None
     for r in range(repeat):
         out = out_dir / f"{name}-{r}.parquet"
         t = time.perf_counter()
-        result, _ = fingerprint_videos(FingerprintConfig(videos=table, out=out, workers=workers, chunk_size=chunk,
-                                                         progress=False, engine=engine, decode_threads=threads))
+        result, _ = fingerprint_videos(
+            FingerprintConfig(
+                videos=table,
+                out=out,
+                workers=workers,
+                chunk_size=chunk,
+                progress=False,
+                engine=engine,
+                decode_threads=threads,
+            )
+        )
         best = min(best, time.perf_counter() - t)
     return best, result
 
@@ -68,8 +78,16 @@ def main() -> None:
         tables: list[pa.Table] = []
         for threads in (False, True):
             for w in (1, 2):
-                times[threads, "local", w], t = run(table, d, f"l{threads}{w}", engine="local", workers=w,
-                                                    repeat=args.repeat, chunk=args.chunk, threads=threads)
+                times[threads, "local", w], t = run(
+                    table,
+                    d,
+                    f"l{threads}{w}",
+                    engine="local",
+                    workers=w,
+                    repeat=args.repeat,
+                    chunk=args.chunk,
+                    threads=threads,
+                )
                 tables.append(t)
         t0 = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -77,17 +95,27 @@ def main() -> None:
         try:
             for threads in (False, True):
                 for w in (1, 2):
-                    times[threads, "ray", w], t = run(table, d, f"r{threads}{w}", engine="ray", workers=w,
-                                                      repeat=args.repeat, chunk=args.chunk, threads=threads)
+                    times[threads, "ray", w], t = run(
+                        table,
+                        d,
+                        f"r{threads}{w}",
+                        engine="ray",
+                        workers=w,
+                        repeat=args.repeat,
+                        chunk=args.chunk,
+                        threads=threads,
+                    )
                     tables.append(t)
         finally:
             ray.shutdown()
         same = all(t.equals(tables[0]) for t in tables)
 
     rate = {k: n / v for k, v in times.items()}
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {n} videos x {args.seconds:g} s "
-          f"640x360 30 fps h264, {args.chunk} videos per task, best of {args.repeat}; tables equal across all runs: "
-          f"{same}; local Ray start-up {ray_start:.1f} s (not in the times)")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {n} videos x {args.seconds:g} s "
+        f"640x360 30 fps h264, {args.chunk} videos per task, best of {args.repeat}; tables equal across all runs: "
+        f"{same}; local Ray start-up {ray_start:.1f} s (not in the times)"
+    )
     print("| decoder threads | engine | workers | wall s | videos/s | video-s/s | 2 workers / 1 |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for threads in (False, True):
@@ -95,16 +123,22 @@ def main() -> None:
             for w in (1, 2):
                 k = (threads, engine, w)
                 ratio = f"{rate[k] / rate[threads, engine, 1]:.2f}" if w == 2 else ""
-                print(f"| {'FFmpeg auto' if threads else 'one per worker'} | {engine} | {w} | {times[k]:.2f} | "
-                      f"{rate[k]:.2f} | {rate[k] * args.seconds:.1f} | {ratio} |")
+                print(
+                    f"| {'FFmpeg auto' if threads else 'one per worker'} | {engine} | {w} | {times[k]:.2f} | "
+                    f"{rate[k]:.2f} | {rate[k] * args.seconds:.1f} | {ratio} |"
+                )
     per_worker = rate[False, "ray", 1] * args.seconds
     eff = rate[False, "ray", 2] / rate[False, "ray", 1] / 2
-    print(f"\nray, one decoder thread per worker: 2 workers / 1 = {2 * eff:.2f} (efficiency {eff:.2f}); "
-          f"ray / local at 2 workers: {rate[False, 'ray', 2] / rate[False, 'local', 2]:.2f}")
+    print(
+        f"\nray, one decoder thread per worker: 2 workers / 1 = {2 * eff:.2f} (efficiency {eff:.2f}); "
+        f"ray / local at 2 workers: {rate[False, 'ray', 2] / rate[False, 'local', 2]:.2f}"
+    )
     for nodes, cores in ((1, 32), (16, 32), (64, 32)):
         proj = per_worker * cores * nodes * eff
-        print(f"projection (arithmetic): {nodes} nodes x {cores} cores x {per_worker:.1f} video-s/s per worker x "
-              f"{eff:.2f} = {proj:,.0f} video-s/s")
+        print(
+            f"projection (arithmetic): {nodes} nodes x {cores} cores x {per_worker:.1f} video-s/s per worker x "
+            f"{eff:.2f} = {proj:,.0f} video-s/s"
+        )
 
 
 if __name__ == "__main__":

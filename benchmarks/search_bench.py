@@ -51,8 +51,9 @@ def main() -> None:
         half = args.queries // 2
         picked = rng.integers(0, n, half)
         # planted: half the queries sit at distance 0..radius+1 of some target
-        planted = np.concatenate([flip(rng, targets[p], k) for k, p in
-                                  zip(range(args.radius + 2), np.array_split(picked, args.radius + 2))])
+        planted = np.concatenate(
+            [flip(rng, targets[p], k) for k, p in zip(range(args.radius + 2), np.array_split(picked, args.radius + 2))]
+        )
         queries = np.concatenate([planted, rng.integers(0, 2**64, args.queries - len(planted), dtype=np.uint64)])
         t = time.perf_counter()
         index = HammingIndex().build(targets)
@@ -62,8 +63,10 @@ def main() -> None:
         same = all(np.array_equal(g, w) for g, w in zip(got, want))
         rows.append((n, build_s, 1e6 * index_s / len(queries), 1e6 * brute_s / len(queries), len(got[0]), same))
 
-    print(f"\nHamming radius {args.radius}, {args.queries} query frames ({args.queries // 2} planted near neighbours), "
-          f"4 x 16-bit substrings; best of {args.repeats}\n")
+    print(
+        f"\nHamming radius {args.radius}, {args.queries} query frames ({args.queries // 2} planted near neighbours), "
+        f"4 x 16-bit substrings; best of {args.repeats}\n"
+    )
     print("| targets | build (s) | HammingIndex (µs/query) | brute force (µs/query) | speed-up | matches | identical |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for n, build_s, idx_us, bf_us, matches, same in rows:
@@ -71,8 +74,10 @@ def main() -> None:
         print(f"| {n:,} | {build_s:.3f} | {idx_us:.2f} | {bf_us:.1f} | {bf_us / idx_us:.0f}x | {matches} | {ok} |")
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
-        print(f"\ngrowth {first[0]:,} -> {last[0]:,} targets: HammingIndex {last[2] / first[2]:.1f}x, "
-              f"brute force {last[3] / first[3]:.0f}x (goals: <= 50 µs/query at 1M, <= 10x growth)")
+        print(
+            f"\ngrowth {first[0]:,} -> {last[0]:,} targets: HammingIndex {last[2] / first[2]:.1f}x, "
+            f"brute force {last[3] / first[3]:.0f}x (goals: <= 50 µs/query at 1M, <= 10x growth)"
+        )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,16 @@ from weaksup.errors import InputError, os_error_message
 from weaksup.locks import output_lock
 
 EngineOption = Annotated[
-    str, typer.Option(help='Where the per-video work runs: local (a process pool) or ray (Ray Data; pip install "weaksup[ray]").')
+    str,
+    typer.Option(
+        help='Where the per-video work runs: local (a process pool) or ray (Ray Data; pip install "weaksup[ray]").'
+    ),
 ]
 RayAddressOption = Annotated[
-    Optional[str], typer.Option(help="With --engine ray: join this Ray cluster (auto, ray://HOST:10001) instead of starting a local one.")
+    Optional[str],
+    typer.Option(
+        help="With --engine ray: join this Ray cluster (auto, ray://HOST:10001) instead of starting a local one."
+    ),
 ]
 
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
@@ -93,14 +99,20 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 NOTHING_DONE_EXIT = 3  # the job ran and wrote its output, but did nothing: every row rejected, or none selected
 
 MaxRejectFractionOption = Annotated[
-    float, typer.Option(
+    float,
+    typer.Option(
         help="Stop (exit 1) when more than this fraction of the clips drawn so far failed to decode, checked after "
-             "the first 100; a step with no decodable clip always stops. Not part of the run: may change on resume.")
+        "the first 100; a step with no decodable clip always stops. Not part of the run: may change on resume."
+    ),
 ]
 
 AllowEmptyOption = Annotated[
-    bool, typer.Option("--allow-empty", help="Exit 0 even when nothing was done (every row rejected or none "
-                                             "selected); otherwise that ends with a warning and exit code 3.")
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Exit 0 even when nothing was done (every row rejected or none "
+        "selected); otherwise that ends with a warning and exit code 3.",
+    ),
 ]
 
 
@@ -128,8 +140,12 @@ def run_locked(out: Any, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def deprecated_option(old: str, new: str) -> None:
     """One warning line for an option renamed this release: the old name still works, once more."""
-    err_console.print(f"weaksup: warning: {old} is deprecated and goes in the next release; use {new}",
-                      markup=False, highlight=False, soft_wrap=True)
+    err_console.print(
+        f"weaksup: warning: {old} is deprecated and goes in the next release; use {new}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 #: The count options' old name: --videos now always names a table; a count is --num-videos.

@@ -11,8 +11,21 @@ from weaksup.cli.common import print_summary, run
 
 
 def hashtag_counts(
-    videos: Annotated[Path, typer.Option(help="Videos table: Parquet (file or folder of parts), CSV or JSONL with video_id, uri, hashtags (a list, or text with #tags); a path or uri.")],
-    out: Annotated[Path, typer.Option(help="Output table (.parquet): hashtag, count (videos carrying it); rejects and summary go beside it.")],
+    videos: Annotated[
+        Path,
+        typer.Option(
+            help=(
+                "Videos table: Parquet (file or folder of parts), CSV or JSONL with video_id, uri, hashtags (a list, "
+                "or text with #tags); a path or uri."
+            )
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output table (.parquet): hashtag, count (videos carrying it); rejects and summary go beside it."
+        ),
+    ],
     min_count: Annotated[int, typer.Option(help="Keep hashtags carried by at least this many videos.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

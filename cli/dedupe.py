@@ -19,10 +19,14 @@ DEFAULT_MIN_FRAMES = 8
 def dedupe(
     manifest: Annotated[Path, typer.Option(help="Manifest to clean (Parquet, from match/sample).")],
     out: Annotated[Path, typer.Option(help="Cleaned manifest (.parquet); removed rows and the summary go beside it.")],
-    report: Annotated[Path, typer.Option(help="Overlap report (.parquet): one row per (source, target) pair that aligned.")],
+    report: Annotated[
+        Path, typer.Option(help="Overlap report (.parquet): one row per (source, target) pair that aligned.")
+    ],
     targets: Annotated[
         Optional[Path],
-        typer.Option(help="Benchmark videos: a codes table (from fingerprint) or a videos table (fingerprinted first)."),
+        typer.Option(
+            help="Benchmark videos: a codes table (from fingerprint) or a videos table (fingerprinted first)."
+        ),
     ] = None,
     source_codes: Annotated[
         Optional[Path], typer.Option(help="Codes of the manifest's videos; fingerprinted beside OUT when absent.")
@@ -35,7 +39,8 @@ def dedupe(
         int, typer.Option(help="Aligned source frames (at 16 fps) for a pair to be reported.")
     ] = DEFAULT_MIN_FRAMES,
     self_dedupe: Annotated[
-        bool, typer.Option("--self", help="De-duplicate the manifest against itself (keeps one video per group of copies).")
+        bool,
+        typer.Option("--self", help="De-duplicate the manifest against itself (keeps one video per group of copies)."),
     ] = False,
     chunk_size: Annotated[int, typer.Option(help="Source videos queried together (bounds memory).")] = 256,
     workers: Annotated[int, typer.Option(help="Worker processes when fingerprinting (0 = in this process).")] = 2,
@@ -50,9 +55,20 @@ def dedupe(
     from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
 
     cfg = DedupeConfig(
-        manifest=manifest, out=out, report=report, targets=targets, source_codes=source_codes, threshold=threshold,
-        radius=radius, min_frames=min_frames, self_dedupe=self_dedupe, chunk_size=chunk_size, workers=workers,
-        progress=progress, engine=engine, ray_address=ray_address,
+        manifest=manifest,
+        out=out,
+        report=report,
+        targets=targets,
+        source_codes=source_codes,
+        threshold=threshold,
+        radius=radius,
+        min_frames=min_frames,
+        self_dedupe=self_dedupe,
+        chunk_size=chunk_size,
+        workers=workers,
+        progress=progress,
+        engine=engine,
+        ray_address=ray_address,
     )
     summary = run(dedupe_manifest, cfg)
     print_summary(f"dedupe -> {out}", summary)

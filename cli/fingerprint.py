@@ -7,22 +7,52 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, nothing_done, one_line_warnings, print_summary, run
+from weaksup.cli.common import (
+    AllowEmptyOption,
+    EngineOption,
+    RayAddressOption,
+    nothing_done,
+    one_line_warnings,
+    print_summary,
+    run,
+)
 
 
 def fingerprint(
     videos: Annotated[Path, typer.Option(help="Videos table (Parquet, CSV or JSONL) with video_id and uri columns.")],
     out: Annotated[Path, typer.Option(help="Output codes table (.parquet); the summary goes beside it.")],
-    fps: Annotated[float, typer.Option(help="Sampling rate of the codes; tables are only comparable at the same fps.")] = 16.0,
+    fps: Annotated[
+        float, typer.Option(help="Sampling rate of the codes; tables are only comparable at the same fps.")
+    ] = 16.0,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
     chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 16,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete the parts of an earlier run and start over).")] = True,
-    resume_strict: Annotated[bool, typer.Option(
-        "--resume-strict", help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
-                                "settings, instead of recomputing them with a warning.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help=(
+                "Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete "
+                "the parts of an earlier run and start over)."
+            ),
+        ),
+    ] = True,
+    resume_strict: Annotated[
+        bool,
+        typer.Option(
+            "--resume-strict",
+            help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
+            "settings, instead of recomputing them with a warning.",
+        ),
+    ] = False,
     decode_threads: Annotated[
-        bool, typer.Option(help="Let FFmpeg decode each video with several threads; --no-decode-threads when every core runs a worker (cluster jobs).")
+        bool,
+        typer.Option(
+            help=(
+                "Let FFmpeg decode each video with several threads; --no-decode-threads when every core runs a worker "
+                "(cluster jobs)."
+            )
+        ),
     ] = True,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
@@ -36,9 +66,19 @@ def fingerprint(
     """
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
-    cfg = FingerprintConfig(videos=videos, out=out, fps=fps, workers=workers, chunk_size=chunk_size, progress=progress,
-                            engine=engine, ray_address=ray_address, decode_threads=decode_threads,
-                            resume=resume, resume_strict=resume_strict)
+    cfg = FingerprintConfig(
+        videos=videos,
+        out=out,
+        fps=fps,
+        workers=workers,
+        chunk_size=chunk_size,
+        progress=progress,
+        engine=engine,
+        ray_address=ray_address,
+        decode_threads=decode_threads,
+        resume=resume,
+        resume_strict=resume_strict,
+    )
     with one_line_warnings():
         table, summary = run(fingerprint_videos, cfg)
     print_summary(f"fingerprint -> {out}", summary)

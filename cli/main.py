@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from weaksup import __version__
-from weaksup.cli.common import WeaksupGroup
 from weaksup.cli import (
     audit,
     counts,
@@ -24,6 +23,7 @@ from weaksup.cli import (
     synth_corpus,
     tables,
 )
+from weaksup.cli.common import WeaksupGroup
 
 app = typer.Typer(
     name="weaksup",
@@ -44,12 +44,30 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")) -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
     """weaksup: IG-65M-style weakly-supervised video datasets."""
 
 
-for module in (quickstart, synth_corpus, labels, match, counts, audit, sample, probe, splits, shard, fingerprint, dedupe, pretrain, evaluate,
-               models, tables):
+for module in (
+    quickstart,
+    synth_corpus,
+    labels,
+    match,
+    counts,
+    audit,
+    sample,
+    probe,
+    splits,
+    shard,
+    fingerprint,
+    dedupe,
+    pretrain,
+    evaluate,
+    models,
+    tables,
+):
     module.register(app)
 
 

@@ -15,18 +15,54 @@ TEXT_COLUMN_HELP = (
     "words are removed (catchingfish); a hashtags column, if any, is used too. Without it, a text column is split "
     "into single-word tags when it has no #, so captions match only one-word hashtags."
 )
-DROP_TAGS_HELP = "A text file of hashtags (one a line, # optional, blank lines skipped) removed from the hashtag index before matching."
+DROP_TAGS_HELP = (
+    "A text file of hashtags (one a line, # optional, blank lines skipped) removed from the hashtag index before "
+    "matching."
+)
 
 
 def match(
-    videos: Annotated[Path, typer.Option(help="Videos table: Parquet, CSV or JSONL with video_id, uri, hashtags (with --partitioned: a folder of part-*.parquet).")],
+    videos: Annotated[
+        Path,
+        typer.Option(
+            help=(
+                "Videos table: Parquet, CSV or JSONL with video_id, uri, hashtags (with --partitioned: a folder of "
+                "part-*.parquet)."
+            )
+        ),
+    ],
     labels: Annotated[Path, typer.Option(help="Labels table from build-labels.")],
-    out: Annotated[Path, typer.Option(help="Output manifest (.parquet); rejects, label counts and summary go beside it (with --partitioned: a folder).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help=(
+                "Output manifest (.parquet); rejects, label counts and summary go beside it (with --partitioned: a "
+                "folder)."
+            )
+        ),
+    ],
     min_videos: Annotated[int, typer.Option(help="Drop labels matched by fewer videos (paper: 50).")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of the per-video label draw.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
-    support: Annotated[Optional[Path], typer.Option(help="Label support of the whole corpus (match-count output: a file or a folder of parts, summed); decides which labels pass --min-videos.")] = None,
-    partitioned: Annotated[bool, typer.Option("--partitioned", help="--videos is a folder of parts (partition-videos): run match-count and match on every part, merge counts and summary into the --out folder.")] = False,
+    support: Annotated[
+        Optional[Path],
+        typer.Option(
+            help=(
+                "Label support of the whole corpus (match-count output: a file or a folder of parts, summed); decides "
+                "which labels pass --min-videos."
+            )
+        ),
+    ] = None,
+    partitioned: Annotated[
+        bool,
+        typer.Option(
+            "--partitioned",
+            help=(
+                "--videos is a folder of parts (partition-videos): run match-count and match on every part, merge "
+                "counts and summary into the --out folder."
+            ),
+        ),
+    ] = False,
     text_column: Annotated[Optional[str], typer.Option(help=TEXT_COLUMN_HELP)] = None,
     drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP)] = None,
     progress: ProgressOption = True,
@@ -34,8 +70,18 @@ def match(
     """Match video hashtags against a label space; one label per video."""
     from weaksup.assembly.match import MatchConfig, match_partitioned, match_videos
 
-    cfg = MatchConfig(videos=videos, labels=labels, out=out, min_videos=min_videos, seed=seed, batch_size=batch_size,
-                      support=support, text_column=text_column, drop_tags=drop_tags, progress=progress)
+    cfg = MatchConfig(
+        videos=videos,
+        labels=labels,
+        out=out,
+        min_videos=min_videos,
+        seed=seed,
+        batch_size=batch_size,
+        support=support,
+        text_column=text_column,
+        drop_tags=drop_tags,
+        progress=progress,
+    )
     print_summary(f"match -> {out}", run(match_partitioned if partitioned else match_videos, cfg))
 
 
@@ -44,15 +90,26 @@ def match_count(
     labels: Annotated[Path, typer.Option(help="Labels table from build-labels.")],
     out: Annotated[Path, typer.Option(help="Output label support table (.parquet), e.g. counts/part-00003.parquet.")],
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
-    text_column: Annotated[Optional[str], typer.Option(help=TEXT_COLUMN_HELP + " Use the same as in match --support.")] = None,
-    drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP + " Use the same as in match --support.")] = None,
+    text_column: Annotated[
+        Optional[str], typer.Option(help=TEXT_COLUMN_HELP + " Use the same as in match --support.")
+    ] = None,
+    drop_tags: Annotated[
+        Optional[Path], typer.Option(help=DROP_TAGS_HELP + " Use the same as in match --support.")
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Phase 1 of a partitioned match: per-label matched-video support of one part (sum them with match --support)."""
     from weaksup.assembly.match import MatchCountConfig, count_matches
 
-    cfg = MatchCountConfig(videos=videos, labels=labels, out=out, batch_size=batch_size, text_column=text_column,
-                           drop_tags=drop_tags, progress=progress)
+    cfg = MatchCountConfig(
+        videos=videos,
+        labels=labels,
+        out=out,
+        batch_size=batch_size,
+        text_column=text_column,
+        drop_tags=drop_tags,
+        progress=progress,
+    )
     print_summary(f"match-count -> {out}", run(count_matches, cfg))
 
 
@@ -64,7 +121,8 @@ def partition_videos(
     progress: ProgressOption = True,
 ) -> None:
     """Split a videos table into parts by a stable hash of video_id (every copy of an id in one part)."""
-    from weaksup.assembly.partition import PartitionConfig, partition_videos as split
+    from weaksup.assembly.partition import PartitionConfig
+    from weaksup.assembly.partition import partition_videos as split
 
     check_option(batch_size >= 1, f"--batch-size {batch_size}: must be at least 1")
     cfg = PartitionConfig(videos=videos, out=out, parts=parts, batch_size=batch_size, progress=progress)
@@ -74,13 +132,16 @@ def partition_videos(
 def synth_metadata(
     out: Annotated[Path, typer.Option(help="Output videos table (.parquet).")],
     num_videos: Annotated[Optional[int], typer.Option(help="Number of videos to generate (required).")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="Labels table whose hashtags to use (default: Kinetics-400).")] = None,
+    labels: Annotated[
+        Optional[Path], typer.Option(help="Labels table whose hashtags to use (default: Kinetics-400).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of everything drawn.")] = 0,
     zipf_exponent: Annotated[float, typer.Option(help="Zipf exponent of label frequencies.")] = 1.1,
     videos: OldVideosCountOption = None,
 ) -> None:
     """Generate a synthetic videos table with Zipf-distributed hashtags."""
-    from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata as synth
+    from weaksup.synth.metadata import SynthMetadataConfig
+    from weaksup.synth.metadata import synth_metadata as synth
 
     num_videos = num_videos_of(num_videos, videos)
     check_option(num_videos is not None, "--num-videos is required (the number of videos to generate)")

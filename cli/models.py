@@ -11,7 +11,9 @@ from weaksup.cli.common import print_summary, run
 
 
 def convert_weights(
-    src: Annotated[Path, typer.Option(help="Checkpoint to read: .pth/.pt (torch.save, possibly DDP-wrapped) or .safetensors.")],
+    src: Annotated[
+        Path, typer.Option(help="Checkpoint to read: .pth/.pt (torch.save, possibly DDP-wrapped) or .safetensors.")
+    ],
     dst: Annotated[Path, typer.Option(help="Output .safetensors file.")],
     arch: Annotated[str, typer.Option(help="Architecture the weights are for, e.g. r2plus1d_34, r2plus1d_18, r3d_18.")],
     num_classes: Annotated[

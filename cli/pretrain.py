@@ -25,21 +25,52 @@ import typer
 from weaksup.cli.common import MaxRejectFractionOption, err_console, one_line_warnings, print_summary, run, run_locked
 from weaksup.errors import InputError
 from weaksup.train.config import FIELD_HELP as H
-from weaksup.train.config import PRESETS, TrainConfig, preset as get_preset
+from weaksup.train.config import PRESETS, TrainConfig
+from weaksup.train.config import preset as get_preset
 from weaksup.uris import as_uri
 
 
 def pretrain(
-    manifest: Annotated[Optional[Path], typer.Option(help="Table to train on: manifest, clips or sample (.parquet), or a shard folder from `weaksup shard` (local or an fsspec URL such as s3://bucket/shards).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder: config.json, log.csv, checkpoints/, rejects, summary.json.")] = None,
-    preset: Annotated[str, typer.Option(help=f"Named settings the options below override: {', '.join(PRESETS)}.")] = "paper-8f",
-    labels: Annotated[Optional[Path], typer.Option(help="Labels table: the classifier gets one output per label (else max label_id + 1).")] = None,
-    show_config: Annotated[bool, typer.Option("--show-config", help="Print the resolved config as JSON and exit.")] = False,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: start from step 0, deleting OUT's old checkpoints).")] = True,
-    allow_changed_config: Annotated[bool, typer.Option(
-        "--allow-changed-config",
-        help="Resume even when a setting that changes the run (schedule, length, clips, updates) differs from the "
-             "checkpoint's: one warning instead of an error.")] = False,
+    manifest: Annotated[
+        Optional[Path],
+        typer.Option(
+            help=(
+                "Table to train on: manifest, clips or sample (.parquet), or a shard folder from `weaksup shard` "
+                "(local or an fsspec URL such as s3://bucket/shards)."
+            )
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run folder: config.json, log.csv, checkpoints/, rejects, summary.json.")
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help=f"Named settings the options below override: {', '.join(PRESETS)}.")
+    ] = "paper-8f",
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(help="Labels table: the classifier gets one output per label (else max label_id + 1)."),
+    ] = None,
+    show_config: Annotated[
+        bool, typer.Option("--show-config", help="Print the resolved config as JSON and exit.")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help=(
+                "Continue from what an earlier run of the same input and settings left in OUT (--no-resume: start "
+                "from step 0, deleting OUT's old checkpoints)."
+            ),
+        ),
+    ] = True,
+    allow_changed_config: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changed-config",
+            help="Resume even when a setting that changes the run (schedule, length, clips, updates) differs from the "
+            "checkpoint's: one warning instead of an error.",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     max_reject_fraction: MaxRejectFractionOption = 0.5,
     arch: Annotated[Optional[str], typer.Option(help=H["arch"])] = None,
@@ -63,7 +94,9 @@ def pretrain(
     lr_halvings: Annotated[Optional[int], typer.Option(help=H["lr_halvings"])] = None,
     loss: Annotated[Optional[str], typer.Option(help=H["loss"])] = None,
     precision: Annotated[Optional[str], typer.Option(help=H["precision"])] = None,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help=H["channels_last"])] = None,
+    channels_last: Annotated[
+        Optional[bool], typer.Option("--channels-last/--no-channels-last", help=H["channels_last"])
+    ] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help=H["compile"])] = None,
     workers: Annotated[Optional[int], typer.Option(help=H["workers"])] = None,
     threads: Annotated[Optional[int], typer.Option(help=H["threads"])] = None,
@@ -98,13 +131,22 @@ def pretrain(
         typer.echo(cfg.to_json())
         return
 
-    from weaksup.train.loop import TrainingStopped, pretrain as run_pretrain
+    from weaksup.train.loop import TrainingStopped
+    from weaksup.train.loop import pretrain as run_pretrain
 
     def job() -> dict[str, Any]:
         if manifest is None or out is None:
             raise InputError("--manifest and --out are required (or --show-config)")
-        return run_pretrain(cfg, manifest=as_uri(manifest), out=out, resume=resume, labels=labels, progress=progress,
-                            allow_changed_config=allow_changed_config, max_reject_fraction=max_reject_fraction)
+        return run_pretrain(
+            cfg,
+            manifest=as_uri(manifest),
+            out=out,
+            resume=resume,
+            labels=labels,
+            progress=progress,
+            allow_changed_config=allow_changed_config,
+            max_reject_fraction=max_reject_fraction,
+        )
 
     with one_line_warnings():
         try:

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, EngineOption, RayAddressOption, nothing_done, one_line_warnings, print_summary, run
+from weaksup.cli.common import (
+    AllowEmptyOption,
+    EngineOption,
+    RayAddressOption,
+    nothing_done,
+    one_line_warnings,
+    print_summary,
+    run,
+)
 
 
 def probe(
@@ -16,13 +24,30 @@ def probe(
     workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
     chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 64,
     count_frames: Annotated[
-        bool, typer.Option(help="Where the container states no frame count (WebM/MKV), count packets: exact, reads whole files.")
+        bool,
+        typer.Option(
+            help="Where the container states no frame count (WebM/MKV), count packets: exact, reads whole files."
+        ),
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete the parts of an earlier run and start over).")] = True,
-    resume_strict: Annotated[bool, typer.Option(
-        "--resume-strict", help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
-                                "settings, instead of recomputing them with a warning.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help=(
+                "Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete "
+                "the parts of an earlier run and start over)."
+            ),
+        ),
+    ] = True,
+    resume_strict: Annotated[
+        bool,
+        typer.Option(
+            "--resume-strict",
+            help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
+            "settings, instead of recomputing them with a warning.",
+        ),
+    ] = False,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
     allow_empty: AllowEmptyOption = False,
@@ -36,8 +61,16 @@ def probe(
     from weaksup.assembly.probe import ProbeConfig, probe_videos
 
     cfg = ProbeConfig(
-        videos=videos, out=out, workers=workers, chunk_size=chunk_size, progress=progress, count_frames=count_frames,
-        engine=engine, ray_address=ray_address, resume=resume, resume_strict=resume_strict,
+        videos=videos,
+        out=out,
+        workers=workers,
+        chunk_size=chunk_size,
+        progress=progress,
+        count_frames=count_frames,
+        engine=engine,
+        ray_address=ray_address,
+        resume=resume,
+        resume_strict=resume_strict,
     )
     with one_line_warnings():
         table, summary = run(probe_videos, cfg)

@@ -11,16 +11,25 @@ from weaksup.cli.common import OldVideosCountOption, console, err_console, num_v
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option(help="Folder for the corpus and every table, checkpoint, plot and report.")] = Path(
-        "quickstart-run"),
-    small: Annotated[bool, typer.Option("--small", help="A one-minute version (4 classes, 120 videos; CI runs it).")] = False,
-    num_videos: Annotated[Optional[int], typer.Option(help="Synthetic web videos (default 600; 120 with --small).",
-                                                      show_default=False)] = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the corpus and every table, checkpoint, plot and report.")
+    ] = Path("quickstart-run"),
+    small: Annotated[
+        bool, typer.Option("--small", help="A one-minute version (4 classes, 120 videos; CI runs it).")
+    ] = False,
+    num_videos: Annotated[
+        Optional[int], typer.Option(help="Synthetic web videos (default 600; 120 with --small).", show_default=False)
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the corpus and of every stage.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes for encoding, probing, fingerprinting, loading.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    resume: Annotated[bool, typer.Option(help="Reuse the stages an earlier run of the same settings into OUT finished "
-                                               "(--no-resume runs every stage again).")] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Reuse the stages an earlier run of the same settings into OUT finished "
+            "(--no-resume runs every stage again)."
+        ),
+    ] = True,
     videos: OldVideosCountOption = None,
 ) -> None:
     """Run every stage (corpus, labels, match, sample, probe, splits, stats, dedupe, pretrain, extract,

@@ -7,12 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import AllowEmptyOption, deprecated_option, nothing_done, one_line_warnings, print_summary, run_locked
+from weaksup.cli.common import (
+    AllowEmptyOption,
+    deprecated_option,
+    nothing_done,
+    one_line_warnings,
+    print_summary,
+    run_locked,
+)
 
 
 def shard(
-    manifest: Annotated[Path, typer.Option(help="Manifest, clips (virtual or materialised) or sample table, as pretrain reads it.")],
-    out: Annotated[Path, typer.Option(help="Output folder: shard-NNNNNN.tar, index.parquet, rejects.parquet, summary.json.")],
+    manifest: Annotated[
+        Path, typer.Option(help="Manifest, clips (virtual or materialised) or sample table, as pretrain reads it.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Output folder: shard-NNNNNN.tar, index.parquet, rejects.parquet, summary.json.")
+    ],
     shard_size: Annotated[
         Optional[int], typer.Option(help="Clips per shard (default 1000 unless --shard-bytes is given).")
     ] = None,
@@ -22,10 +33,24 @@ def shard(
     seed: Annotated[int, typer.Option(help="Seed of the shuffled row order (each shard mixes classes).")] = 0,
     threads: Annotated[int, typer.Option(help="Threads reading files and writing shards (I/O; at least 1).")] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete the shards of an earlier run and start over).")] = True,
-    resume_strict: Annotated[bool, typer.Option(
-        "--resume-strict", help="Stop (exit 2) when shards of an earlier run do not match this job's rows or "
-                                "settings, instead of rewriting them with a warning.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help=(
+                "Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete "
+                "the shards of an earlier run and start over)."
+            ),
+        ),
+    ] = True,
+    resume_strict: Annotated[
+        bool,
+        typer.Option(
+            "--resume-strict",
+            help="Stop (exit 2) when shards of an earlier run do not match this job's rows or "
+            "settings, instead of rewriting them with a warning.",
+        ),
+    ] = False,
     allow_empty: AllowEmptyOption = False,
     workers: Annotated[Optional[int], typer.Option("--workers", hidden=True, help="Deprecated: --threads.")] = None,
 ) -> None:
@@ -42,9 +67,15 @@ def shard(
 
     def job() -> dict:
         cfg = ShardConfig(
-            manifest=manifest, out=out, shard_size=shard_size,
+            manifest=manifest,
+            out=out,
+            shard_size=shard_size,
             shard_bytes=None if shard_bytes is None else parse_size(shard_bytes),
-            seed=seed, workers=threads, progress=progress, resume=resume, resume_strict=resume_strict,
+            seed=seed,
+            workers=threads,
+            progress=progress,
+            resume=resume,
+            resume_strict=resume_strict,
         )
         return write_shards(cfg)
 
@@ -53,8 +84,10 @@ def shard(
     print_summary(f"shard -> {out}", summary)
     from weaksup.bulk import nothing_done_message
 
-    nothing_done(nothing_done_message(summary["rows"], summary["rows"] - summary["clips"], "row",
-                                      summary["rejected_by_reason"]), allow_empty)
+    nothing_done(
+        nothing_done_message(summary["rows"], summary["rows"] - summary["clips"], "row", summary["rejected_by_reason"]),
+        allow_empty,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -11,9 +11,16 @@ from weaksup.cli.common import OldVideosCountOption, num_videos_of, print_summar
 
 
 def synth_corpus(
-    out: Annotated[Path, typer.Option(help="Output folder: videos/, videos.parquet, truth.parquet, labels.txt, target/, planted.parquet.")],
-    num_videos: Annotated[Optional[int], typer.Option(help="Number of web videos, planted copies on top (default 600).",
-                                                      show_default=False)] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output folder: videos/, videos.parquet, truth.parquet, labels.txt, target/, planted.parquet."
+        ),
+    ],
+    num_videos: Annotated[
+        Optional[int],
+        typer.Option(help="Number of web videos, planted copies on top (default 600).", show_default=False),
+    ] = None,
     classes: Annotated[int, typer.Option(help="Use the first N motion classes (2 to 12).")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of everything drawn.")] = 0,
     zipf_exponent: Annotated[float, typer.Option(help="Zipf exponent of class frequencies (0 = uniform).")] = 1.0,
@@ -23,10 +30,14 @@ def synth_corpus(
     target_train: Annotated[int, typer.Option(help="Target benchmark training videos per class.")] = 12,
     target_test: Annotated[int, typer.Option(help="Target benchmark test videos per class.")] = 6,
     planted: Annotated[int, typer.Option(help="Target test videos planted, transformed, in the web corpus.")] = 12,
-    target_class: Annotated[Optional[list[str]], typer.Option(
-        help="A class of the target benchmark (repeat it; default: the web classes). Besides the web classes: "
-             "moving up left, moving up right, moving down left, moving down right (diagonals; the quickstart's "
-             "target).")] = None,
+    target_class: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="A class of the target benchmark (repeat it; default: the web classes). Besides the web classes: "
+            "moving up left, moving up right, moving down left, moving down right (diagonals; the quickstart's "
+            "target)."
+        ),
+    ] = None,
     missing_tag_rate: Annotated[float, typer.Option(help="Share of web videos without their class tag.")] = 0.15,
     wrong_tag_rate: Annotated[float, typer.Option(help="Share tagged with another class instead of theirs.")] = 0.10,
     second_label_rate: Annotated[float, typer.Option(help="Share tagged with their class and another.")] = 0.10,
@@ -36,16 +47,28 @@ def synth_corpus(
     videos: OldVideosCountOption = None,
 ) -> None:
     """Generate a synthetic web-video corpus (motion classes, noisy hashtags) with truth and a target benchmark."""
-    from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus as synth
+    from weaksup.synth.corpus import SynthCorpusConfig
+    from weaksup.synth.corpus import synth_corpus as synth
 
     n_videos = num_videos_of(num_videos, videos)
     n_videos = SynthCorpusConfig.n_videos if n_videos is None else n_videos
     cfg = SynthCorpusConfig(
-        out=out, seed=seed, n_videos=n_videos, n_classes=classes, zipf_exponent=zipf_exponent,
-        min_duration_s=min_duration, max_duration_s=max_duration, fps=fps, n_target_train_per_class=target_train,
-        n_target_test_per_class=target_test, n_planted=planted, target_classes=tuple(target_class or ()),
+        out=out,
+        seed=seed,
+        n_videos=n_videos,
+        n_classes=classes,
+        zipf_exponent=zipf_exponent,
+        min_duration_s=min_duration,
+        max_duration_s=max_duration,
+        fps=fps,
+        n_target_train_per_class=target_train,
+        n_target_test_per_class=target_test,
+        n_planted=planted,
+        target_classes=tuple(target_class or ()),
         missing_tag_rate=missing_tag_rate,
-        wrong_tag_rate=wrong_tag_rate, second_label_rate=second_label_rate, noise_tags_mean=noise_tags_mean,
+        wrong_tag_rate=wrong_tag_rate,
+        second_label_rate=second_label_rate,
+        noise_tags_mean=noise_tags_mean,
         workers=workers,
     )
     print_summary(f"synth-corpus -> {out}", run(synth, cfg, progress=progress))

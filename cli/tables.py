@@ -39,8 +39,9 @@ def validate(
     old_positionals = list(ctx.args) if ctx is not None else []
     if old_positionals:
         deprecated_option("validate NAME FILE", "validate --schema NAME --table FILE")
-        check_option(len(old_positionals) == 2 and schema is None and table is None,
-                     "validate takes --schema NAME --table FILE")
+        check_option(
+            len(old_positionals) == 2 and schema is None and table is None, "validate takes --schema NAME --table FILE"
+        )
         schema, table = old_positionals[0], Path(old_positionals[1])
     check_option(schema is not None and table is not None, "--schema and --table are required")
     rows = run(validate_file, schema, table)

@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,8 +37,15 @@ from weaksup.tables import write_table
 
 DEFAULT_OUT = Path("/tmp/weaksup-examples")
 HERE = Path(__file__).parent
-CORPUS = dict(seed=0, n_videos=600, n_classes=6, n_target_train_per_class=10, n_target_test_per_class=75, n_planted=60,
-              target_classes=DIAGONALS)
+CORPUS = dict(
+    seed=0,
+    n_videos=600,
+    n_classes=6,
+    n_target_train_per_class=10,
+    n_target_test_per_class=75,
+    n_planted=60,
+    target_classes=DIAGONALS,
+)
 STEPS = 500
 CLIPS = 4
 CHANCE = 1 / len(DIAGONALS)
@@ -65,8 +71,9 @@ class Timer:
         return f"{self.seconds:.0f} s"
 
 
-def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool = False,
-           shot_length_s: float = 0.0) -> dict[str, Path]:
+def corpus(
+    out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool = False, shot_length_s: float = 0.0
+) -> dict[str, Path]:
     """The corpus, its label space, the raw and deduplicated manifests and a web-domain test bed (cached).
 
     ``web_videos``: the same design with more (or fewer) web videos, in its own folder; the
@@ -86,12 +93,25 @@ def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool =
     from weaksup.labels.build import BuildLabelsConfig, build_labels
     from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
 
-    root = Path(out) / ("corpus_v2" + ("" if web_videos == CORPUS["n_videos"] else f"_{web_videos}web")
-                        + ("_wholeaction" if whole_action else "") + (f"_shots{shot_length_s:g}s" if shot_length_s else ""))
+    root = Path(out) / (
+        "corpus_v2"
+        + ("" if web_videos == CORPUS["n_videos"] else f"_{web_videos}web")
+        + ("_wholeaction" if whole_action else "")
+        + (f"_shots{shot_length_s:g}s" if shot_length_s else "")
+    )
     c, d = root / "corpus", root / "data"
-    paths = dict(root=root, corpus=c, target=c / "target", labels=d / "labels.parquet", truth=c / "truth.parquet",
-                 manifest=d / "manifest.parquet", clean=d / "clean.parquet", planted=c / "planted.parquet",
-                 web_a=d / "web_a.parquet", web_b=d / "web_b.parquet")
+    paths = dict(
+        root=root,
+        corpus=c,
+        target=c / "target",
+        labels=d / "labels.parquet",
+        truth=c / "truth.parquet",
+        manifest=d / "manifest.parquet",
+        clean=d / "clean.parquet",
+        planted=c / "planted.parquet",
+        web_a=d / "web_a.parquet",
+        web_b=d / "web_b.parquet",
+    )
     paths["pool"], paths["raw_pool"] = paths["clean"], paths["manifest"]
     if not paths["web_b"].exists():
         whole = dict(partial_action_after_s=SynthCorpusConfig.max_duration_s) if whole_action else {}
@@ -99,15 +119,46 @@ def corpus(out: Path, web_videos: int = CORPUS["n_videos"], whole_action: bool =
             whole["shot_length_s"] = shot_length_s
         synth_corpus(SynthCorpusConfig(out=c, workers=2, **dict(CORPUS, n_videos=web_videos), **whole), progress=False)
         build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "labels.txt", out=paths["labels"]))
-        match_videos(MatchConfig(videos=c / "videos.parquet", labels=paths["labels"], out=paths["manifest"],
-                                 min_videos=10, seed=0, progress=False))
-        dedupe_manifest(DedupeConfig(manifest=paths["manifest"], targets=c / "target" / "test.parquet", out=paths["clean"],
-                                     report=d / "overlaps.parquet", workers=2, progress=False))
+        match_videos(
+            MatchConfig(
+                videos=c / "videos.parquet",
+                labels=paths["labels"],
+                out=paths["manifest"],
+                min_videos=10,
+                seed=0,
+                progress=False,
+            )
+        )
+        dedupe_manifest(
+            DedupeConfig(
+                manifest=paths["manifest"],
+                targets=c / "target" / "test.parquet",
+                out=paths["clean"],
+                report=d / "overlaps.parquet",
+                workers=2,
+                progress=False,
+            )
+        )
         web = root / "web_test"
-        synth_corpus(SynthCorpusConfig(out=web, seed=7, n_videos=600, n_classes=CORPUS["n_classes"], zipf_exponent=0.0,
-                                       missing_tag_rate=0.0, wrong_tag_rate=0.0, second_label_rate=0.0, min_duration_s=2.0,
-                                       max_duration_s=8.0, n_target_train_per_class=0, n_target_test_per_class=0,
-                                       n_planted=0, workers=2), progress=False)
+        synth_corpus(
+            SynthCorpusConfig(
+                out=web,
+                seed=7,
+                n_videos=600,
+                n_classes=CORPUS["n_classes"],
+                zipf_exponent=0.0,
+                missing_tag_rate=0.0,
+                wrong_tag_rate=0.0,
+                second_label_rate=0.0,
+                min_duration_s=2.0,
+                max_duration_s=8.0,
+                n_target_train_per_class=0,
+                n_target_test_per_class=0,
+                n_planted=0,
+                workers=2,
+            ),
+            progress=False,
+        )
         _truth_halves(web / "truth.parquet", paths["web_a"], paths["web_b"])
     return paths
 
@@ -128,8 +179,9 @@ def corpus_posted_as_shown(out: Path) -> dict[str, Path]:
 
     base = corpus(out)
     root = base["root"] / "posted_as_shown"
-    paths = dict(base, root=root, labels=root / "labels.parquet", raw_pool=root / "manifest.parquet",
-                 pool=root / "clean.parquet")
+    paths = dict(
+        base, root=root, labels=root / "labels.parquet", raw_pool=root / "manifest.parquet", pool=root / "clean.parquet"
+    )
     if paths["pool"].exists():
         return paths
     root.mkdir(parents=True, exist_ok=True)
@@ -139,18 +191,38 @@ def corpus_posted_as_shown(out: Path) -> dict[str, Path]:
     target = {r["video_id"]: r["label"] for r in pq.read_table(base["target"] / "test.parquet").to_pylist()}
     shown_as = {r["web_video_id"]: target[r["target_video_id"]] for r in pq.read_table(base["planted"]).to_pylist()}
     videos = pq.read_table(base["corpus"] / "videos.parquet")
-    tags = [[name.replace(" ", "")] + [t for t in old if normalize_hashtag(t) not in class_tags] if name else old
-            for name, old in zip((shown_as.get(v) for v in videos.column("video_id").to_pylist()),
-                                 videos.column("hashtags").to_pylist())]
-    videos = videos.set_column(videos.schema.get_field_index("hashtags"), "hashtags",
-                               pa.array(tags, videos.schema.field("hashtags").type))
+    tags = [
+        [name.replace(" ", "")] + [t for t in old if normalize_hashtag(t) not in class_tags] if name else old
+        for name, old in zip(
+            (shown_as.get(v) for v in videos.column("video_id").to_pylist()), videos.column("hashtags").to_pylist()
+        )
+    ]
+    videos = videos.set_column(
+        videos.schema.get_field_index("hashtags"), "hashtags", pa.array(tags, videos.schema.field("hashtags").type)
+    )
     write_table("videos", videos, root / "videos.parquet")
     (root / "labels.txt").write_text("\n".join(web_names + list(DIAGONALS)) + "\n")
     build_labels(BuildLabelsConfig(sources=("file",), labels_file=root / "labels.txt", out=paths["labels"]))
-    match_videos(MatchConfig(videos=root / "videos.parquet", labels=paths["labels"], out=paths["raw_pool"],
-                             min_videos=10, seed=0, progress=False))
-    dedupe_manifest(DedupeConfig(manifest=paths["raw_pool"], targets=base["target"] / "test.parquet", out=paths["pool"],
-                                 report=root / "overlaps.parquet", workers=2, progress=False))
+    match_videos(
+        MatchConfig(
+            videos=root / "videos.parquet",
+            labels=paths["labels"],
+            out=paths["raw_pool"],
+            min_videos=10,
+            seed=0,
+            progress=False,
+        )
+    )
+    dedupe_manifest(
+        DedupeConfig(
+            manifest=paths["raw_pool"],
+            targets=base["target"] / "test.parquet",
+            out=paths["pool"],
+            report=root / "overlaps.parquet",
+            workers=2,
+            progress=False,
+        )
+    )
     return paths
 
 
@@ -164,11 +236,18 @@ def _truth_halves(truth: Path, first: Path, second: Path) -> None:
         seen[r["label_id"]] = k + 1
         halves[k % 2].append(r)
     for rs, path in zip(halves, (first, second)):
-        write_table("manifest", {
-            "video_id": [r["video_id"] for r in rs], "uri": [r["uri"] for r in rs],
-            "label_id": pa.array([r["label_id"] for r in rs], pa.int32()), "label": [r["label"] for r in rs],
-            "matched_label_ids": pa.array([[r["label_id"]] for r in rs], pa.list_(pa.int32())),
-            "duration_s": [r["duration_s"] for r in rs]}, path)
+        write_table(
+            "manifest",
+            {
+                "video_id": [r["video_id"] for r in rs],
+                "uri": [r["uri"] for r in rs],
+                "label_id": pa.array([r["label_id"] for r in rs], pa.int32()),
+                "label": [r["label"] for r in rs],
+                "matched_label_ids": pa.array([[r["label_id"]] for r in rs], pa.list_(pa.int32())),
+                "duration_s": [r["duration_s"] for r in rs],
+            },
+            path,
+        )
 
 
 def rows(manifest: Path) -> int:
@@ -188,8 +267,9 @@ def sample(manifest: Path, strategy: str, sizes: tuple[int, ...], out_dir: Path,
     out_dir = Path(out_dir)
     paths = {n: out_dir / f"{strategy}_{n}.parquet" for n in sizes}
     if not all(p.exists() for p in paths.values()):
-        sample_manifest(SampleConfig(manifest=manifest, strategy=strategy, out=out_dir, sizes=tuple(sizes), series=True,
-                                     seed=seed))
+        sample_manifest(
+            SampleConfig(manifest=manifest, strategy=strategy, out=out_dir, sizes=tuple(sizes), series=True, seed=seed)
+        )
     return paths
 
 
@@ -204,8 +284,9 @@ def pretrain(manifest: Path, labels: Path, out: Path, steps: int, seed: int, **o
     return _pretrain(cfg, manifest=manifest, out=out, labels=labels, resume=True, progress=False)
 
 
-def fc_only(train: Path, test: Path, checkpoint: Path | None, out: Path, seed: int, arch: str = "r2plus1d_10",
-            frames: int = 8) -> dict[str, int]:
+def fc_only(
+    train: Path, test: Path, checkpoint: Path | None, out: Path, seed: int, arch: str = "r2plus1d_10", frames: int = 8
+) -> dict[str, int]:
     """Frozen features + logistic regression; returns {test video_id: 1 if right}."""
     from weaksup.eval.extract import ExtractConfig, extract_features
     from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
@@ -213,9 +294,21 @@ def fc_only(train: Path, test: Path, checkpoint: Path | None, out: Path, seed: i
     out = Path(out)
     if not (out / "predictions.csv").exists():
         for name, path in (("train", train), ("test", test)):
-            extract_features(path, out / f"{name}_features.parquet", checkpoint=checkpoint,
-                             cfg=ExtractConfig(arch=arch, num_clips=CLIPS, frames=frames, crop=40, short_side=40,
-                                               workers=1, progress=False, seed=seed))
+            extract_features(
+                path,
+                out / f"{name}_features.parquet",
+                checkpoint=checkpoint,
+                cfg=ExtractConfig(
+                    arch=arch,
+                    num_clips=CLIPS,
+                    frames=frames,
+                    crop=40,
+                    short_side=40,
+                    workers=1,
+                    progress=False,
+                    seed=seed,
+                ),
+            )
         eval_fc_only(out / "train_features.parquet", out / "test_features.parquet", out, FcOnlyConfig(seed=seed))
     return read_predictions(out)
 
@@ -232,13 +325,22 @@ def finetune(paths: dict[str, Path], checkpoint: Path | None, out: Path, seed: i
     if not (out / "predictions.csv").exists():
         cfg = QuickstartConfig().finetune_config(seed)
         cfg = replace(cfg, arch=over.pop("arch", "r2plus1d_10"), **over)
-        _finetune(cfg, train_manifest=paths["target"] / "train.parquet", test_manifest=paths["target"] / "test.parquet",
-                  checkpoint=checkpoint, out=out, num_clips=CLIPS, resume=True, progress=False)
+        _finetune(
+            cfg,
+            train_manifest=paths["target"] / "train.parquet",
+            test_manifest=paths["target"] / "test.parquet",
+            checkpoint=checkpoint,
+            out=out,
+            num_clips=CLIPS,
+            resume=True,
+            progress=False,
+        )
     return read_predictions(out)
 
 
-def compare(a: list[dict[str, int]], b: list[dict[str, int]], videos: list[str] | None = None,
-            chance: float | None = CHANCE) -> Comparison:
+def compare(
+    a: list[dict[str, int]], b: list[dict[str, int]], videos: list[str] | None = None, chance: float | None = CHANCE
+) -> Comparison:
     common = videos if videos is not None else sorted(set.intersection(*(set(h) for h in a + b)))
     return compare_arms(hits_matrix(a, common), hits_matrix(b, common), chance=chance)
 

@@ -12,6 +12,7 @@ A second row reads the pre-trained classifier itself (its four target-class outp
 4 centre clips): what a network memorised of the copies shows there first, before any
 transfer protocol.
 """
+
 import sys
 from pathlib import Path
 
@@ -39,11 +40,26 @@ def head_hits(ckpt, seed):
 
     out = ckpt / "head_target" / "test_scores.parquet"
     if not out.exists():
-        extract_features(p["target"] / "test.parquet", out, checkpoint=resolve_checkpoint(ckpt),
-                         cfg=ExtractConfig(arch="r2plus1d_10", num_clips=C.CLIPS, frames=8, crop=40, short_side=40,
-                                           workers=1, progress=False, seed=seed, scores=True))
+        extract_features(
+            p["target"] / "test.parquet",
+            out,
+            checkpoint=resolve_checkpoint(ckpt),
+            cfg=ExtractConfig(
+                arch="r2plus1d_10",
+                num_clips=C.CLIPS,
+                frames=8,
+                crop=40,
+                short_side=40,
+                workers=1,
+                progress=False,
+                seed=seed,
+                scores=True,
+            ),
+        )
     t = pq.read_table(out, columns=["video_id", "label", "scores"]).to_pylist()
-    return {r["video_id"]: int(C.DIAGONALS[int(np.argmax(np.asarray(r["scores"])[target_ids]))] == r["label"]) for r in t}
+    return {
+        r["video_id"]: int(C.DIAGONALS[int(np.argmax(np.asarray(r["scores"])[target_ids]))] == r["label"]) for r in t
+    }
 
 
 hits = {"raw": [], "clean": []}
@@ -59,15 +75,30 @@ on_copies = C.compare(hits["raw"], hits["clean"], copied)
 on_others = C.compare(hits["raw"], hits["clean"], others)
 head_copies = C.compare(head["raw"], head["clean"], copied)
 head_others = C.compare(head["raw"], head["clean"], others)
-C.save(a.out, "contamination", {"copied_test_videos": len(copied), "removed_by_dedupe": removed, "seeds": a.seeds,
-                                "on_copies": on_copies.to_dict(), "on_others": on_others.to_dict(),
-                                "head_on_copies": head_copies.to_dict(), "head_on_others": head_others.to_dict(),
-                                "seconds": round(t.seconds)})
-print(f"| 4. copies inflate, dedupe removes it | `contamination.py` | {len(copied)} copied test videos in the raw "
-      f"manifest, posted under their own class, {removed} videos removed by dedupe, seeds {a.seeds} | on the copied videos raw {on_copies.a.percent()} vs "
-      f"deduplicated {on_copies.b.percent()}: {on_copies.diff.percent(True)}; on the other {len(others)}: "
-      f"{on_others.diff.percent(True)} | {C.verdict(on_copies)} | {t} |")
-print(f"| 4. copies inflate, dedupe removes it (pre-trained classifier) | `contamination.py` | same networks, their own "
-      f"outputs for the 4 target classes | on the copied videos raw {head_copies.a.percent()} vs deduplicated "
-      f"{head_copies.b.percent()}: {head_copies.diff.percent(True)}; on the other {len(others)}: "
-      f"{head_others.diff.percent(True)} | {C.verdict(head_copies)} | (above) |")
+C.save(
+    a.out,
+    "contamination",
+    {
+        "copied_test_videos": len(copied),
+        "removed_by_dedupe": removed,
+        "seeds": a.seeds,
+        "on_copies": on_copies.to_dict(),
+        "on_others": on_others.to_dict(),
+        "head_on_copies": head_copies.to_dict(),
+        "head_on_others": head_others.to_dict(),
+        "seconds": round(t.seconds),
+    },
+)
+print(
+    f"| 4. copies inflate, dedupe removes it | `contamination.py` | {len(copied)} copied test videos in the raw "
+    f"manifest, posted under their own class, {removed} videos removed by dedupe, seeds {a.seeds} | on the copied "
+    f"videos raw {on_copies.a.percent()} vs "
+    f"deduplicated {on_copies.b.percent()}: {on_copies.diff.percent(True)}; on the other {len(others)}: "
+    f"{on_others.diff.percent(True)} | {C.verdict(on_copies)} | {t} |"
+)
+print(
+    f"| 4. copies inflate, dedupe removes it (pre-trained classifier) | `contamination.py` | same networks, their own "
+    f"outputs for the 4 target classes | on the copied videos raw {head_copies.a.percent()} vs deduplicated "
+    f"{head_copies.b.percent()}: {head_copies.diff.percent(True)}; on the other {len(others)}: "
+    f"{head_others.diff.percent(True)} | {C.verdict(head_copies)} | (above) |"
+)

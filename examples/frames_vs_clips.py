@@ -9,6 +9,7 @@ full 3x3x3 convolutions have no 2D form, so they train with oneDNN's 3D kernels,
 weight gradients are wrong on these CPUs in torch 2.14.1 (``weaksup.models.via2d``; bf16
 R3D-18 reached a NaN loss at step 265), and the frames arm uses fp32 too, to compare like with like.
 """
+
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common as C
+
 from weaksup.eval.network import resolve_checkpoint
 from weaksup.models import build_model, inflate_r2d_to_r3d
 from weaksup.train.checkpoint import checkpoint_name
@@ -37,13 +39,23 @@ for seed in a.seeds:
         r2d = build_model("r2d_18", num_classes=ck["model"]["fc.weight"].shape[0])
         r2d.load_state_dict(ck["model"])
         r3d = inflate_r2d_to_r3d(r2d, build_model("r3d_18", num_classes=r2d.fc.out_features), method="center")
-        ck = dict(ck, model=r3d.state_dict(), arch="r3d_18", config=dict(ck.get("config") or {}, arch="r3d_18", frames=8))
+        ck = dict(
+            ck, model=r3d.state_dict(), arch="r3d_18", config=dict(ck.get("config") or {}, arch="r3d_18", frames=8)
+        )
         (inflated / "checkpoints").mkdir(parents=True)
         torch.save(ck, inflated / "checkpoints" / checkpoint_name(a.steps))
-    hits["frames_inflated"].append(C.finetune(p, inflated, inflated / "ft_target", seed, arch="r3d_18", precision="fp32"))
+    hits["frames_inflated"].append(
+        C.finetune(p, inflated, inflated / "ft_target", seed, arch="r3d_18", precision="fp32")
+    )
     hits["clips"].append(C.finetune(p, clips, clips / "ft_target", seed, arch="r3d_18", precision="fp32"))
 cmp = C.compare(hits["clips"], hits["frames_inflated"])
-C.save(a.out, "frames_vs_clips", {"seeds": a.seeds, "steps": a.steps, "finetune": cmp.to_dict(), "seconds": round(t.seconds)})
-print(f"| 5. clips beat frames + inflation (Table 4) | `frames_vs_clips.py` | R2D-18 on 1 frame -> R3D-18 vs R3D-18 on "
-      f"8-frame clips, fp32, {a.steps} steps, seeds {a.seeds}, fine-tuned | clips {cmp.a.percent()} vs frames+inflation "
-      f"{cmp.b.percent()}; gain {cmp.diff.percent(True)} | {C.verdict(cmp)} | {t} |")
+C.save(
+    a.out,
+    "frames_vs_clips",
+    {"seeds": a.seeds, "steps": a.steps, "finetune": cmp.to_dict(), "seconds": round(t.seconds)},
+)
+print(
+    f"| 5. clips beat frames + inflation (Table 4) | `frames_vs_clips.py` | R2D-18 on 1 frame -> R3D-18 vs R3D-18 on "
+    f"8-frame clips, fp32, {a.steps} steps, seeds {a.seeds}, fine-tuned | clips {cmp.a.percent()} vs frames+inflation "
+    f"{cmp.b.percent()}; gain {cmp.diff.percent(True)} | {C.verdict(cmp)} | {t} |"
+)

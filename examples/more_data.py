@@ -5,6 +5,7 @@ N/2, N); every arm pre-trains for the same number of steps. The statistic is the
 target top-1 against log2(videos), with a 95% interval from a paired bootstrap over test
 videos and seeds; "reproduced" means the slope's interval is above 0.
 """
+
 import sys
 from pathlib import Path
 
@@ -43,17 +44,37 @@ slope = float(np.polyfit(x, acc_point, 1)[0])
 lo, hi = np.percentile(slopes, [2.5, 97.5])
 acc_lo, acc_hi = np.percentile(np.array(accs), [2.5, 97.5], axis=0)
 rand_acc = C.hits_matrix(rand, videos).mean()
-C.save(a.out, "more_data", {"sizes": sizes, "seeds": a.seeds, "steps": a.steps, "top1": acc_point.tolist(),
-                            "top1_low": acc_lo.tolist(), "top1_high": acc_hi.tolist(), "slope_per_doubling": slope,
-                            "slope_interval": [lo, hi], "random_init": rand_acc, "seconds": round(t.seconds)})
+C.save(
+    a.out,
+    "more_data",
+    {
+        "sizes": sizes,
+        "seeds": a.seeds,
+        "steps": a.steps,
+        "top1": acc_point.tolist(),
+        "top1_low": acc_lo.tolist(),
+        "top1_high": acc_hi.tolist(),
+        "slope_per_doubling": slope,
+        "slope_interval": [lo, hi],
+        "random_init": rand_acc,
+        "seconds": round(t.seconds),
+    },
+)
 
 import matplotlib
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
-ax.errorbar(sizes, 100 * acc_point, yerr=[100 * (acc_point - acc_lo), 100 * (acc_hi - acc_point)], fmt="o-", capsize=4,
-            label=f"pre-trained, {a.steps} steps ({len(a.seeds)} seeds, 95% intervals)")
+ax.errorbar(
+    sizes,
+    100 * acc_point,
+    yerr=[100 * (acc_point - acc_lo), 100 * (acc_hi - acc_point)],
+    fmt="o-",
+    capsize=4,
+    label=f"pre-trained, {a.steps} steps ({len(a.seeds)} seeds, 95% intervals)",
+)
 ax.axhline(100 * rand_acc, ls="--", c="gray", label="random init")
 ax.axhline(100 * C.CHANCE, ls=":", c="k", lw=1, label="chance (4 classes)")
 ax.set_xscale("log", base=2)
@@ -65,6 +86,9 @@ ax.legend(fontsize=9)
 fig.tight_layout()
 fig.savefig(C.HERE / "more_data.png", dpi=110)
 ok = "**yes**" if lo > 0 else ("**no** (opposite direction)" if hi < 0 else "no (interval includes 0)")
-print(f"| 2. more videos help | `more_data.py` | nested random {', '.join(map(str, sizes))} videos, {a.steps} steps, "
-      f"seeds {a.seeds} | fc-only " + ", ".join(f"{k}: {C.pct(v)}" for k, v in zip(sizes, acc_point))
-      + f"; slope {100 * slope:+.1f} points per doubling [{100 * lo:+.1f}, {100 * hi:+.1f}] | {ok} | {t} |")
+print(
+    f"| 2. more videos help | `more_data.py` | nested random {', '.join(map(str, sizes))} videos, {a.steps} steps, "
+    f"seeds {a.seeds} | fc-only "
+    + ", ".join(f"{k}: {C.pct(v)}" for k, v in zip(sizes, acc_point))
+    + f"; slope {100 * slope:+.1f} points per doubling [{100 * lo:+.1f}, {100 * hi:+.1f}] | {ok} | {t} |"
+)

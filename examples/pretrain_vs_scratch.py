@@ -6,6 +6,7 @@ videos) compare (a) fc-only: frozen features + logistic regression, pre-trained 
 random-init network; (b) full fine-tuning: from the pre-trained network vs from scratch,
 same steps. Intervals: paired bootstrap over test videos and seeds.
 """
+
 import sys
 from pathlib import Path
 
@@ -26,17 +27,32 @@ for seed in a.seeds:
     arms["ft_pre"].append(C.finetune(p, ckpt, ckpt / "ft_target", seed))
     arms["ft_scratch"].append(C.finetune(p, None, a.out / f"scratch_s{seed}" / "ft_target", seed))
 fc, ft = C.compare(arms["fc_pre"], arms["fc_rand"]), C.compare(arms["ft_pre"], arms["ft_scratch"])
-C.save(a.out, "pretrain_vs_scratch", {"seeds": a.seeds, "steps": a.steps, "web_videos": C.rows(p["pool"]),
-                                      "losses": losses, "fc_only": fc.to_dict(), "finetune": ft.to_dict(),
-                                      "seconds": round(t.seconds)})
+C.save(
+    a.out,
+    "pretrain_vs_scratch",
+    {
+        "seeds": a.seeds,
+        "steps": a.steps,
+        "web_videos": C.rows(p["pool"]),
+        "losses": losses,
+        "fc_only": fc.to_dict(),
+        "finetune": ft.to_dict(),
+        "seconds": round(t.seconds),
+    },
+)
 
 import matplotlib
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
-bars = [("fc-only\npre-trained", fc.a), ("fc-only\nrandom init", fc.b), ("fine-tune\npre-trained", ft.a),
-        ("fine-tune\nfrom scratch", ft.b)]
+bars = [
+    ("fc-only\npre-trained", fc.a),
+    ("fc-only\nrandom init", fc.b),
+    ("fine-tune\npre-trained", ft.a),
+    ("fine-tune\nfrom scratch", ft.b),
+]
 for i, (name, iv) in enumerate(bars):
     ax.bar(i, 100 * iv.mean, color="C0" if "pre-trained" in name else "C7")
     ax.errorbar(i, 100 * iv.mean, yerr=[[100 * (iv.mean - iv.low)], [100 * (iv.high - iv.mean)]], color="k", capsize=4)
@@ -47,8 +63,15 @@ ax.set_title(f"Finding 1 (toy): pre-training vs none, {len(a.seeds)} seeds, 95% 
 ax.legend(fontsize=9)
 fig.tight_layout()
 fig.savefig(C.HERE / "pretrain_vs_scratch.png", dpi=110)
-print(f"| 1. pre-training beats none (fc-only) | `pretrain_vs_scratch.py` | {C.rows(p['pool'])} web videos, {a.steps} steps, "
-      f"seeds {a.seeds} | pre-trained {fc.a.percent()} vs random init {fc.b.percent()}; gain {fc.diff.percent(True)} "
-      f"| {C.verdict(fc)} | {t} |")
-print(f"| 1. pre-training beats none (fine-tune) | `pretrain_vs_scratch.py` | same networks, 15 epochs on 40 target videos "
-      f"| pre-trained {ft.a.percent()} vs scratch {ft.b.percent()}; gain {ft.diff.percent(True)} | {C.verdict(ft)} | (above) |")
+print(
+    f"| 1. pre-training beats none (fc-only) | `pretrain_vs_scratch.py` | {C.rows(p['pool'])} web videos, "
+    f"{a.steps} steps, "
+    f"seeds {a.seeds} | pre-trained {fc.a.percent()} vs random init {fc.b.percent()}; gain {fc.diff.percent(True)} "
+    f"| {C.verdict(fc)} | {t} |"
+)
+print(
+    f"| 1. pre-training beats none (fine-tune) | `pretrain_vs_scratch.py` | same networks, 15 epochs on 40 target "
+    f"videos "
+    f"| pre-trained {ft.a.percent()} vs scratch {ft.b.percent()}; gain {ft.diff.percent(True)} | {C.verdict(ft)} "
+    f"| (above) |"
+)

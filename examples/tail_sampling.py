@@ -7,6 +7,7 @@ shares IG-Kinetics' labels: fc-only on a balanced, independent web-domain test b
 training / 300 test videos), top-1 on its tail-class test videos. Intervals: paired
 bootstrap over those test videos and seeds.
 """
+
 import sys
 from pathlib import Path
 
@@ -36,12 +37,30 @@ for strategy in hits:
 sq = C.compare(hits["sqrt"], hits["random"], tail_videos, chance=1 / len(counts))
 tp = C.compare(hits["tail-preserving"], hits["random"], tail_videos, chance=1 / len(counts))
 allv = C.compare(hits["tail-preserving"], hits["random"], chance=1 / len(counts))
-C.save(a.out, "tail_sampling", {"tail": tail, "counts": counts, "tail_videos_drawn": drawn, "seeds": a.seeds,
-                                "sqrt_vs_random_tail": sq.to_dict(), "tailpres_vs_random_tail": tp.to_dict(),
-                                "tailpres_vs_random_all": allv.to_dict(), "seconds": round(t.seconds)})
-print(f"| 3. sqrt sampling helps tail classes | `tail_sampling.py` | {n // 2} of {n} videos, tail = {' & '.join(tail)} "
-      f"({drawn['random']} / {drawn['sqrt']} tail videos drawn, random / sqrt), seeds {a.seeds}, {len(tail_videos)} tail test "
-      f"videos | tail top-1 sqrt {sq.a.percent()} vs random {sq.b.percent()}; gain {sq.diff.percent(True)} | {C.verdict(sq)} | {t} |")
-print(f"| 3. tail-preserving sampling helps tail classes | `tail_sampling.py` | same, {drawn['tail-preserving']} tail videos drawn "
-      f"| tail top-1 {tp.a.percent()} vs random {tp.b.percent()}; gain {tp.diff.percent(True)} (all classes: "
-      f"{allv.diff.percent(True)}) | {C.verdict(tp)} | (above) |")
+C.save(
+    a.out,
+    "tail_sampling",
+    {
+        "tail": tail,
+        "counts": counts,
+        "tail_videos_drawn": drawn,
+        "seeds": a.seeds,
+        "sqrt_vs_random_tail": sq.to_dict(),
+        "tailpres_vs_random_tail": tp.to_dict(),
+        "tailpres_vs_random_all": allv.to_dict(),
+        "seconds": round(t.seconds),
+    },
+)
+print(
+    f"| 3. sqrt sampling helps tail classes | `tail_sampling.py` | {n // 2} of {n} videos, tail = {' & '.join(tail)} "
+    f"({drawn['random']} / {drawn['sqrt']} tail videos drawn, random / sqrt), seeds {a.seeds}, {len(tail_videos)} "
+    f"tail test "
+    f"videos | tail top-1 sqrt {sq.a.percent()} vs random {sq.b.percent()}; gain {sq.diff.percent(True)} | "
+    f"{C.verdict(sq)} | {t} |"
+)
+print(
+    f"| 3. tail-preserving sampling helps tail classes | `tail_sampling.py` | same, {drawn['tail-preserving']} "
+    f"tail videos drawn "
+    f"| tail top-1 {tp.a.percent()} vs random {tp.b.percent()}; gain {tp.diff.percent(True)} (all classes: "
+    f"{allv.diff.percent(True)}) | {C.verdict(tp)} | (above) |"
+)

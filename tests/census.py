@@ -74,10 +74,18 @@ class Tally:
         total = Counter()
         for klass, c in self.counts.items():
             total.update(c)
-            rows.append(f"| {klass} | {self.what.get(klass, '')} | {sum(c.values())} | "
-                        + " | ".join(str(c[o]) for o in OUTCOMES) + " |")
-        rows.append("| **all** | | **" + str(sum(total.values())) + "** | "
-                    + " | ".join(f"**{total[o]}**" for o in OUTCOMES) + " |")
+            rows.append(
+                f"| {klass} | {self.what.get(klass, '')} | {sum(c.values())} | "
+                + " | ".join(str(c[o]) for o in OUTCOMES)
+                + " |"
+            )
+        rows.append(
+            "| **all** | | **"
+            + str(sum(total.values()))
+            + "** | "
+            + " | ".join(f"**{total[o]}**" for o in OUTCOMES)
+            + " |"
+        )
         return "\n".join(rows)
 
 
@@ -186,11 +194,18 @@ def manifest_of(uris: list, path: Path, prefix: str = "v", durations: list[float
     from weaksup.tables import write_table
 
     n = len(uris)
-    write_table("manifest", {"video_id": [f"{prefix}{i}" for i in range(n)], "uri": [str(u) for u in uris],
-                             "label_id": pa.array([i % 2 for i in range(n)], pa.int32()),
-                             "label": [["dog", "cat"][i % 2] for i in range(n)],
-                             "matched_label_ids": pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())),
-                             "duration_s": durations or [0.5] * n}, path)
+    write_table(
+        "manifest",
+        {
+            "video_id": [f"{prefix}{i}" for i in range(n)],
+            "uri": [str(u) for u in uris],
+            "label_id": pa.array([i % 2 for i in range(n)], pa.int32()),
+            "label": [["dog", "cat"][i % 2] for i in range(n)],
+            "matched_label_ids": pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())),
+            "duration_s": durations or [0.5] * n,
+        },
+        path,
+    )
     return path
 
 
@@ -226,8 +241,9 @@ def text_fuzz(t: Tally, work: Path, examples: int) -> None:
     t.what[klass] = "`build-labels --source file`: random unicode lines, NULs, quotes, bare CRs, invalid UTF-8"
     line = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
-    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(lines=st.lists(line, max_size=12), raw=st.binary(max_size=8), binary=st.booleans())
     def trial(lines, raw, binary):
         d = Path(tempfile.mkdtemp(dir=work))
@@ -242,8 +258,9 @@ def text_fuzz(t: Tally, work: Path, examples: int) -> None:
             n = pq.ParquetFile(out).metadata.num_rows
             return None if n > 0 else "exit 0 with an empty label space"
 
-        t.add(klass, *classify(cli("build-labels", "--source", "file", "--labels-file", f, "--out", out),
-                               oracle=oracle))
+        t.add(
+            klass, *classify(cli("build-labels", "--source", "file", "--labels-file", f, "--out", out), oracle=oracle)
+        )
 
     trial()
 
@@ -253,13 +270,16 @@ def csv_fuzz(t: Tally, work: Path, examples: int, labels: Path) -> None:
     from hypothesis import strategies as st
 
     klass = "videos tables (CSV fuzz)"
-    t.what[klass] = ("`match --videos x.csv`: fields with quotes, commas, newlines, NULs, text durations; "
-                     "ragged rows; oracle: Python's strict csv reader")
+    t.what[klass] = (
+        "`match --videos x.csv`: fields with quotes, commas, newlines, NULs, text durations; "
+        "ragged rows; oracle: Python's strict csv reader"
+    )
     cell = st.one_of(st.text(max_size=12), st.sampled_from(['"', '""', 'a"b', "x,y", "1.5", "-3", "nan", "#dog #cat"]))
     row = st.lists(cell, min_size=2, max_size=5)
 
-    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(rows=st.lists(row, max_size=8), raw_quote=st.booleans())
     def trial(rows, raw_quote):
         d = Path(tempfile.mkdtemp(dir=work))
@@ -300,8 +320,10 @@ def table_fuzz(t: Tally, work: Path, examples: int) -> None:
     from hypothesis import strategies as st
 
     klass = "tables from other tools (Parquet fuzz)"
-    t.what[klass] = ("`validate manifest` and `eval fc-only` on tables with dropped columns, int64/float/string/"
-                     "large types, nulls and out-of-range values (as pandas, Polars, DuckDB write them)")
+    t.what[klass] = (
+        "`validate manifest` and `eval fc-only` on tables with dropped columns, int64/float/string/"
+        "large types, nulls and out-of-range values (as pandas, Polars, DuckDB write them)"
+    )
     types = st.sampled_from(["keep", "int64", "float64", "string", "large_string", "drop", "nulls", "huge"])
 
     def mutate(table: pa.Table, how: dict[str, str]) -> pa.Table:
@@ -331,14 +353,21 @@ def table_fuzz(t: Tally, work: Path, examples: int) -> None:
 
     base = pq.read_table(manifest_table(work / "base_manifest.parquet"))
     rng = __import__("numpy").random.default_rng(0)
-    feats = pa.table({"video_id": [f"v{i}" for i in range(24)], "label_id": pa.array([i % 3 for i in range(24)], pa.int32()),
-                      "features": pa.array([rng.normal(size=8).astype("float32").tolist() for _ in range(24)],
-                                           pa.list_(pa.float32()))})
+    feats = pa.table(
+        {
+            "video_id": [f"v{i}" for i in range(24)],
+            "label_id": pa.array([i % 3 for i in range(24)], pa.int32()),
+            "features": pa.array(
+                [rng.normal(size=8).astype("float32").tolist() for _ in range(24)], pa.list_(pa.float32())
+            ),
+        }
+    )
     cols = st.fixed_dictionaries({c: types for c in base.column_names})
     fcols = st.fixed_dictionaries({c: types for c in feats.column_names})
 
-    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(how=cols, fhow=fcols)
     def trial(how, fhow):
         d = Path(tempfile.mkdtemp(dir=work))
@@ -350,15 +379,22 @@ def table_fuzz(t: Tally, work: Path, examples: int) -> None:
         pq.write_table(ft, tr)
         pq.write_table(ft, te)
         out = d / "report"
-        t.add(klass, *classify(cli("eval", "fc-only", "--train", tr, "--test", te, "--out", out, "--device", "cpu"),
-                               oracle=lambda: None if (out / "metrics.json").exists() else "exit 0 without metrics"))
+        t.add(
+            klass,
+            *classify(
+                cli("eval", "fc-only", "--train", tr, "--test", te, "--out", out, "--device", "cpu"),
+                oracle=lambda: None if (out / "metrics.json").exists() else "exit 0 without metrics",
+            ),
+        )
 
     trial()
 
 
 def special_paths(t: Tally, work: Path, labels: Path) -> None:
     klass = "input paths that are not files"
-    t.what[klass] = "FIFO, /dev/zero, a folder, a missing file, a path under a file, an empty file, for each command's inputs"
+    t.what[klass] = (
+        "FIFO, /dev/zero, a folder, a missing file, a path under a file, an empty file, for each command's inputs"
+    )
     m = manifest_table(work / "good_manifest.parquet")
     (work / "afile").write_text("x")
     (work / "empty").write_bytes(b"")
@@ -372,14 +408,29 @@ def special_paths(t: Tally, work: Path, labels: Path) -> None:
         lambda bad, out: ["validate", "--schema", "manifest", "--table", bad],
         lambda bad, out: ["eval", "fc-only", "--train", bad, "--test", bad, "--out", out / "r"],
         lambda bad, out: ["convert-weights", "--src", bad, "--dst", out / "w.safetensors", "--arch", "r2plus1d_10"],
-        lambda bad, out: ["dedupe", "--manifest", bad, "--targets", m, "--out", out / "c.parquet", "--report", out / "r.parquet"],
+        lambda bad, out: [
+            "dedupe",
+            "--manifest",
+            bad,
+            "--targets",
+            m,
+            "--out",
+            out / "c.parquet",
+            "--report",
+            out / "r.parquet",
+        ],
         lambda bad, out: ["pretrain", "--manifest", bad, "--out", out / "run", "--preset", "tiny"],
     ]
     for k, make in enumerate(commands):
         for kind in ("fifo", "/dev/zero", "folder", "missing", "under a file", "empty"):
             out = work / f"sp{k}_{kind.replace('/', '').replace(' ', '_')}"
-            bad = {"/dev/zero": Path("/dev/zero"), "folder": work / "folder", "missing": work / "nope.parquet",
-                   "under a file": work / "afile" / "x.parquet", "empty": work / "empty"}.get(kind)
+            bad = {
+                "/dev/zero": Path("/dev/zero"),
+                "folder": work / "folder",
+                "missing": work / "nope.parquet",
+                "under a file": work / "afile" / "x.parquet",
+                "empty": work / "empty",
+            }.get(kind)
             watch = FifoWatch(work / f"fifo{k}") if kind == "fifo" else None
             bad = watch.path if watch is not None else bad
             run = cli(*make(bad, out))
@@ -393,7 +444,9 @@ def special_paths(t: Tally, work: Path, labels: Path) -> None:
 
 def outputs_in_the_way(t: Tally, work: Path, labels: Path) -> None:
     klass = "outputs in the way"
-    t.what[klass] = "--out an existing folder where a file is written, a path under a file, a file where a run folder is written"
+    t.what[klass] = (
+        "--out an existing folder where a file is written, a path under a file, a file where a run folder is written"
+    )
     m = manifest_table(work / "way_manifest.parquet")
     (work / "way_file").write_text("x")
     (work / "way_dir").mkdir(exist_ok=True)
@@ -420,18 +473,35 @@ def outputs_in_the_way(t: Tally, work: Path, labels: Path) -> None:
 def bad_uris(t: Tally, work: Path) -> None:
     """Rows whose uri cannot be a video: every row comes back, accepted or with a reason."""
     klass = "rows with bad uris"
-    t.what[klass] = ("`probe`, `shard`, `fingerprint` on rows whose uri has a NUL byte, is empty, a folder, a "
-                     "refused http port, an unknown scheme, a text file; every row must come back with a reason")
+    t.what[klass] = (
+        "`probe`, `shard`, `fingerprint` on rows whose uri has a NUL byte, is empty, a folder, a "
+        "refused http port, an unknown scheme, a text file; every row must come back with a reason"
+    )
     vid = tiny_videos(work / "uri_vids", 1)[0]
     (work / "not_a_video.mp4").write_text("hello")
-    bad = [str(vid), "/x/a\x00b.mp4", "", str(work), "http://127.0.0.1:9/v.mp4", "nosuchscheme://x/v.mp4",
-           str(work / "not_a_video.mp4"), str(work / "missing.mp4")]
+    bad = [
+        str(vid),
+        "/x/a\x00b.mp4",
+        "",
+        str(work),
+        "http://127.0.0.1:9/v.mp4",
+        "nosuchscheme://x/v.mp4",
+        str(work / "not_a_video.mp4"),
+        str(work / "missing.mp4"),
+    ]
     n = len(bad)
     m = manifest_of(bad, work / "bad_uris.parquet", "b")
     for name, args, table in (
-        ("probe", ["probe", "--videos", m, "--out", work / "bu_probe.parquet", "--workers", 0], work / "bu_probe.parquet"),
-        ("fingerprint", ["fingerprint", "--videos", m, "--out", work / "bu_fp.parquet", "--workers", 0],
-         work / "bu_fp.parquet"),
+        (
+            "probe",
+            ["probe", "--videos", m, "--out", work / "bu_probe.parquet", "--workers", 0],
+            work / "bu_probe.parquet",
+        ),
+        (
+            "fingerprint",
+            ["fingerprint", "--videos", m, "--out", work / "bu_fp.parquet", "--workers", 0],
+            work / "bu_fp.parquet",
+        ),
         ("shard", ["shard", "--manifest", m, "--out", work / "bu_shards", "--threads", 1], None),
     ):
         run = cli(*args)
@@ -456,8 +526,17 @@ def numeric_options(t: Tally, work: Path, labels: Path) -> None:
     m = manifest_table(work / "num_manifest.parquet")
     (work / "labels.txt").write_text("dog\ncat\n")
     cases = [
-        ["build-labels", "--source", "file", "--labels-file", work / "labels.txt", "--out", work / "n0.parquet",
-         "--max-words", "-1"],
+        [
+            "build-labels",
+            "--source",
+            "file",
+            "--labels-file",
+            work / "labels.txt",
+            "--out",
+            work / "n0.parquet",
+            "--max-words",
+            "-1",
+        ],
         ["match", "--videos", m, "--labels", labels, "--out", work / "n1.parquet", "--min-videos", "-5"],
         ["match", "--videos", m, "--labels", labels, "--out", work / "n2.parquet", "--batch-size", "0"],
         ["sample", "--manifest", m, "--strategy", "random", "--size", "0", "--out", work / "n3.parquet"],
@@ -483,15 +562,33 @@ def disk_full(t: Tally, work: Path, labels: Path) -> None:
     from weaksup import tables
 
     klass = "full disk (ENOSPC at each write)"
-    t.what[klass] = ("ENOSPC injected at the 1st, 2nd, ... Parquet write of `build-labels`, `match`, `sample` "
-                     "(each run first completes once); a half-replaced set of outputs counts as a silent loss")
+    t.what[klass] = (
+        "ENOSPC injected at the 1st, 2nd, ... Parquet write of `build-labels`, `match`, `sample` "
+        "(each run first completes once); a half-replaced set of outputs counts as a silent loss"
+    )
     (work / "labels.txt").write_text("dog\ncat\ncow\n")
     m = manifest_table(work / "disk_manifest.parquet", n=12)
     jobs = {
-        "build-labels": lambda out: ["build-labels", "--source", "file", "--labels-file", work / "labels.txt",
-                                     "--out", out / "labels.parquet"],
-        "match": lambda out: ["match", "--videos", videos_csv(work / "disk_videos.csv", [Path("/x/a.mp4")] * 3, "d"),
-                              "--labels", labels, "--out", out / "manifest.parquet", "--min-videos", 1],
+        "build-labels": lambda out: [
+            "build-labels",
+            "--source",
+            "file",
+            "--labels-file",
+            work / "labels.txt",
+            "--out",
+            out / "labels.parquet",
+        ],
+        "match": lambda out: [
+            "match",
+            "--videos",
+            videos_csv(work / "disk_videos.csv", [Path("/x/a.mp4")] * 3, "d"),
+            "--labels",
+            labels,
+            "--out",
+            out / "manifest.parquet",
+            "--min-videos",
+            1,
+        ],
         "sample": lambda out: ["sample", "--manifest", m, "--strategy", "sqrt", "--sizes", "4,8", "--out", out / "s"],
     }
     for name, make in jobs.items():
@@ -531,9 +628,14 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def weaksup_proc(*args) -> subprocess.Popen:
     # run from the temp folder: `python -c` puts the working directory first on sys.path, and a
     # checkout's own weaksup/ (without weaksup.cli, which the install maps from cli/) must not shadow the install
-    return subprocess.Popen([sys.executable, "-c", "from weaksup.cli.main import main; main()", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tempfile.gettempdir())
+    return subprocess.Popen(
+        [sys.executable, "-c", "from weaksup.cli.main import main; main()", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=tempfile.gettempdir(),
+    )
 
 
 def probe_rows(path: Path) -> list[tuple]:
@@ -559,21 +661,62 @@ def same_features(a: Path, b: Path) -> bool:
 
 
 KILL_JOBS: dict[str, tuple[Callable[[Path, Path], list], Callable[[Path, Path], bool]]] = {
-    "probe": (lambda table, out: ["probe", "--videos", table, "--out", out, "--workers", 1, "--chunk-size", 4,
-                                  "--no-progress"], same_probe),
-    "extract": (lambda table, out: ["extract", "--manifest", table, "--out", out, "--arch", "r2plus1d_10", "--frames", 4,
-                                    "--crop", 32, "--short-side", 32, "--clips", 1, "--chunk-videos", 6, "--workers", 0,
-                                    "--precision", "fp32", "--no-progress"], same_features),
+    "probe": (
+        lambda table, out: [
+            "probe",
+            "--videos",
+            table,
+            "--out",
+            out,
+            "--workers",
+            1,
+            "--chunk-size",
+            4,
+            "--no-progress",
+        ],
+        same_probe,
+    ),
+    "extract": (
+        lambda table, out: [
+            "extract",
+            "--manifest",
+            table,
+            "--out",
+            out,
+            "--arch",
+            "r2plus1d_10",
+            "--frames",
+            4,
+            "--crop",
+            32,
+            "--short-side",
+            32,
+            "--clips",
+            1,
+            "--chunk-videos",
+            6,
+            "--workers",
+            0,
+            "--precision",
+            "fp32",
+            "--no-progress",
+        ],
+        same_features,
+    ),
 }
 
 
 def kills(t: Tally, work: Path, n_kills: int, seed: int) -> None:
     klass = "kill -9, then rerun"
-    t.what[klass] = ("`probe` (bulk parts) and `extract` (feature chunks) killed at a random moment, rerun with the "
-                     "same table and with another table on the same --out; compared with an uninterrupted run's")
+    t.what[klass] = (
+        "`probe` (bulk parts) and `extract` (feature chunks) killed at a random moment, rerun with the "
+        "same table and with another table on the same --out; compared with an uninterrupted run's"
+    )
     vids = tiny_videos(work / "vids", 120)
-    tables = {"a": manifest_of(vids, work / "kill_a.parquet", "a"),
-              "b": manifest_of(list(reversed(vids))[:90], work / "kill_b.parquet", "b")}
+    tables = {
+        "a": manifest_of(vids, work / "kill_a.parquet", "a"),
+        "b": manifest_of(list(reversed(vids))[:90], work / "kill_b.parquet", "b"),
+    }
     rng = random.Random(seed)
     for job, (make, same) in KILL_JOBS.items():
         t0 = time.monotonic()
@@ -610,11 +753,13 @@ def concurrent(t: Tally, work: Path, n: int) -> None:
     ref = work / "ref_probe_a.parquet" if (work / "ref_probe_a.parquet").exists() else None
     for i in range(n):
         out = work / f"conc{i}.parquet"
-        ps = [weaksup_proc("probe", "--videos", a, "--out", out, "--workers", 1, "--chunk-size", 4, "--no-progress")
-              for _ in range(2)]
+        ps = [
+            weaksup_proc("probe", "--videos", a, "--out", out, "--workers", 1, "--chunk-size", 4, "--no-progress")
+            for _ in range(2)
+        ]
         for p in ps:
             _, err = p.communicate(timeout=300)
-            run = Run(p.returncode, "\n".join(l for l in err.splitlines() if "warning" not in l))
+            run = Run(p.returncode, "\n".join(line for line in err.splitlines() if "warning" not in line))
             outcome, detail = classify(run)
             if outcome == "clean error" and "another weaksup job" not in run.stderr:
                 outcome, detail = "traceback", run.stderr[:200]
@@ -671,8 +816,10 @@ def main() -> None:
     table = t.markdown()
     from weaksup.quickstart import cpu_name
 
-    stamp = (f"`python tests/census.py --examples {a.examples} --kills {a.kills} --seed {a.seed} --write "
-             f"{a.write or 'FILE'}` ({time.perf_counter() - t0:.0f} s on {cpu_name()})")
+    stamp = (
+        f"`python tests/census.py --examples {a.examples} --kills {a.kills} --seed {a.seed} --write "
+        f"{a.write or 'FILE'}` ({time.perf_counter() - t0:.0f} s on {cpu_name()})"
+    )
     print(table)
     print(f"\n{stamp}")
     for f in t.failures:

@@ -92,7 +92,9 @@ def outputs(out: Path) -> tuple[Path, Path, Path]:
     return sibling_paths(out)
 
 
-def write_clip(path: Path, degrees: int | None = None, codec: str = "libx264", container_options: dict | None = None) -> Path:
+def write_clip(
+    path: Path, degrees: int | None = None, codec: str = "libx264", container_options: dict | None = None
+) -> Path:
     """A 5-frame 10 fps 64x48 clip, optionally with a display rotation or muxer options."""
     with av.open(str(path), "w", options=container_options or {}) as c:
         s = c.add_stream(codec, rate=10)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import assert_input_error, outputs, rows, stderr_of, write_lines
 
-from conftest import stderr_of, assert_input_error, outputs, rows, write_lines
 from weaksup.errors import InputError
 from weaksup.labels import build as build_mod
 from weaksup.labels.build import BuildLabelsConfig, build_labels, collect_labels, sibling_paths, verb_noun_labels
@@ -53,16 +53,20 @@ def check_consistent(result) -> list[dict]:
     for r in labels:
         assert r["hashtags"] == sorted(set(r["hashtags"]))
         # a name two labels share gets its source id as a qualifier: crane (n02012849)
-        assert r["aliases"] and r["label"] in (r["aliases"][0], f"{r['aliases'][0]} ({r['source_id']})") \
+        assert (
+            r["aliases"]
+            and r["label"] in (r["aliases"][0], f"{r['aliases'][0]} ({r['source_id']})")
             or r["source"] == "verb-noun"
+        )
     summary = json.loads(result.summary_path.read_text(encoding="utf-8"))
     assert summary["labels"] == len(labels)
     assert summary["hashtag_label_pairs"] == len(index)
     assert summary["hashtags"] == len({r["hashtag"] for r in index})
     assert summary["collisions"] == len(rows(result.collisions_path))
     assert summary["labels_without_hashtags"] == sum(1 for r in labels if not r["hashtags"])
-    assert summary["merged_across_sources"] + summary["spelling_variants_merged"] == \
-        sum(summary["labels_per_source"].values()) - len(labels)
+    assert summary["merged_across_sources"] + summary["spelling_variants_merged"] == sum(
+        summary["labels_per_source"].values()
+    ) - len(labels)
     return labels
 
 
@@ -92,9 +96,10 @@ def test_build_kinetics400(tmp_path):
     assert "passingamericanfootball" in in_game
     assert by_label["abseiling"]["hashtags"] == ["abseiling"]
     # the two qualified labels have distinct canonical forms, so they are not merged
-    assert by_label["passing American football (in game)"]["canonical"] != by_label[
-        "passing American football (not in game)"
-    ]["canonical"]
+    assert (
+        by_label["passing American football (in game)"]["canonical"]
+        != by_label["passing American football (not in game)"]["canonical"]
+    )
     assert all(t.isalnum() and t == t.casefold() for r in labels for t in r["hashtags"])
 
 
@@ -107,7 +112,13 @@ def test_build_imagenet(tmp_path):
     assert tench["aliases"] == ["tench", "Tinca tinca"]
     assert {"tench", "tincatinca"} <= set(tench["hashtags"])
     shark = by_id["n01484850"]
-    assert shark["aliases"] == ["great white shark", "white shark", "man-eater", "man-eating shark", "Carcharodon carcharias"]
+    assert shark["aliases"] == [
+        "great white shark",
+        "white shark",
+        "man-eater",
+        "man-eating shark",
+        "Carcharodon carcharias",
+    ]
     assert {"greatwhiteshark", "whiteshark", "maneater", "carcharodoncarcharias"} <= set(shark["hashtags"])
     cranes = [r for r in labels if r["aliases"][0] == "crane"]  # "crane (n02012849)", "crane (n03126707)"
     assert len(cranes) == 2
@@ -136,12 +147,16 @@ def test_build_verbnet_keeps_every_lemma(tmp_path, nltk_data, monkeypatch, versi
     """Within one source, lemmas with the same canonical form stay distinct labels."""
     monkeypatch.delenv("NLTK_DATA", raising=False)
     res = build_labels(
-        BuildLabelsConfig(sources=("verbnet",), out=tmp_path / "vn.parquet", nltk_data=str(nltk_data), verbnet_version=version)
+        BuildLabelsConfig(
+            sources=("verbnet",), out=tmp_path / "vn.parquet", nltk_data=str(nltk_data), verbnet_version=version
+        )
     )
     labels = check_consistent(res)
     # spelling variants within VerbNet merge (cut-off and cut off: issue 16), nothing else does
     assert len(labels) + res.summary["spelling_variants_merged"] == count
-    assert res.summary["spelling_variants_merged"] == {"2.1": 0, "3.3": 7}.get(version, res.summary["spelling_variants_merged"])
+    assert res.summary["spelling_variants_merged"] == {"2.1": 0, "3.3": 7}.get(
+        version, res.summary["spelling_variants_merged"]
+    )
     assert res.summary["merged_across_sources"] == 0
     assert {r["source"] for r in labels} == {f"verbnet{version}"}
     names = {r["label"] for r in labels}
@@ -153,7 +168,9 @@ def test_build_verbnet_keeps_every_lemma(tmp_path, nltk_data, monkeypatch, versi
 def test_merge_kinetics_verbs_and_verbnet(tmp_path, nltk_data, monkeypatch):
     monkeypatch.delenv("NLTK_DATA", raising=False)
     res = build_labels(
-        BuildLabelsConfig(sources=("kinetics-verbs", "verbnet"), out=tmp_path / "ig_verb.parquet", nltk_data=str(nltk_data))
+        BuildLabelsConfig(
+            sources=("kinetics-verbs", "verbnet"), out=tmp_path / "ig_verb.parquet", nltk_data=str(nltk_data)
+        )
     )
     labels = check_consistent(res)
     per = res.summary["labels_per_source"]
@@ -274,8 +291,12 @@ def test_verb_noun_pair_counts_parquet_with_named_spaces(tmp_path):
     import pyarrow.parquet as pq
 
     counts = tmp_path / "counts.parquet"
-    pq.write_table(pa.table({"hashtag": ["#DribblingBasketball", "basketballdribble", "zzz"], "count": [3, 2, 100]}), counts)
-    res = build(tmp_path, sources=("verb-noun",), verbs="kinetics-verbs", nouns="imagenet", hashtag_counts=counts, min_count=5)
+    pq.write_table(
+        pa.table({"hashtag": ["#DribblingBasketball", "basketballdribble", "zzz"], "count": [3, 2, 100]}), counts
+    )
+    res = build(
+        tmp_path, sources=("verb-noun",), verbs="kinetics-verbs", nouns="imagenet", hashtag_counts=counts, min_count=5
+    )
     (label,) = check_consistent(res)
     assert label["label"] == "dribble basketball"
     assert label["source_id"] == "dribbling basketball|n02802426"
@@ -288,7 +309,14 @@ def test_verb_noun_pair_counts_bad_file(tmp_path):
     with pytest.raises(InputError, match=r"counts\.csv: missing column 'hashtag'"):
         build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(verbs), hashtag_counts=counts)
     with pytest.raises(InputError, match="file not found"):
-        build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(verbs), hashtag_counts=tmp_path / "no.csv")
+        build(
+            tmp_path,
+            "vn",
+            sources=("verb-noun",),
+            verbs=str(verbs),
+            nouns=str(verbs),
+            hashtag_counts=tmp_path / "no.csv",
+        )
 
 
 # --- collisions -----------------------------------------------------------------------
@@ -471,13 +499,19 @@ def test_real_kinetics_file_overlaps_bundled_400_of_400(tmp_path, cli, shared_da
     assert "not reached" not in result.output
     # the positional form of the last release still works, with one deprecation line
     result = cli("label-overlap", bundled, from_file)
-    assert result.exit_code == 0 and "--labels A --target-labels B" in stderr_of(result) and "deprecated" in stderr_of(result)
+    assert (
+        result.exit_code == 0
+        and "--labels A --target-labels B" in stderr_of(result)
+        and "deprecated" in stderr_of(result)
+    )
 
 
 def test_real_kinetics_val_csv_has_repeated_labels(tmp_path, cli, shared_data):
     """The val split repeats each label per clip: a duplicate, reported with both lines."""
     csv = shared_data / "labels" / "kinetics400" / "kinetics-400_val.csv"
-    result = cli("build-labels", "-s", "file", "--labels-file", csv, "--column", "label", "--out", tmp_path / "v.parquet")
+    result = cli(
+        "build-labels", "-s", "file", "--labels-file", csv, "--column", "label", "--out", tmp_path / "v.parquet"
+    )
     assert_input_error(result, str(csv), ":3:", "duplicate label 'abseiling'", "first on line 2")
 
 
@@ -503,7 +537,12 @@ def test_label_overlap_crafted(tmp_path):
     assert not dribble["exact"] and dribble["reached"] and dribble["shared_hashtags"] == 4
     assert dribble["source_labels"] == ["dribbling basketball"]
     chess = r["playing chess"]
-    assert (chess["exact"], chess["reached"], chess["shared_hashtags"], chess["source_label_ids"]) == (False, False, 0, [])
+    assert (chess["exact"], chess["reached"], chess["shared_hashtags"], chess["source_label_ids"]) == (
+        False,
+        False,
+        0,
+        [],
+    )
     assert r["Zumba"]["exact"] and r["Zumba"]["source_label_ids"] == [2]
     assert validate_file("label_overlap", out) == 4
     # the other direction: every label of A is reached by B
@@ -577,11 +616,16 @@ def test_paper_forms_option(tmp_path, cli):
     src = write_lines(tmp_path / "l.txt", ["sea lion"])
     practical, paper = tmp_path / "a.parquet", tmp_path / "b.parquet"
     assert cli("build-labels", "-s", "file", "--labels-file", src, "--pos", "noun", "--out", practical).exit_code == 0
-    assert cli("build-labels", "-s", "file", "--labels-file", src, "--pos", "noun", "--forms", "paper",
-               "--out", paper).exit_code == 0
+    assert (
+        cli(
+            "build-labels", "-s", "file", "--labels-file", src, "--pos", "noun", "--forms", "paper", "--out", paper
+        ).exit_code
+        == 0
+    )
     assert "lionsea" not in rows(practical)[0]["hashtags"] and "lionsea" in rows(paper)[0]["hashtags"]
-    assert_input_error(cli("build-labels", "-s", "file", "--labels-file", src, "--forms", "all", "--out", paper),
-                       "--forms all")
+    assert_input_error(
+        cli("build-labels", "-s", "file", "--labels-file", src, "--forms", "all", "--out", paper), "--forms all"
+    )
 
 
 def test_drop_tags_and_min_tag_count(tmp_path, cli):
@@ -590,23 +634,41 @@ def test_drop_tags_and_min_tag_count(tmp_path, cli):
     counts = tmp_path / "counts.csv"
     counts.write_text("hashtag,count\nbowling,40\nironingclothes,3\nclothesironing,9\n", encoding="utf-8")
     out = tmp_path / "out.parquet"
-    result = cli("build-labels", "-s", "file", "--labels-file", src, "--drop-tags", drop, "--hashtag-counts", counts,
-                 "--min-tag-count", 5, "--out", out)
+    result = cli(
+        "build-labels",
+        "-s",
+        "file",
+        "--labels-file",
+        src,
+        "--drop-tags",
+        drop,
+        "--hashtag-counts",
+        counts,
+        "--min-tag-count",
+        5,
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     got = {r["label"]: set(r["hashtags"]) for r in rows(out)}
     assert got == {"bowling": {"bowling"}, "ironing clothes": {"clothesironing"}}
     reasons = {(r["hashtag"], r["reason"]) for r in rows(tmp_path / "out.pruned_tags.parquet")}
     assert ("ironclothes", "drop-tags") in reasons and ("ironingclothes", "min-tag-count") in reasons
-    assert_input_error(cli("build-labels", "-s", "file", "--labels-file", src, "--min-tag-count", 5, "--out", out),
-                       "--min-tag-count needs --hashtag-counts")
-    assert_input_error(cli("build-labels", "-s", "file", "--labels-file", src, "--drop-tags", tmp_path / "no.txt",
-                           "--out", out), "no.txt")
+    assert_input_error(
+        cli("build-labels", "-s", "file", "--labels-file", src, "--min-tag-count", 5, "--out", out),
+        "--min-tag-count needs --hashtag-counts",
+    )
+    assert_input_error(
+        cli("build-labels", "-s", "file", "--labels-file", src, "--drop-tags", tmp_path / "no.txt", "--out", out),
+        "no.txt",
+    )
 
 
 def test_aliases_file_reaches_labels_in_any_language(tmp_path, cli):
     aliases = tmp_path / "aliases.csv"
-    aliases.write_text("label,alias,hashtag\ndancing ballet,,跳舞\ndancing ballet,,#Baile\nabseiling,rappelling,\n",
-                       encoding="utf-8")
+    aliases.write_text(
+        "label,alias,hashtag\ndancing ballet,,跳舞\ndancing ballet,,#Baile\nabseiling,rappelling,\n", encoding="utf-8"
+    )
     out = tmp_path / "k.parquet"
     result = cli("build-labels", "-s", "kinetics400", "--aliases", aliases, "--out", out)
     assert result.exit_code == 0, result.output
@@ -614,8 +676,11 @@ def test_aliases_file_reaches_labels_in_any_language(tmp_path, cli):
     assert {"跳舞", "baile", "dancingballet"} <= set(by_label["dancing ballet"]["hashtags"])
     assert "rappelling" in by_label["abseiling"]["hashtags"] and "rappelling" in by_label["abseiling"]["aliases"]
     aliases.write_text("label,hashtag\nnot a kinetics class,x\n", encoding="utf-8")
-    assert_input_error(cli("build-labels", "-s", "kinetics400", "--aliases", aliases, "--out", out),
-                       "match no label", "not a kinetics class")
+    assert_input_error(
+        cli("build-labels", "-s", "kinetics400", "--aliases", aliases, "--out", out),
+        "match no label",
+        "not a kinetics class",
+    )
 
 
 def test_named_sources_have_distinct_names_and_merged_spellings(tmp_path, nltk_data, monkeypatch):
@@ -635,10 +700,12 @@ def test_verb_noun_split_takes_the_cut_the_corpus_supports(tmp_path):
     verbs = file_space(tmp_path, "verbs", ["play", "splay", "shoot", "hoot"], pos="verb")
     nouns = file_space(tmp_path, "nouns", ["drum", "basketball"], pos="noun")
     counts = tmp_path / "counts.csv"
-    counts.write_text("hashtag,count\ndrumsplay,50\nbasketballshoot,50\nplay,900\nsplay,3\ndrums,40\ndrum,70\n",
-                      encoding="utf-8")
-    res = build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(nouns), hashtag_counts=counts,
-                min_count=10)
+    counts.write_text(
+        "hashtag,count\ndrumsplay,50\nbasketballshoot,50\nplay,900\nsplay,3\ndrums,40\ndrum,70\n", encoding="utf-8"
+    )
+    res = build(
+        tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns=str(nouns), hashtag_counts=counts, min_count=10
+    )
     assert sorted(r["label"] for r in rows(res.labels_path)) == ["play drum", "shoot basketball"]
 
 
@@ -646,8 +713,11 @@ def test_verb_noun_product_over_the_limit_is_refused_before_building(tmp_path, c
     verbs = file_space(tmp_path, "verbs", ["play", "shoot", "kick"], pos="verb")
     nouns = file_space(tmp_path, "nouns", ["drum", "ball"], pos="noun")
     out = tmp_path / "vn.parquet"
-    assert_input_error(cli("build-labels", "-s", "verb-noun", "--verbs", verbs, "--nouns", nouns, "--max-pairs", 5,
-                           "--out", out), "3 verbs x 2 nouns = 6 pairs", "--hashtag-counts")
+    assert_input_error(
+        cli("build-labels", "-s", "verb-noun", "--verbs", verbs, "--nouns", nouns, "--max-pairs", 5, "--out", out),
+        "3 verbs x 2 nouns = 6 pairs",
+        "--hashtag-counts",
+    )
     assert not out.exists()
 
 
@@ -666,11 +736,24 @@ def test_verbnet_homographs_keep_their_own_verb(tmp_path, nltk_data, monkeypatch
     """Issue 16: VerbNet members are lemmas; saw, found, ground, wound, bore, moped, rent, crew, feed and lay
     must be inflected as given, never read as the past tense or plural of another word."""
     monkeypatch.delenv("NLTK_DATA", raising=False)
-    res = build_labels(BuildLabelsConfig(sources=("verbnet",), out=tmp_path / "vn.parquet", nltk_data=str(nltk_data),
-                                         verbnet_version=version))
+    res = build_labels(
+        BuildLabelsConfig(
+            sources=("verbnet",), out=tmp_path / "vn.parquet", nltk_data=str(nltk_data), verbnet_version=version
+        )
+    )
     tags = {r["label"]: set(r["hashtags"]) for r in rows(res.labels_path)}
-    wrong = {"saw": "see", "found": "find", "ground": "grind", "wound": "wind", "bore": "bear", "moped": "mope",
-             "rent": "rend", "crew": "crow", "feed": "fee", "lay": "lie"}
+    wrong = {
+        "saw": "see",
+        "found": "find",
+        "ground": "grind",
+        "wound": "wind",
+        "bore": "bear",
+        "moped": "mope",
+        "rent": "rend",
+        "crew": "crow",
+        "feed": "fee",
+        "lay": "lie",
+    }
     present = [lemma for lemma in wrong if lemma in tags]
     assert len(present) >= 6, present
     for lemma in present:
@@ -683,7 +766,8 @@ def test_verb_noun_labels_sharing_a_name_get_distinct_names(tmp_path):
     verbs = file_space(tmp_path, "verbs", ["lifting"], pos="verb")
     counts = tmp_path / "counts.csv"
     counts.write_text("hashtag,count\nliftingcrane,60\n", encoding="utf-8")
-    res = build(tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns="imagenet", hashtag_counts=counts,
-                min_count=50)
+    res = build(
+        tmp_path, "vn", sources=("verb-noun",), verbs=str(verbs), nouns="imagenet", hashtag_counts=counts, min_count=50
+    )
     names = [r["label"] for r in check_consistent(res)]
     assert len(names) == 2 and len(set(names)) == 2 and all(n.startswith("lift crane (") for n in names), names

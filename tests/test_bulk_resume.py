@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import assert_input_error, stderr_of, write_clip
+
 from weaksup.assembly import probe as probe_mod
 from weaksup.assembly.probe import ProbeConfig, probe_videos
 from weaksup.bulk import STAMP_KEY, BulkConfig, StaleResumeWarning, parts_dir, read_stamp, run_bulk
@@ -33,8 +33,10 @@ def vids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     """Two sets of videos whose metadata differ (length, rate, size), so a stale row shows."""
     d = tmp_path_factory.mktemp("bulk-videos")
     first = [write_test_video(d / f"a{i}.mp4", seconds=1.0 + 0.25 * i, fps=16, seed=i) for i in range(N)]
-    second = [write_test_video(d / f"b{i}.mp4", seconds=0.5 + 0.5 * i, fps=10, width=80, height=48, seed=10 + i)
-              for i in range(N)]
+    second = [
+        write_test_video(d / f"b{i}.mp4", seconds=0.5 + 0.5 * i, fps=10, width=80, height=48, seed=10 + i)
+        for i in range(N)
+    ]
     second[2] = write_clip(d / "b2.mp4")  # the conftest clip: 5 frames, 64x48
     return {"a": first, "b": second}
 
@@ -116,8 +118,11 @@ def test_probe_keeps_the_parts_of_rows_that_did_not_change(tables, vids, tmp_pat
     """Only the parts whose rows changed are redone: here the last two rows of the table."""
     out = tmp_path / "probe.parquet"
     killed_probe(monkeypatch, tables["a"], out)
-    edited = videos_table(tmp_path / "edited.parquet", [*vids["a"][:2], vids["b"][2], vids["b"][3], *vids["a"][4:]],
-                          ["a0", "a1", "x2", "x3", "a4", "a5"])
+    edited = videos_table(
+        tmp_path / "edited.parquet",
+        [*vids["a"][:2], vids["b"][2], vids["b"][3], *vids["a"][4:]],
+        ["a0", "a1", "x2", "x3", "a4", "a5"],
+    )
     fresh, _ = probe_videos(probe_cfg(edited, tmp_path / "fresh.parquet"))
     counter = Killed(monkeypatch, probe_mod, "probe_video")
     with pytest.warns(StaleResumeWarning, match=r"2 of 4 parts .*input rows changed"):
@@ -153,8 +158,19 @@ def test_resume_strict_stops_with_one_line_and_leaves_the_parts(tables, tmp_path
     before = sorted(p.name for p in parts_dir(out).iterdir())
     with pytest.raises(InputError, match=r"4 of 4 parts .* do not belong to this job \(input rows changed\)"):
         probe_videos(probe_cfg(tables["b"], out, resume_strict=True))
-    result = cli("probe", "--videos", tables["b"], "--out", out, "--workers", 0, "--chunk-size", 1, "--no-progress",
-                 "--resume-strict")
+    result = cli(
+        "probe",
+        "--videos",
+        tables["b"],
+        "--out",
+        out,
+        "--workers",
+        0,
+        "--chunk-size",
+        1,
+        "--no-progress",
+        "--resume-strict",
+    )
     assert_input_error(result, str(parts_dir(out)), "input rows changed", "--resume-strict", "--no-resume")
     assert sorted(p.name for p in parts_dir(out).iterdir()) == before and not out.exists()
 
@@ -172,8 +188,19 @@ def test_cli_warns_in_one_line_and_no_resume_redoes_everything(tables, tmp_path,
     # --no-resume: the same table, but every row is probed again (the old parts are deleted first)
     killed_probe(monkeypatch, tables["b"], out, after=3)
     counter = Killed(monkeypatch, probe_mod, "probe_video")
-    result = cli("probe", "--videos", tables["b"], "--out", out, "--workers", 0, "--chunk-size", 1, "--no-progress",
-                 "--no-resume")
+    result = cli(
+        "probe",
+        "--videos",
+        tables["b"],
+        "--out",
+        out,
+        "--workers",
+        0,
+        "--chunk-size",
+        1,
+        "--no-progress",
+        "--no-resume",
+    )
     assert result.exit_code == 0, result.output
     assert len(counter.calls) == N and "warning" not in stderr_of(result)
 
@@ -215,8 +242,15 @@ def test_run_bulk_key_fields_and_settings_are_stamped(tmp_path, monkeypatch):
     key = ("video_id", "uri", "n")
 
     def run(items, settings):
-        return run_bulk(items, _echo, schema_name="probe", out=out, settings=settings, key=key,
-                        config=BulkConfig(workers=0, chunk_size=2, progress=False))
+        return run_bulk(
+            items,
+            _echo,
+            schema_name="probe",
+            out=out,
+            settings=settings,
+            key=key,
+            config=BulkConfig(workers=0, chunk_size=2, progress=False),
+        )
 
     def killed_at_the_end(*args, **kwargs):  # the parts are all written, the final table is not
         raise KeyboardInterrupt
@@ -236,8 +270,15 @@ def test_run_bulk_key_fields_and_settings_are_stamped(tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             run(items, {"x": 1})
     with pytest.raises(InputError, match=r"2 of 2 parts .*\(settings changed: x 1 -> 2\)"):
-        run_bulk(items, _echo, schema_name="probe", out=out, settings={"x": 2}, key=key,
-                 config=BulkConfig(workers=0, chunk_size=2, progress=False, resume_strict=True))
+        run_bulk(
+            items,
+            _echo,
+            schema_name="probe",
+            out=out,
+            settings={"x": 2},
+            key=key,
+            config=BulkConfig(workers=0, chunk_size=2, progress=False, resume_strict=True),
+        )
     with pytest.warns(StaleResumeWarning, match=r"settings changed: x 1 -> 2"):
         assert run(items, {"x": 2}).column("duration_s").to_pylist() == [0.0, 1.0, 2.0, 3.0]
 

@@ -8,8 +8,8 @@ import nltk
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import assert_input_error, outputs, rows, stderr_of, write_lines
+
 from weaksup import __version__
 from weaksup.tables import load_schema, write_table
 
@@ -92,7 +92,13 @@ def test_validate_wrong_type(tmp_path, cli, ok_labels):
         d["label_id"] = pa.array([0.0, 1.0])
 
     path = _broken(tmp_path, ok_labels, change)
-    assert_input_error(cli("validate", "--schema", "labels", "--table", path), str(path), "column 'label_id'", "double", "expected int32")
+    assert_input_error(
+        cli("validate", "--schema", "labels", "--table", path),
+        str(path),
+        "column 'label_id'",
+        "double",
+        "expected int32",
+    )
 
 
 def test_validate_nulls(tmp_path, cli, ok_labels):
@@ -100,7 +106,13 @@ def test_validate_nulls(tmp_path, cli, ok_labels):
         d["canonical"] = pa.array(["burn candle", None])
 
     path = _broken(tmp_path, ok_labels, change)
-    assert_input_error(cli("validate", "--schema", "labels", "--table", path), str(path), "column 'canonical'", "1 null", "not nullable")
+    assert_input_error(
+        cli("validate", "--schema", "labels", "--table", path),
+        str(path),
+        "column 'canonical'",
+        "1 null",
+        "not nullable",
+    )
 
 
 def test_validate_not_parquet(tmp_path, cli):
@@ -114,7 +126,9 @@ def test_validate_missing_file(tmp_path, cli):
 
 
 def test_validate_against_wrong_schema(cli, ok_labels):
-    assert_input_error(cli("validate", "--schema", "hashtag_index", "--table", ok_labels), str(ok_labels), "missing column 'hashtag'")
+    assert_input_error(
+        cli("validate", "--schema", "hashtag_index", "--table", ok_labels), str(ok_labels), "missing column 'hashtag'"
+    )
 
 
 def test_validate_unknown_schema(cli, ok_labels):
@@ -212,7 +226,9 @@ def test_bad_verb_noun_without_verbs(tmp_path, cli):
 
 def test_bad_verb_noun_space_not_a_table(tmp_path, cli):
     path = write_lines(tmp_path / "verbs.txt", ["burning"])
-    result = cli("build-labels", "-s", "verb-noun", "--verbs", path, "--nouns", "imagenet", "--out", tmp_path / "o.parquet")
+    result = cli(
+        "build-labels", "-s", "verb-noun", "--verbs", path, "--nouns", "imagenet", "--out", tmp_path / "o.parquet"
+    )
     assert_input_error(result, str(path), "not a readable Parquet file")
 
 
@@ -229,7 +245,15 @@ def test_bad_missing_verbnet_corpus(tmp_path, cli, monkeypatch):
     line = assert_input_error(result, "VerbNet 3.3", str(empty), "python -m nltk.downloader -d DIR verbnet3")
     assert "--nltk-data DIR" in line and "NLTK_DATA=DIR" in line
     result = cli(
-        "build-labels", "-s", "verbnet", "--verbnet-version", "2.1", "--nltk-data", empty, "--out", tmp_path / "o.parquet"
+        "build-labels",
+        "-s",
+        "verbnet",
+        "--verbnet-version",
+        "2.1",
+        "--nltk-data",
+        empty,
+        "--out",
+        tmp_path / "o.parquet",
     )
     assert_input_error(result, "VerbNet 2.1", "nltk.downloader -d DIR verbnet ")
 
@@ -274,10 +298,21 @@ def test_quickstart_small_runs_every_stage(tmp_path, cli):
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert list(report["stages"]) == [
-        "synth-corpus", "build-labels", "match", "sample", "probe", "splits", "stats", "dedupe", "pretrain",
-        "extract + eval fc-only (pre-trained)", "extract + eval fc-only (random init)",
-        "eval finetune (pre-trained, seed 0)", "eval finetune (pre-trained, seed 1)",
-        "eval finetune (from scratch, seed 0)", "eval finetune (from scratch, seed 1)",
+        "synth-corpus",
+        "build-labels",
+        "match",
+        "sample",
+        "probe",
+        "splits",
+        "stats",
+        "dedupe",
+        "pretrain",
+        "extract + eval fc-only (pre-trained)",
+        "extract + eval fc-only (random init)",
+        "eval finetune (pre-trained, seed 0)",
+        "eval finetune (pre-trained, seed 1)",
+        "eval finetune (from scratch, seed 0)",
+        "eval finetune (from scratch, seed 1)",
     ]
     found, planted = map(int, report["planted_found"].split("/"))
     # dedupe may miss one copy: its known weak spot is a 10% crop of low-detail footage (#5)
@@ -291,8 +326,12 @@ def test_quickstart_small_runs_every_stage(tmp_path, cli):
         metrics = json.loads((out / "eval" / name / "metrics.json").read_text())
         assert 0.0 <= metrics["top1"] <= 1.0 and "clip_top1" in metrics
         assert (out / "eval" / name / "predictions.csv").exists()
-    assert set(report["target_top1"]) == {"fc-only, pre-trained", "fc-only, random init", "fine-tune, pre-trained",
-                                          "fine-tune, from scratch"}
+    assert set(report["target_top1"]) == {
+        "fc-only, pre-trained",
+        "fc-only, random init",
+        "fine-tune, pre-trained",
+        "fine-tune, from scratch",
+    }
     assert report["chance"] == 0.25 and report["corpus"]["target_classes"] == 4
     for protocol, seeds in (("fc-only", 1), ("fine-tune", 2)):
         cmp = report["comparisons"][protocol]

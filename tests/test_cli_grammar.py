@@ -12,18 +12,51 @@ from pathlib import Path
 
 import pytest
 import typer
-
 from conftest import stderr_of
+
 from weaksup.cli.main import app
 
 #: Options that always name a table, a file or a folder.
-PATH_OPTIONS = {"--videos", "--manifest", "--labels", "--probe", "--out", "--checkpoint", "--train", "--test",
-                "--target-labels", "--table", "--support", "--drop-tags", "--aliases", "--hashtag-counts",
-                "--labels-file", "--materialize", "--label-map", "--train-manifest", "--test-manifest", "--targets"}
+PATH_OPTIONS = {
+    "--videos",
+    "--manifest",
+    "--labels",
+    "--probe",
+    "--out",
+    "--checkpoint",
+    "--train",
+    "--test",
+    "--target-labels",
+    "--table",
+    "--support",
+    "--drop-tags",
+    "--aliases",
+    "--hashtag-counts",
+    "--labels-file",
+    "--materialize",
+    "--label-map",
+    "--train-manifest",
+    "--test-manifest",
+    "--targets",
+}
 #: Commands that show progress bars, and so take --progress/--no-progress.
-WITH_PROGRESS = {"quickstart", "synth-corpus", "match", "match-count", "partition-videos", "hashtag-counts",
-                 "label-audit", "probe", "splits", "shard", "fingerprint", "dedupe", "pretrain", "extract",
-                 "eval finetune"}
+WITH_PROGRESS = {
+    "quickstart",
+    "synth-corpus",
+    "match",
+    "match-count",
+    "partition-videos",
+    "hashtag-counts",
+    "label-audit",
+    "probe",
+    "splits",
+    "shard",
+    "fingerprint",
+    "dedupe",
+    "pretrain",
+    "extract",
+    "eval finetune",
+}
 #: Commands that resume from an earlier run's stamped pieces, and so take --resume/--no-resume.
 WITH_RESUME = {"quickstart", "probe", "splits", "shard", "fingerprint", "pretrain", "extract", "eval finetune"}
 
@@ -52,7 +85,9 @@ def _options(command) -> list:
 
 
 def test_the_walk_finds_every_command() -> None:
-    assert {"quickstart", "match", "pretrain", "eval fc-only", "eval finetune", "validate", "label-overlap"} <= set(COMMANDS)
+    assert {"quickstart", "match", "pretrain", "eval fc-only", "eval finetune", "validate", "label-overlap"} <= set(
+        COMMANDS
+    )
     assert len(COMMANDS) >= 24
 
 
@@ -62,7 +97,9 @@ def test_help_and_option_rules(name: str, cli) -> None:
     assert result.exit_code == 0 and "Usage" in result.output, result.output
     assert "<bool>" not in result.output  # a flag takes no value
     command = COMMANDS[name]
-    assert not [p for p in command.params if p.param_type_name == "argument" and not p.hidden], "options, not positionals"
+    assert not [p for p in command.params if p.param_type_name == "argument" and not p.hidden], (
+        "options, not positionals"
+    )
     for p in _options(command):
         flag = p.opts[0]
         assert (p.help or "").strip(), f"{name} {flag}: no help"
@@ -97,4 +134,4 @@ def test_renamed_options_still_work_for_one_release(cli, tmp_path: Path) -> None
 def test_help_keeps_brackets_and_plain_flags(cli) -> None:
     """Rich markup once ate "[ray]" in pip install "weaksup[ray]" and showed flags as <bool>."""
     result = cli("probe", "--help")
-    assert 'weaksup[ray]' in result.output and "--resume / --no-resume" in result.output
+    assert "weaksup[ray]" in result.output and "--resume / --no-resume" in result.output

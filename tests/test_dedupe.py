@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
+from conftest import assert_input_error
 from typer.testing import CliRunner
 
-from conftest import assert_input_error
 from weaksup.cli import dedupe as dedupe_cli
 from weaksup.dedupe import dedupe as dedupe_mod
 from weaksup.dedupe import search as search_mod
@@ -66,13 +66,29 @@ def code_row(
 ) -> dict:
     """One codes-table row; crop variants default to unrelated walks (a crop looks different)."""
     if codes is None:
-        return {"video_id": vid, "uri": f"/v/{vid}.mp4", "status": status, "error": "x", "code_version": version,
-                "fps": fps, "duration_s": None, "codes": None, "codes_crop10": None, "codes_crop20": None,
-                "informative": None}
+        return {
+            "video_id": vid,
+            "uri": f"/v/{vid}.mp4",
+            "status": status,
+            "error": "x",
+            "code_version": version,
+            "fps": fps,
+            "duration_s": None,
+            "codes": None,
+            "codes_crop10": None,
+            "codes_crop20": None,
+            "informative": None,
+        }
     n = len(codes)
     return {
-        "video_id": vid, "uri": f"/v/{vid}.mp4", "status": status, "error": None, "code_version": version, "fps": fps,
-        "duration_s": n / fps, "codes": codes,
+        "video_id": vid,
+        "uri": f"/v/{vid}.mp4",
+        "status": status,
+        "error": None,
+        "code_version": version,
+        "fps": fps,
+        "duration_s": n / fps,
+        "codes": codes,
         "codes_crop10": walk(rng, n) if crop10 is None else crop10,
         "codes_crop20": walk(rng, n) if crop20 is None else crop20,
         "informative": np.ones(n, bool) if informative is None else informative,
@@ -83,7 +99,9 @@ def write_codes(path: Path, rows: list[dict]) -> Path:
     def lists(name: str, typ: pa.DataType) -> pa.Array:
         return pa.array([None if r[name] is None else np.asarray(r[name]).tolist() for r in rows], typ)
 
-    cols = {k: [r[k] for r in rows] for k in ("video_id", "uri", "status", "error", "code_version", "fps", "duration_s")}
+    cols = {
+        k: [r[k] for r in rows] for k in ("video_id", "uri", "status", "error", "code_version", "fps", "duration_s")
+    }
     cols.update({c: lists(c, CODES) for c in ("codes", "codes_crop10", "codes_crop20")})
     cols["informative"] = lists("informative", pa.list_(pa.bool_()))
     write_table("codes", cols, path)
@@ -92,8 +110,11 @@ def write_codes(path: Path, rows: list[dict]) -> Path:
 
 def write_manifest(path: Path, ids: list[str], *, drop: str | None = None) -> Path:
     cols = {
-        "video_id": ids, "uri": [f"/v/{v}.mp4" for v in ids], "label_id": list(range(len(ids))),
-        "label": [f"label{i}" for i in range(len(ids))], "matched_label_ids": [[i] for i in range(len(ids))],
+        "video_id": ids,
+        "uri": [f"/v/{v}.mp4" for v in ids],
+        "label_id": list(range(len(ids))),
+        "label": [f"label{i}" for i in range(len(ids))],
+        "matched_label_ids": [[i] for i in range(len(ids))],
         "duration_s": [1.0] * len(ids),
     }
     if drop is None:
@@ -304,7 +325,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     rows = [code_row(rng, k, v) for k, v in sources.items()]
     rows[list(sources).index("flat")]["informative"] = np.zeros(len(flat_source), bool)
-    rows += [code_row(rng, "rejected", None, status="rejected"), code_row(rng, "unfp", None, status="unfingerprintable")]
+    rows += [
+        code_row(rng, "rejected", None, status="rejected"),
+        code_row(rng, "unfp", None, status="unfingerprintable"),
+    ]
     ids = [r["video_id"] for r in rows]
     return {
         "dir": d,
@@ -318,8 +342,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def run_dedupe(corpus: dict, name: str, **kw) -> tuple[dict, Path, Path]:
     d = corpus["dir"]
     cfg = DedupeConfig(
-        manifest=corpus["manifest"], targets=kw.pop("targets", corpus["targets"]), source_codes=corpus["source_codes"],
-        out=d / f"{name}.parquet", report=d / f"{name}.overlaps.parquet", progress=False, **kw,
+        manifest=corpus["manifest"],
+        targets=kw.pop("targets", corpus["targets"]),
+        source_codes=corpus["source_codes"],
+        out=d / f"{name}.parquet",
+        report=d / f"{name}.overlaps.parquet",
+        progress=False,
+        **kw,
     )
     return dedupe_manifest(cfg), cfg.out, cfg.report
 
@@ -333,8 +362,12 @@ def test_dedupe_finds_every_copy_kind(default_run: tuple[dict, Path, Path]) -> N
     summary, out, report = default_run
     rows = by_pair(report)
     assert set(rows) == {
-        ("copy", "t_clip"), ("cut", "t_clip"), ("embed", "t_embed"), ("cropped", "t_crop"),
-        ("mirrored", "t_mirror"), ("speedup", "t_speed"),
+        ("copy", "t_clip"),
+        ("cut", "t_clip"),
+        ("embed", "t_embed"),
+        ("cropped", "t_crop"),
+        ("mirrored", "t_mirror"),
+        ("speedup", "t_speed"),
     }
     r = rows[("copy", "t_clip")]
     assert (r["overlap_source"], r["overlap_target"], r["offset_s"], r["matched_frames"]) == (100.0, 100.0, 0.0, 64)
@@ -368,7 +401,10 @@ def test_dedupe_outputs_and_accounting(corpus: dict, default_run: tuple[dict, Pa
     assert ev["cropped"]["variant"] == "crop10" and ev["mirrored"]["mirrored"]
     assert json.loads(summary_path.read_text()) == summary
     assert summary["sources"] == len(corpus["ids"])
-    assert (summary["sources_rejected"], summary["sources_unfingerprintable"]) == (1, 2)  # flat counts as unfingerprintable
+    assert (summary["sources_rejected"], summary["sources_unfingerprintable"]) == (
+        1,
+        2,
+    )  # flat counts as unfingerprintable
     assert summary["sources_fingerprinted"] == len(corpus["ids"]) - 3
     assert (summary["targets"], summary["targets_rejected"], summary["targets_unfingerprintable"]) == (9, 1, 1)
     assert (summary["reported_pairs"], summary["removed"], summary["kept"]) == (6, 6, len(corpus["ids"]) - 6)
@@ -409,8 +445,14 @@ def test_self_dedupe_keeps_one_of_each_group(tmp_path: Path) -> None:
     ids = [r["video_id"] for r in rows]
     codes = write_codes(tmp_path / "codes.parquet", rows)
     manifest = write_manifest(tmp_path / "manifest.parquet", ids)
-    cfg = DedupeConfig(manifest=manifest, source_codes=codes, self_dedupe=True, out=tmp_path / "clean.parquet",
-                       report=tmp_path / "overlaps.parquet", progress=False)
+    cfg = DedupeConfig(
+        manifest=manifest,
+        source_codes=codes,
+        self_dedupe=True,
+        out=tmp_path / "clean.parquet",
+        report=tmp_path / "overlaps.parquet",
+        progress=False,
+    )
     summary = dedupe_manifest(cfg)
     rows_ = by_pair(cfg.report)
     assert all(s != t for s, t in rows_)  # never a video with itself
@@ -430,8 +472,14 @@ def test_self_dedupe_keeps_one_of_each_group(tmp_path: Path) -> None:
     assert summary["self_dedupe"] and summary["removed"] == 3
 
     # targets == the manifest's own codes is self-dedupe too
-    cfg2 = DedupeConfig(manifest=manifest, source_codes=codes, targets=codes, out=tmp_path / "clean2.parquet",
-                        report=tmp_path / "overlaps2.parquet", progress=False)
+    cfg2 = DedupeConfig(
+        manifest=manifest,
+        source_codes=codes,
+        targets=codes,
+        out=tmp_path / "clean2.parquet",
+        report=tmp_path / "overlaps2.parquet",
+        progress=False,
+    )
     assert dedupe_manifest(cfg2)["self_dedupe"]
     assert read_table("manifest", cfg2.out).column("video_id").to_pylist() == kept
 
@@ -461,8 +509,19 @@ def invoke(app: typer.Typer, *args: object):
 
 
 def test_cli_runs_and_prints_summary(cli_app: typer.Typer, corpus: dict, tmp_path: Path) -> None:
-    res = invoke(cli_app, "--manifest", corpus["manifest"], "--targets", corpus["targets"], "--source-codes",
-                 corpus["source_codes"], "--out", tmp_path / "c.parquet", "--report", tmp_path / "r.parquet")
+    res = invoke(
+        cli_app,
+        "--manifest",
+        corpus["manifest"],
+        "--targets",
+        corpus["targets"],
+        "--source-codes",
+        corpus["source_codes"],
+        "--out",
+        tmp_path / "c.parquet",
+        "--report",
+        tmp_path / "r.parquet",
+    )
     assert res.exit_code == 0, res.output
     assert "removed" in res.output and "reported pairs" in res.output
     assert read_table("manifest", tmp_path / "c.parquet").num_rows == len(corpus["ids"]) - 6
@@ -470,15 +529,28 @@ def test_cli_runs_and_prints_summary(cli_app: typer.Typer, corpus: dict, tmp_pat
 
 def test_cli_defaults_match_library() -> None:
     assert (dedupe_cli.DEFAULT_THRESHOLD, dedupe_cli.DEFAULT_RADIUS, dedupe_cli.DEFAULT_MIN_FRAMES) == (
-        dedupe_mod.DEFAULT_THRESHOLD, dedupe_mod.DEFAULT_RADIUS, dedupe_mod.DEFAULT_MIN_FRAMES
+        dedupe_mod.DEFAULT_THRESHOLD,
+        dedupe_mod.DEFAULT_RADIUS,
+        dedupe_mod.DEFAULT_MIN_FRAMES,
     )
 
 
 def test_cli_stale_code_version(cli_app: typer.Typer, corpus: dict, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     stale = write_codes(tmp_path / "stale.parquet", [code_row(rng, "t", walk(rng, 20), version=CODE_VERSION + 1)])
-    res = invoke(cli_app, "--manifest", corpus["manifest"], "--targets", stale, "--source-codes", corpus["source_codes"],
-                 "--out", tmp_path / "c.parquet", "--report", tmp_path / "r.parquet")
+    res = invoke(
+        cli_app,
+        "--manifest",
+        corpus["manifest"],
+        "--targets",
+        stale,
+        "--source-codes",
+        corpus["source_codes"],
+        "--out",
+        tmp_path / "c.parquet",
+        "--report",
+        tmp_path / "r.parquet",
+    )
     assert_input_error(res, "stale.parquet", "code_version")
     assert not (tmp_path / "c.parquet").exists()
 
@@ -486,33 +558,87 @@ def test_cli_stale_code_version(cli_app: typer.Typer, corpus: dict, tmp_path: Pa
 def test_cli_fps_mismatch(cli_app: typer.Typer, corpus: dict, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     other = write_codes(tmp_path / "t25.parquet", [code_row(rng, "t", walk(rng, 20), fps=25.0)])
-    res = invoke(cli_app, "--manifest", corpus["manifest"], "--targets", other, "--source-codes", corpus["source_codes"],
-                 "--out", tmp_path / "c.parquet", "--report", tmp_path / "r.parquet")
+    res = invoke(
+        cli_app,
+        "--manifest",
+        corpus["manifest"],
+        "--targets",
+        other,
+        "--source-codes",
+        corpus["source_codes"],
+        "--out",
+        tmp_path / "c.parquet",
+        "--report",
+        tmp_path / "r.parquet",
+    )
     assert_input_error(res, "25 fps", "16 fps")
 
 
 def test_cli_manifest_missing_column(cli_app: typer.Typer, corpus: dict, tmp_path: Path) -> None:
     bad = write_manifest(tmp_path / "bad.parquet", corpus["ids"], drop="label_id")
-    res = invoke(cli_app, "--manifest", bad, "--targets", corpus["targets"], "--source-codes", corpus["source_codes"],
-                 "--out", tmp_path / "c.parquet", "--report", tmp_path / "r.parquet")
+    res = invoke(
+        cli_app,
+        "--manifest",
+        bad,
+        "--targets",
+        corpus["targets"],
+        "--source-codes",
+        corpus["source_codes"],
+        "--out",
+        tmp_path / "c.parquet",
+        "--report",
+        tmp_path / "r.parquet",
+    )
     assert_input_error(res, "bad.parquet", "label_id")
 
 
 def test_cli_other_bad_input(cli_app: typer.Typer, corpus: dict, tmp_path: Path) -> None:
     common = ["--out", tmp_path / "c.parquet", "--report", tmp_path / "r.parquet"]
     more = write_manifest(tmp_path / "more.parquet", corpus["ids"] + ["nocodes"])
-    res = invoke(cli_app, "--manifest", more, "--targets", corpus["targets"], "--source-codes", corpus["source_codes"], *common)
+    res = invoke(
+        cli_app, "--manifest", more, "--targets", corpus["targets"], "--source-codes", corpus["source_codes"], *common
+    )
     assert_input_error(res, "no codes for 1 manifest video", "nocodes")
     res = invoke(cli_app, "--manifest", corpus["manifest"], "--source-codes", corpus["source_codes"], *common)
     assert_input_error(res, "--targets")
-    res = invoke(cli_app, "--manifest", corpus["manifest"], "--targets", corpus["targets"], "--self",
-                 "--source-codes", corpus["source_codes"], *common)
+    res = invoke(
+        cli_app,
+        "--manifest",
+        corpus["manifest"],
+        "--targets",
+        corpus["targets"],
+        "--self",
+        "--source-codes",
+        corpus["source_codes"],
+        *common,
+    )
     assert_input_error(res, "--self")
-    res = invoke(cli_app, "--manifest", corpus["manifest"], "--targets", corpus["targets"], "--source-codes",
-                 corpus["source_codes"], "--radius", 40, *common)
+    res = invoke(
+        cli_app,
+        "--manifest",
+        corpus["manifest"],
+        "--targets",
+        corpus["targets"],
+        "--source-codes",
+        corpus["source_codes"],
+        "--radius",
+        40,
+        *common,
+    )
     assert_input_error(res, "radius")
-    res = invoke(cli_app, "--manifest", corpus["manifest"], "--targets", corpus["targets"], "--source-codes",
-                 corpus["source_codes"], "--out", corpus["manifest"], "--report", tmp_path / "r.parquet")
+    res = invoke(
+        cli_app,
+        "--manifest",
+        corpus["manifest"],
+        "--targets",
+        corpus["targets"],
+        "--source-codes",
+        corpus["source_codes"],
+        "--out",
+        corpus["manifest"],
+        "--report",
+        tmp_path / "r.parquet",
+    )
     assert_input_error(res, "also an input")
 
 
@@ -528,7 +654,9 @@ def test_end_to_end_real_videos(tmp_path: Path) -> None:
     target_rows = [{"video_id": "syn_t", "uri": str(write_test_video(vids / "syn_t.mp4", seconds=4.0, seed=1))}]
     frames = moving_square_frames(64, seed=1)
     sources = {
-        "syn_copy": write_video(vids / "syn_copy.mp4", frames[16:48], fps=16.0, options={"crf": "30"}),  # sub-clip, re-encoded
+        "syn_copy": write_video(
+            vids / "syn_copy.mp4", frames[16:48], fps=16.0, options={"crf": "30"}
+        ),  # sub-clip, re-encoded
         "syn_other": write_test_video(vids / "syn_other.mp4", seconds=3.0, seed=2),
     }
     expect = {"syn_copy": "syn_t"}
@@ -541,12 +669,30 @@ def test_end_to_end_real_videos(tmp_path: Path) -> None:
     if (REAL_VIDEOS / "mdn__friday.mp4").is_file():
         sources["mdn__friday.mp4"] = REAL_VIDEOS / "mdn__friday.mp4"  # unrelated real video
     ids = list(sources)
-    write_table("videos", {"video_id": [r["video_id"] for r in target_rows], "uri": [r["uri"] for r in target_rows]},
-                tmp_path / "targets.parquet")
-    write_table("manifest", {"video_id": ids, "uri": [str(sources[v]) for v in ids], "label_id": [0] * len(ids),
-                             "label": ["x"] * len(ids), "matched_label_ids": [[0]] * len(ids)}, tmp_path / "manifest.parquet")
-    cfg = DedupeConfig(manifest=tmp_path / "manifest.parquet", targets=tmp_path / "targets.parquet",
-                       out=tmp_path / "clean.parquet", report=tmp_path / "overlaps.parquet", workers=0, progress=False)
+    write_table(
+        "videos",
+        {"video_id": [r["video_id"] for r in target_rows], "uri": [r["uri"] for r in target_rows]},
+        tmp_path / "targets.parquet",
+    )
+    write_table(
+        "manifest",
+        {
+            "video_id": ids,
+            "uri": [str(sources[v]) for v in ids],
+            "label_id": [0] * len(ids),
+            "label": ["x"] * len(ids),
+            "matched_label_ids": [[0]] * len(ids),
+        },
+        tmp_path / "manifest.parquet",
+    )
+    cfg = DedupeConfig(
+        manifest=tmp_path / "manifest.parquet",
+        targets=tmp_path / "targets.parquet",
+        out=tmp_path / "clean.parquet",
+        report=tmp_path / "overlaps.parquet",
+        workers=0,
+        progress=False,
+    )
     summary = dedupe_manifest(cfg)
     _, _, source_codes, target_codes = output_paths(cfg.out)
     assert source_codes.is_file() and target_codes.is_file()

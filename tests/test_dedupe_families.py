@@ -7,8 +7,6 @@ the source, 25% of the target) and of an embedded copy.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pyarrow as pa
@@ -52,22 +50,46 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     d = tmp_path_factory.mktemp("families")
     target = textured_frames(64, width=128, height=96, seed=11)
     other = textured_frames(128, width=128, height=96, seed=12)
-    write_table("videos", pa.Table.from_pylist([{"video_id": "target", "uri": str(write_video(d / "target.mp4", target, fps=FPS))}]), d / "targets.parquet")
+    write_table(
+        "videos",
+        pa.Table.from_pylist([{"video_id": "target", "uri": str(write_video(d / "target.mp4", target, fps=FPS))}]),
+        d / "targets.parquet",
+    )
     rows = []
     for name, (frames, fps) in _families(target, other).items():
         path = write_video(d / f"{name}.mp4", frames, fps=fps, options={"crf": "28"})
         rows.append({"video_id": name, "uri": str(path), "label_id": 0, "label": "x", "matched_label_ids": [0]})
     write_table("manifest", pa.Table.from_pylist(rows), d / "manifest.parquet")
     summary = dedupe_manifest(
-        DedupeConfig(manifest=d / "manifest.parquet", targets=d / "targets.parquet", out=d / "clean.parquet",
-                     report=d / "overlaps.parquet", workers=0, progress=False)
+        DedupeConfig(
+            manifest=d / "manifest.parquet",
+            targets=d / "targets.parquet",
+            out=d / "clean.parquet",
+            report=d / "overlaps.parquet",
+            workers=0,
+            progress=False,
+        )
     )
     report = {r["source_video_id"]: r for r in read_table("overlaps", d / "overlaps.parquet").to_pylist()}
     return summary, report
 
 
 @pytest.mark.parametrize(
-    "family", ["reencode", "rescale", "fps", "colour", "greyscale", "text", "trim", "flip", "crop20", "letterbox", "speed", "embed"]
+    "family",
+    [
+        "reencode",
+        "rescale",
+        "fps",
+        "colour",
+        "greyscale",
+        "text",
+        "trim",
+        "flip",
+        "crop20",
+        "letterbox",
+        "speed",
+        "embed",
+    ],
 )
 def test_each_family_is_found_and_removed(run, family):
     _, report = run

@@ -17,11 +17,10 @@ from PIL import Image
 from weaksup.cli.main import app
 from weaksup.errors import InputError
 from weaksup.eval import extract as extract_mod
-from weaksup.eval.extract import ExtractConfig, extract_features
-from weaksup.eval.features import read_protocol
 from weaksup.eval import report as report_mod
+from weaksup.eval.extract import ExtractConfig, extract_features
 from weaksup.eval.fc_only import FcOnlyConfig, eval_fc_only
-from weaksup.eval.features import class_space, read_features
+from weaksup.eval.features import class_space, read_features, read_protocol
 from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
 from weaksup.eval.network import load_network
 from weaksup.eval.report import Predictions, confusion_figure, network_name
@@ -48,15 +47,24 @@ def sliding_frames(direction: int, n: int, *, seed: int, size: int = 48) -> np.n
     return frames
 
 
-def motion_task(root: Path, per_class: int, *, offset: int = 0, names=("rising up", "falling down"),
-                ids=(0, 1)) -> Path:
+def motion_task(
+    root: Path, per_class: int, *, offset: int = 0, names=("rising up", "falling down"), ids=(0, 1)
+) -> Path:
     rows = []
     for label_id, name, direction in zip(ids, names, (-1, 1)):
         for j in range(per_class):
             path = root / f"{name.replace(' ', '_')}_{offset + j}.mp4"
             write_video(path, sliding_frames(direction, 24, seed=offset + 1000 * (direction + 1) + j), fps=12)
-            rows.append({"video_id": path.stem, "uri": str(path), "label_id": label_id, "label": name,
-                         "matched_label_ids": [label_id], "duration_s": 2.0})
+            rows.append(
+                {
+                    "video_id": path.stem,
+                    "uri": str(path),
+                    "label_id": label_id,
+                    "label": name,
+                    "matched_label_ids": [label_id],
+                    "duration_s": 2.0,
+                }
+            )
     out = root / f"manifest_{offset}.parquet"
     write_table("manifest", pa.Table.from_pylist(rows), out)
     return out
@@ -70,14 +78,39 @@ def videos(tmp_path_factory) -> tuple[Path, Path]:
     for i, (w, h) in enumerate([(64, 48), (48, 48), (80, 48), (64, 48)]):
         path = root / f"v{i}.mp4"
         write_video(path, moving_square_frames(24, width=w, height=h, seed=i), fps=12)
-        rows.append({"video_id": f"v{i}", "uri": str(path), "label_id": i % 2, "label": "ab"[i % 2],
-                     "matched_label_ids": [i % 2], "duration_s": 2.0})
+        rows.append(
+            {
+                "video_id": f"v{i}",
+                "uri": str(path),
+                "label_id": i % 2,
+                "label": "ab"[i % 2],
+                "matched_label_ids": [i % 2],
+                "duration_s": 2.0,
+            }
+        )
     truncated = root / "truncated.mp4"
     truncated.write_bytes((root / "v0.mp4").read_bytes()[:700])
-    rows.insert(1, {"video_id": "missing", "uri": str(root / "missing.mp4"), "label_id": 0, "label": "a",
-                    "matched_label_ids": [0], "duration_s": 2.0})
-    rows.append({"video_id": "truncated", "uri": str(truncated), "label_id": 1, "label": "b",
-                 "matched_label_ids": [1], "duration_s": 2.0})
+    rows.insert(
+        1,
+        {
+            "video_id": "missing",
+            "uri": str(root / "missing.mp4"),
+            "label_id": 0,
+            "label": "a",
+            "matched_label_ids": [0],
+            "duration_s": 2.0,
+        },
+    )
+    rows.append(
+        {
+            "video_id": "truncated",
+            "uri": str(truncated),
+            "label_id": 1,
+            "label": "b",
+            "matched_label_ids": [1],
+            "duration_s": 2.0,
+        }
+    )
     manifest = root / "manifest.parquet"
     write_table("manifest", pa.Table.from_pylist(rows), manifest)
     return root, manifest
@@ -89,8 +122,9 @@ def videos(tmp_path_factory) -> tuple[Path, Path]:
 def test_extract_averages_k_clips_and_accounts_for_every_row(videos):
     root, manifest = videos
     out = root / "features.parquet"
-    summary = extract_features(manifest, out, checkpoint=None,
-                               cfg=ExtractConfig(arch="r2plus1d_10", num_clips=3, chunk_videos=2, **TINY))
+    summary = extract_features(
+        manifest, out, checkpoint=None, cfg=ExtractConfig(arch="r2plus1d_10", num_clips=3, chunk_videos=2, **TINY)
+    )
     table = pq.read_table(out)
     assert table.column("video_id").to_pylist() == ["v0", "missing", "v1", "v2", "v3", "truncated"]
     status = dict(zip(table.column("video_id").to_pylist(), table.column("status").to_pylist()))
@@ -129,8 +163,12 @@ def test_extract_features_are_the_networks_pooled_layer(videos):
 def test_extract_full_frame_handles_mixed_aspect_ratios(videos):
     root, manifest = videos
     out = root / "full.parquet"
-    extract_features(manifest, out, checkpoint=None,
-                     cfg=ExtractConfig(arch="r2plus1d_10", num_clips=2, full_frame=True, batch_size=8, **TINY))
+    extract_features(
+        manifest,
+        out,
+        checkpoint=None,
+        cfg=ExtractConfig(arch="r2plus1d_10", num_clips=2, full_frame=True, batch_size=8, **TINY),
+    )
     table = pq.read_table(out)
     assert table.column("status").to_pylist().count("ok") == 4
     assert read_protocol(out)["crop"] is None
@@ -225,11 +263,36 @@ def test_extract_cli_resume_strict_and_no_resume(videos, tmp_path, monkeypatch, 
     out = tmp_path / "feats.parquet"
     cfg = ExtractConfig(arch="r2plus1d_10", num_clips=2, chunk_videos=2, **TINY)
     _killed_extract(monkeypatch, manifest, out, checkpoint=None, cfg=cfg)
-    args = ["extract", "--manifest", manifest, "--out", out, "--arch", "r2plus1d_10", "--clips", 2, "--frames", 4,
-            "--crop", 32, "--short-side", 40, "--workers", 0, "--chunk-videos", 2, "--no-progress"]
+    args = [
+        "extract",
+        "--manifest",
+        manifest,
+        "--out",
+        out,
+        "--arch",
+        "r2plus1d_10",
+        "--clips",
+        2,
+        "--frames",
+        4,
+        "--crop",
+        32,
+        "--short-side",
+        40,
+        "--workers",
+        0,
+        "--chunk-videos",
+        2,
+        "--no-progress",
+    ]
     invoke = lambda *more: runner.invoke(app, [str(a) for a in [*args, *more]], catch_exceptions=False)  # noqa: E731
-    assert_input_error(invoke("--seed", 1, "--resume-strict"), "1 of 1 chunk", "settings changed: weights",
-                       "--resume-strict", "--no-resume")
+    assert_input_error(
+        invoke("--seed", 1, "--resume-strict"),
+        "1 of 1 chunk",
+        "settings changed: weights",
+        "--resume-strict",
+        "--no-resume",
+    )
     result = invoke("--seed", 1)
     assert result.exit_code == 0, result.output
     warned = [line for line in stderr_of(result).splitlines() if line.strip()]
@@ -238,10 +301,14 @@ def test_extract_cli_resume_strict_and_no_resume(videos, tmp_path, monkeypatch, 
     _killed_extract(monkeypatch, manifest, out, checkpoint=None, cfg=cfg)
     written = []
     real = extract_mod._write_part
-    monkeypatch.setattr(extract_mod, "_write_part", lambda parts, chunk, *a: (written.append(chunk), real(parts, chunk, *a)))
+    monkeypatch.setattr(
+        extract_mod, "_write_part", lambda parts, chunk, *a: (written.append(chunk), real(parts, chunk, *a))
+    )
     result = invoke("--no-resume")
     assert result.exit_code == 0, result.output
-    assert sorted(written) == [0, 1, 2] and "warning" not in stderr_of(result)  # the killed run's chunk 0 was done again
+    assert sorted(written) == [0, 1, 2] and "warning" not in stderr_of(
+        result
+    )  # the killed run's chunk 0 was done again
 
 
 def test_checkpoint_loading_and_mismatches(tmp_path):
@@ -268,7 +335,7 @@ def test_label_map_formats(tmp_path):
     assert read_label_map(tmp_path / "plain.txt").names == ("Brush hair", "cartwheel")
     (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
     assert read_label_map(tmp_path / "classInd.txt").names == ("ApplyEyeMakeup", "Archery")
-    (tmp_path / "epic.csv").write_text('id,key,instances\n1,put,"[\'put\']"\n0,take,"[\'take\', \'grab\']"\n')
+    (tmp_path / "epic.csv").write_text("id,key,instances\n1,put,\"['put']\"\n0,take,\"['take', 'grab']\"\n")
     assert read_label_map(tmp_path / "epic.csv").names == ("take", "put")
     (tmp_path / "dup.txt").write_text("brush_hair\nBrush hair\n")
     with pytest.raises(InputError, match="same name"):
@@ -281,9 +348,15 @@ def test_label_map_formats(tmp_path):
 
 def test_real_label_maps(shared_data):
     labels = shared_data / "labels"
-    sizes = {"kinetics400/label_map.txt": 400, "ucf101/label_map.txt": 101, "hmdb51/label_map.txt": 51,
-             "epic_kitchens/EPIC_100_verb_classes.csv": 97, "epic_kitchens/EPIC_100_noun_classes.csv": 300,
-             "epic_kitchens/EPIC_verb_classes.csv": 125, "something_something/sthv2_label_map.txt": 174}
+    sizes = {
+        "kinetics400/label_map.txt": 400,
+        "ucf101/label_map.txt": 101,
+        "hmdb51/label_map.txt": 51,
+        "epic_kitchens/EPIC_100_verb_classes.csv": 97,
+        "epic_kitchens/EPIC_100_noun_classes.csv": 300,
+        "epic_kitchens/EPIC_verb_classes.csv": 125,
+        "something_something/sthv2_label_map.txt": 174,
+    }
     for name, size in sizes.items():
         lm = read_label_map(labels / name)
         assert len(lm) == size, name
@@ -293,18 +366,46 @@ def test_real_label_maps(shared_data):
 # ----------------------------------------------------------------------------- fc-only on features tables
 
 
-def features_table(path: Path, x: np.ndarray, labels: np.ndarray, names: list[str] | None, *,
-                   clip_x: np.ndarray | None = None, rejected: int = 0) -> Path:
+def features_table(
+    path: Path,
+    x: np.ndarray,
+    labels: np.ndarray,
+    names: list[str] | None,
+    *,
+    clip_x: np.ndarray | None = None,
+    rejected: int = 0,
+) -> Path:
     rows = []
     for i, (f, y) in enumerate(zip(x, labels)):
-        rows.append({"video_id": f"{path.stem}{i}", "uri": f"/v/{i}.mp4", "label_id": int(y),
-                     "label": names[int(y)] if names else None, "label_ids": [int(y)], "status": "ok", "error": None,
-                     "clips": 1 if clip_x is None else clip_x.shape[1], "features": f.astype(np.float32).tolist(),
-                     "clip_features": None if clip_x is None else clip_x[i].astype(np.float32).tolist()})
+        rows.append(
+            {
+                "video_id": f"{path.stem}{i}",
+                "uri": f"/v/{i}.mp4",
+                "label_id": int(y),
+                "label": names[int(y)] if names else None,
+                "label_ids": [int(y)],
+                "status": "ok",
+                "error": None,
+                "clips": 1 if clip_x is None else clip_x.shape[1],
+                "features": f.astype(np.float32).tolist(),
+                "clip_features": None if clip_x is None else clip_x[i].astype(np.float32).tolist(),
+            }
+        )
     for j in range(rejected):
-        rows.append({"video_id": f"bad{j}", "uri": "/v/bad.mp4", "label_id": 0, "label": names[0] if names else None,
-                     "label_ids": [0], "status": "rejected", "error": "InvalidDataError: no frames", "clips": 0,
-                     "features": None, "clip_features": None})
+        rows.append(
+            {
+                "video_id": f"bad{j}",
+                "uri": "/v/bad.mp4",
+                "label_id": 0,
+                "label": names[0] if names else None,
+                "label_ids": [0],
+                "status": "rejected",
+                "error": "InvalidDataError: no frames",
+                "clips": 0,
+                "features": None,
+                "clip_features": None,
+            }
+        )
     write_table("features", pa.Table.from_pylist(rows), path)
     return path
 
@@ -410,16 +511,23 @@ def test_report_plot_title_names_the_network(tmp_path, monkeypatch):
     monkeypatch.setattr(report_mod, "confusion_figure", lambda c, n, t: titles.append(t) or real(c, n, t))
     videos = Predictions(np.eye(3, dtype=np.float32)[[0, 1, 2, 2]], labels=np.array([0, 1, 2, 1]))
     for checkpoint in ("random init (seed 0)", "/data/runs/pretrain_ig/checkpoints/final.pt"):
-        m = report_mod.write_report(tmp_path / checkpoint[-8:], videos=videos, clips=None, class_names=["a", "b", "c"],
-                                    protocol={"checkpoint": checkpoint}, counts={}, title="fine-tune: tr -> te")
+        m = report_mod.write_report(
+            tmp_path / checkpoint[-8:],
+            videos=videos,
+            clips=None,
+            class_names=["a", "b", "c"],
+            protocol={"checkpoint": checkpoint},
+            counts={},
+            title="fine-tune: tr -> te",
+        )
         assert m["title"] == "fine-tune: tr -> te"
         with Image.open(m["files"]["confusion"]) as png:
             assert png.size[0] >= 600 and png.size[1] >= 500
-    assert titles == ["fine-tune: tr -> te\nnetwork: random init (seed 0)",
-                      "fine-tune: tr -> te\nnetwork: .../pretrain_ig/checkpoints/final.pt"]
+    assert titles == [
+        "fine-tune: tr -> te\nnetwork: random init (seed 0)",
+        "fine-tune: tr -> te\nnetwork: .../pretrain_ig/checkpoints/final.pt",
+    ]
     assert network_name(None) == "random init" and network_name("a/b.pt") == "a/b.pt"
-
-
 
 
 def test_fc_only_maps_classes_by_name_across_numberings(tmp_path):
@@ -481,8 +589,9 @@ def test_fc_only_bad_inputs_exit_2(tmp_path, runner):
         tmp_path / "absent.parquet": "file not found",
     }
     for test, message in cases.items():
-        result = runner.invoke(app, ["eval", "fc-only", "--train", str(good), "--test", str(test),
-                                     "--out", str(tmp_path / "r")])
+        result = runner.invoke(
+            app, ["eval", "fc-only", "--train", str(good), "--test", str(test), "--out", str(tmp_path / "r")]
+        )
         assert result.exit_code == 2, (test, result.output)
         assert message in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -495,14 +604,30 @@ def test_fc_only_multilabel_reports_map(tmp_path):
     def make(path, n):
         x = rng.normal(0, 1, (n, dim))
         hot = (x @ w.T + rng.normal(0, 0.5, (n, classes))) > 0.8
-        rows = [{"video_id": f"{path.stem}{i}", "uri": "/v.mp4", "label_id": int(np.argmax(hot[i])), "label": None,
-                 "label_ids": np.flatnonzero(hot[i]).tolist(), "status": "ok", "error": None, "clips": 1,
-                 "features": x[i].astype(np.float32).tolist(), "clip_features": None} for i in range(n)]
+        rows = [
+            {
+                "video_id": f"{path.stem}{i}",
+                "uri": "/v.mp4",
+                "label_id": int(np.argmax(hot[i])),
+                "label": None,
+                "label_ids": np.flatnonzero(hot[i]).tolist(),
+                "status": "ok",
+                "error": None,
+                "clips": 1,
+                "features": x[i].astype(np.float32).tolist(),
+                "clip_features": None,
+            }
+            for i in range(n)
+        ]
         write_table("features", pa.Table.from_pylist(rows), path)
         return path
 
-    m = eval_fc_only(make(tmp_path / "tr.parquet", n), make(tmp_path / "te.parquet", 150), tmp_path / "r",
-                     FcOnlyConfig(multilabel=True, penalties=(1e-3,)))
+    m = eval_fc_only(
+        make(tmp_path / "tr.parquet", n),
+        make(tmp_path / "te.parquet", 150),
+        tmp_path / "r",
+        FcOnlyConfig(multilabel=True, penalties=(1e-3,)),
+    )
     assert 0.6 < m["mAP"] <= 1.0 and "top1" not in m
     assert "AP" in (tmp_path / "r" / "per_class.csv").read_text().splitlines()[0]
 
@@ -520,17 +645,67 @@ def test_finetune_beats_the_frozen_network_and_cli_end_to_end(task, runner):
     """Rising vs falling: one frame cannot tell, so frozen random features barely can; fine-tuning learns it."""
     root, train, test = task
     for split, manifest in (("train", train), ("test", test)):
-        result = runner.invoke(app, ["extract", "--manifest", str(manifest), "--out", str(root / f"f_{split}.parquet"),
-                                     "--arch", "r2plus1d_10", "--frames", "4", "--crop", "32", "--short-side", "40",
-                                     "--clips", "4", "--workers", "0", "--no-progress"])
+        result = runner.invoke(
+            app,
+            [
+                "extract",
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(root / f"f_{split}.parquet"),
+                "--arch",
+                "r2plus1d_10",
+                "--frames",
+                "4",
+                "--crop",
+                "32",
+                "--short-side",
+                "40",
+                "--clips",
+                "4",
+                "--workers",
+                "0",
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["eval", "fc-only", "--train", str(root / "f_train.parquet"),
-                                 "--test", str(root / "f_test.parquet"), "--out", str(root / "fc")])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "fc-only",
+            "--train",
+            str(root / "f_train.parquet"),
+            "--test",
+            str(root / "f_test.parquet"),
+            "--out",
+            str(root / "fc"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     frozen = json.loads((root / "fc" / "metrics.json").read_text())
-    result = runner.invoke(app, ["eval", "finetune", "--train-manifest", str(train), "--test-manifest", str(test),
-                                 "--arch", "r2plus1d_10", "--preset", "finetune-tiny", "--epochs", "6",
-                                 "--clips", "4", "--out", str(root / "ft"), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "finetune",
+            "--train-manifest",
+            str(train),
+            "--test-manifest",
+            str(test),
+            "--arch",
+            "r2plus1d_10",
+            "--preset",
+            "finetune-tiny",
+            "--epochs",
+            "6",
+            "--clips",
+            "4",
+            "--out",
+            str(root / "ft"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     tuned = json.loads((root / "ft" / "metrics.json").read_text())
     assert tuned["top1"] >= 0.9 and tuned["top1"] > frozen["top1"] + 0.1, (tuned["top1"], frozen["top1"])

@@ -16,12 +16,14 @@ from weaksup.eval.metrics import (
 )
 
 # Rows: true class ranks 2nd; tie with a lower class id (ranks 2nd); last of 5; first.
-SCORES = np.array([
-    [0.1, 0.5, 0.2, 0.9, 0.0],
-    [0.3, 0.3, 0.1, 0.0, 0.2],
-    [0.0, 0.1, 0.2, 0.3, 0.4],
-    [0.7, 0.1, 0.1, 0.1, 0.1],
-])
+SCORES = np.array(
+    [
+        [0.1, 0.5, 0.2, 0.9, 0.0],
+        [0.3, 0.3, 0.1, 0.0, 0.2],
+        [0.0, 0.1, 0.2, 0.3, 0.4],
+        [0.7, 0.1, 0.1, 0.1, 0.1],
+    ]
+)
 LABELS = np.array([1, 1, 0, 0])
 
 
@@ -125,14 +127,16 @@ def test_mean_average_precision_equals_sklearn_per_class_mean():
 def test_average_by_video_hand_worked_and_changes_top1():
     # Clips of videos 3 (label 1), 7 (label 0) and 9 (label 1), stored shuffled.
     video = np.array([7, 3, 7, 9, 3, 7])
-    clips = np.array([
-        [0.90, 0.10],  # 7: right
-        [0.20, 0.80],  # 3: right
-        [0.40, 0.60],  # 7: wrong
-        [0.30, 0.70],  # 9: right
-        [0.60, 0.40],  # 3: wrong
-        [0.45, 0.55],  # 7: wrong
-    ])
+    clips = np.array(
+        [
+            [0.90, 0.10],  # 7: right
+            [0.20, 0.80],  # 3: right
+            [0.40, 0.60],  # 7: wrong
+            [0.30, 0.70],  # 9: right
+            [0.60, 0.40],  # 3: wrong
+            [0.45, 0.55],  # 7: wrong
+        ]
+    )
     label_of = {3: 1, 7: 0, 9: 1}
     ids, mean = average_by_video(clips, video)
     assert ids.tolist() == [3, 7, 9]

@@ -14,15 +14,21 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import typer
+from conftest import assert_input_error
 from typer.testing import CliRunner
 
-from conftest import assert_input_error
 from weaksup.bulk import parts_dir
 from weaksup.cli import fingerprint as fingerprint_cli
 from weaksup.dedupe import fingerprint as fingerprint_mod
 from weaksup.dedupe.census import CODE_VERSION, census_codes, frame_grids, hamming, mirror_codes
 from weaksup.dedupe.decode import decode_samples, sample_grey_frames
-from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_video, fingerprint_videos, read_codes, summary_path
+from weaksup.dedupe.fingerprint import (
+    FingerprintConfig,
+    fingerprint_video,
+    fingerprint_videos,
+    read_codes,
+    summary_path,
+)
 from weaksup.errors import InputError
 from weaksup.synth.video import write_test_video, write_video
 from weaksup.tables import validate_file, write_table
@@ -34,7 +40,9 @@ HQ = {"crf": "10"}  # near-lossless, so decoded frames code like the source fram
 def smooth_frames(seed: int, n: int, width: int = 160, height: int = 120) -> np.ndarray:
     """RGB frames of a panning smooth random texture with a moving disc: coherent motion, rich codes."""
     rng = np.random.default_rng(seed)
-    big = cv2.resize(rng.random((12, 16, 3)).astype(np.float32), (width + 64, height + 64), interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(
+        rng.random((12, 16, 3)).astype(np.float32), (width + 64, height + 64), interpolation=cv2.INTER_CUBIC
+    )
     big = (big * 215 + 20).clip(0, 255).astype(np.uint8)
     frames = np.empty((n, height, width, 3), np.uint8)
     for i in range(n):
@@ -90,7 +98,11 @@ def vids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "base": write_video(d / "base.mp4", base, fps=16, options=HQ),
         "other": write_video(d / "other.mp4", smooth_frames(2, 48), fps=16, options=HQ),
         "lowbitrate": write_video(d / "lowbitrate.mp4", base, fps=16, options={"crf": "40"}),
-        "half": write_video(d / "half.mp4", np.stack([cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in base]), fps=16),
+        "half": write_video(
+            d / "half.mp4",
+            np.stack([cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in base]),
+            fps=16,
+        ),
         "bright": write_video(d / "bright.mp4", (base * 0.7 + 60).astype(np.uint8), fps=16),
         "flipped": write_video(d / "flipped.mp4", base[:, :, ::-1], fps=16, options=HQ),
         "webm": write_video(d / "base.webm", base, fps=16, codec="libvpx"),
@@ -108,7 +120,17 @@ def vids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "half_file.mp4").write_bytes(data[: len(data) // 2])
     mkv = write_video(d / "long.mkv", smooth_frames(4, 64), fps=16, gop=8).read_bytes()
     (d / "cut.mkv").write_bytes(mkv[: len(mkv) // 2])
-    v.update({k: d / f for k, f in (("empty", "empty.mp4"), ("text", "text.mp4"), ("half_file", "half_file.mp4"), ("cut", "cut.mkv"))})
+    v.update(
+        {
+            k: d / f
+            for k, f in (
+                ("empty", "empty.mp4"),
+                ("text", "text.mp4"),
+                ("half_file", "half_file.mp4"),
+                ("cut", "cut.mkv"),
+            )
+        }
+    )
     v["long"] = d / "long.mkv"
     v["missing"] = d / "missing.mp4"
     return v
@@ -301,19 +323,30 @@ def test_job_accounts_for_every_row(vids: dict[str, Path], tmp_path: Path) -> No
     names = ["base", "empty", "text", "black", "half_file", "missing", "one_frame", "cut", "square"]
     table_path = videos_table(tmp_path / "videos.csv", [vids[n] for n in names], names)
     out = tmp_path / "codes.parquet"
-    table, summary = fingerprint_videos(FingerprintConfig(videos=table_path, out=out, workers=2, chunk_size=2, progress=False))
+    table, summary = fingerprint_videos(
+        FingerprintConfig(videos=table_path, out=out, workers=2, chunk_size=2, progress=False)
+    )
     got = table.to_pylist()
     assert [r["video_id"] for r in got] == names and validate_file("codes", out) == len(names)
     status = {r["video_id"]: r["status"] for r in got}
     assert status == {
-        "base": "ok", "empty": "rejected", "text": "rejected", "black": "unfingerprintable", "half_file": "rejected",
-        "missing": "rejected", "one_frame": "unfingerprintable", "cut": "ok", "square": "ok",
+        "base": "ok",
+        "empty": "rejected",
+        "text": "rejected",
+        "black": "unfingerprintable",
+        "half_file": "rejected",
+        "missing": "rejected",
+        "one_frame": "unfingerprintable",
+        "cut": "ok",
+        "square": "ok",
     }
     for r in got:
         assert r["code_version"] == CODE_VERSION and r["fps"] == 16.0
         assert (r["error"] is None) == (r["status"] == "ok" and r["video_id"] != "cut")
         assert (r["codes"] is None) == (r["status"] != "ok")
-    assert summary["videos"] == 9 and summary["ok"] == 3 and summary["rejected"] == 4 and summary["unfingerprintable"] == 2
+    assert (
+        summary["videos"] == 9 and summary["ok"] == 3 and summary["rejected"] == 4 and summary["unfingerprintable"] == 2
+    )
     assert summary["partial"] == 1 and summary["reasons"]["EmptyFile"] == 1 and summary["reasons"]["TooShort"] == 1
     assert summary["frames"] == sum(len(r["codes"]) for r in got if r["codes"])
     assert summary["video_seconds"] == pytest.approx(summary["frames"] / 16, abs=1e-3)
@@ -331,8 +364,13 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     paths = sorted(REAL_VIDEOS.iterdir())
     d = tmp_path_factory.mktemp("fingerprint-real")
     table, _ = fingerprint_videos(
-        FingerprintConfig(videos=videos_table(d / "videos.parquet", paths, [p.name for p in paths]), out=d / "codes.parquet",
-                          workers=2, chunk_size=2, progress=False)
+        FingerprintConfig(
+            videos=videos_table(d / "videos.parquet", paths, [p.name for p in paths]),
+            out=d / "codes.parquet",
+            workers=2,
+            chunk_size=2,
+            progress=False,
+        )
     )
     return {r["video_id"]: r for r in table.to_pylist()}
 
@@ -341,7 +379,9 @@ def test_real_videos_all_get_a_row(real: dict[str, dict]) -> None:
     assert len(real) == 14
     not_ok = {k: r["error"] for k, r in real.items() if r["status"] != "ok"}
     # almost black from start to end: flat frames must never vote, so it gets no codes
-    assert set(not_ok) == {"moviepy__no_duration.webm"} and not_ok["moviepy__no_duration.webm"].startswith("NoInformativeFrame")
+    assert set(not_ok) == {"moviepy__no_duration.webm"} and not_ok["moviepy__no_duration.webm"].startswith(
+        "NoInformativeFrame"
+    )
     for name, r in real.items():
         if r["status"] == "ok":
             assert r["error"] is None, (name, r["error"])
@@ -370,10 +410,14 @@ def test_real_unrelated_videos_are_far(real: dict[str, dict]) -> None:
 # --- resume, table checks, CLI ---------------------------------------------------------------
 
 
-def test_resume_after_kill_gives_the_same_table(vids: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_kill_gives_the_same_table(
+    vids: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     names = ["base", "text", "square", "black", "missing", "one_frame", "base"]
     table_path = videos_table(tmp_path / "videos.parquet", [vids[n] for n in names])
-    whole, _ = fingerprint_videos(FingerprintConfig(videos=table_path, out=tmp_path / "whole.parquet", workers=0, chunk_size=2, progress=False))
+    whole, _ = fingerprint_videos(
+        FingerprintConfig(videos=table_path, out=tmp_path / "whole.parquet", workers=0, chunk_size=2, progress=False)
+    )
 
     real_fn = fingerprint_mod.fingerprint_video
     calls: list[str] = []
@@ -392,9 +436,13 @@ def test_resume_after_kill_gives_the_same_table(vids: dict[str, Path], tmp_path:
     assert not out.exists() and len(list(parts_dir(out).glob("part-*.parquet"))) == 2
 
     calls.clear()
-    monkeypatch.setattr(fingerprint_mod, "fingerprint_video", lambda uri, **kw: (calls.append(uri), real_fn(uri, **kw))[1])
+    monkeypatch.setattr(
+        fingerprint_mod, "fingerprint_video", lambda uri, **kw: (calls.append(uri), real_fn(uri, **kw))[1]
+    )
     with pytest.raises(InputError, match="--fps 16"):  # the interrupted run's rows were coded at 16 fps
-        fingerprint_videos(FingerprintConfig(videos=table_path, out=out, fps=8.0, workers=0, chunk_size=2, progress=False))
+        fingerprint_videos(
+            FingerprintConfig(videos=table_path, out=out, fps=8.0, workers=0, chunk_size=2, progress=False)
+        )
     resumed, _ = fingerprint_videos(cfg)
     assert len(calls) == 3  # only the rows without a part were done again
     assert resumed.to_pylist() == whole.to_pylist() == pq.read_table(out).to_pylist()
@@ -406,11 +454,17 @@ def test_read_codes_refuses_stale_or_mixed_tables(vids: dict[str, Path], tmp_pat
     table, _ = fingerprint_videos(FingerprintConfig(videos=table_path, out=out, workers=0, progress=False))
     assert read_codes(out).to_pylist() == table.to_pylist()
 
-    stale = table.set_column(table.schema.get_field_index("code_version"), "code_version", pa.array([CODE_VERSION + 1] * 2, pa.int32()))
+    stale = table.set_column(
+        table.schema.get_field_index("code_version"), "code_version", pa.array([CODE_VERSION + 1] * 2, pa.int32())
+    )
     write_table("codes", stale, tmp_path / "stale.parquet")
     with pytest.raises(InputError, match="stale code table") as info:
         read_codes(tmp_path / "stale.parquet")
-    assert "stale.parquet" in str(info.value) and "re-run weaksup fingerprint" in str(info.value) and "\n" not in str(info.value)
+    assert (
+        "stale.parquet" in str(info.value)
+        and "re-run weaksup fingerprint" in str(info.value)
+        and "\n" not in str(info.value)
+    )
 
     mixed = table.set_column(table.schema.get_field_index("fps"), "fps", pa.array([16.0, 8.0]))
     write_table("codes", mixed, tmp_path / "mixed.parquet")
@@ -425,7 +479,9 @@ def test_config_errors(vids: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(InputError, match="fps must be positive"):
         fingerprint_videos(FingerprintConfig(videos=table_path, out=tmp_path / "o.parquet", fps=0.0, progress=False))
     with pytest.raises(InputError, match="chunk size"):
-        fingerprint_videos(FingerprintConfig(videos=table_path, out=tmp_path / "o.parquet", chunk_size=0, progress=False))
+        fingerprint_videos(
+            FingerprintConfig(videos=table_path, out=tmp_path / "o.parquet", chunk_size=0, progress=False)
+        )
 
 
 def _app() -> typer.Typer:
@@ -444,12 +500,16 @@ def test_cli(vids: dict[str, Path], tmp_path: Path) -> None:
     app = _app()
     table_path = videos_table(tmp_path / "videos.parquet", [vids["square"], vids["text"], vids["black"]])
     out = tmp_path / "codes.parquet"
-    res = runner.invoke(app, ["fingerprint", "--videos", str(table_path), "--out", str(out), "--workers", "0", "--no-progress"])
+    res = runner.invoke(
+        app, ["fingerprint", "--videos", str(table_path), "--out", str(out), "--workers", "0", "--no-progress"]
+    )
     assert res.exit_code == 0, res.output
     assert "unfingerprintable" in res.output and validate_file("codes", out) == 3
     assert summary_path(out).is_file()
 
     bad = tmp_path / "bad.csv"
     bad.write_text("video_id,url\na,x.mp4\n", encoding="utf-8")
-    res = runner.invoke(app, ["fingerprint", "--videos", str(bad), "--out", str(tmp_path / "x.parquet"), "--workers", "0"])
+    res = runner.invoke(
+        app, ["fingerprint", "--videos", str(bad), "--out", str(tmp_path / "x.parquet"), "--workers", "0"]
+    )
     assert_input_error(res, "bad.csv", "uri")

@@ -11,16 +11,36 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import assert_input_error, rows, write_lines
+
 from weaksup.assembly import hashtag_counts as hc
 from weaksup.assembly.hashtag_counts import HashtagCountsConfig, count_hashtags
 from weaksup.labels.build import BuildLabelsConfig, build_labels
 from weaksup.labels.hashtags import normalize_hashtag
 from weaksup.tables import validate_file
 
-POOL = ["#Café", "café", "CAFÉ", "#跳舞", "跳舞", "#CandlesBurning", "candlesburning", "#Candles_Burning", "#DribbleBasketball",
-        "love", "#tbt", "#", "", None, "Ｆｕｌｌ", "#naïve", "x", "#X", "straße", "STRASSE"]
+POOL = [
+    "#Café",
+    "café",
+    "CAFÉ",
+    "#跳舞",
+    "跳舞",
+    "#CandlesBurning",
+    "candlesburning",
+    "#Candles_Burning",
+    "#DribbleBasketball",
+    "love",
+    "#tbt",
+    "#",
+    "",
+    None,
+    "Ｆｕｌｌ",
+    "#naïve",
+    "x",
+    "#X",
+    "straße",
+    "STRASSE",
+]
 
 
 def _videos(path: Path, rows_: list[tuple]) -> Path:
@@ -97,8 +117,10 @@ def test_normalisation_and_one_count_per_video(tmp_path):
 
 
 def test_sorted_by_count_then_hashtag_and_min_count(tmp_path, cli):
-    rows_ = [(f"v{i}", f"u{i}", tags) for i, tags in enumerate(
-        [["b", "a", "z"], ["a", "b"], ["b", "c"], ["a"], ["d"], ["b"]])]
+    rows_ = [
+        (f"v{i}", f"u{i}", tags)
+        for i, tags in enumerate([["b", "a", "z"], ["a", "b"], ["b", "c"], ["a"], ["d"], ["b"]])
+    ]
     videos = _videos(tmp_path / "v.parquet", rows_)
     out = tmp_path / "counts.parquet"
     result = cli("hashtag-counts", "--videos", videos, "--out", out, "--no-progress")
@@ -114,19 +136,27 @@ def test_sorted_by_count_then_hashtag_and_min_count(tmp_path, cli):
 
 
 def test_csv_text_input(tmp_path, cli):
-    videos = write_lines(tmp_path / "v.csv", [
-        "video_id,uri,hashtags",
-        'v1,u1,"#Café #CandlesBurning,#candlesburning"',
-        "v2,u2,love tbt",  # no '#': its tokens, as match reads it
-        "v3,u3,",  # null hashtags: rejected, as in match
-        "v4,u4,#跳舞 #café",
-        "v5,u5,just words #tbt",
-    ])
+    videos = write_lines(
+        tmp_path / "v.csv",
+        [
+            "video_id,uri,hashtags",
+            'v1,u1,"#Café #CandlesBurning,#candlesburning"',
+            "v2,u2,love tbt",  # no '#': its tokens, as match reads it
+            "v3,u3,",  # null hashtags: rejected, as in match
+            "v4,u4,#跳舞 #café",
+            "v5,u5,just words #tbt",
+        ],
+    )
     out = tmp_path / "counts.parquet"
     result = cli("hashtag-counts", "--videos", videos, "--out", out, "--no-progress")
     assert result.exit_code == 0, result.output
     assert {r["hashtag"]: r["count"] for r in rows(out)} == {
-        "café": 2, "candlesburning": 1, "love": 1, "tbt": 2, "跳舞": 1}
+        "café": 2,
+        "candlesburning": 1,
+        "love": 1,
+        "tbt": 2,
+        "跳舞": 1,
+    }
     summary = json.loads((tmp_path / "counts.summary.json").read_text())
     assert summary["rejected_by_reason"] == {"null hashtags": 1}
     assert summary["videos_read"] == 5 and summary["videos_with_tags"] == 4
@@ -148,7 +178,12 @@ def test_every_row_accounted_for_with_match_rejects(tmp_path):
     assert counts == {"dog": 2, "cat": 1}
     assert summary["videos_read"] == 9
     assert summary["rejected"] == 5
-    assert summary["rejected_by_reason"] == {"null video_id": 1, "null uri": 1, "null hashtags": 1, "duplicate video_id": 2}
+    assert summary["rejected_by_reason"] == {
+        "null video_id": 1,
+        "null uri": 1,
+        "null hashtags": 1,
+        "duplicate video_id": 2,
+    }
     assert summary["videos_with_tags"] == 2 and summary["videos_without_tags"] == 2
     assert summary["videos_with_tags"] + summary["videos_without_tags"] + summary["rejected"] == summary["videos_read"]
     assert summary["accounted"] is True
@@ -162,7 +197,9 @@ def test_every_row_accounted_for_with_match_rejects(tmp_path):
 def test_output_feeds_build_labels_verb_noun_pair_counts(tmp_path, cli):
     def space(name: str, lines: list[str]) -> Path:
         out = tmp_path / f"{name}.parquet"
-        build_labels(BuildLabelsConfig(sources=("file",), labels_file=write_lines(tmp_path / f"{name}.txt", lines), out=out))
+        build_labels(
+            BuildLabelsConfig(sources=("file",), labels_file=write_lines(tmp_path / f"{name}.txt", lines), out=out)
+        )
         return out
 
     verbs, nouns = space("verbs", ["burning", "dribbling"]), space("nouns", ["candle", "basketball"])
@@ -172,29 +209,58 @@ def test_output_feeds_build_labels_verb_noun_pair_counts(tmp_path, cli):
     counts = tmp_path / "counts.parquet"
     result = cli("hashtag-counts", "--videos", _videos(tmp_path / "v.parquet", rows_), "--out", counts, "--no-progress")
     assert result.exit_code == 0, result.output
-    res = build_labels(BuildLabelsConfig(sources=("verb-noun",), verbs=str(verbs), nouns=str(nouns), hashtag_counts=counts,
-                                         min_count=2, out=tmp_path / "vn.parquet"))
+    res = build_labels(
+        BuildLabelsConfig(
+            sources=("verb-noun",),
+            verbs=str(verbs),
+            nouns=str(nouns),
+            hashtag_counts=counts,
+            min_count=2,
+            out=tmp_path / "vn.parquet",
+        )
+    )
     assert sorted(r["label"] for r in rows(res.labels_path)) == ["burn candle", "dribble basketball"]
-    result = cli("build-labels", "--source", "verb-noun", "--verbs", verbs, "--nouns", nouns,
-                 "--pair-counts", counts, "--min-count", 1, "--out", tmp_path / "vn1.parquet")
+    result = cli(
+        "build-labels",
+        "--source",
+        "verb-noun",
+        "--verbs",
+        verbs,
+        "--nouns",
+        nouns,
+        "--pair-counts",
+        counts,
+        "--min-count",
+        1,
+        "--out",
+        tmp_path / "vn1.parquet",
+    )
     assert result.exit_code == 0, result.output
-    assert sorted(r["label"] for r in rows(tmp_path / "vn1.parquet")) == ["burn basketball", "burn candle", "dribble basketball"]
+    assert sorted(r["label"] for r in rows(tmp_path / "vn1.parquet")) == [
+        "burn basketball",
+        "burn candle",
+        "dribble basketball",
+    ]
 
 
 def test_jsonl_and_uri_input_and_output(tmp_path):
     fsspec = pytest.importorskip("fsspec")
-    videos = write_lines(tmp_path / "v.jsonl", [
-        json.dumps({"video_id": "a", "uri": "ua", "hashtags": ["#Café", "x"]}),
-        json.dumps({"video_id": "b", "uri": "ub", "hashtags": ["#café"]}),
-    ])
+    videos = write_lines(
+        tmp_path / "v.jsonl",
+        [
+            json.dumps({"video_id": "a", "uri": "ua", "hashtags": ["#Café", "x"]}),
+            json.dumps({"video_id": "b", "uri": "ub", "hashtags": ["#café"]}),
+        ],
+    )
     _, counts = _count(tmp_path, videos)
     assert counts == {"café": 2, "x": 1}
     root = f"memory://weaksup-counts-{uuid.uuid4().hex[:8]}"
     fs = fsspec.filesystem("memory")
     try:
         fs.pipe_file(f"{root}/v.parquet", (_videos(tmp_path / "v.parquet", [("a", "ua", ["#Dog"])])).read_bytes())
-        result = count_hashtags(HashtagCountsConfig(videos=Path(f"{root}/v.parquet"), out=Path(f"{root}/out/c.parquet"),
-                                                    progress=False))
+        result = count_hashtags(
+            HashtagCountsConfig(videos=Path(f"{root}/v.parquet"), out=Path(f"{root}/out/c.parquet"), progress=False)
+        )
         assert result.out == f"{root}/out/c.parquet" and result.summary_path == f"{root}/out/c.summary.json"
         with fs.open(f"{root}/out/c.parquet", "rb") as fh:
             assert pq.read_table(fh).to_pylist() == [{"hashtag": "dog", "count": 1}]
@@ -207,10 +273,14 @@ def test_jsonl_and_uri_input_and_output(tmp_path):
 def test_bad_inputs_exit_2_with_one_line(tmp_path, cli):
     videos = _videos(tmp_path / "v.parquet", [("a", "ua", ["dog"])])
     out = tmp_path / "counts.parquet"
-    assert_input_error(cli("hashtag-counts", "--videos", tmp_path / "nope.parquet", "--out", out), "nope.parquet", "not found")
+    assert_input_error(
+        cli("hashtag-counts", "--videos", tmp_path / "nope.parquet", "--out", out), "nope.parquet", "not found"
+    )
     no_tags = tmp_path / "notags.parquet"
     pq.write_table(pa.table({"video_id": ["a"], "uri": ["u"]}), no_tags)
-    assert_input_error(cli("hashtag-counts", "--videos", no_tags, "--out", out), "notags.parquet", "missing column 'hashtags'")
+    assert_input_error(
+        cli("hashtag-counts", "--videos", no_tags, "--out", out), "notags.parquet", "missing column 'hashtags'"
+    )
     (tmp_path / "adir").mkdir()
     assert_input_error(cli("hashtag-counts", "--videos", videos, "--out", tmp_path / "adir"), "adir", "is a directory")
     assert_input_error(cli("hashtag-counts", "--videos", videos, "--out", out, "--min-count", 0), "--min-count 0")
@@ -218,4 +288,9 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, cli):
     assert_input_error(cli("hashtag-counts", "--videos", videos, "--out", out, "--batch-size", 0), "--batch-size 0")
     bad = write_lines(tmp_path / "bad.jsonl", ['{"video_id": "a", "uri": "u", "hashtags": ["x"]}', "{not json"])
     assert_input_error(cli("hashtag-counts", "--videos", bad, "--out", out), "bad.jsonl:2")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "bad.jsonl", "notags.parquet", "v.parquet"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "adir",
+        "bad.jsonl",
+        "notags.parquet",
+        "v.parquet",
+    ]  # nothing written

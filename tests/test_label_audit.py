@@ -11,16 +11,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import assert_input_error, rows
 from matplotlib.image import imread
 
-from conftest import assert_input_error, rows
 from weaksup.assembly.audit import (
     CAPTION_CHARS,
     CAPTION_TAG_LINES,
     COLUMNS,
-    _caption,
-    LabelAuditConfig,
     UNREADABLE_GREY,
+    LabelAuditConfig,
+    _caption,
     audit_labels,
     format_share,
     slug,
@@ -64,17 +64,42 @@ def corpus(tmp_path: Path) -> tuple[Path, list[dict]]:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"this is not a video")
     videos = [
-        {"video_id": "red", "uri": solid_video(tmp_path / "red.mp4", RED), "label_id": 0, "label": "bowling",
-         "matched_hashtags": ["bowling", "bowl"]},
-        {"video_id": "green", "uri": solid_video(tmp_path / "green.mp4", GREEN), "label_id": 0, "label": "bowling",
-         "matched_hashtags": ["bowl", "bowl"]},  # a repeat inside one video counts once
+        {
+            "video_id": "red",
+            "uri": solid_video(tmp_path / "red.mp4", RED),
+            "label_id": 0,
+            "label": "bowling",
+            "matched_hashtags": ["bowling", "bowl"],
+        },
+        {
+            "video_id": "green",
+            "uri": solid_video(tmp_path / "green.mp4", GREEN),
+            "label_id": 0,
+            "label": "bowling",
+            "matched_hashtags": ["bowl", "bowl"],
+        },  # a repeat inside one video counts once
         {"video_id": "broken", "uri": str(broken), "label_id": 0, "label": "bowling", "matched_hashtags": ["bowl"]},
-        {"video_id": "blue", "uri": solid_video(tmp_path / "blue.mp4", BLUE), "label_id": 3, "label": "surfing (sport)",
-         "matched_hashtags": ["surfing"]},
-        {"video_id": "gone", "uri": str(tmp_path / "missing.mp4"), "label_id": 3, "label": "surfing (sport)",
-         "matched_hashtags": ["surf", "surfing"]},
-        {"video_id": "quiet", "uri": str(tmp_path / "blue.mp4"), "label_id": 3, "label": "surfing (sport)",
-         "matched_hashtags": None},
+        {
+            "video_id": "blue",
+            "uri": solid_video(tmp_path / "blue.mp4", BLUE),
+            "label_id": 3,
+            "label": "surfing (sport)",
+            "matched_hashtags": ["surfing"],
+        },
+        {
+            "video_id": "gone",
+            "uri": str(tmp_path / "missing.mp4"),
+            "label_id": 3,
+            "label": "surfing (sport)",
+            "matched_hashtags": ["surf", "surfing"],
+        },
+        {
+            "video_id": "quiet",
+            "uri": str(tmp_path / "blue.mp4"),
+            "label_id": 3,
+            "label": "surfing (sport)",
+            "matched_hashtags": None,
+        },
     ]
     return write_manifest(tmp_path / "manifest.parquet", videos), videos
 
@@ -85,10 +110,18 @@ def brute_force_shares(videos: list[dict]) -> list[dict]:
     tagged = Counter((v["label_id"], t) for v in videos for t in set(v["matched_hashtags"] or ()))
     out = []
     for label_id in sorted(per_label):
-        tags = sorted(((-n, t) for (l, t), n in tagged.items() if l == label_id))
+        tags = sorted(((-n, t) for (lab, t), n in tagged.items() if lab == label_id))
         for rank, (neg, tag) in enumerate(tags, start=1):
-            out.append({"label_id": label_id, "label": names[label_id], "hashtag": tag, "videos": -neg,
-                        "share": -neg / per_label[label_id], "rank": rank})
+            out.append(
+                {
+                    "label_id": label_id,
+                    "label": names[label_id],
+                    "hashtag": tag,
+                    "videos": -neg,
+                    "share": -neg / per_label[label_id],
+                    "rank": rank,
+                }
+            )
     return out
 
 
@@ -106,8 +139,10 @@ def test_tag_shares_sheets_and_summary(cli, corpus, tmp_path):
     assert {u["video_id"] for u in summary["unreadable"]} == {"broken", "gone"}
     assert summary["videos_without_matched_hashtags"] == 1
     per_label = {r["label"]: r for r in summary["per_label"]}
-    assert per_label["bowling"]["top_tags"] == [{"hashtag": "bowl", "videos": 3, "share": 1.0},
-                                                {"hashtag": "bowling", "videos": 1, "share": round(1 / 3, 4)}]
+    assert per_label["bowling"]["top_tags"] == [
+        {"hashtag": "bowl", "videos": 3, "share": 1.0},
+        {"hashtag": "bowling", "videos": 1, "share": round(1 / 3, 4)},
+    ]
     assert per_label["surfing (sport)"]["top_tags"][0] == {"hashtag": "surfing", "videos": 2, "share": round(2 / 3, 4)}
     assert summary["outputs"]["tag_shares"] == str(out / "tag_shares.parquet")
 
@@ -132,13 +167,29 @@ def test_tag_shares_sheets_and_summary(cli, corpus, tmp_path):
 
 def test_sample_is_reproducible_order_free_and_nested(tmp_path):
     """The N shown videos depend on (seed, video_id) only: not on row order or batch size; N=3 is in N=5."""
-    videos = [{"video_id": f"v{i:02d}", "uri": str(tmp_path / f"missing{i}.mp4"), "label_id": i % 2, "label": f"l{i % 2}",
-               "matched_hashtags": [f"t{i % 3}"]} for i in range(20)]
+    videos = [
+        {
+            "video_id": f"v{i:02d}",
+            "uri": str(tmp_path / f"missing{i}.mp4"),
+            "label_id": i % 2,
+            "label": f"l{i % 2}",
+            "matched_hashtags": [f"t{i % 3}"],
+        }
+        for i in range(20)
+    ]
 
     def shown(vids: list[dict], n: int, seed: int, batch_size: int, name: str) -> dict[int, set[str]]:
         manifest = write_manifest(tmp_path / f"{name}.parquet", vids)
-        result = audit_labels(LabelAuditConfig(manifest=manifest, out=tmp_path / name, videos_per_label=n, seed=seed,
-                                               progress=False, batch_size=batch_size))
+        result = audit_labels(
+            LabelAuditConfig(
+                manifest=manifest,
+                out=tmp_path / name,
+                videos_per_label=n,
+                seed=seed,
+                progress=False,
+                batch_size=batch_size,
+            )
+        )
         assert [r["shown"] for r in result.summary["per_label"]] == [n, n]
         assert result.summary["unreadable_videos"] == 2 * n  # every uri is missing: grey tiles, no error
         picked: dict[int, set[str]] = {}
@@ -158,36 +209,64 @@ def test_sample_is_reproducible_order_free_and_nested(tmp_path):
 
 def test_labels_table_keeps_only_the_drawn_labels_tags(tmp_path):
     """With --labels a video's matched hashtags that belong to another label are not counted for its own."""
-    write_table("labels", {
-        "label_id": pa.array([0, 1], pa.int32()), "label": ["bowling", "salad"], "source": ["user", "user"],
-        "source_id": [None, None], "canonical": ["bowling", "salad"], "aliases": [[], []],
-        "hashtags": [["bowling", "bowl"], ["salad", "saladbowl"]],
-    }, tmp_path / "labels.parquet")
+    write_table(
+        "labels",
+        {
+            "label_id": pa.array([0, 1], pa.int32()),
+            "label": ["bowling", "salad"],
+            "source": ["user", "user"],
+            "source_id": [None, None],
+            "canonical": ["bowling", "salad"],
+            "aliases": [[], []],
+            "hashtags": [["bowling", "bowl"], ["salad", "saladbowl"]],
+        },
+        tmp_path / "labels.parquet",
+    )
     videos = [
         {"video_id": "a", "uri": "x.mp4", "label_id": 0, "label": "bowling", "matched_hashtags": ["bowl", "saladbowl"]},
-        {"video_id": "b", "uri": "x.mp4", "label_id": 1, "label": "salad", "matched_hashtags": ["saladbowl", "nothing"]},
+        {
+            "video_id": "b",
+            "uri": "x.mp4",
+            "label_id": 1,
+            "label": "salad",
+            "matched_hashtags": ["saladbowl", "nothing"],
+        },
     ]
     manifest = write_manifest(tmp_path / "m.parquet", videos)
-    audit_labels(LabelAuditConfig(manifest=manifest, out=tmp_path / "with", labels=tmp_path / "labels.parquet",
-                                  progress=False))
+    audit_labels(
+        LabelAuditConfig(manifest=manifest, out=tmp_path / "with", labels=tmp_path / "labels.parquet", progress=False)
+    )
     got = {(r["label"], r["hashtag"]): r["share"] for r in rows(tmp_path / "with" / "tag_shares.parquet")}
     assert got == {("bowling", "bowl"): 1.0, ("salad", "saladbowl"): 1.0}
     audit_labels(LabelAuditConfig(manifest=manifest, out=tmp_path / "without", progress=False))
-    assert len(rows(tmp_path / "without" / "tag_shares.parquet")) == 4  # every matched tag, attributed to the drawn label
+    assert (
+        len(rows(tmp_path / "without" / "tag_shares.parquet")) == 4
+    )  # every matched tag, attributed to the drawn label
 
 
 def test_bad_inputs_are_one_line(cli, tmp_path):
-    ok = write_manifest(tmp_path / "m.parquet", [{"video_id": "a", "uri": "x.mp4", "label_id": 0, "label": "bowling",
-                                                  "matched_hashtags": ["bowl"]}])
+    ok = write_manifest(
+        tmp_path / "m.parquet",
+        [{"video_id": "a", "uri": "x.mp4", "label_id": 0, "label": "bowling", "matched_hashtags": ["bowl"]}],
+    )
     old = tmp_path / "old.parquet"  # a manifest from before match wrote matched_hashtags
     pq.write_table(pq.read_table(ok).drop_columns(["matched_hashtags"]), old)
     nulls = write_manifest(tmp_path / "nulls.parquet", [{"video_id": "a", "uri": "x.mp4", "label_id": 0, "label": "b"}])
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    write_table("labels", {
-        "label_id": pa.array([0], pa.int32()), "label": ["surfing"], "source": ["user"], "source_id": [None],
-        "canonical": ["surfing"], "aliases": [[]], "hashtags": [["surfing"]],
-    }, tmp_path / "other_labels.parquet")
+    write_table(
+        "labels",
+        {
+            "label_id": pa.array([0], pa.int32()),
+            "label": ["surfing"],
+            "source": ["user"],
+            "source_id": [None],
+            "canonical": ["surfing"],
+            "aliases": [[]],
+            "hashtags": [["surfing"]],
+        },
+        tmp_path / "other_labels.parquet",
+    )
     out = tmp_path / "out"
     cases = [
         (("--manifest", tmp_path / "nope.parquet", "--out", out), ("nope.parquet", "file not found")),
@@ -196,8 +275,10 @@ def test_bad_inputs_are_one_line(cli, tmp_path):
         (("--manifest", nulls, "--out", out), ("nulls.parquet", "null in every row", "rerun match")),
         (("--manifest", ok, "--out", out, "--videos-per-label", 0), ("--videos-per-label 0", "at least 1")),
         (("--manifest", ok, "--out", a_file), ("a_file", "not a directory")),
-        (("--manifest", ok, "--out", out, "--labels", tmp_path / "other_labels.parquet"),
-         ("other_labels.parquet", "'surfing' there but 'bowling'")),
+        (
+            ("--manifest", ok, "--out", out, "--labels", tmp_path / "other_labels.parquet"),
+            ("other_labels.parquet", "'surfing' there but 'bowling'"),
+        ),
         (("--manifest", a_file, "--out", out), ("a_file", "not a readable Parquet file")),
     ]
     for args, needles in cases:
@@ -217,12 +298,24 @@ def test_helpers():
 
 def test_folder_of_parts_counts_like_one_file(tmp_path):
     """A partitioned match's manifest folder (part-*.parquet) gives the same tag shares as one file."""
-    videos = [{"video_id": f"v{i}", "uri": "missing.mp4", "label_id": i % 3, "label": f"l{i % 3}",
-               "matched_hashtags": [f"t{i % 4}", f"t{i % 5}"]} for i in range(30)]
+    videos = [
+        {
+            "video_id": f"v{i}",
+            "uri": "missing.mp4",
+            "label_id": i % 3,
+            "label": f"l{i % 3}",
+            "matched_hashtags": [f"t{i % 4}", f"t{i % 5}"],
+        }
+        for i in range(30)
+    ]
     whole = write_manifest(tmp_path / "whole.parquet", videos)
     (tmp_path / "parts").mkdir()
     write_manifest(tmp_path / "parts" / "part-00000.parquet", videos[:11])
     write_manifest(tmp_path / "parts" / "part-00001.parquet", videos[11:])
     for manifest, out in ((whole, "a"), (tmp_path / "parts", "b")):
         audit_labels(LabelAuditConfig(manifest=manifest, out=tmp_path / out, videos_per_label=2, progress=False))
-    assert rows(tmp_path / "a" / "tag_shares.parquet") == rows(tmp_path / "b" / "tag_shares.parquet") == brute_force_shares(videos)
+    assert (
+        rows(tmp_path / "a" / "tag_shares.parquet")
+        == rows(tmp_path / "b" / "tag_shares.parquet")
+        == brute_force_shares(videos)
+    )

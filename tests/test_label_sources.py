@@ -6,8 +6,8 @@ import os
 
 import nltk
 import pytest
-
 from conftest import write_lines
+
 from weaksup.errors import InputError
 from weaksup.labels.sources import (
     NAMED_SOURCES,
@@ -179,7 +179,7 @@ def test_file_labels_crlf_bom_and_no_final_newline(tmp_path):
 
 def test_file_labels_csv_column(tmp_path):
     path = tmp_path / "classes.csv"
-    path.write_text('id,key,instances\n0,take,"[\'take\', \'grab\']"\n1,put,"[\'put\']"\n', encoding="utf-8")
+    path.write_text("id,key,instances\n0,take,\"['take', 'grab']\"\n1,put,\"['put']\"\n", encoding="utf-8")
     seeds = file_labels(path, column="key")
     assert [s.label for s in seeds] == ["take", "put"]
     assert [s.source_id for s in seeds] == ["classes.csv:2", "classes.csv:3"]
@@ -286,11 +286,7 @@ def test_file_labels_csv_bad_alias_or_hashtag(tmp_path, content, needles):
 def test_read_aliases_file_and_with_aliases(tmp_path):
     path = tmp_path / "aliases.csv"
     path.write_text(
-        "label,alias,hashtag\n"
-        "Dancing,baile,\n"
-        "dancing,,#跳舞\n"
-        "dancing,bailar,#Baile\n"
-        "catching  a fish,angling,\n",
+        "label,alias,hashtag\nDancing,baile,\ndancing,,#跳舞\ndancing,bailar,#Baile\ncatching  a fish,angling,\n",
         encoding="utf-8",
     )
     got = read_aliases_file(path)

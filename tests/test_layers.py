@@ -18,8 +18,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Core modules: import nothing of weaksup but other core modules.
-CORE = {"errors", "tables", "uris", "outputs", "progress", "hashing", "locks", "pools", "threads", "devices",
-        "video_io", "bulk", "ray_engine"}
+CORE = {
+    "errors",
+    "tables",
+    "uris",
+    "outputs",
+    "progress",
+    "hashing",
+    "locks",
+    "pools",
+    "threads",
+    "devices",
+    "video_io",
+    "bulk",
+    "ray_engine",
+}
 #: What each package (or top-level orchestration module) may import besides the core.
 ALLOWED = {
     "labels": set(),
@@ -114,8 +127,12 @@ def test_no_import_cycles() -> None:
 
 
 def test_no_private_name_crosses_a_module() -> None:
-    bad = [f"{m} imports {n} from {d}" for m in MODULES for d, n in _imports(m)
-           if n.startswith("_") and not n.startswith("__")]
+    bad = [
+        f"{m} imports {n} from {d}"
+        for m in MODULES
+        for d, n in _imports(m)
+        if n.startswith("_") and not n.startswith("__")
+    ]
     for m, path in MODULES.items():  # module._name on an imported weaksup module
         tree = ast.parse(path.read_text(encoding="utf-8"))
         aliases = {}
@@ -123,11 +140,22 @@ def test_no_private_name_crosses_a_module() -> None:
             if isinstance(node, ast.Import):
                 aliases.update({a.asname: a.name for a in node.names if a.asname and a.name.startswith("weaksup")})
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("weaksup"):
-                aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names
-                                if f"{node.module}.{a.name}" in MODULES})
-        bad += [f"{m} uses {aliases[node.value.id]}.{node.attr}" for node in ast.walk(tree)
-                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")]
+                aliases.update(
+                    {
+                        a.asname or a.name: f"{node.module}.{a.name}"
+                        for a in node.names
+                        if f"{node.module}.{a.name}" in MODULES
+                    }
+                )
+        bad += [
+            f"{m} uses {aliases[node.value.id]}.{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ]
     assert not bad, bad
 
 
@@ -151,9 +179,11 @@ def test_the_library_never_imports_the_cli() -> None:
 
 @pytest.mark.slow
 def test_fc_only_loads_no_video_or_training_code() -> None:
-    code = ("import sys, weaksup.eval.fc_only; "
-            "print(' '.join(m for m in sys.modules if m == 'av' or m == 'ray' or m.startswith(('weaksup.data', "
-            "'weaksup.train', 'weaksup.assembly', 'weaksup.dedupe', 'weaksup.video_io', 'weaksup.eval.extract'))))")
+    code = (
+        "import sys, weaksup.eval.fc_only; "
+        "print(' '.join(m for m in sys.modules if m == 'av' or m == 'ray' or m.startswith(('weaksup.data', "
+        "'weaksup.train', 'weaksup.assembly', 'weaksup.dedupe', 'weaksup.video_io', 'weaksup.eval.extract'))))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [], proc.stdout
@@ -161,7 +191,8 @@ def test_fc_only_loads_no_video_or_training_code() -> None:
 
 @pytest.mark.slow
 def test_python_m_weaksup_train_runs_from_the_checkout() -> None:
-    proc = subprocess.run([sys.executable, "-m", "weaksup.train", "--help"], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "weaksup.train", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--manifest" in proc.stdout and "--preset" in proc.stdout

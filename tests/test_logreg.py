@@ -123,8 +123,7 @@ def test_penalty_search_picks_a_weak_penalty_on_clean_data():
     n = 600
     y = rng.integers(0, 3, n)
     e = rng.normal(size=n) * 3
-    X = np.column_stack([1.5 * y + e + 0.1 * rng.normal(size=n), e + 0.1 * rng.normal(size=n),
-                         rng.normal(size=(n, 3))])
+    X = np.column_stack([1.5 * y + e + 0.1 * rng.normal(size=n), e + 0.1 * rng.normal(size=n), rng.normal(size=(n, 3))])
     result = select_penalty(X, y, num_classes=3, cfg=LogRegConfig(penalties=GRID, holdout_fraction=0.25))
     assert [row.penalty for row in result.table] == sorted(GRID, reverse=True)
     assert result.scores[1.0] < 0.7
@@ -206,8 +205,9 @@ def test_bad_input_raises_input_error(multiclass):
     with pytest.raises(InputError, match="dtype"):
         fit_logreg(X, y, num_classes=5, penalty=1e-3, cfg=LogRegConfig(dtype="float16"))
     with pytest.raises(InputError, match="too few"):
-        select_penalty(X[:4], np.array([0, 0, 1, 1]), num_classes=2,
-                       cfg=LogRegConfig(holdout_fraction=0.1, cross_validate=False))
+        select_penalty(
+            X[:4], np.array([0, 0, 1, 1]), num_classes=2, cfg=LogRegConfig(holdout_fraction=0.1, cross_validate=False)
+        )
     with pytest.raises(InputError, match=r"too few .*2-fold CV.*fold 1 of 2 has 1 class present"):
         select_penalty(X[:2], np.array([0, 1]), num_classes=2)
     with pytest.raises(InputError, match="folds"):
@@ -353,8 +353,9 @@ def test_model_round_trips_through_json_and_tensors(multiclass):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(proba.argmax(axis=1), model.predict(X[:50]))
     # batching does not change the scores
-    np.testing.assert_allclose(model.decision_function(X[:50], batch_rows=7), model.decision_function(X[:50]),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        model.decision_function(X[:50], batch_rows=7), model.decision_function(X[:50]), rtol=1e-6, atol=1e-6
+    )
     with pytest.raises(InputError, match="format"):
         LogRegModel.from_dict({"W": [[1.0]]})
     with pytest.raises(InputError, match="shape"):

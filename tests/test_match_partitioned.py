@@ -21,8 +21,21 @@ from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
 runner = CliRunner()
 LABELS = ["catching fish", "dribbling basketball", "playing guitar", "riding horse", "baking bread"]
 TAGS = ["catchfish", "dribblingbasketball", "playguitar", "ridehorse", "bakingbread"]
-SUMMARY_KEYS = ("videos_read", "rejected", "rejected_by_reason", "unmatched", "matched", "dropped_by_min_videos",
-                "in_manifest", "labels", "labels_kept", "labels_dropped", "min_videos", "seed", "accounted")
+SUMMARY_KEYS = (
+    "videos_read",
+    "rejected",
+    "rejected_by_reason",
+    "unmatched",
+    "matched",
+    "dropped_by_min_videos",
+    "in_manifest",
+    "labels",
+    "labels_kept",
+    "labels_dropped",
+    "min_videos",
+    "seed",
+    "accounted",
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +99,22 @@ def _whole(tmp: Path, videos: Path, labels: Path, min_videos: int) -> tuple[dict
 def _assert_same(tmp: Path, videos: Path, labels: Path, parts: int, min_videos: int, batch_size: int = 1 << 18) -> dict:
     whole_summary, whole_out = _whole(tmp, videos, labels, min_videos)
     part_dir, out = tmp / f"parts{parts}", tmp / f"out{parts}"
-    p = partition_videos(PartitionConfig(videos=videos, out=part_dir, parts=parts, batch_size=batch_size, progress=False))
+    p = partition_videos(
+        PartitionConfig(videos=videos, out=part_dir, parts=parts, batch_size=batch_size, progress=False)
+    )
     assert p["rows"] == whole_summary["videos_read"] and p["accounted"]
-    summary = match_partitioned(MatchConfig(videos=part_dir, labels=labels, out=out, min_videos=min_videos,
-                                            batch_size=batch_size, progress=False))
+    summary = match_partitioned(
+        MatchConfig(
+            videos=part_dir, labels=labels, out=out, min_videos=min_videos, batch_size=batch_size, progress=False
+        )
+    )
     manifest = pq.read_table(out / "manifest")  # the folder of manifest parts read as one dataset
     assert len(list((out / "manifest").glob("part-*.parquet"))) == parts
     assert _canon(manifest) == _canon(pq.read_table(whole_out))
-    assert pq.read_table(out / "label_counts.parquet").to_pylist() == pq.read_table(
-        whole_out.with_name("manifest.label_counts.parquet")).to_pylist()
+    assert (
+        pq.read_table(out / "label_counts.parquet").to_pylist()
+        == pq.read_table(whole_out.with_name("manifest.label_counts.parquet")).to_pylist()
+    )
     rejects = pq.read_table(out / "rejects.parquet").select(["row", "video_id", "reason"]).to_pylist()
     assert rejects == pq.read_table(whole_out.with_name("manifest.rejects.parquet")).to_pylist()
     assert {k: summary[k] for k in SUMMARY_KEYS} == {k: whole_summary[k] for k in SUMMARY_KEYS}
@@ -111,7 +131,12 @@ def test_partitioned_match_equals_whole_match_hand_made(tmp_path, labels, parts)
     # 30+4 | 10 (the duplicates add nothing) | 9+2 | 11+4+1 | 3+2
     assert [c["matched_videos"] for c in counts] == [34, 10, 11, 16, 5]
     assert [c["kept"] for c in counts] == [True, True, True, True, False]
-    assert summary["rejected_by_reason"] == {"null video_id": 1, "null uri": 1, "null hashtags": 1, "duplicate video_id": 3}
+    assert summary["rejected_by_reason"] == {
+        "null video_id": 1,
+        "null uri": 1,
+        "null hashtags": 1,
+        "duplicate video_id": 3,
+    }
 
 
 @pytest.mark.parametrize("parts", [1, 3, 7])
@@ -133,31 +158,70 @@ def test_label_kept_only_thanks_to_other_parts(tmp_path, labels):
     rows = [(f"g{i}", f"u{i}", [TAGS[2]]) for i in range(12)] + [(f"z{i}", f"z{i}", ["love"]) for i in range(5)]
     videos = _write(tmp_path / "v.parquet", rows)
     part_dir = tmp_path / "parts"
-    assert runner.invoke(app, ["partition-videos", "--videos", str(videos), "--parts", "5", "--out", str(part_dir)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["partition-videos", "--videos", str(videos), "--parts", "5", "--out", str(part_dir)]
+        ).exit_code
+        == 0
+    )
     parts = sorted(part_dir.glob("part-*.parquet"))
     assert len(parts) == 5
     # the distributed flow, one job per part: phase 1 everywhere, then phase 2 with the summed support
     for p in parts:
-        r = runner.invoke(app, ["match-count", "--videos", str(p), "--labels", str(labels), "--out", str(tmp_path / "counts" / p.name)])
+        r = runner.invoke(
+            app,
+            ["match-count", "--videos", str(p), "--labels", str(labels), "--out", str(tmp_path / "counts" / p.name)],
+        )
         assert r.exit_code == 0, r.output
     manifests, local_only = [], []
     for p in parts:
         out = tmp_path / "manifests" / p.name
-        r = runner.invoke(app, ["match", "--videos", str(p), "--labels", str(labels), "--out", str(out),
-                                "--min-videos", "12", "--support", str(tmp_path / "counts")])
+        r = runner.invoke(
+            app,
+            [
+                "match",
+                "--videos",
+                str(p),
+                "--labels",
+                str(labels),
+                "--out",
+                str(out),
+                "--min-videos",
+                "12",
+                "--support",
+                str(tmp_path / "counts"),
+            ],
+        )
         assert r.exit_code == 0, r.output
         manifests.append(pq.read_table(out))
         counts = pq.read_table(out.with_name(f"{p.stem}.label_counts.parquet")).to_pylist()
         assert counts[2]["kept"] and counts[2]["matched_videos"] < 12  # local support, global decision
-        local = match_videos(MatchConfig(videos=p, labels=labels, out=tmp_path / "local" / p.name, min_videos=12, progress=False))
+        local = match_videos(
+            MatchConfig(videos=p, labels=labels, out=tmp_path / "local" / p.name, min_videos=12, progress=False)
+        )
         local_only.append(local["in_manifest"])
     merged = pa.concat_tables(manifests)
     assert sorted(merged.column("video_id").to_pylist()) == sorted(f"g{i}" for i in range(12))
     assert set(merged.column("label").to_pylist()) == {"playing guitar"}
     assert sum(local_only) == 0  # without the global support every part drops the label
     # the one-process convenience reuses phase-1 counts given with --support
-    r = runner.invoke(app, ["match", "--partitioned", "--videos", str(part_dir), "--labels", str(labels), "--out",
-                            str(tmp_path / "all"), "--min-videos", "12", "--support", str(tmp_path / "counts")])
+    r = runner.invoke(
+        app,
+        [
+            "match",
+            "--partitioned",
+            "--videos",
+            str(part_dir),
+            "--labels",
+            str(labels),
+            "--out",
+            str(tmp_path / "all"),
+            "--min-videos",
+            "12",
+            "--support",
+            str(tmp_path / "counts"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert not (tmp_path / "all" / "support").exists()
     assert _canon(pq.read_table(tmp_path / "all" / "manifest")) == _canon(merged)
@@ -167,17 +231,35 @@ def test_partitioning_is_stable_and_accounts_for_every_row(tmp_path):
     rng = np.random.default_rng(0)
     ids = [f"vid{i}" for i in rng.integers(0, 400, 1000)] + [None] * 5  # many repeated ids, and null ids
     rows = [(v, f"u{i}", ["x"]) for i, v in enumerate(ids)]
-    a = partition_videos(PartitionConfig(videos=_write(tmp_path / "a.parquet", rows), out=tmp_path / "A", parts=7,
-                                         batch_size=64, row_group_rows=50, progress=False))
+    a = partition_videos(
+        PartitionConfig(
+            videos=_write(tmp_path / "a.parquet", rows),
+            out=tmp_path / "A",
+            parts=7,
+            batch_size=64,
+            row_group_rows=50,
+            progress=False,
+        )
+    )
     shuffled = [rows[i] for i in rng.permutation(len(rows))]
-    partition_videos(PartitionConfig(videos=_write(tmp_path / "b.parquet", shuffled), out=tmp_path / "B", parts=7,
-                                     batch_size=1000, progress=False))
+    partition_videos(
+        PartitionConfig(
+            videos=_write(tmp_path / "b.parquet", shuffled),
+            out=tmp_path / "B",
+            parts=7,
+            batch_size=1000,
+            progress=False,
+        )
+    )
     assert a["rows"] == len(rows) and a["accounted"]
     meta = json.loads((tmp_path / "A" / "_partition.json").read_text())
     assert sum(meta["rows_per_part"]) == len(rows) and meta["parts"] == 7
     seen_rows: list[int] = []
     for i in range(7):
-        pa_, pb = pq.read_table(tmp_path / "A" / f"part-{i:05d}.parquet"), pq.read_table(tmp_path / "B" / f"part-{i:05d}.parquet")
+        pa_, pb = (
+            pq.read_table(tmp_path / "A" / f"part-{i:05d}.parquet"),
+            pq.read_table(tmp_path / "B" / f"part-{i:05d}.parquet"),
+        )
         ids_a = pa_.column("video_id")
         assert np.all(part_of(ids_a, 7) == i)  # every row in the part its id hashes to
         assert set(ids_a.to_pylist()) == set(pb.column("video_id").to_pylist())  # same ids, whatever the order
@@ -191,7 +273,9 @@ def test_partitioning_is_stable_and_accounts_for_every_row(tmp_path):
 
 
 def test_csv_text_hashtags_and_plain_match_of_the_part_folder(tmp_path, labels):
-    lines = ["video_id,uri,hashtags"] + [f"{i % 25},u{i}.mp4,\"#CatchFish #tbt {'#PlayGuitar' if i % 3 else ''}\"" for i in range(60)]
+    lines = ["video_id,uri,hashtags"] + [
+        f'{i % 25},u{i}.mp4,"#CatchFish #tbt {"#PlayGuitar" if i % 3 else ""}"' for i in range(60)
+    ]
     lines += ["99,,#catchfish", ",x.mp4,#catchfish"]
     csv = tmp_path / "v.csv"
     csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -205,7 +289,9 @@ def test_csv_text_hashtags_and_plain_match_of_the_part_folder(tmp_path, labels):
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, labels):
     out = str(tmp_path / "out")
-    r = runner.invoke(app, ["match", "--partitioned", "--videos", str(tmp_path / "nope"), "--labels", str(labels), "--out", out])
+    r = runner.invoke(
+        app, ["match", "--partitioned", "--videos", str(tmp_path / "nope"), "--labels", str(labels), "--out", out]
+    )
     assert_input_error(r, "nope", "folder not found")
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -214,7 +300,10 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, labels):
 
     videos = _write(tmp_path / "v.parquet", [(f"v{i}", f"u{i}", [TAGS[i % 5]]) for i in range(40)])
     parts = tmp_path / "parts"
-    assert runner.invoke(app, ["partition-videos", "--videos", str(videos), "--parts", "3", "--out", str(parts)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["partition-videos", "--videos", str(videos), "--parts", "3", "--out", str(parts)]).exit_code
+        == 0
+    )
     good = pq.read_table(parts / "part-00001.parquet")
     pq.write_table(good.drop_columns(["uri"]), parts / "part-00001.parquet")
     r = runner.invoke(app, ["match", "--partitioned", "--videos", str(parts), "--labels", str(labels), "--out", out])
@@ -225,18 +314,43 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, labels):
     # a support folder missing a part, or counted against another label space, is refused
     counts = tmp_path / "counts"
     for p in sorted(parts.glob("part-*.parquet"))[:2]:
-        assert runner.invoke(app, ["match-count", "--videos", str(p), "--labels", str(labels), "--out", str(counts / p.name)]).exit_code == 0
-    args = ["match", "--videos", str(parts / "part-00000.parquet"), "--labels", str(labels), "--out", str(tmp_path / "m.parquet")]
+        assert (
+            runner.invoke(
+                app, ["match-count", "--videos", str(p), "--labels", str(labels), "--out", str(counts / p.name)]
+            ).exit_code
+            == 0
+        )
+    args = [
+        "match",
+        "--videos",
+        str(parts / "part-00000.parquet"),
+        "--labels",
+        str(labels),
+        "--out",
+        str(tmp_path / "m.parquet"),
+    ]
     assert_input_error(runner.invoke(app, args + ["--support", str(counts)]), "counts", "missing part(s) 2")
     assert_input_error(runner.invoke(app, args + ["--support", str(tmp_path / "nocounts")]), "nocounts", "not found")
     (tmp_path / "other.txt").write_text("catching fish\nswimming\n", encoding="utf-8")
     other = tmp_path / "other.parquet"
     build_labels(BuildLabelsConfig(sources=("file",), labels_file=tmp_path / "other.txt", out=other))
-    args_other = ["match", "--videos", str(parts / "part-00000.parquet"), "--labels", str(other), "--out", str(tmp_path / "m.parquet")]
-    assert_input_error(runner.invoke(app, args_other + ["--support", str(counts / "part-00000.parquet")]), "another label space")
+    args_other = [
+        "match",
+        "--videos",
+        str(parts / "part-00000.parquet"),
+        "--labels",
+        str(other),
+        "--out",
+        str(tmp_path / "m.parquet"),
+    ]
+    assert_input_error(
+        runner.invoke(app, args_other + ["--support", str(counts / "part-00000.parquet")]), "another label space"
+    )
     assert not (tmp_path / "m.parquet").exists()
 
-    r = runner.invoke(app, ["partition-videos", "--videos", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "p2")])
+    r = runner.invoke(
+        app, ["partition-videos", "--videos", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "p2")]
+    )
     assert_input_error(r, "missing.parquet", "file not found")
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"video_id": ["a"], "hashtags": [["x"]]}), bad)

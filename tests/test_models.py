@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 import typer
+from conftest import assert_input_error
 from typer.testing import CliRunner
 
-from conftest import assert_input_error
 from weaksup.cli import models as models_cli
 from weaksup.errors import InputError
 from weaksup.models import (
@@ -165,7 +165,9 @@ def test_2d_route_hands_on_canonical_strides() -> None:
     for shape in [(2, 8, 1, 2, 2), (1, 8, 3, 4, 4), (1, 8, 1, 1, 1)]:
         x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
         y = conv(x)
-        fresh = {torch.empty(y.shape, memory_format=f).stride() for f in (torch.channels_last_3d, torch.contiguous_format)}
+        fresh = {
+            torch.empty(y.shape, memory_format=f).stride() for f in (torch.channels_last_3d, torch.contiguous_format)
+        }
         assert y.stride() in fresh  # (1, 8, 1, 1, 1) is both layouts at once
         xs = (x.detach().clone().requires_grad_(True), x.detach().contiguous().requires_grad_(True))
         grad = torch.randn(y.shape)
@@ -243,7 +245,9 @@ def test_torchvision_parity(name: str, channels_last: bool) -> None:
     torch.manual_seed(0)
     theirs = randomize_bn(getattr(tv_video, name)(num_classes=7)).eval()
     ours = build_model(name, num_classes=7, cpu_channels_last=channels_last).eval()
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
@@ -307,7 +311,9 @@ def test_inflate_other_time_kernel_and_errors(r2d: nn.Module) -> None:
     assert inflate_kernel(torch.ones(2, 2, 1, 3, 3), 4, method="average").shape == (2, 2, 4, 3, 3)
     with pytest.raises(InputError, match="unknown inflation method"):
         inflate_r2d_to_r3d(r2d, method="bogus")  # type: ignore[arg-type]
-    with pytest.raises(InputError, match=r"cannot inflate 'stem.0.weight': 2D shape \(64, 3, 1, 7, 7\), 3D shape \(64, 3, 3, 7, 7\)"):
+    with pytest.raises(
+        InputError, match=r"cannot inflate 'stem.0.weight': 2D shape \(64, 3, 1, 7, 7\), 3D shape \(64, 3, 3, 7, 7\)"
+    ):
         inflate_r2d_to_r3d(r2d, r3d_18(num_classes=6), time_kernel=5)
     with pytest.raises(InputError, match="2D model has no 'layer1.0.conv1.0.weight'"):
         inflate_r2d_to_r3d(r2plus1d_18(num_classes=6))
@@ -362,7 +368,9 @@ def test_cli_convert_weights(trained: tuple[nn.Module, Path], tmp_path: Path) ->
 
     res = runner.invoke(app, ["convert-weights", "--src", str(pth), "--dst", str(out), "--arch", "r2plus1d_18"])
     assert_input_error(res, "ddp.pth", "another architecture", "stem.0.weight", "(64, 3, 3, 7, 7)", "(45, 3, 1, 7, 7)")
-    res = runner.invoke(app, ["convert-weights", "--src", str(tmp_path / "nope.pth"), "--dst", str(out), "--arch", "r3d_18"])
+    res = runner.invoke(
+        app, ["convert-weights", "--src", str(tmp_path / "nope.pth"), "--dst", str(out), "--arch", "r3d_18"]
+    )
     assert_input_error(res, "nope.pth", "no such checkpoint")
     res = runner.invoke(app, ["convert-weights", "--src", str(pth), "--dst", str(out), "--arch", "vgg"])
     assert_input_error(res, "unknown architecture 'vgg'")
@@ -408,7 +416,15 @@ def test_bad_checkpoints_are_one_line_input_errors(trained: tuple[nn.Module, Pat
         load_weights(target, tmp_path / "extra.safetensors")
 
     res = CliRunner().invoke(
-        _app(), ["convert-weights", "--src", str(tmp_path / "trunc.pth"), "--dst", str(tmp_path / "x.safetensors"), "--arch", "r3d_18"]
+        _app(),
+        [
+            "convert-weights",
+            "--src",
+            str(tmp_path / "trunc.pth"),
+            "--dst",
+            str(tmp_path / "x.safetensors"),
+            "--arch",
+            "r3d_18",
+        ],
     )
     assert_input_error(res, "trunc.pth", "truncated")
-

@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-
 from test_pretrain import write_manifest
+
 from weaksup.errors import InputError
 from weaksup.train.loop import check_resumed_together, restart_hazard
 
@@ -42,8 +42,23 @@ pytestmark = pytest.mark.skipif(
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what /work/venv/bin/torchrun runs
 STEPS, CHECKPOINT_EVERY, FAIL_AT_STEP = 6, 2, 5
 # a fixed thread count: runs compared bit for bit must not adapt theirs to the load
-TRAIN_ARGS = ["--preset", "tiny", "--max-steps", str(STEPS), "--checkpoint-every", str(CHECKPOINT_EVERY),
-              "--log-every", "1", "--keep-checkpoints", "5", "--device", "cpu", "--threads", "1", "--no-progress"]
+TRAIN_ARGS = [
+    "--preset",
+    "tiny",
+    "--max-steps",
+    str(STEPS),
+    "--checkpoint-every",
+    str(CHECKPOINT_EVERY),
+    "--log-every",
+    "1",
+    "--keep-checkpoints",
+    "5",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 TIMEOUT_S = 120
 
 DIE_ONCE = textwrap.dedent(
@@ -81,23 +96,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_nodes(program: list[str], args: list[str], *, cwd: Path, max_restarts: int = 0,
-                 env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
+def launch_nodes(
+    program: list[str], args: list[str], *, cwd: Path, max_restarts: int = 0, env: dict[str, str] | None = None
+) -> list[subprocess.CompletedProcess]:
     """Start two torchrun agents (one node each, one worker each) and wait for both.
 
     Each agent leads its own process group, so on a timeout the agent and its workers are
     killed together and nothing is left behind.
     """
     port, run_id = free_port(), f"weaksup-test-{uuid.uuid4().hex[:8]}"
-    cmd = [*TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-           "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", run_id, "--rdzv-conf", "join_timeout=60",
-           "--max-restarts", str(max_restarts), "--monitor-interval", "0.2", *program, *args]
+    cmd = [
+        *TORCHRUN,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"localhost:{port}",
+        "--rdzv-id",
+        run_id,
+        "--rdzv-conf",
+        "join_timeout=60",
+        "--max-restarts",
+        str(max_restarts),
+        "--monitor-interval",
+        "0.2",
+        *program,
+        *args,
+    ]
     # restarts need a fresh rendezvous store per round (see weaksup.train.loop.restart_hazard)
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", **(env or {})}
     # cwd outside the repo: "-m" puts the cwd first on sys.path, and the source tree's weaksup
     # (whose cli/ is mapped only by the install) would shadow the installed package
-    procs = [subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
     results = []
     try:
         for p in procs:
@@ -133,8 +177,9 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def straight(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The uninterrupted two-node run: the reference for the restarted one."""
     root = tmp_path_factory.mktemp("straight")
-    results = launch_nodes(["-m", "weaksup.train"], ["--manifest", str(manifest), "--out", str(root / "run"),
-                                                     *TRAIN_ARGS], cwd=root)
+    results = launch_nodes(
+        ["-m", "weaksup.train"], ["--manifest", str(manifest), "--out", str(root / "run"), *TRAIN_ARGS], cwd=root
+    )
     assert all(r.returncode == 0 for r in results), tail(results)
     return root / "run"
 
@@ -150,21 +195,29 @@ def test_two_nodes_with_c10d_rendezvous_train_in_step(straight: Path) -> None:
     # linear scaling: the tiny preset's LR belongs to 4 clips a step; two nodes make 8
     assert summary["peak_lr"] == pytest.approx(preset("tiny").base_lr * 2)
     assert TrainConfig.from_dict(json.loads((straight / "config.json").read_text())) == preset("tiny").override(
-        max_steps=STEPS, checkpoint_every=CHECKPOINT_EVERY, log_every=1, keep_checkpoints=5, device="cpu", threads=1)
+        max_steps=STEPS, checkpoint_every=CHECKPOINT_EVERY, log_every=1, keep_checkpoints=5, device="cpu", threads=1
+    )
     assert [p.name for p in sorted((straight / "checkpoints").glob("step_*.pt"))] == [
-        f"step_{s:09d}.pt" for s in range(CHECKPOINT_EVERY, STEPS + 1, CHECKPOINT_EVERY)]
+        f"step_{s:09d}.pt" for s in range(CHECKPOINT_EVERY, STEPS + 1, CHECKPOINT_EVERY)
+    ]
 
 
-def test_elastic_restart_resumes_and_ends_with_the_uninterrupted_weights(manifest: Path, straight: Path,
-                                                                          tmp_path: Path) -> None:
+def test_elastic_restart_resumes_and_ends_with_the_uninterrupted_weights(
+    manifest: Path, straight: Path, tmp_path: Path
+) -> None:
     from weaksup.train.checkpoint import load_checkpoint
 
     wrapper = tmp_path / "die_once.py"
     wrapper.write_text(DIE_ONCE)
     marker = tmp_path / "rank1-died"
     out = tmp_path / "run"
-    results = launch_nodes([str(wrapper)], ["--manifest", str(manifest), "--out", str(out), *TRAIN_ARGS], cwd=tmp_path,
-                           max_restarts=1, env={"WEAKSUP_TEST_DIED": str(marker)})
+    results = launch_nodes(
+        [str(wrapper)],
+        ["--manifest", str(manifest), "--out", str(out), *TRAIN_ARGS],
+        cwd=tmp_path,
+        max_restarts=1,
+        env={"WEAKSUP_TEST_DIED": str(marker)},
+    )
     assert all(r.returncode == 0 for r in results), tail(results)
     assert marker.exists(), "rank 1 never died: the test did not test a restart"
     assert any("exitcode: 13" in r.stdout for r in results), tail(results)
@@ -190,8 +243,11 @@ def test_ranks_that_resume_from_different_checkpoints_stop_with_one_line(tmp_pat
     """A checkpoint folder only rank 0 sees (node-local --out) must not silently desynchronise the ranks."""
     check_resumed_together([4, 4], tmp_path)  # the same checkpoint everywhere: go on
     check_resumed_together([0, 0], tmp_path)  # a fresh run
-    with pytest.raises(InputError, match=r"resumed from different checkpoints \(rank 0: step 6, rank 1: step 0\); "
-                                         r"--out must be on storage that every node sees"):
+    with pytest.raises(
+        InputError,
+        match=r"resumed from different checkpoints \(rank 0: step 6, rank 1: step 0\); "
+        r"--out must be on storage that every node sees",
+    ):
         check_resumed_together([6, 0], tmp_path)
 
 

@@ -12,11 +12,16 @@ from weaksup.cli.common import nothing_done as exit_if_nothing_done
 
 
 def test_every_row_rejected_or_no_row_is_nothing_done() -> None:
-    rejected = pa.table({"status": ["rejected", "rejected", "rejected"],
-                         "error": ["not found: a", "not found: b", "not a video: c"]})
-    assert nothing_done(rejected, "video") == "nothing done: all 3 videos were rejected (not found (2), not a video (1))"
-    assert nothing_done(pa.table({"status": pa.array([], pa.string()), "error": pa.array([], pa.string())}),
-                        "video") == "nothing done: the input has no videos"
+    rejected = pa.table(
+        {"status": ["rejected", "rejected", "rejected"], "error": ["not found: a", "not found: b", "not a video: c"]}
+    )
+    assert (
+        nothing_done(rejected, "video") == "nothing done: all 3 videos were rejected (not found (2), not a video (1))"
+    )
+    assert (
+        nothing_done(pa.table({"status": pa.array([], pa.string()), "error": pa.array([], pa.string())}), "video")
+        == "nothing done: the input has no videos"
+    )
     # any result that is not a rejection is work done (fingerprint's flat videos included)
     assert nothing_done(pa.table({"status": ["rejected", "ok"], "error": ["x", None]})) is None
     assert nothing_done(pa.table({"status": ["unfingerprintable"], "error": ["flat"]})) is None

@@ -12,10 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import assert_input_error, write_lines
-from weaksup import outputs, tables
 
+from weaksup import outputs, tables
 
 REAL_WRITE_TABLE = pq.write_table
 
@@ -99,21 +98,37 @@ def test_build_labels_on_a_full_disk_leaves_no_side_table(tmp_path, runner, monk
     monkeypatch.setattr(tables.pq, "write_table", REAL_WRITE_TABLE)
     result = runner.invoke(app, ["build-labels", "--source", "file", "--labels-file", str(labels), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.parent.iterdir()} == {"labels.parquet", "labels.collisions.parquet",
-                                                      "labels.hashtag_index.parquet", "labels.pruned_tags.parquet",
-                                                      "labels.summary.json"}
+    assert {p.name for p in out.parent.iterdir()} == {
+        "labels.parquet",
+        "labels.collisions.parquet",
+        "labels.hashtag_index.parquet",
+        "labels.pruned_tags.parquet",
+        "labels.summary.json",
+    }
 
 
 def test_match_on_a_full_disk_keeps_the_previous_manifest(tmp_path, runner, cli, monkeypatch):
     from weaksup.cli.main import app
 
     labels = write_lines(tmp_path / "labels.txt", ["dog", "cat"])
-    assert cli("build-labels", "--source", "file", "--labels-file", labels, "--out", tmp_path / "labels.parquet").exit_code == 0
+    assert (
+        cli("build-labels", "--source", "file", "--labels-file", labels, "--out", tmp_path / "labels.parquet").exit_code
+        == 0
+    )
     videos = tmp_path / "videos.csv"
     videos.write_text("video_id,uri,hashtags,duration_s\nv1,/x/1.mp4,#dog,3\nv2,/x/2.mp4,#cat,4\nv3,/x/3.mp4,#cow,5\n")
     out = tmp_path / "m" / "manifest.parquet"
-    args = ["match", "--videos", str(videos), "--labels", str(tmp_path / "labels.parquet"), "--out", str(out),
-            "--min-videos", "1"]
+    args = [
+        "match",
+        "--videos",
+        str(videos),
+        "--labels",
+        str(tmp_path / "labels.parquet"),
+        "--out",
+        str(out),
+        "--min-videos",
+        "1",
+    ]
     assert runner.invoke(app, args).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
     videos.write_text("video_id,uri,hashtags,duration_s\nw1,/x/1.mp4,#dog,3\n")

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import assert_input_error
+
 from weaksup.errors import InputError
 from weaksup.train.checkpoint import (
     CheckpointWarning,
@@ -110,7 +110,10 @@ def test_sampler_is_deterministic_sharded_and_padded() -> None:
     assert shards[0] == list(ResumableSampler(10, seed=3, rank=0, world_size=3))
     a.set_epoch(1)
     assert list(a) != shards[0]  # another epoch, another order
-    assert list(ResumableSampler(10, seed=3, world_size=1, multiple_of=4)) == ResumableSampler(10, seed=3).shard(0)[:8].tolist()
+    assert (
+        list(ResumableSampler(10, seed=3, world_size=1, multiple_of=4))
+        == ResumableSampler(10, seed=3).shard(0)[:8].tolist()
+    )
     with pytest.raises(InputError, match="fewer than one step"):
         ResumableSampler(5, world_size=2, multiple_of=4)
 
@@ -157,8 +160,15 @@ def test_checkpoint_round_trip_with_rng_states(tmp_path: Path) -> None:
     torch.manual_seed(3)
     rng = capture_rng()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    state = {"arch": "toy", "step": 5, "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": [rng],
-             "sampler": {"epoch": 1, "position": 4}, "config": {"seed": 0}}
+    state = {
+        "arch": "toy",
+        "step": 5,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": [rng],
+        "sampler": {"epoch": 1, "position": 4},
+        "config": {"seed": 0},
+    }
     path = save_checkpoint(tmp_path, state, step=5, keep=2)
     assert path.name == "step_000000005.pt" and not list(tmp_path.glob(".*tmp*"))
 
@@ -169,7 +179,9 @@ def test_checkpoint_round_trip_with_rng_states(tmp_path: Path) -> None:
     other_opt.load_state_dict(loaded["optimizer"])
     for key, tensor in model.state_dict().items():
         assert torch.equal(tensor, other.state_dict()[key])
-    assert torch.equal(opt.state_dict()["state"][0]["momentum_buffer"], other_opt.state_dict()["state"][0]["momentum_buffer"])
+    assert torch.equal(
+        opt.state_dict()["state"][0]["momentum_buffer"], other_opt.state_dict()["state"][0]["momentum_buffer"]
+    )
     random.random(), np.random.rand(), torch.rand(1)
     restore_rng(loaded["rng"][0])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
@@ -185,7 +197,10 @@ def test_checkpoints_keep_last_k_and_fall_back_from_a_truncated_one(tmp_path: Pa
     with pytest.warns(CheckpointWarning, match="step_000000030.pt: unreadable checkpoint"):
         state, path = load_latest(tmp_path, arch="toy")
     assert state["step"] == 20 and path.name == "step_000000020.pt"
-    with pytest.raises(InputError, match="checkpoint is for arch 'toy', this run uses 'r3d_18'"), pytest.warns(CheckpointWarning):
+    with (
+        pytest.raises(InputError, match="checkpoint is for arch 'toy', this run uses 'r3d_18'"),
+        pytest.warns(CheckpointWarning),
+    ):
         load_latest(tmp_path, arch="r3d_18")
     assert load_latest(tmp_path / "none", arch="toy") is None
     # the run goes on from step 20; its next save drops the unreadable later one
@@ -210,8 +225,9 @@ def stripe_frames(n: int, *, direction: int, seed: int, width: int = 48, height:
     return np.stack(frames)
 
 
-def write_manifest(folder: Path, *, per_class: int, broken: int = 0, name: str = "manifest.parquet",
-                   schema: str = "manifest") -> Path:
+def write_manifest(
+    folder: Path, *, per_class: int, broken: int = 0, name: str = "manifest.parquet", schema: str = "manifest"
+) -> Path:
     """Tiny videos of the three motion classes (+ ``broken`` undecodable files) and their table."""
     from weaksup.synth.video import write_video
     from weaksup.tables import write_table
@@ -349,15 +365,25 @@ def test_run_fields_come_from_the_config_metadata() -> None:
 
     assert all(isinstance(f.metadata.get("run"), bool) for f in fields(TrainConfig))  # every field is decided
     assert {"max_steps", "max_clips", "epochs", "precision", "seed", "base_lr", "frames"} <= set(RUN_FIELDS)
-    assert not {"workers", "threads", "log_every", "checkpoint_every", "keep_checkpoints", "device",
-                "compile", "channels_last"} & set(RUN_FIELDS)
+    assert not {
+        "workers",
+        "threads",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "device",
+        "compile",
+        "channels_last",
+    } & set(RUN_FIELDS)
     cfg = tiny(max_steps=4)
     assert changed_run_fields(cfg.to_dict(), replace(cfg, workers=3, threads=2, log_every=1, device="cpu")) == []
     assert changed_run_fields(cfg.to_dict(), replace(cfg, epochs=5)) == []  # max_steps decides the length
     assert changed_run_fields(cfg.to_dict(), replace(cfg, max_steps=8)) == [("max_steps", 4, 8)]
     assert changed_run_fields(cfg.to_dict(), replace(cfg, precision="bf16")) == [("precision", "fp32", "bf16")]
     assert changed_run_fields(cfg.to_dict(), replace(cfg, max_steps=0, max_clips=64)) == [
-        ("max_steps", 4, 0), ("max_clips", None, 64)]
+        ("max_steps", 4, 0),
+        ("max_clips", None, 64),
+    ]
 
 
 def test_resume_with_another_max_steps_is_refused_unless_allowed(manifest: Path, tmp_path: Path, pretrain_cli) -> None:
@@ -365,12 +391,31 @@ def test_resume_with_another_max_steps_is_refused_unless_allowed(manifest: Path,
     from weaksup.train.loop import pretrain
 
     out = tmp_path / "run"
-    base = ("--manifest", manifest, "--out", out, "--preset", "tiny", "--threads", 1, "--no-progress",
-            "--checkpoint-every", 2, "--log-every", 1)
+    base = (
+        "--manifest",
+        manifest,
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--threads",
+        1,
+        "--no-progress",
+        "--checkpoint-every",
+        2,
+        "--log-every",
+        1,
+    )
     first = pretrain_cli(*base, "--max-steps", 4)
     assert first.exit_code == 0, first.output
-    assert_input_error(pretrain_cli(*base, "--max-steps", 8), "step_000000004.pt", "max_steps 4 -> 8",
-                       "LR schedule", "--allow-changed-config", "--no-resume")
+    assert_input_error(
+        pretrain_cli(*base, "--max-steps", 8),
+        "step_000000004.pt",
+        "max_steps 4 -> 8",
+        "LR schedule",
+        "--allow-changed-config",
+        "--no-resume",
+    )
     threads = torch.get_num_threads()
     with pytest.raises(InputError, match=r"precision fp32 -> bf16"):
         pretrain(tiny(max_steps=4, precision="bf16", threads=threads + 1), manifest=manifest, out=out, progress=False)
@@ -388,8 +433,8 @@ def test_resume_with_another_max_steps_is_refused_unless_allowed(manifest: Path,
 
 
 def test_training_table_kinds_and_class_count(videos: Path, manifest: Path, tmp_path: Path) -> None:
-    from weaksup.tables import write_table
     from weaksup.data.training_data import read_training_table
+    from weaksup.tables import write_table
 
     data = read_training_table(manifest)
     assert (data.kind, data.rows, data.num_classes, data.weights) == ("manifest", 18, 3, None)
@@ -397,8 +442,14 @@ def test_training_table_kinds_and_class_count(videos: Path, manifest: Path, tmp_
     assert sample.kind == "sample" and sample.weights.tolist() == [1.0, 3.0, 1.0]
 
     def labels(n: int) -> Path:
-        rows = {"label_id": list(range(n)), "label": [f"l{i}" for i in range(n)], "source": ["file"] * n,
-                "canonical": [f"l{i}" for i in range(n)], "aliases": [[]] * n, "hashtags": [[]] * n}
+        rows = {
+            "label_id": list(range(n)),
+            "label": [f"l{i}" for i in range(n)],
+            "source": ["file"] * n,
+            "canonical": [f"l{i}" for i in range(n)],
+            "aliases": [[]] * n,
+            "hashtags": [[]] * n,
+        }
         write_table("labels", rows, tmp_path / f"labels{n}.parquet")
         return tmp_path / f"labels{n}.parquet"
 
@@ -426,8 +477,12 @@ def test_sample_weights_bce_loss_and_accumulation(videos: Path, tmp_path: Path) 
     summary = pretrain(cfg, manifest=table, out=tmp_path / "run", progress=False)
     assert summary["steps"] == 2 and math.isfinite(summary["final_loss"]) and summary["total_batch"] == 4
     with pytest.raises(InputError, match="needs a sample table"):
-        pretrain(tiny(use_sample_weights=True), manifest=write_manifest(videos, per_class=2, name="m.parquet"),
-                 out=tmp_path / "x", progress=False)
+        pretrain(
+            tiny(use_sample_weights=True),
+            manifest=write_manifest(videos, per_class=2, name="m.parquet"),
+            out=tmp_path / "x",
+            progress=False,
+        )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -436,17 +491,17 @@ def test_sample_weights_bce_loss_and_accumulation(videos: Path, tmp_path: Path) 
 @pytest.fixture
 def pretrain_cli():
     """``weaksup pretrain ARGS...`` in-process (the standalone app of ``python -m weaksup.train``)."""
-    from typer.testing import CliRunner
-
     from conftest import pretrain_app
+    from typer.testing import CliRunner
 
     app = pretrain_app()
 
     return lambda *args: CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_nan_loss_stops_cleanly_keeping_the_last_good_checkpoint(manifest: Path, tmp_path: Path, monkeypatch,
-                                                               pretrain_cli) -> None:
+def test_nan_loss_stops_cleanly_keeping_the_last_good_checkpoint(
+    manifest: Path, tmp_path: Path, monkeypatch, pretrain_cli
+) -> None:
     import weaksup.train.loop as loop
     from weaksup.train.checkpoint import load_checkpoint
 
@@ -465,8 +520,19 @@ def test_nan_loss_stops_cleanly_keeping_the_last_good_checkpoint(manifest: Path,
     loop_build = loop.build_model
     monkeypatch.setattr(loop, "build_model", build_poisoned)
     out = tmp_path / "run"
-    result = pretrain_cli("--manifest", manifest, "--out", out, "--preset", "tiny", "--max-steps", 6,
-                          "--checkpoint-every", 2, "--no-progress")
+    result = pretrain_cli(
+        "--manifest",
+        manifest,
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--max-steps",
+        6,
+        "--checkpoint-every",
+        2,
+        "--no-progress",
+    )
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("weaksup: error: loss is nan at step 4"), lines
@@ -477,30 +543,60 @@ def test_nan_loss_stops_cleanly_keeping_the_last_good_checkpoint(manifest: Path,
 
 
 def test_cli_show_config_prints_the_resolved_preset(pretrain_cli) -> None:
-    result = pretrain_cli("--preset", "tiny", "--show-config", "--arch", "r3d_18", "--max-clips", "1e3",
-                          "--channels-last")
+    result = pretrain_cli(
+        "--preset", "tiny", "--show-config", "--arch", "r3d_18", "--max-clips", "1e3", "--channels-last"
+    )
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     # the length given on the command line replaces the preset's (tiny: max_steps 40)
-    assert shown == {**PRESETS["tiny"].to_dict(), "arch": "r3d_18", "max_clips": 1000, "max_steps": 0,
-                     "channels_last": True}
+    assert shown == {
+        **PRESETS["tiny"].to_dict(),
+        "arch": "r3d_18",
+        "max_clips": 1000,
+        "max_steps": 0,
+        "channels_last": True,
+    }
     epochs = json.loads(pretrain_cli("--preset", "paper-8f", "--show-config", "--epochs", "3").output)
     assert (epochs["epochs"], epochs["max_clips"], epochs["max_steps"]) == (3, 0, 0)
 
 
 def test_cli_bad_input_exits_2_with_one_line(manifest: Path, tmp_path: Path, pretrain_cli) -> None:
     out = tmp_path / "run"
-    assert_input_error(pretrain_cli("--manifest", tmp_path / "nope.parquet", "--out", out, "--preset", "tiny"),
-                       "nope.parquet", "file not found")
-    assert_input_error(pretrain_cli("--manifest", manifest, "--out", out, "--preset", "tiny", "--arch", "r9d"),
-                       "unknown architecture 'r9d'")
+    assert_input_error(
+        pretrain_cli("--manifest", tmp_path / "nope.parquet", "--out", out, "--preset", "tiny"),
+        "nope.parquet",
+        "file not found",
+    )
+    assert_input_error(
+        pretrain_cli("--manifest", manifest, "--out", out, "--preset", "tiny", "--arch", "r9d"),
+        "unknown architecture 'r9d'",
+    )
     assert_input_error(pretrain_cli("--preset", "huge", "--show-config"), "unknown preset 'huge'")
     assert_input_error(pretrain_cli("--preset", "tiny", "--loss", "hinge", "--show-config"), "unknown loss 'hinge'")
     assert_input_error(pretrain_cli("--preset", "tiny", "--out", out), "--manifest and --out are required")
-    assert_input_error(pretrain_cli("--manifest", manifest, "--out", out, "--preset", "tiny", "--precision", "fp16",
-                                    "--device", "cpu"), "fp16 needs CUDA")
-    assert_input_error(pretrain_cli("--manifest", manifest, "--out", out, "--preset", "tiny", "--arch", "r3d_18",
-                                    "--precision", "bf16", "--device", "cpu"), "full 3D convolutions")
+    assert_input_error(
+        pretrain_cli(
+            "--manifest", manifest, "--out", out, "--preset", "tiny", "--precision", "fp16", "--device", "cpu"
+        ),
+        "fp16 needs CUDA",
+    )
+    assert_input_error(
+        pretrain_cli(
+            "--manifest",
+            manifest,
+            "--out",
+            out,
+            "--preset",
+            "tiny",
+            "--arch",
+            "r3d_18",
+            "--precision",
+            "bf16",
+            "--device",
+            "cpu",
+        ),
+        "full 3D convolutions",
+    )
     no_labels = tmp_path / "no_labels.parquet"
 
     pq.write_table(pa.table({"video_id": ["a"], "uri": ["a.mp4"]}), no_labels)
@@ -513,9 +609,27 @@ def test_cli_bad_input_exits_2_with_one_line(manifest: Path, tmp_path: Path, pre
 
 def test_two_process_gloo_ddp_run_ends_with_identical_weights(manifest: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "weaksup.train", "--manifest", str(manifest), "--out", str(out), "--preset", "tiny",
-           "--max-steps", "2", "--device", "cpu", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "weaksup.train",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # from the checkout: "-m" puts the cwd first on sys.path, and the source tree imports as the package
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env, cwd=Path(__file__).parents[1])
@@ -585,9 +699,33 @@ def test_finetune_stops_on_undecodable_clips_like_pretraining(videos: Path, tmp_
 
     monkeypatch.setattr(loop, "REJECT_CHECK_AFTER", 8)
     table = write_manifest(videos, per_class=2, broken=10, name="mostly_broken.parquet")  # 10 of 16 broken
-    args = ["eval", "finetune", "--train-manifest", table, "--test-manifest", table, "--arch", "r2plus1d_10",
-            "--frames", 4, "--crop", 32, "--short-side", 40, "--batch-size", 8, "--max-steps", 2, "--clips", 1,
-            "--precision", "fp32", "--workers", 0, "--no-progress"]
+    args = [
+        "eval",
+        "finetune",
+        "--train-manifest",
+        table,
+        "--test-manifest",
+        table,
+        "--arch",
+        "r2plus1d_10",
+        "--frames",
+        4,
+        "--crop",
+        32,
+        "--short-side",
+        40,
+        "--batch-size",
+        8,
+        "--max-steps",
+        2,
+        "--clips",
+        1,
+        "--precision",
+        "fp32",
+        "--workers",
+        0,
+        "--no-progress",
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args + ["--out", tmp_path / "ft"]])
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -13,17 +13,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
+from conftest import assert_input_error, write_clip
 from typer.testing import CliRunner
 
-from conftest import assert_input_error, write_clip
 from weaksup import video_io
 from weaksup.assembly import probe as probe_mod
 from weaksup.assembly.probe import ProbeConfig, probe_video, probe_videos, summary_path
-from weaksup.video_io import rotation_from_matrix
 from weaksup.bulk import parts_dir
 from weaksup.cli import probe as probe_cli
 from weaksup.synth.video import write_test_video
 from weaksup.tables import validate_file
+from weaksup.video_io import rotation_from_matrix
 
 REAL_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 
@@ -71,9 +71,17 @@ def vids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 c.mux(p)
         for p in a.encode():
             c.mux(p)
-    names = {"empty": "empty.mp4", "text": "text.mp4", "half": "half.mp4", "half_faststart": "half_faststart.mp4",
-             "half_webm": "half.webm", "audio_only": "audio_only.m4a", "missing": "missing.mp4",
-             "open_mdat": "open_mdat.mp4", "half_open_mdat": "half_open_mdat.mp4"}
+    names = {
+        "empty": "empty.mp4",
+        "text": "text.mp4",
+        "half": "half.mp4",
+        "half_faststart": "half_faststart.mp4",
+        "half_webm": "half.webm",
+        "audio_only": "audio_only.m4a",
+        "missing": "missing.mp4",
+        "open_mdat": "open_mdat.mp4",
+        "half_open_mdat": "half_open_mdat.mp4",
+    }
     v.update({key: d / name for key, name in names.items()})
     return v
 
@@ -87,12 +95,24 @@ def videos_table(path: Path, uris: list[Path | str], ids: list[str] | None = Non
 def test_exact_metadata_of_generated_videos(vids: dict[str, Path]) -> None:
     plain = probe_video(str(vids["plain"]))
     assert plain["fps"] == 16.0 and plain["n_frames"] == 32 and not plain["n_frames_estimated"]
-    assert (plain["width"], plain["height"], plain["codec"], plain["has_audio"], plain["rotation"]) == (64, 48, "h264", False, 0)
+    assert (plain["width"], plain["height"], plain["codec"], plain["has_audio"], plain["rotation"]) == (
+        64,
+        48,
+        "h264",
+        False,
+        0,
+    )
     assert abs(plain["duration_s"] - 2.0) <= 1 / 16
     assert plain["bytes"] == vids["plain"].stat().st_size
 
     audio = probe_video(str(vids["audio"]))
-    assert (audio["fps"], audio["n_frames"], audio["width"], audio["height"], audio["has_audio"]) == (25.0, 30, 96, 64, True)
+    assert (audio["fps"], audio["n_frames"], audio["width"], audio["height"], audio["has_audio"]) == (
+        25.0,
+        30,
+        96,
+        64,
+        True,
+    )
     assert abs(audio["duration_s"] - 1.2) <= 1 / 25
 
     ntsc = probe_video(str(vids["ntsc"]))
@@ -155,7 +175,9 @@ def test_bad_files_become_rejected_rows_and_every_row_is_kept(vids: dict[str, Pa
     assert errors[3].startswith("NotAVideo") and errors[4].startswith("TruncatedVideo")
     assert all(r["duration_s"] is None for r in rows[1:5])
     assert summary == {
-        "videos": 6, "ok": 2, "rejected": 4,
+        "videos": 6,
+        "ok": 2,
+        "rejected": 4,
         "reasons": {"FileNotFoundError": 1, "EmptyFile": 1, "NotAVideo": 1, "TruncatedVideo": 1},
         "total_duration_s": pytest.approx(4.0, abs=0.2),
     }
@@ -174,7 +196,13 @@ def test_real_videos(tmp_path: Path) -> None:
     assert summary["ok"] == len(files) == 14, [r["error"] for r in by.values() if r["error"]]
 
     demo = by["mmaction2__demo.mp4"]
-    assert (demo["width"], demo["height"], demo["fps"], demo["n_frames"], demo["duration_s"]) == (340, 256, 28.0, 280, 10.0)
+    assert (demo["width"], demo["height"], demo["fps"], demo["n_frames"], demo["duration_s"]) == (
+        340,
+        256,
+        28.0,
+        280,
+        10.0,
+    )
     assert by["decord__video_90.mov"]["rotation"] in (-90, 90)
     assert (by["decord__video_90.mov"]["width"], by["decord__video_90.mov"]["height"]) == (568, 320)
     nodur = by["moviepy__no_duration.webm"]
@@ -192,10 +220,14 @@ def test_real_videos(tmp_path: Path) -> None:
     assert probe_video(str(echo), count_frames=True)["n_frames"] == 836
 
 
-def test_resume_after_kill_gives_the_same_table(vids: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_kill_gives_the_same_table(
+    vids: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     names = ["plain", "audio", "webm", "text", "ntsc", "missing", "rot90", "plain"]
     table_path = videos_table(tmp_path / "videos.parquet", [vids[n] for n in names])
-    whole, _ = probe_videos(ProbeConfig(videos=table_path, out=tmp_path / "whole.parquet", workers=0, chunk_size=2, progress=False))
+    whole, _ = probe_videos(
+        ProbeConfig(videos=table_path, out=tmp_path / "whole.parquet", workers=0, chunk_size=2, progress=False)
+    )
 
     real = probe_mod.probe_video
     calls: list[str] = []
@@ -237,7 +269,9 @@ def test_cli(vids: dict[str, Path], tmp_path: Path) -> None:
     app = _app()
     table_path = videos_table(tmp_path / "videos.parquet", [vids["plain"], vids["text"]])
     out = tmp_path / "probe.parquet"
-    res = runner.invoke(app, ["probe", "--videos", str(table_path), "--out", str(out), "--workers", "0", "--no-progress"])
+    res = runner.invoke(
+        app, ["probe", "--videos", str(table_path), "--out", str(out), "--workers", "0", "--no-progress"]
+    )
     assert res.exit_code == 0, res.output
     assert "rejected" in res.output and validate_file("probe", out) == 2
 
@@ -245,7 +279,9 @@ def test_cli(vids: dict[str, Path], tmp_path: Path) -> None:
     bad.write_text("video_id,path\na,x.mp4\n", encoding="utf-8")
     res = runner.invoke(app, ["probe", "--videos", str(bad), "--out", str(tmp_path / "x.parquet")])
     assert_input_error(res, "no_uri.csv", "uri")
-    res = runner.invoke(app, ["probe", "--videos", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "y.parquet")])
+    res = runner.invoke(
+        app, ["probe", "--videos", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "y.parquet")]
+    )
     assert_input_error(res, "nope.parquet", "not found")
 
 

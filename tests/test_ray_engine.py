@@ -52,10 +52,14 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_probe_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> None:
-    local, s_local = probe_videos(ProbeConfig(videos=videos["table"], out=tmp_path / "l.parquet", workers=2,
-                                              chunk_size=3, progress=False))
-    on_ray, s_ray = probe_videos(ProbeConfig(videos=videos["table"], out=tmp_path / "r.parquet", workers=2,
-                                             chunk_size=3, progress=False, engine="ray"))
+    local, s_local = probe_videos(
+        ProbeConfig(videos=videos["table"], out=tmp_path / "l.parquet", workers=2, chunk_size=3, progress=False)
+    )
+    on_ray, s_ray = probe_videos(
+        ProbeConfig(
+            videos=videos["table"], out=tmp_path / "r.parquet", workers=2, chunk_size=3, progress=False, engine="ray"
+        )
+    )
     assert on_ray.equals(local)
     assert on_ray.column("video_id").to_pylist() == videos["ids"]  # input order, whatever finished first
     assert s_ray == s_local and s_ray["rejected"] == 2
@@ -76,8 +80,13 @@ def test_ray_run_resumes_the_parts_a_local_run_left(videos: dict, tmp_path: Path
     from weaksup.assembly.probe import _probe_item
 
     items = [{"video_id": v, "uri": u, "count_frames": False} for v, u in zip(videos["ids"], videos["uris"])]
-    whole = run_bulk(items, _probe_item, schema_name="probe", out=tmp_path / "whole.parquet",
-                     config=BulkConfig(workers=0, chunk_size=2, progress=False))
+    whole = run_bulk(
+        items,
+        _probe_item,
+        schema_name="probe",
+        out=tmp_path / "whole.parquet",
+        config=BulkConfig(workers=0, chunk_size=2, progress=False),
+    )
     calls = {"n": 0}
 
     def dies_after_two(item: dict) -> dict:
@@ -88,10 +97,21 @@ def test_ray_run_resumes_the_parts_a_local_run_left(videos: dict, tmp_path: Path
 
     out = tmp_path / "resumed.parquet"
     with pytest.raises(KeyboardInterrupt):
-        run_bulk(items, dies_after_two, schema_name="probe", out=out, config=BulkConfig(workers=0, chunk_size=2, progress=False))
+        run_bulk(
+            items,
+            dies_after_two,
+            schema_name="probe",
+            out=out,
+            config=BulkConfig(workers=0, chunk_size=2, progress=False),
+        )
     assert len(list(parts_dir(out).glob("part-*.parquet"))) == 2
-    resumed = run_bulk(items, _probe_item, schema_name="probe", out=out,
-                       config=BulkConfig(workers=2, chunk_size=2, progress=False, engine="ray"))
+    resumed = run_bulk(
+        items,
+        _probe_item,
+        schema_name="probe",
+        out=out,
+        config=BulkConfig(workers=2, chunk_size=2, progress=False, engine="ray"),
+    )
     assert resumed.equals(whole)
 
 
@@ -115,7 +135,10 @@ def test_materialize_is_identical_on_both_engines(videos: dict, tmp_path: Path) 
     kw = dict(short_side=32, crf=18, progress=False, workers=2, chunk_size=2)
     s_local = materialize_clips(clips, tmp_path / "local", **kw)
     s_ray = materialize_clips(clips, tmp_path / "ray", engine="ray", **kw)
-    mat_l, mat_r = pq.read_table(materialized_paths(tmp_path / "local")[0]), pq.read_table(materialized_paths(tmp_path / "ray")[0])
+    mat_l, mat_r = (
+        pq.read_table(materialized_paths(tmp_path / "local")[0]),
+        pq.read_table(materialized_paths(tmp_path / "ray")[0]),
+    )
     assert mat_l.drop_columns(["uri"]).equals(mat_r.drop_columns(["uri"]))
     assert mat_r.column("status").to_pylist() == ["ok"] * n + ["rejected"]
     for vid in videos["ids"][:n]:  # the same encoder settings cut the same bytes
@@ -132,8 +155,14 @@ def test_dedupe_fingerprints_through_ray_and_removes_the_same_copies(videos: dic
     manifest = tmp_path / "manifest.parquet"
     write_table(
         "manifest",
-        {"video_id": ids, "uri": uris, "label_id": [0] * 4, "label": ["a"] * 4, "matched_label_ids": [[0]] * 4,
-         "duration_s": [2.0] * 4},
+        {
+            "video_id": ids,
+            "uri": uris,
+            "label_id": [0] * 4,
+            "label": ["a"] * 4,
+            "matched_label_ids": [[0]] * 4,
+            "duration_s": [2.0] * 4,
+        },
         manifest,
     )
     import pyarrow as pa
@@ -142,10 +171,16 @@ def test_dedupe_fingerprints_through_ray_and_removes_the_same_copies(videos: dic
     pq.write_table(pa.table({"video_id": ["t3", "t5"], "uri": [videos["uris"][3], videos["uris"][5]]}), targets)
     results = {}
     for engine in ("local", "ray"):
-        cfg = DedupeConfig(manifest=manifest, targets=targets, out=tmp_path / engine / "clean.parquet",
-                           report=tmp_path / engine / "overlaps.parquet", progress=False, engine=engine)
+        cfg = DedupeConfig(
+            manifest=manifest,
+            targets=targets,
+            out=tmp_path / engine / "clean.parquet",
+            report=tmp_path / engine / "overlaps.parquet",
+            progress=False,
+            engine=engine,
+        )
         results[engine] = dedupe_manifest(cfg), pq.read_table(cfg.out), pq.read_table(cfg.report)
-    (s_l, clean_l, rep_l), (s_r, clean_r, rep_r) = results["local"], results["ray"]
+    (_, clean_l, rep_l), (_, clean_r, rep_r) = results["local"], results["ray"]
     assert clean_r.equals(clean_l) and rep_r.equals(rep_l)
     assert clean_r.column("video_id").to_pylist() == ["v0", "v1", "v2"]  # the copy of a target is gone
 
@@ -164,8 +199,9 @@ def test_cli_engine_option(videos: dict, tmp_path: Path) -> None:
     from weaksup.cli.main import app
 
     out = tmp_path / "cli.parquet"
-    result = CliRunner().invoke(app, ["fingerprint", "--videos", str(videos["table"]), "--out", str(out),
-                                      "--engine", "ray", "--no-progress"])
+    result = CliRunner().invoke(
+        app, ["fingerprint", "--videos", str(videos["table"]), "--out", str(out), "--engine", "ray", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).num_rows == len(videos["ids"])
     bad = CliRunner().invoke(app, ["probe", "--videos", str(videos["table"]), "--out", str(out), "--engine", "dask"])
@@ -182,15 +218,21 @@ def test_extract_is_the_same_on_ray_actors(videos: dict, tmp_path: Path) -> None
     manifest = tmp_path / "manifest.parquet"
     write_table(
         "manifest",
-        {"video_id": videos["ids"][:n] + ["corrupt"], "uri": videos["uris"][:n] + [videos["uris"][6]],
-         "label_id": [i % 2 for i in range(n + 1)], "label": ["ab"[i % 2] for i in range(n + 1)],
-         "matched_label_ids": [[i % 2] for i in range(n + 1)], "duration_s": [2.0] * (n + 1)},
+        {
+            "video_id": videos["ids"][:n] + ["corrupt"],
+            "uri": videos["uris"][:n] + [videos["uris"][6]],
+            "label_id": [i % 2 for i in range(n + 1)],
+            "label": ["ab"[i % 2] for i in range(n + 1)],
+            "matched_label_ids": [[i % 2] for i in range(n + 1)],
+            "duration_s": [2.0] * (n + 1),
+        },
         manifest,
     )
     tiny = dict(arch="r2plus1d_10", num_clips=2, chunk_videos=2, frames=4, crop=32, short_side=40, progress=False)
     s_local = extract_features(manifest, tmp_path / "l.parquet", checkpoint=None, cfg=ExtractConfig(workers=0, **tiny))
-    s_ray = extract_features(manifest, tmp_path / "r.parquet", checkpoint=None,
-                             cfg=ExtractConfig(workers=2, engine="ray", **tiny))
+    s_ray = extract_features(
+        manifest, tmp_path / "r.parquet", checkpoint=None, cfg=ExtractConfig(workers=2, engine="ray", **tiny)
+    )
     local, on_ray = pq.read_table(tmp_path / "l.parquet"), pq.read_table(tmp_path / "r.parquet")
     vectors = ["features", "clip_features", "scores", "clip_scores"]
     assert on_ray.drop_columns(vectors).equals(local.drop_columns(vectors))

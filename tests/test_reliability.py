@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import assert_input_error, write_lines
+
 from weaksup import tables, uris
 from weaksup.errors import InputError
 from weaksup.eval.label_maps import read_label_map
@@ -127,8 +127,16 @@ def test_labels_file_that_is_not_a_regular_file_is_one_line(tmp_path, runner, sp
         path, guard = Path(special), contextlib.nullcontext()
     expected = "is a FIFO" if special == "fifo" else "is a character device"
     with guard, memory_cap():
-        result = invoke(runner, "build-labels", "--source", "file", "--labels-file", path,
-                        "--out", tmp_path / "out" / "labels.parquet")
+        result = invoke(
+            runner,
+            "build-labels",
+            "--source",
+            "file",
+            "--labels-file",
+            path,
+            "--out",
+            tmp_path / "out" / "labels.parquet",
+        )
     assert_input_error(result, str(path), expected)
     assert not (tmp_path / "out").exists()
 
@@ -136,8 +144,9 @@ def test_labels_file_that_is_not_a_regular_file_is_one_line(tmp_path, runner, sp
 def test_text_inputs_have_a_size_limit(tmp_path, runner, monkeypatch):
     monkeypatch.setattr(uris, "MAX_TEXT_BYTES", 1000)
     labels = write_lines(tmp_path / "labels.txt", [f"label {i}" for i in range(200)])
-    result = invoke(runner, "build-labels", "--source", "file", "--labels-file", labels,
-                    "--out", tmp_path / "labels.parquet")
+    result = invoke(
+        runner, "build-labels", "--source", "file", "--labels-file", labels, "--out", tmp_path / "labels.parquet"
+    )
     assert_input_error(result, "labels.txt", "more than the 1000 bytes limit for a label file")
     with pytest.raises(InputError, match="limit for a label map file"):
         read_label_map(labels)
@@ -158,8 +167,12 @@ def test_validate_refuses_a_fifo_a_device_and_a_folder(tmp_path, runner):
     with fifo_unblocker(fifo) as opened:
         assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", fifo), str(fifo), "is a FIFO")
     assert not opened  # never opened: nothing could block
-    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", "/dev/zero"), "/dev/zero", "character device")
-    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", tmp_path), str(tmp_path), "is a directory")
+    assert_input_error(
+        invoke(runner, "validate", "--schema", "labels", "--table", "/dev/zero"), "/dev/zero", "character device"
+    )
+    assert_input_error(
+        invoke(runner, "validate", "--schema", "labels", "--table", tmp_path), str(tmp_path), "is a directory"
+    )
 
 
 def test_match_refuses_a_fifo_as_videos_table(tmp_path, runner, cli):
@@ -174,9 +187,22 @@ def test_match_refuses_a_fifo_as_videos_table(tmp_path, runner, cli):
 def test_pair_counts_that_are_not_a_file_are_refused(tmp_path, runner):
     verbs = write_lines(tmp_path / "verbs.txt", ["run", "jump"])
     with fifo_unblocker(tmp_path / "counts.csv"):
-        result = invoke(runner, "build-labels", "--source", "verb-noun", "--verbs", "file", "--nouns", "kinetics400",
-                        "--labels-file", verbs, "--pair-counts", tmp_path / "counts.csv",
-                        "--out", tmp_path / "vn.parquet")
+        result = invoke(
+            runner,
+            "build-labels",
+            "--source",
+            "verb-noun",
+            "--verbs",
+            "file",
+            "--nouns",
+            "kinetics400",
+            "--labels-file",
+            verbs,
+            "--pair-counts",
+            tmp_path / "counts.csv",
+            "--out",
+            tmp_path / "vn.parquet",
+        )
     assert_input_error(result, "counts.csv", "is a FIFO")
 
 
@@ -184,7 +210,9 @@ def test_pair_counts_that_are_not_a_file_are_refused(tmp_path, runner):
 def test_unreadable_label_file(tmp_path, runner):
     labels = write_lines(tmp_path / "labels.txt", ["dog"])
     labels.chmod(0)
-    result = invoke(runner, "build-labels", "--source", "file", "--labels-file", labels, "--out", tmp_path / "l.parquet")
+    result = invoke(
+        runner, "build-labels", "--source", "file", "--labels-file", labels, "--out", tmp_path / "l.parquet"
+    )
     assert_input_error(result, "labels.txt", "not readable")
 
 
@@ -220,13 +248,19 @@ def test_os_error_naming_two_paths_or_none_and_other_errors(tmp_path, runner, mo
         raise OSError(errno.EACCES, "Permission denied", "/a/tmp", None, "/b/final")  # as os.rename raises
 
     monkeypatch.setattr(tables, "validate_file", rename_failed)
-    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", "x.parquet"), "/a/tmp -> /b/final", "permission denied")
+    assert_input_error(
+        invoke(runner, "validate", "--schema", "labels", "--table", "x.parquet"),
+        "/a/tmp -> /b/final",
+        "permission denied",
+    )
 
     def disk_full(name, path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(tables, "validate_file", disk_full)
-    assert_input_error(invoke(runner, "validate", "--schema", "labels", "--table", "x.parquet"), "no space left on the device")
+    assert_input_error(
+        invoke(runner, "validate", "--schema", "labels", "--table", "x.parquet"), "no space left on the device"
+    )
 
     def io_error(name, path):  # not the user's to fix: not hidden behind one line
         raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
@@ -252,11 +286,25 @@ def test_fc_only_on_three_column_features_written_by_pandas(tmp_path, runner):
         x, y = _gaussian_features(rng, n)
         paths[split] = tmp_path / f"{split}.parquet"
         # what any other extractor writes: int64 ids, large_string ids, list<double> features
-        pd.DataFrame({"video_id": [f"{split}{i}" for i in range(n)], "label_id": y,
-                      "features": list(x)}).to_parquet(paths[split])
+        pd.DataFrame({"video_id": [f"{split}{i}" for i in range(n)], "label_id": y, "features": list(x)}).to_parquet(
+            paths[split]
+        )
     assert pq.read_schema(paths["train"]).field("label_id").type == pa.int64()
-    result = invoke(runner, "eval", "fc-only", "--train", paths["train"], "--test", paths["test"],
-                    "--out", tmp_path / "report", "--penalty", "0.01", "--device", "cpu")
+    result = invoke(
+        runner,
+        "eval",
+        "fc-only",
+        "--train",
+        paths["train"],
+        "--test",
+        paths["test"],
+        "--out",
+        tmp_path / "report",
+        "--penalty",
+        "0.01",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["test_videos"] == 45 and metrics["train_videos"] == 90 and metrics["top1"] > 0.8
@@ -269,11 +317,29 @@ def test_fc_only_on_features_with_label_names_only(tmp_path, runner):
     for split, n in (("train", 90), ("test", 30)):
         x, y = _gaussian_features(rng, n)
         paths[split] = tmp_path / f"{split}.parquet"
-        table = pa.table({"video_id": [f"{split}{i}" for i in range(n)], "label": names[y].tolist(),
-                          "features": pa.array(x.tolist(), pa.large_list(pa.float64()))})
+        table = pa.table(
+            {
+                "video_id": [f"{split}{i}" for i in range(n)],
+                "label": names[y].tolist(),
+                "features": pa.array(x.tolist(), pa.large_list(pa.float64())),
+            }
+        )
         pq.write_table(table, paths[split])
-    result = invoke(runner, "eval", "fc-only", "--train", paths["train"], "--test", paths["test"],
-                    "--out", tmp_path / "report", "--penalty", "0.01", "--device", "cpu")
+    result = invoke(
+        runner,
+        "eval",
+        "fc-only",
+        "--train",
+        paths["train"],
+        "--test",
+        paths["test"],
+        "--out",
+        tmp_path / "report",
+        "--penalty",
+        "0.01",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     per_class = (tmp_path / "report" / "per_class.csv").read_text()
     assert "archery" in per_class and "zumba" in per_class
@@ -293,15 +359,28 @@ def test_features_need_video_id_features_and_a_label(tmp_path, runner):
 # ----------------------------------------------------------------------------- item 9: strict CSV / JSONL
 
 
-@pytest.mark.parametrize("content, problem", [
-    ('name,notes\ndog,a\n"cat,b\ncow,c\npig",d\nhen,e\n', "unterminated quote"),  # never a merge of lines 3-5
-    ("name,notes\ndog,a\ncat,b,extra\n", "3 field(s) but the header has 2"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ('name,notes\ndog,a\n"cat,b\ncow,c\npig",d\nhen,e\n', "unterminated quote"),  # never a merge of lines 3-5
+        ("name,notes\ndog,a\ncat,b,extra\n", "3 field(s) but the header has 2"),
+    ],
+)
 def test_labels_csv_bad_row_names_the_line(tmp_path, runner, content, problem):
     csv_file = tmp_path / "classes.csv"
     csv_file.write_text(content, encoding="utf-8")
-    result = invoke(runner, "build-labels", "--source", "file", "--labels-file", csv_file, "--column", "name",
-                    "--out", tmp_path / "labels.parquet")
+    result = invoke(
+        runner,
+        "build-labels",
+        "--source",
+        "file",
+        "--labels-file",
+        csv_file,
+        "--column",
+        "name",
+        "--out",
+        tmp_path / "labels.parquet",
+    )
     assert_input_error(result, "classes.csv:3", problem)
     assert not (tmp_path / "labels.parquet").exists()
 
@@ -317,8 +396,9 @@ def test_match_csv_with_an_unterminated_quote_names_the_line(tmp_path, runner, c
     labels = labels_table(cli, tmp_path)
     # well-formed quoting, blank lines and TSV still read
     good = tmp_path / "good.csv"
-    good.write_text('video_id,uri,hashtags\nv1,/a.mp4,"#dog, #cat"\nv2,"/b,1.mp4",#cow\n\nv3,/c.mp4,#pig\n',
-                    encoding="utf-8")
+    good.write_text(
+        'video_id,uri,hashtags\nv1,/a.mp4,"#dog, #cat"\nv2,"/b,1.mp4",#cow\n\nv3,/c.mp4,#pig\n', encoding="utf-8"
+    )
     manifest = tmp_path / "good.parquet"
     assert cli("match", "--videos", good, "--labels", labels, "--out", manifest, "--min-videos", "1").exit_code == 0
     assert sorted(pq.read_table(manifest).column("video_id").to_pylist()) == ["v1", "v2", "v3"]
@@ -328,8 +408,9 @@ def test_match_csv_with_an_unterminated_quote_names_the_line(tmp_path, runner, c
     assert pq.read_table(manifest).num_rows == 2
 
     videos = tmp_path / "videos.csv"
-    videos.write_text('video_id,uri,hashtags\nv1,/a.mp4,"#dog\nv2,/b.mp4,#cat\nv3,/c.mp4,#cow"\nv4,/d.mp4,#pig\n',
-                      encoding="utf-8")
+    videos.write_text(
+        'video_id,uri,hashtags\nv1,/a.mp4,"#dog\nv2,/b.mp4,#cat\nv3,/c.mp4,#cow"\nv4,/d.mp4,#pig\n', encoding="utf-8"
+    )
     out = tmp_path / "m" / "manifest.parquet"
     result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", out, "--min-videos", "1")
     assert_input_error(result, "videos.csv:2", "unterminated quote")
@@ -357,10 +438,15 @@ def test_match_csv_error_far_into_the_file(tmp_path, runner, cli):
 def test_jsonl_bad_line_names_the_line(tmp_path, runner, cli):
     labels = labels_table(cli, tmp_path)
     videos = tmp_path / "videos.jsonl"
-    write_lines(videos, ['{"video_id": "v1", "uri": "/a", "hashtags": ["dog"]}',
-                         '{"video_id": "v2", "uri": "/b", "hashtags": ["cat"]}',
-                         '{"video_id": "v3", "uri": "/c", "hashtags": ["cow"',
-                         '{"video_id": "v4", "uri": "/d", "hashtags": ["pig"]}'])
+    write_lines(
+        videos,
+        [
+            '{"video_id": "v1", "uri": "/a", "hashtags": ["dog"]}',
+            '{"video_id": "v2", "uri": "/b", "hashtags": ["cat"]}',
+            '{"video_id": "v3", "uri": "/c", "hashtags": ["cow"',
+            '{"video_id": "v4", "uri": "/d", "hashtags": ["pig"]}',
+        ],
+    )
     result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", tmp_path / "m.parquet")
     assert_input_error(result, "videos.jsonl:3", "not valid JSON")
 
@@ -368,8 +454,17 @@ def test_jsonl_bad_line_names_the_line(tmp_path, runner, cli):
 def test_duration_as_text_names_the_row(tmp_path, runner, cli):
     labels = labels_table(cli, tmp_path)
     videos = tmp_path / "videos.parquet"
-    pq.write_table(pa.table({"video_id": ["a", "b", "c"], "uri": ["/a", "/b", "/c"],
-                             "hashtags": [["dog"], ["cat"], ["cow"]], "duration_s": ["1.5", "2", "long"]}), videos)
+    pq.write_table(
+        pa.table(
+            {
+                "video_id": ["a", "b", "c"],
+                "uri": ["/a", "/b", "/c"],
+                "hashtags": [["dog"], ["cat"], ["cow"]],
+                "duration_s": ["1.5", "2", "long"],
+            }
+        ),
+        videos,
+    )
     result = invoke(runner, "match", "--videos", videos, "--labels", labels, "--out", tmp_path / "m.parquet")
     assert_input_error(result, "videos.parquet", "row 2", "'long'")
 
@@ -393,27 +488,46 @@ def test_pair_counts_csv_is_strict(tmp_path, runner):
     verbs = write_lines(tmp_path / "verbs.txt", ["run", "jump"])
     counts = tmp_path / "counts.csv"
     counts.write_text('hashtag,count\nrunhorse,5\n"jumpcar,3\nrundog,7\n', encoding="utf-8")
-    result = invoke(runner, "build-labels", "--source", "verb-noun", "--verbs", "file", "--nouns", "kinetics400",
-                    "--labels-file", verbs, "--pair-counts", counts, "--out", tmp_path / "vn.parquet")
+    result = invoke(
+        runner,
+        "build-labels",
+        "--source",
+        "verb-noun",
+        "--verbs",
+        "file",
+        "--nouns",
+        "kinetics400",
+        "--labels-file",
+        verbs,
+        "--pair-counts",
+        counts,
+        "--out",
+        tmp_path / "vn.parquet",
+    )
     assert_input_error(result, "counts.csv:3", "unterminated quote")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["build-labels", "--source", "kinetics400", "--max-words", "-1"], "--max-words -1: must be 0 or more"),
-    (["match", "--min-videos", "-5"], "--min-videos -5: must be 0 or more"),
-    (["match", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
-    (["match-count", "--batch-size", "-3"], "--batch-size -3: must be at least 1"),
-    (["partition-videos", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["build-labels", "--source", "kinetics400", "--max-words", "-1"], "--max-words -1: must be 0 or more"),
+        (["match", "--min-videos", "-5"], "--min-videos -5: must be 0 or more"),
+        (["match", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["match-count", "--batch-size", "-3"], "--batch-size -3: must be at least 1"),
+        (["partition-videos", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    ],
+)
 def test_numeric_options_are_refused_before_any_work(tmp_path, runner, cli, args, message):
     labels = labels_table(cli, tmp_path)
     videos = tmp_path / "videos.csv"
     write_lines(videos, ["video_id,uri,hashtags", "v1,/a.mp4,#dog"])
     out = tmp_path / "out" / "x.parquet"
-    extra = {"build-labels": ["--out", out],
-             "match": ["--videos", videos, "--labels", labels, "--out", out],
-             "match-count": ["--videos", videos, "--labels", labels, "--out", out],
-             "partition-videos": ["--videos", videos, "--out", tmp_path / "out"]}[args[0]]
+    extra = {
+        "build-labels": ["--out", out],
+        "match": ["--videos", videos, "--labels", labels, "--out", out],
+        "match-count": ["--videos", videos, "--labels", labels, "--out", out],
+        "partition-videos": ["--videos", videos, "--out", tmp_path / "out"],
+    }[args[0]]
     result = invoke(runner, *args, *extra)
     assert_input_error(result, message)
     assert not (tmp_path / "out").exists()
@@ -468,20 +582,45 @@ def test_connection_refused_is_not_reported_as_file_not_found(http_folder):
         tables.read_table("manifest", f"{base}/m.parquet")
 
 
-@pytest.mark.parametrize("option, message", [
-    (("--crf", "99"), "crf must be in 0..63"),
-    (("--codec", "nosuchcodec"), "unknown codec"),
-    (("--short-side", "33"), "short-side must be an even number"),
-    (("--gop", "0"), "gop must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (("--crf", "99"), "crf must be in 0..63"),
+        (("--codec", "nosuchcodec"), "unknown codec"),
+        (("--short-side", "33"), "short-side must be an even number"),
+        (("--gop", "0"), "gop must be >= 1"),
+    ],
+)
 def test_splits_materialize_checks_its_options_before_writing_anything(tmp_path, runner, option, message):
     manifest, probe = tmp_path / "m.parquet", tmp_path / "p.parquet"
-    tables.write_table("manifest", {"video_id": ["a"], "uri": ["/x/a.mp4"], "label_id": pa.array([0], pa.int32()),
-                                    "label": ["dog"], "matched_label_ids": pa.array([[0]], pa.list_(pa.int32())),
-                                    "duration_s": [3.0]}, manifest)
+    tables.write_table(
+        "manifest",
+        {
+            "video_id": ["a"],
+            "uri": ["/x/a.mp4"],
+            "label_id": pa.array([0], pa.int32()),
+            "label": ["dog"],
+            "matched_label_ids": pa.array([[0]], pa.list_(pa.int32())),
+            "duration_s": [3.0],
+        },
+        manifest,
+    )
     out = tmp_path / "clips.parquet"
-    result = invoke(runner, "splits", "--manifest", manifest, "--probe", probe, "--kind", "short", "--out", out,
-                    "--materialize", tmp_path / "cut", *option)
+    result = invoke(
+        runner,
+        "splits",
+        "--manifest",
+        manifest,
+        "--probe",
+        probe,
+        "--kind",
+        "short",
+        "--out",
+        out,
+        "--materialize",
+        tmp_path / "cut",
+        *option,
+    )
     assert_input_error(result, message)
     assert not out.exists() and not (tmp_path / "cut").exists()
 
@@ -493,20 +632,37 @@ def test_raw_pickle_checkpoint_is_one_line_without_torch_warnings(tmp_path):
 
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps({"model": {"w": [1, 2]}}, protocol=4))
-    proc = subprocess.run([sys.executable, "-c", "from weaksup.cli.main import main; main()", "convert-weights",
-                           "--src", str(raw), "--dst", str(tmp_path / "o.safetensors"), "--arch", "r2plus1d_10"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from weaksup.cli.main import main; main()",
+            "convert-weights",
+            "--src",
+            str(raw),
+            "--dst",
+            str(tmp_path / "o.safetensors"),
+            "--arch",
+            "r2plus1d_10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "holds Python objects" in lines[0] and "weights_only" in lines[0] and str(raw) in lines[0]
 
 
-@pytest.mark.parametrize("args", [
-    ("sample", "--manifest", "{fifo}", "--strategy", "random", "--size", "2", "--out", "{tmp}/s.parquet"),
-    ("pretrain", "--manifest={fifo}", "--out", "{tmp}/run", "--preset", "tiny"),
-    ("eval", "fc-only", "--train", "{fifo}", "--test", "{fifo}", "--out", "{tmp}/r"),
-    ("match", "--videos", "{tmp}/v.csv", "--labels", "{tmp}/l.parquet", "--out", "{fifo}"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sample", "--manifest", "{fifo}", "--strategy", "random", "--size", "2", "--out", "{tmp}/s.parquet"),
+        ("pretrain", "--manifest={fifo}", "--out", "{tmp}/run", "--preset", "tiny"),
+        ("eval", "fc-only", "--train", "{fifo}", "--test", "{fifo}", "--out", "{tmp}/r"),
+        ("match", "--videos", "{tmp}/v.csv", "--labels", "{tmp}/l.parquet", "--out", "{fifo}"),
+    ],
+)
 def test_no_command_opens_a_fifo_argument(tmp_path, runner, args):
     """The census found `sample --manifest FIFO` and `pretrain --manifest FIFO` blocked for ever in
     pyarrow's open; the command group now refuses special files among all arguments first."""
@@ -521,6 +677,13 @@ def test_special_file_guard_ignores_ordinary_values(tmp_path):
     from weaksup.cli.common import special_file_argument
 
     (tmp_path / "f.parquet").write_bytes(b"x")
-    assert special_file_argument(["--out", str(tmp_path), str(tmp_path / "f.parquet"), "--seed", "3", "s3://b/k",
-                                  "--size=10", ""]) is None
-    assert special_file_argument(["--labels-file=/dev/zero"]) == "/dev/zero: is a character device, not a regular file or folder"
+    assert (
+        special_file_argument(
+            ["--out", str(tmp_path), str(tmp_path / "f.parquet"), "--seed", "3", "s3://b/k", "--size=10", ""]
+        )
+        is None
+    )
+    assert (
+        special_file_argument(["--labels-file=/dev/zero"])
+        == "/dev/zero: is a character device, not a regular file or folder"
+    )

@@ -109,7 +109,9 @@ def strategy_args(strategy: str, replacement: bool) -> list[str]:
 @pytest.mark.parametrize(("strategy", "replacement"), STRATEGIES)
 def test_exact_size_and_schema(manifest: Path, tmp_path: Path, strategy: str, replacement: bool) -> None:
     out = tmp_path / "subset.parquet"
-    result = invoke("sample", "--manifest", manifest, *strategy_args(strategy, replacement), "--size", "1.234e4", "--out", out)
+    result = invoke(
+        "sample", "--manifest", manifest, *strategy_args(strategy, replacement), "--size", "1.234e4", "--out", out
+    )
     assert result.exit_code == 0, result.output
     assert validate_file("sample", out) == 12_340
     table = pq.read_table(out)
@@ -125,7 +127,9 @@ def test_exact_size_and_schema(manifest: Path, tmp_path: Path, strategy: str, re
 @pytest.mark.parametrize(("strategy", "replacement"), STRATEGIES)
 def test_sizes_are_nested(manifest: Path, tmp_path: Path, strategy: str, replacement: bool) -> None:
     out = tmp_path / "series"
-    result = invoke("sample", "--manifest", manifest, *strategy_args(strategy, replacement), "--sizes", "2e4,1000,5e3", "--out", out)
+    result = invoke(
+        "sample", "--manifest", manifest, *strategy_args(strategy, replacement), "--sizes", "2e4,1000,5e3", "--out", out
+    )
     assert result.exit_code == 0, result.output
     sizes = [1000, 5000, 20000]
     ids = {n: pq.read_table(out / f"{strategy}_{n}.parquet").column("video_id").to_pylist() for n in sizes}
@@ -142,7 +146,9 @@ def test_sizes_are_nested(manifest: Path, tmp_path: Path, strategy: str, replace
 
 
 @pytest.mark.parametrize(("strategy", "replacement"), STRATEGIES)
-def test_deterministic_and_row_order_free(manifest: Path, shuffled_manifest: Path, tmp_path: Path, strategy: str, replacement: bool) -> None:
+def test_deterministic_and_row_order_free(
+    manifest: Path, shuffled_manifest: Path, tmp_path: Path, strategy: str, replacement: bool
+) -> None:
     a = draw(manifest, tmp_path / "a.parquet", strategy, 8000, replacement=replacement)
     again = draw(manifest, tmp_path / "again.parquet", strategy, 8000, replacement=replacement)
     shuffled = draw(shuffled_manifest, tmp_path / "shuffled.parquet", strategy, 8000, replacement=replacement)
@@ -188,7 +194,9 @@ def test_tail_preserving_keeps_tail_caps_head(manifest: Path, tmp_path: Path, co
 
 def test_random_shares_follow_counts(manifest: Path, tmp_path: Path, counts: np.ndarray) -> None:
     size = 20_000
-    got = np.bincount(draw(manifest, tmp_path / "r.parquet", "random", size).column("label_id").to_numpy(), minlength=N_LABELS)
+    got = np.bincount(
+        draw(manifest, tmp_path / "r.parquet", "random", size).column("label_id").to_numpy(), minlength=N_LABELS
+    )
     p = counts / counts.sum()
     tolerance = 5 * np.sqrt(p * (1 - p) / size) + 1e-4
     assert (np.abs(got / size - p) <= tolerance).all()
@@ -207,10 +215,14 @@ def test_sqrt_with_replacement_shares(manifest: Path, tmp_path: Path, counts: np
     assert table.num_rows == size and len(set(table.column("video_id").to_pylist())) < size
 
 
-def test_sqrt_without_replacement_shares_until_a_label_runs_out(flat_manifest: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+def test_sqrt_without_replacement_shares_until_a_label_runs_out(
+    flat_manifest: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
     path, counts = flat_manifest
     size = 20_000
-    got = np.bincount(draw(path, tmp_path / "s.parquet", "sqrt", size).column("label_id").to_numpy(), minlength=counts.size)
+    got = np.bincount(
+        draw(path, tmp_path / "s.parquet", "sqrt", size).column("label_id").to_numpy(), minlength=counts.size
+    )
     assert (got < counts).all()  # no label exhausted, so every draw was label ∝ sqrt(count)
     p = sqrt_share(counts)
     assert (np.abs(got / size - p) <= 5 * np.sqrt(p * (1 - p) / size)).all()
@@ -237,7 +249,9 @@ def test_sqrt_weights_per_label_total_proportional_to_sqrt(manifest: Path, tmp_p
     assert np.allclose(sqrt_weights(counts), np.sqrt(counts).sum() ** -1 * counts.sum() / np.sqrt(counts))
     subset = draw(manifest, tmp_path / "s.parquet", "sqrt", 1000)  # a sqrt subset carries the same weights
     by_label = dict(zip(labels.tolist(), weight.tolist()))
-    assert np.allclose(subset.column("sample_weight").to_numpy(), [by_label[j] for j in subset.column("label_id").to_pylist()])
+    assert np.allclose(
+        subset.column("sample_weight").to_numpy(), [by_label[j] for j in subset.column("label_id").to_pylist()]
+    )
 
 
 @pytest.mark.parametrize("strategy", ["random", "tail-preserving"])
@@ -277,7 +291,10 @@ def write_manifest_without(tmp_path: Path, column: str) -> Path:
         (["--manifest", "{manifest}", "--strategy", "random"], "--size"),
         (["--manifest", "{manifest}", "--strategy", "random", "--size", "5", "--sizes", "5"], "not both"),
         (["--manifest", "{manifest}", "--strategy", "random", "--weights-only"], "needs --strategy sqrt"),
-        (["--manifest", "{manifest}", "--strategy", "random", "--size", "5", "--replacement"], "only for --strategy sqrt"),
+        (
+            ["--manifest", "{manifest}", "--strategy", "random", "--size", "5", "--replacement"],
+            "only for --strategy sqrt",
+        ),
         (["--manifest", "{dups}", "--strategy", "random", "--size", "1"], "duplicate video_id"),
     ],
 )
@@ -287,8 +304,11 @@ def test_bad_input_exits_2_with_one_line(manifest: Path, tmp_path: Path, args: l
     cols["video_id"] = pa.array(["a", "b", "c", "a"])
     write_table("manifest", cols, dups)
     paths = {
-        "tmp": tmp_path, "manifest": manifest, "dups": dups,
-        "no_uri": write_manifest_without(tmp_path, "uri"), "no_label": write_manifest_without(tmp_path, "label_id"),
+        "tmp": tmp_path,
+        "manifest": manifest,
+        "dups": dups,
+        "no_uri": write_manifest_without(tmp_path, "uri"),
+        "no_label": write_manifest_without(tmp_path, "label_id"),
     }
     result = invoke("sample", *[a.format(**paths) for a in args], "--out", tmp_path / "out.parquet")
     assert result.exit_code == 2, result.output

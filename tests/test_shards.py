@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import typer
+from conftest import assert_input_error
 from typer.testing import CliRunner
 
-from conftest import assert_input_error
 from weaksup.data.dataset import ClipDataset
 from weaksup.data.rejects import read_rejects
 from weaksup.data.shard_writer import ShardConfig, parse_size, write_shards
@@ -38,7 +38,9 @@ SPEC = dict(num_frames=4, crop=48, short_side=56, thread_type="SLICE")  # small 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("shards")
-    uris = [str(write_test_video(root / "v" / f"vid.{i}.mp4", seconds=1.0 + 0.25 * i, fps=16, seed=i)) for i in range(N)]
+    uris = [
+        str(write_test_video(root / "v" / f"vid.{i}.mp4", seconds=1.0 + 0.25 * i, fps=16, seed=i)) for i in range(N)
+    ]
     uris.append(str(root / "v" / "gone.mp4"))  # never written: a reject
     durations = [1.0 + 0.25 * i for i in range(N)] + [2.0]
     durations[3] = None  # unknown: the window ends where the container says
@@ -69,8 +71,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
         },
         root / "clips.parquet",
     )
-    return {"root": root, "manifest": root / "manifest.parquet", "clips": root / "clips.parquet", "uris": uris,
-            "table": manifest, "clips_table": clips}
+    return {
+        "root": root,
+        "manifest": root / "manifest.parquet",
+        "clips": root / "clips.parquet",
+        "uris": uris,
+        "table": manifest,
+        "clips_table": clips,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +125,10 @@ def test_round_trip_every_row_once_bytes_metadata_and_index(corpus: dict, sharde
     # shuffled, not the table's (class-sorted) order, and shards mix classes
     order = [json.loads(b)["row"] for s in shards for n, b in members(s) if n.endswith(".json")]
     assert order != sorted(order)
-    assert any(len({table.column("label_id")[r].as_py() for r in rows}) == 2
-               for rows in ([r for r, s in seen.items() if s == shard.name] for shard in shards))
+    assert any(
+        len({table.column("label_id")[r].as_py() for r in rows}) == 2
+        for rows in ([r for r, s in seen.items() if s == shard.name] for shard in shards)
+    )
 
     index = pq.read_table(out / "index.parquet")
     assert index.schema.metadata[b"weaksup.schema"] == b"shard_index/1"
@@ -258,7 +268,9 @@ def test_clips_equal_clipdataset_from_files(corpus: dict, tmp_path: Path, kind: 
         assert (meta["clip_start_s"], meta["clip_end_s"]) == (0.25, 0.9)
 
 
-def test_reads_through_fsspec_memory_and_without_fsspec(sharded: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reads_through_fsspec_memory_and_without_fsspec(
+    sharded: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, _ = sharded
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")
@@ -295,8 +307,9 @@ def test_bad_members_and_cut_shards_are_skipped_and_logged(sharded: tuple[Path, 
     cut = tmp_path / "cut.tar"
     cut.write_bytes((out / "shard-000001.tar").read_bytes()[:3000])  # inside the first video
     log = tmp_path / "rejects.jsonl"
-    ds = ShardClipDataset([str(bad), str(cut), str(tmp_path / "absent.tar")], rejects_path=log, train=False,
-                          shuffle_shards=False, **SPEC)
+    ds = ShardClipDataset(
+        [str(bad), str(cut), str(tmp_path / "absent.tar")], rejects_path=log, train=False, shuffle_shards=False, **SPEC
+    )
     got = rows_of(ds)
     assert sorted(got) == sorted(json.loads(b)["row"] for n, b in good if n.endswith(".json"))
     assert ds.failures == 4
@@ -305,8 +318,12 @@ def test_bad_members_and_cut_shards_are_skipped_and_logged(sharded: tuple[Path, 
     junk = next(r for r in rejects if r.get("key") == "junk-1")
     assert junk["video_id"] == "junk" and junk["index"] == 99 and "NotAVideo" in junk["reason"]
     assert {r["shard"] for r in rejects if r.get("key") is None} == {str(cut), str(tmp_path / "absent.tar")}
-    assert [k for k, _ in iter_shard(str(bad))] == [good[0][0].split(".")[0], "junk-1", "lonely-2",
-                                                    good[2][0].split(".")[0]]
+    assert [k for k, _ in iter_shard(str(bad))] == [
+        good[0][0].split(".")[0],
+        "junk-1",
+        "lonely-2",
+        good[2][0].split(".")[0],
+    ]
 
 
 def test_webdataset_reads_our_shards(sharded: tuple[Path, dict]) -> None:
@@ -331,45 +348,61 @@ def shard_cli():
 
 
 def test_cli_writes_shards_and_refuses_bad_input(corpus: dict, tmp_path: Path, shard_cli) -> None:
-    result = shard_cli("--manifest", corpus["manifest"], "--out", tmp_path / "o", "--shard-bytes", "40KB",
-                       "--no-progress")
+    result = shard_cli(
+        "--manifest", corpus["manifest"], "--out", tmp_path / "o", "--shard-bytes", "40KB", "--no-progress"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["clips"] == N
-    assert_input_error(shard_cli("--manifest", tmp_path / "nope.parquet", "--out", tmp_path / "x"), "nope.parquet",
-                       "not found")
+    assert_input_error(
+        shard_cli("--manifest", tmp_path / "nope.parquet", "--out", tmp_path / "x"), "nope.parquet", "not found"
+    )
     pq.write_table(pa.table({"video_id": ["a"], "label_id": [0]}), tmp_path / "bad.parquet")
-    assert_input_error(shard_cli("--manifest", tmp_path / "bad.parquet", "--out", tmp_path / "x"), "bad.parquet",
-                       "missing column")
-    assert_input_error(shard_cli("--manifest", corpus["manifest"], "--out", tmp_path / "x", "--shard-size", "2",
-                                 "--shard-bytes", "1GB"), "not both")
-    assert_input_error(shard_cli("--manifest", corpus["manifest"], "--out", tmp_path / "x", "--shard-bytes", "big"),
-                       "--shard-bytes")
+    assert_input_error(
+        shard_cli("--manifest", tmp_path / "bad.parquet", "--out", tmp_path / "x"), "bad.parquet", "missing column"
+    )
+    assert_input_error(
+        shard_cli(
+            "--manifest", corpus["manifest"], "--out", tmp_path / "x", "--shard-size", "2", "--shard-bytes", "1GB"
+        ),
+        "not both",
+    )
+    assert_input_error(
+        shard_cli("--manifest", corpus["manifest"], "--out", tmp_path / "x", "--shard-bytes", "big"), "--shard-bytes"
+    )
 
 
 def test_a_relabelled_table_rewrites_its_shards(corpus: dict, tmp_path: Path, shard_cli) -> None:
     """Same files, same ids, other label ids: every JSON member keeps its size, so the shards
     used to be kept with the old labels (issue 15). Each shard's stamp now says which rows made it."""
     import pyarrow.compute as pc
-
     from conftest import stderr_of
+
     from weaksup.bulk import StaleResumeWarning
 
     out = tmp_path / "sh"
     write_shards(ShardConfig(manifest=corpus["manifest"], out=out, shard_size=2))
     table = corpus["table"]
     flipped = pc.subtract(pa.scalar(1, pa.int32()), table.column("label_id")).cast(pa.int32())
-    relabelled = write_table("manifest", table.set_column(table.schema.get_field_index("label_id"), "label_id", flipped),
-                             tmp_path / "relabelled.parquet")
+    relabelled = write_table(
+        "manifest",
+        table.set_column(table.schema.get_field_index("label_id"), "label_id", flipped),
+        tmp_path / "relabelled.parquet",
+    )
     fresh = tmp_path / "fresh"
     write_shards(ShardConfig(manifest=tmp_path / "relabelled.parquet", out=fresh, shard_size=2))
     assert relabelled.num_rows == N + 1
 
     before = {p.name: p.read_bytes() for p in out.glob("shard-*.tar")}
-    with pytest.raises(InputError, match=r"4 of 4 shards of an earlier run do not belong to this job \(input rows changed\)"):
+    with pytest.raises(
+        InputError, match=r"4 of 4 shards of an earlier run do not belong to this job \(input rows changed\)"
+    ):
         write_shards(ShardConfig(manifest=tmp_path / "relabelled.parquet", out=out, shard_size=2, resume_strict=True))
     assert {p.name: p.read_bytes() for p in out.glob("shard-*.tar")} == before  # a strict job changes nothing
-    with pytest.warns(StaleResumeWarning, match=r"4 of 4 shards of an earlier run were stale and are rewritten "
-                                                r"\(input rows changed\)"):
+    with pytest.warns(
+        StaleResumeWarning,
+        match=r"4 of 4 shards of an earlier run were stale and are rewritten "
+        r"\(input rows changed\)",
+    ):
         summary = write_shards(ShardConfig(manifest=tmp_path / "relabelled.parquet", out=out, shard_size=2))
     assert summary["shards_written"] == 4
     for shard in fresh.glob("shard-*.tar"):
@@ -409,8 +442,9 @@ def test_unstamped_shards_of_an_older_weaksup_are_rewritten(corpus: dict, tmp_pa
 # ----------------------------------------------------------------------------- pretrain from shards
 
 
-def test_member_dataset_equals_clipdataset_and_rejects_bad_members(corpus: dict, sharded: tuple[Path, dict],
-                                                                   tmp_path: Path) -> None:
+def test_member_dataset_equals_clipdataset_and_rejects_bad_members(
+    corpus: dict, sharded: tuple[Path, dict], tmp_path: Path
+) -> None:
     from weaksup.data.shards import ShardMemberDataset, load_shard_index
 
     out, _ = sharded
@@ -525,7 +559,10 @@ def test_pretrain_from_shards_resumes_exactly(train_shards: Path, tmp_path: Path
     assert straight["steps"] == 5 and straight["epoch"] == 1 and straight["clips_skipped"] == 0
     assert all(math.isfinite(x) for x in losses(tmp_path / "a")) and "(shards, 12 rows, 3 classes)" in straight["table"]
     assert [p.name for p in list_checkpoints(tmp_path / "a" / "checkpoints")] == [
-        "step_000000002.pt", "step_000000004.pt", "step_000000005.pt"]
+        "step_000000002.pt",
+        "step_000000004.pt",
+        "step_000000005.pt",
+    ]
 
     calls = {"n": 0}
     original = torch.optim.SGD.step
@@ -568,20 +605,45 @@ def test_pretrain_from_a_memory_url_and_bad_shard_input(train_shards: Path, tmp_
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     try:
-        result = cli("--manifest", "memory://pretrain-shards", "--out", tmp_path / "mem", "--preset", "tiny",
-                     "--max-steps", 2, "--checkpoint-every", 2, "--no-progress", "--device", "cpu")
+        result = cli(
+            "--manifest",
+            "memory://pretrain-shards",
+            "--out",
+            tmp_path / "mem",
+            "--preset",
+            "tiny",
+            "--max-steps",
+            2,
+            "--checkpoint-every",
+            2,
+            "--no-progress",
+            "--device",
+            "cpu",
+        )
         assert result.exit_code == 0, result.output
         summary = json.loads((tmp_path / "mem" / "summary.json").read_text())
         assert summary["steps"] == 2 and math.isfinite(summary["final_loss"]) and summary["clips_skipped"] == 0
         assert summary["table"].startswith("memory://pretrain-shards (shards")
         assert (tmp_path / "mem" / "checkpoints" / "step_000000002.pt").exists()
-        assert_input_error(cli("--manifest", "memory://pretrain-shards", "--out", tmp_path / "w", "--preset", "tiny",
-                               "--use-sample-weights"), "memory://pretrain-shards", "--use-sample-weights",
-                           "not supported for shard folders")
+        assert_input_error(
+            cli(
+                "--manifest",
+                "memory://pretrain-shards",
+                "--out",
+                tmp_path / "w",
+                "--preset",
+                "tiny",
+                "--use-sample-weights",
+            ),
+            "memory://pretrain-shards",
+            "--use-sample-weights",
+            "not supported for shard folders",
+        )
     finally:
         fs.rm("/pretrain-shards", recursive=True)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_input_error(cli("--manifest", empty, "--out", tmp_path / "x", "--preset", "tiny"),
-                       "index.parquet", "file not found")
+    assert_input_error(
+        cli("--manifest", empty, "--out", tmp_path / "x", "--preset", "tiny"), "index.parquet", "file not found"
+    )
     assert not (tmp_path / "x").exists()

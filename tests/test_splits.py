@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
+from conftest import assert_input_error, rows
 from typer.testing import CliRunner
 
-from conftest import assert_input_error, rows
 from weaksup.assembly import splits as splits_mod
 from weaksup.assembly.splits import SplitsConfig, make_splits, materialize_clips, materialized_paths, summary_path
 from weaksup.bulk import parts_dir
@@ -45,7 +45,9 @@ SHORT = {"d1", "d3", "d5", "m2"}
 LONG = {"d55", "d58", "d60", "ok57"}
 
 
-def write_manifest(path: Path, videos: dict[str, tuple[float | None, str | None, float | None]], uris: dict[str, str] | None = None) -> Path:
+def write_manifest(
+    path: Path, videos: dict[str, tuple[float | None, str | None, float | None]], uris: dict[str, str] | None = None
+) -> Path:
     ids = list(videos)
     write_table(
         "manifest",
@@ -108,7 +110,9 @@ def test_kinds_select_the_paper_bounds_and_account_for_every_row(inputs, tmp_pat
         assert 55.0 <= r["duration_s"] <= 60.0 and r["clip_start_s"] == 0.0 and r["clip_end_s"] == r["duration_s"]
     for r in center_rows:
         d = r["duration_s"]
-        assert r["clip_start_s"] == pytest.approx((d - 4.0) / 2) and r["clip_end_s"] - r["clip_start_s"] == pytest.approx(4.0)
+        assert r["clip_start_s"] == pytest.approx((d - 4.0) / 2) and r["clip_end_s"] - r[
+            "clip_start_s"
+        ] == pytest.approx(4.0)
         assert r["split"] == "long-center"
     assert {r["video_id"]: r["duration_s"] for r in short_rows}["d3"] == 3.0  # probe beats manifest
 
@@ -195,11 +199,15 @@ def test_total_duration_matches_the_budget(many, tmp_path):
 def test_input_errors(inputs, tmp_path):
     manifest, probe = inputs
     with pytest.raises(InputError, match="file not found"):
-        make_splits(SplitsConfig(manifest=manifest, probe=tmp_path / "nope.parquet", kind="short", out=tmp_path / "o.parquet"))
+        make_splits(
+            SplitsConfig(manifest=manifest, probe=tmp_path / "nope.parquet", kind="short", out=tmp_path / "o.parquet")
+        )
     table = pq.read_table(manifest)
     pq.write_table(pa.concat_tables([table, table]), tmp_path / "dup.parquet")
     with pytest.raises(InputError, match="duplicate video_id"):
-        make_splits(SplitsConfig(manifest=tmp_path / "dup.parquet", probe=probe, kind="short", out=tmp_path / "o.parquet"))
+        make_splits(
+            SplitsConfig(manifest=tmp_path / "dup.parquet", probe=probe, kind="short", out=tmp_path / "o.parquet")
+        )
     # without a probe table, durations come from the manifest alone
     s = make_splits(SplitsConfig(manifest=manifest, probe=None, kind="short", out=tmp_path / "o.parquet"))
     assert {r["video_id"] for r in rows(tmp_path / "o.parquet")} == {"d1", "d5", "m2", "bad"}
@@ -375,8 +383,9 @@ def test_materialize_recomputes_parts_of_other_windows_or_settings(sources, tmp_
         return real(source, dest, start, end, settings)
 
     def cut(table: Path, **kw) -> dict:
-        return materialize_clips(table, out, **{"short_side": 32, "crf": 18, "progress": False, "workers": 0,
-                                                "chunk_size": 1, **kw})
+        return materialize_clips(
+            table, out, **{"short_side": 32, "crf": 18, "progress": False, "workers": 0, "chunk_size": 1, **kw}
+        )
 
     def kill() -> None:
         with monkeypatch.context() as patch:
@@ -390,9 +399,14 @@ def test_materialize_recomputes_parts_of_other_windows_or_settings(sources, tmp_
     starts = table.column("clip_start_s").to_pylist()
     ends = table.column("clip_end_s").to_pylist()
     starts[0], ends[0] = 0.0, 1.5  # "a" now from 0 s
-    table = table.set_column(table.schema.get_field_index("clip_start_s"), "clip_start_s", pa.array(starts, pa.float64()))
-    write_table("clips", table.set_column(table.schema.get_field_index("clip_end_s"), "clip_end_s",
-                                          pa.array(ends, pa.float64())), moved)
+    table = table.set_column(
+        table.schema.get_field_index("clip_start_s"), "clip_start_s", pa.array(starts, pa.float64())
+    )
+    write_table(
+        "clips",
+        table.set_column(table.schema.get_field_index("clip_end_s"), "clip_end_s", pa.array(ends, pa.float64())),
+        moved,
+    )
     with pytest.warns(StaleResumeWarning, match=r"1 of 1 part of an earlier run was stale .*input rows changed"):
         summary = cut(moved)
     assert summary["ok"] == 2
@@ -408,7 +422,9 @@ def test_materialize_recomputes_parts_of_other_windows_or_settings(sources, tmp_
         cut(clips, crf=30)
     kill()
     calls: list[str] = []
-    monkeypatch.setattr(splits_mod, "_encode_window", lambda s, d, a, b, c: (calls.append(d.name), real(s, d, a, b, c))[1])
+    monkeypatch.setattr(
+        splits_mod, "_encode_window", lambda s, d, a, b, c: (calls.append(d.name), real(s, d, a, b, c))[1]
+    )
     cut(clips, resume=False)
     assert calls == ["a.mp4", "b.mp4", "corrupt.mp4"]
 
@@ -438,13 +454,34 @@ def app() -> typer.Typer:
 
 def test_cli_splits_and_materialize(app, sources, tmp_path):
     videos = {"a": (6.0, "ok", 6.0), "b": (3.0, "ok", 3.0), "gone": (2.0, None, None)}
-    manifest = write_manifest(tmp_path / "m.parquet", videos, uris={"a": str(sources["a"]), "b": str(sources["b"]), "gone": str(sources["missing"])})
+    manifest = write_manifest(
+        tmp_path / "m.parquet",
+        videos,
+        uris={"a": str(sources["a"]), "b": str(sources["b"]), "gone": str(sources["missing"])},
+    )
     probe = write_probe(tmp_path / "p.parquet", videos)
     out = tmp_path / "clips.parquet"
     result = CliRunner().invoke(
         app,
-        ["splits", "--manifest", str(manifest), "--probe", str(probe), "--kind", "short", "--out", str(out),
-         "--max-s", "6", "--materialize", str(tmp_path / "cut"), "--short-side", "32", "--workers", "0"],
+        [
+            "splits",
+            "--manifest",
+            str(manifest),
+            "--probe",
+            str(probe),
+            "--kind",
+            "short",
+            "--out",
+            str(out),
+            "--max-s",
+            "6",
+            "--materialize",
+            str(tmp_path / "cut"),
+            "--short-side",
+            "32",
+            "--workers",
+            "0",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -466,10 +503,25 @@ def test_cli_input_errors(app, inputs, tmp_path):
     no_label = tmp_path / "no_label.parquet"
     pq.write_table(pq.read_table(manifest).drop_columns(["label_id"]), no_label)
     assert_input_error(invoke("--manifest", no_label, "--probe", probe, "--kind", "short", "--out", out), "label_id")
-    assert_input_error(invoke("--manifest", manifest, "--probe", tmp_path / "nope.parquet", "--kind", "short", "--out", out), "nope.parquet", "not found")
+    assert_input_error(
+        invoke("--manifest", manifest, "--probe", tmp_path / "nope.parquet", "--kind", "short", "--out", out),
+        "nope.parquet",
+        "not found",
+    )
     assert_input_error(invoke("--manifest", manifest, "--probe", probe, "--kind", "medium", "--out", out), "medium")
     assert_input_error(
-        invoke("--manifest", manifest, "--probe", probe, "--kind", "short", "--out", tmp_path / "cut" / "clips.parquet", "--materialize", tmp_path / "cut"),
+        invoke(
+            "--manifest",
+            manifest,
+            "--probe",
+            probe,
+            "--kind",
+            "short",
+            "--out",
+            tmp_path / "cut" / "clips.parquet",
+            "--materialize",
+            tmp_path / "cut",
+        ),
         "--out",
     )
     assert not out.exists()
@@ -480,8 +532,19 @@ def test_cli_selection_that_keeps_nothing_exits_3_unless_allow_empty(app, inputs
 
     manifest, probe = inputs
     out = tmp_path / "clips.parquet"
-    args = ["splits", "--manifest", str(manifest), "--probe", str(probe), "--kind", "short", "--out", str(out),
-            "--max-videos", "0"]
+    args = [
+        "splits",
+        "--manifest",
+        str(manifest),
+        "--probe",
+        str(probe),
+        "--kind",
+        "short",
+        "--out",
+        str(out),
+        "--max-videos",
+        "0",
+    ]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 3, result.output
     warning = [line for line in stderr_of(result).splitlines() if line.startswith("weaksup: warning:")]

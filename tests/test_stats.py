@@ -62,7 +62,11 @@ def test_summary_matches_hand_counts(tmp_path: Path) -> None:
     assert summary["videos"] == 6
     assert summary["labels"] == 3
     assert summary["matched_labels"] == 4
-    assert (summary["min_videos_per_label"], summary["median_videos_per_label"], summary["max_videos_per_label"]) == (1, 2.0, 3)
+    assert (summary["min_videos_per_label"], summary["median_videos_per_label"], summary["max_videos_per_label"]) == (
+        1,
+        2.0,
+        3,
+    )
     assert summary["gini"] == pytest.approx(2 * (1 * 1 + 2 * 2 + 3 * 3) / (3 * 6) - 4 / 3)  # = 2/9
     assert summary["head_labels"] == 1 and summary["head_share"] == pytest.approx(0.5)
     assert summary["labels_for_half_of_videos"] == 1
@@ -105,7 +109,13 @@ def test_probe_durations_join_ok_rows_of_manifest_videos(tmp_path: Path) -> None
     manifest = tiny_manifest(tmp_path / "m.parquet", [None] * 6)
     probe = write_probe(
         tmp_path / "probe.parquet",
-        [("v0", "ok", 30.0), ("v1", "ok", 60.0), ("v2", "rejected", None), ("v3", "rejected", 99.0), ("other", "ok", 1000.0)],
+        [
+            ("v0", "ok", 30.0),
+            ("v1", "ok", 60.0),
+            ("v2", "rejected", None),
+            ("v3", "rejected", 99.0),
+            ("other", "ok", 1000.0),
+        ],
     )
     summary = manifest_stats(StatsConfig(manifest=manifest, out=tmp_path / "s", probe=probe))
     assert summary["duration_source"] == "probe"
@@ -122,7 +132,9 @@ def test_long_tail_counts_add_up(tmp_path: Path) -> None:
     write_table(
         "manifest",
         {
-            "video_id": pa.array(ids), "uri": pa.array(ids), "label_id": pa.array(label_id),
+            "video_id": pa.array(ids),
+            "uri": pa.array(ids),
+            "label_id": pa.array(label_id),
             "label": pa.array([f"l{j}" for j in label_id]),
             "matched_label_ids": pa.array([[int(j)] for j in label_id], pa.list_(pa.int32())),
             "duration_s": pa.nulls(n, pa.float64()),
@@ -148,5 +160,7 @@ def test_cli_stats_and_bad_input(tmp_path: Path) -> None:
     pq.write_table(pa.table({"video_id": ["a"], "label_id": pa.array([0], pa.int32())}), bad)
     no_column = invoke("stats", "--manifest", bad, "--out", tmp_path / "out3")
     assert no_column.exit_code == 2 and "missing column" in no_column.stderr
-    bad_probe = invoke("stats", "--manifest", manifest, "--out", tmp_path / "out4", "--probe", tmp_path / "none.parquet")
+    bad_probe = invoke(
+        "stats", "--manifest", manifest, "--out", tmp_path / "out4", "--probe", tmp_path / "none.parquet"
+    )
     assert bad_probe.exit_code == 2 and "file not found" in bad_probe.stderr

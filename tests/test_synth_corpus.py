@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import assert_input_error
+
 from weaksup.errors import InputError
 from weaksup.labels.hashtags import canonical_label, normalize_hashtag, relevant_hashtags
 from weaksup.synth.corpus import (
@@ -35,9 +35,17 @@ from weaksup.tables import read_table
 
 def small_config(out: Path, **changes) -> SynthCorpusConfig:
     cfg = SynthCorpusConfig(
-        out=out, n_videos=40, n_classes=4, max_duration_s=12.0, partial_action_after_s=6.0,
-        target_min_duration_s=2.0, target_max_duration_s=4.0, n_target_train_per_class=2,
-        n_target_test_per_class=2, n_planted=len(TRANSFORMS), workers=0,
+        out=out,
+        n_videos=40,
+        n_classes=4,
+        max_duration_s=12.0,
+        partial_action_after_s=6.0,
+        target_min_duration_s=2.0,
+        target_max_duration_s=4.0,
+        n_target_train_per_class=2,
+        n_target_test_per_class=2,
+        n_planted=len(TRANSFORMS),
+        workers=0,
     )
     return replace(cfg, **changes)
 
@@ -135,7 +143,9 @@ def test_same_seed_same_corpus_other_seed_differs(corpus, tmp_path):
     for name in ("videos.parquet", "truth.parquet", "planted.parquet", "target/test.parquet"):
         a, b = pq.read_table(cfg.out / name), pq.read_table(again.out / name)
         if "uri" in a.column_names:
-            assert [Path(u).name for u in a.column("uri").to_pylist()] == [Path(u).name for u in b.column("uri").to_pylist()]
+            assert [Path(u).name for u in a.column("uri").to_pylist()] == [
+                Path(u).name for u in b.column("uri").to_pylist()
+            ]
             a, b = a.drop_columns(["uri"]), b.drop_columns(["uri"])
         assert a.equals(b), name
     first = rows(cfg.out / "videos.parquet")[0]["uri"]
@@ -181,7 +191,11 @@ def test_planted_copies_are_transformed_target_test_videos(corpus):
     for p in planted:
         web, target = p["web_video_id"], test[p["target_video_id"]]
         t = truth[web]
-        assert (t["planted_from"], t["transform"], t["hashtags_noise"]) == (target["video_id"], p["transform"], "planted")
+        assert (t["planted_from"], t["transform"], t["hashtags_noise"]) == (
+            target["video_id"],
+            p["transform"],
+            "planted",
+        )
         assert labels_in(videos[web]["hashtags"], cfg.n_classes) == {target["label_id"]}  # tagged as the target's class
         mirrored = {0: 1, 1: 0}.get(target["label_id"], target["label_id"])
         assert t["label_id"] == (mirrored if p["transform"] == "hflip" else target["label_id"])
@@ -190,10 +204,16 @@ def test_planted_copies_are_transformed_target_test_videos(corpus):
         source, _ = decode(target["uri"])
         spec = plan[web].plant
         expected = {
-            "rescale": lambda f: np.stack([cv2.resize(x, (copy.shape[2], copy.shape[1]), interpolation=cv2.INTER_AREA) for x in f]),
+            "rescale": lambda f: np.stack(
+                [cv2.resize(x, (copy.shape[2], copy.shape[1]), interpolation=cv2.INTER_AREA) for x in f]
+            ),
             "reencode": lambda f: f[::2],
             "hflip": lambda f: f[:, :, ::-1],
-            "crop": lambda f: f[:, spec.crop_box[1] : spec.crop_box[1] + spec.crop_box[3], spec.crop_box[0] : spec.crop_box[0] + spec.crop_box[2]],
+            "crop": lambda f: f[
+                :,
+                spec.crop_box[1] : spec.crop_box[1] + spec.crop_box[3],
+                spec.crop_box[0] : spec.crop_box[0] + spec.crop_box[2],
+            ],
             "colour": lambda f: np.clip(f * np.asarray(spec.gains, np.float32) + spec.offset, 0, 255),
             "trim": lambda f: f[spec.trim[0] : spec.trim[1]],
             "embed": lambda f: np.stack([cv2.resize(x, (copy.shape[2], copy.shape[1])) for x in f]),
@@ -232,8 +252,10 @@ def test_hashtag_noise_rates_and_kinds(big_plan):
     kinds = Counter(v.hashtags_noise for v in plan.web)
     clean_rate = 1 - cfg.missing_tag_rate - cfg.wrong_tag_rate - cfg.second_label_rate
     for kind, rate in (
-        ("missing", cfg.missing_tag_rate), ("wrong_label", cfg.wrong_tag_rate),
-        ("extra_label", cfg.second_label_rate), ("clean", clean_rate),
+        ("missing", cfg.missing_tag_rate),
+        ("wrong_label", cfg.wrong_tag_rate),
+        ("extra_label", cfg.second_label_rate),
+        ("clean", clean_rate),
     ):
         assert abs(kinds[kind] / n - rate) < 4 * math.sqrt(rate * (1 - rate) / n), (kind, kinds[kind] / n)
 
@@ -276,7 +298,9 @@ def test_build_labels_and_match_recover_the_tagged_classes(corpus, cli, tmp_path
     assert result.exit_code == 0, result.output
     assert [r["label"] for r in rows(labels)] == list(CLASS_NAMES[: cfg.n_classes])
     manifest = tmp_path / "manifest.parquet"
-    result = cli("match", "--videos", cfg.out / "videos.parquet", "--labels", labels, "--out", manifest, "--min-videos", 1)
+    result = cli(
+        "match", "--videos", cfg.out / "videos.parquet", "--labels", labels, "--out", manifest, "--min-videos", 1
+    )
     assert result.exit_code == 0, result.output
     truth = {r["video_id"]: r for r in rows(cfg.out / "truth.parquet")}
     matched = {r["video_id"]: r["matched_label_ids"] for r in rows(manifest)}
@@ -331,7 +355,16 @@ def test_motion_tells_the_class_a_single_frame_does_not():
         step = np.nanmedian(np.diff(centre, axis=0), axis=0)
         motion.append(step)
         mid = frames[len(frames) // 2].astype(np.float32)
-        still.append(np.concatenate([mid.mean((0, 1)), mid.std((0, 1)), np.nan_to_num(centre[len(frames) // 2], nan=-1), [area[len(frames) // 2]]]))
+        still.append(
+            np.concatenate(
+                [
+                    mid.mean((0, 1)),
+                    mid.std((0, 1)),
+                    np.nan_to_num(centre[len(frames) // 2], nan=-1),
+                    [area[len(frames) // 2]],
+                ]
+            )
+        )
         labels.append(c)
     motion, labels = np.asarray(motion), np.asarray(labels)
     expected_sign = {0: (0, -1), 1: (0, 1), 2: (1, -1), 3: (1, 1)}  # (axis, sign): left, right, up, down
@@ -387,12 +420,36 @@ def test_object_rests_outside_the_action_window():
 def test_cli_writes_a_corpus(cli, tmp_path):
     out = tmp_path / "corpus"
     result = cli(
-        "synth-corpus", "--out", out, "--num-videos", 6, "--classes", 2, "--max-duration", 3, "--target-train", 1,
-        "--target-test", 1, "--planted", 1, "--workers", 0, "--no-progress",
+        "synth-corpus",
+        "--out",
+        out,
+        "--num-videos",
+        6,
+        "--classes",
+        2,
+        "--max-duration",
+        3,
+        "--target-train",
+        1,
+        "--target-test",
+        1,
+        "--planted",
+        1,
+        "--workers",
+        0,
+        "--no-progress",
     )
     assert result.exit_code == 0, result.output
     assert "synth-corpus" in result.output
-    for name in ("videos.parquet", "truth.parquet", "planted.parquet", "labels.txt", "summary.json", "target/train.parquet", "target/test.parquet"):
+    for name in (
+        "videos.parquet",
+        "truth.parquet",
+        "planted.parquet",
+        "labels.txt",
+        "summary.json",
+        "target/train.parquet",
+        "target/test.parquet",
+    ):
         assert (out / name).is_file(), name
     assert len(rows(out / "videos.parquet")) == 7 and len(list((out / "videos").iterdir())) == 7
 
@@ -436,8 +493,10 @@ def test_target_with_its_own_classes(tmp_path):
         dx, dy = plan.target_classes[t.label_id].velocity
         x0, y0, _, _ = object_pose(t.clip, 0)
         x1, y1, _, _ = object_pose(t.clip, 1)
-        step = ((x1 - x0 + t.clip.width / 2) % t.clip.width - t.clip.width / 2,
-                (y1 - y0 + t.clip.height / 2) % t.clip.height - t.clip.height / 2)
+        step = (
+            (x1 - x0 + t.clip.width / 2) % t.clip.width - t.clip.width / 2,
+            (y1 - y0 + t.clip.height / 2) % t.clip.height - t.clip.height / 2,
+        )
         assert np.sign(step[0]) == np.sign(dx) and np.sign(step[1]) == np.sign(dy)
     # planted copies are posted with web classes' tags, a fixed stand-in per target class
     planted = [v for v in plan.web if v.plant is not None]
@@ -449,20 +508,31 @@ def test_target_with_its_own_classes(tmp_path):
     assert {r["label"] for r in test} == set(DIAGONALS) and len(test) == 12
 
 
-@pytest.mark.parametrize("bad, message", [
-    (("moving sideways", "rising up"), "unknown target class 'moving sideways'"),
-    (("rising up", "rising up"), "duplicate"),
-    (("rising up",), "at least 2"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (("moving sideways", "rising up"), "unknown target class 'moving sideways'"),
+        (("rising up", "rising up"), "duplicate"),
+        (("rising up",), "at least 2"),
+    ],
+)
 def test_bad_target_classes(tmp_path, bad, message):
     with pytest.raises(InputError, match=message):
         validate_config(small_config(tmp_path, target_classes=bad))
 
 
 def test_long_videos_cut_into_shots_show_the_action_in_new_scenes(tmp_path):
-    cfg = SynthCorpusConfig(out=tmp_path, n_videos=40, n_classes=3, n_planted=0, min_duration_s=2.0,
-                            max_duration_s=20.0, shot_length_s=4.0, n_target_train_per_class=0,
-                            n_target_test_per_class=0)
+    cfg = SynthCorpusConfig(
+        out=tmp_path,
+        n_videos=40,
+        n_classes=3,
+        n_planted=0,
+        min_duration_s=2.0,
+        max_duration_s=20.0,
+        shot_length_s=4.0,
+        n_target_train_per_class=0,
+        n_target_test_per_class=0,
+    )
     plan = draw_corpus_plan(cfg)
     plain = draw_corpus_plan(replace(cfg, shot_length_s=0.0))
     long = [v for v in plan.web if v.duration_s > cfg.shot_length_s]

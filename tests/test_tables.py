@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from weaksup.errors import InputError
 from weaksup import tables
+from weaksup.errors import InputError
 from weaksup.tables import (
     SCHEMA_META_KEY,
     conform,
@@ -239,8 +239,9 @@ def test_validate_wrong_type(tmp_path):
     pq.write_table(pa.table(data), path)
     with pytest.raises(InputError) as info:
         validate_file("labels", path)
-    assert str(info.value) == (f"{path}: column 'label_id' has type string, expected int32 "
-                               "(text where numbers are needed; row 0: '0')")
+    assert str(info.value) == (
+        f"{path}: column 'label_id' has type string, expected int32 (text where numbers are needed; row 0: '0')"
+    )
 
 
 def test_validate_nulls_in_non_nullable_column(tmp_path):
@@ -284,14 +285,16 @@ def pandas_manifest(path, label_ids=(0, 1, 2)):
     """A manifest as pandas writes it: int64 ids, large_string text, list<int64> lists."""
     pd = pytest.importorskip("pandas")
     n = len(label_ids)
-    pd.DataFrame({
-        "video_id": [f"v{i}" for i in range(n)],
-        "uri": [f"/videos/{i}.mp4" for i in range(n)],
-        "label_id": list(label_ids),
-        "label": [f"label {i}" for i in label_ids],
-        "matched_label_ids": [[i] for i in label_ids],
-        "duration_s": [10.0] * n,
-    }).to_parquet(path)
+    pd.DataFrame(
+        {
+            "video_id": [f"v{i}" for i in range(n)],
+            "uri": [f"/videos/{i}.mp4" for i in range(n)],
+            "label_id": list(label_ids),
+            "label": [f"label {i}" for i in label_ids],
+            "matched_label_ids": [[i] for i in label_ids],
+            "duration_s": [10.0] * n,
+        }
+    ).to_parquet(path)
     table = pq.read_table(path)
     table = table.set_column(3, "label", table.column("label").cast(pa.large_string()))
     pq.write_table(table, path)
@@ -318,10 +321,13 @@ def test_int64_ids_out_of_range_name_the_column_and_row(tmp_path):
     path = pandas_manifest(tmp_path / "manifest.parquet", label_ids=(0, 1, 2**31, 4))
     with pytest.raises(InputError) as info:
         read_table("manifest", path)
-    assert str(info.value) == (f"{path}: column 'label_id' row 2: value 2147483648 does not fit int32 "
-                               "(out of range)")
-    lists = {"hashtag": ["a", "b", "c"], "label_ids": pa.array([[0], [1, -(2**40)], [2]], pa.list_(pa.int64())),
-             "labels": [["a"], ["b"], ["c"]], "kept_label_ids": pa.array([[0], [1], [2]], pa.large_list(pa.int64()))}
+    assert str(info.value) == (f"{path}: column 'label_id' row 2: value 2147483648 does not fit int32 (out of range)")
+    lists = {
+        "hashtag": ["a", "b", "c"],
+        "label_ids": pa.array([[0], [1, -(2**40)], [2]], pa.list_(pa.int64())),
+        "labels": [["a"], ["b"], ["c"]],
+        "kept_label_ids": pa.array([[0], [1], [2]], pa.large_list(pa.int64())),
+    }
     pq.write_table(pa.table(lists), tmp_path / "collisions.parquet")
     with pytest.raises(InputError, match=r"column 'label_ids' row 1: value -1099511627776 does not fit list<int32>"):
         read_table("collisions", tmp_path / "collisions.parquet")
@@ -333,19 +339,24 @@ def test_text_where_numbers_are_needed_names_the_first_row(tmp_path):
     table = pq.read_table(path)
     table = table.set_column(5, "duration_s", pa.array([None, "12.5", "x"], pa.string()))
     pq.write_table(table, path)
-    with pytest.raises(InputError, match=r"column 'duration_s' has type string, expected float64 "
-                                         r"\(text where numbers are needed; row 1: '12\.5'\)"):
+    with pytest.raises(
+        InputError,
+        match=r"column 'duration_s' has type string, expected float64 "
+        r"\(text where numbers are needed; row 1: '12\.5'\)",
+    ):
         read_table("manifest", path)
 
 
 def test_float_widths_and_large_lists_cast_floats_never_truncate_to_ids(tmp_path):
     schema = load_schema("features")
-    table = pa.table({
-        "video_id": pa.array(["a", "b"], pa.large_string()),
-        "label_id": pa.array([0, 1], pa.uint8()),
-        "features": pa.array([[0.5, 1.5], [2.5, 3.5]], pa.large_list(pa.float64())),
-        "clip_features": pa.array([[[1.0, 2.0]], None], pa.list_(pa.large_list(pa.float64()))),
-    })
+    table = pa.table(
+        {
+            "video_id": pa.array(["a", "b"], pa.large_string()),
+            "label_id": pa.array([0, 1], pa.uint8()),
+            "features": pa.array([[0.5, 1.5], [2.5, 3.5]], pa.large_list(pa.float64())),
+            "clip_features": pa.array([[[1.0, 2.0]], None], pa.list_(pa.large_list(pa.float64()))),
+        }
+    )
     checked = tables.check_table(table, schema, "t")
     assert checked.schema.field("features").type == pa.list_(pa.float32())
     assert checked.schema.field("clip_features").type == pa.list_(pa.list_(pa.float32()))
@@ -356,8 +367,16 @@ def test_float_widths_and_large_lists_cast_floats_never_truncate_to_ids(tmp_path
     floats = table.set_column(1, "label_id", pa.array([0.0, 1.0]))
     with pytest.raises(InputError, match=r"column 'label_id' has type double, expected int32"):
         tables.check_table(floats, schema, "t")
-    durations = pa.table({"video_id": ["a"], "uri": ["u"], "label_id": [0], "label": ["x"],
-                          "matched_label_ids": [[0]], "duration_s": pa.array([3.5], pa.float32())})
+    durations = pa.table(
+        {
+            "video_id": ["a"],
+            "uri": ["u"],
+            "label_id": [0],
+            "label": ["x"],
+            "matched_label_ids": [[0]],
+            "duration_s": pa.array([3.5], pa.float32()),
+        }
+    )
     assert tables.check_table(durations, load_schema("manifest"), "m").schema.field("duration_s").type == pa.float64()
 
 
@@ -379,7 +398,12 @@ def test_optional_columns_are_filled_and_schemas_say_what_is_required(tmp_path):
     assert set(load_schema("features").names) <= set(table.column_names)
     assert json.loads(load_schema("features").to_json())["require_one_of"] == [["label_id", "label"]]
     manifest = tmp_path / "manifest.parquet"
-    pq.write_table(pa.table({"video_id": ["a"], "uri": ["u"], "label_id": [0], "label": ["x"],
-                             "matched_label_ids": [[0]]}), manifest)
+    pq.write_table(
+        pa.table({"video_id": ["a"], "uri": ["u"], "label_id": [0], "label": ["x"], "matched_label_ids": [[0]]}),
+        manifest,
+    )
     assert read_table("manifest", manifest).column("duration_s").to_pylist() == [None]
-    assert read_table("manifest", manifest, columns=["video_id", "duration_s"]).column_names == ["video_id", "duration_s"]
+    assert read_table("manifest", manifest, columns=["video_id", "duration_s"]).column_names == [
+        "video_id",
+        "duration_s",
+    ]

@@ -15,19 +15,25 @@ import pytest
 fsspec = pytest.importorskip("fsspec")
 
 from conftest import write_clip  # noqa: E402
+
 from weaksup import uris  # noqa: E402
 from weaksup.assembly import probe as probe_mod  # noqa: E402
 from weaksup.assembly.probe import ProbeConfig, probe_video, probe_videos  # noqa: E402
-from weaksup.video_io import UnsupportedUri, open_video_file  # noqa: E402
 from weaksup.assembly.videos import iter_videos, read_id_uri  # noqa: E402
 from weaksup.bulk import safe_call  # noqa: E402
 from weaksup.dedupe.fingerprint import fingerprint_video  # noqa: E402
 from weaksup.errors import InputError  # noqa: E402
+from weaksup.outputs import atomic_output, atomic_path, prepare_output  # noqa: E402
 from weaksup.synth.video import write_test_video  # noqa: E402
 from weaksup.tables import read_table, validate_file, write_json, write_table  # noqa: E402
-from weaksup.outputs import atomic_output, atomic_path, prepare_output
+from weaksup.video_io import UnsupportedUri, open_video_file  # noqa: E402
 
-VIDEOS = {"video_id": ["a", "b"], "uri": ["x.mp4", "y.mp4"], "hashtags": [["Dog", "#cat"], None], "duration_s": [1.0, None]}
+VIDEOS = {
+    "video_id": ["a", "b"],
+    "uri": ["x.mp4", "y.mp4"],
+    "hashtags": [["Dog", "#cat"], None],
+    "duration_s": [1.0, None],
+}
 
 
 @pytest.fixture
@@ -208,7 +214,9 @@ def test_probe_memory_video_equals_local(local_videos: dict[str, Path], mem: str
     assert probe_video(uri, count_frames=True) == probe_video(str(local), count_frames=True)
 
 
-def test_rotation_is_read_from_remote_headers(local_videos: dict[str, Path], mem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotation_is_read_from_remote_headers(
+    local_videos: dict[str, Path], mem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The header parsers read the remote file object (no decoded-frame fallback)."""
     uri = put(local_videos["rot90"], f"{mem}/rot90.mp4")
     monkeypatch.setattr(probe_mod, "_decoded_rotation", lambda *a: pytest.fail("fell back to decoding"))
@@ -265,7 +273,10 @@ def test_unreachable_store_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(uris, "url_to_fs", lambda uri: (Down(), "b/k"))
     row = safe_call(lambda it: probe_video(it["uri"]), {"uri": "s3://b/v.mp4", "_row": 0})
-    assert row["error"] == "StoreError: s3://b/v.mp4: cannot read from the store (ConnectionError: could not connect to the endpoint)"
+    assert (
+        row["error"]
+        == "StoreError: s3://b/v.mp4: cannot read from the store (ConnectionError: could not connect to the endpoint)"
+    )
     with pytest.raises(InputError, match=r"^s3://b/t.parquet: cannot reach \(ConnectionError: could not connect\)$"):
         read_table("videos", "s3://b/t.parquet")
     with pytest.raises(InputError, match="^s3://b/t.parquet: cannot reach"):
@@ -281,10 +292,14 @@ def test_unsupported_scheme_is_a_probe_error() -> None:
 
 def test_probe_videos_table_and_videos_in_memory(local_videos: dict[str, Path], mem: str, tmp_path: Path) -> None:
     uris_ = [put(local_videos["mp4"], f"{mem}/a.mp4"), f"{mem}/gone.mp4"]
-    write_table("videos", {"video_id": ["a", "b"], "uri": uris_, "hashtags": [None, None], "duration_s": [None, None]},
-                f"{mem}/videos.parquet")
-    table, summary = probe_videos(ProbeConfig(videos=f"{mem}/videos.parquet", out=tmp_path / "probe.parquet",
-                                              workers=0, progress=False))
+    write_table(
+        "videos",
+        {"video_id": ["a", "b"], "uri": uris_, "hashtags": [None, None], "duration_s": [None, None]},
+        f"{mem}/videos.parquet",
+    )
+    table, summary = probe_videos(
+        ProbeConfig(videos=f"{mem}/videos.parquet", out=tmp_path / "probe.parquet", workers=0, progress=False)
+    )
     assert summary["ok"] == 1 and summary["reasons"] == {"FileNotFoundError": 1}
     assert table.column("n_frames").to_pylist()[0] == 16
 
@@ -304,12 +319,18 @@ def s3_bucket() -> str:
     server.start()
     patch = pytest.MonkeyPatch()
     endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
         patch.setenv(key, value)
     # fsspec's configuration, the way a user points s3:// at MinIO or another endpoint.
-    patch.setitem(fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing",
-                                             "secret": "testing"})
+    patch.setitem(
+        fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
+    )
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
@@ -352,20 +373,35 @@ def test_cli_reads_and_writes_uris(local_videos: dict[str, Path], mem: str, tmp_
     from weaksup.cli.main import app
 
     video = put(local_videos["mp4"], f"{mem}/in/v.mp4")
-    write_table("videos", {"video_id": ["a"], "uri": [video], "hashtags": [["dancing"]], "duration_s": [None]},
-                f"{mem}/in/videos.parquet")
+    write_table(
+        "videos",
+        {"video_id": ["a"], "uri": [video], "hashtags": [["dancing"]], "duration_s": [None]},
+        f"{mem}/in/videos.parquet",
+    )
     runner = CliRunner()
     ok = runner.invoke(app, ["validate", "videos", f"{mem}/in/videos.parquet"])
     assert ok.exit_code == 0, ok.output
     missing = runner.invoke(app, ["validate", "videos", f"{mem}/in/none.parquet"])
     assert missing.exit_code == 2 and f"{mem}/in/none.parquet: file not found" in missing.output
     out = tmp_path / "probe.parquet"
-    res = runner.invoke(app, ["probe", "--videos", f"{mem}/in/videos.parquet", "--out", str(out), "--workers", "0", "--no-progress"])
+    res = runner.invoke(
+        app, ["probe", "--videos", f"{mem}/in/videos.parquet", "--out", str(out), "--workers", "0", "--no-progress"]
+    )
     assert res.exit_code == 0, res.output
     assert pq.read_table(out).column("status").to_pylist() == ["ok"]
     (tmp_path / "l.txt").write_text("dancing\nswimming\n")
-    res = runner.invoke(app, ["build-labels", "--source", "file", "--labels-file", str(tmp_path / "l.txt"),
-                              "--out", f"{mem}/lab/labels.parquet"])
+    res = runner.invoke(
+        app,
+        [
+            "build-labels",
+            "--source",
+            "file",
+            "--labels-file",
+            str(tmp_path / "l.txt"),
+            "--out",
+            f"{mem}/lab/labels.parquet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert read_table("labels", f"{mem}/lab/labels.parquet").num_rows == 2
     assert uris.exists(f"{mem}/lab/labels.hashtag_index.parquet") and uris.exists(f"{mem}/lab/labels.summary.json")
@@ -381,8 +417,9 @@ def test_local_only_writers_refuse_uris(mem: str) -> None:
     assert atomic_path(Path("file:///tmp/x/t.parquet")) == Path(f"/tmp/x/.t.parquet.tmp-{os.getpid()}")
 
 
-def test_bulk_jobs_write_their_tables_to_uris(local_videos: dict[str, Path], mem: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bulk_jobs_write_their_tables_to_uris(
+    local_videos: dict[str, Path], mem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """probe and fingerprint --out at a uri: parts staged locally (resumable), the table and summary uploaded."""
     import json
 
@@ -390,32 +427,56 @@ def test_bulk_jobs_write_their_tables_to_uris(local_videos: dict[str, Path], mem
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
     monkeypatch.setenv("WEAKSUP_STAGING", str(tmp_path / "staging"))
-    write_table("videos", {"video_id": ["a", "b"], "uri": [put(local_videos["mp4"], f"{mem}/a.mp4"), f"{mem}/gone.mp4"],
-                           "hashtags": [None, None], "duration_s": [None, None]}, f"{mem}/videos.parquet")
+    write_table(
+        "videos",
+        {
+            "video_id": ["a", "b"],
+            "uri": [put(local_videos["mp4"], f"{mem}/a.mp4"), f"{mem}/gone.mp4"],
+            "hashtags": [None, None],
+            "duration_s": [None, None],
+        },
+        f"{mem}/videos.parquet",
+    )
     out = f"{mem}/out/probe.parquet"
     assert parts_dir(out).parent == tmp_path / "staging" / "weaksup-parts"
-    local, _ = probe_videos(ProbeConfig(videos=f"{mem}/videos.parquet", out=tmp_path / "p.parquet", workers=0, progress=False))
+    local, _ = probe_videos(
+        ProbeConfig(videos=f"{mem}/videos.parquet", out=tmp_path / "p.parquet", workers=0, progress=False)
+    )
     table, summary = probe_videos(ProbeConfig(videos=f"{mem}/videos.parquet", out=Path(out), workers=0, progress=False))
     assert read_table("probe", out).equals(table) and table.equals(local)
     with uris.open_input(f"{mem}/out/probe.summary.json") as f:
         assert json.load(f)["ok"] == summary["ok"] == 1
     assert not parts_dir(out).exists()
-    codes, _ = fingerprint_videos(FingerprintConfig(videos=f"{mem}/videos.parquet", out=f"{mem}/out/codes.parquet",
-                                                    workers=0, progress=False))
+    codes, _ = fingerprint_videos(
+        FingerprintConfig(videos=f"{mem}/videos.parquet", out=f"{mem}/out/codes.parquet", workers=0, progress=False)
+    )
     assert read_table("codes", f"{mem}/out/codes.parquet").equals(codes)
     assert codes.column("status").to_pylist() == ["ok", "rejected"]
 
 
-@pytest.mark.parametrize("command", [
-    ["match", "--videos", "v.parquet", "--labels", "l.parquet", "--out", "{mem}/m.parquet"],
-    ["sample", "--manifest", "m.parquet", "--strategy", "random", "--out", "{mem}/s.parquet", "--size", "10"],
-    ["splits", "--manifest", "m.parquet", "--probe", "p.parquet", "--kind", "short", "--out", "{mem}/c.parquet"],
-    ["dedupe", "--manifest", "m.parquet", "--targets", "t.parquet", "--out", "{mem}/d.parquet", "--report", "r.parquet"],
-    ["pretrain", "--manifest", "m.parquet", "--out", "{mem}/run"],
-    ["extract", "--manifest", "m.parquet", "--arch", "r2plus1d_10", "--out", "{mem}/f.parquet"],
-    ["shard", "--manifest", "m.parquet", "--out", "{mem}/shards"],
-    ["partition-videos", "--videos", "v.parquet", "--parts", "2", "--out", "{mem}/parts"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["match", "--videos", "v.parquet", "--labels", "l.parquet", "--out", "{mem}/m.parquet"],
+        ["sample", "--manifest", "m.parquet", "--strategy", "random", "--out", "{mem}/s.parquet", "--size", "10"],
+        ["splits", "--manifest", "m.parquet", "--probe", "p.parquet", "--kind", "short", "--out", "{mem}/c.parquet"],
+        [
+            "dedupe",
+            "--manifest",
+            "m.parquet",
+            "--targets",
+            "t.parquet",
+            "--out",
+            "{mem}/d.parquet",
+            "--report",
+            "r.parquet",
+        ],
+        ["pretrain", "--manifest", "m.parquet", "--out", "{mem}/run"],
+        ["extract", "--manifest", "m.parquet", "--arch", "r2plus1d_10", "--out", "{mem}/f.parquet"],
+        ["shard", "--manifest", "m.parquet", "--out", "{mem}/shards"],
+        ["partition-videos", "--videos", "v.parquet", "--parts", "2", "--out", "{mem}/parts"],
+    ],
+)
 def test_local_only_outputs_refuse_uris_in_one_line(command: list[str], mem: str) -> None:
     """Stages whose outputs are folders of parts, streamed writers or checkpoints say so, exit 2."""
     from typer.testing import CliRunner

@@ -13,9 +13,10 @@ table, a reordered or edited one, other settings, or no stamp at all) is stale: 
 deleted and its rows are done again, with one warning per job saying how many parts and
 why; with ``resume_strict`` the job stops instead (InputError naming the difference).
 ``resume=False`` deletes every old part first. The same stamps (:func:`make_stamp`,
-:func:`stale_reason`, :class:`StaleParts`) guard extract's chunks and the tar shards. A worker function never raises: a failure becomes
-``status="rejected"`` with an ``error`` reason (img2dataset style), so one bad file
-never kills the job and every input row is accounted for.
+:func:`stale_reason`, :class:`StaleParts`) guard extract's chunks and the tar shards. A
+worker function never raises: a failure becomes ``status="rejected"`` with an ``error``
+reason (img2dataset style), so one bad file never kills the job and every input row is
+accounted for.
 """
 
 from __future__ import annotations
@@ -157,13 +158,18 @@ class StaleParts:
         n, what = len(self.reasons), self.what + ("s" if self.total != 1 else "")
         if strict:
             raise InputError(
-                f"{self.where}: {n} of {self.total} {what} of an earlier run {'does' if n == 1 else 'do'} not belong to "
+                f"{self.where}: {n} of {self.total} {what} of an earlier run {'does' if n == 1 else 'do'} not "
+                f"belong to "
                 f"this job ({self.why()}); "
                 "rerun without --resume-strict to recompute them, or with --no-resume to start over"
             )
         were = "was" if n == 1 else "were"
-        warnings.warn(f"{self.where}: {n} of {self.total} {what} of an earlier run {were} stale and "
-                      f"{'is' if n == 1 else 'are'} {self.redo} ({self.why()})", StaleResumeWarning, stacklevel=3)
+        warnings.warn(
+            f"{self.where}: {n} of {self.total} {what} of an earlier run {were} stale and "
+            f"{'is' if n == 1 else 'are'} {self.redo} ({self.why()})",
+            StaleResumeWarning,
+            stacklevel=3,
+        )
 
 
 def safe_call(fn: Callable[[dict], dict], item: dict) -> dict:
@@ -290,8 +296,12 @@ def run_bulk(
     chunks = [todo[i : i + config.chunk_size] for i in range(0, len(todo), config.chunk_size)]
 
     with Progress(
-        TextColumn(f"[bold]{config.desc}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not config.progress, transient=False,
+        TextColumn(f"[bold]{config.desc}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not config.progress,
+        transient=False,
     ) as progress:
         task = progress.add_task(config.desc, total=len(numbered), completed=len(numbered) - len(todo))
         if config.engine == "ray":
@@ -320,9 +330,9 @@ def run_bulk(
     return result
 
 
-
-def nothing_done_message(total: int, rejected: int, what: str = "row",
-                         reasons: Mapping[str, int] | None = None) -> str | None:
+def nothing_done_message(
+    total: int, rejected: int, what: str = "row", reasons: Mapping[str, int] | None = None
+) -> str | None:
     """The warning for a job that did nothing (all ``total`` inputs rejected, or none at all), else None."""
     if rejected < total:
         return None
@@ -365,5 +375,10 @@ def ray_map_chunks(
         return
     from weaksup.ray_engine import ray_map
 
-    yield from ray_map([it for chunk in chunks for it in chunk], _ChunkMapper(fn, part_schema),
-                       batch_size=len(chunks[0]), workers=workers, address=address)
+    yield from ray_map(
+        [it for chunk in chunks for it in chunk],
+        _ChunkMapper(fn, part_schema),
+        batch_size=len(chunks[0]),
+        workers=workers,
+        address=address,
+    )

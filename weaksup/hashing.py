@@ -42,7 +42,9 @@ def stable_hash64(ids: pa.Array | pa.ChunkedArray | list, seed: int = 0, salt: s
         if n == 0:
             return h
         width = 8 if pa.types.is_large_string(arr.type) else 4
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if width == 8 else np.int32, count=n + 1, offset=arr.offset * width)
+        offsets = np.frombuffer(
+            arr.buffers()[1], dtype=np.int64 if width == 8 else np.int32, count=n + 1, offset=arr.offset * width
+        )
         data = arr.buffers()[2]
         data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, np.uint8)
         starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)

@@ -67,7 +67,7 @@ def remove_stale_temps(path: Path) -> list[Path]:
     except OSError:
         return removed
     for p in candidates:
-        m = _TEMP_PID.match(p.name[len(prefix):])
+        m = _TEMP_PID.match(p.name[len(prefix) :])
         if m is None or int(m.group(1)) == os.getpid() or pid_alive(int(m.group(1))):
             continue
         try:
@@ -86,8 +86,10 @@ def require_local_output(*paths: str | os.PathLike[str] | None) -> None:
     (folders of parts, streamed Parquet writers, checkpoints); None is skipped."""
     for path in paths:
         if path is not None and not uris.is_local(path):
-            raise InputError(f"{uris.as_uri(path)}: this output must be a local path "
-                             "(write it locally, then copy it to the object store)")
+            raise InputError(
+                f"{uris.as_uri(path)}: this output must be a local path "
+                "(write it locally, then copy it to the object store)"
+            )
 
 
 def atomic_path(path: PathOrUri, tag: str = "") -> Path:
@@ -174,7 +176,6 @@ def separate_job() -> Iterator[None]:
         yield
     finally:
         _PENDING.reset(token)
-
 
 
 @contextmanager

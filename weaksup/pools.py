@@ -79,10 +79,12 @@ def _init_worker(parent_pid: int, initializer: Callable[..., Any] | None, initar
         initializer(*initargs)
 
 
-def make_pool(workers: int, *, initializer: Callable[..., Any] | None = None, initargs: tuple = (),
-              **kwargs: Any) -> ProcessPoolExecutor:
+def make_pool(
+    workers: int, *, initializer: Callable[..., Any] | None = None, initargs: tuple = (), **kwargs: Any
+) -> ProcessPoolExecutor:
     """A ``ProcessPoolExecutor`` of ``workers`` processes that die with this process
     (``initializer``/``initargs`` run after :func:`die_with_parent`; other keywords as for
     ``ProcessPoolExecutor``)."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                               initargs=(os.getpid(), initializer, initargs), **kwargs)
+    return ProcessPoolExecutor(
+        max_workers=workers, initializer=_init_worker, initargs=(os.getpid(), initializer, initargs), **kwargs
+    )

@@ -74,8 +74,20 @@ class QuickstartConfig:
     @classmethod
     def small(cls, out: Path, **kw: Any) -> QuickstartConfig:
         """A run of about a minute for CI: 4 classes, 120 web videos, short training."""
-        return cls(out=out, videos=120, classes=4, target_train_per_class=6, target_test_per_class=6, planted=4,
-                   min_videos=5, pretrain_steps=40, finetune_epochs=3, finetune_seeds=2, clips=4, **kw)
+        return cls(
+            out=out,
+            videos=120,
+            classes=4,
+            target_train_per_class=6,
+            target_test_per_class=6,
+            planted=4,
+            min_videos=5,
+            pretrain_steps=40,
+            finetune_epochs=3,
+            finetune_seeds=2,
+            clips=4,
+            **kw,
+        )
 
     def key(self) -> str:
         """Digest of every field that changes a result (not out, workers, progress, resume)."""
@@ -90,9 +102,23 @@ class QuickstartConfig:
     # from the web corpus in 500 steps (benchmarks/learning.py, rung b).
     def pretrain_config(self) -> TrainConfig:
         return preset("tiny").override(
-            arch="r2plus1d_10", frames=8, crop=40, short_side=40, hflip=False, batch_size=16, max_steps=self.pretrain_steps,
-            base_lr=self.pretrain_lr, reference_batch=16, warmup_fraction=0.05, lr_halvings=3, precision="bf16",
-            channels_last=True, workers=0, log_every=10, checkpoint_every=max(self.pretrain_steps // 2, 1), seed=self.seed,
+            arch="r2plus1d_10",
+            frames=8,
+            crop=40,
+            short_side=40,
+            hflip=False,
+            batch_size=16,
+            max_steps=self.pretrain_steps,
+            base_lr=self.pretrain_lr,
+            reference_batch=16,
+            warmup_fraction=0.05,
+            lr_halvings=3,
+            precision="bf16",
+            channels_last=True,
+            workers=0,
+            log_every=10,
+            checkpoint_every=max(self.pretrain_steps // 2, 1),
+            seed=self.seed,
         )
 
     # Fine-tuning: the pre-training LR per clip (0.005 at batch 8), the backbone of a
@@ -100,8 +126,15 @@ class QuickstartConfig:
     # full LR (eval.finetune). Both arms get the same steps.
     def finetune_config(self, seed: int | None = None) -> TrainConfig:
         return finetune_preset("finetune-tiny").override(
-            frames=8, crop=40, short_side=40, hflip=False, epochs=self.finetune_epochs, max_steps=0, workers=0,
-            base_lr=self.finetune_lr, seed=self.seed if seed is None else seed,
+            frames=8,
+            crop=40,
+            short_side=40,
+            hflip=False,
+            epochs=self.finetune_epochs,
+            max_steps=0,
+            workers=0,
+            base_lr=self.finetune_lr,
+            seed=self.seed if seed is None else seed,
         )
 
 
@@ -148,7 +181,9 @@ class _Stages:
                 self.lines[name], self.seconds[name] = done["line"], done["seconds"]
                 self.reused.append(name)
                 if self.progress:
-                    Console(stderr=True).print(f"[bold]quickstart[/bold] {name}: done in an earlier run", highlight=False)
+                    Console(stderr=True).print(
+                        f"[bold]quickstart[/bold] {name}: done in an earlier run", highlight=False
+                    )
                 return done["value"]
         if self.progress:
             Console(stderr=True).print(f"[bold]quickstart[/bold] {name} ...", highlight=False)
@@ -181,8 +216,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     pretrained = _pretrain_stage(run)
     fc_hits, fc_top1 = _fc_only_stages(run)
     ft_hits, ft_top1, ft_seeds = _finetune_stages(run)
-    report = _report(run, corpus, deduped, pretrained, {**fc_hits, **ft_hits}, {**fc_top1, **ft_top1}, ft_seeds,
-                     started)
+    report = _report(
+        run, corpus, deduped, pretrained, {**fc_hits, **ft_hits}, {**fc_top1, **ft_top1}, ft_seeds, started
+    )
     write_json(report, out / "report.json")
     return report
 
@@ -251,13 +287,26 @@ def _synth_corpus_stage(run: _Run) -> dict[str, Any]:
     cfg = run.cfg
 
     def corpus():
-        s = synth_corpus(SynthCorpusConfig(
-            out=run.corpus_dir, seed=cfg.seed, n_videos=cfg.videos, n_classes=cfg.classes,
-            n_target_train_per_class=cfg.target_train_per_class, n_target_test_per_class=cfg.target_test_per_class,
-            n_planted=cfg.planted, target_classes=cfg.target_classes, workers=cfg.workers), progress=cfg.progress)
-        return s, (f"{s['web_videos']} web videos ({s['planted']} planted copies of target test videos), "
-                   f"{s['classes']} motion classes; target: {s['target_classes']} other classes, "
-                   f"{s['target_train']} train / {s['target_test']} test videos")
+        s = synth_corpus(
+            SynthCorpusConfig(
+                out=run.corpus_dir,
+                seed=cfg.seed,
+                n_videos=cfg.videos,
+                n_classes=cfg.classes,
+                n_target_train_per_class=cfg.target_train_per_class,
+                n_target_test_per_class=cfg.target_test_per_class,
+                n_planted=cfg.planted,
+                target_classes=cfg.target_classes,
+                workers=cfg.workers,
+            ),
+            progress=cfg.progress,
+        )
+        return s, (
+            f"{s['web_videos']} web videos ({s['planted']} planted copies of target test videos), "
+            f"{s['classes']} motion classes; target: {s['target_classes']} other classes, "
+            f"{s['target_train']} train / {s['target_test']} test videos"
+        )
+
     return run.st.run("synth-corpus", corpus)
 
 
@@ -265,10 +314,14 @@ def _build_labels_stage(run: _Run) -> dict[str, Any]:
     from weaksup.labels.build import BuildLabelsConfig, build_labels
 
     def labels_stage():
-        r = build_labels(BuildLabelsConfig(sources=("file",), labels_file=run.corpus_dir / "labels.txt",
-                                           out=run.labels))
-        return r.summary, (f"{r.summary['labels']} labels, {r.summary['hashtags']} relevant hashtags, "
-                           f"{r.summary['collisions']} collisions")
+        r = build_labels(
+            BuildLabelsConfig(sources=("file",), labels_file=run.corpus_dir / "labels.txt", out=run.labels)
+        )
+        return r.summary, (
+            f"{r.summary['labels']} labels, {r.summary['hashtags']} relevant hashtags, "
+            f"{r.summary['collisions']} collisions"
+        )
+
     return run.st.run("build-labels", labels_stage)
 
 
@@ -278,11 +331,22 @@ def _match_stage(run: _Run) -> dict[str, Any]:
     cfg = run.cfg
 
     def match_stage():
-        m = match_videos(MatchConfig(videos=run.corpus_dir / "videos.parquet", labels=run.labels, out=run.manifest,
-                                     min_videos=cfg.min_videos, seed=cfg.seed, progress=False))
-        return m, (f"{m['videos_read']} videos -> {m['in_manifest']} labelled ({m['unmatched']} without a label "
-                   f"hashtag, {m['labels_dropped']} labels under {cfg.min_videos} videos dropped); "
-                   f"{m['labels_kept']} labels kept")
+        m = match_videos(
+            MatchConfig(
+                videos=run.corpus_dir / "videos.parquet",
+                labels=run.labels,
+                out=run.manifest,
+                min_videos=cfg.min_videos,
+                seed=cfg.seed,
+                progress=False,
+            )
+        )
+        return m, (
+            f"{m['videos_read']} videos -> {m['in_manifest']} labelled ({m['unmatched']} without a label "
+            f"hashtag, {m['labels_dropped']} labels under {cfg.min_videos} videos dropped); "
+            f"{m['labels_kept']} labels kept"
+        )
+
     return run.st.run("match", match_stage)
 
 
@@ -291,9 +355,17 @@ def _sample_stage(run: _Run, matched: dict[str, Any]) -> dict[str, Any]:
 
     def sample_stage():
         size = max(1, matched["in_manifest"] // 2)
-        s = sample_manifest(SampleConfig(manifest=run.manifest, strategy="sqrt", out=run.data / "sqrt_half.parquet",
-                                         sizes=(size,), seed=run.cfg.seed))
+        s = sample_manifest(
+            SampleConfig(
+                manifest=run.manifest,
+                strategy="sqrt",
+                out=run.data / "sqrt_half.parquet",
+                sizes=(size,),
+                seed=run.cfg.seed,
+            )
+        )
         return s, f"square-root sampled subset of {size} videos in {run.data / 'sqrt_half.parquet'}"
+
     return run.st.run("sample", sample_stage)
 
 
@@ -301,9 +373,11 @@ def _probe_stage(run: _Run) -> dict[str, Any]:
     from weaksup.assembly.probe import ProbeConfig, probe_videos
 
     def probe_stage():
-        _, p = probe_videos(ProbeConfig(videos=run.manifest, out=run.probe, workers=run.cfg.workers,
-                                        progress=run.cfg.progress))
+        _, p = probe_videos(
+            ProbeConfig(videos=run.manifest, out=run.probe, workers=run.cfg.workers, progress=run.cfg.progress)
+        )
         return p, f"{p.get('ok')} ok, {p.get('rejected')} rejected (container metadata, no decode)"
+
     return run.st.run("probe", probe_stage)
 
 
@@ -313,10 +387,14 @@ def _splits_stage(run: _Run) -> dict[str, Any]:
     def splits_stage():
         counts = {}
         for kind in ("short", "long", "long-center"):
-            s = make_splits(SplitsConfig(manifest=run.manifest, probe=run.probe, kind=kind,
-                                         out=run.data / "splits" / f"{kind}.parquet"))
+            s = make_splits(
+                SplitsConfig(
+                    manifest=run.manifest, probe=run.probe, kind=kind, out=run.data / "splits" / f"{kind}.parquet"
+                )
+            )
             counts[kind] = s.get("selected")
         return counts, ", ".join(f"{k} {v} clips" for k, v in counts.items())
+
     return run.st.run("splits", splits_stage)
 
 
@@ -326,6 +404,7 @@ def _stats_stage(run: _Run) -> dict[str, Any]:
     def stats_stage():
         s = manifest_stats(StatsConfig(manifest=run.manifest, out=run.out / "stats"))
         return s, f"label counts and plots in {run.out / 'stats'}"
+
     return run.st.run("stats", stats_stage)
 
 
@@ -335,19 +414,33 @@ def _dedupe_stage(run: _Run) -> dict[str, Any]:
     cfg, clean = run.cfg, run.clean
 
     def dedupe_stage():
-        s = dedupe_manifest(DedupeConfig(manifest=run.manifest, targets=run.target / "test.parquet", out=clean,
-                                         report=run.data / "overlaps.parquet", workers=cfg.workers,
-                                         progress=cfg.progress))
-        removed = set(pq.read_table(clean.with_name("clean_manifest.removed.parquet"), columns=["video_id"])
-                      .column("video_id").to_pylist())
+        s = dedupe_manifest(
+            DedupeConfig(
+                manifest=run.manifest,
+                targets=run.target / "test.parquet",
+                out=clean,
+                report=run.data / "overlaps.parquet",
+                workers=cfg.workers,
+                progress=cfg.progress,
+            )
+        )
+        removed = set(
+            pq.read_table(clean.with_name("clean_manifest.removed.parquet"), columns=["video_id"])
+            .column("video_id")
+            .to_pylist()
+        )
         planted_ids = set(pq.read_table(run.corpus_dir / "planted.parquet").column("web_video_id").to_pylist())
         manifest_ids = set(pq.read_table(run.manifest, columns=["video_id"]).column("video_id").to_pylist())
         in_manifest = planted_ids & manifest_ids
         found = len(removed & in_manifest)
-        s = dict(s, planted_in_manifest=len(in_manifest), planted_found=found,
-                 false_removals=len(removed - planted_ids))
-        return s, (f"{found}/{len(in_manifest)} planted copies in the manifest found and removed, "
-                   f"{s['false_removals']} other videos removed; {s['kept']} videos kept")
+        s = dict(
+            s, planted_in_manifest=len(in_manifest), planted_found=found, false_removals=len(removed - planted_ids)
+        )
+        return s, (
+            f"{found}/{len(in_manifest)} planted copies in the manifest found and removed, "
+            f"{s['false_removals']} other videos removed; {s['kept']} videos kept"
+        )
+
     return run.st.run("dedupe", dedupe_stage)
 
 
@@ -357,10 +450,19 @@ def _pretrain_stage(run: _Run) -> dict[str, Any]:
     pre_cfg = run.pre_cfg
 
     def pretrain_stage():
-        s = pretrain(pre_cfg, manifest=run.clean, out=run.out / "pretrain", labels=run.labels, resume=run.resume,
-                     progress=run.cfg.progress)
-        return s, (f"{pre_cfg.arch}, {s['steps']} steps x {pre_cfg.batch_size} clips: loss {s['first_loss']:.3f} -> "
-                   f"{s['final_loss']:.3f} at {s['clips_per_s']:.0f} clips/s")
+        s = pretrain(
+            pre_cfg,
+            manifest=run.clean,
+            out=run.out / "pretrain",
+            labels=run.labels,
+            resume=run.resume,
+            progress=run.cfg.progress,
+        )
+        return s, (
+            f"{pre_cfg.arch}, {s['steps']} steps x {pre_cfg.batch_size} clips: loss {s['first_loss']:.3f} -> "
+            f"{s['final_loss']:.3f} at {s['clips_per_s']:.0f} clips/s"
+        )
+
     return run.st.run("pretrain", pretrain_stage)
 
 
@@ -386,16 +488,34 @@ def _fc_only_arm(run: _Run, name: str, ckpt: Path | None) -> dict[str, Any]:
     def extract_stage():
         tag = "pretrained" if ckpt else "random"
         for split in ("train", "test"):
-            extract_features(run.target / f"{split}.parquet", feats / f"{tag}_{split}.parquet", checkpoint=ckpt,
-                             resume=run.resume,
-                             cfg=ExtractConfig(arch=pre_cfg.arch, num_clips=cfg.clips, frames=pre_cfg.frames,
-                                               crop=pre_cfg.crop, short_side=pre_cfg.short_side, workers=cfg.workers,
-                                               progress=cfg.progress, seed=cfg.seed))
-        r = eval_fc_only(feats / f"{tag}_train.parquet", feats / f"{tag}_test.parquet", evals / f"fc_only_{tag}",
-                         FcOnlyConfig(seed=cfg.seed))
+            extract_features(
+                run.target / f"{split}.parquet",
+                feats / f"{tag}_{split}.parquet",
+                checkpoint=ckpt,
+                resume=run.resume,
+                cfg=ExtractConfig(
+                    arch=pre_cfg.arch,
+                    num_clips=cfg.clips,
+                    frames=pre_cfg.frames,
+                    crop=pre_cfg.crop,
+                    short_side=pre_cfg.short_side,
+                    workers=cfg.workers,
+                    progress=cfg.progress,
+                    seed=cfg.seed,
+                ),
+            )
+        r = eval_fc_only(
+            feats / f"{tag}_train.parquet",
+            feats / f"{tag}_test.parquet",
+            evals / f"fc_only_{tag}",
+            FcOnlyConfig(seed=cfg.seed),
+        )
         value = {"top1": r["top1"], "hits": read_predictions(evals / f"fc_only_{tag}")}
-        return value, (f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
-                       f"penalty {r['protocol']['penalty']:g} ({r['protocol'].get('penalty_search_scheme', '')})")
+        return value, (
+            f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
+            f"penalty {r['protocol']['penalty']:g} ({r['protocol'].get('penalty_search_scheme', '')})"
+        )
+
     return run.st.run(f"extract + eval fc-only ({name})", extract_stage)
 
 
@@ -421,27 +541,55 @@ def _finetune_seed(run: _Run, name: str, ckpt: Path | None, ft_seed: int) -> dic
 
     def finetune_stage():
         tag = ("pretrained" if ckpt else "scratch") + f"_s{ft_seed}"
-        r = finetune(replace(cfg.finetune_config(ft_seed), arch=run.pre_cfg.arch),
-                     train_manifest=target / "train.parquet",
-                     test_manifest=target / "test.parquet", checkpoint=ckpt, out=evals / f"finetune_{tag}",
-                     num_clips=cfg.clips, resume=run.resume, progress=cfg.progress)
+        r = finetune(
+            replace(cfg.finetune_config(ft_seed), arch=run.pre_cfg.arch),
+            train_manifest=target / "train.parquet",
+            test_manifest=target / "test.parquet",
+            checkpoint=ckpt,
+            out=evals / f"finetune_{tag}",
+            num_clips=cfg.clips,
+            resume=run.resume,
+            progress=cfg.progress,
+        )
         value = {"top1": r["top1"], "hits": read_predictions(evals / f"finetune_{tag}")}
-        return value, (f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
-                       f"{r['protocol']['steps']} steps, final train loss {r['protocol']['final_train_loss']:.3f}")
+        return value, (
+            f"top-1 {100 * r['top1']:.1f}% (clip level {100 * r['clip_top1']:.1f}%), "
+            f"{r['protocol']['steps']} steps, final train loss {r['protocol']['final_train_loss']:.3f}"
+        )
+
     return run.st.run(f"eval finetune ({name}, seed {ft_seed})", finetune_stage)
 
 
-def _report(run: _Run, corpus: dict[str, Any], deduped: dict[str, Any], pretrained: dict[str, Any],
-            hits: dict[str, list[dict[str, int]]], top1: dict[str, float], ft_seeds: list[int],
-            started: float) -> dict[str, Any]:
+def _report(
+    run: _Run,
+    corpus: dict[str, Any],
+    deduped: dict[str, Any],
+    pretrained: dict[str, Any],
+    hits: dict[str, list[dict[str, int]]],
+    top1: dict[str, float],
+    ft_seeds: list[int],
+    started: float,
+) -> dict[str, Any]:
     """The run's report: each stage's line and seconds, the arms' top-1 and their comparisons with intervals."""
     cfg, st = run.cfg, run.st
     chance = 1.0 / corpus["target_classes"]
     comparisons = {
-        "fc-only": _compare(hits["fc-only, pre-trained"], hits["fc-only, random init"], chance, cfg.seed,
-                            a="pre-trained", b="random init"),
-        "fine-tune": _compare(hits["fine-tune, pre-trained"], hits["fine-tune, from scratch"], chance, cfg.seed,
-                              a="pre-trained", b="from scratch"),
+        "fc-only": _compare(
+            hits["fc-only, pre-trained"],
+            hits["fc-only, random init"],
+            chance,
+            cfg.seed,
+            a="pre-trained",
+            b="random init",
+        ),
+        "fine-tune": _compare(
+            hits["fine-tune, pre-trained"],
+            hits["fine-tune, from scratch"],
+            chance,
+            cfg.seed,
+            a="pre-trained",
+            b="from scratch",
+        ),
     }
     return {
         "out": str(run.out),
@@ -453,8 +601,9 @@ def _report(run: _Run, corpus: dict[str, Any], deduped: dict[str, Any], pretrain
         "chance": round(chance, 4),
         "planted_found": f"{deduped['planted_found']}/{deduped['planted_in_manifest']}",
         "pretrain_loss": [pretrained["first_loss"], pretrained["final_loss"]],
-        "corpus": {k: corpus[k] for k in ("web_videos", "classes", "target_classes", "target_train", "target_test",
-                                          "planted")},
+        "corpus": {
+            k: corpus[k] for k in ("web_videos", "classes", "target_classes", "target_train", "target_test", "planted")
+        },
         "clips": cfg.clips,
         "finetune_seeds": ft_seeds,
         "cpu": cpu_name(),
@@ -462,8 +611,9 @@ def _report(run: _Run, corpus: dict[str, Any], deduped: dict[str, Any], pretrain
     }
 
 
-def _compare(hits_a: list[dict[str, int]], hits_b: list[dict[str, int]], chance: float, seed: int, *, a: str,
-             b: str) -> dict[str, Any]:
+def _compare(
+    hits_a: list[dict[str, int]], hits_b: list[dict[str, int]], chance: float, seed: int, *, a: str, b: str
+) -> dict[str, Any]:
     """Arm a vs arm b on the test videos both scored (seeds x videos), paired bootstrap."""
     videos = sorted(set.intersection(*(set(h) for h in hits_a + hits_b)))
     if not videos:
@@ -507,24 +657,33 @@ def report_tables(report: dict[str, Any]) -> list:
         stages.add_row(name, line + reused, f"{report['seconds'][name]:.0f}")
     corpus = report["corpus"]
     acc = Table(
-        title=(f"target benchmark: video-level top-1 on {corpus['target_test']} test videos, {corpus['target_classes']} "
-               f"classes (chance {100 * report['chance']:.1f}%), {report['clips']} centre clips per video; "
-               "95% intervals by bootstrap over test videos and seeds"),
-        title_justify="left")
+        title=(
+            f"target benchmark: video-level top-1 on {corpus['target_test']} test videos, {corpus['target_classes']} "
+            f"classes (chance {100 * report['chance']:.1f}%), {report['clips']} centre clips per video; "
+            "95% intervals by bootstrap over test videos and seeds"
+        ),
+        title_justify="left",
+    )
     acc.add_column("protocol", style="bold")
     acc.add_column("with pre-training", justify="right")
     acc.add_column("without", justify="right")
     acc.add_column("gain (points)", justify="right")
     acc.add_column("seeds", justify="right")
-    for protocol, label in (("fc-only", "fc-only (frozen features + logistic regression)"),
-                            ("fine-tune", "full fine-tuning")):
+    for protocol, label in (
+        ("fc-only", "fc-only (frozen features + logistic regression)"),
+        ("fine-tune", "full fine-tuning"),
+    ):
         cmp = report["comparisons"][protocol]
         a, b, d = cmp["a"], cmp["b"], cmp["a_minus_b"]
         gain = f"{100 * d['mean']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
         style = "green" if d["low"] > 0 else "red" if d["high"] < 0 else "yellow"
-        acc.add_row(label, f"{100 * a['mean']:.1f}% [{100 * a['low']:.1f}, {100 * a['high']:.1f}]",
-                    f"{100 * b['mean']:.1f}% [{100 * b['low']:.1f}, {100 * b['high']:.1f}] ({cmp['arms'][1]})",
-                    f"[{style}]{gain}[/{style}]", str(cmp["seeds"]))
+        acc.add_row(
+            label,
+            f"{100 * a['mean']:.1f}% [{100 * a['low']:.1f}, {100 * a['high']:.1f}]",
+            f"{100 * b['mean']:.1f}% [{100 * b['low']:.1f}, {100 * b['high']:.1f}] ({cmp['arms'][1]})",
+            f"[{style}]{gain}[/{style}]",
+            str(cmp["seeds"]),
+        )
     acc.caption = f"CPU: {report.get('cpu', 'unknown')}"
     return [stages, acc]
 

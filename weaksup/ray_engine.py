@@ -58,7 +58,12 @@ def ray_session(*, address: str | None, workers: int) -> Iterator[None]:
 
 
 def ray_map(
-    items: list[dict], fn: Callable[[pa.Table], pa.Table] | type, *, batch_size: int, workers: int, address: str | None,
+    items: list[dict],
+    fn: Callable[[pa.Table], pa.Table] | type,
+    *,
+    batch_size: int,
+    workers: int,
+    address: str | None,
     constructor_kwargs: dict[str, Any] | None = None,
 ) -> Iterator[pa.Table]:
     """``map_batches`` of ``fn`` over ``items`` in batches of ``batch_size``; output blocks in completion order.
@@ -83,7 +88,12 @@ def ray_map(
         else:
             compute = ray.data.TaskPoolStrategy(size=None if address else width)
         ds = ray.data.from_items(items, override_num_blocks=n_batches).map_batches(
-            fn, batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True, num_cpus=1, compute=compute,
+            fn,
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            num_cpus=1,
+            compute=compute,
             **({"fn_constructor_kwargs": constructor_kwargs} if constructor_kwargs is not None else {}),
         )
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -128,8 +128,14 @@ class Schema:
                 "version": self.version,
                 "description": self.description,
                 "fields": [
-                    {"name": f.name, "type": f.type, "nullable": f.nullable, "required": f.required,
-                     **({"default": f.default} if f.default is not None else {}), "description": f.description}
+                    {
+                        "name": f.name,
+                        "type": f.type,
+                        "nullable": f.nullable,
+                        "required": f.required,
+                        **({"default": f.default} if f.default is not None else {}),
+                        "description": f.description,
+                    }
                     for f in self.fields
                 ],
                 **({"require_one_of": [list(g) for g in self.require_one_of]} if self.require_one_of else {}),
@@ -155,8 +161,14 @@ def load_schema(name: str) -> Schema:
         raise InputError(f"unknown table schema {name!r}; known: {', '.join(schema_names())}")
     raw = json.loads(res.read_text(encoding="utf-8"))
     fields = tuple(
-        Field(f["name"], f["type"], bool(f.get("nullable", False)), f.get("description", ""),
-              bool(f.get("required", True)), f.get("default"))
+        Field(
+            f["name"],
+            f["type"],
+            bool(f.get("nullable", False)),
+            f.get("description", ""),
+            bool(f.get("required", True)),
+            f.get("default"),
+        )
         for f in raw["fields"]
     )
     groups = tuple(tuple(g) for g in raw.get("require_one_of", ()))
@@ -171,7 +183,9 @@ def _is_listlike(t: pa.DataType) -> bool:
 
 
 def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t)
+    return (
+        pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t)
+    )
 
 
 def _is_number(t: pa.DataType) -> bool:
@@ -239,7 +253,7 @@ def _bad_values(values: pa.Array, target: pa.DataType) -> np.ndarray | None:
         return np.isfinite(v) & (np.abs(v) > np.finfo(np.float32).max) & valid
     if pa.types.is_floating(target) and pa.types.is_integer(source) and source.bit_width > 32:
         v = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
-        return (np.abs(v.astype(np.float64)) > 2.0 ** 53) & valid  # beyond 2^53 a float64 rounds the id
+        return (np.abs(v.astype(np.float64)) > 2.0**53) & valid  # beyond 2^53 a float64 rounds the id
     return None
 
 
@@ -266,8 +280,9 @@ def _conform_column(col: pa.ChunkedArray, f: Field, source: str) -> pa.ChunkedAr
     if problem == "text":
         first = _first_valid(col)
         where = f"; row {first[0]}: {first[1]!r}" if first else ""
-        raise InputError(f"{source}: column {f.name!r} has type {actual}, expected {f.type} "
-                         f"(text where numbers are needed{where})")
+        raise InputError(
+            f"{source}: column {f.name!r} has type {actual}, expected {f.type} (text where numbers are needed{where})"
+        )
     if problem is not None:
         raise InputError(f"{source}: column {f.name!r} has type {actual}, expected {f.type}")
     target = _leaf_type(expected)
@@ -277,14 +292,17 @@ def _conform_column(col: pa.ChunkedArray, f: Field, source: str) -> pa.ChunkedAr
         bad = _bad_values(leaves, target)
         if bad is not None and bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputError(f"{source}: column {f.name!r} row {offset + int(rows[i])}: value {leaves[i].as_py()!r} "
-                             f"does not fit {f.type} (out of range)")
+            raise InputError(
+                f"{source}: column {f.name!r} row {offset + int(rows[i])}: value {leaves[i].as_py()!r} "
+                f"does not fit {f.type} (out of range)"
+            )
         offset += len(chunk)
     try:
         return col.cast(expected)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise InputError(f"{source}: column {f.name!r} has type {actual} and cannot be read as {f.type} "
-                         f"({first_line(exc)})") from None
+        raise InputError(
+            f"{source}: column {f.name!r} has type {actual} and cannot be read as {f.type} ({first_line(exc)})"
+        ) from None
 
 
 def check_table(table: pa.Table, schema: Schema, source: str) -> pa.Table:
@@ -302,11 +320,15 @@ def check_table(table: pa.Table, schema: Schema, source: str) -> pa.Table:
     have = set(table.column_names)
     for f in schema.fields:
         if f.required and f.name not in have:
-            raise InputError(f"{source}: missing column {f.name!r} (table {schema.name!r} needs {schema.requirement()})")
+            raise InputError(
+                f"{source}: missing column {f.name!r} (table {schema.name!r} needs {schema.requirement()})"
+            )
     for group in schema.require_one_of:
         if not have & set(group):
-            raise InputError(f"{source}: missing column {' or '.join(repr(c) for c in group)} "
-                             f"(table {schema.name!r} needs {schema.requirement()})")
+            raise InputError(
+                f"{source}: missing column {' or '.join(repr(c) for c in group)} "
+                f"(table {schema.name!r} needs {schema.requirement()})"
+            )
     for f in schema.fields:
         if f.name not in have:
             continue
@@ -351,7 +373,6 @@ def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
     if not found:
         raise InputError(f"{label}: file not found")
     return filesystem, inner, label
-
 
 
 def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> pa.Table:
@@ -406,8 +427,9 @@ def conform(data: pa.Table | Mapping[str, Any], schema: Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
 
 
-def write_table(name: str, data: pa.Table | Mapping[str, Any], path: PathOrUri, *,
-                metadata: Mapping[bytes, bytes] | None = None) -> pa.Table:
+def write_table(
+    name: str, data: pa.Table | Mapping[str, Any], path: PathOrUri, *, metadata: Mapping[bytes, bytes] | None = None
+) -> pa.Table:
     """Conform ``data`` to schema ``name`` and write it to ``path`` (a path or any uri)
     atomically (temp name + rename, or a whole upload).
 
@@ -450,8 +472,10 @@ def strict_csv_rows(lines: Iterable[str], source: str, *, delimiter: str = ",") 
         for row in reader:
             line = prev + 1
             if reader.line_num - prev != 1:
-                raise InputError(f"{source}:{line}: a quoted value runs over {reader.line_num - prev} lines "
-                                 "(unterminated quote?); values cannot hold line breaks")
+                raise InputError(
+                    f"{source}:{line}: a quoted value runs over {reader.line_num - prev} lines "
+                    "(unterminated quote?); values cannot hold line breaks"
+                )
             prev = reader.line_num
             if not row:
                 continue

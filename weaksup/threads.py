@@ -105,7 +105,7 @@ class ThreadTuner:
         per_unit = seconds / max(work, 1e-9)
         n = self.threads
         self._times.setdefault(n, []).append(per_unit)
-        self._times[n] = self._times[n][-max(self.probe_every, self.probe_steps):]
+        self._times[n] = self._times[n][-max(self.probe_every, self.probe_steps) :]
         if self._probing is not None:
             self._probe_left -= 1
             if self._probe_left <= 0:
@@ -130,7 +130,7 @@ class ThreadTuner:
     def _finish_probe(self) -> None:
         probe, self._probing = self._probing, None
         assert probe is not None
-        recent = self._times.get(self.current, [])[-self.probe_steps * 3:]
+        recent = self._times.get(self.current, [])[-self.probe_steps * 3 :]
         tried = self._times.get(probe, [])
         if recent and tried and statistics.median(tried) < 0.9 * statistics.median(recent):
             self.current = probe

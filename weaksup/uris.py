@@ -37,8 +37,27 @@ PathOrUri = Union[str, "os.PathLike[str]"]
 # Stores whose upload only becomes visible once complete: write straight to the final name.
 ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci"})
 # Schemes recognised in a Path that lost its "//" even when fsspec is not installed.
-_COMMON_SCHEMES = frozenset({"file", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "hdfs",
-                             "http", "https", "hf", "sftp", "ftp", "oci"})
+_COMMON_SCHEMES = frozenset(
+    {
+        "file",
+        "memory",
+        "s3",
+        "s3a",
+        "gs",
+        "gcs",
+        "az",
+        "abfs",
+        "abfss",
+        "adl",
+        "hdfs",
+        "http",
+        "https",
+        "hf",
+        "sftp",
+        "ftp",
+        "oci",
+    }
+)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _MANGLED = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):/(?!/)(.*)$", re.S)
 
@@ -197,7 +216,9 @@ def url_to_fs(uri: PathOrUri) -> tuple[Any, str]:
     try:
         import fsspec.core
     except ImportError:
-        raise UnsupportedUri(f"{text}: reading {scheme(text) or 'this'}:// URIs needs fsspec (pip install fsspec)") from None
+        raise UnsupportedUri(
+            f"{text}: reading {scheme(text) or 'this'}:// URIs needs fsspec (pip install fsspec)"
+        ) from None
     try:
         return fsspec.core.url_to_fs(text)
     except ImportError as exc:

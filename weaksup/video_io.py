@@ -305,7 +305,11 @@ def matroska_structure(source: BinarySource, video_index: int) -> tuple[int | No
                                         proj_type = _uint(f, pdata, pend)
                                     elif p in pose:
                                         pose[p] = _float(f, pdata, pend)
-                    rot = _projection_rotation(pose[_PROJ_YAW], pose[_PROJ_PITCH], pose[_PROJ_ROLL]) if proj_type == 0 else 0
+                    rot = (
+                        _projection_rotation(pose[_PROJ_YAW], pose[_PROJ_PITCH], pose[_PROJ_ROLL])
+                        if proj_type == 0
+                        else 0
+                    )
                     return rot, truncated
                 return 0, truncated
             return None, truncated
@@ -369,7 +373,6 @@ class FrameClock:
             t = self.previous  # never move the timeline back; the earlier frame is superseded
         self.previous = t
         return t
-
 
 
 @dataclass(frozen=True)

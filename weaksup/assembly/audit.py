@@ -124,8 +124,9 @@ def _check(cfg: LabelAuditConfig) -> tuple[Any, list[str]]:
     uris.check_input_file(cfg.manifest, "manifest .parquet", folder_ok=True)
     label = uris.display(cfg.manifest)
     try:
-        dataset = ds.dataset(str(uris.local_path(cfg.manifest)) if uris.is_local(cfg.manifest) else str(cfg.manifest),
-                             format="parquet")
+        dataset = ds.dataset(
+            str(uris.local_path(cfg.manifest)) if uris.is_local(cfg.manifest) else str(cfg.manifest), format="parquet"
+        )
         schema = dataset.schema
     except Exception as exc:  # pyarrow raises several types for non-Parquet files
         raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})") from None
@@ -163,14 +164,18 @@ def _check_label_space(index: Any, labels: Path, manifest: Path, label_id: np.nd
     """The manifest's (label_id, label) pairs must be those of the labels table."""
     bad = (label_id < 0) | (label_id >= len(index))
     if bad.any():
-        raise InputError(f"{labels}: has no label_id {int(label_id[bad][0])} (used in {manifest}): "
-                         "not the label space of this manifest")
+        raise InputError(
+            f"{labels}: has no label_id {int(label_id[bad][0])} (used in {manifest}): "
+            "not the label space of this manifest"
+        )
     expected = pa.array(index.names, pa.string()).take(pa.array(label_id))
     differ = pc.fill_null(pc.not_equal(expected, names.cast(pa.string())), True).to_numpy(zero_copy_only=False)
     if differ.any():
         i = int(np.flatnonzero(differ)[0])
-        raise InputError(f"{labels}: label_id {int(label_id[i])} is {expected[i].as_py()!r} there but "
-                         f"{names[i].as_py()!r} in {manifest}: not the label space of this manifest")
+        raise InputError(
+            f"{labels}: label_id {int(label_id[i])} is {expected[i].as_py()!r} there but "
+            f"{names[i].as_py()!r} in {manifest}: not the label space of this manifest"
+        )
 
 
 def _smallest_per_label(label_id: np.ndarray, hashes: np.ndarray, n: int) -> np.ndarray:
@@ -226,26 +231,41 @@ def _scan(cfg: LabelAuditConfig, dataset: Any, columns: list[str], index: Any | 
             parents = pc.list_parent_indices(tags).to_numpy(zero_copy_only=False)
             if parents.size:
                 flat = pc.list_flatten(tags)
-                pairs = pa.table({"label_id": pa.array(label_id[parents], pa.int32()), "hashtag": flat,
-                                  "row": pa.array(parents, pa.int64())})
+                pairs = pa.table(
+                    {
+                        "label_id": pa.array(label_id[parents], pa.int32()),
+                        "hashtag": flat,
+                        "row": pa.array(parents, pa.int64()),
+                    }
+                )
                 counted = pairs.group_by(["label_id", "hashtag"]).aggregate([("row", "count_distinct")])
-                counted = counted.rename_columns({"row_count_distinct": "videos"}).select(["label_id", "hashtag", "videos"])
-                scan.pairs = _merge_pairs(scan.pairs, counted.cast(pa.schema(
-                    [("label_id", pa.int32()), ("hashtag", pa.string()), ("videos", pa.int64())])))
+                counted = counted.rename_columns({"row_count_distinct": "videos"}).select(
+                    ["label_id", "hashtag", "videos"]
+                )
+                scan.pairs = _merge_pairs(
+                    scan.pairs,
+                    counted.cast(
+                        pa.schema([("label_id", pa.int32()), ("hashtag", pa.string()), ("videos", pa.int64())])
+                    ),
+                )
 
             vid = table.column("video_id").combine_chunks()
             hashes = stable_hash64(vid, cfg.seed, SAMPLE_SALT)
             keep = pa.array(_smallest_per_label(label_id, hashes, n))
-            candidates = pa.table({
-                "label_id": pa.array(label_id, pa.int64()).take(keep),
-                "hash": pa.array(hashes, pa.uint64()).take(keep),
-                "video_id": vid.take(keep).cast(pa.string()),
-                "uri": table.column("uri").combine_chunks().take(keep).cast(pa.string()),
-                "tags": tags.take(keep),
-            })
+            candidates = pa.table(
+                {
+                    "label_id": pa.array(label_id, pa.int64()).take(keep),
+                    "hash": pa.array(hashes, pa.uint64()).take(keep),
+                    "video_id": vid.take(keep).cast(pa.string()),
+                    "uri": table.column("uri").combine_chunks().take(keep).cast(pa.string()),
+                    "tags": tags.take(keep),
+                }
+            )
             if scan.sample is not None:
                 candidates = pa.concat_tables([scan.sample, candidates]).combine_chunks()
-            keep = _smallest_per_label(candidates.column("label_id").to_numpy(), candidates.column("hash").to_numpy(), n)
+            keep = _smallest_per_label(
+                candidates.column("label_id").to_numpy(), candidates.column("hash").to_numpy(), n
+            )
             scan.sample = candidates.take(pa.array(keep))
             bar.advance(task, batch.num_rows)
     return scan
@@ -253,9 +273,14 @@ def _scan(cfg: LabelAuditConfig, dataset: Any, columns: list[str], index: Any | 
 
 def tag_share_table(scan: _Scan) -> pa.Table:
     """The tag_shares rows: per label, its hashtags by videos (descending), then by name."""
-    empty = {"label_id": pa.array([], pa.int32()), "label": pa.array([], pa.string()),
-             "hashtag": pa.array([], pa.string()), "videos": pa.array([], pa.int64()),
-             "share": pa.array([], pa.float64()), "rank": pa.array([], pa.int32())}
+    empty = {
+        "label_id": pa.array([], pa.int32()),
+        "label": pa.array([], pa.string()),
+        "hashtag": pa.array([], pa.string()),
+        "videos": pa.array([], pa.int64()),
+        "share": pa.array([], pa.float64()),
+        "rank": pa.array([], pa.int32()),
+    }
     if scan.pairs is None or scan.pairs.num_rows == 0:
         return pa.table(empty)
     pairs = scan.pairs.sort_by([("label_id", "ascending"), ("videos", "descending"), ("hashtag", "ascending")])
@@ -264,14 +289,16 @@ def tag_share_table(scan: _Scan) -> pa.Table:
     starts = np.flatnonzero(np.concatenate([[True], label_id[1:] != label_id[:-1]]))
     rank = np.arange(label_id.size) - np.repeat(starts, np.diff(np.append(starts, label_id.size))) + 1
     totals = np.array([scan.label_videos[i] for i in label_id.tolist()], np.float64)
-    return pa.table({
-        "label_id": pa.array(label_id, pa.int32()),
-        "label": pa.array([scan.names[i] for i in label_id.tolist()], pa.string()),
-        "hashtag": pairs.column("hashtag"),
-        "videos": pa.array(videos, pa.int64()),
-        "share": pa.array(videos / totals, pa.float64()),
-        "rank": pa.array(rank, pa.int32()),
-    })
+    return pa.table(
+        {
+            "label_id": pa.array(label_id, pa.int32()),
+            "label": pa.array([scan.names[i] for i in label_id.tolist()], pa.string()),
+            "hashtag": pairs.column("hashtag"),
+            "videos": pa.array(videos, pa.int64()),
+            "share": pa.array(videos / totals, pa.float64()),
+            "rank": pa.array(rank, pa.int32()),
+        }
+    )
 
 
 def middle_frame(uri: str) -> np.ndarray:
@@ -280,8 +307,9 @@ def middle_frame(uri: str) -> np.ndarray:
     :data:`FRAME_SHORT_SIDE`. Raises with a one-line reason when nothing decodes."""
     from weaksup.data.decode_clip import read_clip
 
-    clip = read_clip(uri, start_s=lambda info: (info.duration_s or 0.0) / 2.0, num_frames=1,
-                     short_side=FRAME_SHORT_SIDE)
+    clip = read_clip(
+        uri, start_s=lambda info: (info.duration_s or 0.0) / 2.0, num_frames=1, short_side=FRAME_SHORT_SIDE
+    )
     return np.ascontiguousarray(clip.frames[0])
 
 
@@ -290,7 +318,7 @@ def unreadable_reason(uri: str, exc: BaseException) -> str:
     text = first_line(exc) or type(exc).__name__
     for prefix in (f"{uri}: ", f"{uris.display(uri)}: "):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     return text
 
 
@@ -339,16 +367,24 @@ def draw_contact_sheet(path: Path, title: str, tag_line: str, tiles: list[Tile])
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     fig.text(0.5, 1 - 0.3 / height, title, ha="center", va="top", fontsize=TITLE_PT, fontweight="bold")
-    fig.text(0.5, 1 - (0.35 + TITLE_PT / 72 * 1.5) / height, "\n".join(tag_lines), ha="center", va="top",
-             fontsize=TAGS_PT, linespacing=1.3)
+    fig.text(
+        0.5,
+        1 - (0.35 + TITLE_PT / 72 * 1.5) / height,
+        "\n".join(tag_lines),
+        ha="center",
+        va="top",
+        fontsize=TAGS_PT,
+        linespacing=1.3,
+    )
     left0 = (width - cols * TILE_W_IN) / 2
     pad = 0.08
     for k, (tile, caption) in enumerate(zip(tiles, captions)):
         r, c = divmod(k, cols)
         x = left0 + c * TILE_W_IN
         top = height - header - r * row_h
-        ax = fig.add_axes(((x + pad) / width, (top - TILE_H_IN) / height, (TILE_W_IN - 2 * pad) / width,
-                           (TILE_H_IN - pad) / height))
+        ax = fig.add_axes(
+            ((x + pad) / width, (top - TILE_H_IN) / height, (TILE_W_IN - 2 * pad) / width, (TILE_H_IN - pad) / height)
+        )
         if tile.frame is not None:
             ax.imshow(tile.frame)
             ax.set_axis_off()
@@ -358,10 +394,27 @@ def draw_contact_sheet(path: Path, title: str, tag_line: str, tiles: list[Tile])
             ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
-            ax.text(0.5, 0.5, "unreadable", transform=ax.transAxes, ha="center", va="center", color="white",
-                    fontsize=TITLE_PT, fontweight="bold")
-        fig.text((x + TILE_W_IN / 2) / width, (top - TILE_H_IN - 0.05) / height, caption, ha="center", va="top",
-                 fontsize=CAPTION_PT, linespacing=1.2, color="darkred" if tile.reason is not None else "black")
+            ax.text(
+                0.5,
+                0.5,
+                "unreadable",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="white",
+                fontsize=TITLE_PT,
+                fontweight="bold",
+            )
+        fig.text(
+            (x + TILE_W_IN / 2) / width,
+            (top - TILE_H_IN - 0.05) / height,
+            caption,
+            ha="center",
+            va="top",
+            fontsize=CAPTION_PT,
+            linespacing=1.2,
+            color="darkred" if tile.reason is not None else "black",
+        )
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
 
@@ -380,8 +433,14 @@ def _top_tags_lookup(shares: pa.Table, label_ids: list[int]) -> Callable[[int, i
 
     def top_tags(label_id: int, k: int) -> list[dict[str, Any]]:
         start, end = share_at[label_id]
-        return [{"hashtag": share_cols["hashtag"][i], "videos": share_cols["videos"][i],
-                 "share": round(share_cols["share"][i], 4)} for i in range(start, min(end, start + k))]
+        return [
+            {
+                "hashtag": share_cols["hashtag"][i],
+                "videos": share_cols["videos"][i],
+                "share": round(share_cols["share"][i], 4),
+            }
+            for i in range(start, min(end, start + k))
+        ]
 
     return top_tags
 
@@ -394,14 +453,14 @@ def _label_tiles(label_id: int, rows: list[dict[str, Any]], unreadable: list[dic
             frame, reason = middle_frame(row["uri"]), None
         except Exception as exc:  # noqa: BLE001 - any decode failure is a grey tile, not a stop
             frame, reason = None, unreadable_reason(row["uri"], exc)
-            unreadable.append({"label_id": label_id, "video_id": row["video_id"], "uri": row["uri"],
-                               "reason": reason})
+            unreadable.append({"label_id": label_id, "video_id": row["video_id"], "uri": row["uri"], "reason": reason})
         tiles.append(Tile(row["video_id"], tuple(dict.fromkeys(row["tags"] or ())), frame, reason))
     return tiles
 
 
-def _draw_sheets(cfg: LabelAuditConfig, scan: _Scan, shares: pa.Table,
-                 out: Path) -> tuple[dict[int, Path], list[dict[str, Any]], list[dict[str, Any]]]:
+def _draw_sheets(
+    cfg: LabelAuditConfig, scan: _Scan, shares: pa.Table, out: Path
+) -> tuple[dict[int, Path], list[dict[str, Any]], list[dict[str, Any]]]:
     """Draw every label's contact sheet; the sheets by label, the unreadable videos and the per-label summary rows."""
     from weaksup.progress import count_progress
 
@@ -419,21 +478,39 @@ def _draw_sheets(cfg: LabelAuditConfig, scan: _Scan, shares: pa.Table,
             start, end = sample_at[label_id]
             tiles = _label_tiles(label_id, sample.slice(start, end - start).to_pylist(), unreadable)
             top_title = top_tags(label_id, TITLE_TOP_TAGS)
-            tag_line = "top tags: " + ("  ·  ".join(f"#{t['hashtag']} {format_share(t['share'])}" for t in top_title)
-                                       if top_title else "(no matched hashtags)")
+            tag_line = "top tags: " + (
+                "  ·  ".join(f"#{t['hashtag']} {format_share(t['share'])}" for t in top_title)
+                if top_title
+                else "(no matched hashtags)"
+            )
             title = f"{name} (label {label_id}): {n_videos} video{'s' if n_videos != 1 else ''}, {len(tiles)} shown"
             path = out / SHEETS_DIR / f"{label_id}_{slug(name)}.png"
             draw_contact_sheet(path, title, tag_line, tiles)
             sheets[label_id] = path
-            per_label.append({"label_id": label_id, "label": name, "videos": n_videos,
-                              "top_tags": top_tags(label_id, SUMMARY_TOP_TAGS), "shown": len(tiles),
-                              "unreadable": sum(t.reason is not None for t in tiles), "sheet": str(path)})
+            per_label.append(
+                {
+                    "label_id": label_id,
+                    "label": name,
+                    "videos": n_videos,
+                    "top_tags": top_tags(label_id, SUMMARY_TOP_TAGS),
+                    "shown": len(tiles),
+                    "unreadable": sum(t.reason is not None for t in tiles),
+                    "sheet": str(path),
+                }
+            )
             bar.advance(task)
     return sheets, unreadable, per_label
 
 
-def _audit_summary(cfg: LabelAuditConfig, scan: _Scan, shares: pa.Table, sheets: dict[int, Path],
-                   unreadable: list[dict[str, Any]], per_label: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+def _audit_summary(
+    cfg: LabelAuditConfig,
+    scan: _Scan,
+    shares: pa.Table,
+    sheets: dict[int, Path],
+    unreadable: list[dict[str, Any]],
+    per_label: list[dict[str, Any]],
+    out: Path,
+) -> dict[str, Any]:
     """The content of summary.json: options, counts, the first unreadable videos, each label's row, the paths."""
     return {
         "manifest": str(cfg.manifest),
@@ -450,8 +527,11 @@ def _audit_summary(cfg: LabelAuditConfig, scan: _Scan, shares: pa.Table, sheets:
         "unreadable_videos": len(unreadable),
         "unreadable": unreadable[:100],  # the first 100; the count above is the total
         "per_label": per_label,
-        "outputs": {"tag_shares": str(out / TAG_SHARES_FILE), "contact_sheets": str(out / SHEETS_DIR),
-                    "summary": str(out / SUMMARY_FILE)},
+        "outputs": {
+            "tag_shares": str(out / TAG_SHARES_FILE),
+            "contact_sheets": str(out / SHEETS_DIR),
+            "summary": str(out / SUMMARY_FILE),
+        },
     }
 
 
@@ -466,8 +546,9 @@ def audit_labels(cfg: LabelAuditConfig) -> LabelAuditResult:
     if scan.videos == 0:
         raise InputError(f"{uris.display(cfg.manifest)}: manifest has no rows")
     if scan.null_tags == scan.videos:  # a table conformed to the schema without them: nulls only
-        raise InputError(f"{uris.display(cfg.manifest)}: matched_hashtags is null in every row: "
-                         "rerun match to get matched_hashtags")
+        raise InputError(
+            f"{uris.display(cfg.manifest)}: matched_hashtags is null in every row: rerun match to get matched_hashtags"
+        )
 
     out = Path(cfg.out)
     try:

@@ -26,12 +26,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from weaksup import uris
-from weaksup.assembly.videos import duplicate_rows, finish_rejects, reject_null_rows
-from weaksup.progress import count_progress
-from weaksup.assembly.videos import require_columns, iter_videos, open_table, tag_column
+from weaksup.assembly.videos import (
+    duplicate_rows,
+    finish_rejects,
+    iter_videos,
+    open_table,
+    reject_null_rows,
+    require_columns,
+    tag_column,
+)
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
 from weaksup.outputs import output_set
+from weaksup.progress import count_progress
 from weaksup.tables import load_schema, write_json, write_table
 from weaksup.uris import PathOrUri
 
@@ -84,7 +91,9 @@ def batch_tag_counts(tags: pa.Array, keep: np.ndarray) -> tuple[pa.Table, np.nda
     key = np.unique(parents[ok] * n_tags + encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
     has_tags[key // n_tags] = True
     counts = np.bincount(key % n_tags, minlength=n_tags)  # every dictionary entry occurs: all >= 1
-    return pa.table([encoded.dictionary.cast(pa.large_string()), pa.array(counts, pa.int64())], schema=_ACC_SCHEMA), has_tags
+    return pa.table(
+        [encoded.dictionary.cast(pa.large_string()), pa.array(counts, pa.int64())], schema=_ACC_SCHEMA
+    ), has_tags
 
 
 class _TagCounter:
@@ -196,7 +205,9 @@ def count_hashtags(cfg: HashtagCountsConfig) -> HashtagCountsResult:
     kept = kept.sort_by([("count", "descending"), ("hashtag", "ascending")])
     write_table("hashtag_counts", kept, out)
     rejects = finish_rejects(videos, rejects)
-    write_table("match_rejects", pa.Table.from_pylist(rejects, schema=load_schema("match_rejects").to_arrow()), rejects_path)
+    write_table(
+        "match_rejects", pa.Table.from_pylist(rejects, schema=load_schema("match_rejects").to_arrow()), rejects_path
+    )
     summary = {
         "videos_read": n_read,
         "videos_with_tags": n_with,

@@ -10,7 +10,8 @@ is (text hashtags stay text; ``match`` normalises them as it would the whole tab
 
 Streamed: each input batch is grouped by part with one stable ``argsort`` and one gather,
 and its slices appended to per-part buffers flushed as row groups; all buffers are
-flushed once they hold a few batches' rows, so memory is bounded at any ``--parts``. The folder is written under a temporary name and renamed when complete.
+flushed once they hold a few batches' rows, so memory is bounded at any ``--parts``. The
+folder is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from weaksup.outputs import atomic_path, require_local_output
-from weaksup.assembly.videos import SOURCE_ROW, require_columns, open_table, tag_column
+from weaksup.assembly.videos import SOURCE_ROW, open_table, require_columns, tag_column
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
+from weaksup.outputs import atomic_path, require_local_output
 
 PART_META_KEY = b"weaksup.partition"
 PARTITION_SALT = "partition"
@@ -178,8 +179,9 @@ class _PartBuffers:
     def flush(self, i: int) -> None:
         """Write part ``i``'s buffered rows as one row group."""
         if self.buffered[i]:
-            self.writers[i].write_table(pa.concat_tables(self.buffers[i]).combine_chunks(),
-                                        row_group_size=int(self.buffered[i]))
+            self.writers[i].write_table(
+                pa.concat_tables(self.buffers[i]).combine_chunks(), row_group_size=int(self.buffered[i])
+            )
             self.buffers[i].clear()
             self.buffered[i] = 0
 
@@ -215,16 +217,19 @@ def _with_source_row(table: pa.Table, keep_source_row: bool, n_read: int, fields
     """A batch in the parts' schema, its source_row the input's row number (or the input's own source_row)."""
     n = table.num_rows
     if not keep_source_row:
-        table = table.append_column(pa.field(SOURCE_ROW, pa.int64(), nullable=False),
-                                    pa.array(np.arange(n_read, n_read + n), pa.int64()))
+        table = table.append_column(
+            pa.field(SOURCE_ROW, pa.int64(), nullable=False), pa.array(np.arange(n_read, n_read + n), pa.int64())
+        )
     else:
-        table = table.set_column(table.schema.get_field_index(SOURCE_ROW), SOURCE_ROW,
-                                 table.column(SOURCE_ROW).cast(pa.int64()))
+        table = table.set_column(
+            table.schema.get_field_index(SOURCE_ROW), SOURCE_ROW, table.column(SOURCE_ROW).cast(pa.int64())
+        )
     return table.select([f.name for f in fields]).cast(pa.schema(fields))
 
 
-def _stream_into_parts(cfg: PartitionConfig, dataset: ds.Dataset, fields: list[pa.Field], keep_source_row: bool,
-                       parts: _PartBuffers) -> int:
+def _stream_into_parts(
+    cfg: PartitionConfig, dataset: ds.Dataset, fields: list[pa.Field], keep_source_row: bool, parts: _PartBuffers
+) -> int:
     """Stream the videos table batch by batch into the part buffers (with a progress bar); the rows read."""
     from weaksup.progress import count_progress
 
@@ -271,7 +276,10 @@ def partition_videos(cfg: PartitionConfig) -> dict:
             "out": str(out),
         }
         (tmp / PARTITION_FILE).write_text(
-            json.dumps({**summary, "rows_per_part": rows_per_part.tolist(), "columns": [f.name for f in fields]}, indent=2) + "\n",
+            json.dumps(
+                {**summary, "rows_per_part": rows_per_part.tolist(), "columns": [f.name for f in fields]}, indent=2
+            )
+            + "\n",
             encoding="utf-8",
         )
         _replace_folder(tmp, out)

@@ -41,10 +41,19 @@ import pyarrow as pa
 from weaksup.assembly.videos import read_id_uri
 from weaksup.bulk import BulkConfig, run_bulk, safe_call
 from weaksup.bulk import summary_path as bulk_summary_path
-from weaksup.ray_engine import check_engine
 from weaksup.errors import InputError
+from weaksup.ray_engine import check_engine
 from weaksup.tables import write_json
-from weaksup.video_io import (MATROSKA_FORMATS, MOV_FORMATS, NoVideoStream, TruncatedVideo, matroska_structure, mov_structure, open_video_file, video_stream)
+from weaksup.video_io import (
+    MATROSKA_FORMATS,
+    MOV_FORMATS,
+    NoVideoStream,
+    TruncatedVideo,
+    matroska_structure,
+    mov_structure,
+    open_video_file,
+    video_stream,
+)
 
 TAIL_SECONDS = 2.0  # how far before the stated end the truncation check starts demuxing
 
@@ -87,7 +96,9 @@ def _tag_seconds(text: str | None) -> float | None:
     return value if value > 0 else None
 
 
-def _stated_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[float | None, bool]:
+def _stated_duration(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[float | None, bool]:
     """(duration in seconds or None, whether it is the video stream's own rather than the container's)."""
     tb = stream.time_base
     if stream.duration and stream.duration > 0 and tb:
@@ -130,7 +141,9 @@ def _check_tail(
         raise TruncatedVideo(f"{uri}: truncated (video packets end at {got:.2f} s of {expected:.2f} s)")
 
 
-def _packet_span(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[int, int | None, int | None]:
+def _packet_span(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[int, int | None, int | None]:
     """Demux (no decode) the video packets from the current position: (count, first pts, end pts)."""
     count, first, end = 0, None, None
     for packet in container.demux(stream):
@@ -276,9 +289,16 @@ def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
         _probe_item,
         schema_name="probe",
         out=cfg.out,
-        config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="probe", progress=cfg.progress,
-                          engine=cfg.engine, ray_address=cfg.ray_address, resume=cfg.resume,
-                          resume_strict=cfg.resume_strict),
+        config=BulkConfig(
+            workers=cfg.workers,
+            chunk_size=cfg.chunk_size,
+            desc="probe",
+            progress=cfg.progress,
+            engine=cfg.engine,
+            ray_address=cfg.ray_address,
+            resume=cfg.resume,
+            resume_strict=cfg.resume_strict,
+        ),
         settings={"count_frames": bool(cfg.count_frames)},
     )
     summary = summarize(table)

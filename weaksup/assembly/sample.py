@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from weaksup import uris
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
-from weaksup.tables import check_table, conform, load_schema, read_table, write_json, write_table
 from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
+from weaksup.tables import check_table, conform, load_schema, read_table, write_json, write_table
 
 Strategy = Literal["random", "tail-preserving", "sqrt"]
 STRATEGIES: tuple[str, ...] = ("random", "tail-preserving", "sqrt")
@@ -103,7 +103,9 @@ def check_manifest_columns(path: Path) -> pa.Schema:
     try:
         schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for non-Parquet files
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        raise InputError(
+            f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        )
     check_table(schema.empty_table(), load_schema("manifest"), str(path))
     return schema
 
@@ -191,7 +193,8 @@ def _priority_order(video_id: pa.ChunkedArray, seed: int, path: Path) -> np.ndar
         if same.any():
             example = left[int(np.flatnonzero(same)[0])].as_py()
             raise InputError(
-                f"{path}: {int(same.sum())} duplicate video_id value(s), e.g. {example!r}; a manifest holds each video once"
+                f"{path}: {int(same.sum())} duplicate video_id value(s), e.g. {example!r}; a manifest holds each "
+                f"video once"
             )
         order = np.lexsort((stable_hash64(video_id, seed, "sample-tiebreak"), priority))
     return order
@@ -371,7 +374,9 @@ def write_weighted_manifest(path: Path, out: Path, draw_position: np.ndarray, we
             end = start + part.num_rows
             check_table(part, manifest_schema, str(path))
             part = part.append_column("draw", pa.array(draw_position[start:end], pa.int64()))
-            part = conform(part.append_column("sample_weight", pa.array(weights[start:end], pa.float64())), sample_schema)
+            part = conform(
+                part.append_column("sample_weight", pa.array(weights[start:end], pa.float64())), sample_schema
+            )
             if writer is None:
                 writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
             writer.write_table(part)
@@ -418,7 +423,9 @@ def _validate(cfg: SampleConfig) -> None:
         raise InputError(f"{cfg.out}: is a directory; --size and --weights-only write one .parquet file")
     if cfg.weights_only:
         if cfg.strategy != "sqrt":
-            raise InputError(f"--weights-only needs --strategy sqrt (strategy {cfg.strategy!r} has no per-video weights)")
+            raise InputError(
+                f"--weights-only needs --strategy sqrt (strategy {cfg.strategy!r} has no per-video weights)"
+            )
         if cfg.sizes or cfg.series:
             raise InputError("--weights-only writes the whole manifest; drop --size/--sizes")
         if cfg.replacement:
@@ -465,7 +472,8 @@ def sample_manifest(cfg: SampleConfig) -> dict[str, Any]:
         table = gather_rows(cfg.manifest, rows, n_videos)
         table = table.append_column("draw", pa.array(np.arange(rows.size, dtype=np.int64)))
         table = table.append_column(
-            "sample_weight", pa.array(weights, pa.float64()) if weights is not None else pa.nulls(rows.size, pa.float64())
+            "sample_weight",
+            pa.array(weights, pa.float64()) if weights is not None else pa.nulls(rows.size, pa.float64()),
         )
 
     head = head_label_mask(index.label_ids, index.counts)
@@ -526,4 +534,3 @@ def sizes_from_options(size: str | None, sizes: str | None, weights_only: bool) 
     if not weights_only:
         raise InputError("give --size N or --sizes N1,N2,... (or --weights-only)")
     return (), False
-

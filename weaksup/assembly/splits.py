@@ -31,13 +31,17 @@ import pyarrow.compute as pc
 from weaksup.bulk import BulkConfig, run_bulk
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
+from weaksup.outputs import atomic_path, output_set, require_local_output
 from weaksup.ray_engine import check_engine
 from weaksup.tables import read_table, write_json, write_table
-from weaksup.outputs import atomic_path, output_set, require_local_output
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
 # Paper Table 3 duration bounds in seconds, inclusive.
-DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {"short": (1.0, 5.0), "long": (55.0, 60.0), "long-center": (55.0, 60.0)}
+DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {
+    "short": (1.0, 5.0),
+    "long": (55.0, 60.0),
+    "long-center": (55.0, 60.0),
+}
 PRIORITY_SALT = "splits"
 
 MATERIALIZED_TABLE = "materialized.parquet"
@@ -80,11 +84,14 @@ class SplitsConfig:
             raise InputError(f"center-s must be a positive number of seconds (got {self.center_s:g})")
         if self.kind == "long-center" and lo < self.center_s:
             raise InputError(
-                f"long-center needs min-s >= center-s so every video holds the whole window (min-s {lo:g}, center-s {self.center_s:g})"
+                f"long-center needs min-s >= center-s so every video holds the whole window (min-s {lo:g}, "
+                f"center-s {self.center_s:g})"
             )
         if self.max_videos is not None and self.max_videos < 0:
             raise InputError(f"max-videos must be >= 0 (got {self.max_videos})")
-        if self.total_duration_s is not None and not (self.total_duration_s >= 0 and math.isfinite(self.total_duration_s)):
+        if self.total_duration_s is not None and not (
+            self.total_duration_s >= 0 and math.isfinite(self.total_duration_s)
+        ):
             raise InputError(f"total-duration-s must be a finite number >= 0 (got {self.total_duration_s})")
 
 
@@ -122,7 +129,9 @@ def _durations(manifest: pa.Table, probe: pa.Table | None) -> tuple[np.ndarray, 
     ok_dur = pc.filter(probe.column("duration_s"), is_ok)
     probe_dur = _float_numpy(pc.take(ok_dur, idx)) if len(ok_dur) else np.full(n, np.nan)
     bad_values = bad_ids.combine_chunks() if isinstance(bad_ids, pa.ChunkedArray) else bad_ids
-    in_bad = pc.is_in(ids, value_set=bad_values).to_numpy(zero_copy_only=False) if len(bad_values) else np.zeros(n, bool)
+    in_bad = (
+        pc.is_in(ids, value_set=bad_values).to_numpy(zero_copy_only=False) if len(bad_values) else np.zeros(n, bool)
+    )
     rejected = in_bad & ~has_ok
     from_probe = has_ok & np.isfinite(probe_dur)
     duration = np.where(from_probe, probe_dur, manifest_dur)
@@ -139,7 +148,9 @@ def _read_split_inputs(cfg: SplitsConfig) -> tuple[pa.Table, pa.Table | None]:
     n = manifest.num_rows
     n_unique = pc.count_distinct(manifest.column("video_id")).as_py() if n else 0
     if n_unique != n:
-        raise InputError(f"{cfg.manifest}: {n - n_unique} duplicate video_id value(s); a manifest holds each video once")
+        raise InputError(
+            f"{cfg.manifest}: {n - n_unique} duplicate video_id value(s); a manifest holds each video once"
+        )
     return manifest, probe
 
 
@@ -173,8 +184,9 @@ def _clip_windows(cfg: SplitsConfig, sel_dur: np.ndarray) -> tuple[np.ndarray, n
     return start, end
 
 
-def _write_clips(kind: str, taken: pa.Table, start: np.ndarray, end: np.ndarray, sel_dur: np.ndarray,
-                 out: Path) -> None:
+def _write_clips(
+    kind: str, taken: pa.Table, start: np.ndarray, end: np.ndarray, sel_dur: np.ndarray, out: Path
+) -> None:
     """Write the clips table of the selected manifest rows (virtual windows into the sources)."""
     clips = {
         "video_id": taken.column("video_id"),
@@ -189,8 +201,16 @@ def _write_clips(kind: str, taken: pa.Table, start: np.ndarray, end: np.ndarray,
     write_table("clips", clips, out)
 
 
-def _split_summary(cfg: SplitsConfig, n: int, counts: dict[str, int], taken: pa.Table, sel_len: np.ndarray,
-                   known: np.ndarray, from_probe: np.ndarray, out: Path) -> dict[str, Any]:
+def _split_summary(
+    cfg: SplitsConfig,
+    n: int,
+    counts: dict[str, int],
+    taken: pa.Table,
+    sel_len: np.ndarray,
+    known: np.ndarray,
+    from_probe: np.ndarray,
+    out: Path,
+) -> dict[str, Any]:
     """The summary of one split: bounds, the accounting of every manifest row, the clips' seconds and labels."""
     lo, hi = cfg.bounds()
     labels = taken.column("label_id")
@@ -351,7 +371,9 @@ def _origin(stream: Any) -> float:
     return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
 
 
-def _seek_to_window(container: Any, stream: Any, start: float) -> tuple[tuple[float, Any], Iterator[tuple[float, Any]]] | None:
+def _seek_to_window(
+    container: Any, stream: Any, start: float
+) -> tuple[tuple[float, Any], Iterator[tuple[float, Any]]] | None:
     """Seek before ``start`` and decode the pre-roll; the first in-window frame and the rest.
 
     None when the seek raised, decoding failed, or it landed after ``start`` (a broken
@@ -432,7 +454,9 @@ def _encode_window(source: str, dest: Path, start: float, end: float, settings: 
                     stream.codec_context.gop_size = settings.gop
                     if settings.codec in ("libx264", "libx265"):
                         stream.options = {"crf": str(settings.crf), "preset": settings.preset}
-                scaled = frame.reformat(width=stream.width, height=stream.height, format="yuv420p", interpolation="AREA")
+                scaled = frame.reformat(
+                    width=stream.width, height=stream.height, format="yuv420p", interpolation="AREA"
+                )
                 scaled.pts = n
                 scaled.time_base = 1 / rate
                 scaled.pict_type = 0  # AV_PICTURE_TYPE_NONE: source I-frames must not force keyframes
@@ -499,8 +523,17 @@ def _cut_seconds(path: str) -> float:
         container.close()
 
 
-def check_materialize_options(out_dir: str | os.PathLike[str], *, short_side: int, gop: int, codec: str, crf: int,
-                              workers: int, engine: str = "local", ray_address: str | None = None) -> None:
+def check_materialize_options(
+    out_dir: str | os.PathLike[str],
+    *,
+    short_side: int,
+    gop: int,
+    codec: str,
+    crf: int,
+    workers: int,
+    engine: str = "local",
+    ray_address: str | None = None,
+) -> None:
     """Refuse bad cut settings in one line, before any table is written (``splits --materialize``
     checks them before selecting)."""
     require_local_output(out_dir)
@@ -524,7 +557,9 @@ def _read_unique_clips(clips: pa.Table | str | os.PathLike[str]) -> pa.Table:
     table = clips if isinstance(clips, pa.Table) else read_table("clips", clips)
     n_unique = pc.count_distinct(table.column("video_id")).as_py() if table.num_rows else 0
     if n_unique != table.num_rows:
-        raise InputError(f"clips: {table.num_rows - n_unique} duplicate video_id value(s); cut files are named by video_id")
+        raise InputError(
+            f"clips: {table.num_rows - n_unique} duplicate video_id value(s); cut files are named by video_id"
+        )
     return table
 
 
@@ -593,8 +628,16 @@ def materialize_clips(
     source uri, window and cut file) matches; ``resume=False`` redoes every clip, and
     ``resume_strict`` stops on a stale part instead of recomputing it.
     """
-    check_materialize_options(out_dir, short_side=short_side, gop=gop, codec=codec, crf=crf, workers=workers,
-                              engine=engine, ray_address=ray_address)
+    check_materialize_options(
+        out_dir,
+        short_side=short_side,
+        gop=gop,
+        codec=codec,
+        crf=crf,
+        workers=workers,
+        engine=engine,
+        ray_address=ray_address,
+    )
     out_dir = Path(out_dir)
     table = _read_unique_clips(clips)
     mat_path, clips_path, sum_path = materialized_paths(out_dir)
@@ -608,8 +651,16 @@ def materialize_clips(
         partial(_cut_one, settings=settings),
         schema_name="materialized",
         out=mat_path,
-        config=BulkConfig(workers=workers, chunk_size=chunk_size, desc="materialize", progress=progress,
-                          engine=engine, ray_address=ray_address, resume=resume, resume_strict=resume_strict),
+        config=BulkConfig(
+            workers=workers,
+            chunk_size=chunk_size,
+            desc="materialize",
+            progress=progress,
+            engine=engine,
+            ray_address=ray_address,
+            resume=resume,
+            resume_strict=resume_strict,
+        ),
         settings=asdict(settings),
         key=("video_id", "uri", "clip_start_s", "clip_end_s", "dest"),
     )

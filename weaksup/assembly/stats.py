@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from weaksup.assembly.sample import HEAD_LABEL_FRACTION, check_manifest_columns, dense_ids, head_label_mask
 from weaksup.errors import InputError
-from weaksup.tables import read_table, write_json, write_table
 from weaksup.outputs import atomic_path, require_local_output
+from weaksup.tables import read_table, write_json, write_table
 
 LABEL_COUNTS_FILE = "label_counts.parquet"
 DISTRIBUTION_PNG = "label_distribution.png"
@@ -119,9 +119,13 @@ def plot_label_distribution(assigned: np.ndarray, matched: np.ndarray, path: Pat
             continue
         desc = np.sort(values)[::-1].astype(np.float64)
         x = np.arange(1, desc.size + 1) / desc.size
-        cumulative.plot(np.concatenate(([0.0], x)), np.concatenate(([0.0], np.cumsum(desc) / desc.sum())), style, label=name)
+        cumulative.plot(
+            np.concatenate(([0.0], x)), np.concatenate(([0.0], np.cumsum(desc) / desc.sum())), style, label=name
+        )
         counts.plot(x, np.maximum(desc, 0.5), style, label=name)
-    cumulative.set(xlabel="labels, sorted by videos (normalised)", ylabel="cumulative share of videos", xlim=(0, 1), ylim=(0, 1.01))
+    cumulative.set(
+        xlabel="labels, sorted by videos (normalised)", ylabel="cumulative share of videos", xlim=(0, 1), ylim=(0, 1.01)
+    )
     cumulative.set_title("Cumulative distribution of videos per label")
     cumulative.grid(alpha=0.3)
     cumulative.legend(loc="lower right")

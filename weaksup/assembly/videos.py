@@ -20,11 +20,11 @@ import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
 
 from weaksup import uris
 from weaksup.errors import InputError
@@ -84,7 +84,9 @@ def open_table(path: PathOrUri) -> ds.Dataset:
     except Exception as exc:
         if fmt == "json":
             raise _read_error(path, exc) from None
-        raise InputError(f"{label}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({str(exc).splitlines()[0][:200]})")
+        raise InputError(
+            f"{label}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({str(exc).splitlines()[0][:200]})"
+        )
     return dataset
 
 
@@ -178,7 +180,10 @@ def tag_column(dataset: ds.Dataset, path: str) -> str:
             if ok or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
                 return name
             raise InputError(f"{path}: column {name!r} has type {t}, expected list<string> or text with #tags")
-    raise InputError(f"{path}: missing column 'hashtags' (a list<string>, or text with #tags; columns: {', '.join(dataset.schema.names)})")
+    raise InputError(
+        f"{path}: missing column 'hashtags' (a list<string>, or text with #tags; "
+        f"columns: {', '.join(dataset.schema.names)})"
+    )
 
 
 def normalize_tags(values: pa.Array) -> pa.Array:
@@ -309,9 +314,9 @@ def _runs(
         if n < k:
             break
         m = n - k + 1
-        same = parents[:m] == parents[k - 1:]  # parents are sorted: first and last in one row
+        same = parents[:m] == parents[k - 1 :]  # parents are sorted: first and last in one row
         if positions is not None:
-            same &= positions[k - 1:] - positions[:m] > k - 1
+            same &= positions[k - 1 :] - positions[:m] > k - 1
         if not same.any():
             continue
         parts = [words.slice(j, m) for j in range(k)]
@@ -345,8 +350,9 @@ def phrase_candidates(words: pa.Array, vocabulary: pa.Array | None = None) -> pa
         flat = flat.cast(pa.string())
         got_v, got_o = _runs(flat, parents, range(1, PHRASE_WORDS + 1))
         content = pc.invert(pc.is_in(flat, value_set=_STOP)).to_numpy(zero_copy_only=False)
-        more_v, more_o = _runs(flat.filter(pa.array(content)), parents[content], range(2, CONTENT_WORDS + 1),
-                               np.flatnonzero(content))
+        more_v, more_o = _runs(
+            flat.filter(pa.array(content)), parents[content], range(2, CONTENT_WORDS + 1), np.flatnonzero(content)
+        )
         for v, o in zip(got_v + more_v, got_o + more_o):
             if vocabulary is not None:
                 hit = pc.is_in(v, value_set=vocabulary)
@@ -366,8 +372,10 @@ def hash_tags(texts: pa.Array) -> pa.Array:
     if not pc.any(has).as_py():
         values = pa.array([], pa.string())
         return _build_lists(values, np.empty(0, np.int64), len(texts), texts.is_null())
-    out = [None if t is None else ([x for x in (normalize_hashtag(r) for r in _TAG.findall(t)) if x] if h else [])
-           for t, h in zip(texts.to_pylist(), has.to_pylist())]
+    out = [
+        None if t is None else ([x for x in (normalize_hashtag(r) for r in _TAG.findall(t)) if x] if h else [])
+        for t, h in zip(texts.to_pylist(), has.to_pylist())
+    ]
     return pa.array(out, pa.list_(pa.string()))
 
 
@@ -413,7 +421,9 @@ def iter_videos(
         is_text = not (pa.types.is_list(tag_type) or pa.types.is_large_list(tag_type))
     row0 = 0
     # Read-ahead of one batch keeps memory bounded (the default buffers 16 batches).
-    for batch in _batches(dataset, source, columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1):
+    for batch in _batches(
+        dataset, source, columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1
+    ):
         if batch.num_rows == 0:
             continue
         tags = None
@@ -439,7 +449,9 @@ def iter_video_ids(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa
     """Only ``video_id`` of a videos table, as strings, batch by batch in the row order of
     :func:`iter_videos` (no tag work: for a second read of the ids)."""
     dataset = open_table(path)
-    for batch in _batches(dataset, path, columns=["video_id"], batch_size=batch_size, batch_readahead=1, fragment_readahead=1):
+    for batch in _batches(
+        dataset, path, columns=["video_id"], batch_size=batch_size, batch_readahead=1, fragment_readahead=1
+    ):
         if batch.num_rows:
             yield batch.column("video_id").cast(pa.string())
 
@@ -458,7 +470,9 @@ def read_id_uri(path: PathOrUri) -> pa.Table:
         nulls = table.column(name).null_count
         if nulls:
             raise InputError(f"{path}: column {name!r} has {nulls} empty value(s); every video needs one")
-    return pa.table({"video_id": table.column("video_id").cast(pa.string()), "uri": table.column("uri").cast(pa.string())})
+    return pa.table(
+        {"video_id": table.column("video_id").cast(pa.string()), "uri": table.column("uri").cast(pa.string())}
+    )
 
 
 #: Column a part made by `partition-videos` carries: the row in the table it was split from.
@@ -519,8 +533,15 @@ def finish_rejects(videos: str | Path, rejects: list[dict]) -> list[dict]:
     return out
 
 
-def reject_null_rows(video_id: pa.Array, uri: pa.Array, tags: pa.Array, row0: int, rejects: list[dict], *,
-                     tags_reason: str = "null hashtags") -> np.ndarray:
+def reject_null_rows(
+    video_id: pa.Array,
+    uri: pa.Array,
+    tags: pa.Array,
+    row0: int,
+    rejects: list[dict],
+    *,
+    tags_reason: str = "null hashtags",
+) -> np.ndarray:
     """Rows of a batch with a null video_id, uri or tags (one reason a row, in that order), appended
     to ``rejects`` as {row, video_id, reason}; returns the rejected mask. Shared by match and
     hashtag-counts so that both reject the same rows."""

@@ -133,7 +133,9 @@ def load_video_table(table_or_path: pa.Table | str | os.PathLike[str], *, label_
         table = read_table(kind, table_or_path, columns=wanted)
     labels = table.column(label_column)
     if not pa.types.is_integer(labels.type) or labels.null_count:
-        raise InputError(f"{source}: label column {label_column!r} must hold integers without nulls (type {labels.type})")
+        raise InputError(
+            f"{source}: label column {label_column!r} must hold integers without nulls (type {labels.type})"
+        )
     n = table.num_rows
     if kind == "clips":
         start, end = _floats(table, "clip_start_s"), _floats(table, "clip_end_s")
@@ -219,8 +221,16 @@ class _ClipSource(SharedEpochState, Dataset):
         )
 
     def _reject(self, row: int, index: int, exc: BaseException, **extra: Any) -> None:
-        self._log_failure(exc, {"video_id": self.table.video_id[row].as_py(), "uri": self.table.uri[row].as_py(),
-                                "epoch": self.epoch, "index": index, **extra})
+        self._log_failure(
+            exc,
+            {
+                "video_id": self.table.video_id[row].as_py(),
+                "uri": self.table.uri[row].as_py(),
+                "epoch": self.epoch,
+                "index": index,
+                **extra,
+            },
+        )
 
 
 class ClipDataset(_ClipSource):

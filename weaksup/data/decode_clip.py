@@ -127,7 +127,9 @@ class _Sampler:
             self.planes = np.empty((3, self.num_frames, h, w), np.uint8)
             self.rotation = int(frame.rotation or 0)
         h, w = self.planes.shape[2:]
-        small = self.reformatter.reformat(frame, width=w, height=h, format="gbrp", interpolation=INTERPOLATION, threads=1)
+        small = self.reformatter.reformat(
+            frame, width=w, height=h, format="gbrp", interpolation=INTERPOLATION, threads=1
+        )
         for channel, plane in zip((1, 2, 0), small.planes):  # gbrp stores G, B, R
             rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
             self.planes[channel, k] = rows[:, :w]
@@ -191,7 +193,9 @@ def _open(uri: str | BinaryIO) -> tuple[av.container.InputContainer, av.video.st
         try:
             container = av.open(uri, mode="r")
         except av.error.FFmpegError as exc:
-            raise NotAVideo(f"{getattr(uri, 'name', 'in-memory file')}: not a readable video ({_reason(exc)})") from None
+            raise NotAVideo(
+                f"{getattr(uri, 'name', 'in-memory file')}: not a readable video ({_reason(exc)})"
+            ) from None
     stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
     if stream is None:
         container.close()
@@ -292,7 +296,11 @@ def _window(
             stream.codec_context.thread_type = thread_type
         sampler = _Sampler(start, num_frames, stride, fps, short_side)
         run = _decode_into(
-            container, stream, sampler, FrameClock(time_base, info.frame_interval, _origin_ts(stream)), landing_limit=None
+            container,
+            stream,
+            sampler,
+            FrameClock(time_base, info.frame_interval, _origin_ts(stream)),
+            landing_limit=None,
         )
         run.decoded += wasted
         return start, sampler, run, False, info
@@ -331,7 +339,9 @@ def read_clip(
         # The start lies past the last frame: end the clip on the last frame instead.
         step = stride / fps if fps is not None else stride * info.frame_interval
         start_again = max(0.0, run.last_t - (num_frames - 1) * step)
-        start, sampler, run, seeked, info = _window(uri, start_again, num_frames, stride, fps, short_side, thread_type, seek)
+        start, sampler, run, seeked, info = _window(
+            uri, start_again, num_frames, stride, fps, short_side, thread_type, seek
+        )
         decoded += run.decoded
     if not sampler.count:
         why = f" ({run.error})" if run.error else ""
@@ -356,6 +366,12 @@ def decode_clip(
 ) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB frames of the clip at ``start_s``, C-contiguous (see :func:`read_clip`)."""
     clip = read_clip(
-        uri, start_s=start_s, num_frames=num_frames, stride=stride, fps=fps, short_side=short_side, thread_type=thread_type
+        uri,
+        start_s=start_s,
+        num_frames=num_frames,
+        stride=stride,
+        fps=fps,
+        short_side=short_side,
+        thread_type=thread_type,
     )
     return np.ascontiguousarray(clip.frames)

@@ -47,19 +47,40 @@ import pyarrow.compute as pc
 from weaksup import uris
 from weaksup.bulk import StaleParts, make_stamp, read_stamp, row_digest, stale_reason
 from weaksup.data.dataset import load_video_table
+from weaksup.data.shards import (
+    DEFAULT_SHARD_SIZE,
+    INDEX_NAME,
+    REJECTS_NAME,
+    SHARD_NAME,
+    SHARD_RE,
+    STAMP_HEADER,
+    SUMMARY_NAME,
+    TAR_BLOCK,
+)
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
-from weaksup.tables import write_json, write_table
 from weaksup.outputs import require_local_output
-
-from weaksup.data.shards import (DEFAULT_SHARD_SIZE, INDEX_NAME, REJECTS_NAME, SHARD_NAME, SHARD_RE, STAMP_HEADER,
-                                 SUMMARY_NAME, TAR_BLOCK)
+from weaksup.tables import write_json, write_table
 
 if TYPE_CHECKING:
     from weaksup.data.training_data import TrainingTable
 
-_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12,
-          "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 10**3,
+    "KB": 10**3,
+    "M": 10**6,
+    "MB": 10**6,
+    "G": 10**9,
+    "GB": 10**9,
+    "T": 10**12,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 # ----------------------------------------------------------------------------- writing
@@ -175,15 +196,17 @@ class _Rows:
             cols["json_offset"].append(js.offset_data)
             cols["json_bytes"].append(js.size)
         rows = np.array([clips[k].row for k in cols["key"]], np.int64)
-        return pa.table({
-            "shard": pa.array([shard] * len(rows), pa.string()),
-            "key": pa.array(cols["key"], pa.string()),
-            "row": pa.array(rows, pa.int64()),
-            "video_id": self.videos.video_id.take(pa.array(rows)),
-            "label_id": pa.array(self.videos.label[rows], pa.int32()),
-            "label": self.labels.take(pa.array(rows)),
-            **{k: pa.array(cols[k], pa.int64() if k != "member" else pa.string()) for k in list(cols)[1:]},
-        })
+        return pa.table(
+            {
+                "shard": pa.array([shard] * len(rows), pa.string()),
+                "key": pa.array(cols["key"], pa.string()),
+                "row": pa.array(rows, pa.int64()),
+                "video_id": self.videos.video_id.take(pa.array(rows)),
+                "label_id": pa.array(self.videos.label[rows], pa.int32()),
+                "label": self.labels.take(pa.array(rows)),
+                **{k: pa.array(cols[k], pa.int64() if k != "member" else pa.string()) for k in list(cols)[1:]},
+            }
+        )
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -469,5 +492,16 @@ def write_shards(cfg: ShardConfig) -> dict[str, Any]:
     return summary
 
 
-_INDEX_FIELDS = ("shard", "key", "row", "video_id", "label_id", "label", "member", "offset", "bytes", "json_offset",
-                 "json_bytes")
+_INDEX_FIELDS = (
+    "shard",
+    "key",
+    "row",
+    "video_id",
+    "label_id",
+    "label",
+    "member",
+    "offset",
+    "bytes",
+    "json_offset",
+    "json_bytes",
+)

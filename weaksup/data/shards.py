@@ -116,8 +116,17 @@ def shuffled(items: Iterable[Any], size: int, rng: np.random.Generator) -> Itera
         yield buffer[j]
 
 
-def decode_member(data: bytes, meta: dict[str, Any], *, name: str, spec: ClipSpec, seed: int, epoch: int,
-                  train: bool = True, hflip: bool = True) -> tuple[torch.Tensor, float]:
+def decode_member(
+    data: bytes,
+    meta: dict[str, Any],
+    *,
+    name: str,
+    spec: ClipSpec,
+    seed: int,
+    epoch: int,
+    train: bool = True,
+    hflip: bool = True,
+) -> tuple[torch.Tensor, float]:
     """(clip tensor, start_s) of one shard member, exactly as ClipDataset makes row ``meta["row"]``'s
     clip from its file: the random numbers come from ``(seed, epoch, row)``, the window from the json."""
     row = int(meta["row"])
@@ -135,9 +144,18 @@ def decode_member(data: bytes, meta: dict[str, Any], *, name: str, spec: ClipSpe
 
     buf = io.BytesIO(data)
     buf.name = name
-    clip = read_clip(buf, start_s=start_rule, num_frames=spec.num_frames, stride=spec.stride, fps=spec.fps,
-                     short_side=spec.short_side, thread_type=spec.thread_type)
-    tensor = train_transform(clip.frames, draw, crop=spec.crop) if train else eval_transform(clip.frames, crop=spec.crop)
+    clip = read_clip(
+        buf,
+        start_s=start_rule,
+        num_frames=spec.num_frames,
+        stride=spec.stride,
+        fps=spec.fps,
+        short_side=spec.short_side,
+        thread_type=spec.thread_type,
+    )
+    tensor = (
+        train_transform(clip.frames, draw, crop=spec.crop) if train else eval_transform(clip.frames, crop=spec.crop)
+    )
     return tensor, clip.start_s
 
 
@@ -242,12 +260,27 @@ class ShardClipDataset(SharedEpochState, IterableDataset):
             if not videos:
                 raise ValueError(f"{shard}: clip {key!r} has no video member")
             row = int(meta["row"])
-            tensor, start_s = decode_member(group[videos[0]], meta, name=f"{shard}#{key}.{videos[0]}", spec=self.spec,
-                                            seed=self.seed, epoch=epoch, train=self.train, hflip=self.hflip)
+            tensor, start_s = decode_member(
+                group[videos[0]],
+                meta,
+                name=f"{shard}#{key}.{videos[0]}",
+                spec=self.spec,
+                seed=self.seed,
+                epoch=epoch,
+                train=self.train,
+                hflip=self.hflip,
+            )
             label = int(meta["label_id"])
         except Exception as exc:  # noqa: BLE001 - one bad member never stops an epoch
-            self._reject(exc, epoch, shard=shard, key=key, video_id=meta.get("video_id"), uri=meta.get("uri"),
-                         index=meta.get("row"))
+            self._reject(
+                exc,
+                epoch,
+                shard=shard,
+                key=key,
+                video_id=meta.get("video_id"),
+                uri=meta.get("uri"),
+                index=meta.get("row"),
+            )
             return None
         return {"clip": tensor, "label": label, "index": row, "start_s": start_s}
 
@@ -303,7 +336,10 @@ def load_shard_index(source: str | os.PathLike[str]) -> ShardIndex:
         codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]).astype(np.int64)
     else:  # a plain string column (an index rewritten by another tool)
         encoded = pc.dictionary_encode(col).combine_chunks()
-        dictionary, codes = encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        dictionary, codes = (
+            encoded.dictionary.to_pylist(),
+            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        )
     names = sorted(set(dictionary))
     position = {name: k for k, name in enumerate(names)}
     remap = np.array([position[d] for d in dictionary], np.int64)
@@ -331,8 +367,6 @@ def load_shard_index(source: str | os.PathLike[str]) -> ShardIndex:
         json_offset=ints("json_offset")[order],
         json_bytes=ints("json_bytes")[order],
     )
-
-
 
 
 class ShardMemberDataset(SharedEpochState, Dataset):
@@ -418,8 +452,10 @@ class ShardMemberDataset(SharedEpochState, Dataset):
             video, js = get(off, size), get(joff, jsize)
         meta = json.loads(js)
         if int(meta.get("row", -1)) != int(x.row[i]):
-            raise ValueError(f"{url}: member {x.key[i].as_py()!r} is row {meta.get('row')}, the index says "
-                             f"{int(x.row[i])} (index and shards are from different runs)")
+            raise ValueError(
+                f"{url}: member {x.key[i].as_py()!r} is row {meta.get('row')}, the index says "
+                f"{int(x.row[i])} (index and shards are from different runs)"
+            )
         return video, meta
 
     def __getitem__(self, i: int) -> dict[str, Any] | None:
@@ -429,13 +465,29 @@ class ShardMemberDataset(SharedEpochState, Dataset):
         x, epoch = self.index, self.epoch
         try:
             video, meta = self.read(i)
-            tensor, start_s = decode_member(video, meta, name=f"{x.url(int(x.shard[i]))}#{x.key[i].as_py()}",
-                                            spec=self.spec, seed=self.seed, epoch=epoch, train=self.train,
-                                            hflip=self.hflip)
+            tensor, start_s = decode_member(
+                video,
+                meta,
+                name=f"{x.url(int(x.shard[i]))}#{x.key[i].as_py()}",
+                spec=self.spec,
+                seed=self.seed,
+                epoch=epoch,
+                train=self.train,
+                hflip=self.hflip,
+            )
         except Exception as exc:  # noqa: BLE001 - one bad member never stops an epoch
             if isinstance(exc, OSError) and self._open is not None:
                 self.close()  # a failed read may leave the handle unusable: reopen on the next item
-            self._log_failure(exc, {"video_id": x.video_id[i].as_py(), "uri": None, "index": int(x.row[i]),
-                                    "epoch": epoch, "shard": x.url(int(x.shard[i])), "key": x.key[i].as_py()})
+            self._log_failure(
+                exc,
+                {
+                    "video_id": x.video_id[i].as_py(),
+                    "uri": None,
+                    "index": int(x.row[i]),
+                    "epoch": epoch,
+                    "shard": x.url(int(x.shard[i])),
+                    "key": x.key[i].as_py(),
+                },
+            )
             return None
         return {"clip": tensor, "label": int(x.label[i]), "index": int(x.row[i]), "start_s": start_s}

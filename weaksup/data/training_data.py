@@ -112,13 +112,16 @@ def is_shard_folder(source: Path | str) -> bool:
     if is_local(text):
         return local_path(text).is_dir()
     if text.rstrip("/").lower().endswith((".parquet", ".pq", ".csv", ".jsonl", ".json")):
-        raise InputError(f"{text}: pretrain reads a remote table only as a shard folder (weaksup shard); "
-                         "copy the table to a local path, or shard it")
+        raise InputError(
+            f"{text}: pretrain reads a remote table only as a shard folder (weaksup shard); "
+            "copy the table to a local path, or shard it"
+        )
     return True
 
 
-def read_training_data(source: Path | str, *, labels: Path | None = None,
-                       loss: str = "softmax") -> TrainingTable | TrainingShards:
+def read_training_data(
+    source: Path | str, *, labels: Path | None = None, loss: str = "softmax"
+) -> TrainingTable | TrainingShards:
     """The table (:func:`read_training_table`) or shard folder (its ``index.parquet``) to train on."""
     if not is_shard_folder(source):
         return read_training_table(Path(source), labels=labels, loss=loss)

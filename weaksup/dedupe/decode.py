@@ -88,7 +88,11 @@ class _GreySampler:
             if self.size is None:
                 self.size = grey_size(shown.width, shown.height, self.max_side)
             small = self.reformatter.reformat(
-                shown, width=self.size[0], height=self.size[1], format="gray8", interpolation=Interpolation.AREA,
+                shown,
+                width=self.size[0],
+                height=self.size[1],
+                format="gray8",
+                interpolation=Interpolation.AREA,
                 threads=1,
             )
             self.consume(small.to_ndarray(), count)

@@ -70,9 +70,9 @@ from weaksup.dedupe.align import AlignConfig, Alignment, align
 from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
 from weaksup.errors import InputError
+from weaksup.outputs import output_set, require_local_output, separate_job
 from weaksup.ray_engine import check_engine
 from weaksup.tables import check_table, load_schema, read_table, write_json, write_table
-from weaksup.outputs import output_set, require_local_output, separate_job
 
 DEFAULT_RADIUS = 7
 DEFAULT_MIN_FRAMES = 8
@@ -255,8 +255,13 @@ class TargetIndex:
         uid_of = {v: i for i, v in enumerate(dict.fromkeys(videos.ids))}
         uid = np.array([uid_of[v] for v in videos.ids], np.int64)
         return cls(
-            videos, HammingIndex().build(flat), cat(vids, np.int32), cat(frames, np.int32), cat(variants, np.int8),
-            uid_of, uid,
+            videos,
+            HammingIndex().build(flat),
+            cat(vids, np.int32),
+            cat(frames, np.int32),
+            cat(variants, np.int8),
+            uid_of,
+            uid,
         )
 
 
@@ -302,8 +307,13 @@ class _FrameMatches:
     def take(self, index: np.ndarray) -> "_FrameMatches":
         """The matches at ``index`` (a mask or an order), every array alike."""
         return _FrameMatches(
-            self.source[index], self.source_frame[index], self.mirrored[index], self.target[index],
-            self.target_frame[index], self.variant[index], self.distance[index],
+            self.source[index],
+            self.source_frame[index],
+            self.mirrored[index],
+            self.target[index],
+            self.target_frame[index],
+            self.variant[index],
+            self.distance[index],
         )
 
 
@@ -381,19 +391,35 @@ def _align_group(
     _, t_inf = targets.frames(t)
     sf, tf, dist = m.source_frame[a:b], m.target_frame[a:b], m.distance[a:b]
     al = align(
-        sf, tf, n_source=len(s_codes), n_target=len(t_inf), fps=fps, distances=dist,
-        source_informative=s_inf, target_informative=t_inf, config=cfg.align,
+        sf,
+        tf,
+        n_source=len(s_codes),
+        n_target=len(t_inf),
+        fps=fps,
+        distances=dist,
+        source_informative=s_inf,
+        target_informative=t_inf,
+        config=cfg.align,
     )
     if al is not None and cfg.verify_radius > cfg.radius and al.consistent(cfg.align):  # seeds form a line
-        extra = _verify_line(sources, r, targets, t, VARIANTS[int(m.variant[a])], bool(m.mirrored[a]), al,
-                             cfg.verify_radius)
+        extra = _verify_line(
+            sources, r, targets, t, VARIANTS[int(m.variant[a])], bool(m.mirrored[a]), al, cfg.verify_radius
+        )
         if extra is not None:
-            al = align(
-                np.concatenate([sf, extra[0]]), np.concatenate([tf, extra[1]]),
-                n_source=len(s_codes), n_target=len(t_inf), fps=fps,
-                distances=np.concatenate([dist, extra[2]]),
-                source_informative=s_inf, target_informative=t_inf, config=cfg.align,
-            ) or al
+            al = (
+                align(
+                    np.concatenate([sf, extra[0]]),
+                    np.concatenate([tf, extra[1]]),
+                    n_source=len(s_codes),
+                    n_target=len(t_inf),
+                    fps=fps,
+                    distances=np.concatenate([dist, extra[2]]),
+                    source_informative=s_inf,
+                    target_informative=t_inf,
+                    config=cfg.align,
+                )
+                or al
+            )
     return al
 
 
@@ -484,8 +510,17 @@ def _fingerprint(videos: Path, out: Path, cfg: DedupeConfig) -> Path:
     from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 
     with separate_job():  # the codes are read back below, and reused by later runs
-        fingerprint_videos(FingerprintConfig(videos=videos, out=out, fps=cfg.fps, workers=cfg.workers,
-                                             progress=cfg.progress, engine=cfg.engine, ray_address=cfg.ray_address))
+        fingerprint_videos(
+            FingerprintConfig(
+                videos=videos,
+                out=out,
+                fps=cfg.fps,
+                workers=cfg.workers,
+                progress=cfg.progress,
+                engine=cfg.engine,
+                ray_address=cfg.ray_address,
+            )
+        )
     return out
 
 
@@ -533,10 +568,17 @@ def _self_removal(
         if reverse:
             a = m.alignment
             flipped = replace(
-                a, overlap_source=a.overlap_target, overlap_target=a.overlap_source, offset_s=-a.offset_s,
-                matched_frames=a.target_frames, target_frames=a.matched_frames, speed=round(1 / a.speed, 4),
-                source_first=a.target_first, source_last=a.target_last,
-                target_first=a.source_first, target_last=a.source_last,
+                a,
+                overlap_source=a.overlap_target,
+                overlap_target=a.overlap_source,
+                offset_s=-a.offset_s,
+                matched_frames=a.target_frames,
+                target_frames=a.matched_frames,
+                speed=round(1 / a.speed, 4),
+                source_first=a.target_first,
+                source_last=a.target_last,
+                target_first=a.source_first,
+                target_last=a.source_last,
             )
             m = PairMatch(m.target, m.source, flipped, m.variant, m.mirrored)
         removed[vid] = m
@@ -547,8 +589,10 @@ def _self_removal(
 def _self_mode(cfg: DedupeConfig) -> bool:
     """Whether this is a self-dedupe (``--self``, or targets that are the manifest or its codes); checks targets."""
     self_mode = cfg.self_dedupe or _same_file(cfg.targets, cfg.manifest) or _same_file(cfg.targets, cfg.source_codes)
-    if cfg.self_dedupe and cfg.targets is not None and not (
-        _same_file(cfg.targets, cfg.manifest) or _same_file(cfg.targets, cfg.source_codes)
+    if (
+        cfg.self_dedupe
+        and cfg.targets is not None
+        and not (_same_file(cfg.targets, cfg.manifest) or _same_file(cfg.targets, cfg.source_codes))
     ):
         raise InputError(f"{cfg.targets}: --self de-duplicates the manifest against itself; drop --targets or --self")
     if not self_mode and cfg.targets is None:
@@ -595,8 +639,9 @@ def _load_targets(
         full = pq.read_table(source_codes, columns=["video_id", "status", *VARIANT_COLUMNS, "informative"])
         target_rows = sorted(wanted)
         target_set = code_set(full.take(target_rows), str(source_codes))
-        return _Targets(source_codes, source_meta, target_set,
-                        TargetIndex.build(target_set, list(range(len(target_rows)))))
+        return _Targets(
+            source_codes, source_meta, target_set, TargetIndex.build(target_set, list(range(len(target_rows))))
+        )
     target_path = Path(cfg.targets)
     if not is_codes_table(target_path):
         target_path = _fingerprint(target_path, target_codes_out, cfg)
@@ -604,8 +649,9 @@ def _load_targets(
 
     targets_table = read_codes(target_path)
     target_set = code_set(targets_table, str(target_path))
-    return _Targets(target_path, targets_table, target_set,
-                    TargetIndex.build(target_set, list(range(targets_table.num_rows))))
+    return _Targets(
+        target_path, targets_table, target_set, TargetIndex.build(target_set, list(range(targets_table.num_rows)))
+    )
 
 
 def _codes_fps(source_meta: pa.Table, targets: _Targets, source_codes: Path) -> float:
@@ -638,8 +684,12 @@ def _scan_sources(
 
     scan = _SourceScan()
     with Progress(
-        TextColumn("[bold]dedupe"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not cfg.progress, transient=False,
+        TextColumn("[bold]dedupe"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not cfg.progress,
+        transient=False,
     ) as progress:
         task = progress.add_task("dedupe", total=len(wanted))
         for chunk, rows in _iter_source_chunks(source_codes, wanted, cfg.chunk_size):

@@ -34,13 +34,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from weaksup.assembly.videos import read_id_uri
 from weaksup.bulk import BulkConfig, parts_dir, run_bulk, safe_call
 from weaksup.bulk import summary_path as bulk_summary_path
-from weaksup.ray_engine import check_engine
-from weaksup.assembly.videos import read_id_uri
 from weaksup.dedupe.census import CODE_VERSION, census_codes, frame_grids, informative
 from weaksup.dedupe.decode import TIME_TOLERANCE_S, decode_samples
 from weaksup.errors import InputError
+from weaksup.ray_engine import check_engine
 from weaksup.tables import read_table, write_json
 
 DEFAULT_FPS = 16.0
@@ -80,8 +80,10 @@ def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS, thread_type: str = 
     info = decode_samples(uri, consume, fps=fps, thread_type=thread_type)
     row: dict = {"code_version": CODE_VERSION, "fps": float(fps), "duration_s": info.duration_s}
     if info.n_samples == 0 or info.duration_s < 1.0 / fps - TIME_TOLERANCE_S:
-        why = "the video stream has no frames" if info.n_samples == 0 and info.duration_s == 0 else (
-            f"shorter than one frame at {fps:g} fps ({info.duration_s:.3f} s)"
+        why = (
+            "the video stream has no frames"
+            if info.n_samples == 0 and info.duration_s == 0
+            else (f"shorter than one frame at {fps:g} fps ({info.duration_s:.3f} s)")
         )
         return {**row, "status": "unfingerprintable", "error": f"TooShort: {why}"}
     stacked = np.stack(grids)  # (distinct frames, 3, 8, 8)
@@ -89,8 +91,11 @@ def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS, thread_type: str = 
     codes = np.repeat(census_codes(stacked), repeat, axis=0)  # (samples, 3)
     flags = np.repeat(informative(stacked[:, 0]), repeat)
     if not flags.any():
-        return {**row, "status": "unfingerprintable",
-                "error": f"NoInformativeFrame: no informative frame (all {len(flags)} sampled frames are flat)"}
+        return {
+            **row,
+            "status": "unfingerprintable",
+            "error": f"NoInformativeFrame: no informative frame (all {len(flags)} sampled frames are flat)",
+        }
     return {
         **row,
         "status": "ok",
@@ -105,7 +110,9 @@ def fingerprint_video(uri: str, *, fps: float = DEFAULT_FPS, thread_type: str = 
 
 def _fingerprint_item(item: dict) -> dict:
     """Bulk worker: a codes row; rejected rows keep code_version and fps (non-nullable)."""
-    row = safe_call(lambda it: fingerprint_video(it["uri"], fps=it["fps"], thread_type=it.get("thread_type", "AUTO")), item)
+    row = safe_call(
+        lambda it: fingerprint_video(it["uri"], fps=it["fps"], thread_type=it.get("thread_type", "AUTO")), item
+    )
     row["code_version"], row["fps"] = CODE_VERSION, float(item["fps"])
     return row
 
@@ -177,9 +184,16 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
         _fingerprint_item,
         schema_name="codes",
         out=out,
-        config=BulkConfig(workers=cfg.workers, chunk_size=cfg.chunk_size, desc="fingerprint", progress=cfg.progress,
-                          engine=cfg.engine, ray_address=cfg.ray_address, resume=cfg.resume,
-                          resume_strict=cfg.resume_strict),
+        config=BulkConfig(
+            workers=cfg.workers,
+            chunk_size=cfg.chunk_size,
+            desc="fingerprint",
+            progress=cfg.progress,
+            engine=cfg.engine,
+            ray_address=cfg.ray_address,
+            resume=cfg.resume,
+            resume_strict=cfg.resume_strict,
+        ),
         settings={"fps": float(cfg.fps), "code_version": CODE_VERSION},
     )
     summary = summarize(table, time.perf_counter() - start)

@@ -145,7 +145,9 @@ class HammingIndex:
         if radius < 0 or not len(q) or not len(self.codes):
             return empty
         rho = radius // self.m
-        per_query = max(self.expected_candidates(radius), 1.0) + sum(len(self._masks_for(w, rho)) for _, w in self._parts)
+        per_query = max(self.expected_candidates(radius), 1.0) + sum(
+            len(self._masks_for(w, rho)) for _, w in self._parts
+        )
         chunk = int(max(1, min(len(q), CANDIDATE_BUDGET // per_query)))
         # probing in value order turns the range reads into one forward sweep (pays once the
         # tables outgrow the cache)

@@ -55,9 +55,15 @@ class Comparison:
     chance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"a": self.a.to_dict(), "b": self.b.to_dict(), "a_minus_b": self.diff.to_dict(),
-                               "clear": self.diff.excludes_zero(), "videos": self.videos, "seeds": self.seeds,
-                               "resamples": self.resamples}
+        out: dict[str, Any] = {
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "a_minus_b": self.diff.to_dict(),
+            "clear": self.diff.excludes_zero(),
+            "videos": self.videos,
+            "seeds": self.seeds,
+            "resamples": self.resamples,
+        }
         if self.chance is not None:
             out["chance"] = round(self.chance, 4)
         return out
@@ -87,8 +93,9 @@ def bootstrap_accuracy(correct: Any, *, resamples: int = DEFAULT_RESAMPLES, seed
     return compare_arms(m, m, resamples=resamples, seed=seed).a
 
 
-def compare_arms(correct_a: Any, correct_b: Any, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                 chance: float | None = None) -> Comparison:
+def compare_arms(
+    correct_a: Any, correct_b: Any, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, chance: float | None = None
+) -> Comparison:
     """Paired bootstrap of arm A against arm B over test videos and seeds.
 
     ``correct_a`` and ``correct_b`` are (seeds, videos) 0/1 matrices over the same test
@@ -113,14 +120,18 @@ def compare_arms(correct_a: Any, correct_b: Any, *, resamples: int = DEFAULT_RES
         # mean over drawn seeds of mean over drawn videos
         pa = a[sd[:, :, None], vid[:, None, :]].mean(axis=(1, 2))
         pb = b[sd[:, :, None], vid[:, None, :]].mean(axis=(1, 2))
-        stats[start:start + k, 0], stats[start:start + k, 1] = pa, pb
+        stats[start : start + k, 0], stats[start : start + k, 1] = pa, pb
 
     def interval(point: float, samples: np.ndarray) -> Interval:
         lo, hi = np.percentile(samples, [2.5, 97.5])
         return Interval(float(point), float(lo), float(hi))
 
     return Comparison(
-        a=interval(a.mean(), stats[:, 0]), b=interval(b.mean(), stats[:, 1]),
+        a=interval(a.mean(), stats[:, 0]),
+        b=interval(b.mean(), stats[:, 1]),
         diff=interval(a.mean() - b.mean(), stats[:, 0] - stats[:, 1]),
-        videos=n_videos, seeds=n_seeds, resamples=resamples, chance=chance,
+        videos=n_videos,
+        seeds=n_seeds,
+        resamples=resamples,
+        chance=chance,
     )

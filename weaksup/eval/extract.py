@@ -42,15 +42,14 @@ from weaksup.bulk import STAMP_KEY, StaleParts, make_stamp, read_stamp, row_dige
 from weaksup.data.dataset import EvalClipDataset, load_video_table
 from weaksup.data.loader import single_thread_worker
 from weaksup.data.rejects import read_rejects
+from weaksup.devices import uses_cuda
 from weaksup.errors import InputError
 from weaksup.eval.features import EXTRACT_META_KEY
-from weaksup.ray_engine import check_engine
 from weaksup.eval.network import Network, load_network
-from weaksup.tables import conform, load_schema, write_table
 from weaksup.outputs import atomic_output, require_local_output
+from weaksup.ray_engine import check_engine
+from weaksup.tables import conform, load_schema, write_table
 from weaksup.threads import ThreadTuner
-from weaksup.devices import uses_cuda
-
 
 
 @dataclass(frozen=True)
@@ -144,10 +143,17 @@ def _prepare(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tup
         raise InputError("--scores needs a trained classifier: give --checkpoint")
     crop = None if cfg.full_frame else (cfg.crop or net.clip_setting("crop", 112))
     protocol = Protocol(
-        checkpoint=net.source, arch=net.arch, feature_dim=net.feature_dim, num_classes=net.num_classes, loss=net.loss,
-        num_clips=cfg.num_clips, frames=cfg.frames or net.clip_setting("frames", 8),
-        stride=cfg.stride or net.clip_setting("stride", 1), crop=crop,
-        short_side=cfg.short_side or net.clip_setting("short_side", 128), precision=cfg.precision,
+        checkpoint=net.source,
+        arch=net.arch,
+        feature_dim=net.feature_dim,
+        num_classes=net.num_classes,
+        loss=net.loss,
+        num_clips=cfg.num_clips,
+        frames=cfg.frames or net.clip_setting("frames", 8),
+        stride=cfg.stride or net.clip_setting("stride", 1),
+        crop=crop,
+        short_side=cfg.short_side or net.clip_setting("short_side", 128),
+        precision=cfg.precision,
         input_table=str(manifest),
     )
     if protocol.crop is not None and protocol.crop > protocol.short_side:
@@ -184,8 +190,13 @@ def _stamp_settings(net: Network, protocol: Protocol, cfg: ExtractConfig) -> dic
     """What changes a part's rows: the protocol (not the paths: the weights and rows are
     compared by content), the weights, the optional columns and which videos a chunk holds."""
     settings = {k: v for k, v in asdict(protocol).items() if k not in ("checkpoint", "input_table")}
-    return {**settings, "weights": weights_digest(net.model), "per_clip": cfg.per_clip, "scores": cfg.scores,
-            "chunk_videos": cfg.chunk_videos}
+    return {
+        **settings,
+        "weights": weights_digest(net.model),
+        "per_clip": cfg.per_clip,
+        "scores": cfg.scores,
+        "chunk_videos": cfg.chunk_videos,
+    }
 
 
 def _chunk_digest(rows: pa.Table, chunk: int, chunk_videos: int) -> str:
@@ -193,8 +204,9 @@ def _chunk_digest(rows: pa.Table, chunk: int, chunk_videos: int) -> str:
     return row_digest(rows.slice(lo, min(rows.num_rows, lo + chunk_videos) - lo).to_pylist())
 
 
-def _done_chunks(parts: Path, n_chunks: int, stamps: dict[int, dict[str, Any]], settings: dict[str, Any],
-                 strict: bool) -> set[int]:
+def _done_chunks(
+    parts: Path, n_chunks: int, stamps: dict[int, dict[str, Any]], settings: dict[str, Any], strict: bool
+) -> set[int]:
     """Chunks whose part belongs to this job; stale parts are deleted after one warning (or stop, strict)."""
     done = set()
     stale = StaleParts(parts, "chunk")
@@ -217,8 +229,16 @@ def _done_chunks(parts: Path, n_chunks: int, stamps: dict[int, dict[str, Any]], 
     return done
 
 
-def _open_parts(out: Path, net: Network, protocol: Protocol, rows: pa.Table, cfg: ExtractConfig, n_chunks: int,
-                resume: bool, resume_strict: bool) -> tuple[Path, dict[int, dict[str, Any]], set[int]]:
+def _open_parts(
+    out: Path,
+    net: Network,
+    protocol: Protocol,
+    rows: pa.Table,
+    cfg: ExtractConfig,
+    n_chunks: int,
+    resume: bool,
+    resume_strict: bool,
+) -> tuple[Path, dict[int, dict[str, Any]], set[int]]:
     """The parts folder beside ``out`` (emptied when not resuming), every chunk's stamp, and the chunks already done."""
     parts = out.with_name(out.name + ".parts")
     if parts.exists() and not resume:
@@ -231,8 +251,16 @@ def _open_parts(out: Path, net: Network, protocol: Protocol, rows: pa.Table, cfg
     return parts, stamps, done
 
 
-def _write_ray_blocks(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig, todo: list[int], n_videos: int,
-                      parts: Path, stamps: dict[int, dict[str, Any]], advance: Callable[[int], Any]) -> tuple[int, int]:
+def _write_ray_blocks(
+    manifest: Path,
+    checkpoint: Path | None,
+    cfg: ExtractConfig,
+    todo: list[int],
+    n_videos: int,
+    parts: Path,
+    stamps: dict[int, dict[str, Any]],
+    advance: Callable[[int], Any],
+) -> tuple[int, int]:
     """Extract ``todo`` on Ray actors and write each chunk as its part, refusing a chunk that came back split."""
     k = cfg.num_clips
     clips_done = clips_failed = 0
@@ -244,20 +272,37 @@ def _write_ray_blocks(manifest: Path, checkpoint: Path | None, cfg: ExtractConfi
                 raise RuntimeError(f"extract: chunk {chunk} came back with {part.num_rows} of {len(clips) // k} rows")
             clips_done += part.column("_clips_done")[0].as_py()
             clips_failed += part.column("_clips_failed")[0].as_py()
-            _write_part(parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict(),
-                        stamps[chunk])
+            _write_part(
+                parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict(), stamps[chunk]
+            )
             advance(len(clips))
     return clips_done, clips_failed
 
 
-def _extract_todo(manifest: Path, checkpoint: Path | None, net: Network, protocol: Protocol, rows: pa.Table,
-                  cfg: ExtractConfig, todo: list[int], n_clips: int, device: torch.device, parts: Path,
-                  stamps: dict[int, dict[str, Any]]) -> tuple[int, int]:
+def _extract_todo(
+    manifest: Path,
+    checkpoint: Path | None,
+    net: Network,
+    protocol: Protocol,
+    rows: pa.Table,
+    cfg: ExtractConfig,
+    todo: list[int],
+    n_clips: int,
+    device: torch.device,
+    parts: Path,
+    stamps: dict[int, dict[str, Any]],
+) -> tuple[int, int]:
     """Extract the chunks not done yet (in this process or on Ray) under one progress bar; clips done and failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
-                  TimeRemainingColumn(), disable=not cfg.progress) as bar:
+    with Progress(
+        TextColumn("[bold]extract"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("clips"),
+        TimeRemainingColumn(),
+        disable=not cfg.progress,
+    ) as bar:
         task = bar.add_task("extract", total=n_clips)
 
         def advance(n: int) -> None:
@@ -271,22 +316,40 @@ def _extract_todo(manifest: Path, checkpoint: Path | None, net: Network, protoco
             _write_part(parts, chunk, data, stamps[chunk])
 
         return _extract_chunks(
-            manifest, net, protocol, rows, cfg, todo, device, parts / "rejects.jsonl", cfg.workers, write, advance,
+            manifest,
+            net,
+            protocol,
+            rows,
+            cfg,
+            todo,
+            device,
+            parts / "rejects.jsonl",
+            cfg.workers,
+            write,
+            advance,
         )
 
 
 def _assemble_features(parts: Path, n_chunks: int, out: Path, protocol: Protocol) -> pa.Table:
     """Write the parts, in input order, as the features table (the protocol in its metadata); remove the parts."""
-    table = pa.concat_tables([pq.read_table(_part_name(parts, c)).replace_schema_metadata(None)
-                              for c in range(n_chunks)]).combine_chunks()
+    table = pa.concat_tables(
+        [pq.read_table(_part_name(parts, c)).replace_schema_metadata(None) for c in range(n_chunks)]
+    ).combine_chunks()
     table = conform(table, load_schema("features"))
     write_table("features", table, out, metadata={EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()})
     shutil.rmtree(parts, ignore_errors=True)
     return table
 
 
-def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg: ExtractConfig = ExtractConfig(),
-                     resume: bool = True, resume_strict: bool = False) -> dict[str, Any]:
+def extract_features(
+    manifest: Path,
+    out: Path,
+    *,
+    checkpoint: Path | None,
+    cfg: ExtractConfig = ExtractConfig(),
+    resume: bool = True,
+    resume_strict: bool = False,
+) -> dict[str, Any]:
     """Extract K-clip averaged features of every row of ``manifest`` into ``out`` (features table).
 
     ``resume=False`` deletes an earlier run's parts first; with ``resume_strict`` a part of an
@@ -309,8 +372,9 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
 
     n_clips = sum(len(_chunk_clips(c, n_videos, k, cfg.chunk_videos)) for c in todo)
     t_run = time.perf_counter()
-    clips_done, clips_failed = _extract_todo(manifest, checkpoint, net, protocol, rows, cfg, todo, n_clips, device,
-                                             parts, stamps)
+    clips_done, clips_failed = _extract_todo(
+        manifest, checkpoint, net, protocol, rows, cfg, todo, n_clips, device, parts, stamps
+    )
     run_s = time.perf_counter() - t_run
 
     table = _assemble_features(parts, n_chunks, out, protocol)
@@ -329,8 +393,8 @@ def extract_features(manifest: Path, out: Path, *, checkpoint: Path | None, cfg:
         "clips_per_s": clips_done / max(run_s, 1e-9),
         "feature_dim": protocol.feature_dim,
         "protocol": f"{k} clips x {protocol.frames} frames (stride {protocol.stride}), "
-                    + (f"centre crop {protocol.crop}" if protocol.crop else "full frame")
-                    + f" of short side {protocol.short_side}, {cfg.precision}",
+        + (f"centre crop {protocol.crop}" if protocol.crop else "full frame")
+        + f" of short side {protocol.short_side}, {cfg.precision}",
         "device": str(device),
         "wall_s": round(time.perf_counter() - started, 2),
     }
@@ -341,18 +405,37 @@ def _chunk_clips(chunk: int, n_videos: int, k: int, chunk_videos: int) -> range:
     return range(chunk * chunk_videos * k, min(n_videos, (chunk + 1) * chunk_videos) * k)
 
 
-def _extract_chunks(manifest: Path, net: Network, protocol: Protocol, rows: pa.Table, cfg: ExtractConfig,
-                    chunks: list[int], device: torch.device, rejects_path: Path, workers: int,
-                    write: Any, advance: Any) -> tuple[int, int]:
+def _extract_chunks(
+    manifest: Path,
+    net: Network,
+    protocol: Protocol,
+    rows: pa.Table,
+    cfg: ExtractConfig,
+    chunks: list[int],
+    device: torch.device,
+    rejects_path: Path,
+    workers: int,
+    write: Any,
+    advance: Any,
+) -> tuple[int, int]:
     """Run the network over every clip of ``chunks``; hand each finished chunk's rows to ``write``."""
     k = cfg.num_clips
     dataset = _MarkedEvalClips(
-        manifest, num_clips=k, num_frames=protocol.frames, stride=protocol.stride, crop=protocol.crop,
-        short_side=protocol.short_side, rejects_path=rejects_path,
+        manifest,
+        num_clips=k,
+        num_frames=protocol.frames,
+        stride=protocol.stride,
+        crop=protocol.crop,
+        short_side=protocol.short_side,
+        rejects_path=rejects_path,
     )
     order = [i for c in chunks for i in _chunk_clips(c, rows.num_rows, k, cfg.chunk_videos)]
     loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=order, num_workers=workers, collate_fn=collate_by_shape,
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=order,
+        num_workers=workers,
+        collate_fn=collate_by_shape,
         pin_memory=device.type == "cuda",
         **({"worker_init_fn": single_thread_worker, "prefetch_factor": 4} if workers else {}),
     )
@@ -416,13 +499,26 @@ class _RayChunkExtractor:
                 out.append(conform(pa.table(data, schema=_part_schema()), load_schema("features")))
 
             with tempfile.TemporaryDirectory() as tmp:  # this chunk's own rejects log, on this node
-                done, failed = _extract_chunks(self.manifest, self.net, self.protocol, self.rows, self.cfg, [chunk],
-                                               self.device, Path(tmp) / "rejects.jsonl", 0, keep, lambda n: None)
+                done, failed = _extract_chunks(
+                    self.manifest,
+                    self.net,
+                    self.protocol,
+                    self.rows,
+                    self.cfg,
+                    [chunk],
+                    self.device,
+                    Path(tmp) / "rejects.jsonl",
+                    0,
+                    keep,
+                    lambda n: None,
+                )
             (table,) = out
             n = table.num_rows
-            tables.append(table.append_column("_chunk", pa.array([chunk] * n, pa.int64()))
-                          .append_column("_clips_done", pa.array([done] * n, pa.int64()))
-                          .append_column("_clips_failed", pa.array([failed] * n, pa.int64())))
+            tables.append(
+                table.append_column("_chunk", pa.array([chunk] * n, pa.int64()))
+                .append_column("_clips_done", pa.array([done] * n, pa.int64()))
+                .append_column("_clips_failed", pa.array([failed] * n, pa.int64()))
+            )
         return pa.concat_tables(tables)
 
 
@@ -431,9 +527,16 @@ def _ray_extract(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig, ch
     from weaksup.ray_engine import ray_map
 
     yield from ray_map(
-        [{"chunk": c} for c in chunks], _RayChunkExtractor, batch_size=1, workers=max(1, cfg.workers),
+        [{"chunk": c} for c in chunks],
+        _RayChunkExtractor,
+        batch_size=1,
+        workers=max(1, cfg.workers),
         address=cfg.ray_address,
-        constructor_kwargs={"manifest": str(manifest), "checkpoint": str(checkpoint) if checkpoint else None, "cfg": cfg},
+        constructor_kwargs={
+            "manifest": str(manifest),
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "cfg": cfg,
+        },
     )
 
 
@@ -508,8 +611,16 @@ class _ChunkAccumulator:
             "uri": part.column("uri").to_pylist(),
             "label_id": part.column("label_id").to_pylist(),
             "label": part.column("label").to_pylist() if "label" in names else [None] * len(part),
-            "label_ids": part.column("matched_label_ids").to_pylist() if "matched_label_ids" in names else [None] * len(part),
-            "status": [], "error": [], "clips": [], "features": [], "clip_features": [], "scores": [], "clip_scores": [],
+            "label_ids": part.column("matched_label_ids").to_pylist()
+            if "matched_label_ids" in names
+            else [None] * len(part),
+            "status": [],
+            "error": [],
+            "clips": [],
+            "features": [],
+            "clip_features": [],
+            "scores": [],
+            "clip_scores": [],
         }
         for offset, video in enumerate(range(lo, hi)):
             per_clip = self.feats.pop(video, [None] * self.k)

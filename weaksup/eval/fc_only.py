@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from weaksup.devices import uses_cuda
 from weaksup.errors import InputError
 from weaksup.eval.features import ClassSpace, check_same_protocol, class_space, multi_hot, read_features
 from weaksup.eval.label_maps import read_label_map
 from weaksup.eval.logreg import LogRegConfig, select_penalty
 from weaksup.eval.report import Predictions, network_name, write_report
-from weaksup.devices import uses_cuda
 from weaksup.outputs import require_local_output
 
 
@@ -68,11 +68,17 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
         warnings.warn(note, RuntimeWarning, stacklevel=2)
     label_map = read_label_map(cfg.label_map) if cfg.label_map is not None else None
     device = "cuda" if uses_cuda(cfg.device) else "cpu"
-    lr_kwargs: dict[str, Any] = {"holdout_fraction": cfg.holdout_fraction, "folds": cfg.folds,
-                                 "min_holdout_rows": cfg.min_holdout_rows,
-                                 "min_holdout_per_class": cfg.min_holdout_per_class,
-                                 "cross_validate": cfg.cross_validate, "max_iter": cfg.max_iter,
-                                 "multilabel": cfg.multilabel, "seed": cfg.seed, "device": device}
+    lr_kwargs: dict[str, Any] = {
+        "holdout_fraction": cfg.holdout_fraction,
+        "folds": cfg.folds,
+        "min_holdout_rows": cfg.min_holdout_rows,
+        "min_holdout_per_class": cfg.min_holdout_per_class,
+        "cross_validate": cfg.cross_validate,
+        "max_iter": cfg.max_iter,
+        "multilabel": cfg.multilabel,
+        "seed": cfg.seed,
+        "device": device,
+    }
     if cfg.penalties is not None:
         lr_kwargs["penalties"] = tuple(cfg.penalties)
     lr_cfg = LogRegConfig(**lr_kwargs)
@@ -98,12 +104,15 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
         clips = Predictions(model.predict_proba(clip_x), **clip_truth)
     protocol = {
         "method": "fc-only: L2 logistic regression on frozen features (L-BFGS, full batch)",
-        "objective": "multi-label: per-class sigmoid + logistic loss" if cfg.multilabel
+        "objective": "multi-label: per-class sigmoid + logistic loss"
+        if cfg.multilabel
         else "multinomial softmax cross-entropy",
         "penalty": search.penalty,
-        "penalty_search": [{"penalty": s.penalty, f"heldout_{search.metric}": s.score, "iterations": s.iterations}
-                           | ({f"fold_{search.metric}": list(s.fold_scores)} if s.fold_scores else {})
-                           for s in search.table],
+        "penalty_search": [
+            {"penalty": s.penalty, f"heldout_{search.metric}": s.score, "iterations": s.iterations}
+            | ({f"fold_{search.metric}": list(s.fold_scores)} if s.fold_scores else {})
+            for s in search.table
+        ],
         "penalty_search_scheme": search.scheme,
         "penalty_search_rows": {"fit": search.fit_rows, "validation": search.holdout_rows},
         "penalty_search_warning": search.warning,
@@ -119,11 +128,23 @@ def eval_fc_only(train: Path, test: Path, out: Path, cfg: FcOnlyConfig = FcOnlyC
         "device": device,
         **cfg.extra,
     }
-    counts = {"train_videos": len(tr), "train_rejected": tr.rejected, "test_videos": len(te),
-              "test_rejected": te.rejected, "wall_s": round(time.perf_counter() - started, 2)}
-    return write_report(out, videos=videos, clips=clips, class_names=space.names, protocol=protocol, counts=counts,
-                        video_ids=list(te.video_ids),
-                        title=f"{network_name(protocol['checkpoint'])}, fc-only: {Path(train).name} -> {Path(test).name}")
+    counts = {
+        "train_videos": len(tr),
+        "train_rejected": tr.rejected,
+        "test_videos": len(te),
+        "test_rejected": te.rejected,
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+    return write_report(
+        out,
+        videos=videos,
+        clips=clips,
+        class_names=space.names,
+        protocol=protocol,
+        counts=counts,
+        video_ids=list(te.video_ids),
+        title=f"{network_name(protocol['checkpoint'])}, fc-only: {Path(train).name} -> {Path(test).name}",
+    )
 
 
 def _multilabel_space(tr, te) -> tuple[ClassSpace, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -138,9 +159,12 @@ def _multilabel_space(tr, te) -> tuple[ClassSpace, np.ndarray, np.ndarray, dict[
     y_test = multi_hot(te.multi, num_classes, te.path)
     untrained = np.flatnonzero((y_test.sum(axis=0) > 0) & (y_train.sum(axis=0) == 0))
     if len(untrained):
-        raise InputError(f"{te.path}: test label id {int(untrained[0])} has no positive training example in {tr.path}"
-                         f" ({len(untrained)} such labels)")
+        raise InputError(
+            f"{te.path}: test label id {int(untrained[0])} has no positive training example in {tr.path}"
+            f" ({len(untrained)} such labels)"
+        )
     names = [str(i) for i in range(num_classes)]
-    space = ClassSpace(names, np.zeros(0, np.int64), np.zeros(0, np.int64),
-                       f"label_ids numbering shared by {tr.path} and {te.path}")
+    space = ClassSpace(
+        names, np.zeros(0, np.int64), np.zeros(0, np.int64), f"label_ids numbering shared by {tr.path} and {te.path}"
+    )
     return space, y_train, y_test, {"targets": y_test}

@@ -94,16 +94,25 @@ def read_features(path: str | Path, *, need_clips: bool = False) -> FeatureSet:
         for i, clips in enumerate(col.to_pylist()):
             m = np.asarray(clips, dtype=np.float32)
             if m.ndim != 2 or m.shape[1] != x.shape[1] or not np.isfinite(m).all():
-                raise InputError(f"{path}: clip features of video {table.column('video_id')[i].as_py()!r} are "
-                                 "ragged, of another size or not finite")
+                raise InputError(
+                    f"{path}: clip features of video {table.column('video_id')[i].as_py()!r} are "
+                    "ragged, of another size or not finite"
+                )
             clip_features.append(m)
     elif need_clips:
         raise InputError(f"{path}: has no per-clip features (extract with --per-clip)")
     multi_col = table.column("label_ids")
     multi = multi_col.to_pylist() if multi_col.null_count == 0 else None
     return FeatureSet(
-        path, table.column("video_id").to_pylist(), table.column("label_id").to_numpy().astype(np.int64),
-        table.column("label").to_pylist(), multi, x, clip_features, rejected, read_protocol(path),
+        path,
+        table.column("video_id").to_pylist(),
+        table.column("label_id").to_numpy().astype(np.int64),
+        table.column("label").to_pylist(),
+        multi,
+        x,
+        clip_features,
+        rejected,
+        read_protocol(path),
     )
 
 
@@ -112,8 +121,10 @@ def _number_labels(table: pa.Table, path: Path) -> pa.Table:
     names = table.column("label")
     if names.null_count:
         first = int(np.flatnonzero(names.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"{path}: no label_id column, and row {first} (video "
-                         f"{table.column('video_id')[first].as_py()!r}) has no label")
+        raise InputError(
+            f"{path}: no label_id column, and row {first} (video "
+            f"{table.column('video_id')[first].as_py()!r}) has no label"
+        )
     values = names.to_pylist()
     index = {name: i for i, name in enumerate(sorted(set(values)))}
     return table.append_column("label_id", pa.array([index[v] for v in values], pa.int32()))
@@ -160,8 +171,10 @@ def class_space(train: FeatureSet, test: FeatureSet, label_map: LabelMap | None 
         for fs in (train, test):
             unknown = sorted({n for n in fs.names if name_key(n) not in index})
             if unknown:
-                raise InputError(f"{fs.path}: label {unknown[0]!r} is not in the label map {label_map.source}"
-                                 f" ({len(unknown)} unknown)")
+                raise InputError(
+                    f"{fs.path}: label {unknown[0]!r} is not in the label map {label_map.source}"
+                    f" ({len(unknown)} unknown)"
+                )
             ids[fs.path] = np.array([index[name_key(n)] for n in fs.names], dtype=np.int64)
         names, source = list(label_map.names), label_map.source
         y_train, y_test = ids[train.path], ids[test.path]
@@ -174,8 +187,10 @@ def class_space(train: FeatureSet, test: FeatureSet, label_map: LabelMap | None 
         y_train = np.array([index[name_key(n)] for n in train.names], dtype=np.int64)
         missing = sorted({n for n in test.names if name_key(n) not in index})
         if missing:
-            raise InputError(f"{test.path}: test class {missing[0]!r} has no training example in {train.path}"
-                             f" ({len(missing)} such classes)")
+            raise InputError(
+                f"{test.path}: test class {missing[0]!r} has no training example in {train.path}"
+                f" ({len(missing)} such classes)"
+            )
         y_test = np.array([index[name_key(n)] for n in test.names], dtype=np.int64)
         source = f"label names of {train.path}"
     else:
@@ -183,16 +198,20 @@ def class_space(train: FeatureSet, test: FeatureSet, label_map: LabelMap | None 
         index = {int(i): c for c, i in enumerate(present)}
         missing = sorted(set(np.unique(test.label_ids).tolist()) - set(index))
         if missing:
-            raise InputError(f"{test.path}: test label_id {missing[0]} has no training example in {train.path}"
-                             f" ({len(missing)} such classes)")
+            raise InputError(
+                f"{test.path}: test label_id {missing[0]} has no training example in {train.path}"
+                f" ({len(missing)} such classes)"
+            )
         names = [str(int(i)) for i in present]
         y_train = np.array([index[int(i)] for i in train.label_ids], dtype=np.int64)
         y_test = np.array([index[int(i)] for i in test.label_ids], dtype=np.int64)
         source = f"label_id numbering shared by {train.path} and {test.path} (no names)"
     untrained = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y_train).tolist()))
     if untrained:
-        raise InputError(f"{test.path}: test class {names[untrained[0]]!r} has no training example in {train.path}"
-                         f" ({len(untrained)} such classes)")
+        raise InputError(
+            f"{test.path}: test class {names[untrained[0]]!r} has no training example in {train.path}"
+            f" ({len(untrained)} such classes)"
+        )
     return ClassSpace(names, y_train, y_test, source)
 
 
@@ -210,12 +229,16 @@ def multi_hot(lists: list[list[int]], num_classes: int, path: Path) -> np.ndarra
 def check_same_protocol(train: FeatureSet, test: FeatureSet) -> list[str]:
     """Feature sizes must agree; differing extraction settings are returned as warnings."""
     if train.features.shape[1] != test.features.shape[1]:
-        raise InputError(f"{test.path}: features have {test.features.shape[1]} dimensions but {train.path}'s have "
-                         f"{train.features.shape[1]} (another network?)")
+        raise InputError(
+            f"{test.path}: features have {test.features.shape[1]} dimensions but {train.path}'s have "
+            f"{train.features.shape[1]} (another network?)"
+        )
     warnings = []
     if train.protocol and test.protocol:
         for key in ("checkpoint", "arch", "frames", "stride", "crop", "short_side"):
             if train.protocol.get(key) != test.protocol.get(key):
-                warnings.append(f"train and test features differ in {key}: {train.protocol.get(key)!r} vs "
-                                f"{test.protocol.get(key)!r}")
+                warnings.append(
+                    f"train and test features differ in {key}: {train.protocol.get(key)!r} vs "
+                    f"{test.protocol.get(key)!r}"
+                )
     return warnings

@@ -28,8 +28,8 @@ from weaksup.eval.features import read_features
 from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
 from weaksup.eval.network import load_network
 from weaksup.eval.report import Predictions, network_name, write_report
-from weaksup.tables import read_table, write_table
 from weaksup.outputs import require_local_output
+from weaksup.tables import read_table, write_table
 from weaksup.train.config import TrainConfig
 from weaksup.train.loop import DEFAULT_MAX_REJECT_FRACTION, pretrain
 
@@ -43,7 +43,9 @@ def _renumber(path: Path, label_map: LabelMap, out: Path) -> Path:
     names = table.column("label").to_pylist()
     unknown = sorted({n for n in names if n is None or name_key(n) not in index}, key=str)
     if unknown:
-        raise InputError(f"{path}: label {unknown[0]!r} is not in the label map {label_map.source} ({len(unknown)} unknown)")
+        raise InputError(
+            f"{path}: label {unknown[0]!r} is not in the label map {label_map.source} ({len(unknown)} unknown)"
+        )
     ids = pa.array([index[name_key(n)] for n in names], pa.int32())
     table = table.set_column(table.column_names.index("label_id"), "label_id", ids)
     if "matched_label_ids" in table.column_names:
@@ -63,12 +65,15 @@ def _check_same_numbering(train: Path, test: Path) -> None:
         t = pq.read_table(path, columns=["label_id", "label"])
         for i, name in zip(t.column("label_id").to_pylist(), t.column("label").to_pylist()):
             if name is not None and name_key(pairs.setdefault(i, name)) != name_key(name):
-                raise InputError(f"{path}: label_id {i} is {name!r} here but {pairs[i]!r} in {train}; "
-                                 "pass --label-map to renumber both by name")
+                raise InputError(
+                    f"{path}: label_id {i} is {name!r} here but {pairs[i]!r} in {train}; "
+                    "pass --label-map to renumber both by name"
+                )
 
 
-def _target_manifests(train_manifest: Path, test_manifest: Path, label_map: Path | None,
-                      out: Path) -> tuple[Path, Path, LabelMap | None, int | None]:
+def _target_manifests(
+    train_manifest: Path, test_manifest: Path, label_map: Path | None, out: Path
+) -> tuple[Path, Path, LabelMap | None, int | None]:
     """Train and test manifests in one numbering (renumbered by the label map into ``out``, or checked to agree),
     the label map, its class count, after refusing test classes without a training example."""
     for path in (train_manifest, test_manifest):
@@ -85,8 +90,10 @@ def _target_manifests(train_manifest: Path, test_manifest: Path, label_map: Path
     train_labels = set(pq.read_table(train_manifest, columns=["label_id"]).column("label_id").to_pylist())
     test_labels = set(pq.read_table(test_manifest, columns=["label_id"]).column("label_id").to_pylist())
     if test_labels - train_labels:
-        raise InputError(f"{test_manifest}: test label_id {min(test_labels - train_labels)} has no training example in "
-                         f"{train_manifest} ({len(test_labels - train_labels)} such classes)")
+        raise InputError(
+            f"{test_manifest}: test label_id {min(test_labels - train_labels)} has no training example in "
+            f"{train_manifest} ({len(test_labels - train_labels)} such classes)"
+        )
     return train_manifest, test_manifest, lm, num_classes
 
 
@@ -94,13 +101,22 @@ def _ok_scores(features: Path) -> tuple[np.ndarray, list[np.ndarray]]:
     """The averaged scores (one row per video) and per-clip scores of the test videos that were not rejected."""
     scores_col = pq.read_table(features, columns=["status", "scores", "clip_scores"])
     ok = np.asarray(scores_col.column("status").to_pylist()) == "ok"
-    video_scores = np.stack([np.asarray(s, np.float32) for s, k in zip(scores_col.column("scores").to_pylist(), ok) if k])
+    video_scores = np.stack(
+        [np.asarray(s, np.float32) for s, k in zip(scores_col.column("scores").to_pylist(), ok) if k]
+    )
     clip_lists = [np.asarray(s, np.float32) for s, k in zip(scores_col.column("clip_scores").to_pylist(), ok) if k]
     return video_scores, clip_lists
 
 
-def _finetune_protocol(cfg: TrainConfig, source: str, num_clips: int, summary: dict[str, Any], lm: LabelMap | None,
-                       train_manifest: Path, out: Path) -> dict[str, Any]:
+def _finetune_protocol(
+    cfg: TrainConfig,
+    source: str,
+    num_clips: int,
+    summary: dict[str, Any],
+    lm: LabelMap | None,
+    train_manifest: Path,
+    out: Path,
+) -> dict[str, Any]:
     """The report's protocol block: how the network was fine-tuned and tested."""
     return {
         "method": "full fine-tuning (new classifier on the pre-trained backbone), softmax scores averaged per video",
@@ -145,16 +161,37 @@ def finetune(
     train_manifest, test_manifest, lm, num_classes = _target_manifests(train_manifest, test_manifest, label_map, out)
 
     init = net.model.state_dict() if checkpoint is not None else None
-    summary = pretrain(cfg, manifest=train_manifest, out=out, resume=resume, progress=progress,
-                       num_classes=num_classes, init=init, init_source=net.source if init is not None else None,
-                       max_reject_fraction=max_reject_fraction)
+    summary = pretrain(
+        cfg,
+        manifest=train_manifest,
+        out=out,
+        resume=resume,
+        progress=progress,
+        num_classes=num_classes,
+        init=init,
+        init_source=net.source if init is not None else None,
+        max_reject_fraction=max_reject_fraction,
+    )
 
     features = out / "test_features.parquet"
     ext = extract_features(
-        test_manifest, features, checkpoint=out, resume=resume,
-        cfg=ExtractConfig(num_clips=num_clips, frames=cfg.frames, stride=cfg.stride, crop=cfg.crop,
-                          short_side=cfg.short_side, scores=True, per_clip=True, batch_size=max(16, cfg.batch_size),
-                          workers=max(2, min(cfg.workers, 8)), device=cfg.device, progress=progress),
+        test_manifest,
+        features,
+        checkpoint=out,
+        resume=resume,
+        cfg=ExtractConfig(
+            num_clips=num_clips,
+            frames=cfg.frames,
+            stride=cfg.stride,
+            crop=cfg.crop,
+            short_side=cfg.short_side,
+            scores=True,
+            per_clip=True,
+            batch_size=max(16, cfg.batch_size),
+            workers=max(2, min(cfg.workers, 8)),
+            device=cfg.device,
+            progress=progress,
+        ),
     )
     te = read_features(features)
     video_scores, clip_lists = _ok_scores(features)
@@ -162,14 +199,28 @@ def finetune(
     names = _class_names(train_manifest, lm, video_scores.shape[1])
     clips = Predictions(np.concatenate(clip_lists), labels=np.repeat(labels, [len(c) for c in clip_lists]))
     protocol = _finetune_protocol(cfg, net.source, num_clips, summary, lm, train_manifest, out)
-    counts = {"train_videos": read_table("manifest" if "clip_start_s" not in pq.read_schema(train_manifest).names
-                                         else "clips", train_manifest, columns=["video_id"]).num_rows,
-              "test_videos": len(te), "test_rejected": te.rejected, "train_wall_s": summary["wall_s"],
-              "extract_wall_s": ext["wall_s"]}
+    counts = {
+        "train_videos": read_table(
+            "manifest" if "clip_start_s" not in pq.read_schema(train_manifest).names else "clips",
+            train_manifest,
+            columns=["video_id"],
+        ).num_rows,
+        "test_videos": len(te),
+        "test_rejected": te.rejected,
+        "train_wall_s": summary["wall_s"],
+        "extract_wall_s": ext["wall_s"],
+    }
     network = network_name(net.source) if checkpoint is not None else f"from scratch (seed {cfg.seed})"
-    return write_report(out, videos=Predictions(video_scores, labels=labels), clips=clips, class_names=names,
-                        protocol=protocol, counts=counts, video_ids=list(te.video_ids),
-                        title=f"{network}, fine-tune: {train_manifest.name} -> {test_manifest.name}")
+    return write_report(
+        out,
+        videos=Predictions(video_scores, labels=labels),
+        clips=clips,
+        class_names=names,
+        protocol=protocol,
+        counts=counts,
+        video_ids=list(te.video_ids),
+        title=f"{network}, fine-tune: {train_manifest.name} -> {test_manifest.name}",
+    )
 
 
 def _class_names(train_manifest: Path, lm: LabelMap | None, num_classes: int) -> list[str]:

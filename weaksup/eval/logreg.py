@@ -130,8 +130,8 @@ class LogRegModel:
         mean = self.mean.astype(np.float32, copy=False)
         std = self.std.astype(np.float32, copy=False)
         for start in range(0, len(X), batch_rows):
-            xb = (X[start:start + batch_rows].astype(np.float32, copy=False) - mean) / std
-            np.matmul(xb, W.T, out=out[start:start + batch_rows])
+            xb = (X[start : start + batch_rows].astype(np.float32, copy=False) - mean) / std
+            np.matmul(xb, W.T, out=out[start : start + batch_rows])
         out += self.b.astype(np.float32, copy=False)
         return out
 
@@ -153,15 +153,23 @@ class LogRegModel:
 
     def to_dict(self, tensors: bool = False) -> dict[str, Any]:
         """Plain lists and numbers (JSON-able), or torch tensors (``torch.save``/``weights_only``)."""
+
         def arr(a: np.ndarray) -> Any:
             return torch.from_numpy(np.ascontiguousarray(a)) if tensors else a.tolist()
 
         return {
             "format": FORMAT,
-            "W": arr(self.W), "b": arr(self.b), "mean": arr(self.mean), "std": arr(self.std),
-            "penalty": float(self.penalty), "multilabel": bool(self.multilabel),
-            "iterations": int(self.iterations), "function_evals": int(self.function_evals),
-            "converged": bool(self.converged), "objective": float(self.objective), "grad_max": float(self.grad_max),
+            "W": arr(self.W),
+            "b": arr(self.b),
+            "mean": arr(self.mean),
+            "std": arr(self.std),
+            "penalty": float(self.penalty),
+            "multilabel": bool(self.multilabel),
+            "iterations": int(self.iterations),
+            "function_evals": int(self.function_evals),
+            "converged": bool(self.converged),
+            "objective": float(self.objective),
+            "grad_max": float(self.grad_max),
         }
 
     @classmethod
@@ -184,10 +192,19 @@ class LogRegModel:
             raise InputError(f"model dict lacks field {e.args[0]!r}") from None
         if b.shape != (W.shape[0],) or mean.shape != (W.shape[1],) or std.shape != (W.shape[1],):
             raise InputError(f"model shapes disagree: W {W.shape}, b {b.shape}, mean {mean.shape}, std {std.shape}")
-        return cls(W=W, b=b, mean=mean, std=std, penalty=float(d.get("penalty", float("nan"))),
-                   multilabel=bool(d.get("multilabel", False)), iterations=int(d.get("iterations", 0)),
-                   function_evals=int(d.get("function_evals", 0)), converged=bool(d.get("converged", False)),
-                   objective=float(d.get("objective", float("nan"))), grad_max=float(d.get("grad_max", float("nan"))))
+        return cls(
+            W=W,
+            b=b,
+            mean=mean,
+            std=std,
+            penalty=float(d.get("penalty", float("nan"))),
+            multilabel=bool(d.get("multilabel", False)),
+            iterations=int(d.get("iterations", 0)),
+            function_evals=int(d.get("function_evals", 0)),
+            converged=bool(d.get("converged", False)),
+            objective=float(d.get("objective", float("nan"))),
+            grad_max=float(d.get("grad_max", float("nan"))),
+        )
 
 
 @dataclass(frozen=True)
@@ -266,9 +283,11 @@ def _check_inputs(X: np.ndarray, y: np.ndarray, num_classes: int, multilabel: bo
     if np.issubdtype(X.dtype, np.floating):
         bad = np.zeros(len(X), dtype=bool)
         for start in range(0, len(X), 65536):  # bounded temporaries
-            bad[start:start + 65536] = ~np.isfinite(X[start:start + 65536]).all(axis=1)
+            bad[start : start + 65536] = ~np.isfinite(X[start : start + 65536]).all(axis=1)
         if bad.any():
-            raise InputError(f"features have NaN/inf in {int(bad.sum())} of {len(X)} rows (first at row {int(np.argmax(bad))})")
+            raise InputError(
+                f"features have NaN/inf in {int(bad.sum())} of {len(X)} rows (first at row {int(np.argmax(bad))})"
+            )
     if num_classes < 2:
         raise InputError(f"num_classes must be >= 2, got {num_classes}")
     y = np.asarray(y)
@@ -351,11 +370,13 @@ def _fast_matmul_available(device: torch.device, dtype: torch.dtype) -> bool:
         return False
     try:
         if device.type == "cpu":
-            return (bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-                    and hasattr(torch.backends.mkldnn.matmul, "fp32_precision"))
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and hasattr(
+                torch.backends.mkldnn.matmul, "fp32_precision"
+            )
         if device.type == "cuda":
-            return (torch.cuda.get_device_capability(device)[0] >= 8
-                    and hasattr(torch.backends.cuda.matmul, "fp32_precision"))
+            return torch.cuda.get_device_capability(device)[0] >= 8 and hasattr(
+                torch.backends.cuda.matmul, "fp32_precision"
+            )
     except (RuntimeError, AttributeError):
         return False
     return False
@@ -375,8 +396,11 @@ class _Problem:
         self.chunk = cfg.chunk_rows
         self.n, self.d = X.shape
         self.c = num_classes
-        self.fast = (cfg.fast_matmul and self.n * (self.d + 1) * self.c >= _FAST_MIN_WORK
-                     and _fast_matmul_available(self.device, self.dtype))
+        self.fast = (
+            cfg.fast_matmul
+            and self.n * (self.d + 1) * self.c >= _FAST_MIN_WORK
+            and _fast_matmul_available(self.device, self.dtype)
+        )
         src = torch.from_numpy(np.ascontiguousarray(X))
         # Centre in the wider of the input and compute dtypes (float64 input with large
         # offsets keeps its precision); block sums (pairwise within a block, so accurate in
@@ -389,15 +413,15 @@ class _Problem:
         mean = torch.zeros(self.d, dtype=torch.float64, device=self.device)
         if cfg.standardize:
             for s in range(0, self.n, step):
-                mean += src[s:s + step].to(self.device, work).sum(dim=0).double()
+                mean += src[s : s + step].to(self.device, work).sum(dim=0).double()
             mean /= self.n
         sq = torch.zeros(self.d, dtype=torch.float64, device=self.device)
         for s in range(0, self.n, step):
-            block = src[s:s + step].to(self.device, work)
+            block = src[s : s + step].to(self.device, work)
             if cfg.standardize:
                 block = block - mean.to(work)
                 sq += block.square().sum(dim=0).double()
-            X_[s:s + step] = block
+            X_[s : s + step] = block
         std = torch.ones_like(mean)
         if cfg.standardize:
             std = (sq / self.n).sqrt_()
@@ -416,15 +440,15 @@ class _Problem:
             self._logits = torch.empty(min(n, self.chunk), self.c, dtype=self.dtype, device=self.device)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         for s in range(0, n, self.chunk):
-            Xc = self.Xa[s:s + self.chunk]
+            Xc = self.Xa[s : s + self.chunk]
             Z = torch.mm(Xc, Wb.t(), out=self._logits[: len(Xc)])  # becomes dloss/dlogits in place
             if self.multilabel:
-                Yc = self.y[s:s + self.chunk]
+                Yc = self.y[s : s + self.chunk]
                 # logistic loss = softplus(-z) for a positive, softplus(z) for a negative
                 total += torch.nn.functional.softplus(Z * (1 - 2 * Yc)).sum(dtype=torch.float64)
                 Z.sigmoid_().sub_(Yc)
             else:
-                yc = self.y[s:s + self.chunk, None]
+                yc = self.y[s : s + self.chunk, None]
                 torch.log_softmax(Z, 1, out=Z)
                 total -= Z.gather(1, yc).sum(dtype=torch.float64)
                 Z.exp_().scatter_add_(1, yc, torch.full(yc.shape, -1.0, dtype=self.dtype, device=self.device))
@@ -482,8 +506,9 @@ class _Problem:
         Wb[:, self.d] = torch.from_numpy(b).to(Wb)
         return Wb
 
-    def fit(self, penalty: float, cfg: LogRegConfig,
-            init: "LogRegModel | tuple[np.ndarray, np.ndarray] | None" = None) -> LogRegModel:
+    def fit(
+        self, penalty: float, cfg: LogRegConfig, init: "LogRegModel | tuple[np.ndarray, np.ndarray] | None" = None
+    ) -> LogRegModel:
         """Minimise by L-BFGS over ``V`` with ``Wb = scale * V @ P`` (see :meth:`preconditioner`).
 
         The stopping test is scikit-learn's: the largest entry of the gradient with respect
@@ -498,7 +523,7 @@ class _Problem:
         f: float | None = None
         gmax: float | None = None
         converged = False
-        for fast in ((True, False) if self.fast else (False,)):
+        for fast in (True, False) if self.fast else (False,):
             run = _Run(self, penalty, cfg, P, P_inv, fast)
             # L-BFGS's own work is vector operations of C*(D+1) entries: one thread is
             # faster for those; the objective goes back to all of them.
@@ -514,17 +539,27 @@ class _Problem:
             evals += run.evals
             converged = gmax <= cfg.tol
         Wb_np = Wb.detach().cpu().numpy().astype(np.float32)
-        return LogRegModel(W=np.ascontiguousarray(Wb_np[:, : self.d]), b=np.ascontiguousarray(Wb_np[:, self.d]),
-                           mean=self.mean.astype(np.float32), std=self.std.astype(np.float32), penalty=penalty,
-                           multilabel=self.multilabel, iterations=iterations, function_evals=evals,
-                           converged=converged, objective=f, grad_max=gmax)
+        return LogRegModel(
+            W=np.ascontiguousarray(Wb_np[:, : self.d]),
+            b=np.ascontiguousarray(Wb_np[:, self.d]),
+            mean=self.mean.astype(np.float32),
+            std=self.std.astype(np.float32),
+            penalty=penalty,
+            multilabel=self.multilabel,
+            iterations=iterations,
+            function_evals=evals,
+            converged=converged,
+            objective=f,
+            grad_max=gmax,
+        )
 
 
 class _Run:
     """One L-BFGS run over ``V`` with ``Wb = scale * V @ P``, with fast or full float32 matmuls."""
 
-    def __init__(self, problem: _Problem, penalty: float, cfg: LogRegConfig, P: torch.Tensor,
-                 P_inv: torch.Tensor, fast: bool) -> None:
+    def __init__(
+        self, problem: _Problem, penalty: float, cfg: LogRegConfig, P: torch.Tensor, P_inv: torch.Tensor, fast: bool
+    ) -> None:
         self.pb, self.penalty, self.cfg, self.P, self.P_inv, self.fast = problem, penalty, cfg, P, P_inv, fast
         self.grad = torch.empty(problem.c, problem.d + 1, dtype=problem.dtype, device=problem.device)
         self.iterations = self.evals = 0
@@ -589,9 +624,16 @@ class _Run:
             cache.update(V=V.clone(), f=f, gmax=gmax, g=V.grad.clone())
             return f
 
-        opt = torch.optim.LBFGS([V], lr=1.0, max_iter=max(1, max_iter), max_eval=4 * max_iter + 20,
-                                tolerance_grad=0.0, tolerance_change=_TOL_CHANGE[self.pb.dtype],
-                                history_size=self.cfg.history_size, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [V],
+            lr=1.0,
+            max_iter=max(1, max_iter),
+            max_eval=4 * max_iter + 20,
+            tolerance_grad=0.0,
+            tolerance_change=_TOL_CHANGE[self.pb.dtype],
+            history_size=self.cfg.history_size,
+            line_search_fn="strong_wolfe",
+        )
         try:
             opt.step(closure)
         except _Converged as done:
@@ -612,9 +654,15 @@ class _Run:
 # --------------------------------------------------------------------------- public API
 
 
-def fit_logreg(X: np.ndarray, y: np.ndarray, *, num_classes: int, penalty: float,
-               cfg: LogRegConfig = LogRegConfig(),
-               init: LogRegModel | tuple[np.ndarray, np.ndarray] | None = None) -> LogRegModel:
+def fit_logreg(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_classes: int,
+    penalty: float,
+    cfg: LogRegConfig = LogRegConfig(),
+    init: LogRegModel | tuple[np.ndarray, np.ndarray] | None = None,
+) -> LogRegModel:
     """Fit W, b minimising the module's objective with L2 strength ``penalty``.
 
     ``y`` is int class ids ``(N,)``, or a 0/1 matrix ``(N, num_classes)`` when
@@ -655,7 +703,7 @@ def holdout_split(keys: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
         rank = np.argsort(-(want - np.floor(want)), kind="stable")
         rank = rank[room[rank]][:missing]
         take[rank] += 1
-    held = [rng.permutation(order[s:s + n])[:t] for s, n, t in zip(starts, sizes, take)]
+    held = [rng.permutation(order[s : s + n])[:t] for s, n, t in zip(starts, sizes, take)]
     hold = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
     mask = np.ones(len(keys), dtype=bool)
     mask[hold] = False
@@ -687,7 +735,7 @@ def stratified_folds(keys: np.ndarray, k: int, seed: int) -> np.ndarray:
     fold = np.empty(len(keys), dtype=np.int64)
     dealt = 0
     for s, n in zip(starts, sizes):
-        fold[rng.permutation(order[s:s + n])] = (dealt + np.arange(n)) % k
+        fold[rng.permutation(order[s : s + n])] = (dealt + np.arange(n)) % k
         dealt += n
     return fold
 
@@ -757,8 +805,9 @@ def _penalty_grid(cfg: LogRegConfig) -> list[float]:
     return penalties
 
 
-def _search_splits(keys: np.ndarray, cfg: LogRegConfig,
-                   n_rows: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, str]:
+def _search_splits(
+    keys: np.ndarray, cfg: LogRegConfig, n_rows: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, str]:
     """The (fit, validation) row splits the penalties are scored on, the number of CV folds (0: held out) and the
     scheme's name."""
     folds = search_scheme(keys, cfg)
@@ -769,27 +818,37 @@ def _search_splits(keys: np.ndarray, cfg: LogRegConfig,
     else:
         fit_idx, hold_idx = holdout_split(keys, cfg.holdout_fraction, cfg.seed)
         if len(hold_idx) == 0:
-            raise InputError(f"{n_rows} rows are too few to hold out {cfg.holdout_fraction:g} of them for choosing the penalty")
+            raise InputError(
+                f"{n_rows} rows are too few to hold out {cfg.holdout_fraction:g} of them for choosing the penalty"
+            )
         splits = [(fit_idx, hold_idx)]
         scheme = f"held-out {100 * cfg.holdout_fraction:g}%"
     return splits, folds, scheme
 
 
-def _check_splits(y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], folds: int, scheme: str,
-                  cfg: LogRegConfig, n_rows: int) -> None:
+def _check_splits(
+    y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], folds: int, scheme: str, cfg: LogRegConfig, n_rows: int
+) -> None:
     """Refuse a split whose fit part has fewer than 2 classes present or whose validation part is empty."""
     for i, (fit_idx, val_idx) in enumerate(splits):
         y_fit = y[fit_idx]
         present = int(y_fit.any(axis=0).sum()) if cfg.multilabel else len(np.unique(y_fit))
         if present < 2 or len(val_idx) == 0:
             where = f"fold {i + 1} of {folds}" if folds else "after holding out rows, the fit part"
-            raise InputError(f"{n_rows} rows are too few to choose the penalty ({scheme}): {where} has {present} class"
-                             f"{'es' if present != 1 else ''} present to fit; need at least 2")
+            raise InputError(
+                f"{n_rows} rows are too few to choose the penalty ({scheme}): {where} has {present} class"
+                f"{'es' if present != 1 else ''} present to fit; need at least 2"
+            )
 
 
-def _score_penalties(X: np.ndarray, y: np.ndarray, num_classes: int, cfg: LogRegConfig,
-                     splits: list[tuple[np.ndarray, np.ndarray]], penalties: list[float],
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[float, LogRegModel]]:
+def _score_penalties(
+    X: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    cfg: LogRegConfig,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    penalties: list[float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[float, LogRegModel]]:
     """Fit every penalty on every split (warm-started down the grid) and score it on the split's validation rows;
     the scores, summed iterations, convergence, and the first split's models (to warm-start the refit)."""
     scores = np.full((len(splits), len(penalties)), np.nan)
@@ -812,20 +871,23 @@ def _score_penalties(X: np.ndarray, y: np.ndarray, num_classes: int, cfg: LogReg
     return scores, iterations, converged, first
 
 
-def _penalty_table(penalties: list[float], scores: np.ndarray, iterations: np.ndarray, converged: np.ndarray,
-                   folds: int) -> list[PenaltyScore]:
+def _penalty_table(
+    penalties: list[float], scores: np.ndarray, iterations: np.ndarray, converged: np.ndarray, folds: int
+) -> list[PenaltyScore]:
     """One row per penalty: its mean validation score over the splits (NaN scores left out), and per-fold scores."""
     table = []
     for j, p in enumerate(penalties):
         col = scores[:, j]
         mean = float(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else float("nan")
-        table.append(PenaltyScore(p, mean, int(iterations[j]), bool(converged[j]),
-                                  tuple(float(v) for v in col) if folds else ()))
+        table.append(
+            PenaltyScore(p, mean, int(iterations[j]), bool(converged[j]), tuple(float(v) for v in col) if folds else ())
+        )
     return table
 
 
-def _unclear_warning(table: list[PenaltyScore], metric: str, resolution: float, scheme: str, n_rows: int,
-                     validated: int, chosen: float) -> str:
+def _unclear_warning(
+    table: list[PenaltyScore], metric: str, resolution: float, scheme: str, n_rows: int, validated: int, chosen: float
+) -> str:
     """The warning text when the validation scores cannot tell the penalties apart (and why)."""
     finite = [row.score for row in table if not math.isnan(row.score)]
     if not finite:
@@ -833,14 +895,20 @@ def _unclear_warning(table: list[PenaltyScore], metric: str, resolution: float, 
     elif max(finite) - min(finite) <= 1e-9 * max(1.0, abs(max(finite))):
         spread = f"every validation {metric} is {max(finite):.4f}"
     else:
-        spread = (f"validation {metric} from {min(finite):.4f} to {max(finite):.4f}, less than one row's"
-                  f" worth ({resolution:.4f})")
-    return (f"the penalty search ({scheme} on {n_rows} rows, {validated} validated) could not tell the"
-            f" {len(table)} penalties apart: {spread}. Chose penalty {chosen:g} (the best score, ties"
-            f" going to the weaker penalty), but more training rows would be needed to choose it.")
+        spread = (
+            f"validation {metric} from {min(finite):.4f} to {max(finite):.4f}, less than one row's"
+            f" worth ({resolution:.4f})"
+        )
+    return (
+        f"the penalty search ({scheme} on {n_rows} rows, {validated} validated) could not tell the"
+        f" {len(table)} penalties apart: {spread}. Chose penalty {chosen:g} (the best score, ties"
+        f" going to the weaker penalty), but more training rows would be needed to choose it."
+    )
 
 
-def select_penalty(X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: LogRegConfig = LogRegConfig()) -> PenaltySearch:
+def select_penalty(
+    X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: LogRegConfig = LogRegConfig()
+) -> PenaltySearch:
     """Choose the L2 penalty on validation rows taken from the training rows, then refit on all of them.
 
     Penalties are scored either on one held-out part of the rows (``cfg.holdout_fraction``)
@@ -873,6 +941,15 @@ def select_penalty(X: np.ndarray, y: np.ndarray, *, num_classes: int, cfg: LogRe
             warning = _unclear_warning(table, metric, resolution, scheme, len(X), validated, chosen)
             warnings.warn(warning, RuntimeWarning, stacklevel=2)
         final = _Problem(X, y, num_classes, cfg).fit(chosen, cfg, first[chosen])
-    return PenaltySearch(penalty=chosen, metric=metric, table=tuple(table), model=final,
-                         fit_rows=min(len(fit_idx) for fit_idx, _ in splits), holdout_rows=validated, scheme=scheme,
-                         folds=folds, validation=tuple(val_idx for _, val_idx in splits), warning=warning)
+    return PenaltySearch(
+        penalty=chosen,
+        metric=metric,
+        table=tuple(table),
+        model=final,
+        fit_rows=min(len(fit_idx) for fit_idx, _ in splits),
+        holdout_rows=validated,
+        scheme=scheme,
+        folds=folds,
+        validation=tuple(val_idx for _, val_idx in splits),
+        warning=warning,
+    )

@@ -21,7 +21,9 @@ def _scores_2d(scores: np.ndarray, name: str = "scores") -> np.ndarray:
         arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
-        raise InputError(f"{name} have NaN/inf in {int(bad.sum())} of {len(arr)} rows (first at row {int(np.argmax(bad))})")
+        raise InputError(
+            f"{name} have NaN/inf in {int(bad.sum())} of {len(arr)} rows (first at row {int(np.argmax(bad))})"
+        )
     return arr
 
 

@@ -68,8 +68,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     return read_state_dict(path), None
 
 
-def load_network(checkpoint: Path | None, *, arch: str | None = None, num_classes: int | None = None,
-                 seed: int = 0) -> Network:
+def load_network(
+    checkpoint: Path | None, *, arch: str | None = None, num_classes: int | None = None, seed: int = 0
+) -> Network:
     """The network of ``checkpoint`` (see the module notes), in eval mode on the CPU.
 
     ``arch``, when given, must agree with a pre-training checkpoint's own. ``num_classes``

@@ -34,8 +34,8 @@ from weaksup.eval.metrics import (
     per_class_accuracy,
     topk_accuracy,
 )
-from weaksup.tables import write_json
 from weaksup.outputs import atomic_output
+from weaksup.tables import write_json
 
 MAX_CONFUSION_CLASSES = 100
 MAX_ANNOTATED_CLASSES = 30  # above this, confusion cells carry no numbers (colour only)
@@ -57,8 +57,10 @@ class Predictions:
             return {f"{prefix}mAP": value, f"{prefix}mAP_classes_without_positives": skipped}
         assert self.labels is not None
         k5 = min(5, self.scores.shape[1])
-        return {f"{prefix}top1": topk_accuracy(self.scores, self.labels, 1),
-                f"{prefix}top5": topk_accuracy(self.scores, self.labels, k5)}
+        return {
+            f"{prefix}top1": topk_accuracy(self.scores, self.labels, 1),
+            f"{prefix}top5": topk_accuracy(self.scores, self.labels, k5),
+        }
 
 
 def write_report(
@@ -202,8 +204,11 @@ def confusion_figure(counts: np.ndarray, names: list[str], title: str):
     width = max(6.0, label_in + n * cell + 2.0)
     title_chars = max(30, int(width / (0.62 * 10 / 72)) - 4)  # characters of 10 pt across the figure
     title_lines = [line for part in title.split("\n") for line in (textwrap.wrap(part, title_chars) or [""])]
-    title_lines.append("video-level confusion: counts; colour = share of the true class" if annotate
-                       else "video-level confusion: colour = share of the true class")
+    title_lines.append(
+        "video-level confusion: counts; colour = share of the true class"
+        if annotate
+        else "video-level confusion: colour = share of the true class"
+    )
     height = max(5.0, n * cell + xlabel_in + len(title_lines) * 1.3 * 10 / 72 + 1.1)
 
     rows = counts.sum(axis=1, keepdims=True).astype(np.float64)

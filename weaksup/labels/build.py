@@ -156,8 +156,9 @@ def _read_pair_counts(path: Path) -> dict[str, int]:
             table = pq.read_table(path)
         else:
             check_csv_file(path, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(
-                delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+            table = pacsv.read_csv(
+                path, parse_options=pacsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            )
     except InputError:
         raise
     except Exception as exc:
@@ -208,9 +209,7 @@ def verb_noun_labels(
     never count.
     """
     v_forms = [phrase_forms(label_words(v.label)[0], pos="verb") for v in verbs]
-    n_forms = [
-        sorted({f for a in n.aliases for f in phrase_forms(label_words(a)[0], pos="noun")}) for n in nouns
-    ]
+    n_forms = [sorted({f for a in n.aliases for f in phrase_forms(label_words(a)[0], pos="noun")}) for n in nouns]
     v_canon = [canonical_label(v.label, pos="verb") for v in verbs]
     n_canon = [canonical_label(n.label, pos="noun") for n in nouns]
 
@@ -271,8 +270,9 @@ def _with_aliases(seeds: list[SeedLabel], alias_map: AliasesMap | None, used: se
     return with_aliases(seeds, mine, source=source)
 
 
-def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
-                   ) -> tuple[list[Label], dict[str, int], list[tuple[str, str]]]:
+def collect_labels(
+    cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
+) -> tuple[list[Label], dict[str, int], list[tuple[str, str]]]:
     """Labels of every requested source, merged by canonical form; also counts per source and
     the spelling variants merged within a source (cut-off, cut off).
 
@@ -295,9 +295,11 @@ def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
             verbs, nouns = _space(cfg.verbs, cfg, "verb"), _space(cfg.nouns, cfg, "noun")
             if counts is None and len(verbs) * len(nouns) > cfg.max_pairs:
                 n_pairs = len(verbs) * len(nouns)
-                raise InputError(f"verb-noun: {len(verbs)} verbs x {len(nouns)} nouns = {n_pairs:,} pairs, "
-                                 f"over --max-pairs {cfg.max_pairs:,}; give --hashtag-counts (from `weaksup "
-                                 "hashtag-counts`) to keep only pairs your corpus uses")
+                raise InputError(
+                    f"verb-noun: {len(verbs)} verbs x {len(nouns)} nouns = {n_pairs:,} pairs, "
+                    f"over --max-pairs {cfg.max_pairs:,}; give --hashtag-counts (from `weaksup "
+                    "hashtag-counts`) to keep only pairs your corpus uses"
+                )
             labels = verb_noun_labels(verbs, nouns, pair_counts=counts, min_count=cfg.min_count)
         elif source == "file":
             if cfg.labels_file is None:
@@ -317,8 +319,10 @@ def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
             old = merged.get(key)
             if old is not None and lab.source in old.source.split("+"):
                 if lab.label == old.label and source == "file":
-                    raise InputError(f"{cfg.labels_file}: label {lab.label!r} is listed twice (give each label once, "
-                                     "or tell them apart with a qualifier in parentheses)")
+                    raise InputError(
+                        f"{cfg.labels_file}: label {lab.label!r} is listed twice (give each label once, "
+                        "or tell them apart with a qualifier in parentheses)"
+                    )
                 same_name = lab.label.casefold() == old.label.casefold()
                 if same_name or normalize_hashtag(lab.label) != normalize_hashtag(old.label):
                     # within one source, labels stay distinct (ImageNet's two cranes, Cardigan the dog
@@ -339,8 +343,11 @@ def collect_labels(cfg: BuildLabelsConfig, counts: dict[str, int] | None = None
             old.ranked.extend(t for t in lab.ranked if t not in have)
     unknown = [n for n in alias_map or () if label_key(n) not in used]
     if unknown:
-        raise InputError(f"{cfg.aliases}: {len(unknown)} label(s) match no label of the sources: "
-                         + ", ".join(repr(n) for n in unknown[:5]) + (" ..." if len(unknown) > 5 else ""))
+        raise InputError(
+            f"{cfg.aliases}: {len(unknown)} label(s) match no label of the sources: "
+            + ", ".join(repr(n) for n in unknown[:5])
+            + (" ..." if len(unknown) > 5 else "")
+        )
     return _distinct_names(list(merged.values())), per_source, merge_log
 
 
@@ -355,8 +362,9 @@ def _distinct_names(labels: list[Label]) -> list[Label]:
     return labels
 
 
-def prune_tags(labels: list[Label], cfg: BuildLabelsConfig, counts: dict[str, int] | None,
-               drop: set[str]) -> list[dict]:
+def prune_tags(
+    labels: list[Label], cfg: BuildLabelsConfig, counts: dict[str, int] | None, drop: set[str]
+) -> list[dict]:
     """Drop listed tags, rare tags (--min-tag-count) and tags over the cap, in place; return what went."""
     rows: list[dict] = []
     for i, lab in enumerate(labels):
@@ -418,26 +426,46 @@ def _write_label_tables(labels: list[Label], collisions: list[dict], pruned: lis
         for tag in sorted(lab.hashtags):
             tags.append(tag)
             ids.append(i)
-    write_table("collisions", pa.table({
-        "hashtag": pa.array([r["hashtag"] for r in collisions], pa.string()),
-        "label_ids": pa.array([r["label_ids"] for r in collisions], pa.list_(pa.int32())),
-        "labels": pa.array([r["labels"] for r in collisions], pa.list_(pa.string())),
-        "kept_label_ids": pa.array([r["kept_label_ids"] for r in collisions], pa.list_(pa.int32())),
-    }), collisions_path)
-    write_table("hashtag_index", {"hashtag": pa.array(tags, pa.string()), "label_id": pa.array(ids, pa.int32())}, index_path)
-    write_table("pruned_tags", {
-        "label_id": pa.array([r["label_id"] for r in pruned], pa.int32()),
-        "label": pa.array([r["label"] for r in pruned], pa.string()),
-        "hashtag": pa.array([r["hashtag"] for r in pruned], pa.string()),
-        "reason": pa.array([r["reason"] for r in pruned], pa.string()),
-    }, pruned_path(out))
+    write_table(
+        "collisions",
+        pa.table(
+            {
+                "hashtag": pa.array([r["hashtag"] for r in collisions], pa.string()),
+                "label_ids": pa.array([r["label_ids"] for r in collisions], pa.list_(pa.int32())),
+                "labels": pa.array([r["labels"] for r in collisions], pa.list_(pa.string())),
+                "kept_label_ids": pa.array([r["kept_label_ids"] for r in collisions], pa.list_(pa.int32())),
+            }
+        ),
+        collisions_path,
+    )
+    write_table(
+        "hashtag_index", {"hashtag": pa.array(tags, pa.string()), "label_id": pa.array(ids, pa.int32())}, index_path
+    )
+    write_table(
+        "pruned_tags",
+        {
+            "label_id": pa.array([r["label_id"] for r in pruned], pa.int32()),
+            "label": pa.array([r["label"] for r in pruned], pa.string()),
+            "hashtag": pa.array([r["hashtag"] for r in pruned], pa.string()),
+            "reason": pa.array([r["reason"] for r in pruned], pa.string()),
+        },
+        pruned_path(out),
+    )
     write_table("labels", table, out)
     return tags
 
 
-def _labels_summary(cfg: BuildLabelsConfig, labels: list[Label], per_source: dict[str, int],
-                    variants: list[tuple[str, str]], tags: list[str], collisions: list[dict], pruned: list[dict],
-                    lost_own: list[str], unseen: list[str] | None) -> dict:
+def _labels_summary(
+    cfg: BuildLabelsConfig,
+    labels: list[Label],
+    per_source: dict[str, int],
+    variants: list[tuple[str, str]],
+    tags: list[str],
+    collisions: list[dict],
+    pruned: list[dict],
+    lost_own: list[str],
+    unseen: list[str] | None,
+) -> dict:
     """The content of the summary: counts per source and merge, hashtags, collisions, pruning, outputs."""
     out = Path(cfg.out)
     index_path, collisions_path, _ = sibling_paths(out)
@@ -464,8 +492,12 @@ def _labels_summary(cfg: BuildLabelsConfig, labels: list[Label], per_source: dic
         # collision policy or a pruning rule: what is left may be tags nobody writes
         "labels_without_own_tag": len(lost_own),
         "labels_without_own_tag_examples": lost_own[:10],
-        "outputs": {"labels": str(out), "hashtag_index": str(index_path), "collisions": str(collisions_path),
-                    "pruned_tags": str(pruned_path(out))},
+        "outputs": {
+            "labels": str(out),
+            "hashtag_index": str(index_path),
+            "collisions": str(collisions_path),
+            "pruned_tags": str(pruned_path(out)),
+        },
     }
     if unseen is not None:  # with corpus counts: labels none of whose tags the corpus uses
         summary["labels_without_corpus_tags"] = len(unseen)
@@ -486,11 +518,17 @@ def build_labels(cfg: BuildLabelsConfig) -> BuildLabelsResult:
     own_tags = [lab.ranked[0] if lab.ranked else None for lab in labels]  # the label as written
     collisions = resolve_collisions(labels, cfg.collisions)
     for r in collisions:
-        pruned += [{"label_id": i, "label": labels[i].label, "hashtag": r["hashtag"], "reason": "collision"}
-                   for i in r["label_ids"] if i not in r["kept_label_ids"]]
+        pruned += [
+            {"label_id": i, "label": labels[i].label, "hashtag": r["hashtag"], "reason": "collision"}
+            for i in r["label_ids"]
+            if i not in r["kept_label_ids"]
+        ]
     lost_own = [lab.label for lab, own in zip(labels, own_tags) if own is not None and own not in lab.hashtags]
-    unseen = ([lab.label for lab in labels if lab.hashtags and not any(counts.get(t, 0) for t in lab.hashtags)]
-              if counts is not None else None)
+    unseen = (
+        [lab.label for lab in labels if lab.hashtags and not any(counts.get(t, 0) for t in lab.hashtags)]
+        if counts is not None
+        else None
+    )
     out = Path(cfg.out)
     index_path, collisions_path, summary_path = sibling_paths(out)
     tags = _write_label_tables(labels, collisions, pruned, out)

@@ -260,8 +260,13 @@ def _word_pos(words: Sequence[str], pos: Pos | None) -> list[Pos | None]:
             or set(lemmas) == {"VERB"}
             # "burn candles": an imperative first word when the label has no -ing verb; not the
             # modifier of an activity's name ("long jump", "hammer throw", "front raises")
-            or (no_gerund and len(content) > 1 and words[first] in lemmas.get("VERB", ()) and "ADJ" not in lemmas
-                and not last_is_action_noun)
+            or (
+                no_gerund
+                and len(content) > 1
+                and words[first] in lemmas.get("VERB", ())
+                and "ADJ" not in lemmas
+                and not last_is_action_noun
+            )
         ):
             out[first] = "verb"
         if last != first or out[first] is None:
@@ -321,14 +326,15 @@ def or_alternatives(words: Sequence[str]) -> list[list[str]]:
             if i is None:
                 split.append(alt)
             else:
-                split += [alt[: i - 1] + [alt[i - 1]] + alt[i + 2:], alt[: i - 1] + [alt[i + 1]] + alt[i + 2:]]
+                split += [alt[: i - 1] + [alt[i - 1]] + alt[i + 2 :], alt[: i - 1] + [alt[i + 1]] + alt[i + 2 :]]
         if split == alternatives:
             return alternatives
         alternatives = split
 
 
-def relevant_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3, forms: Forms = "practical",
-                      max_tags: int | None = None) -> list[str]:
+def relevant_hashtags(
+    label: str, *, pos: Pos | None = None, max_words: int = 3, forms: Forms = "practical", max_tags: int | None = None
+) -> list[str]:
     """All relevant hashtags of a seed label, sorted (at most ``max_tags`` of them).
 
     For each word its original and canonical forms, concatenated in the label's order
@@ -365,8 +371,9 @@ def ranked_hashtags(label: str, *, pos: Pos | None = None, max_words: int = 3, f
     return sorted(best, key=lambda t: (best[t], t))
 
 
-def _ranked_concat(choices: Sequence[Sequence[str]], order_rank: int, limit: int = 4096,
-                   repeats: bool = False) -> Iterator[tuple[str, tuple[int, int]]]:
+def _ranked_concat(
+    choices: Sequence[Sequence[str]], order_rank: int, limit: int = 4096, repeats: bool = False
+) -> Iterator[tuple[str, tuple[int, int]]]:
     """Concatenations of one form per word, ranked by (words changed + order rank, order rank).
 
     Without ``repeats``, a word twice in a row is skipped (exercise + exercise ball, once
@@ -381,10 +388,17 @@ def _ranked_concat(choices: Sequence[Sequence[str]], order_rank: int, limit: int
         yield "".join(parts), (changed + order_rank, order_rank)
 
 
-def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: int, forms: Forms,
-                          optional: set[str]) -> Iterator[tuple[str, tuple[int, int]]]:
-    if forms == "practical" and len(main) == 2 and main[1] in ("up", "ups") and pos is None \
-            and verb_lemma_of_gerund(main[0]) is None and "VERB" in _lemmas(main[0]):
+def _alternative_hashtags(
+    main: Sequence[str], *, pos: Pos | None, max_words: int, forms: Forms, optional: set[str]
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    if (
+        forms == "practical"
+        and len(main) == 2
+        and main[1] in ("up", "ups")
+        and pos is None
+        and verb_lemma_of_gerund(main[0]) is None
+        and "VERB" in _lemmas(main[0])
+    ):
         main = [main[0] + "up"]  # an exercise, one noun: "push up", "pull ups" -> pushup(s), never uppush
     kinds = _word_pos(main, pos)
     word_choices = [_role_forms(w, p) for w, p in zip(main, kinds)]
@@ -393,10 +407,14 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
     if forms == "paper":
         yield from _ranked_concat(word_choices, 0, repeats=True)  # as written, stop words in place
     else:  # as written, only the verb inflects: catchingafish, catchafish (never catchafishes)
-        yield from _ranked_concat([f if k == "verb" else (w,) for f, w, k in zip(word_choices, main, kinds)], 0,
-                                  repeats=True)
-    content = [(f, w, k) for i, (f, w, k) in enumerate(zip(word_choices, main, kinds))
-               if w not in STOP_WORDS and not (forms == "practical" and _is_preposition(main, i))]
+        yield from _ranked_concat(
+            [f if k == "verb" else (w,) for f, w, k in zip(word_choices, main, kinds)], 0, repeats=True
+        )
+    content = [
+        (f, w, k)
+        for i, (f, w, k) in enumerate(zip(word_choices, main, kinds))
+        if w not in STOP_WORDS and not (forms == "practical" and _is_preposition(main, i))
+    ]
     if len(content) == 1 and len(main) > 1:
         return  # "turn on" must not yield the bare verb "turn"
     if not content:
@@ -425,7 +443,7 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
         v = end = verbs[0]
         while end + 1 < len(words) and words[end + 1][1] in PARTICLES:
             end += 1
-        head, rest = words[v: end + 1], words[:v] + words[end + 1:]
+        head, rest = words[v : end + 1], words[:v] + words[end + 1 :]
         if not rest or all(w in PARTICLES for _, w, _ in rest):
             continue  # "zooming out" has no object to move
         if v == 0:
@@ -437,7 +455,9 @@ def _alternative_hashtags(main: Sequence[str], *, pos: Pos | None, max_words: in
             particles = [f for f, _, _ in head[1:]]
             yield from _ranked_concat([f for f, _, _ in rest] + [ing_forms] + particles, rank, repeats=repeats)
             if not (rest[-1][2] is None and rest[-1][1].endswith("s")):  # cymbals: unknown, maybe plural
-                yield from _ranked_concat([f for f, _, _ in singular] + [lemma_forms] + particles, rank, repeats=repeats)
+                yield from _ranked_concat(
+                    [f for f, _, _ in singular] + [lemma_forms] + particles, rank, repeats=repeats
+                )
         else:
             yield from _ranked_concat([f for f, _, _ in head + rest], rank, repeats=repeats)
 

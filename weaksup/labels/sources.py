@@ -128,7 +128,9 @@ def read_text_file(path: str | os.PathLike[str], kind: str = "label", *, allow_e
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        raise InputError(
+            f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
     if not allow_empty and not text.strip():
         raise InputError(f"{label}: empty {kind} file")
     return text
@@ -262,7 +264,8 @@ def read_aliases_file(path: str | os.PathLike[str]) -> AliasesMap:
     header = [h.strip() for h in next(lines, (1, []))[1]]
     if "label" not in header or not ({"alias", "hashtag"} & set(header)):
         raise InputError(
-            f"{path}: an aliases file needs the columns label and alias and/or hashtag; columns are {', '.join(header) or 'none'}"
+            f"{path}: an aliases file needs the columns label and alias and/or hashtag; "
+            f"columns are {', '.join(header) or 'none'}"
         )
     at = header.index("label")
     alias_at = header.index("alias") if "alias" in header else None
@@ -285,10 +288,7 @@ def read_aliases_file(path: str | os.PathLike[str]) -> AliasesMap:
         tags.setdefault(key, []).extend(_tags([tag], where))
     if not names:
         raise InputError(f"{path}: no rows after the header")
-    return {
-        names[k]: (_phrases(aliases[k], str(path), "alias"), tuple(dict.fromkeys(tags[k])))
-        for k in names
-    }
+    return {names[k]: (_phrases(aliases[k], str(path), "alias"), tuple(dict.fromkeys(tags[k]))) for k in names}
 
 
 def with_aliases(seeds: list[SeedLabel], aliases_map: AliasesMap, *, source: str = "aliases file") -> list[SeedLabel]:

@@ -97,7 +97,9 @@ class Bottleneck(nn.Module):
             nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
-        self.conv3 = nn.Sequential(Conv3dVia2d(planes, out_planes, kernel_size=1, bias=False), nn.BatchNorm3d(out_planes))
+        self.conv3 = nn.Sequential(
+            Conv3dVia2d(planes, out_planes, kernel_size=1, bias=False), nn.BatchNorm3d(out_planes)
+        )
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 

@@ -36,7 +36,9 @@ def matched_mid_planes(in_planes: int, out_planes: int, *, time_kernel: int = 3,
 class ConvBuilder(Protocol):
     """What a block needs from an injected conv: build it, and know its shortcut stride."""
 
-    def __call__(self, in_planes: int, out_planes: int, *, mid_planes: int | None = None, stride: int = 1) -> nn.Module: ...
+    def __call__(
+        self, in_planes: int, out_planes: int, *, mid_planes: int | None = None, stride: int = 1
+    ) -> nn.Module: ...
 
     @staticmethod
     def downsample_stride(stride: int) -> Stride3: ...
@@ -88,7 +90,9 @@ class Conv2Plus1D(nn.Sequential):
     def __init__(self, in_planes: int, out_planes: int, *, mid_planes: int | None = None, stride: int = 1) -> None:
         mid = mid_planes if mid_planes is not None else matched_mid_planes(in_planes, out_planes)
         super().__init__(
-            Conv3dVia2d(in_planes, mid, kernel_size=(1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+            Conv3dVia2d(
+                in_planes, mid, kernel_size=(1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
+            ),
             nn.BatchNorm3d(mid),
             nn.ReLU(inplace=True),
             Conv3dVia2d(mid, out_planes, kernel_size=(3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),

@@ -68,8 +68,11 @@ def _computes_in_bf16(x: Tensor) -> bool:
 
 def native_3d_convs(model: nn.Module) -> list[str]:
     """Names of the model's 3D convolutions that have no 2D form (time and space kernels both > 1)."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and max(m.kernel_size[1:]) > 1]
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and max(m.kernel_size[1:]) > 1
+    ]
 
 
 class Conv3dVia2d(nn.Conv3d):

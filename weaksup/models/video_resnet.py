@@ -25,7 +25,7 @@ from torch import Tensor
 
 from weaksup.errors import InputError
 from weaksup.models.blocks import BasicBlock, Bottleneck, MidRule
-from weaksup.models.convs import ConvBuilder, Conv2DNoTemporal, Conv2Plus1D, conv3d_with_time_kernel
+from weaksup.models.convs import Conv2DNoTemporal, Conv2Plus1D, ConvBuilder, conv3d_with_time_kernel
 from weaksup.models.stems import R2DStem, R2Plus1dStem, R3DStem
 from weaksup.models.via2d import Conv3dVia2d
 
@@ -124,9 +124,7 @@ def _make_layer(
     blocks = [
         block(in_planes, planes, conv_builder=conv_builder, stride=stride, downsample=downsample, mid_rule=mid_rule)
     ]
-    blocks += [
-        block(out_planes, planes, conv_builder=conv_builder, mid_rule=mid_rule) for _ in range(1, n_blocks)
-    ]
+    blocks += [block(out_planes, planes, conv_builder=conv_builder, mid_rule=mid_rule) for _ in range(1, n_blocks)]
     return nn.Sequential(*blocks), out_planes
 
 
@@ -234,4 +232,3 @@ def build_model(arch: str, *, num_classes: int, **kwargs: Any) -> VideoResNet:
     if num_classes < 1:
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
     return factory(num_classes=num_classes, **kwargs)
-

@@ -45,8 +45,10 @@ def load_torch_file(path: str | os.PathLike[str]) -> Any:
         with open(path, "rb") as fh:
             raw_pickle = fh.read(1) == b"\x80"  # pickle's PROTO opcode; a torch.save file is a zip ("PK")
         if raw_pickle and "weights only" in str(exc).lower():
-            raise InputError(f"{path}: holds Python objects, not only tensors (a raw pickle?); checkpoints are "
-                             "loaded with weights_only=True and never run code from the file") from None
+            raise InputError(
+                f"{path}: holds Python objects, not only tensors (a raw pickle?); checkpoints are "
+                "loaded with weights_only=True and never run code from the file"
+            ) from None
         raise InputError(f"{path}: not a readable torch checkpoint (truncated, or not a torch.save file)") from None
     except Exception as exc:  # zip/EOF errors
         raise InputError(f"{path}: not a readable torch checkpoint (truncated?): {_first_line(exc)}") from None
@@ -98,7 +100,9 @@ def check_fits(model: nn.Module, state: Mapping[str, Tensor], *, source: str) ->
     expected = model.state_dict()
     for key, tensor in expected.items():
         if key not in state:
-            raise InputError(f"{source}: checkpoint is for another architecture: no {key!r} (model {tuple(tensor.shape)})")
+            raise InputError(
+                f"{source}: checkpoint is for another architecture: no {key!r} (model {tuple(tensor.shape)})"
+            )
         if state[key].shape != tensor.shape:
             raise InputError(
                 f"{source}: checkpoint is for another architecture: {key!r} has shape {tuple(state[key].shape)}"

@@ -147,7 +147,9 @@ def _encode(job: _EncodeJob) -> tuple[int, bool]:
         return path.stat().st_size, False
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.mp4")
     try:
-        write_video(tmp, video_frames(job.video), fps=job.fps, gop=max(1, round(job.fps)), options={"crf": str(job.crf)})
+        write_video(
+            tmp, video_frames(job.video), fps=job.fps, gop=max(1, round(job.fps)), options={"crf": str(job.crf)}
+        )
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -202,8 +204,14 @@ def synth_corpus(cfg: SynthCorpusConfig, *, progress: bool = True) -> dict:
     stale += _remove_stale(target_dir, {t.file_name for t in plan.target})
     sizes, encoded = _encode_all(jobs, cfg.workers, progress)
     paths = _write_tables(plan, out, web_dir, target_dir)
-    files = {"files": len(jobs), "encoded": encoded, "skipped": len(jobs) - encoded, "stale_removed": stale,
-             "bytes": int(sum(sizes)), "wall_s": round(time.perf_counter() - started, 2)}
+    files = {
+        "files": len(jobs),
+        "encoded": encoded,
+        "skipped": len(jobs) - encoded,
+        "stale_removed": stale,
+        "bytes": int(sum(sizes)),
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
     summary = _summary(plan, files, paths)
     write_json(summary, out / "summary.json")
     return summary
@@ -382,6 +390,8 @@ def _summary(plan: CorpusPlan, files: dict, paths: dict[str, Path]) -> dict:
         "target_seconds": round(target_seconds, 1),
         "video_seconds": round(web_seconds + target_seconds, 1),
         **files,
-        **{k: str(paths[k]) for k in ("videos", "truth", "labels", "target_train_manifest", "target_test_manifest",
-                                      "planted_table")},
+        **{
+            k: str(paths[k])
+            for k in ("videos", "truth", "labels", "target_train_manifest", "target_test_manifest", "planted_table")
+        },
     }

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from weaksup.tables import read_table
 from weaksup.outputs import require_local_output
+from weaksup.tables import read_table
 
 NOISE_TAGS = (
     "love instagood photooftheday fashion beautiful happy cute tbt like4like followme picoftheday "
@@ -50,8 +50,8 @@ def synth_metadata(cfg: SynthMetadataConfig, *, chunk_rows: int = 2_000_000) -> 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from weaksup.tables import conform, load_schema
     from weaksup.outputs import prepare_output
+    from weaksup.tables import conform, load_schema
 
     if cfg.labels is not None:
         labels = read_table("labels", cfg.labels, columns=["label_id", "hashtags"])
@@ -85,7 +85,9 @@ def synth_metadata(cfg: SynthMetadataConfig, *, chunk_rows: int = 2_000_000) -> 
                 per_video = n_label_tags + rng.poisson(cfg.noise_tags_mean, n)
                 total = int(per_video.sum())
                 offsets = np.concatenate([[0], np.cumsum(per_video)]).astype(np.int32)
-                is_label_tag = (np.arange(total) - np.repeat(offsets[:-1], per_video)) < np.repeat(n_label_tags, per_video)
+                is_label_tag = (np.arange(total) - np.repeat(offsets[:-1], per_video)) < np.repeat(
+                    n_label_tags, per_video
+                )
                 k = int(is_label_tag.sum())
                 lab = rng.choice(n_labels, size=k, p=label_p)
                 sizes = tag_start[lab + 1] - tag_start[lab]

@@ -307,28 +307,47 @@ def validate_config(cfg: SynthCorpusConfig) -> None:
         2 <= cfg.n_classes <= len(CLASSES),
         f"n_classes must be between 2 and {len(CLASSES)} (the defined motion classes), got {cfg.n_classes}",
     )
-    need(math.isfinite(cfg.zipf_exponent) and cfg.zipf_exponent >= 0, f"zipf_exponent must be >= 0, got {cfg.zipf_exponent}")
+    need(
+        math.isfinite(cfg.zipf_exponent) and cfg.zipf_exponent >= 0,
+        f"zipf_exponent must be >= 0, got {cfg.zipf_exponent}",
+    )
     need(0 < cfg.fps <= 60, f"fps must be in (0, 60], got {cfg.fps}")
     for name in ("min_duration_s", "target_min_duration_s"):
-        need(getattr(cfg, name) * cfg.fps >= 2, f"{name} must give at least 2 frames at {cfg.fps} fps, got {getattr(cfg, name)}")
-    need(cfg.min_duration_s <= cfg.max_duration_s, f"min_duration_s {cfg.min_duration_s} > max_duration_s {cfg.max_duration_s}")
+        need(
+            getattr(cfg, name) * cfg.fps >= 2,
+            f"{name} must give at least 2 frames at {cfg.fps} fps, got {getattr(cfg, name)}",
+        )
+    need(
+        cfg.min_duration_s <= cfg.max_duration_s,
+        f"min_duration_s {cfg.min_duration_s} > max_duration_s {cfg.max_duration_s}",
+    )
     need(
         cfg.target_min_duration_s <= cfg.target_max_duration_s,
         f"target_min_duration_s {cfg.target_min_duration_s} > target_max_duration_s {cfg.target_max_duration_s}",
     )
     need(cfg.max_duration_s <= 3600, f"max_duration_s must be <= 3600, got {cfg.max_duration_s}")
     need(cfg.partial_action_after_s > 0, f"partial_action_after_s must be > 0, got {cfg.partial_action_after_s}")
-    need(cfg.shot_length_s == 0 or cfg.shot_length_s * cfg.fps >= 2,
-         f"shot_length_s must be 0 or give at least 2 frames at {cfg.fps} fps, got {cfg.shot_length_s}")
+    need(
+        cfg.shot_length_s == 0 or cfg.shot_length_s * cfg.fps >= 2,
+        f"shot_length_s must be 0 or give at least 2 frames at {cfg.fps} fps, got {cfg.shot_length_s}",
+    )
     for name in ("width", "height", "target_width", "target_height"):
         value = getattr(cfg, name)
         need(32 <= value <= 1024 and value % 2 == 0, f"{name} must be even and in [32, 1024], got {value}")
-    need(cfg.n_target_train_per_class >= 0, f"n_target_train_per_class must be >= 0, got {cfg.n_target_train_per_class}")
+    need(
+        cfg.n_target_train_per_class >= 0, f"n_target_train_per_class must be >= 0, got {cfg.n_target_train_per_class}"
+    )
     need(cfg.n_target_test_per_class >= 0, f"n_target_test_per_class must be >= 0, got {cfg.n_target_test_per_class}")
     n_test = cfg.n_classes * cfg.n_target_test_per_class
-    need(0 <= cfg.n_planted <= n_test, f"n_planted must be between 0 and the {n_test} target test videos, got {cfg.n_planted}")
+    need(
+        0 <= cfg.n_planted <= n_test,
+        f"n_planted must be between 0 and the {n_test} target test videos, got {cfg.n_planted}",
+    )
     rates = (cfg.missing_tag_rate, cfg.wrong_tag_rate, cfg.second_label_rate)
-    need(all(0 <= r <= 1 for r in rates) and sum(rates) <= 1, f"tag noise rates must be in [0, 1] and sum to <= 1, got {rates}")
+    need(
+        all(0 <= r <= 1 for r in rates) and sum(rates) <= 1,
+        f"tag noise rates must be in [0, 1] and sum to <= 1, got {rates}",
+    )
     need(cfg.noise_tags_mean >= 0, f"noise_tags_mean must be >= 0, got {cfg.noise_tags_mean}")
     need(cfg.workers >= 0, f"workers must be >= 0, got {cfg.workers}")
     known = {c.name for c in CLASSES + TARGET_ONLY_CLASSES}
@@ -375,16 +394,30 @@ def _background(rng: np.random.Generator, domain: str) -> Background:
     if domain == "web":
         pad, pans = 12, rng.random() < 0.6
         return Background(
-            style="smooth", seed=_sub_seed(rng), cell=int(rng.choice([8, 12, 16])),
-            low=_uniform(rng, 30, 70), high=_uniform(rng, 150, 200), tint=_uniform(rng, 0.8, 1.2, 3), pad=pad,
-            pan_amplitude=_uniform(rng, 0, pad, 2) if pans else (0.0, 0.0), pan_period_s=_uniform(rng, 6, 20),
+            style="smooth",
+            seed=_sub_seed(rng),
+            cell=int(rng.choice([8, 12, 16])),
+            low=_uniform(rng, 30, 70),
+            high=_uniform(rng, 150, 200),
+            tint=_uniform(rng, 0.8, 1.2, 3),
+            pad=pad,
+            pan_amplitude=_uniform(rng, 0, pad, 2) if pans else (0.0, 0.0),
+            pan_period_s=_uniform(rng, 6, 20),
             pan_phase=_uniform(rng, 0, 2 * np.pi, 2),
         )
     return Background(
-        style="stripes", seed=_sub_seed(rng), cell=int(rng.choice([16, 24])), low=_uniform(rng, 60, 100),
-        high=_uniform(rng, 170, 220), tint=(_uniform(rng, 1.05, 1.2), _uniform(rng, 0.9, 1.0), _uniform(rng, 0.7, 0.85)),
-        pad=0, pan_amplitude=(0.0, 0.0), pan_period_s=1.0, pan_phase=(0.0, 0.0),
-        stripe_wavelength=_uniform(rng, 10, 20), stripe_angle=_uniform(rng, 0, np.pi),
+        style="stripes",
+        seed=_sub_seed(rng),
+        cell=int(rng.choice([16, 24])),
+        low=_uniform(rng, 60, 100),
+        high=_uniform(rng, 170, 220),
+        tint=(_uniform(rng, 1.05, 1.2), _uniform(rng, 0.9, 1.0), _uniform(rng, 0.7, 0.85)),
+        pad=0,
+        pan_amplitude=(0.0, 0.0),
+        pan_period_s=1.0,
+        pan_phase=(0.0, 0.0),
+        stripe_wavelength=_uniform(rng, 10, 20),
+        stripe_angle=_uniform(rng, 0, np.pi),
     )
 
 
@@ -416,7 +449,8 @@ def draw_clip(
     amplitude = _uniform(rng, 0.25, 0.4) * (height if cls.motion == "bounce" else width)
     distractors = tuple(
         Distractor(
-            shape=SHAPES[int(rng.integers(len(SHAPES)))], colour=_colour(rng, avoid=colour),
+            shape=SHAPES[int(rng.integers(len(SHAPES)))],
+            colour=_colour(rng, avoid=colour),
             radius=_uniform(rng, 2.5, 4.5, digits=2),
             position=(_uniform(rng, 0, width, digits=2), _uniform(rng, 0, height, digits=2)),
             angle=_uniform(rng, 0, 360, digits=2),
@@ -424,11 +458,28 @@ def draw_clip(
         for _ in range(int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2])))
     )
     return ClipSpec(
-        width=width, height=height, fps=fps, n_frames=n_frames, action_start=action[0], action_end=action[1],
-        motion=cls.motion, rate=round(cls.rate * speed, 3), velocity=velocity, amplitude=round(amplitude, 2),
-        phase=phase, shape=shape, colour=colour, radius=radius, position=position, angle=angle, scale=scale,
-        idle="jitter" if rng.random() < 0.5 else "static", background=_background(rng, domain),
-        distractors=distractors, noise_sigma=_uniform(rng, 1.5, 3.5, digits=2), seed=_sub_seed(rng),
+        width=width,
+        height=height,
+        fps=fps,
+        n_frames=n_frames,
+        action_start=action[0],
+        action_end=action[1],
+        motion=cls.motion,
+        rate=round(cls.rate * speed, 3),
+        velocity=velocity,
+        amplitude=round(amplitude, 2),
+        phase=phase,
+        shape=shape,
+        colour=colour,
+        radius=radius,
+        position=position,
+        angle=angle,
+        scale=scale,
+        idle="jitter" if rng.random() < 0.5 else "static",
+        background=_background(rng, domain),
+        distractors=distractors,
+        noise_sigma=_uniform(rng, 1.5, 3.5, digits=2),
+        seed=_sub_seed(rng),
     )
 
 
@@ -511,21 +562,30 @@ def _frames(seconds: float, fps: float) -> int:
 
 def _draw_target(cfg: SynthCorpusConfig, classes: tuple[MotionClass, ...]) -> list[TargetVideo]:
     out: list[TargetVideo] = []
-    for s, (split, per_class) in enumerate((("train", cfg.n_target_train_per_class), ("test", cfg.n_target_test_per_class))):
+    for s, (split, per_class) in enumerate(
+        (("train", cfg.n_target_train_per_class), ("test", cfg.n_target_test_per_class))
+    ):
         for label, cls in enumerate(classes):
             for j in range(per_class):
                 rng = _rng(cfg, 2, s, label, j)
                 n = _frames(rng.uniform(cfg.target_min_duration_s, cfg.target_max_duration_s), cfg.fps)
                 clip = draw_clip(
-                    rng, cls, domain="target", width=cfg.target_width, height=cfg.target_height, fps=cfg.fps,
-                    n_frames=n, action=(0, n),
+                    rng,
+                    cls,
+                    domain="target",
+                    width=cfg.target_width,
+                    height=cfg.target_height,
+                    fps=cfg.fps,
+                    n_frames=n,
+                    action=(0, n),
                 )
                 out.append(TargetVideo(f"t{len(out):05d}", split, label, clip))  # type: ignore[arg-type]
     return out
 
 
-def _draw_web_shots(cfg: SynthCorpusConfig, rng: np.random.Generator, cls: MotionClass,
-                    seconds: float) -> tuple[ClipSpec, tuple[ClipSpec, ...]]:
+def _draw_web_shots(
+    cfg: SynthCorpusConfig, rng: np.random.Generator, cls: MotionClass, seconds: float
+) -> tuple[ClipSpec, tuple[ClipSpec, ...]]:
     """A web video's first scene and its further shots: one scene, unless ``shot_length_s``
     cuts a longer video into near-equal shots, each a new scene showing the action throughout."""
     n = _frames(seconds, cfg.fps)
@@ -534,8 +594,16 @@ def _draw_web_shots(cfg: SynthCorpusConfig, rng: np.random.Generator, cls: Motio
     k = math.ceil(n / cfg.fps / cfg.shot_length_s)
     bounds = np.linspace(0, n, k + 1).round().astype(int)
     shots = tuple(
-        draw_clip(rng, cls, domain="web", width=cfg.width, height=cfg.height, fps=cfg.fps, n_frames=int(b - a),
-                  action=(0, int(b - a)))
+        draw_clip(
+            rng,
+            cls,
+            domain="web",
+            width=cfg.width,
+            height=cfg.height,
+            fps=cfg.fps,
+            n_frames=int(b - a),
+            action=(0, int(b - a)),
+        )
         for a, b in zip(bounds[:-1], bounds[1:])
     )
     return shots[0], shots[1:]
@@ -560,7 +628,11 @@ def _mirror_id(label: int, classes: tuple[MotionClass, ...]) -> int | None:
 
 
 def _draw_plant(
-    cfg: SynthCorpusConfig, k: int, transform: Transform, target: TargetVideo, target_classes: tuple[MotionClass, ...],
+    cfg: SynthCorpusConfig,
+    k: int,
+    transform: Transform,
+    target: TargetVideo,
+    target_classes: tuple[MotionClass, ...],
     classes: tuple[MotionClass, ...],
 ) -> PlantSpec:
     rng = _rng(cfg, 3, k)
@@ -589,8 +661,14 @@ def _draw_plant(
     extra = _frames(rng.uniform(3.0, 15.0), fps)
     at = int(rng.integers(0, extra + 1))
     host = draw_clip(
-        rng, target_classes[target.label_id], domain="web", width=cfg.width, height=cfg.height, fps=fps,
-        n_frames=src.n_frames + extra, action=(at, at + src.n_frames),
+        rng,
+        target_classes[target.label_id],
+        domain="web",
+        width=cfg.width,
+        height=cfg.height,
+        fps=fps,
+        n_frames=src.n_frames + extra,
+        action=(at, at + src.n_frames),
     )
     return PlantSpec(transform, src, (cfg.width, cfg.height), fps, CRF, host=host, insert_at=at)
 
@@ -620,8 +698,14 @@ def draw_corpus_plan(cfg: SynthCorpusConfig) -> CorpusPlan:
         end = (clip.n_frames + sum(s.n_frames for s in shots)) / clip.fps if shots else clip.action_end / clip.fps
         rows.append(
             dict(
-                label_id=label, hashtags=tags, hashtags_noise=kind, tagged_label_ids=tagged, clip=clip, shots=shots,
-                action_start_s=clip.action_start / clip.fps, action_end_s=end,
+                label_id=label,
+                hashtags=tags,
+                hashtags_noise=kind,
+                tagged_label_ids=tagged,
+                clip=clip,
+                shots=shots,
+                action_start_s=clip.action_start / clip.fps,
+                action_end_s=end,
             )
         )
 
@@ -633,8 +717,9 @@ def draw_corpus_plan(cfg: SynthCorpusConfig) -> CorpusPlan:
     for k in range(cfg.n_planted):
         transform = TRANSFORMS[k % len(TRANSFORMS)]
         # a flip of a class whose mirror is not in use would show no class of the corpus
-        pick = next((t for t in candidates
-                     if transform != "hflip" or _mirror_id(t.label_id, target_classes) is not None), None)
+        pick = next(
+            (t for t in candidates if transform != "hflip" or _mirror_id(t.label_id, target_classes) is not None), None
+        )
         if pick is None:
             transform, pick = "colour", candidates[0]
         candidates.remove(pick)
@@ -653,8 +738,14 @@ def draw_corpus_plan(cfg: SynthCorpusConfig) -> CorpusPlan:
             window = (0.0, plant.n_frames / plant.fps)
         rows.append(
             dict(
-                label_id=label, hashtags=tags, hashtags_noise="planted", tagged_label_ids=tagged, plant=plant,
-                planted_from=pick.video_id, action_start_s=window[0], action_end_s=window[1],
+                label_id=label,
+                hashtags=tags,
+                hashtags_noise="planted",
+                tagged_label_ids=tagged,
+                plant=plant,
+                planted_from=pick.video_id,
+                action_start_s=window[0],
+                action_end_s=window[1],
             )
         )
 

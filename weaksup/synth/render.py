@@ -21,11 +21,15 @@ def _background_canvas(bg: Background, width: int, height: int) -> np.ndarray:
     cw, ch = width + 2 * bg.pad, height + 2 * bg.pad
     coarse = rng.random((ch // bg.cell + 3, cw // bg.cell + 3)).astype(np.float32)
     value = cv2.resize(coarse, (cw, ch), interpolation=cv2.INTER_CUBIC)
-    fine = cv2.resize(rng.random((ch // 4 + 3, cw // 4 + 3)).astype(np.float32), (cw, ch), interpolation=cv2.INTER_LINEAR)
+    fine = cv2.resize(
+        rng.random((ch // 4 + 3, cw // 4 + 3)).astype(np.float32), (cw, ch), interpolation=cv2.INTER_LINEAR
+    )
     value = 0.8 * value + 0.2 * fine
     if bg.style == "stripes":
         yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
-        wave = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(bg.stripe_angle) + yy * np.sin(bg.stripe_angle)) / bg.stripe_wavelength)
+        wave = 0.5 + 0.5 * np.sin(
+            2 * np.pi * (xx * np.cos(bg.stripe_angle) + yy * np.sin(bg.stripe_angle)) / bg.stripe_wavelength
+        )
         value = 0.55 * value + 0.45 * wave
     value = bg.low + (bg.high - bg.low) * np.clip(value, 0, 1)
     return np.clip(value[..., None] * np.asarray(bg.tint, np.float32), 0, 255).astype(np.uint8)
@@ -47,7 +51,9 @@ def _unit_polygon(shape: Shape) -> np.ndarray:
 _SHIFT = 4  # cv2 drawing at 1/16 pixel precision
 
 
-def _draw_shape(img: np.ndarray, shape: Shape, colour: tuple[int, int, int], x: float, y: float, r: float, angle: float) -> None:
+def _draw_shape(
+    img: np.ndarray, shape: Shape, colour: tuple[int, int, int], x: float, y: float, r: float, angle: float
+) -> None:
     import cv2
 
     s = 1 << _SHIFT
@@ -91,7 +97,9 @@ def render_clip(clip: ClipSpec) -> np.ndarray:
     rng = np.random.default_rng(clip.seed)
     bg = clip.background
     canvas = _background_canvas(bg, clip.width, clip.height)
-    jitter = rng.integers(-1, 2, (clip.n_frames, 2)) if clip.idle == "jitter" else np.zeros((clip.n_frames, 2), np.int64)
+    jitter = (
+        rng.integers(-1, 2, (clip.n_frames, 2)) if clip.idle == "jitter" else np.zeros((clip.n_frames, 2), np.int64)
+    )
     frames = np.empty((clip.n_frames, clip.height, clip.width, 3), np.uint8)
     for k in range(clip.n_frames):
         t = k / clip.fps

@@ -55,7 +55,9 @@ def write_video(
         if with_audio:
             audio = container.add_stream("aac", rate=16000)
         for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: stream.height, : stream.width]), format="rgb24")
+            vf = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(frame[: stream.height, : stream.width]), format="rgb24"
+            )
             for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():

@@ -57,8 +57,13 @@ def capture_rng() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": {"version": version, "state": list(internal), "gauss": gauss},
-        "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -71,8 +76,9 @@ def restore_rng(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     npy = state["numpy"]
-    np.random.set_state((npy["name"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
+    np.random.set_state(
+        (npy["name"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -123,8 +129,9 @@ def load_latest(folder: Path, *, arch: str) -> tuple[dict[str, Any], Path] | Non
             state = load_checkpoint(path)
         except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, foreign file: all mean "use an older one"
             reason = str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else type(exc).__name__
-            warnings.warn(f"{path}: unreadable checkpoint ({reason}); trying the previous one", CheckpointWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"{path}: unreadable checkpoint ({reason}); trying the previous one", CheckpointWarning, stacklevel=2
+            )
             continue
         if state.get("arch") != arch:
             raise InputError(

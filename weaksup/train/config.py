@@ -40,7 +40,6 @@ PAPER_BASE_LR = 0.192
 PAPER_CLIPS_SEEN = 490_000_000
 
 
-
 # What a change of each field does to a run resumed from a checkpoint (see _run and _free
 # below); pretrain refuses a resume that changes a "run" field unless told to continue.
 SCHEDULE = "the LR schedule and the run's length"
@@ -70,77 +69,127 @@ class TrainConfig:
     :data:`FIELD_HELP` are derived from them; nothing else lists the fields.
     """
 
-    arch: str = _run("r2plus1d_34", "the network",
-        help="Model architecture (r2plus1d_10/18/34/50/101/152, r3d_18, r2d_18).")
-    frames: int = _run(8, CLIPS,
-        help="Frames per clip (the paper: 8 or 32).")
-    stride: int = _run(1, CLIPS,
-        help="Temporal stride between sampled frames.")
-    crop: int = _run(112, CLIPS,
-        help="Random square crop size in pixels (the paper: 112).")
-    short_side: int = _run(128, CLIPS,
-        help="Frames are resized so their short side is this many pixels before cropping (the paper: 128).")
-    hflip: bool = _run(True, CLIPS,
-        help="Random horizontal flips in training (off for direction classes such as left vs right).")
-    batch_size: int = _run(16, SCHEDULE,  # the total batch scales the LR and sets the steps per epoch
-        help="Clips per process per micro-batch (the paper: 16 at 8 frames, 6 at 32).")
-    accumulate: int = _run(1, SCHEDULE,
-        help="Micro-batches per optimizer step (gradient accumulation).")
-    epochs: int = _run(1, SCHEDULE,
-        help="Passes over the table (replaces the preset's --max-clips/--max-steps when given alone).")
-    max_steps: int = _run(0, SCHEDULE,
-        help="Optimizer steps in all (0 = from --max-clips or --epochs).")
-    max_clips: int = _run(PAPER_CLIPS_SEEN, SCHEDULE,
-        help="Clips to process in all, over every process (the paper: 490M; 0 = from --epochs; replaces the preset's --max-steps when given).")
-    base_lr: float = _run(PAPER_BASE_LR, SCHEDULE,
-        help="LR at the reference batch; scaled linearly by total batch / reference batch (the paper: 0.192).")
-    reference_batch: int = _run(PAPER_REFERENCE_BATCH, SCHEDULE,
-        help="Total batch (clips per optimizer step) that --base-lr belongs to (the paper: 16 x 128 GPUs = 2048).")
-    momentum: float = _run(0.9, UPDATES,
-        help="SGD momentum.")
-    weight_decay: float = _run(1e-4, UPDATES,
-        help="SGD weight decay (the paper: 1e-4).")
-    warmup_steps: int = _run(0, SCHEDULE,
-        help="Linear warm-up steps (0 = --warmup-fraction of training).")
-    warmup_fraction: float = _run(0.05, SCHEDULE,
-        help="Warm-up length as a fraction of training, when --warmup-steps is 0.")
-    lr_halvings: int = _run(13, SCHEDULE,
-        help="Times the LR is decayed (by --lr-decay), at equally spaced steps over training (the paper: 13 halvings).")
-    lr_decay: float = _run(0.5, SCHEDULE,
-        help="Factor of each LR decay step (the paper: 0.5 in pre-training, 0.1 in fine-tuning).")
-    backbone_lr_scale: float = _run(1.0, UPDATES,
-        help="LR of every layer but the classifier, as a fraction of the LR (fine-tuning; 1 = one LR for all).")
-    loss: Literal["softmax", "bce"] = _run("softmax", UPDATES,
-        help="softmax (cross-entropy on the single label, the paper) or bce (per-label sigmoid on matched_label_ids).")
+    arch: str = _run(
+        "r2plus1d_34", "the network", help="Model architecture (r2plus1d_10/18/34/50/101/152, r3d_18, r2d_18)."
+    )
+    frames: int = _run(8, CLIPS, help="Frames per clip (the paper: 8 or 32).")
+    stride: int = _run(1, CLIPS, help="Temporal stride between sampled frames.")
+    crop: int = _run(112, CLIPS, help="Random square crop size in pixels (the paper: 112).")
+    short_side: int = _run(
+        128, CLIPS, help="Frames are resized so their short side is this many pixels before cropping (the paper: 128)."
+    )
+    hflip: bool = _run(
+        True, CLIPS, help="Random horizontal flips in training (off for direction classes such as left vs right)."
+    )
+    batch_size: int = _run(
+        16,
+        SCHEDULE,  # the total batch scales the LR and sets the steps per epoch
+        help="Clips per process per micro-batch (the paper: 16 at 8 frames, 6 at 32).",
+    )
+    accumulate: int = _run(1, SCHEDULE, help="Micro-batches per optimizer step (gradient accumulation).")
+    epochs: int = _run(
+        1, SCHEDULE, help="Passes over the table (replaces the preset's --max-clips/--max-steps when given alone)."
+    )
+    max_steps: int = _run(0, SCHEDULE, help="Optimizer steps in all (0 = from --max-clips or --epochs).")
+    max_clips: int = _run(
+        PAPER_CLIPS_SEEN,
+        SCHEDULE,
+        help=(
+            "Clips to process in all, over every process (the paper: 490M; 0 = from --epochs; replaces the preset's "
+            "--max-steps when given)."
+        ),
+    )
+    base_lr: float = _run(
+        PAPER_BASE_LR,
+        SCHEDULE,
+        help="LR at the reference batch; scaled linearly by total batch / reference batch (the paper: 0.192).",
+    )
+    reference_batch: int = _run(
+        PAPER_REFERENCE_BATCH,
+        SCHEDULE,
+        help="Total batch (clips per optimizer step) that --base-lr belongs to (the paper: 16 x 128 GPUs = 2048).",
+    )
+    momentum: float = _run(0.9, UPDATES, help="SGD momentum.")
+    weight_decay: float = _run(1e-4, UPDATES, help="SGD weight decay (the paper: 1e-4).")
+    warmup_steps: int = _run(0, SCHEDULE, help="Linear warm-up steps (0 = --warmup-fraction of training).")
+    warmup_fraction: float = _run(
+        0.05, SCHEDULE, help="Warm-up length as a fraction of training, when --warmup-steps is 0."
+    )
+    lr_halvings: int = _run(
+        13,
+        SCHEDULE,
+        help="Times the LR is decayed (by --lr-decay), at equally spaced steps over training (the paper: 13 halvings).",
+    )
+    lr_decay: float = _run(
+        0.5, SCHEDULE, help="Factor of each LR decay step (the paper: 0.5 in pre-training, 0.1 in fine-tuning)."
+    )
+    backbone_lr_scale: float = _run(
+        1.0,
+        UPDATES,
+        help="LR of every layer but the classifier, as a fraction of the LR (fine-tuning; 1 = one LR for all).",
+    )
+    loss: Literal["softmax", "bce"] = _run(
+        "softmax",
+        UPDATES,
+        help="softmax (cross-entropy on the single label, the paper) or bce (per-label sigmoid on matched_label_ids).",
+    )
     # bf16/fp16 autocast computes every step at another precision (fp16 also scales the loss)
-    precision: Literal["fp32", "bf16", "fp16"] = _run("bf16", UPDATES,
-        help="fp32, bf16 (autocast; CPU or CUDA) or fp16 (autocast + gradient scaling; CUDA only).")
-    channels_last: bool = _free(True, "a memory layout: the same arithmetic up to kernel rounding, like threads",
-        help="Use the channels_last_3d memory format (faster convolutions on recent GPUs).")
-    compile: bool = _free(False, "the same model, compiled or not",
-        help="torch.compile the model.")
-    workers: int = _free(8, "loader processes: every clip depends on (seed, epoch, index) only",
-        help="Data loader worker processes per training process (0 = load in the training process).")
-    threads: int = _free(0, "CPU threads: the same arithmetic up to summation order",
-        help=("CPU threads for torch's ops per training process (0 = adapt: try all of this process's share of "
-                "the cores and fewer, keep the faster, re-check as the machine's load changes; a fixed N gives "
-                "bit-identical reruns, which a changing count does not)."))
-    seed: int = _run(0, CLIPS + " (their order and augmentation)",
-        help="Seed of model init, data order and augmentation; the same seed gives the same run.")
-    log_every: int = _free(50, "logging only",
-        help="Write a log row (CSV, TensorBoard) every N steps.")
-    checkpoint_every: int = _free(2000, "checkpointing only",
-        help="Save a checkpoint every N steps (and always at the end).")
-    keep_checkpoints: int = _free(3, "checkpointing only",
-        help="Keep the last K checkpoints.")
-    device: Literal["auto", "cpu", "cuda"] = _free("auto", "placement: the same run on another device, up to rounding",
-        help="auto (CUDA when available), cpu or cuda.")
-    use_sample_weights: bool = _run(False, CLIPS,
-        help="Draw clips with replacement by the sample table's sample_weight (square-root sampling).")
+    precision: Literal["fp32", "bf16", "fp16"] = _run(
+        "bf16", UPDATES, help="fp32, bf16 (autocast; CPU or CUDA) or fp16 (autocast + gradient scaling; CUDA only)."
+    )
+    channels_last: bool = _free(
+        True,
+        "a memory layout: the same arithmetic up to kernel rounding, like threads",
+        help="Use the channels_last_3d memory format (faster convolutions on recent GPUs).",
+    )
+    compile: bool = _free(False, "the same model, compiled or not", help="torch.compile the model.")
+    workers: int = _free(
+        8,
+        "loader processes: every clip depends on (seed, epoch, index) only",
+        help="Data loader worker processes per training process (0 = load in the training process).",
+    )
+    threads: int = _free(
+        0,
+        "CPU threads: the same arithmetic up to summation order",
+        help=(
+            "CPU threads for torch's ops per training process (0 = adapt: try all of this process's share of "
+            "the cores and fewer, keep the faster, re-check as the machine's load changes; a fixed N gives "
+            "bit-identical reruns, which a changing count does not)."
+        ),
+    )
+    seed: int = _run(
+        0,
+        CLIPS + " (their order and augmentation)",
+        help="Seed of model init, data order and augmentation; the same seed gives the same run.",
+    )
+    log_every: int = _free(50, "logging only", help="Write a log row (CSV, TensorBoard) every N steps.")
+    checkpoint_every: int = _free(
+        2000, "checkpointing only", help="Save a checkpoint every N steps (and always at the end)."
+    )
+    keep_checkpoints: int = _free(3, "checkpointing only", help="Keep the last K checkpoints.")
+    device: Literal["auto", "cpu", "cuda"] = _free(
+        "auto",
+        "placement: the same run on another device, up to rounding",
+        help="auto (CUDA when available), cpu or cuda.",
+    )
+    use_sample_weights: bool = _run(
+        False, CLIPS, help="Draw clips with replacement by the sample table's sample_weight (square-root sampling)."
+    )
 
     def __post_init__(self) -> None:
-        for name in ("frames", "stride", "crop", "short_side", "batch_size", "accumulate", "epochs", "reference_batch",
-                     "log_every", "checkpoint_every", "keep_checkpoints"):
+        for name in (
+            "frames",
+            "stride",
+            "crop",
+            "short_side",
+            "batch_size",
+            "accumulate",
+            "epochs",
+            "reference_batch",
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"config: {name} must be at least 1, got {getattr(self, name)}")
         for name in ("max_steps", "max_clips", "warmup_steps", "lr_halvings", "workers", "threads"):
@@ -210,8 +259,13 @@ class TrainConfig:
 
     def schedule(self, world_size: int, total_steps: int) -> LRSchedule:
         warmup = self.warmup_steps or round(self.warmup_fraction * total_steps)
-        return LRSchedule(peak=self.peak_lr(world_size), total_steps=total_steps, warmup_steps=warmup,
-                          halvings=self.lr_halvings, decay=self.lr_decay)
+        return LRSchedule(
+            peak=self.peak_lr(world_size),
+            total_steps=total_steps,
+            warmup_steps=warmup,
+            halvings=self.lr_halvings,
+            decay=self.lr_decay,
+        )
 
 
 #: One line of help per field, from the fields' metadata: the CLI reuses it, so
@@ -267,9 +321,23 @@ PRESETS: dict[str, TrainConfig] = {
     # a larger LR (0.01 at batch 4, not 0.192 x 4 / 2048) and 3 halvings so that the loss
     # falls within a few dozen steps
     "tiny": TrainConfig(
-        arch="r2plus1d_10", frames=4, crop=32, short_side=40, batch_size=4, max_steps=40, max_clips=0,
-        base_lr=0.01, reference_batch=4, warmup_fraction=0.1, lr_halvings=3, precision="fp32",
-        channels_last=False, workers=0, log_every=5, checkpoint_every=20, keep_checkpoints=2,
+        arch="r2plus1d_10",
+        frames=4,
+        crop=32,
+        short_side=40,
+        batch_size=4,
+        max_steps=40,
+        max_clips=0,
+        base_lr=0.01,
+        reference_batch=4,
+        warmup_fraction=0.1,
+        lr_halvings=3,
+        precision="fp32",
+        channels_last=False,
+        workers=0,
+        log_every=5,
+        checkpoint_every=20,
+        keep_checkpoints=2,
     ),
 }
 
@@ -282,16 +350,37 @@ FINETUNE_PRESETS: dict[str, TrainConfig] = {
     # 0.1 decays fall at equal thirds of training after a warm-up of 16/58. The paper uses
     # one LR for every layer (backbone_lr_scale 1).
     "finetune-paper": TrainConfig(
-        epochs=58, max_clips=0, base_lr=3e-4, reference_batch=16, warmup_fraction=16 / 58, lr_halvings=2,
+        epochs=58,
+        max_clips=0,
+        base_lr=3e-4,
+        reference_batch=16,
+        warmup_fraction=16 / 58,
+        lr_halvings=2,
         lr_decay=0.1,
     ),
     # a CPU-sized fine-tune for tests and the quickstart: the tiny clips, the backbone at a
     # tenth of the head's LR so a few hundred steps adapt it without washing it out (a run
     # from scratch trains every layer at the full LR); bf16 + channels_last_3d is ~5x fp32 here
     "finetune-tiny": TrainConfig(
-        arch="r2plus1d_10", frames=4, crop=32, short_side=40, batch_size=8, epochs=8, max_clips=0,
-        base_lr=0.02, reference_batch=8, warmup_fraction=0.1, lr_halvings=2, lr_decay=0.1, backbone_lr_scale=0.1,
-        precision="bf16", channels_last=True, workers=0, log_every=5, checkpoint_every=100, keep_checkpoints=1,
+        arch="r2plus1d_10",
+        frames=4,
+        crop=32,
+        short_side=40,
+        batch_size=8,
+        epochs=8,
+        max_clips=0,
+        base_lr=0.02,
+        reference_batch=8,
+        warmup_fraction=0.1,
+        lr_halvings=2,
+        lr_decay=0.1,
+        backbone_lr_scale=0.1,
+        precision="bf16",
+        channels_last=True,
+        workers=0,
+        log_every=5,
+        checkpoint_every=100,
+        keep_checkpoints=1,
     ),
 }
 

@@ -57,10 +57,17 @@ from weaksup.devices import uses_cuda
 from weaksup.errors import InputError
 from weaksup.models import ARCHS, build_model
 from weaksup.models.via2d import native_3d_convs
-from weaksup.tables import write_json
 from weaksup.outputs import require_local_output
-from weaksup.train.checkpoint import capture_rng, checkpoint_name, load_latest, remove_checkpoints, restore_rng, save_checkpoint
+from weaksup.tables import write_json
 from weaksup.threads import ThreadTuner, thread_budget
+from weaksup.train.checkpoint import (
+    capture_rng,
+    checkpoint_name,
+    load_latest,
+    remove_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
 from weaksup.train.config import RUN_FIELDS, LRSchedule, TrainConfig, run_field_changes
 from weaksup.train.sampler import ResumableSampler, ShardSampler
 
@@ -90,7 +97,9 @@ def changed_run_fields(saved: Mapping[str, Any], cfg: TrainConfig) -> list[tuple
 
 
 def _describe_changes(changed: list[tuple[str, Any, Any]]) -> str:
-    fields = ", ".join(f"{k} {'(unused)' if a is None else a} -> {'(unused)' if b is None else b}" for k, a, b in changed)
+    fields = ", ".join(
+        f"{k} {'(unused)' if a is None else a} -> {'(unused)' if b is None else b}" for k, a, b in changed
+    )
     effects = []
     for k, _, _ in changed:
         if run_field_changes(k) not in effects:
@@ -161,9 +170,11 @@ def restart_hazard(environ: Mapping[str, str]) -> str | None:
     except ValueError:
         return None
     if max_restarts > 0 and environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-        return (f"torchrun --max-restarts {max_restarts} with a shared rendezvous store: restarted workers will fail "
-                "to connect (pytorch#135712); launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 and "
-                "--rdzv-backend c10d (see docs/scaling.md)")
+        return (
+            f"torchrun --max-restarts {max_restarts} with a shared rendezvous store: restarted workers will fail "
+            "to connect (pytorch#135712); launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 and "
+            "--rdzv-backend c10d (see docs/scaling.md)"
+        )
     return None
 
 
@@ -196,8 +207,10 @@ def check_resumed_together(steps: list[int], ckpt_dir: Path) -> None:
     """
     if len(set(steps)) > 1:
         found = ", ".join(f"rank {r}: step {s}" for r, s in enumerate(steps))
-        raise InputError(f"{ckpt_dir}: the ranks resumed from different checkpoints ({found}); --out must be on "
-                         "storage that every node sees (docs/scaling.md)")
+        raise InputError(
+            f"{ckpt_dir}: the ranks resumed from different checkpoints ({found}); --out must be on "
+            "storage that every node sees (docs/scaling.md)"
+        )
 
 
 def _gather(obj: Any, procs: Processes) -> list[Any]:
@@ -246,7 +259,11 @@ class RunLog:
         kept: list[dict[str, str]] = []
         if start_step > 0 and self.path.exists():
             with open(self.path, newline="") as fh:
-                kept = [row for row in csv.DictReader(fh) if row.get("step", "").isdigit() and int(row["step"]) <= start_step]
+                kept = [
+                    row
+                    for row in csv.DictReader(fh)
+                    if row.get("step", "").isdigit() and int(row["step"]) <= start_step
+                ]
         self.fh = open(self.path, "w", newline="")
         self.writer = csv.DictWriter(self.fh, fieldnames=LOG_COLUMNS)
         self.writer.writeheader()
@@ -278,8 +295,13 @@ def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[clips_s]:>7.1f} clips/s"),
-        TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), disable=not enabled,
+        TextColumn("[bold]pretrain"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[clips_s]:>7.1f} clips/s"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
     )
 
 
@@ -332,8 +354,10 @@ def pretrain(
             raise InputError(f"{data.path}: label id {data.num_classes - 1} is outside the {num_classes} classes")
         data = replace(data, num_classes=num_classes)
     if cfg.use_sample_weights and isinstance(data, TrainingShards):
-        raise InputError(f"{data.path}: --use-sample-weights is not supported for shard folders (train from the "
-                         "sample table instead)")
+        raise InputError(
+            f"{data.path}: --use-sample-weights is not supported for shard folders (train from the "
+            "sample table instead)"
+        )
     if cfg.use_sample_weights and data.weights is None:
         raise InputError(f"{manifest}: --use-sample-weights needs a sample table with sample_weight on every row")
     if cfg.precision == "fp16" and not uses_cuda(cfg.device):
@@ -342,24 +366,46 @@ def pretrain(
         with torch.device("meta"):
             full_3d = native_3d_convs(build_model(cfg.arch, num_classes=1))
         if full_3d:
-            raise InputError(f"{cfg.arch} has {len(full_3d)} full 3D convolutions (e.g. {full_3d[0]}), whose bf16 "
-                             "weight gradients are wrong on CPU in this torch's oneDNN; use --precision fp32")
+            raise InputError(
+                f"{cfg.arch} has {len(full_3d)} full 3D convolutions (e.g. {full_3d[0]}), whose bf16 "
+                "weight gradients are wrong on CPU in this torch's oneDNN; use --precision fp32"
+            )
     if not 0.0 <= max_reject_fraction <= 1.0:  # also refuses NaN
         raise InputError(f"max-reject-fraction must be in [0, 1], got {max_reject_fraction}")
     procs = setup_processes(cfg.device)
     try:
-        return _train(cfg, data, procs, out=out, resume=resume, progress=progress, started=started, init=init,
-                      init_source=init_source, allow_changed_config=allow_changed_config,
-                      max_reject_fraction=max_reject_fraction)
+        return _train(
+            cfg,
+            data,
+            procs,
+            out=out,
+            resume=resume,
+            progress=progress,
+            started=started,
+            init=init,
+            init_source=init_source,
+            allow_changed_config=allow_changed_config,
+            max_reject_fraction=max_reject_fraction,
+        )
     finally:
         if procs.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, *, out: Path, resume: bool,
-           progress: bool, started: float, init: Mapping[str, torch.Tensor] | None = None,
-           init_source: str | None = None, allow_changed_config: bool = False,
-           max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig,
+    data: TrainingTable | TrainingShards,
+    procs: Processes,
+    *,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    started: float,
+    init: Mapping[str, torch.Tensor] | None = None,
+    init_source: str | None = None,
+    allow_changed_config: bool = False,
+    max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION,
+) -> dict[str, Any]:
     """The run itself, inside the process group that :func:`pretrain` opened and closes: the
     recipe, top to bottom (data, model, resume, the loop of steps with its logs and checkpoints,
     the summary); each stage is one helper below, in this order."""
@@ -374,8 +420,17 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
 
     clips = _build_clips(cfg, data, procs, out)
     net = _build_net(cfg, clips, procs.device)
-    run = _resume_run(cfg, net, clips.sampler, procs, ckpt_dir, resume=resume, init=init, init_source=init_source,
-                      allow_changed_config=allow_changed_config)
+    run = _resume_run(
+        cfg,
+        net,
+        clips.sampler,
+        procs,
+        ckpt_dir,
+        resume=resume,
+        init=init,
+        init_source=init_source,
+        allow_changed_config=allow_changed_config,
+    )
     if procs.main:
         write_json(cfg.to_dict(), out / "config.json")
     model = _wrap_model(net.model, cfg, procs)
@@ -391,15 +446,23 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
     run_t0 = time.perf_counter()
     try:
         with _progress(progress and procs.main) as bar:
-            task = bar.add_task("pretrain", total=clips.total_steps, completed=run.step, clips_s=0.0,
-                                loss=run.last_loss)
+            task = bar.add_task(
+                "pretrain", total=clips.total_steps, completed=run.step, clips_s=0.0, loss=run.last_loss
+            )
             while run.step < clips.total_steps:
                 step_t0 = time.perf_counter()
                 lr = clips.schedule.lr(run.step)
                 _set_lr(net.optimizer, lr)
                 stats = _forward_backward(cfg, procs, net, model, clips, batches, window)
-                stop = _why_stop(stats, run, epoch=clips.sampler.epoch, lr=lr, out=out, procs=procs,
-                                 max_reject_fraction=max_reject_fraction)
+                stop = _why_stop(
+                    stats,
+                    run,
+                    epoch=clips.sampler.epoch,
+                    lr=lr,
+                    out=out,
+                    procs=procs,
+                    max_reject_fraction=max_reject_fraction,
+                )
                 if stop is not None:  # nothing is saved at this step: the last checkpoint stays the newest
                     net.optimizer.zero_grad(set_to_none=True)
                     raise stop
@@ -425,8 +488,9 @@ def _train(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Proces
         log.close()
     run.wait += window.wait
     run_s = time.perf_counter() - run_t0
-    return _finish(cfg, data, procs, clips, net, run, tuner, out=out, init_source=init_source, run_s=run_s,
-                   started=started)
+    return _finish(
+        cfg, data, procs, clips, net, run, tuner, out=out, init_source=init_source, run_s=run_s, started=started
+    )
 
 
 # ----------------------------------------------------------------------------- data
@@ -450,19 +514,32 @@ def _build_clips(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: 
     the run's length in optimizer steps, which follows from the sampler's share of an epoch."""
     per_step = cfg.batch_size * cfg.accumulate  # clips per optimizer step, per process
     rejects_path = out / f"rejects.rank{procs.rank}.jsonl" if procs.distributed else out / "rejects.jsonl"
-    clip_args = dict(num_frames=cfg.frames, stride=cfg.stride, train=True, crop=cfg.crop, short_side=cfg.short_side,
-                     seed=cfg.seed, hflip=cfg.hflip, rejects_path=rejects_path)
+    clip_args = dict(
+        num_frames=cfg.frames,
+        stride=cfg.stride,
+        train=True,
+        crop=cfg.crop,
+        short_side=cfg.short_side,
+        seed=cfg.seed,
+        hflip=cfg.hflip,
+        rejects_path=rejects_path,
+    )
     dataset: ClipDataset | ShardMemberDataset
     sampler: ResumableSampler
     if isinstance(data, TrainingShards):  # shard by shard: each process reads a contiguous run of shards
         dataset = ShardMemberDataset(data.index, **clip_args)
-        sampler = ShardSampler(data.index.shard, seed=cfg.seed, rank=procs.rank, world_size=procs.world_size,
-                               multiple_of=per_step)
+        sampler = ShardSampler(
+            data.index.shard, seed=cfg.seed, rank=procs.rank, world_size=procs.world_size, multiple_of=per_step
+        )
     else:
         dataset = ClipDataset(data.table, **clip_args)
         sampler = ResumableSampler(
-            data.rows, seed=cfg.seed, rank=procs.rank, world_size=procs.world_size,
-            weights=data.weights if cfg.use_sample_weights else None, multiple_of=per_step,
+            data.rows,
+            seed=cfg.seed,
+            rank=procs.rank,
+            world_size=procs.world_size,
+            weights=data.weights if cfg.use_sample_weights else None,
+            multiple_of=per_step,
         )
     steps_per_epoch = sampler.shard_length // per_step
     total_steps = cfg.total_steps(procs.world_size, steps_per_epoch)
@@ -480,8 +557,9 @@ def _micro_batches(cfg: TrainConfig, clips: Clips, *, pin_memory: bool) -> Itera
     closing the generator shuts the workers down.
     """
     dataset, sampler = clips.dataset, clips.sampler
-    loader = make_loader(dataset, batch_size=cfg.batch_size, sampler=sampler, workers=cfg.workers,
-                         pin_memory=pin_memory)
+    loader = make_loader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, workers=cfg.workers, pin_memory=pin_memory
+    )
     while True:
         if sampler.position >= sampler.shard_length:
             sampler.set_epoch(sampler.epoch + 1)
@@ -566,9 +644,18 @@ class RunState:
         self.first_loss = stats.loss if self.first_loss is None else self.first_loss
 
 
-def _resume_run(cfg: TrainConfig, net: Net, sampler: ResumableSampler, procs: Processes, ckpt_dir: Path, *,
-                resume: bool, init: Mapping[str, torch.Tensor] | None, init_source: str | None,
-                allow_changed_config: bool) -> RunState:
+def _resume_run(
+    cfg: TrainConfig,
+    net: Net,
+    sampler: ResumableSampler,
+    procs: Processes,
+    ckpt_dir: Path,
+    *,
+    resume: bool,
+    init: Mapping[str, torch.Tensor] | None,
+    init_source: str | None,
+    allow_changed_config: bool,
+) -> RunState:
     """Where the run starts: the newest readable checkpoint (or none with ``resume=False``, which
     deletes them), else step 0 from ``init``'s weights or from scratch; every rank at the same step."""
     if not resume and procs.main:
@@ -588,14 +675,24 @@ def _resume_run(cfg: TrainConfig, net: Net, sampler: ResumableSampler, procs: Pr
     return run
 
 
-def _restore_checkpoint(state: dict[str, Any], path: Path, cfg: TrainConfig, net: Net, sampler: ResumableSampler,
-                        procs: Processes, *, allow_changed_config: bool) -> RunState:
+def _restore_checkpoint(
+    state: dict[str, Any],
+    path: Path,
+    cfg: TrainConfig,
+    net: Net,
+    sampler: ResumableSampler,
+    procs: Processes,
+    *,
+    allow_changed_config: bool,
+) -> RunState:
     """Model, optimizer, scaler, sampler position and this process's RNG state from a checkpoint,
     after checking (on every rank, before anything is loaded) that the run fields are unchanged."""
     changed = changed_run_fields(state["config"], cfg)
     if changed and not allow_changed_config:  # on every rank, before anything is loaded
-        raise InputError(f"{path}: resuming with changed {_describe_changes(changed)}; rerun with the run's "
-                         "settings, pass --allow-changed-config to continue anyway, or --no-resume to start over")
+        raise InputError(
+            f"{path}: resuming with changed {_describe_changes(changed)}; rerun with the run's "
+            "settings, pass --allow-changed-config to continue anyway, or --no-resume to start over"
+        )
     try:
         net.model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -608,8 +705,12 @@ def _restore_checkpoint(state: dict[str, Any], path: Path, cfg: TrainConfig, net
     step, last_loss = int(state["step"]), float(state.get("loss", float("nan")))
     if changed and procs.main:
         # stacklevel 4: past _resume_run and _train, to pretrain (the frame it named before the split)
-        warnings.warn(f"{path}: resuming with changed {_describe_changes(changed)}; the run will differ from "
-                      "the uninterrupted one", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"{path}: resuming with changed {_describe_changes(changed)}; the run will differ from "
+            "the uninterrupted one",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return RunState(step=step, resumed_from=step, last_loss=last_loss, last_ckpt=path)
 
 
@@ -620,8 +721,9 @@ def _load_init(model: nn.Module, init: Mapping[str, torch.Tensor], *, init_sourc
     try:
         missing, unexpected = model.load_state_dict(body, strict=False)
     except RuntimeError as exc:  # a shape mismatch
-        raise InputError(f"{init_source or 'init'}: weights do not fit {arch} "
-                         f"({str(exc).splitlines()[-1].strip()[:160]})") from None
+        raise InputError(
+            f"{init_source or 'init'}: weights do not fit {arch} ({str(exc).splitlines()[-1].strip()[:160]})"
+        ) from None
     if unexpected or [k for k in missing if not k.startswith("fc.")]:
         bad = (unexpected or [k for k in missing if not k.startswith("fc.")])[0]
         raise InputError(f"{init_source or 'init'}: weights do not fit {arch} (first mismatch: {bad!r})")
@@ -645,8 +747,15 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-def _forward_backward(cfg: TrainConfig, procs: Processes, net: Net, model: nn.Module, clips: Clips,
-                      batches: Iterator[dict | None], window: LogWindow) -> StepStats:
+def _forward_backward(
+    cfg: TrainConfig,
+    procs: Processes,
+    net: Net,
+    model: nn.Module,
+    clips: Clips,
+    batches: Iterator[dict | None],
+    window: LogWindow,
+) -> StepStats:
     """``accumulate`` micro-batches' gradients (DDP syncs on the last one only), and their stats
     all-reduced; the time spent waiting for each batch goes into ``window``."""
     device = procs.device
@@ -713,8 +822,9 @@ def _rejects_glob(out: Path, procs: Processes) -> Path:
     return out / ("rejects.rank*.jsonl" if procs.distributed else "rejects.jsonl")
 
 
-def _why_stop(stats: StepStats, run: RunState, *, epoch: int, lr: float, out: Path, procs: Processes,
-              max_reject_fraction: float) -> TrainingStopped | None:
+def _why_stop(
+    stats: StepStats, run: RunState, *, epoch: int, lr: float, out: Path, procs: Processes, max_reject_fraction: float
+) -> TrainingStopped | None:
     """Why the run must stop before applying this step, or None: no clip decoded, too many
     rejected (checked once :data:`REJECT_CHECK_AFTER` items were drawn), or a non-finite loss."""
     seen, rejected = run.clips + run.skipped + stats.clips + stats.skipped, run.skipped + stats.skipped
@@ -722,16 +832,17 @@ def _why_stop(stats: StepStats, run: RunState, *, epoch: int, lr: float, out: Pa
     if stats.clips == 0:
         stop = f"no clip of step {run.step + 1} could be decoded ({stats.skipped} rejected)"
     elif seen >= REJECT_CHECK_AFTER and rejected > max_reject_fraction * seen:
-        stop = (f"{rejected} of {seen} clips were rejected at step {run.step + 1}, more than "
-                f"--max-reject-fraction {max_reject_fraction:g}")
+        stop = (
+            f"{rejected} of {seen} clips were rejected at step {run.step + 1}, more than "
+            f"--max-reject-fraction {max_reject_fraction:g}"
+        )
     if stop is not None:
         where = f"last good checkpoint: {run.last_ckpt}" if run.last_ckpt else "no checkpoint was saved"
         return TooManyRejects(f"{stop}; training stopped, {where}; the reasons are in {_rejects_glob(out, procs)}")
     if not math.isfinite(stats.loss):
         where = f"last good checkpoint: {run.last_ckpt}" if run.last_ckpt else "no checkpoint was saved yet"
         return TrainingDiverged(
-            f"loss is {stats.loss} at step {run.step + 1} (epoch {epoch}, lr {lr:.3g}); "
-            f"training stopped, {where}"
+            f"loss is {stats.loss} at step {run.step + 1} (epoch {epoch}, lr {lr:.3g}); training stopped, {where}"
         )
     return None
 
@@ -759,21 +870,38 @@ def _log_window(log: RunLog, window: LogWindow, *, step: int, epoch: int, lr: fl
     """Writes the window's row of log.csv (and TensorBoard); returns its clips/s for the progress bar."""
     elapsed = time.perf_counter() - window.t0
     clips_s = window.clips / max(elapsed, 1e-9)
-    log.row({"step": step, "epoch": epoch, "loss": window.loss / window.steps, "lr": lr,
-             "clips_per_s": clips_s, "data_wait_fraction": min(1.0, window.wait / max(elapsed, 1e-9))})
+    log.row(
+        {
+            "step": step,
+            "epoch": epoch,
+            "loss": window.loss / window.steps,
+            "lr": lr,
+            "clips_per_s": clips_s,
+            "data_wait_fraction": min(1.0, window.wait / max(elapsed, 1e-9)),
+        }
+    )
     return clips_s
 
 
-def _checkpoint(cfg: TrainConfig, procs: Processes, net: Net, clips: Clips, ckpt_dir: Path, *, step: int,
-                loss: float) -> Path:
+def _checkpoint(
+    cfg: TrainConfig, procs: Processes, net: Net, clips: Clips, ckpt_dir: Path, *, step: int, loss: float
+) -> Path:
     """Rank 0 saves; every process contributes its RNG state and learns the path."""
     rngs = _gather(capture_rng(), procs)
     if not procs.main:
         return ckpt_dir / checkpoint_name(step)
     state = {
-        "arch": cfg.arch, "step": step, "epoch": clips.sampler.epoch, "loss": loss, "num_classes": clips.num_classes,
-        "model": net.model.state_dict(), "optimizer": net.optimizer.state_dict(), "scaler": net.scaler.state_dict(),
-        "sampler": clips.sampler.state_dict(), "rng": rngs, "config": cfg.to_dict(),
+        "arch": cfg.arch,
+        "step": step,
+        "epoch": clips.sampler.epoch,
+        "loss": loss,
+        "num_classes": clips.num_classes,
+        "model": net.model.state_dict(),
+        "optimizer": net.optimizer.state_dict(),
+        "scaler": net.scaler.state_dict(),
+        "sampler": clips.sampler.state_dict(),
+        "rng": rngs,
+        "config": cfg.to_dict(),
         "schedule": clips.schedule.to_dict(),
     }
     return save_checkpoint(ckpt_dir, state, step=step, keep=cfg.keep_checkpoints)
@@ -782,9 +910,20 @@ def _checkpoint(cfg: TrainConfig, procs: Processes, net: Net, clips: Clips, ckpt
 # ----------------------------------------------------------------------------- the end
 
 
-def _finish(cfg: TrainConfig, data: TrainingTable | TrainingShards, procs: Processes, clips: Clips, net: Net,
-            run: RunState, tuner: ThreadTuner, *, out: Path, init_source: str | None, run_s: float,
-            started: float) -> dict[str, Any]:
+def _finish(
+    cfg: TrainConfig,
+    data: TrainingTable | TrainingShards,
+    procs: Processes,
+    clips: Clips,
+    net: Net,
+    run: RunState,
+    tuner: ThreadTuner,
+    *,
+    out: Path,
+    init_source: str | None,
+    run_s: float,
+    started: float,
+) -> dict[str, Any]:
     """The run's summary (rank 0 writes summary.json); every process must hold the same weights,
     so their hashes are gathered and compared."""
     hashes = _gather(weights_sha256(net.model), procs)

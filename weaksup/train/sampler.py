@@ -50,7 +50,12 @@ class ResumableSampler(Sampler[int]):
             raise ValueError(f"rank {rank} outside world size {world_size}")
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float64)
-            if weights.shape != (num_items,) or not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+            if (
+                weights.shape != (num_items,)
+                or not np.all(np.isfinite(weights))
+                or np.any(weights < 0)
+                or weights.sum() <= 0
+            ):
                 raise InputError("sampler: sample weights must be finite, non-negative, one per row, not all zero")
             weights = weights / weights.sum()
         self.num_items = int(num_items)
@@ -213,5 +218,9 @@ class ShardSampler(ResumableSampler):
         """As ResumableSampler's; a checkpoint of another window (another order) warns."""
         super().load_state_dict(state)
         if state.get("window", self.window) != self.window:
-            warnings.warn(f"resuming with shuffle window {self.window} instead of {state['window']}: the rest of "
-                          f"epoch {state['epoch']} will not match the uninterrupted run", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"resuming with shuffle window {self.window} instead of {state['window']}: the rest of "
+                f"epoch {state['epoch']} will not match the uninterrupted run",
+                RuntimeWarning,
+                stacklevel=2,
+            )
