@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import assert_input_error
 from typer.testing import CliRunner
 
-from conftest import assert_input_error
 from weaksup.assembly.match import MatchConfig, match_videos
 from weaksup.cli.main import app
 from weaksup.labels.build import BuildLabelsConfig, build_labels
@@ -118,7 +118,9 @@ def test_rejects_and_duplicates_are_accounted(tmp_path, labels):
 
 def test_csv_and_jsonl_with_text_hashtags(tmp_path, labels):
     csv = tmp_path / "v.csv"
-    csv.write_text('video_id,uri,hashtags\n1,a.mp4,"Look #CatchingFish today #tbt"\n2,b.mp4,playguitar;love\n3,c.mp4,hello\n')
+    csv.write_text(
+        'video_id,uri,hashtags\n1,a.mp4,"Look #CatchingFish today #tbt"\n2,b.mp4,playguitar;love\n3,c.mp4,hello\n'
+    )
     summary, manifest = _run(tmp_path, csv, labels, "csv", min_videos=1)
     assert dict(zip(manifest.column("video_id").to_pylist(), manifest.column("label").to_pylist())) == {
         "1": "catching fish",
@@ -154,7 +156,9 @@ def test_synthetic_metadata_matches_with_zipf_counts(tmp_path):
 def test_bad_videos_tables_exit_2(tmp_path, labels, content, problem):
     path = tmp_path / "bad.parquet"
     pq.write_table(content, path)
-    result = runner.invoke(app, ["match", "--videos", str(path), "--labels", str(labels), "--out", str(tmp_path / "m.parquet")])
+    result = runner.invoke(
+        app, ["match", "--videos", str(path), "--labels", str(labels), "--out", str(tmp_path / "m.parquet")]
+    )
     assert result.exit_code == 2
     assert problem in result.output and "bad.parquet" in result.output
     assert not (tmp_path / "m.parquet").exists()
@@ -175,20 +179,24 @@ def test_missing_and_malformed_inputs_exit_2(tmp_path, labels):
 
 def test_cli_synth_metadata_then_match(tmp_path):
     videos, labels, out = tmp_path / "v.parquet", tmp_path / "l.parquet", tmp_path / "m.parquet"
-    assert runner.invoke(app, ["synth-metadata", "--videos", "3000", "--out", str(videos)]).exit_code == 0
+    assert runner.invoke(app, ["synth-metadata", "--num-videos", "3000", "--out", str(videos)]).exit_code == 0
     assert runner.invoke(app, ["build-labels", "--source", "kinetics400", "--out", str(labels)]).exit_code == 0
-    r = runner.invoke(app, ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(out), "--min-videos", "5"])
+    r = runner.invoke(
+        app, ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(out), "--min-videos", "5"]
+    )
     assert r.exit_code == 0, r.output
-    assert runner.invoke(app, ["validate", "manifest", str(out)]).exit_code == 0
-    assert runner.invoke(app, ["validate", "videos", str(videos)]).exit_code == 0
+    assert runner.invoke(app, ["validate", "--schema", "manifest", "--table", str(out)]).exit_code == 0
+    assert runner.invoke(app, ["validate", "--schema", "videos", "--table", str(videos)]).exit_code == 0
 
 
 def test_manifest_keeps_the_hashtags_behind_each_label(tmp_path, labels):
     """Issue 16's audit trail: which of a video's tags gave it its label (normalised), only
     those of the label it got, each once; other tags and other labels' tags are not listed."""
-    rows = [("a", "u1", ["#CatchingFish", "#fishcatching", "#sunset", "#catchingfish"]),
-            ("b", "u2", ["#PlayingGuitar", "#guitarplaying", "#fish"]),
-            ("c", "u3", ["#dribblingbasketball", "#catchfish"])]
+    rows = [
+        ("a", "u1", ["#CatchingFish", "#fishcatching", "#sunset", "#catchingfish"]),
+        ("b", "u2", ["#PlayingGuitar", "#guitarplaying", "#fish"]),
+        ("c", "u3", ["#dribblingbasketball", "#catchfish"]),
+    ]
     _, table = _run(tmp_path, _videos(tmp_path / "v.parquet", rows), labels, min_videos=1)
     got = {r["video_id"]: (r["label"], r["matched_hashtags"]) for r in table.to_pylist()}
     assert got["a"] == ("catching fish", ["catchingfish", "fishcatching"])
@@ -222,13 +230,16 @@ def _by_id(table: pa.Table) -> dict:
 
 
 def test_caption_phrases_match_and_say_which_phrase(tmp_path, phrase_labels):
-    videos = _captions(tmp_path / "c.parquet", [
-        ("a", "A man catching a fish in the river"),
-        ("b", "fishing in the river"),  # neither "catching" nor a fish caught: no label
-        ("c", "She is PLAYING the guitar, #sunset"),  # stop words removed: playingguitar
-        ("d", "Catching-a-Fish!!"),  # punctuation separates words; runs join them again
-        ("e", None),
-    ])
+    videos = _captions(
+        tmp_path / "c.parquet",
+        [
+            ("a", "A man catching a fish in the river"),
+            ("b", "fishing in the river"),  # neither "catching" nor a fish caught: no label
+            ("c", "She is PLAYING the guitar, #sunset"),  # stop words removed: playingguitar
+            ("d", "Catching-a-Fish!!"),  # punctuation separates words; runs join them again
+            ("e", None),
+        ],
+    )
     summary, table = _run(tmp_path, videos, phrase_labels, min_videos=1, text_column="caption")
     got = _by_id(table)
     assert got["a"] == ("catching a fish", ["catchingafish", "catchingfish"])
@@ -244,13 +255,16 @@ def test_caption_phrases_match_and_say_which_phrase(tmp_path, phrase_labels):
 
 
 def test_caption_stop_words_and_run_lengths(tmp_path, phrase_labels):
-    videos = _captions(tmp_path / "c.parquet", [
-        ("the", "catching the fish"),  # only through the stop-word-free run catchingfish
-        ("far", "catching my very big fish"),  # content words catching very big fish: too far apart
-        ("gap", "catching, in the boat, a fish"),  # not consecutive once stop words go: catching boat fish
-        ("hash", "#FishCatching at dawn"),  # a #tag of the caption, normalised
-        ("word", "fish catching"),  # a plain two-word run
-    ])
+    videos = _captions(
+        tmp_path / "c.parquet",
+        [
+            ("the", "catching the fish"),  # only through the stop-word-free run catchingfish
+            ("far", "catching my very big fish"),  # content words catching very big fish: too far apart
+            ("gap", "catching, in the boat, a fish"),  # not consecutive once stop words go: catching boat fish
+            ("hash", "#FishCatching at dawn"),  # a #tag of the caption, normalised
+            ("word", "fish catching"),  # a plain two-word run
+        ],
+    )
     _, table = _run(tmp_path, videos, phrase_labels, min_videos=1, text_column="caption")
     got = _by_id(table)
     assert got == {
@@ -263,8 +277,13 @@ def test_caption_stop_words_and_run_lengths(tmp_path, phrase_labels):
 def test_caption_and_hashtags_columns_are_a_union(tmp_path, phrase_labels):
     videos = _captions(
         tmp_path / "c.parquet",
-        [("tags", "nothing here"), ("text", "playing guitar tonight"), ("both", "a man catching a fish"), ("none", None),
-         ("nulltags", "catching a fish")],
+        [
+            ("tags", "nothing here"),
+            ("text", "playing guitar tonight"),
+            ("both", "a man catching a fish"),
+            ("none", None),
+            ("nulltags", "catching a fish"),
+        ],
         hashtags=[["#PlayingGuitar"], [], ["#fishcatching"], None, None],
     )
     summary, table = _run(tmp_path, videos, phrase_labels, min_videos=1, text_column="caption")
@@ -278,27 +297,79 @@ def test_caption_and_hashtags_columns_are_a_union(tmp_path, phrase_labels):
 
 def test_caption_phrases_through_the_cli_csv_and_partitioned(tmp_path, phrase_labels):
     csv = tmp_path / "v.csv"
-    rows = [f'v{i},v{i}.mp4,"{c}"' for i, c in enumerate(["a man catching a fish", "Playing the guitar", "a river"] * 5)]
+    rows = [
+        f'v{i},v{i}.mp4,"{c}"' for i, c in enumerate(["a man catching a fish", "Playing the guitar", "a river"] * 5)
+    ]
     csv.write_text("video_id,uri,caption\n" + "\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "m.parquet"
-    r = runner.invoke(app, ["match", "--videos", str(csv), "--labels", str(phrase_labels), "--out", str(out),
-                            "--min-videos", "1", "--text-column", "caption"])
+    r = runner.invoke(
+        app,
+        [
+            "match",
+            "--videos",
+            str(csv),
+            "--labels",
+            str(phrase_labels),
+            "--out",
+            str(out),
+            "--min-videos",
+            "1",
+            "--text-column",
+            "caption",
+        ],
+    )
     assert r.exit_code == 0, r.output
     whole = pq.read_table(out)
     assert whole.num_rows == 10
     parts = tmp_path / "parts"
-    assert runner.invoke(app, ["partition-videos", "--videos", str(csv), "--out", str(parts), "--parts", "3"]).exit_code == 0
-    r = runner.invoke(app, ["match", "--partitioned", "--videos", str(parts), "--labels", str(phrase_labels),
-                            "--out", str(tmp_path / "pm"), "--min-videos", "1", "--text-column", "caption"])
+    assert (
+        runner.invoke(app, ["partition-videos", "--videos", str(csv), "--out", str(parts), "--parts", "3"]).exit_code
+        == 0
+    )
+    r = runner.invoke(
+        app,
+        [
+            "match",
+            "--partitioned",
+            "--videos",
+            str(parts),
+            "--labels",
+            str(phrase_labels),
+            "--out",
+            str(tmp_path / "pm"),
+            "--min-videos",
+            "1",
+            "--text-column",
+            "caption",
+        ],
+    )
     assert r.exit_code == 0, r.output
     split = pq.read_table(tmp_path / "pm" / "manifest")
     assert sorted(split.column("video_id").to_pylist()) == sorted(whole.column("video_id").to_pylist())
     # support counted without the text column does not decide a match with it
     counts = tmp_path / "counts.parquet"
-    assert runner.invoke(app, ["match-count", "--videos", str(csv), "--labels", str(phrase_labels),
-                               "--out", str(counts)]).exit_code == 0
-    r = runner.invoke(app, ["match", "--videos", str(csv), "--labels", str(phrase_labels), "--out", str(tmp_path / "s.parquet"),
-                            "--support", str(counts), "--text-column", "caption"])
+    assert (
+        runner.invoke(
+            app, ["match-count", "--videos", str(csv), "--labels", str(phrase_labels), "--out", str(counts)]
+        ).exit_code
+        == 0
+    )
+    r = runner.invoke(
+        app,
+        [
+            "match",
+            "--videos",
+            str(csv),
+            "--labels",
+            str(phrase_labels),
+            "--out",
+            str(tmp_path / "s.parquet"),
+            "--support",
+            str(counts),
+            "--text-column",
+            "caption",
+        ],
+    )
     assert_input_error(r, "counts.parquet", "another label space", "--text-column")
 
 
@@ -315,7 +386,10 @@ def test_non_ascii_aliases_reach_their_label(tmp_path):
     )
     _, table = _run(tmp_path, videos, labels, min_videos=1, text_column="caption")
     assert _by_id(table) == {
-        "es": ("dancing", ["baile"]), "zh": ("dancing", ["跳舞"]), "cap": ("dancing", ["跳舞"]), "en": ("dancing", ["dance"]),
+        "es": ("dancing", ["baile"]),
+        "zh": ("dancing", ["跳舞"]),
+        "cap": ("dancing", ["跳舞"]),
+        "en": ("dancing", ["dance"]),
     }
 
 
@@ -328,8 +402,22 @@ def test_drop_tags_removes_tags_and_counts_them(tmp_path, labels):
     got = _by_id(table)
     assert "a" not in got and got["b"] == ("catching fish", ["fishcatching"]) and "c" in got
     assert summary["dropped_tags"] == 1 and summary["drop_tags_not_in_index"] == 1 and summary["unmatched"] == 1
-    r = runner.invoke(app, ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(tmp_path / "cli.parquet"),
-                            "--min-videos", "1", "--drop-tags", str(drop)])
+    r = runner.invoke(
+        app,
+        [
+            "match",
+            "--videos",
+            str(videos),
+            "--labels",
+            str(labels),
+            "--out",
+            str(tmp_path / "cli.parquet"),
+            "--min-videos",
+            "1",
+            "--drop-tags",
+            str(drop),
+        ],
+    )
     assert r.exit_code == 0, r.output
     saved = json.loads((tmp_path / "cli.summary.json").read_text())
     assert saved["dropped_tags"] == 1 and saved["drop_tags_not_in_index"] == 1 and saved["in_manifest"] == 2
@@ -339,9 +427,15 @@ def test_bad_text_column_and_drop_tags_exit_2(tmp_path, labels):
     videos = _captions(tmp_path / "v.parquet", [("a", "catching fish")], hashtags=[["x"]])
     out = tmp_path / "m.parquet"
     base = ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(out)]
-    assert_input_error(runner.invoke(app, base + ["--text-column", "title"]), "v.parquet", "missing column 'title'", "--text-column")
-    assert_input_error(runner.invoke(app, base + ["--text-column", "hashtags"]), "v.parquet", "'hashtags'", "expected text")
-    assert_input_error(runner.invoke(app, base + ["--drop-tags", str(tmp_path / "nope.txt")]), "nope.txt", "file not found")
+    assert_input_error(
+        runner.invoke(app, base + ["--text-column", "title"]), "v.parquet", "missing column 'title'", "--text-column"
+    )
+    assert_input_error(
+        runner.invoke(app, base + ["--text-column", "hashtags"]), "v.parquet", "'hashtags'", "expected text"
+    )
+    assert_input_error(
+        runner.invoke(app, base + ["--drop-tags", str(tmp_path / "nope.txt")]), "nope.txt", "file not found"
+    )
     bad = tmp_path / "drop.txt"
     bad.write_text("fine\n!!!\n", encoding="utf-8")
     assert_input_error(runner.invoke(app, base + ["--drop-tags", str(bad)]), "drop.txt:2", "'!!!'")
@@ -353,7 +447,9 @@ def test_bad_text_column_and_drop_tags_exit_2(tmp_path, labels):
 def test_phrase_candidates_are_the_same_in_any_chunking(monkeypatch):
     from weaksup.assembly import videos as v
 
-    texts = pa.array(["x y z w", "a man catching a fish in the river", None, "the the the", "", "ñandú corre rápido"] * 3)
+    texts = pa.array(
+        ["x y z w", "a man catching a fish in the river", None, "the the the", "", "ñandú corre rápido"] * 3
+    )
     whole = v.text_candidates(texts).to_pylist()
     assert whole[1][:3] == ["a", "man", "catching"] and "catchingafish" in whole[1] and "catchingfish" in whole[1]
     assert whole[2] is None and whole[4] == [] and "theriver" in whole[1] and "thethe" in whole[3]

@@ -1,14 +1,18 @@
 """`weaksup match`: web videos x label hashtags -> a labelled manifest, streamed.
 
-At 65M videos the join must stream in bounded memory. Each record batch is matched
-row-wise with vectorised Arrow/numpy kernels (hash lookup of every tag in the
-hashtag index, then distinct (video, label) pairs per batch); nothing is exploded and
-grouped over the whole corpus. Two passes over the data:
+At 65M videos the join must run in parallel and in bounded memory. DuckDB does the join
+(:mod:`weaksup.assembly.match_engine`): it scans the table, unnests and normalises the
+tags and hash-joins them with the hashtag index, returning one int64 key per hit
+(``row * n_tags + tag``, 8 bytes a hit); numpy groups those keys per video (they arrive
+almost sorted) and maps tags to labels through the index's CSR lists. No per-video table
+is built over the whole corpus, and nothing but the keys and one hash per row is held.
+Two passes over the data:
 
-1. match every video, keep the matched ones in a temporary Parquet file, count each
-   label's support (videos carrying at least one of its hashtags);
+1. the join; rejects (null id, uri or tags; repeated ids); each label's support (videos
+   carrying at least one of its hashtags);
 2. drop labels below ``min_videos`` (paper: 50), re-assess their videos against the
-   labels they still match, and draw ONE label per video uniformly from what is left.
+   labels they still match, and draw ONE label per video uniformly from what is left,
+   reading ``video_id``, ``uri``, ``duration_s`` again in row order.
 
 The draw depends only on ``(seed, video_id)`` so the manifest is the same whatever the
 row order, sharding or worker count. Every input row ends up in exactly one of:
@@ -32,9 +36,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+import queue
+import threading
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -42,23 +51,25 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
+from weaksup.assembly.match_engine import VideosScan
 from weaksup.assembly.partition import PART_META_KEY, list_parts, read_part_label
 from weaksup.assembly.videos import (
     candidate_columns,
     duplicate_rows,
     finish_rejects,
-    iter_videos,
     open_table,
-    reject_null_rows,
     require_columns,
 )
 from weaksup.errors import InputError
-from weaksup.progress import count_progress
 from weaksup.hashing import splitmix64, stable_hash64
 from weaksup.labels.sources import read_hashtag_list
-from weaksup.uris import check_input_file
-from weaksup.tables import conform, load_schema, read_table, write_json, write_table
 from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
+from weaksup.progress import count_progress
+from weaksup.tables import conform, load_schema, read_table, write_json, write_table
+from weaksup.uris import check_input_file
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -158,27 +169,6 @@ def check_options(*, min_videos: int | None = None, batch_size: int | None = Non
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
 
 
-def tag_hits(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (row, tag) pairs of one batch where a video's hashtag is a relevant hashtag;
-    the tag as its position in ``index.tags``; sorted by row, then tag."""
-    if isinstance(hashtags, pa.ChunkedArray):
-        hashtags = hashtags.combine_chunks()
-    flat = pc.list_flatten(hashtags)
-    parents = pc.list_parent_indices(hashtags).to_numpy()
-    pos = pc.index_in(flat, value_set=index.tags)
-    hit = pos.is_valid().to_numpy(zero_copy_only=False)
-    if not hit.any():
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    key = parents[hit].astype(np.int64) * len(index.tags) + pos.to_numpy(zero_copy_only=False)[hit].astype(np.int64)
-    key = np.unique(key)
-    return key // len(index.tags), key % len(index.tags)
-
-
-def match_batch(hashtags: pa.Array, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (row, label_id) pairs of one batch, sorted by row then label."""
-    return labels_of_hits(*tag_hits(hashtags, index), index)
-
-
 def labels_of_hits(rows: np.ndarray, tag_pos: np.ndarray, index: HashtagIndex) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (row, label_id) pairs of (row, tag) hits, sorted by row then label."""
     n = index.counts[tag_pos]
@@ -186,10 +176,11 @@ def labels_of_hits(rows: np.ndarray, tag_pos: np.ndarray, index: HashtagIndex) -
     start = np.repeat(index.starts[tag_pos] - np.cumsum(n) + n, n) + np.arange(n.sum())
     labels = index.label_ids[start].astype(np.int64)
     key = rows * len(index) + labels
-    key.sort()
+    key.sort(kind="stable")  # rows come sorted: timsort is about linear here
     if len(key):
         key = key[np.concatenate([[True], key[1:] != key[:-1]])]
-    return key // len(index), (key % len(index)).astype(np.int32)
+    rows, labels = np.divmod(key, len(index))
+    return rows, labels.astype(np.int32)
 
 
 def tags_of_label(tag_lists: pa.Array, label_id: np.ndarray, index: HashtagIndex) -> pa.Array:
@@ -202,8 +193,11 @@ def tags_of_label(tag_lists: pa.Array, label_id: np.ndarray, index: HashtagIndex
     ok = np.zeros(len(flat), bool)
     single = count == 1  # a collision-free tag has one label
     ok[single] = index.label_ids[start[single]] == want[single]
-    for i in np.flatnonzero(~single):
-        ok[i] = want[i] in index.label_ids[start[i]: start[i] + count[i]]
+    multi = np.flatnonzero(~single)  # tags of several labels: every (tag, label) pair compared
+    n = count[multi]
+    entry = np.repeat(multi, n)
+    pair = np.repeat(start[multi] - np.cumsum(n) + n, n) + np.arange(n.sum())
+    ok[entry[index.label_ids[pair] == want[entry]]] = True
     n = np.bincount(parents[ok], minlength=len(label_id))
     offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), index.tags.take(pa.array(flat[ok], pa.int64())))
@@ -215,99 +209,142 @@ def _draw(hashes: np.ndarray, seed: int, counts: np.ndarray) -> np.ndarray:
     return (mixed % np.maximum(counts, 1).astype(np.uint64)).astype(np.int64)
 
 
-def _lists(rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-    """Group sorted (row, label) pairs into one list per matched row."""
-    first = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]])) if len(rows) else np.empty(0, np.int64)
-    matched_rows = rows[first]
-    offsets = np.append(first, len(rows)).astype(np.int32)
-    return matched_rows, pa.ListArray.from_arrays(pa.array(offsets), pa.array(labels, pa.int32()))
+def _group_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Index of the first element of each run of equal values."""
+    if not len(sorted_values):
+        return np.empty(0, np.int64)
+    return np.flatnonzero(np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]]))
+
+
+def _row_slices(keys: np.ndarray, n_tags: int, size: int = 1 << 22) -> Iterator[slice]:
+    """Slices of about ``size`` hit keys that never split one row's hits."""
+    start = 0
+    while start < len(keys):
+        end = min(start + size, len(keys))
+        if end < len(keys):
+            end = int(np.searchsorted(keys, (keys[end - 1] // n_tags + 1) * n_tags))
+        yield slice(start, end)
+        start = end
 
 
 @dataclass
 class _FirstPass:
-    """What pass 1 learns about one videos table: support after duplicate removal, rejects, accounting."""
+    """What pass 1 learns about one videos table: the hits, support after duplicate removal, rejects, accounting."""
 
     n_read: int
     support: np.ndarray
     rejects: list[dict]
     n_unmatched: int
     duplicate_rows: dict[int, tuple[str, int]]
+    keys: np.ndarray  # sorted distinct row * n_tags + tag position of every hit (duplicate rows included)
+    n_tags: int
 
 
 def _first_pass(
-    videos: str | Path, index: HashtagIndex, matched_tmp: Path, batch_size: int, progress: bool, text_column: str | None = None
+    scan: VideosScan, index: HashtagIndex, batch_size: int, tags_reason: str, on_row: Callable[[int], None]
 ) -> _FirstPass:
-    """Match every row, write the matched ones to ``matched_tmp``, count support, find rejects and duplicates."""
-    n_labels = len(index)
+    """The join (hits), rejects, duplicate ids and each label's support (duplicates left out)."""
+    keys, rejects = scan.join(tags_reason, on_row)
+    n_tags = max(scan.n_tags, 1)
+    hashes = scan.id_hashes(batch_size)
+    hashes[np.array([r["row"] for r in rejects], np.int64)] = 0  # a rejected row is nobody's first copy
+    duplicates = duplicate_rows(scan.ids_source, hashes, batch_size)
+    del hashes
+    dup_idx = np.sort(np.fromiter(duplicates, np.int64, len(duplicates)))
+    support = np.zeros(len(index), np.int64)
+    n_matched = n_dup_matched = 0
+    for part in _row_slices(keys, n_tags):
+        rows, pos = np.divmod(keys[part], n_tags)
+        matched_rows = rows[_group_starts(rows)]
+        n_matched += len(matched_rows)
+        if len(dup_idx):
+            n_dup_matched += int(np.isin(matched_rows, dup_idx).sum())
+            keep = ~np.isin(rows, dup_idx)
+            rows, pos = rows[keep], pos[keep]
+        support += np.bincount(labels_of_hits(rows, pos, index)[1], minlength=len(index))
+    rejects.extend(
+        {"row": r, "video_id": v, "reason": "duplicate video_id", "first": first}
+        for r, (v, first) in sorted(duplicates.items())
+    )
+    n_null = len(rejects) - len(duplicates)
+    n_unmatched = scan.n_read - n_null - n_matched - (len(duplicates) - n_dup_matched)
+    return _FirstPass(scan.n_read, support, rejects, n_unmatched, duplicates, keys, n_tags)
+
+
+@contextmanager
+def _scanned(
+    videos: str | Path, index: HashtagIndex, staging: Path, batch_size: int, progress: bool, text_column: str | None
+) -> Iterator[tuple[VideosScan, _FirstPass]]:
+    """The videos table opened in DuckDB and its first pass, under a progress bar of rows."""
     dataset = open_table(videos)
     total = dataset.count_rows() if str(videos).endswith((".parquet", ".pq")) or Path(videos).is_dir() else None
-    matched_schema = pa.schema(
-        [("row", pa.int64()), ("video_id", pa.string()), ("uri", pa.string()), ("duration_s", pa.float64()),
-         ("hash", pa.uint64()), ("matched", pa.list_(pa.int32())), ("tags", pa.list_(pa.int32()))]
-    )
-    null_tags = "null hashtags"
+    tags_reason = "null hashtags"
     if text_column is not None:  # the reason names the columns that were all null: "null hashtags and caption"
         tags_col, text_col = candidate_columns(dataset, str(videos), text_column)
-        null_tags = "null " + " and ".join(c for c in (tags_col, text_col) if c is not None)
-    support = np.zeros(n_labels, np.int64)
-    all_hashes = np.zeros(total or 0, np.uint64)  # one array, grown by doubling when the row count is unknown
-    rejects: list[dict] = []
-    n_read = n_unmatched = 0
-    unmatched_rows: list[np.ndarray] = []
-    with pq.ParquetWriter(matched_tmp, matched_schema, compression="none") as writer, count_progress(progress, "match") as bar:
+        tags_reason = "null " + " and ".join(c for c in (tags_col, text_col) if c is not None)
+    with count_progress(progress, "match") as bar:
         task = bar.add_task("match", total=total)
-        vocabulary = index.tags if text_column is not None else None  # phrases not in the index are dropped early
-        for batch in iter_videos(videos, batch_size=batch_size, text_column=text_column, vocabulary=vocabulary):
-            n = batch.num_rows
-            row0 = n_read
-            n_read += n
-            vid, uri, tags = batch.column("video_id"), batch.column("uri"), batch.column("hashtags")
-            rejected = reject_null_rows(vid, uri, tags, row0, rejects, tags_reason=null_tags)
-            hashes = stable_hash64(vid, 0, "video_id")
-            hashes[rejected] = 0
-            if len(all_hashes) < n_read:
-                all_hashes = np.concatenate([all_hashes, np.zeros(max(n_read, 2 * len(all_hashes)) - len(all_hashes), np.uint64)])
-            all_hashes[row0:n_read] = hashes
-            hit_rows, hit_tags = tag_hits(tags, index)
-            keep = ~rejected[hit_rows]
-            hit_rows, hit_tags = hit_rows[keep], hit_tags[keep]
-            rows, labels = labels_of_hits(hit_rows, hit_tags, index)
-            matched_rows, lists = _lists(rows, labels)
-            _, tag_lists = _lists(hit_rows, hit_tags.astype(np.int32))  # the same rows: every hit has a label
-            support += np.bincount(labels, minlength=n_labels)
-            unmatched = np.ones(n, bool)
-            unmatched[matched_rows] = False
-            unmatched &= ~rejected
-            n_unmatched += int(unmatched.sum())
-            unmatched_rows.append(np.flatnonzero(unmatched) + row0)
-            take = pa.array(matched_rows)
-            writer.write_table(
-                pa.table(
-                    {
-                        "row": pa.array(matched_rows + row0, pa.int64()),
-                        "video_id": vid.take(take),
-                        "uri": uri.take(take),
-                        "duration_s": batch.column("duration_s").take(take),
-                        "hash": pa.array(hashes[matched_rows], pa.uint64()),
-                        "matched": lists,
-                        "tags": tag_lists,
-                    },
-                    schema=matched_schema,
-                )
-            )
-            bar.advance(task, n)
-
-    duplicates = duplicate_rows(videos, all_hashes[:n_read], batch_size)
-    if duplicates:
-        dup_idx = np.fromiter(duplicates, np.int64)
-        all_unmatched = np.concatenate(unmatched_rows) if unmatched_rows else np.empty(0, np.int64)
-        n_unmatched -= int(np.isin(all_unmatched, dup_idx).sum())
-        rejects.extend(
-            {"row": r, "video_id": v, "reason": "duplicate video_id", "first": first}
-            for r, (v, first) in sorted(duplicates.items())
+        seen = lambda n: bar.update(task, completed=n)  # noqa: E731
+        scan = VideosScan(
+            videos, index.tags, staging=staging, text_column=text_column, batch_size=batch_size, on_rows=seen
         )
-        support = _recount(matched_tmp, dup_idx, n_labels)
-    return _FirstPass(n_read, support, rejects, n_unmatched, duplicates)
+        try:
+            first = _first_pass(scan, index, batch_size, tags_reason, seen)
+        except BaseException:
+            scan.close()
+            raise
+        bar.update(task, completed=first.n_read)
+    with scan:
+        yield scan, first
+
+
+def _manifest_part(
+    batch: pa.RecordBatch,
+    row0: int,
+    first: _FirstPass,
+    dup_idx: np.ndarray,
+    index: HashtagIndex,
+    kept: np.ndarray,
+    seed: int,
+) -> tuple[pa.Table, int, np.ndarray]:
+    """The manifest rows of one batch of input rows (those with a kept label, one drawn), the
+    number of matched rows left without a kept label, and the drawn label ids."""
+    lo, hi = np.searchsorted(first.keys, [row0 * first.n_tags, (row0 + batch.num_rows) * first.n_tags])
+    rows, pos = np.divmod(first.keys[lo:hi], first.n_tags)
+    if len(dup_idx):
+        keep = ~np.isin(rows, dup_idx)
+        rows, pos = rows[keep], pos[keep]
+    tag_starts = _group_starts(rows)
+    matched_rows = rows[tag_starts]
+    tag_lists = pa.ListArray.from_arrays(
+        pa.array(np.append(tag_starts, len(rows)).astype(np.int32)), pa.array(pos, pa.int64())
+    )
+    label_rows, labels = labels_of_hits(rows, pos, index)
+    ok = kept[labels]
+    n_kept = np.bincount(np.searchsorted(matched_rows, label_rows[ok]), minlength=len(matched_rows))
+    alive = n_kept > 0
+    offsets = np.concatenate([[0], np.cumsum(n_kept)]).astype(np.int32)
+    kept_labels = labels[ok]
+    sel = pa.array(np.flatnonzero(alive))
+    local = pa.array(matched_rows[alive] - row0)
+    video_id = batch.column("video_id").take(local)
+    pick = _draw(stable_hash64(video_id, 0, "video_id"), seed, n_kept[alive])
+    label_id = kept_labels[offsets[:-1][alive] + pick] if alive.any() else np.empty(0, np.int32)
+    label_arr = pa.array(label_id, pa.int32())
+    table = pa.table(
+        {
+            "video_id": video_id,
+            "uri": batch.column("uri").take(local),
+            "label_id": label_arr,
+            "label": pa.array(index.names, pa.string()).take(label_arr),
+            "matched_label_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(kept_labels, pa.int32())).take(
+                sel
+            ),
+            "duration_s": batch.column("duration_s").take(local),
+            "matched_hashtags": tags_of_label(tag_lists.take(sel), label_id, index),
+        }
+    )
+    return table, int((~alive).sum()), label_id
 
 
 def _side_paths(cfg: MatchConfig) -> tuple[Path, Path, Path]:
@@ -315,7 +352,89 @@ def _side_paths(cfg: MatchConfig) -> tuple[Path, Path, Path]:
     out = Path(cfg.out)
     stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
     folder = Path(cfg.side_dir) if cfg.side_dir is not None else out.parent
-    return (folder / f"{stem}.rejects.parquet", folder / f"{stem}.label_counts.parquet", folder / f"{stem}.summary.json")
+    return (
+        folder / f"{stem}.rejects.parquet",
+        folder / f"{stem}.label_counts.parquet",
+        folder / f"{stem}.summary.json",
+    )
+
+
+@contextmanager
+def _background_writer(path: Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
+    """A zstd Parquet writer fed through a short queue by a thread: compressing one batch of
+    the manifest overlaps with matching the next. Its error is raised in the caller."""
+    tables: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+    errors: list[BaseException] = []
+
+    def drain(writer: pq.ParquetWriter) -> None:
+        while (table := tables.get()) is not None:
+            if not errors:
+                try:
+                    writer.write_table(table)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    errors.append(exc)
+
+    def write(table: pa.Table) -> None:
+        if errors:
+            raise errors[0]
+        tables.put(table)
+
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        thread = threading.Thread(target=drain, args=(writer,), name="match-writer", daemon=True)
+        thread.start()
+        try:
+            yield write
+        finally:
+            tables.put(None)
+            thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _in_order(fn: Callable[[_Item], _Result], items: Iterable[_Item], workers: int) -> Iterator[_Result]:
+    """``map(fn, items)`` on ``workers`` threads (numpy and Arrow release the GIL), results in
+    order, at most two per worker in flight."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="match") as pool:
+        pending: deque[Future[_Result]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _second_pass(
+    scan: VideosScan,
+    first: _FirstPass,
+    index: HashtagIndex,
+    kept: np.ndarray,
+    seed: int,
+    batch_size: int,
+    tmp_out: Path,
+) -> tuple[np.ndarray, int, int]:
+    """Write the manifest to ``tmp_out``, batch by batch of input rows; returns each label's
+    assigned videos, the videos left without a kept label, and the manifest's rows."""
+    schema = load_schema("manifest")
+    dup_idx = np.sort(np.fromiter(first.duplicate_rows, np.int64, len(first.duplicate_rows)))
+    assigned = np.zeros(len(index), np.int64)
+    n_dropped = n_manifest = 0
+
+    def part(item: tuple[int, pa.RecordBatch]) -> tuple[pa.Table, int, np.ndarray]:
+        table, dropped, label_id = _manifest_part(item[1], item[0], first, dup_idx, index, kept, seed)
+        return conform(table, schema), dropped, label_id
+
+    with _background_writer(tmp_out, schema.to_arrow()) as write:
+        for table, dropped, label_id in _in_order(part, scan.rows(batch_size), scan.threads):
+            n_dropped += dropped
+            n_manifest += table.num_rows
+            assigned += np.bincount(label_id, minlength=len(index))
+            if table.num_rows:
+                write(table)
+    return assigned, n_dropped, n_manifest
 
 
 @output_set()  # manifest, rejects, label counts and summary: all or none
@@ -338,67 +457,31 @@ def match_videos(cfg: MatchConfig) -> dict:
     require_columns(dataset, uris.display(cfg.videos), ("video_id", "uri"))
     candidate_columns(dataset, uris.display(cfg.videos), cfg.text_column)
     global_support = (
-        read_support(Path(cfg.support), index, cfg.videos, text_column=cfg.text_column) if cfg.support is not None else None
+        read_support(Path(cfg.support), index, cfg.videos, text_column=cfg.text_column)
+        if cfg.support is not None
+        else None
     )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    matched_tmp = atomic_path(out.with_name(out.name + ".matched"))
+    staging = atomic_path(out.with_name(out.name + ".staged"))
     tmp_out: Path | None = None
     try:
-        first = _first_pass(cfg.videos, index, matched_tmp, cfg.batch_size, cfg.progress, cfg.text_column)
-        n_read, support, rejects, n_unmatched, duplicates = (
-            first.n_read, first.support, first.rejects, first.n_unmatched, first.duplicate_rows
-        )
-
-        kept = (global_support if global_support is not None else support) >= cfg.min_videos
-        assigned = np.zeros(n_labels, np.int64)
-        n_dropped = n_manifest = 0
-        names = pa.array(index.names, pa.string())
-        schema = load_schema("manifest")
-        tmp_out = atomic_path(out)
-        dup_set = np.fromiter(duplicates, np.int64) if duplicates else None
-        with pq.ParquetWriter(tmp_out, schema.to_arrow(), compression="zstd") as writer:
-            for batch in pq.ParquetFile(matched_tmp).iter_batches(batch_size=cfg.batch_size):
-                if dup_set is not None:
-                    batch = batch.filter(pa.array(~np.isin(batch.column("row").to_numpy(), dup_set)))
-                lists = batch.column("matched")
-                flat = pc.list_flatten(lists).to_numpy()
-                parents = pc.list_parent_indices(lists).to_numpy()
-                ok = kept[flat]
-                n_kept = np.bincount(parents[ok], minlength=batch.num_rows)
-                alive = n_kept > 0
-                n_dropped += int((~alive).sum())
-                new_offsets = np.concatenate([[0], np.cumsum(n_kept)]).astype(np.int32)
-                kept_lists = pa.ListArray.from_arrays(pa.array(new_offsets), pa.array(flat[ok], pa.int32()))
-                pick = _draw(batch.column("hash").to_numpy(), cfg.seed, n_kept)
-                label_id = flat[ok][new_offsets[:-1][alive] + pick[alive]] if alive.any() else np.empty(0, np.int32)
-                assigned += np.bincount(label_id, minlength=n_labels)
-                n_manifest += int(alive.sum())
-                sel = pa.array(np.flatnonzero(alive))
-                label_arr = pa.array(label_id, pa.int32())
-                table = pa.table(
-                    {
-                        "video_id": batch.column("video_id").take(sel),
-                        "uri": batch.column("uri").take(sel),
-                        "label_id": label_arr,
-                        "label": names.take(label_arr),
-                        "matched_label_ids": kept_lists.take(sel),
-                        "duration_s": batch.column("duration_s").take(sel),
-                        "matched_hashtags": tags_of_label(batch.column("tags").take(sel), label_id, index),
-                    }
-                )
-                writer.write_table(conform(table, schema))
+        with _scanned(cfg.videos, index, staging, cfg.batch_size, cfg.progress, cfg.text_column) as (scan, first):
+            kept = (global_support if global_support is not None else first.support) >= cfg.min_videos
+            tmp_out = atomic_path(out)
+            assigned, n_dropped, n_manifest = _second_pass(scan, first, index, kept, cfg.seed, cfg.batch_size, tmp_out)
         commit_output(tmp_out, out)
     except BaseException:
         if tmp_out is not None and tmp_out.exists():
             tmp_out.unlink()
         raise
-    finally:
-        if matched_tmp.exists():
-            matched_tmp.unlink()
+    n_read, support, rejects, n_unmatched = first.n_read, first.support, first.rejects, first.n_unmatched
+    names = pa.array(index.names, pa.string())
 
     rejects = finish_rejects(cfg.videos, rejects)
-    write_table("match_rejects", pa.Table.from_pylist(rejects, schema=load_schema("match_rejects").to_arrow()), rejects_path)
+    write_table(
+        "match_rejects", pa.Table.from_pylist(rejects, schema=load_schema("match_rejects").to_arrow()), rejects_path
+    )
     write_table(
         "label_counts",
         {
@@ -434,16 +517,6 @@ def match_videos(cfg: MatchConfig) -> dict:
     summary.update(drop_info)
     write_json(summary, summary_path)
     return summary
-
-
-def _recount(matched_tmp: Path, excluded_rows: np.ndarray, n_labels: int) -> np.ndarray:
-    support = np.zeros(n_labels, np.int64)
-    for batch in pq.ParquetFile(matched_tmp).iter_batches(columns=["row", "matched"]):
-        lists = batch.column("matched")
-        parents = pc.list_parent_indices(lists).to_numpy()
-        ok = ~np.isin(batch.column("row").to_numpy(), excluded_rows)
-        support += np.bincount(pc.list_flatten(lists).to_numpy()[ok[parents]], minlength=n_labels)
-    return support
 
 
 def _local_file(path: str | Path) -> bool:
@@ -485,12 +558,9 @@ def count_matches(cfg: MatchCountConfig) -> dict:
     if out.is_dir():
         raise InputError(f"{out}: is a directory, expected an output file path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    matched_tmp = atomic_path(out.with_name(out.name + ".matched"))
-    try:
-        first = _first_pass(videos, index, matched_tmp, cfg.batch_size, cfg.progress, cfg.text_column)
-    finally:
-        if matched_tmp.exists():
-            matched_tmp.unlink()
+    staging = atomic_path(out.with_name(out.name + ".staged"))
+    with _scanned(videos, index, staging, cfg.batch_size, cfg.progress, cfg.text_column) as (_, first):
+        pass  # the first pass is all match-count needs
     meta = {LABELS_DIGEST_KEY: space_digest(index, cfg.text_column).encode()}
     part = read_part_label(Path(videos)) if _local_file(videos) else None
     if part is not None:
@@ -528,7 +598,9 @@ def _check_parts(where: Path, labels: list[tuple[int, int] | None], what: str) -
         raise InputError(f"{where}: mixes {what} of partition parts with {what} of whole tables")
     totals = sorted({n for _, n in known})
     if len(totals) != 1:
-        raise InputError(f"{where}: {what} of partitions into different numbers of parts ({', '.join(map(str, totals))})")
+        raise InputError(
+            f"{where}: {what} of partitions into different numbers of parts ({', '.join(map(str, totals))})"
+        )
     n = totals[0]
     seen = Counter(i for i, _ in known)
     twice = sorted(i for i, c in seen.items() if c > 1)
@@ -564,8 +636,10 @@ def read_support(
         table = read_table("label_support", f)
         meta = pq.read_schema(f).metadata or {}
         if meta.get(LABELS_DIGEST_KEY, digest.encode()).decode() != digest:
-            raise InputError(f"{f}: support counted against another label space than --labels "
-                             "(other labels, --drop-tags or --text-column)")
+            raise InputError(
+                f"{f}: support counted against another label space than --labels "
+                "(other labels, --drop-tags or --text-column)"
+            )
         ids = table.column("label_id").to_numpy()
         if len(ids) != n_labels or not np.array_equal(np.sort(ids), np.arange(n_labels)):
             raise InputError(f"{f}: support for {len(ids)} labels, the labels table has {n_labels}")
@@ -611,8 +685,17 @@ def match_partitioned(cfg: MatchConfig) -> dict:
 
     if cfg.support is None:
         for p in parts:
-            count_matches(MatchCountConfig(p, Path(cfg.labels), support / p.name, cfg.batch_size, cfg.progress,
-                                           text_column=cfg.text_column, drop_tags=cfg.drop_tags))
+            count_matches(
+                MatchCountConfig(
+                    p,
+                    Path(cfg.labels),
+                    support / p.name,
+                    cfg.batch_size,
+                    cfg.progress,
+                    text_column=cfg.text_column,
+                    drop_tags=cfg.drop_tags,
+                )
+            )
     summaries = [
         match_videos(replace(cfg, videos=p, out=out / "manifest" / p.name, support=support, side_dir=out / "parts"))
         for p in parts
@@ -628,12 +711,19 @@ def match_partitioned(cfg: MatchConfig) -> dict:
         "kept": first.column("kept"),  # decided by the summed support: the same in every part
     }
     rejects = pa.concat_tables(
-        read_table("match_rejects", s["outputs"]["rejects"]).select(["row", "video_id", "reason"]).append_column(
-            "part", pa.array([p.name] * pq.ParquetFile(s["outputs"]["rejects"]).metadata.num_rows, pa.string()))
+        read_table("match_rejects", s["outputs"]["rejects"])
+        .select(["row", "video_id", "reason"])
+        .append_column(
+            "part", pa.array([p.name] * pq.ParquetFile(s["outputs"]["rejects"]).metadata.num_rows, pa.string())
+        )
         for p, s in zip(parts, summaries)
     )
     rejects = rejects.take(pc.sort_indices(rejects, [("row", "ascending"), ("part", "ascending")]))
-    counts_path, rejects_path, summary_path = out / "label_counts.parquet", out / "rejects.parquet", out / "summary.json"
+    counts_path, rejects_path, summary_path = (
+        out / "label_counts.parquet",
+        out / "rejects.parquet",
+        out / "summary.json",
+    )
     with output_set():  # the job's label counts, rejects and summary: all or none (each part committed its own)
         write_table("label_counts", label_counts, counts_path)
         write_table("match_rejects", rejects, rejects_path)
@@ -655,13 +745,19 @@ def match_partitioned(cfg: MatchConfig) -> dict:
             "min_videos": cfg.min_videos,
             "seed": cfg.seed,
             "accounted": all(s["accounted"] for s in summaries)
-            and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected") == total("videos_read"),
+            and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected")
+            == total("videos_read"),
             "parts": len(parts),
             "partition_checked": n_parts is not None,
             **({"text_column": cfg.text_column} if cfg.text_column is not None else {}),
             **drop_info,
-            "outputs": {"manifest": str(out / "manifest"), "rejects": str(rejects_path), "label_counts": str(counts_path),
-                        "support": str(support), "parts": str(out / "parts")},
+            "outputs": {
+                "manifest": str(out / "manifest"),
+                "rejects": str(rejects_path),
+                "label_counts": str(counts_path),
+                "support": str(support),
+                "parts": str(out / "parts"),
+            },
         }
         write_json(summary, summary_path)
     return summary
