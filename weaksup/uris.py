@@ -217,7 +217,7 @@ def url_to_fs(uri: PathOrUri) -> tuple[Any, str]:
         import fsspec.core
     except ImportError:
         raise UnsupportedUri(
-            f"{text}: reading {scheme(text) or 'this'}:// URIs needs fsspec (pip install fsspec)"
+            f"{text}: reading {scheme(text) or 'this'}:// URIs needs fsspec (pip install 'weaksup[remote]')"
         ) from None
     try:
         return fsspec.core.url_to_fs(text)
