@@ -28,6 +28,25 @@ RayAddressOption = Annotated[
 ]
 
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+#: --resume/--no-resume of the bulk jobs (probe, fingerprint): parts stamped by input rows and settings.
+PartsResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume/--no-resume",
+        help=(
+            "Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete "
+            "the parts of an earlier run and start over)."
+        ),
+    ),
+]
+ResumeStrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume-strict",
+        help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
+        "settings, instead of recomputing them with a warning.",
+    ),
+]
 
 console = Console()
 err_console = Console(stderr=True)

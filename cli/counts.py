@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import print_summary, run
+from weaksup.cli.common import ProgressOption, print_summary, run
 
 
 def hashtag_counts(
@@ -28,7 +28,7 @@ def hashtag_counts(
     ],
     min_count: Annotated[int, typer.Option(help="Keep hashtags carried by at least this many videos.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Count the videos carrying each hashtag (normalised as match does); the --pair-counts input of build-labels."""
     from weaksup.assembly.hashtag_counts import HashtagCountsConfig, count_hashtags

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import EngineOption, RayAddressOption, print_summary, run
+from weaksup.cli.common import EngineOption, ProgressOption, RayAddressOption, print_summary, run
 
 # the library's defaults (weaksup.dedupe.dedupe; a test keeps them equal), written out so
 # that `weaksup --help` does not import numpy, pyarrow and OpenCV
@@ -44,7 +44,7 @@ def dedupe(
     ] = False,
     chunk_size: Annotated[int, typer.Option(help="Source videos queried together (bounds memory).")] = 256,
     workers: Annotated[int, typer.Option(help="Worker processes when fingerprinting (0 = in this process).")] = 2,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
 ) -> None:

@@ -10,7 +10,10 @@ import typer
 from weaksup.cli.common import (
     AllowEmptyOption,
     EngineOption,
+    PartsResumeOption,
+    ProgressOption,
     RayAddressOption,
+    ResumeStrictOption,
     nothing_done,
     one_line_warnings,
     print_summary,
@@ -26,25 +29,9 @@ def fingerprint(
     ] = 16.0,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = in this process).")] = 2,
     chunk_size: Annotated[int, typer.Option(help="Videos per resumable part.")] = 16,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume/--no-resume",
-            help=(
-                "Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete "
-                "the parts of an earlier run and start over)."
-            ),
-        ),
-    ] = True,
-    resume_strict: Annotated[
-        bool,
-        typer.Option(
-            "--resume-strict",
-            help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
-            "settings, instead of recomputing them with a warning.",
-        ),
-    ] = False,
+    progress: ProgressOption = True,
+    resume: PartsResumeOption = True,
+    resume_strict: ResumeStrictOption = False,
     decode_threads: Annotated[
         bool,
         typer.Option(

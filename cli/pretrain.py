@@ -22,7 +22,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from weaksup.cli.common import MaxRejectFractionOption, err_console, one_line_warnings, print_summary, run, run_locked
+from weaksup.cli.common import (
+    MaxRejectFractionOption,
+    ProgressOption,
+    err_console,
+    one_line_warnings,
+    print_summary,
+    run,
+    run_locked,
+)
 from weaksup.errors import InputError
 from weaksup.train.config import FIELD_HELP as H
 from weaksup.train.config import PRESETS, TrainConfig
@@ -71,7 +79,7 @@ def pretrain(
             "checkpoint's: one warning instead of an error.",
         ),
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     max_reject_fraction: MaxRejectFractionOption = 0.5,
     arch: Annotated[Optional[str], typer.Option(help=H["arch"])] = None,
     frames: Annotated[Optional[int], typer.Option(help=H["frames"])] = None,

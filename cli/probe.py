@@ -10,7 +10,10 @@ import typer
 from weaksup.cli.common import (
     AllowEmptyOption,
     EngineOption,
+    PartsResumeOption,
+    ProgressOption,
     RayAddressOption,
+    ResumeStrictOption,
     nothing_done,
     one_line_warnings,
     print_summary,
@@ -29,25 +32,9 @@ def probe(
             help="Where the container states no frame count (WebM/MKV), count packets: exact, reads whole files."
         ),
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume/--no-resume",
-            help=(
-                "Continue from what an earlier run of the same input and settings left in OUT (--no-resume: delete "
-                "the parts of an earlier run and start over)."
-            ),
-        ),
-    ] = True,
-    resume_strict: Annotated[
-        bool,
-        typer.Option(
-            "--resume-strict",
-            help="Stop (exit 2) when parts of an earlier run do not match this job's input rows or "
-            "settings, instead of recomputing them with a warning.",
-        ),
-    ] = False,
+    progress: ProgressOption = True,
+    resume: PartsResumeOption = True,
+    resume_strict: ResumeStrictOption = False,
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
     allow_empty: AllowEmptyOption = False,

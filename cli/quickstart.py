@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import OldVideosCountOption, console, err_console, num_videos_of, run
+from weaksup.cli.common import OldVideosCountOption, ProgressOption, console, err_console, num_videos_of, run
 
 
 def quickstart(
@@ -22,7 +22,7 @@ def quickstart(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the corpus and of every stage.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes for encoding, probing, fingerprinting, loading.")] = 2,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: ProgressOption = True,
     resume: Annotated[
         bool,
         typer.Option(

@@ -9,6 +9,7 @@ import typer
 
 from weaksup.cli.common import (
     AllowEmptyOption,
+    ProgressOption,
     deprecated_option,
     nothing_done,
     one_line_warnings,
@@ -32,7 +33,7 @@ def shard(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffled row order (each shard mixes classes).")] = 0,
     threads: Annotated[int, typer.Option(help="Threads reading files and writing shards (I/O; at least 1).")] = 2,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     resume: Annotated[
         bool,
         typer.Option(

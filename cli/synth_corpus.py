@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import OldVideosCountOption, num_videos_of, print_summary, run
+from weaksup.cli.common import OldVideosCountOption, ProgressOption, num_videos_of, print_summary, run
 
 
 def synth_corpus(
@@ -43,7 +43,7 @@ def synth_corpus(
     second_label_rate: Annotated[float, typer.Option(help="Share tagged with their class and another.")] = 0.10,
     noise_tags_mean: Annotated[float, typer.Option(help="Mean number of unrelated tags per video (Poisson).")] = 1.5,
     workers: Annotated[int, typer.Option(help="Encoding processes (0 = in this process).")] = 2,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     videos: OldVideosCountOption = None,
 ) -> None:
     """Generate a synthetic web-video corpus (motion classes, noisy hashtags) with truth and a target benchmark."""
