@@ -88,9 +88,6 @@ def corpus(
     halves: the fc-only train and test sets of finding 3 (tail classes of the pre-training
     label space).
     """
-    from weaksup.assembly.match import MatchConfig, match_videos
-    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
-    from weaksup.labels.build import BuildLabelsConfig, build_labels
     from weaksup.synth.corpus import SynthCorpusConfig, synth_corpus
 
     root = Path(out) / (
@@ -114,30 +111,20 @@ def corpus(
     )
     paths["pool"], paths["raw_pool"] = paths["clean"], paths["manifest"]
     if not paths["web_b"].exists():
-        whole = dict(partial_action_after_s=SynthCorpusConfig.max_duration_s) if whole_action else {}
-        if shot_length_s:
-            whole["shot_length_s"] = shot_length_s
-        synth_corpus(SynthCorpusConfig(out=c, workers=2, **dict(CORPUS, n_videos=web_videos), **whole), progress=False)
-        build_labels(BuildLabelsConfig(sources=("file",), labels_file=c / "labels.txt", out=paths["labels"]))
-        match_videos(
-            MatchConfig(
-                videos=c / "videos.parquet",
-                labels=paths["labels"],
-                out=paths["manifest"],
-                min_videos=10,
-                seed=0,
-                progress=False,
-            )
+        variant = dict(shot_length_s=shot_length_s)
+        if whole_action:
+            variant["partial_action_after_s"] = SynthCorpusConfig.max_duration_s
+        synth_corpus(
+            SynthCorpusConfig(out=c, workers=2, **dict(CORPUS, n_videos=web_videos), **variant), progress=False
         )
-        dedupe_manifest(
-            DedupeConfig(
-                manifest=paths["manifest"],
-                targets=c / "target" / "test.parquet",
-                out=paths["clean"],
-                report=d / "overlaps.parquet",
-                workers=2,
-                progress=False,
-            )
+        _label_match_dedupe(
+            c / "labels.txt",
+            c / "videos.parquet",
+            paths["target"],
+            paths["labels"],
+            paths["manifest"],
+            paths["clean"],
+            d / "overlaps.parquet",
         )
         web = root / "web_test"
         synth_corpus(
@@ -172,9 +159,6 @@ def corpus_posted_as_shown(out: Path) -> dict[str, Path]:
     the label space is the web classes plus the 4 target classes. ``raw_pool`` is the match
     of that table (copies kept), ``pool`` its deduplicated version.
     """
-    from weaksup.assembly.match import MatchConfig, match_videos
-    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
-    from weaksup.labels.build import BuildLabelsConfig, build_labels
     from weaksup.labels.hashtags import normalize_hashtag, relevant_hashtags
 
     base = corpus(out)
@@ -202,28 +186,34 @@ def corpus_posted_as_shown(out: Path) -> dict[str, Path]:
     )
     write_table("videos", videos, root / "videos.parquet")
     (root / "labels.txt").write_text("\n".join(web_names + list(DIAGONALS)) + "\n")
-    build_labels(BuildLabelsConfig(sources=("file",), labels_file=root / "labels.txt", out=paths["labels"]))
-    match_videos(
-        MatchConfig(
-            videos=root / "videos.parquet",
-            labels=paths["labels"],
-            out=paths["raw_pool"],
-            min_videos=10,
-            seed=0,
-            progress=False,
-        )
-    )
-    dedupe_manifest(
-        DedupeConfig(
-            manifest=paths["raw_pool"],
-            targets=base["target"] / "test.parquet",
-            out=paths["pool"],
-            report=root / "overlaps.parquet",
-            workers=2,
-            progress=False,
-        )
+    _label_match_dedupe(
+        root / "labels.txt",
+        root / "videos.parquet",
+        base["target"],
+        paths["labels"],
+        paths["raw_pool"],
+        paths["pool"],
+        root / "overlaps.parquet",
     )
     return paths
+
+
+def _label_match_dedupe(
+    labels_txt: Path, videos: Path, target: Path, labels: Path, manifest: Path, clean: Path, report: Path
+) -> None:
+    """The corpus's pool: its label space, the match (min 10 videos a label) and the match
+    deduplicated against the target's test videos."""
+    from weaksup.assembly.match import MatchConfig, match_videos
+    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
+    from weaksup.labels.build import BuildLabelsConfig, build_labels
+
+    build_labels(BuildLabelsConfig(sources=("file",), labels_file=labels_txt, out=labels))
+    match_videos(MatchConfig(videos=videos, labels=labels, out=manifest, min_videos=10, seed=0, progress=False))
+    dedupe_manifest(
+        DedupeConfig(
+            manifest=manifest, targets=target / "test.parquet", out=clean, report=report, workers=2, progress=False
+        )
+    )
 
 
 def _truth_halves(truth: Path, first: Path, second: Path) -> None:
