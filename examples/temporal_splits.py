@@ -93,9 +93,11 @@ tests = {
 tests = {k: v for k, v in tests.items() if k[:2] in more.budgets}
 res = {k: C.compare(hits[x], hits[y]) for k, (x, y) in tests.items()}
 videos = {name: s["selected"] for name, (_, s) in arms.items()}
+# a run on other seeds than the default (a replication) gets its own results file
+seeds_tag = "" if a.seeds == [0, 1, 2] else f"_seeds{'-'.join(map(str, a.seeds))}"
 C.save(
     a.out,
-    f"temporal_splits{tag}",
+    f"temporal_splits{tag}{seeds_tag}",
     {
         "web_videos": more.web_videos,
         "whole_action": more.whole_action,
