@@ -335,6 +335,59 @@ def test_seek_failures_fall_back_to_a_linear_decode(sources, tmp_path, monkeypat
     check_cut(tmp_path / "late" / "a.mp4", sources["a"], first_index=32, n_expected=32)
 
 
+def _mp4_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, whole box) of the ISO-BMFF boxes in ``data`` (32-bit sizes only: small test files)."""
+    out, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        out.append((data[pos + 4 : pos + 8], data[pos : pos + size]))
+        pos += size
+    return out
+
+
+def with_cover_art_first(source: Path, dest: Path) -> Path:
+    """``source``'s video remuxed beside an attached cover picture that FFmpeg lists as the first
+    video stream: the mp4 muxer writes cover art as ``moov/udta/meta/ilst/covr``, after the
+    tracks, so the ``udta`` box is moved before them (inside ``moov``, so no offset changes)."""
+    plain = dest.with_name("plain-" + dest.name)
+    with av.open(str(source)) as src, av.open(str(plain), "w", options={"movflags": "+faststart"}) as out:
+        video_in = src.streams.video[0]
+        video_out = out.add_stream_from_template(video_in)
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+        for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode()]:
+            out.mux(packet)
+        for packet in src.demux(video_in):
+            if packet.dts is not None:
+                packet.stream = video_out
+                out.mux(packet)
+    top = _mp4_boxes(plain.read_bytes())
+    moved = b""
+    for kind, box in top:
+        if kind == b"moov":
+            children = sorted(_mp4_boxes(box[8:]), key=lambda child: child[0] != b"udta")
+            box = box[:8] + b"".join(b for _, b in children)
+        moved += box
+    dest.write_bytes(moved)
+    with av.open(str(dest)) as c:  # the premise: a reader taking "the first video stream" gets the picture
+        first, second = c.streams.video
+        assert first.disposition & av.stream.Disposition.attached_pic and first.codec_context.name == "mjpeg"
+        assert not second.disposition & av.stream.Disposition.attached_pic and second.frames == FPS * SECONDS
+    return dest
+
+
+def test_materialize_cuts_the_real_video_stream_not_the_cover_art(sources, tmp_path):
+    covered = with_cover_art_first(sources["a"], tmp_path / "covered.mp4")
+    clips = clips_table({**sources, "a": covered}, tmp_path / "clips.parquet")
+    summary = materialize(clips, tmp_path / "cut")
+    mat = {r["video_id"]: r for r in rows(materialized_paths(tmp_path / "cut")[0])}
+    assert mat["a"]["status"] == "ok" and mat["a"]["n_frames"] == 32, mat["a"]["error"]
+    assert summary["ok"] == 2
+    check_cut(tmp_path / "cut" / "a.mp4", sources["a"], first_index=32, n_expected=32)
+
+
 def test_materialize_resumes_after_a_kill(sources, tmp_path, monkeypatch):
     clips = clips_table(sources, tmp_path / "clips.parquet")
     out = tmp_path / "cut"

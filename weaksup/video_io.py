@@ -2,8 +2,10 @@
 stream, read rotation and truncation from the container's own structure, and the errors
 whose class names are the rejection kinds (one line each, naming the uri).
 
-Used by probe (metadata), fingerprint decoding (dedupe) and clip loading (data), so a bad
-file gets the same reason and rejects the same way in every stage.
+Used by probe (metadata), fingerprint decoding (dedupe), clip loading (data), clip cutting
+(splits) and the synthetic corpus's resume check, so a bad file gets the same reason and
+rejects the same way in every stage, and every reader picks the same stream (cover art is
+skipped). Only writers (``synth.video``, the cut clips of splits) call ``av.open`` themselves.
 
 * rotation: FFmpeg keeps the display matrix as stream side data that PyAV only shows on
   decoded frames, so it is read from the MP4/MOV track header (``tkhd``, times the movie
@@ -26,6 +28,7 @@ from typing import BinaryIO, Iterator, Union
 import av
 
 from weaksup import uris
+from weaksup.errors import one_line
 
 MOV_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
 MATROSKA_FORMATS = frozenset({"matroska", "webm"})
@@ -324,6 +327,12 @@ def video_stream(container: av.container.InputContainer, uri: str) -> tuple[av.v
     raise NoVideoStream(f"{uri}: the container has no video stream")
 
 
+def seek_keyframe(container: av.container.InputContainer, stream: av.video.stream.VideoStream, seconds: float) -> None:
+    """Seek ``stream`` to the keyframe at or before ``seconds`` of stream time (rounded to the
+    nearest time-base tick, so a time that is a frame's own lands on that frame)."""
+    container.seek(int(round(seconds / stream.time_base)), backward=True, any_frame=False, stream=stream)
+
+
 class UndecodableVideo(ProbeError):
     """The container opens but not one frame of its video stream decodes."""
 
@@ -395,6 +404,17 @@ class VideoSource:
             yield f
 
 
+def failure_reason(exc: BaseException, *, with_type: bool = True) -> str:
+    """:func:`weaksup.errors.one_line` for a failure to open or decode a video. PyAV's
+    ``FFmpegError`` is no ``OSError``, and its text adds the errno, the file name and the
+    last log line to FFmpeg's message, so an FFmpeg error reads as that message (``strerror``)."""
+    message = getattr(exc, "strerror", None) if isinstance(exc, av.error.FFmpegError) else None
+    if not message or isinstance(exc, OSError):  # an OSError's strerror is one_line's own choice
+        return one_line(exc, with_type=with_type)
+    text = one_line(ValueError(message), with_type=False)
+    return f"{type(exc).__name__}: {text}" if with_type else text
+
+
 def _open_container(uri: str, source: VideoSource) -> av.container.InputContainer:
     """``av.open`` on a local path or a file object, with one-line reasons for failures."""
     try:
@@ -402,14 +422,12 @@ def _open_container(uri: str, source: VideoSource) -> av.container.InputContaine
     except av.error.FFmpegError as exc:
         if isinstance(exc, PermissionError):
             raise PermissionError(f"{uri}: permission denied") from None
-        reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
+        reason = failure_reason(exc, with_type=False)
         try:
             with source.reader() as f:
                 cut = mov_structure(f, -1)[1] if looks_mov(f) else None
         except Exception:  # noqa: BLE001 - only a better reason is at stake
             cut = None
-        if source.file is not None:
-            source.file.close()
         if cut:
             raise TruncatedVideo(f"{uri}: truncated ({cut})") from None
         raise NotAVideo(f"{uri}: not a readable video ({reason})") from None
@@ -431,7 +449,7 @@ def _remote_source(uri: str) -> VideoSource:
     except PermissionError:
         raise PermissionError(f"{uri}: permission denied") from None
     except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
-        raise StoreError(f"{uri}: cannot read from the store ({_one_line(exc)})") from None
+        raise StoreError(f"{uri}: cannot read from the store ({one_line(exc)})") from None
     if info.get("type") != "file":
         raise NotAVideo(f"{uri}: not a regular file")
     size = info.get("size")
@@ -444,7 +462,7 @@ def _remote_source(uri: str) -> VideoSource:
     except PermissionError:
         raise PermissionError(f"{uri}: permission denied") from None
     except Exception as exc:  # noqa: BLE001
-        raise StoreError(f"{uri}: cannot read from the store ({_one_line(exc)})") from None
+        raise StoreError(f"{uri}: cannot read from the store ({one_line(exc)})") from None
     if size is None:
         size = _file_size(f)
         f.seek(0)
@@ -453,20 +471,25 @@ def _remote_source(uri: str) -> VideoSource:
     return VideoSource(uri, int(size), None, f)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def open_video_file(uri: str) -> tuple[VideoSource, av.container.InputContainer]:
-    """Open a video at a local path or any uri; a missing, empty, unreadable or cut file raises
-    a one-line error.
+def open_video_file(uri: str | BinaryIO) -> tuple[VideoSource, av.container.InputContainer]:
+    """Open a video at a local path, any uri or in a seekable binary file object; a missing,
+    empty, unreadable or cut file raises a one-line error.
 
     Local paths and ``file://`` are opened by path. Other uris (``s3://``, ``gs://``,
     ``memory://``, ...) are opened with fsspec and PyAV reads the file object (only the
-    byte ranges it seeks to). Shared by probe, fingerprint decoding and clip loading, so a
-    bad file gets the same reason (and rejects the same way) in every stage.
+    byte ranges it seeks to). A file object (``io.BytesIO`` of a tar shard member) is read
+    from its start and named by its ``name`` in errors; it stays the caller's (never closed
+    here). Shared by probe, fingerprint decoding, clip loading and clip cutting, so a bad
+    file gets the same reason (and rejects the same way) in every stage.
     """
+    if not isinstance(uri, str):
+        name = str(getattr(uri, "name", None) or "in-memory file")
+        size = _file_size(uri)
+        uri.seek(0)
+        if size == 0:
+            raise EmptyFile(f"{name}: empty file (0 bytes)")
+        source = VideoSource(name, size, None, uri)
+        return source, _open_container(name, source)
     if uris.is_local(uri):
         path = local_path(uri)
         if not path.exists():
@@ -477,9 +500,27 @@ def open_video_file(uri: str) -> tuple[VideoSource, av.container.InputContainer]
         if size == 0:
             raise EmptyFile(f"{uri}: empty file (0 bytes)")
         source = VideoSource(uri, size, path, None)
-    else:
-        source = _remote_source(uri)
-    return source, _open_container(uri, source)
+        return source, _open_container(uri, source)
+    source = _remote_source(uri)
+    try:
+        return source, _open_container(uri, source)
+    except BaseException:
+        source.file.close()  # type: ignore[union-attr] - opened here, so closed here
+        raise
+
+
+def open_video_stream(
+    uri: str | BinaryIO,
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """:func:`open_video_file` and :func:`video_stream` in one: the container and its first real
+    video stream (cover art skipped); the container is closed when it has no video stream."""
+    source, container = open_video_file(uri)
+    try:
+        stream, _ = video_stream(container, source.uri)
+    except BaseException:
+        container.close()
+        raise
+    return container, stream
 
 
 def looks_mov(f: BinaryIO) -> bool:

@@ -331,24 +331,27 @@ class _Reject(Exception):
 
 
 def _open_video(path: str) -> tuple[Any, Any]:
-    """Open ``path`` and its first video stream; unreadable files become a _Reject."""
-    import av
+    """Open ``path`` and its video stream (cover art skipped) the way every stage does
+    (:func:`weaksup.video_io.open_video_stream`); unreadable files become a _Reject."""
+    from weaksup.video_io import NoVideoStream, failure_reason, open_video_stream
 
     try:
-        container = av.open(path)
-    except Exception as exc:  # noqa: BLE001 - PyAV raises many types for bad files
-        raise _Reject("unreadable source", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
-    if not container.streams.video:
-        container.close()
-        raise _Reject("no video stream", path)
-    stream = container.streams.video[0]
+        container, stream = open_video_stream(path)
+    except FileNotFoundError:
+        raise _Reject("source not found", path) from None
+    except NoVideoStream:
+        raise _Reject("no video stream", path) from None
+    except Exception as exc:  # noqa: BLE001 - empty, not a video, truncated, unreachable store, ...
+        raise _Reject("unreadable source", failure_reason(exc)) from exc
     stream.thread_type = "AUTO"
     return container, stream
 
 
 def _seek(container: Any, stream: Any, seconds: float) -> None:
     """Seek to the keyframe at or before ``seconds`` (a module-level hook so tests can break it)."""
-    container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+    from weaksup.video_io import seek_keyframe
+
+    seek_keyframe(container, stream, seconds)
 
 
 def _timed(container: Any, stream: Any) -> Iterator[tuple[float, Any]]:
@@ -496,7 +499,9 @@ def _cut_one(item: dict, settings: CutSettings) -> dict:
         if isinstance(exc, _Reject):
             error = str(exc)
         else:
-            error = f"cut failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            from weaksup.video_io import failure_reason
+
+            error = f"cut failed: {failure_reason(exc)}"
         row.update(status="rejected", error=error)
         return row
     row.update(status="ok", error=None, uri=str(dest), n_frames=n)
@@ -511,10 +516,14 @@ def materialized_paths(out_dir: str | os.PathLike[str]) -> tuple[Path, Path, Pat
 
 def _cut_seconds(path: str) -> float:
     """Length of a cut file: frames / rate (exact for the constant-rate files written here)."""
+    from weaksup.video_io import failure_reason, open_video_stream
+
     try:
-        container, stream = _open_video(path)
-    except _Reject as exc:
-        raise InputError(f"{path}: cut file missing or unreadable ({exc}); delete it and rerun to redo it") from None
+        container, stream = open_video_stream(path)
+    except Exception as exc:  # noqa: BLE001 - missing, empty, not a video, ...: one line either way
+        raise InputError(
+            f"{path}: cut file missing or unreadable ({failure_reason(exc)}); delete it and rerun to redo it"
+        ) from None
     try:
         if stream.frames and stream.average_rate:
             return float(stream.frames / stream.average_rate)

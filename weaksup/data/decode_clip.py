@@ -41,7 +41,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from weaksup.video_io import FrameClock, NotAVideo, NoVideoStream, UndecodableVideo, open_video_file
+from weaksup.video_io import FrameClock, UndecodableVideo, failure_reason, open_video_stream, seek_keyframe
 
 TIME_EPS_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not move a clip by a frame
 DEFAULT_RATE = 25.0  # frames per second assumed for a stream that states no rate at all
@@ -179,30 +179,6 @@ class _Run:
     bad_seek: str | None = None  # why frames after a seek cannot be trusted: decode from the beginning
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: " + " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
-
-
-def _open(uri: str | BinaryIO) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open ``uri`` (or an in-memory file: a tar shard member) and its video stream; bad
-    files raise the probe's one-line error kinds."""
-    if isinstance(uri, str):
-        _, container = open_video_file(uri)
-    else:  # rewound: one clip may open the file twice (seek fallback, start past the end)
-        uri.seek(0)
-        try:
-            container = av.open(uri, mode="r")
-        except av.error.FFmpegError as exc:
-            raise NotAVideo(
-                f"{getattr(uri, 'name', 'in-memory file')}: not a readable video ({_reason(exc)})"
-            ) from None
-    stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
-    if stream is None:
-        container.close()
-        raise NoVideoStream(f"{uri}: the container has no video stream")
-    return container, stream
-
-
 def _info(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> VideoInfo:
     rate = next((float(r) for r in (stream.average_rate, stream.guessed_rate, stream.base_rate) if r and r > 0), None)
     duration: float | None = None
@@ -215,7 +191,7 @@ def _info(container: av.container.InputContainer, stream: av.video.stream.VideoS
 
 def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoStream, seconds: float) -> None:
     """Seek to the keyframe at or before ``seconds`` of stream time (module level so tests can break it)."""
-    container.seek(int(round(seconds / stream.time_base)), backward=True, any_frame=False, stream=stream)
+    seek_keyframe(container, stream, seconds)
 
 
 def _decode_into(
@@ -246,7 +222,7 @@ def _decode_into(
             if sampler.offer(t, frame):
                 break
     except av.error.FFmpegError as exc:
-        run.error = _reason(exc)
+        run.error = failure_reason(exc)
     return run
 
 
@@ -271,8 +247,11 @@ def _window(
     thread_type: str,
     seek: bool,
 ) -> tuple[float, _Sampler, _Run, bool, VideoInfo]:
-    """One attempt at the clip: seek (unless it starts at 0), else decode linearly from the beginning."""
-    container, stream = _open(uri)
+    """One attempt at the clip: seek (unless it starts at 0), else decode linearly from the beginning.
+
+    An in-memory ``uri`` (a tar shard member) is read from its start each time it is opened.
+    """
+    container, stream = open_video_stream(uri)
     try:
         info = _info(container, stream)
         start = _resolve(start_s, info)
@@ -292,7 +271,7 @@ def _window(
                 return start, sampler, run, True, info
             wasted = run.decoded
             container.close()
-            container, stream = _open(uri)
+            container, stream = open_video_stream(uri)
             stream.codec_context.thread_type = thread_type
         sampler = _Sampler(start, num_frames, stride, fps, short_side)
         run = _decode_into(
@@ -345,7 +324,8 @@ def read_clip(
         decoded += run.decoded
     if not sampler.count:
         why = f" ({run.error})" if run.error else ""
-        raise UndecodableVideo(f"{uri}: no frame decodes{why}")
+        name = uri if isinstance(uri, str) else getattr(uri, "name", None) or "in-memory file"
+        raise UndecodableVideo(f"{name}: no frame decodes{why}")
 
     frames, times, padded = sampler.finish()
     partial = None

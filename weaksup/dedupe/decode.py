@@ -33,7 +33,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from weaksup.video_io import FrameClock, NoVideoStream, TruncatedVideo, UndecodableVideo, open_video_file
+from weaksup.video_io import FrameClock, TruncatedVideo, UndecodableVideo, failure_reason, open_video_stream
 
 TIME_TOLERANCE_S = 1e-3  # container timestamps rounded to 1 ms (Matroska) must not shift a sample
 
@@ -110,14 +110,6 @@ class _Playback:
     partial: str | None = None
 
 
-def _video_stream(container: av.container.InputContainer, uri: str) -> av.video.stream.VideoStream:
-    """The first video stream that is not cover art; NoVideoStream when there is none."""
-    stream = next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
-    if stream is None:
-        raise NoVideoStream(f"{uri}: the container has no video stream")
-    return stream
-
-
 def _play(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
@@ -139,8 +131,8 @@ def _play(
                 play.shown, play.shown_at = frame, t
     except av.error.FFmpegError as exc:
         if play.shown is None:
-            raise UndecodableVideo(f"{uri}: no frame decodes ({_reason(exc)})") from None
-        play.partial = f"decoding stopped at {play.shown_at:.2f} s ({type(exc).__name__}: {_reason(exc)})"
+            raise UndecodableVideo(f"{uri}: no frame decodes ({failure_reason(exc, with_type=False)})") from None
+        play.partial = f"decoding stopped at {play.shown_at:.2f} s ({failure_reason(exc)})"
     return play
 
 
@@ -195,10 +187,8 @@ def decode_samples(
     """
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    _, container = open_video_file(uri)
-
+    container, stream = open_video_stream(uri)
     with container:
-        stream = _video_stream(container, uri)
         stream.codec_context.thread_type = thread_type
         time_base = float(stream.time_base) if stream.time_base else None
         interval = _frame_interval(stream)
@@ -233,10 +223,6 @@ def _stated_duration(container: av.container.InputContainer, stream: av.video.st
     if container.duration and container.duration > 0 and len(container.streams) == 1:
         return container.duration / av.time_base
     return None
-
-
-def _reason(exc: Exception) -> str:
-    return " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
 
 
 def sample_grey_frames(uri: str, *, fps: float = 16.0, max_side: int = 160) -> tuple[np.ndarray, float]:
