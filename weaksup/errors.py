@@ -31,10 +31,25 @@ _OS_PROBLEMS = {
 }
 
 
+REASON_LIMIT = 200  # characters of an exception's text kept in a one-line reason
+
+
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), for one-line errors."""
+    """The first line of an exception's message (at most ``REASON_LIMIT`` characters), for one-line errors."""
     text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else ""
+    return text.splitlines()[0][:REASON_LIMIT] if text else ""
+
+
+def one_line(exc: BaseException, *, with_type: bool = True, limit: int = REASON_LIMIT) -> str:
+    """The one-line reason every stage writes for a failure (a rejected row's ``error``, a
+    message's parenthesis): the exception's text (an OS error's ``strerror`` when it has one)
+    with all whitespace collapsed to single spaces, cut at ``limit`` characters, after the
+    exception's type name unless ``with_type`` is false; the bare type name when there is no text."""
+    raw = getattr(exc, "strerror", None) if isinstance(exc, OSError) else None
+    text = " ".join(str(raw or exc).split())[:limit]
+    if not with_type:
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def os_error_message(exc: OSError) -> str | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from weaksup import uris
-from weaksup.errors import InputError, first_line
+from weaksup.errors import InputError, first_line, one_line
 from weaksup.uris import PathOrUri
 
 _TEMP_PID = re.compile(r"^\.tmp-(\d+)")
@@ -119,7 +119,9 @@ def prepare_output(path: PathOrUri) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{path}: cannot create output folder {path.parent} ({exc.strerror or exc})") from None
+        raise InputError(
+            f"{path}: cannot create output folder {path.parent} ({one_line(exc, with_type=False)})"
+        ) from None
     return atomic_path(path)
 
 

@@ -32,6 +32,8 @@ from pathlib import Path, PurePath
 from typing import IO, Any, Union
 from urllib.parse import unquote, urlparse
 
+from weaksup.errors import REASON_LIMIT, InputError, first_line, one_line
+
 PathOrUri = Union[str, "os.PathLike[str]"]
 
 # Stores whose upload only becomes visible once complete: write straight to the final name.
@@ -155,8 +157,6 @@ def check_input_file(uri: PathOrUri, kind: str, *, max_bytes: int | None = None,
     Every reader checks its inputs with this before opening them. Object-store uris are not
     checked here (their readers report what the store says).
     """
-    from weaksup.errors import InputError
-
     if not is_local(uri):
         return
     path = local_path(uri)
@@ -170,7 +170,7 @@ def check_input_file(uri: PathOrUri, kind: str, *, max_bytes: int | None = None,
     except PermissionError:
         raise InputError(f"{label}: not readable (permission denied)") from None
     except OSError as exc:
-        raise InputError(f"{label}: cannot read ({exc.strerror or type(exc).__name__})") from None
+        raise InputError(f"{label}: cannot read ({one_line(exc, with_type=False)})") from None
     if stat.S_ISDIR(st.st_mode):
         if not folder_ok:
             raise InputError(f"{label}: is a directory, expected a {kind} file")
@@ -195,8 +195,6 @@ def read_input_bytes(uri: PathOrUri, kind: str, *, max_bytes: int | None = None)
     :func:`check_input_file` first and read at most ``max_bytes`` (default
     :data:`MAX_TEXT_BYTES`; +1 to notice more): a file that grows while read, or a remote
     one, cannot make the read unbounded."""
-    from weaksup.errors import InputError
-
     max_bytes = MAX_TEXT_BYTES if max_bytes is None else max_bytes
     check_input_file(uri, kind, max_bytes=max_bytes)
     with open_input(uri, "rb") as fh:
@@ -222,11 +220,11 @@ def url_to_fs(uri: PathOrUri) -> tuple[Any, str]:
     try:
         return fsspec.core.url_to_fs(text)
     except ImportError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsupportedUri(f"{text}: the {scheme(text)}:// store needs an optional package ({first[:200]})") from None
+        first = first_line(exc) or type(exc).__name__
+        raise UnsupportedUri(f"{text}: the {scheme(text)}:// store needs an optional package ({first})") from None
     except ValueError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsupportedUri(f"{text}: unsupported uri scheme {scheme(text)!r} ({first[:200]})") from None
+        first = first_line(exc) or type(exc).__name__
+        raise UnsupportedUri(f"{text}: unsupported uri scheme {scheme(text)!r} ({first})") from None
 
 
 def open_input(uri: PathOrUri, mode: str = "rb") -> IO[Any]:
@@ -247,7 +245,9 @@ def unreachable_reason(exc: BaseException) -> str | None:
         if status == 404 or isinstance(seen, FileNotFoundError):
             return None
         if isinstance(seen, (ConnectionError, TimeoutError)) or type(seen).__module__.split(".")[0] == "aiohttp":
-            text = " ".join(str(seen).split())[:200]
+            # The whole text, not errors.one_line's strerror: aiohttp's ClientConnectorError is an
+            # OSError whose strerror drops the "Cannot connect to host HOST:PORT" that str() gives.
+            text = " ".join(str(seen).split())[:REASON_LIMIT]
             return f"{type(seen).__name__}: {text}" if text else type(seen).__name__
         seen = seen.__cause__ or seen.__context__
     return None

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from weaksup import uris
-from weaksup.errors import InputError, first_line
+from weaksup.errors import InputError, first_line, one_line
 from weaksup.hashing import stable_hash64
 from weaksup.outputs import atomic_output, output_set, require_local_output
 from weaksup.tables import check_table, load_schema, write_json, write_table
@@ -554,7 +554,7 @@ def audit_labels(cfg: LabelAuditConfig) -> LabelAuditResult:
     try:
         (out / SHEETS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+        raise InputError(f"{out}: cannot create the output folder ({one_line(exc, with_type=False)})") from None
     shares = tag_share_table(scan)
     write_table("tag_shares", shares, out / TAG_SHARES_FILE)
     sheets, unreadable, per_label = _draw_sheets(cfg, scan, shares, out)

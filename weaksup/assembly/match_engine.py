@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.assembly.videos import iter_videos, normalize_tags, open_table
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 
 #: Suffixes :func:`weaksup.assembly.videos.open_table` reads as something other than Parquet.
 _NOT_PARQUET = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
@@ -193,7 +193,7 @@ class VideosScan:
         try:
             yield from self.con.sql(sql, params=params).to_arrow_reader(batch_size)
         except duckdb.Error as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            reason = first_line(exc) or type(exc).__name__
             raise InputError(f"{uris.display(self.videos)}: cannot read the table ({reason})") from None
 
     def id_hashes(self, batch_size: int) -> np.ndarray:

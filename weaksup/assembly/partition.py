@@ -28,7 +28,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from weaksup.assembly.videos import SOURCE_ROW, open_table, require_columns, tag_column
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line, one_line
 from weaksup.hashing import stable_hash64
 from weaksup.outputs import atomic_path, require_local_output
 
@@ -149,7 +149,7 @@ def _fresh_temp_folder(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
+        raise InputError(f"{out}: cannot create output folder ({one_line(exc, with_type=False)})") from None
     tmp = atomic_path(out)  # a folder of parts; stale ones of killed runs are removed
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -249,7 +249,7 @@ def _stream_into_parts(
                 parts.add(table, part_of(batch.column("video_id"), cfg.parts))
                 bar.advance(task, n)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InputError(f"{videos}: cannot read row {n_read} onwards ({str(exc).splitlines()[0][:200]})") from None
+            raise InputError(f"{videos}: cannot read row {n_read} onwards ({first_line(exc)})") from None
     return n_read
 
 

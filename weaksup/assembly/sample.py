@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 from weaksup.hashing import stable_hash64, stable_uniform
 from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
 from weaksup.tables import check_table, conform, load_schema, read_table, write_json, write_table
@@ -103,9 +103,7 @@ def check_manifest_columns(path: Path) -> pa.Schema:
     try:
         schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for non-Parquet files
-        raise InputError(
-            f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        )
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})")
     check_table(schema.empty_table(), load_schema("manifest"), str(path))
     return schema
 

@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
 from weaksup import uris
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line, one_line
 from weaksup.labels.hashtags import APOSTROPHES, STOP_WORDS, normalize_hashtag
 from weaksup.tables import check_csv_file
 from weaksup.uris import PathOrUri
@@ -57,7 +57,7 @@ def open_table(path: PathOrUri) -> ds.Dataset:
     except uris.UnsupportedUri as exc:
         raise InputError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - credentials, network: one line naming the uri
-        raise InputError(f"{label}: cannot reach ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
+        raise InputError(f"{label}: cannot reach ({one_line(exc)})") from None
     if not found:
         raise InputError(f"{label}: file not found")
     # A regular file, or a folder of parts; a FIFO or device would hang or never end.
@@ -84,9 +84,7 @@ def open_table(path: PathOrUri) -> ds.Dataset:
     except Exception as exc:
         if fmt == "json":
             raise _read_error(path, exc) from None
-        raise InputError(
-            f"{label}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({str(exc).splitlines()[0][:200]})"
-        )
+        raise InputError(f"{label}: cannot read as {suffix.lstrip('.') or 'parquet'} table ({first_line(exc)})")
     return dataset
 
 
@@ -105,7 +103,7 @@ def _first_bad_json_line(path: PathOrUri) -> tuple[int, str] | None:
                 except json.JSONDecodeError as exc:
                     return n, f"not valid JSON ({exc.msg} at column {exc.colno})"
                 except ValueError as exc:  # not UTF-8
-                    return n, f"not valid JSON ({str(exc).splitlines()[0][:160]})"
+                    return n, f"not valid JSON ({first_line(exc)})"
                 if not isinstance(value, dict):
                     return n, f"a JSON {type(value).__name__}, expected an object"
     except OSError:
@@ -117,7 +115,7 @@ def _read_error(path: PathOrUri, exc: BaseException) -> InputError:
     """One line for an Arrow read error of a videos table; for JSON lines, the bad line's number
     (Arrow counts rows within a block)."""
     label = uris.display(path)
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    reason = first_line(exc) or type(exc).__name__
     if PurePosixPath(uris.basename(path)).suffix.lower() in (".jsonl", ".ndjson", ".json") and not uris.isdir(path):
         bad = _first_bad_json_line(path)
         if bad is not None:

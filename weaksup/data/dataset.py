@@ -36,7 +36,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from weaksup.data.decode_clip import DEFAULT_RATE, Clip, VideoInfo, read_clip
 from weaksup.data.rejects import append_reject
 from weaksup.data.transforms import Draw, clip_seconds, eval_transform, jitter_start, train_transform, uniform_starts
-from weaksup.errors import InputError
+from weaksup.errors import InputError, one_line
 from weaksup.tables import read_table
 
 _FAILURE_SLOTS = 1024  # one counter per worker process (slot 0: the main process), so no counter is shared
@@ -184,8 +184,7 @@ class SharedEpochState:
         info = get_worker_info()
         self._failures[0 if info is None else (info.id + 1) % _FAILURE_SLOTS] += 1
         if self.rejects_path is not None:
-            reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
-            append_reject(self.rejects_path, {**record, "reason": reason})
+            append_reject(self.rejects_path, {**record, "reason": one_line(exc)})
 
 
 class _ClipSource(SharedEpochState, Dataset):

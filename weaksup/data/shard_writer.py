@@ -400,12 +400,12 @@ def _write_planned(
     rejects: dict[int, str],
 ) -> tuple[int, list[pa.Table]]:
     """Write the shards that do not belong yet (failed files added to ``rejects``): (shards written, index parts)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from weaksup.progress import job_progress
 
     parts: list[pa.Table] = []
     written = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not cfg.progress) as bar, ThreadPoolExecutor(cfg.workers) as pool:
+    bar = job_progress(enabled=cfg.progress, desc="shard", unit="shards")
+    with bar, ThreadPoolExecutor(cfg.workers) as pool:
         task = bar.add_task("shard", total=len(job.plan))
         for wrote, failed, part in pool.map(job.one, range(len(job.plan)), [members for _, members in checked]):
             written += wrote

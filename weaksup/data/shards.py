@@ -40,7 +40,7 @@ from weaksup.bulk import STAMP_KEY
 from weaksup.data.dataset import ClipSpec, SharedEpochState
 from weaksup.data.decode_clip import VideoInfo, read_clip
 from weaksup.data.transforms import Draw, eval_transform, jitter_start, train_transform
-from weaksup.errors import InputError
+from weaksup.errors import InputError, one_line
 
 SHARD_NAME = "shard-{:06d}.tar"
 SHARD_RE = re.compile(r"shard-(\d{6,})\.tar")
@@ -67,7 +67,7 @@ def read_shard_index(source: str | os.PathLike[str], columns: list[str] | None =
     except FileNotFoundError:
         raise InputError(f"{url}: file not found (a shard folder written by `weaksup shard` has one)") from None
     except Exception as exc:  # noqa: BLE001 - fsspec and pyarrow raise many kinds
-        raise InputError(f"{url}: not a readable shard index ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise InputError(f"{url}: not a readable shard index ({one_line(exc)})") from None
 
 
 def shard_counts(source: str | os.PathLike[str]) -> dict[str, int]:

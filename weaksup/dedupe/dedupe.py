@@ -680,17 +680,10 @@ def _scan_sources(
     source_codes: Path, wanted: dict[int, str], targets: TargetIndex, cfg: DedupeConfig, fps: float, self_mode: bool
 ) -> _SourceScan:
     """Query the manifest's sources against the targets in chunks (bounded memory), with a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from weaksup.progress import job_progress
 
     scan = _SourceScan()
-    with Progress(
-        TextColumn("[bold]dedupe"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not cfg.progress,
-        transient=False,
-    ) as progress:
+    with job_progress(enabled=cfg.progress, desc="dedupe", unit="videos") as progress:
         task = progress.add_task("dedupe", total=len(wanted))
         for chunk, rows in _iter_source_chunks(source_codes, wanted, cfg.chunk_size):
             usable = []

@@ -293,16 +293,9 @@ def _extract_todo(
     stamps: dict[int, dict[str, Any]],
 ) -> tuple[int, int]:
     """Extract the chunks not done yet (in this process or on Ray) under one progress bar; clips done and failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from weaksup.progress import job_progress
 
-    with Progress(
-        TextColumn("[bold]extract"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("clips"),
-        TimeRemainingColumn(),
-        disable=not cfg.progress,
-    ) as bar:
+    with job_progress(enabled=cfg.progress, desc="extract", unit="clips") as bar:
         task = bar.add_task("extract", total=n_clips)
 
         def advance(n: int) -> None:

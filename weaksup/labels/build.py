@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 from weaksup.labels.hashtags import (
     FORMS,
     Forms,
@@ -162,7 +162,7 @@ def _read_pair_counts(path: Path) -> dict[str, int]:
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"{path}: cannot read hashtag counts ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: cannot read hashtag counts ({first_line(exc)})") from None
     for col in ("hashtag", "count"):
         if col not in table.column_names:
             raise InputError(f"{path}: missing column {col!r} (hashtag counts need hashtag,count)")

@@ -128,11 +128,11 @@ class _EncodeJob:
 
 def _is_complete(path: Path, n_frames: int, size: tuple[int, int]) -> bool:
     """A file from an earlier run counts if it opens with the planned frame count and size."""
-    import av
+    from weaksup.video_io import open_video_stream
 
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
+        container, stream = open_video_stream(str(path))
+        with container:
             return stream.frames == n_frames and (stream.codec_context.width, stream.codec_context.height) == size
     except Exception:  # noqa: BLE001 - anything unreadable is simply encoded again
         return False
@@ -243,15 +243,13 @@ def _encode_jobs(plan: CorpusPlan, web_dir: Path, target_dir: Path) -> list[_Enc
 
 def _encode_all(jobs: list[_EncodeJob], workers: int, progress: bool) -> tuple[list[int], int]:
     """Encode every job (in-process, or on ``workers`` processes); return each file's bytes and the count encoded."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from weaksup.progress import job_progress
 
     # long videos first, so that the pool does not end waiting on one
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].n_frames * jobs[i].size[0] * jobs[i].size[1])
     sizes = [0] * len(jobs)
     encoded = 0
-    with Progress(
-        TextColumn("[bold]synth-corpus"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress
-    ) as bar:
+    with job_progress(enabled=progress, desc="synth-corpus", unit="videos") as bar:
         task = bar.add_task("encoding", total=len(jobs))
         if workers <= 0 or len(jobs) <= 1:
             for i in order:

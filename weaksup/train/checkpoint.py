@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weaksup.errors import InputError
+from weaksup.errors import InputError, first_line
 from weaksup.models.weights import load_torch_file
 from weaksup.outputs import atomic_path
 
@@ -128,7 +128,7 @@ def load_latest(folder: Path, *, arch: str) -> tuple[dict[str, Any], Path] | Non
         try:
             state = load_checkpoint(path)
         except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, foreign file: all mean "use an older one"
-            reason = str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc).split(". ")[0] or type(exc).__name__  # torch's first sentence, not its advice
             warnings.warn(
                 f"{path}: unreadable checkpoint ({reason}); trying the previous one", CheckpointWarning, stacklevel=2
             )

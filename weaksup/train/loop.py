@@ -54,7 +54,7 @@ from weaksup.data.rejects import read_rejects
 from weaksup.data.shards import ShardMemberDataset
 from weaksup.data.training_data import TrainingShards, TrainingTable, read_training_data
 from weaksup.devices import uses_cuda
-from weaksup.errors import InputError
+from weaksup.errors import REASON_LIMIT, InputError, first_line
 from weaksup.models import ARCHS, build_model
 from weaksup.models.via2d import native_3d_convs
 from weaksup.outputs import require_local_output
@@ -292,16 +292,15 @@ class RunLog:
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """The run's bar: steps, and the clips/s (of the last log window) and loss fields the loop updates."""
+    from weaksup.progress import job_progress
 
-    return Progress(
-        TextColumn("[bold]pretrain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[clips_s]:>7.1f} clips/s"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeRemainingColumn(),
-        disable=not enabled,
+    return job_progress(
+        enabled=enabled,
+        desc="pretrain",
+        unit="steps",
+        rate=False,  # the loop's own clips/s (measured over the log window) says more than steps/s
+        fields=("{task.fields[clips_s]:>7.1f} clips/s", "loss {task.fields[loss]:.4f}"),
     )
 
 
@@ -696,7 +695,7 @@ def _restore_checkpoint(
     try:
         net.model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise InputError(f"{path}: checkpoint does not fit this model ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: checkpoint does not fit this model ({first_line(exc)})") from None
     net.optimizer.load_state_dict(state["optimizer"])
     net.scaler.load_state_dict(state["scaler"])
     sampler.load_state_dict(state["sampler"])
@@ -721,9 +720,9 @@ def _load_init(model: nn.Module, init: Mapping[str, torch.Tensor], *, init_sourc
     try:
         missing, unexpected = model.load_state_dict(body, strict=False)
     except RuntimeError as exc:  # a shape mismatch
-        raise InputError(
-            f"{init_source or 'init'}: weights do not fit {arch} ({str(exc).splitlines()[-1].strip()[:160]})"
-        ) from None
+        # the last line names the mismatch (the first is torch's "Error(s) in loading state_dict for ...")
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()[:REASON_LIMIT]
+        raise InputError(f"{init_source or 'init'}: weights do not fit {arch} ({last})") from None
     if unexpected or [k for k in missing if not k.startswith("fc.")]:
         bad = (unexpected or [k for k in missing if not k.startswith("fc.")])[0]
         raise InputError(f"{init_source or 'init'}: weights do not fit {arch} (first mismatch: {bad!r})")
