@@ -10,6 +10,7 @@ from weaksup.cli import (
     counts,
     dedupe,
     evaluate,
+    fetch,
     fingerprint,
     labels,
     match,
@@ -53,6 +54,7 @@ def _root(
 for module in (
     quickstart,
     synth_corpus,
+    fetch,
     labels,
     match,
     counts,

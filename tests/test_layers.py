@@ -41,10 +41,11 @@ ALLOWED = {
     "synth": {"labels"},
     "assembly": {"labels", "data"},
     "dedupe": {"assembly"},
+    "fetch": {"assembly"},
     "train": {"data", "models"},
     "eval": {"data", "models", "labels", "train"},
-    "quickstart": {"labels", "synth", "assembly", "dedupe", "train", "eval", "data", "models"},
-    "cli": {"labels", "synth", "assembly", "dedupe", "train", "eval", "data", "models", "quickstart"},
+    "quickstart": {"labels", "synth", "fetch", "assembly", "dedupe", "train", "eval", "data", "models"},
+    "cli": {"labels", "synth", "fetch", "assembly", "dedupe", "train", "eval", "data", "models", "quickstart"},
 }
 
 

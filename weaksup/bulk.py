@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import traceback
 import warnings
 from collections import Counter
 from concurrent.futures import Future
@@ -40,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
-from weaksup.errors import InputError
+from weaksup.errors import InputError, one_line
 from weaksup.pools import make_pool
 from weaksup.tables import load_schema, write_table
 
@@ -179,14 +178,34 @@ def safe_call(fn: Callable[[dict], dict], item: dict) -> dict:
         out.setdefault("status", "ok")
         out.setdefault("error", None)
     except Exception as exc:  # noqa: BLE001 - a bulk job never dies on one bad file
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".strip()
-        out = {"status": "rejected", "error": reason[:500] or traceback.format_exc(limit=1)[-200:]}
+        out = {"status": "rejected", "error": one_line(exc)}
     out[ROW] = item[ROW]
     return {**item, **out}  # input columns (video_id, uri, ...) carry through, also to rejected rows
 
 
-def run_chunk(fn: Callable[[dict], dict], items: list[dict]) -> list[dict]:
-    return [safe_call(fn, it) for it in items]
+class ChunkFunction:
+    """A job function of a whole chunk (items in, one row per item out, in order), for jobs
+    whose rows run concurrently inside one process (fetch's async requests). Wraps a
+    module-level function, so process pools and Ray can ship it."""
+
+    def __init__(self, fn: Callable[[list[dict]], list[dict]]) -> None:
+        self.fn = fn
+
+
+def run_chunk(fn: Callable[[dict], dict] | ChunkFunction, items: list[dict]) -> list[dict]:
+    if not isinstance(fn, ChunkFunction):
+        return [safe_call(fn, it) for it in items]
+    try:
+        rows = fn.fn(items)
+        if len(rows) != len(items):
+            raise RuntimeError(f"chunk function returned {len(rows)} rows for {len(items)} items")
+    except Exception as exc:  # noqa: BLE001 - the chunk's rows are rejected, the job goes on
+        rows = [{"status": "rejected", "error": one_line(exc)} for _ in items]
+    out = []
+    for item, row in zip(items, rows):
+        row = {"status": "ok", "error": None, **row, ROW: item[ROW]}
+        out.append({**item, **row})
+    return out
 
 
 def part_table(rows: list[dict], part_schema: pa.Schema) -> pa.Table:
@@ -267,6 +286,8 @@ def run_bulk(
     config: BulkConfig = BulkConfig(),
     settings: Mapping[str, Any] | None = None,
     key: Sequence[str] = ("video_id", "uri"),
+    finish: Callable[[pa.Table], pa.Table] | None = None,
+    metadata: Mapping[bytes, bytes] | None = None,
 ) -> pa.Table:
     """Apply ``fn`` to every item (in parallel, resumably) and write table ``schema_name``.
 
@@ -275,8 +296,11 @@ def run_bulk(
     ``settings`` are the job's options that change its rows (not workers, chunk size,
     progress or engine) and ``key`` the item fields that identify an input row: both go
     into every part's stamp, so a rerun reuses only the parts this very job would write.
+    ``fn`` may be a :class:`ChunkFunction` (a whole chunk at once). ``finish`` turns the
+    ordered result table into the one written (fetch adds the input's other columns);
+    ``metadata`` goes into the written file's schema metadata.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from weaksup.progress import job_progress
 
     if config.chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
@@ -295,14 +319,7 @@ def run_bulk(
     todo = [it for it in numbered if it[ROW] not in done]
     chunks = [todo[i : i + config.chunk_size] for i in range(0, len(todo), config.chunk_size)]
 
-    with Progress(
-        TextColumn(f"[bold]{config.desc}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not config.progress,
-        transient=False,
-    ) as progress:
+    with job_progress(enabled=config.progress, desc=config.desc, unit="rows") as progress:
         task = progress.add_task(config.desc, total=len(numbered), completed=len(numbered) - len(todo))
         if config.engine == "ray":
             for block in ray_map_chunks(chunks, fn, part_schema, workers=config.workers, address=config.ray_address):
@@ -325,7 +342,8 @@ def run_bulk(
     rows = table.column(ROW).to_pylist()
     if rows != list(range(len(numbered))):
         raise RuntimeError(f"{out}: bulk job accounting mismatch ({len(rows)} rows for {len(numbered)} inputs)")
-    result = write_table(schema_name, table.drop_columns([ROW]), out)
+    table = table.drop_columns([ROW])
+    result = write_table(schema_name, finish(table) if finish else table, out, metadata=metadata)
     shutil.rmtree(parts, ignore_errors=True)
     return result
 

@@ -1,0 +1,441 @@
+"""weaksup.fetch: every fault a web server can throw at a fetch, each on a local HTTP server.
+
+The server (a threaded ``http.server``) answers by path; each test names the paths it needs.
+Fetches run with ``--allow-private-hosts`` (the server is on 127.0.0.1) except where the
+refusal of private hosts is what is tested; back-off is shortened so retries take
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import assert_input_error, write_clip
+
+from weaksup.fetch.config import FetchConfig
+from weaksup.fetch.fetch import fetch_videos
+from weaksup.fetch.optout import x_robots_opt_out
+from weaksup.fetch.safety import UnsafeUrl, check_url, file_stem
+
+ROBOTS = "User-agent: *\nDisallow: /private/\n"
+
+
+class Faults(http.server.BaseHTTPRequestHandler):
+    """Answers by path; ``hits`` counts requests per path (for "fail n times, then serve")."""
+
+    video: bytes = b""
+    hits: Counter = Counter()
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+        self.send_response(status)
+        headers = {"Content-Type": "video/mp4", "Content-Length": str(len(body)), **(headers or {})}
+        for k, v in headers.items():
+            if v is not None:
+                self.send_header(k, v)
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: C901 - one branch per fault, read top to bottom
+        n = self.hits[self.path] = self.hits[self.path] + 1
+        path = self.path.split("?", 1)[0]
+        if path == "/robots.txt":
+            return self._send(200, ROBOTS.encode(), {"Content-Type": "text/plain"})
+        if path.startswith(("/ok/", "/private/")):
+            return self._send(200, self.video)
+        if path.startswith("/429-then-ok"):
+            retry = "0" if "with-retry-after" in path else None
+            return self._send(429, b"slow down", {"Retry-After": retry}) if n == 1 else self._send(200, self.video)
+        if path == "/429-long-retry-after.mp4":
+            return self._send(429, b"", {"Retry-After": "3600"})
+        if path == "/503-then-ok.mp4":
+            return self._send(503) if n == 1 else self._send(200, self.video)
+        if path == "/503-always.mp4":
+            return self._send(503)
+        if path.startswith("/reset-mid-body"):
+            if n == 1 or "always" in path:
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(self.video)))
+                self.end_headers()
+                self.wfile.write(self.video[: len(self.video) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            return self._send(200, self.video)
+        if path == "/stall.mp4":
+            time.sleep(3)
+            return self._send(200, self.video)
+        if path == "/missing.mp4":
+            return self._send(404, b"no", {"Content-Type": "text/plain"})
+        if path == "/loop":
+            return self._send(302, b"", {"Location": "/loop"})
+        if path == "/redirect-to-ok":
+            return self._send(302, b"", {"Location": "/ok/r.mp4"})
+        if path == "/redirect-to-file":
+            return self._send(302, b"", {"Location": "file:///etc/passwd"})
+        if path == "/page.mp4":
+            return self._send(200, b"<html><body>watch here</body></html>", {"Content-Type": "text/html"})
+        if path == "/text.mp4":
+            return self._send(200, b"this is not a video\n" * 50)
+        if path == "/big.mp4":
+            return self._send(200, self.video + b"\0" * 200_000)
+        if path == "/big-chunked.mp4":  # no Content-Length: only the count of bytes read can stop it
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for _ in range(50):
+                self.wfile.write(b"\0" * 10_000)
+            self.close_connection = True
+            return
+        if path == "/gzip-bomb.mp4":
+            body = gzip.compress(b"\0" * 5_000_000)
+            return self._send(200, body, {"Content-Encoding": "gzip"})
+        if path == "/noai.mp4":
+            return self._send(200, self.video, {"X-Robots-Tag": "noai"})
+        if path == "/other-bot-noindex.mp4":
+            return self._send(200, self.video, {"X-Robots-Tag": "otherbot: noindex"})
+        return self._send(404, b"")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    Faults.video = write_clip(tmp_path_factory.mktemp("fetch-src") / "v.mp4").read_bytes()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faults)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def fresh_hits() -> None:
+    Faults.hits = Counter()
+
+
+def videos_table(tmp_path: Path, urls: dict[str, str], **extra: list) -> Path:
+    path = tmp_path / "videos.parquet"
+    pq.write_table(pa.table({"video_id": list(urls), "url": list(urls.values()), **extra}), path)
+    return path
+
+
+def fetch(tmp_path: Path, urls: dict[str, str], **kw: object) -> tuple[dict[str, dict], dict]:
+    settings = {"allow_private_hosts": True, "backoff_s": 0.01, "progress": False, "read_timeout_s": 1.0, **kw}
+    table, summary = fetch_videos(FetchConfig(videos=videos_table(tmp_path, urls), out=tmp_path / "out", **settings))
+    return {r["video_id"]: r for r in table.to_pylist()}, summary
+
+
+def assert_no_partial_files(out: Path, rows: dict[str, dict]) -> None:
+    """Files under OUT/videos are exactly the ok rows' files, each whole (its sha256)."""
+    import hashlib
+
+    files = sorted(p for p in (out / "videos").rglob("*") if p.is_file())
+    ok = sorted(Path(r["uri"]) for r in rows.values() if r["status"] == "ok")
+    assert files == ok
+    for r in rows.values():
+        if r["status"] == "ok":
+            assert hashlib.sha256(Path(r["uri"]).read_bytes()).hexdigest() == r["sha256"]
+
+
+def test_ok_rows_are_verified_videos_with_provenance(tmp_path: Path, server: str) -> None:
+    rows, summary = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "b/../../x": f"{server}/redirect-to-ok"})
+    a, b = rows["a"], rows["b/../../x"]
+    assert a["status"] == "ok" and a["http_status"] == 200 and a["attempts"] == 1
+    assert a["bytes"] == len(Faults.video) and a["content_type"] == "video/mp4" and a["method"] == "http"
+    assert Path(a["uri"]).parent.parent == tmp_path / "out" / "videos" and a["uri"].endswith(".mp4")
+    assert b["status"] == "ok" and b["final_url"] == f"{server}/ok/r.mp4"
+    assert (tmp_path / "out" / "videos") in Path(b["uri"]).parents  # the id cannot steer the path
+    assert summary["ok"] == 2 and summary["rejected"] == 0 and summary["bytes"] == 2 * len(Faults.video)
+    assert_no_partial_files(tmp_path / "out", rows)
+
+
+def test_transient_faults_are_retried_until_they_pass(tmp_path: Path, server: str) -> None:
+    rows, _ = fetch(
+        tmp_path,
+        {
+            "ra": f"{server}/429-then-ok-with-retry-after.mp4",
+            "nora": f"{server}/429-then-ok.mp4",
+            "503": f"{server}/503-then-ok.mp4",
+            "reset": f"{server}/reset-mid-body.mp4",
+        },
+    )
+    for vid, r in rows.items():
+        assert r["status"] == "ok" and r["attempts"] == 2, (vid, r)
+    assert_no_partial_files(tmp_path / "out", rows)
+
+
+def test_faults_that_stay_become_rejected_rows_with_reasons(tmp_path: Path, server: str) -> None:
+    rows, summary = fetch(
+        tmp_path,
+        {
+            "404": f"{server}/missing.mp4",
+            "503": f"{server}/503-always.mp4",
+            "cut": f"{server}/reset-mid-body-always.mp4",
+            "stall": f"{server}/stall.mp4",
+            "loop": f"{server}/loop",
+            "html": f"{server}/page.mp4",
+            "text": f"{server}/text.mp4",
+            "long-wait": f"{server}/429-long-retry-after.mp4",
+        },
+        max_attempts=2,
+    )
+    expect = {
+        "404": ("http 404", False),
+        "503": ("http 503", True),
+        "cut": ("network: body cut short", True),
+        "stall": ("timeout", True),
+        "loop": ("too many redirects", False),
+        "html": ("not a video: the server sent an HTML page", False),
+        "text": ("not a video", False),
+        "long-wait": ("http 429: Retry-After 3600 s is over --max-wait-s", True),
+    }
+    for vid, (reason, retryable) in expect.items():
+        r = rows[vid]
+        assert r["status"] == "rejected" and r["error"].startswith(reason), (vid, r["error"])
+        assert r["retryable"] is retryable, (vid, r)
+        assert r["uri"] == r["url"]  # still a valid videos table: uri is the source URL
+    assert rows["404"]["attempts"] == 1 and rows["503"]["attempts"] == 2
+    assert summary["rows"] == 8 and summary["ok"] + summary["rejected"] == 8 and summary["retryable"] == 4
+    assert_no_partial_files(tmp_path / "out", rows)
+
+
+def test_size_limits_apply_to_the_declared_and_the_decoded_body(tmp_path: Path, server: str) -> None:
+    rows, _ = fetch(
+        tmp_path,
+        {"big": f"{server}/big.mp4", "chunked": f"{server}/big-chunked.mp4", "bomb": f"{server}/gzip-bomb.mp4"},
+        max_bytes=100_000,
+    )
+    for vid, r in rows.items():
+        assert r["status"] == "rejected" and r["error"].startswith("too large"), (vid, r)
+    assert rows["big"]["error"].startswith(f"too large: {len(Faults.video) + 200_000} bytes")
+    assert_no_partial_files(tmp_path / "out", rows)
+
+
+def test_opt_outs_are_honoured_unless_ignored_explicitly(tmp_path: Path, server: str) -> None:
+    (tmp_path / "optout.txt").write_text("# our list\n127.0.0.1/never\n*/ok/listed*\n")
+    urls = {
+        "robots": f"{server}/private/a.mp4",
+        "noai": f"{server}/noai.mp4",
+        "listed": f"{server}/ok/listed.mp4",
+        "other-bot": f"{server}/other-bot-noindex.mp4",
+    }
+    rows, summary = fetch(tmp_path, urls, opt_out_list=tmp_path / "optout.txt")
+    assert rows["robots"]["error"] == "opted out: robots.txt disallows it"
+    assert rows["noai"]["error"] == "opted out: X-Robots-Tag noai"
+    assert rows["listed"]["error"].startswith("opted out: on the opt-out list") and ":3 " in rows["listed"]["error"]
+    assert rows["other-bot"]["status"] == "ok"  # a rule for another crawler
+    assert summary["opt_outs_honoured"] is True
+    assert not any(r["retryable"] for r in rows.values() if r["status"] != "ok")
+    rows, summary = fetch(tmp_path, urls, ignore_opt_outs=True, opt_out_list=tmp_path / "optout.txt")
+    assert all(r["status"] == "ok" for r in rows.values()) and summary["opt_outs_honoured"] is False
+
+
+def test_x_robots_tag_directives() -> None:
+    assert x_robots_opt_out(["noindex, nofollow"]) == "noindex"
+    assert x_robots_opt_out(["weaksup: noai"]) == "noai"
+    assert x_robots_opt_out(["googlebot: noai"]) is None
+    assert x_robots_opt_out(["max-snippet: 20, nofollow"]) is None
+    assert x_robots_opt_out(["unavailable_after: 25 Jun 2010 15:00:00 PST"]) is None
+
+
+def test_private_hosts_and_other_schemes_are_refused(tmp_path: Path, server: str) -> None:
+    port = server.rsplit(":", 1)[1]
+    rows, _ = fetch(
+        tmp_path,
+        {
+            "loopback": f"{server}/ok/a.mp4",
+            "by-name": f"http://localhost:{port}/ok/a.mp4",  # the DNS answer is checked, not the name
+            "file": "file:///etc/passwd",
+            "metadata": "http://169.254.169.254/latest/meta-data/",
+        },
+        allow_private_hosts=False,
+        max_attempts=1,
+    )
+    assert rows["loopback"]["error"].startswith("refused: 127.0.0.1 is a loopback address")
+    assert rows["by-name"]["error"].startswith("refused: localhost resolves to a loopback address")
+    assert rows["file"]["error"].startswith("refused: scheme 'file'")
+    assert rows["metadata"]["error"].startswith("refused: 169.254.169.254 is a link-local address")
+    assert Faults.hits["/ok/a.mp4"] == 0  # nothing reached the server
+    rows, _ = fetch(tmp_path, {"to-file": f"{server}/redirect-to-file"})
+    assert (
+        rows["to-file"]["error"].startswith("refused: scheme 'file'") and "after a redirect" in rows["to-file"]["error"]
+    )
+
+
+def test_url_checks_and_file_names() -> None:
+    with pytest.raises(UnsafeUrl, match="http and https only"):
+        check_url("ftp://example.com/a.mp4", allow_private_hosts=True)
+    assert check_url("https://example.com/a.mp4", allow_private_hosts=False) == "example.com"
+    shard, stem = file_stem("../../etc/passwd")
+    assert "/" not in stem and ".." not in stem and len(shard) == 2
+    assert file_stem("a b") != file_stem("a_b")  # sanitising never merges two ids
+
+
+def test_platform_pages_without_yt_dlp_name_the_extra(tmp_path: Path, server: str, monkeypatch) -> None:
+    monkeypatch.setattr("weaksup.fetch.client.ytdlp_installed", lambda: False)
+    rows, _ = fetch(tmp_path, {"yt": "https://www.youtube.com/watch?v=abc"})
+    assert rows["yt"]["error"] == "needs yt-dlp: a platform page, not a media file (pip install 'weaksup[ytdlp]')"
+    assert rows["yt"]["method"] == "yt-dlp"
+
+
+def test_platform_pages_go_through_yt_dlp_with_the_users_options(tmp_path: Path, server: str, monkeypatch) -> None:
+    seen = {}
+
+    def fake_download(url: str, folder: Path, options: dict) -> tuple[Path, dict]:
+        seen.update(options, url=url)
+        (folder / "video.mp4").write_bytes(Faults.video)
+        return folder / "video.mp4", {"webpage_url": url, "ext": "mp4"}
+
+    monkeypatch.setattr("weaksup.fetch.client.ytdlp_installed", lambda: True)
+    monkeypatch.setattr("weaksup.fetch.client.download_page", fake_download)
+    (tmp_path / "cookies.txt").write_text("# Netscape HTTP Cookie File\n")
+    rows, _ = fetch(
+        tmp_path,
+        {"yt": "https://youtu.be/abc"},
+        max_height=360,
+        cookies=tmp_path / "cookies.txt",
+        proxy="socks5://127.0.0.1:1080",
+    )
+    assert rows["yt"]["status"] == "ok" and rows["yt"]["method"] == "yt-dlp"
+    assert "height<=360" in seen["format"] and seen["cookiefile"] == str(tmp_path / "cookies.txt")
+    assert seen["proxy"] == "socks5://127.0.0.1:1080" and "weaksup" in seen["http_headers"]["User-Agent"]
+
+
+def test_every_row_once_with_its_columns_and_bad_rows_rejected(tmp_path: Path, server: str) -> None:
+    path = tmp_path / "videos.csv"
+    path.write_text(
+        "video_id,uri,licence,hashtags\n"
+        f"1,{server}/ok/1.mp4,cc-by,#surfing\n"
+        f"2,,cc0,#skiing\n"
+        f"1,{server}/ok/dup.mp4,cc-by,#x\n"
+    )
+    table, summary = fetch_videos(
+        FetchConfig(videos=path, out=tmp_path / "out", allow_private_hosts=True, progress=False)
+    )
+    rows = table.to_pylist()
+    assert [r["video_id"] for r in rows] == ["1", "2", "1"]
+    assert [r["status"] for r in rows] == ["ok", "rejected", "rejected"]
+    assert rows[1]["error"].startswith("no url") and rows[2]["error"].startswith("duplicate video_id: row 0")
+    assert rows[0]["licence"] == "cc-by" and rows[0]["url"] == f"{server}/ok/1.mp4" and rows[0]["uri"] != rows[0]["url"]
+    assert summary["rows"] == 3
+
+
+def test_output_chains_into_probe_and_match(tmp_path: Path, server: str, cli) -> None:
+    rows, _ = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "gone": f"{server}/missing.mp4"})
+    fetched = tmp_path / "out" / "fetched.parquet"
+    result = cli("probe", "--videos", str(fetched), "--out", str(tmp_path / "probe.parquet"), "--no-progress")
+    assert result.exit_code == 0, result.output
+    probe = {r["video_id"]: r for r in pq.read_table(tmp_path / "probe.parquet").to_pylist()}
+    assert probe["a"]["status"] == "ok" and probe["gone"]["status"] == "rejected"
+
+
+def test_bad_input_is_one_line(tmp_path: Path, cli) -> None:
+    (tmp_path / "v.csv").write_text("video_id,link\n1,http://example.com/a.mp4\n")
+    result = cli("fetch", "--videos", str(tmp_path / "v.csv"), "--out", str(tmp_path / "o"))
+    assert_input_error(result, "v.csv", "no URL column 'url'", "--url-column")
+    result = cli("fetch", "--videos", str(tmp_path / "v.csv"), "--out", str(tmp_path / "o"), "--concurrency", "0")
+    assert_input_error(result, "--concurrency must be at least 1")
+
+
+def test_a_finished_run_is_reused_and_retry_rejected_redoes_only_transient_failures(
+    tmp_path: Path, server: str
+) -> None:
+    urls = {"ok": f"{server}/ok/a.mp4", "404": f"{server}/missing.mp4", "503": f"{server}/503-then-ok.mp4"}
+    rows, _ = fetch(tmp_path, urls, max_attempts=1)
+    assert rows["503"]["status"] == "rejected" and rows["503"]["retryable"]
+    before = dict(Faults.hits)
+    rows2, summary = fetch(tmp_path, urls, max_attempts=1)
+    assert Faults.hits == before and summary["reused_from_earlier_run"] == 3  # nothing fetched again
+    assert rows2["ok"]["sha256"] == rows["ok"]["sha256"] and rows2["503"]["status"] == "rejected"
+    rows3, summary = fetch(tmp_path, urls, max_attempts=1, retry_rejected=True)
+    assert rows3["503"]["status"] == "ok" and rows3["404"]["status"] == "rejected"
+    assert Faults.hits["/missing.mp4"] == 1 and Faults.hits["/ok/a.mp4"] == 1  # never retried, never refetched
+    assert summary["reused_from_earlier_run"] == 2
+    rows4, summary = fetch(tmp_path, urls, max_attempts=2)  # other settings: nothing reused
+    assert summary["reused_from_earlier_run"] == 0
+
+
+def test_circuit_breaker_skips_a_host_that_keeps_failing(tmp_path: Path, server: str) -> None:
+    urls = {f"v{i}": f"{server}/503-always.mp4?{i}" for i in range(6)}
+    rows, _ = fetch(tmp_path, urls, max_attempts=1, breaker_failures=3, concurrency=1)
+    skipped = [r for r in rows.values() if r["error"].startswith("host unavailable")]
+    assert len(skipped) == 3 and all(r["retryable"] for r in skipped)
+    assert sum(v for k, v in Faults.hits.items() if k.startswith("/503-always")) == 3
+
+
+def test_rate_limit_spaces_requests_to_a_host(tmp_path: Path, server: str) -> None:
+    t0 = time.perf_counter()
+    rows, _ = fetch(tmp_path, {f"v{i}": f"{server}/ok/{i}.mp4" for i in range(5)}, host_rate=10.0)
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert time.perf_counter() - t0 >= 0.5  # robots.txt + 5 files at 10 per second
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_gives_every_row_once(tmp_path: Path, server: str) -> None:
+    urls = {f"v{i:02d}": f"{server}/ok/{i}.mp4" for i in range(40)}
+    videos = videos_table(tmp_path, urls)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "weaksup.cli.main", "fetch", "--videos", str(videos), "--out", str(out)]
+    cmd += ["--allow-private-hosts", "--chunk-size", "4", "--host-rate", "8", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    parts = out / "fetched.parquet.parts"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "fetched.parquet").exists()
+    done = sum(pq.read_metadata(p).num_rows for p in parts.glob("part-*.parquet"))
+    assert 0 < done < 40
+    before = sum(Faults.hits.values())
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(out / "fetched.parquet")
+    assert table.column("video_id").to_pylist() == list(urls)
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    assert sum(Faults.hits.values()) - before <= 40 - done + 4  # the finished parts were not fetched again
+    assert_no_partial_files(out, {r["video_id"]: r for r in table.to_pylist()})
+
+
+def test_object_store_destination(tmp_path: Path, server: str) -> None:
+    fsspec = pytest.importorskip("fsspec")
+    root = f"memory://weaksup-fetch-{os.getpid()}"
+    try:
+        table, summary = fetch_videos(
+            FetchConfig(
+                videos=videos_table(tmp_path, {"a": f"{server}/ok/a.mp4"}),
+                out=root,
+                allow_private_hosts=True,
+                progress=False,
+            )
+        )
+        row = table.to_pylist()[0]
+        assert row["status"] == "ok" and row["uri"].startswith(f"{root}/videos/")
+        fs = fsspec.filesystem("memory")
+        assert fs.cat_file(row["uri"].removeprefix("memory://")) == Faults.video
+        assert fs.exists(f"{root}/fetched.parquet".removeprefix("memory://"))
+        assert json.loads(fs.cat_file(f"{root}/fetched.summary.json".removeprefix("memory://")))["ok"] == 1
+    finally:
+        fs = fsspec.filesystem("memory")
+        if fs.exists(root.removeprefix("memory://")):
+            fs.rm(root.removeprefix("memory://"), recursive=True)
