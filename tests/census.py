@@ -769,7 +769,7 @@ def concurrent(t: Tally, work: Path, n: int) -> None:
 
 
 def orphans(t: Tally, work: Path, n: int) -> None:
-    from test_workers import LOADER, POOL, kill_parent_and_wait
+    from test_pools import LOADER, POOL, kill_parent_and_wait
 
     klass = "parent killed, workers left"
     t.what[klass] = "kill -9 of a parent with a process pool or data-loader workers; any worker alive 10 s later"

@@ -1,8 +1,11 @@
 """weaksup.threads: the thread count follows measured step times."""
 
+import subprocess
+import sys
+
 import torch
 
-from weaksup.threads import ThreadTuner, thread_candidates
+from weaksup.threads import ThreadTuner, thread_budget, thread_candidates
 
 
 def _drive(tuner: ThreadTuner, seconds_per_clip: dict[int, float], steps: int) -> list[int]:
@@ -63,3 +66,21 @@ def test_fixed_count_is_set_for_the_run_and_given_back():
     assert torch.get_num_threads() == 1 and tuner.summary() == {"threads": 1, "adaptive": False, "switches": []}
     tuner.restore()
     assert torch.get_num_threads() == before
+
+
+def test_importing_threads_and_match_engine_leaves_torch_out():
+    """thread_budget sizes match's DuckDB too: importing it must not load torch (seconds, 0.5 GB)."""
+    code = (
+        "import sys, weaksup.threads, weaksup.assembly.match_engine; "
+        "weaksup.threads.thread_budget(); print('torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_thread_budget_is_capped_by_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert thread_budget() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert thread_budget() >= 1

@@ -20,6 +20,7 @@ from typing import Iterator
 
 from weaksup import uris
 from weaksup.errors import InputError
+from weaksup.outputs import side_path
 
 try:  # Linux and macOS
     import fcntl
@@ -36,7 +37,7 @@ def lock_path(out: uris.PathOrUri) -> Path:
     the output's folders before the job has checked its input)."""
     path = Path(os.path.abspath(uris.local_path(out)))
     if path.parent.is_dir():
-        return path.with_name(path.name + ".lock")
+        return Path(side_path(path, ".lock", whole_name=True))
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:20]
     return Path(tempfile.gettempdir()) / "weaksup-locks" / f"{digest}.lock"
 

@@ -92,6 +92,31 @@ def require_local_output(*paths: str | os.PathLike[str] | None) -> None:
             )
 
 
+def out_stem(out: PathOrUri) -> str:
+    """The name of ``out`` less a final ``.parquet``: how the files written beside it begin."""
+    name = uris.basename(out)
+    return name[: -len(".parquet")] if name.endswith(".parquet") else name
+
+
+def side_path(out: PathOrUri, suffix: str, *, whole_name: bool = False, any_extension: bool = False) -> Path | str:
+    """A file a command keeps beside its output ``out``: ``OUT-stem`` + ``suffix``
+    (``counts.parquet`` -> ``counts.summary.json``, ``counts.rejects.parquet``), or with
+    ``whole_name`` the whole name + ``suffix`` (``features.parquet.parts``, ``OUT.lock``).
+    ``any_extension`` drops whatever extension ``out`` has (the bulk jobs' and sample's
+    summaries: ``probe.pq`` -> ``probe.summary.json``), not only ``.parquet``.
+    A Path for a local ``out``, else a uri in the same folder."""
+    if whole_name:
+        stem = uris.basename(out)
+    elif any_extension:
+        stem = Path(uris.basename(out)).stem
+    else:
+        stem = out_stem(out)
+    name = stem + suffix
+    if uris.is_local(out):
+        return uris.local_path(out).with_name(name)
+    return uris.sibling(out, name)
+
+
 def atomic_path(path: PathOrUri, tag: str = "") -> Path:
     """A temporary sibling of the local ``path`` (``.NAME.tmp-PID[tag]``), renamed over it once
     complete; stale temporaries of ``path`` left by killed runs are deleted first.

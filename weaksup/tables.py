@@ -9,7 +9,9 @@ are paths or object-store uris (:mod:`weaksup.uris`).
 Readers (:func:`read_table`) accept tables written by other tools (pandas,
 ``pa.Table.from_pylist``): types are cast where every value fits and refused naming the
 column and row where one does not; columns a schema marks ``"required": false`` may be
-missing and are filled. CSV inputs are read strictly (:func:`strict_csv_rows`).
+missing and are filled. CSV inputs are read strictly (:func:`strict_csv_rows`). A stage that
+needs an input Parquet file's footer or row groups rather than a checked table opens it with
+:func:`open_parquet`, which words a missing or non-Parquet file like :func:`read_table` does.
 """
 
 from __future__ import annotations
@@ -356,7 +358,7 @@ def fill_optional(table: pa.Table, schema: Schema) -> pa.Table:
     return table
 
 
-def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
+def _parquet_source(path: PathOrUri, kind: str = "Parquet table") -> tuple[Any, str, str]:
     """(pyarrow filesystem, path in it, name for messages) of an existing table file."""
     label = uris.display(path)
     try:
@@ -364,7 +366,7 @@ def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
     except uris.UnsupportedUri as exc:
         raise InputError(str(exc)) from None
     if uris.is_local(path):
-        uris.check_input_file(path, "Parquet table")  # a folder, FIFO or device: one line, no hang
+        uris.check_input_file(path, kind)  # a folder, FIFO or device: one line, no hang
         return filesystem, inner, label
     try:
         found = uris.exists(path)
@@ -375,24 +377,39 @@ def _parquet_source(name: str, path: PathOrUri) -> tuple[Any, str, str]:
     return filesystem, inner, label
 
 
+def not_parquet(source: PathOrUri, exc: BaseException) -> InputError:
+    """The one-line error for a file pyarrow cannot read as Parquet (not Parquet, truncated)."""
+    return InputError(f"{uris.display(source)}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})")
+
+
+def open_parquet(path: PathOrUri, kind: str = "Parquet table") -> pq.ParquetFile:
+    """An input Parquet file (a path or any uri) opened for its footer, schema and row groups,
+    nothing checked against a schema (:func:`read_table` does that). Missing, a folder, a FIFO
+    or device (``kind`` names what was expected), unreachable, or not Parquet: InputError in
+    one line naming the file. Reading its row groups later may still fail on a corrupt page."""
+    filesystem, inner, label = _parquet_source(path, kind)
+    try:
+        return pq.ParquetFile(inner if uris.is_local(path) else filesystem.open_input_file(inner))
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for non-Parquet or truncated files
+        raise not_parquet(label, exc) from None
+
+
 def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> pa.Table:
     """Read a Parquet table (a path or any uri, see :mod:`weaksup.uris`) and check it against
     schema ``name``; bad or missing files raise InputError."""
-    filesystem, inner, label = _parquet_source(name, path)
+    parquet = open_parquet(path)
+    label = uris.display(path)
     schema = load_schema(name)
-    try:
-        present = pq.read_schema(inner, filesystem=filesystem).names
-    except Exception as exc:  # pyarrow raises several types for non-Parquet or truncated files
-        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})")
+    present = parquet.schema_arrow.names
     declared = {f.name: f for f in schema.fields}
     for col in columns or []:
         if col not in present and (col not in declared or declared[col].required or not declared[col].fillable):
             raise InputError(f"{label}: missing column {col!r} (table {schema.name!r} needs {schema.requirement()})")
     read = None if columns is None else [c for c in columns if c in present]
     try:
-        table = pq.read_table(inner, columns=read, filesystem=filesystem)
-    except Exception as exc:
-        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})")
+        table = parquet.read(columns=read)
+    except Exception as exc:  # noqa: BLE001 - a corrupt page
+        raise not_parquet(label, exc) from None
     if columns is not None:
         schema = schema.subset(columns)
     table = fill_optional(check_table(table, schema, label), schema)

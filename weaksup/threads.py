@@ -14,6 +14,10 @@ per ``probe_every`` steps (about 5% at the defaults, when the worse count is 2x 
 ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at barriers instead of spinning) helped less
 (6.4 vs 4 clips/s beside a busy process) and costs speed alone; weaksup leaves it to the
 user. benchmarks/contention.py measures all of it.
+
+torch is imported by :class:`ThreadTuner` only, when a tuner is made: :func:`thread_budget`
+also sizes thread pools that have nothing to do with torch (match's DuckDB), and importing
+torch costs seconds and half a gigabyte.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ from __future__ import annotations
 import os
 import statistics
 from dataclasses import dataclass, field
-
-import torch
 
 
 def available_cores() -> int:
@@ -76,6 +78,8 @@ class ThreadTuner:
     _next_probe: int = 0
 
     def __post_init__(self) -> None:
+        import torch
+
         self.original = torch.get_num_threads()
         self.touched = self.enabled and (self.fixed > 0 or self.max_threads > 1)
         self.candidates = (self.fixed,) if self.fixed > 0 else thread_candidates(self.max_threads)
@@ -116,6 +120,8 @@ class ThreadTuner:
             self._start_probe()
 
     def _set(self, n: int) -> None:
+        import torch
+
         torch.set_num_threads(n)
         self._skip = 1
 
@@ -142,11 +148,15 @@ class ThreadTuner:
     def restore(self) -> None:
         """Give the process back the thread count it had before this tuner (the run is over)."""
         if self.touched:
+            import torch
+
             torch.set_num_threads(self.original)
 
     close = restore  # contextlib.closing(tuner)
 
     def summary(self) -> dict[str, object]:
         """Thread counts used: the final one and every switch (step, threads)."""
+        import torch
+
         threads = self.current if self.touched else torch.get_num_threads()
         return {"threads": threads, "adaptive": self.enabled, "switches": [list(s) for s in self.history]}

@@ -39,7 +39,7 @@ from weaksup import uris
 from weaksup.errors import InputError, first_line, one_line
 from weaksup.hashing import stable_hash64
 from weaksup.outputs import atomic_output, output_set, require_local_output
-from weaksup.tables import check_table, load_schema, write_json, write_table
+from weaksup.tables import check_table, load_schema, not_parquet, write_json, write_table
 
 TAG_SHARES_FILE = "tag_shares.parquet"
 SHEETS_DIR = "contact_sheets"
@@ -129,7 +129,7 @@ def _check(cfg: LabelAuditConfig) -> tuple[Any, list[str]]:
         )
         schema = dataset.schema
     except Exception as exc:  # pyarrow raises several types for non-Parquet files
-        raise InputError(f"{label}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})") from None
+        raise not_parquet(label, exc) from None
     if "matched_hashtags" not in schema.names:
         raise InputError(f"{label}: manifest has no matched_hashtags column: rerun match to get matched_hashtags")
     columns = ["video_id", "uri", "label_id", "label", "matched_hashtags"]

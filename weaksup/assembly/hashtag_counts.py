@@ -37,7 +37,7 @@ from weaksup.assembly.videos import (
 )
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
-from weaksup.outputs import output_set
+from weaksup.outputs import output_set, side_path
 from weaksup.progress import count_progress
 from weaksup.tables import load_schema, write_json, write_table
 from weaksup.uris import PathOrUri
@@ -67,12 +67,7 @@ class HashtagCountsResult:
 
 def side_paths(out: PathOrUri) -> tuple[Path | str, Path | str]:
     """Rejects and summary paths beside ``out`` (Paths for a local ``out``, else uris)."""
-    name = uris.basename(out)
-    stem = name[: -len(".parquet")] if name.endswith(".parquet") else name
-    if uris.is_local(out):
-        path = uris.local_path(out)
-        return path.with_name(f"{stem}.rejects.parquet"), path.with_name(f"{stem}.summary.json")
-    return uris.sibling(out, f"{stem}.rejects.parquet"), uris.sibling(out, f"{stem}.summary.json")
+    return side_path(out, ".rejects.parquet"), side_path(out, ".summary.json")
 
 
 def batch_tag_counts(tags: pa.Array, keep: np.ndarray) -> tuple[pa.Table, np.ndarray]:

@@ -28,7 +28,6 @@ Parquet file that DuckDB then scans with no further normalisation.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -41,6 +40,8 @@ import pyarrow.parquet as pq
 from weaksup import uris
 from weaksup.assembly.videos import iter_videos, normalize_tags, open_table
 from weaksup.errors import InputError, first_line
+from weaksup.tables import open_parquet
+from weaksup.threads import thread_budget
 
 #: Suffixes :func:`weaksup.assembly.videos.open_table` reads as something other than Parquet.
 _NOT_PARQUET = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
@@ -56,20 +57,6 @@ NORMALIZE_SQL = (  # already normal (the common case) first: the cheapest test t
 _STAGED_SCHEMA = pa.schema(
     [("video_id", pa.string()), ("uri", pa.string()), ("hashtags", pa.list_(pa.string())), ("duration_s", pa.float64())]
 )
-
-
-def engine_threads() -> int:
-    """DuckDB's threads: the cores this process may run on, at most ``OMP_NUM_THREADS`` when set.
-    (:func:`weaksup.threads.thread_budget`'s rule; that module imports torch, 2 s and 0.5 GB.)"""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    try:
-        cap = int(os.environ.get("OMP_NUM_THREADS", "0"))
-    except ValueError:
-        cap = 0
-    return min(cores, cap) if cap > 0 else cores
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -126,7 +113,7 @@ class VideosScan:
     ) -> None:
         self.videos = videos
         self.n_tags = len(tags)
-        self.threads = threads or engine_threads()
+        self.threads = threads or thread_budget()
         # insertion order kept (the default, relied on by :meth:`rows`, and checked there)
         self.con = duckdb.connect(config={"threads": self.threads, "preserve_insertion_order": True})
         self.staged: Path | None = None
@@ -135,8 +122,9 @@ class VideosScan:
             direct = direct_parquet(videos, text_column)
             if direct is not None:
                 register_normalize_udf(self.con)
-                self.n_read = pq.ParquetFile(direct).metadata.num_rows
-                duration = "duration_s::DOUBLE" if "duration_s" in pq.read_schema(direct).names else "NULL::DOUBLE"
+                parquet = open_parquet(direct)
+                self.n_read = parquet.metadata.num_rows
+                duration = "duration_s::DOUBLE" if "duration_s" in parquet.schema_arrow.names else "NULL::DOUBLE"
                 self._view(direct, duration)
                 self.ids_source: str | Path = videos
                 self.normalize = NORMALIZE_SQL

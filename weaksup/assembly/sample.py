@@ -30,11 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from weaksup import uris
-from weaksup.errors import InputError, first_line
+from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
-from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
-from weaksup.tables import check_table, conform, load_schema, read_table, write_json, write_table
+from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output, side_path
+from weaksup.tables import check_table, conform, load_schema, open_parquet, read_table, write_json, write_table
 
 Strategy = Literal["random", "tail-preserving", "sqrt"]
 STRATEGIES: tuple[str, ...] = ("random", "tail-preserving", "sqrt")
@@ -99,11 +98,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 def check_manifest_columns(path: Path) -> pa.Schema:
     """Check the manifest's columns and types from its footer alone (no data read)."""
     path = Path(path)
-    uris.check_input_file(path, "manifest .parquet")  # missing, a folder, a FIFO or a device: one line, no hang
-    try:
-        schema = pq.read_schema(path)
-    except Exception as exc:  # pyarrow raises several types for non-Parquet files
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {first_line(exc)})")
+    schema = open_parquet(path, "manifest .parquet").schema_arrow  # missing, a FIFO, not Parquet: one line
     check_table(schema.empty_table(), load_schema("manifest"), str(path))
     return schema
 
@@ -328,7 +323,7 @@ def gather_rows(path: Path, rows: np.ndarray, n_videos: int) -> pa.Table:
     Reads one row group at a time and keeps only the rows drawn from it; the final
     reordering goes column by column, so the peak is about one copy of the drawn rows.
     """
-    parquet = pq.ParquetFile(path)
+    parquet = open_parquet(path, "manifest .parquet")
     drawn = np.zeros(n_videos, bool)
     drawn[rows] = True
     wanted = np.flatnonzero(drawn)  # ascending file positions
@@ -359,7 +354,7 @@ def write_weighted_manifest(path: Path, out: Path, draw_position: np.ndarray, we
     Rows keep the manifest's order (no reshuffle of a 65M-row table); ``draw`` still gives
     each video's place in the sqrt draw order. Written to a temporary name, then renamed.
     """
-    parquet = pq.ParquetFile(path)
+    parquet = open_parquet(path, "manifest .parquet")
     manifest_schema, sample_schema = load_schema("manifest"), load_schema("sample")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic_path(out)
@@ -442,7 +437,7 @@ def _validate(cfg: SampleConfig) -> None:
 
 def summary_path(cfg: SampleConfig) -> Path:
     """Where the job's summary goes: OUT/summary.json for a series, else OUT-stem.summary.json beside OUT."""
-    return cfg.out / "summary.json" if cfg.series else cfg.out.with_name(cfg.out.stem + ".summary.json")
+    return cfg.out / "summary.json" if cfg.series else side_path(cfg.out, ".summary.json", any_extension=True)
 
 
 @output_set()  # the sample(s) and the summary: all or none

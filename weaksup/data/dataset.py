@@ -29,7 +29,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
@@ -37,7 +36,7 @@ from weaksup.data.decode_clip import DEFAULT_RATE, Clip, VideoInfo, read_clip
 from weaksup.data.rejects import append_reject
 from weaksup.data.transforms import Draw, clip_seconds, eval_transform, jitter_start, train_transform, uniform_starts
 from weaksup.errors import InputError, one_line
-from weaksup.tables import read_table
+from weaksup.tables import open_parquet, read_table
 
 _FAILURE_SLOTS = 1024  # one counter per worker process (slot 0: the main process), so no counter is shared
 
@@ -116,12 +115,7 @@ def load_video_table(table_or_path: pa.Table | str | os.PathLike[str], *, label_
     else:
         path = Path(table_or_path)
         source = str(path)
-        if not path.exists():
-            raise InputError(f"{path}: file not found")
-        try:
-            names = pq.read_schema(path).names
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for non-Parquet files
-            raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+        names = open_parquet(path, "manifest or clips table").schema_arrow.names  # missing, not Parquet: one line
     kind = "clips" if {"clip_start_s", "clip_end_s"} <= set(names) else "manifest"
     wanted = ["video_id", "uri", label_column]
     wanted += ["clip_start_s", "clip_end_s"] if kind == "clips" else (["duration_s"] if "duration_s" in names else [])

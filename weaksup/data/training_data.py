@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from weaksup.data.shards import ShardIndex, load_shard_index
 from weaksup.errors import InputError
-from weaksup.tables import SCHEMA_META_KEY, read_table
+from weaksup.tables import SCHEMA_META_KEY, open_parquet, read_table
 from weaksup.uris import as_uri, is_local, local_path
 
 
@@ -35,12 +34,7 @@ class TrainingTable:
 
 def _table_kind(path: Path) -> str:
     """Which schema a training table follows: its stamped schema name, else its columns."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    try:
-        schema = pq.read_schema(path)
-    except Exception as exc:  # not Parquet, truncated: read_table words it the same way
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    schema = open_parquet(path, "training table").schema_arrow  # missing, not Parquet, truncated: one line
     stamp = (schema.metadata or {}).get(SCHEMA_META_KEY, b"").decode(errors="replace").split("/")[0]
     if stamp in ("manifest", "clips", "sample"):
         return stamp

@@ -70,9 +70,9 @@ from weaksup.dedupe.align import AlignConfig, Alignment, align
 from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
 from weaksup.errors import InputError
-from weaksup.outputs import output_set, require_local_output, separate_job
+from weaksup.outputs import output_set, require_local_output, separate_job, side_path
 from weaksup.ray_engine import check_engine
-from weaksup.tables import check_table, load_schema, read_table, write_json, write_table
+from weaksup.tables import check_table, load_schema, open_parquet, read_table, write_json, write_table
 
 DEFAULT_RADIUS = 7
 DEFAULT_MIN_FRAMES = 8
@@ -110,12 +110,11 @@ class DedupeConfig:
 
 def output_paths(out: Path) -> tuple[Path, Path, Path, Path]:
     """removed table, summary, and the source/target codes fingerprinted here, beside ``out``."""
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
     return (
-        out.with_name(f"{stem}.removed.parquet"),
-        out.with_name(f"{stem}.summary.json"),
-        out.with_name(f"{stem}.source_codes.parquet"),
-        out.with_name(f"{stem}.target_codes.parquet"),
+        side_path(out, ".removed.parquet"),
+        side_path(out, ".summary.json"),
+        side_path(out, ".source_codes.parquet"),
+        side_path(out, ".target_codes.parquet"),
     )
 
 
@@ -186,7 +185,7 @@ def check_codes(path: Path) -> pa.Table:
     schema = load_schema("codes")
     light = ["video_id", "uri", "status", "code_version", "fps"]
     table = read_table("codes", path, columns=light)
-    check_table(pq.read_schema(path).empty_table(), schema, str(path))
+    check_table(open_parquet(path).schema_arrow.empty_table(), schema, str(path))
     versions = sorted(set(table.column("code_version").to_pylist()))
     if any(v != CODE_VERSION for v in versions):
         raise InputError(
@@ -497,7 +496,7 @@ def _verify_line(
 
 def _iter_source_chunks(path: Path, wanted: dict[int, str], chunk: int) -> Iterator[tuple[CodeSet, list[int]]]:
     """Chunks of the source codes table (only the full codes are read), rows restricted to ``wanted``."""
-    pf = pq.ParquetFile(path)
+    pf = open_parquet(path)
     offset = 0
     for batch in pf.iter_batches(batch_size=chunk, columns=["video_id", "status", "codes", "informative"]):
         rows = [r for r in range(batch.num_rows) if offset + r in wanted]

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from weaksup.bulk import STAMP_KEY, StaleParts, make_stamp, read_stamp, row_digest, stale_reason
+from weaksup.bulk import STAMP_KEY, StaleParts, make_stamp, parts_dir, read_stamp, row_digest, stale_reason
 from weaksup.data.dataset import EvalClipDataset, load_video_table
 from weaksup.data.loader import single_thread_worker
 from weaksup.data.rejects import read_rejects
@@ -48,7 +48,7 @@ from weaksup.eval.features import EXTRACT_META_KEY
 from weaksup.eval.network import Network, load_network
 from weaksup.outputs import atomic_output, require_local_output
 from weaksup.ray_engine import check_engine
-from weaksup.tables import conform, load_schema, write_table
+from weaksup.tables import conform, load_schema, open_parquet, write_table
 from weaksup.threads import ThreadTuner
 
 
@@ -159,9 +159,10 @@ def _prepare(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tup
     if protocol.crop is not None and protocol.crop > protocol.short_side:
         raise InputError(f"extract: crop {protocol.crop} is larger than short_side {protocol.short_side}")
     load_video_table(manifest)  # checks the file, its columns and labels with one-line errors
-    names = pq.read_schema(manifest).names
+    parquet = open_parquet(manifest)
+    names = parquet.schema_arrow.names
     extra = [c for c in ("label", "matched_label_ids", "duration_s", "clip_start_s", "clip_end_s") if c in names]
-    rows = pq.read_table(manifest, columns=["video_id", "uri", "label_id", *extra])
+    rows = parquet.read(columns=["video_id", "uri", "label_id", *extra])
     if rows.num_rows == 0:
         raise InputError(f"{manifest}: the table has no rows")
     return net, protocol, rows
@@ -240,7 +241,7 @@ def _open_parts(
     resume_strict: bool,
 ) -> tuple[Path, dict[int, dict[str, Any]], set[int]]:
     """The parts folder beside ``out`` (emptied when not resuming), every chunk's stamp, and the chunks already done."""
-    parts = out.with_name(out.name + ".parts")
+    parts = parts_dir(out)
     if parts.exists() and not resume:
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)

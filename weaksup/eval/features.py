@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from weaksup.errors import InputError
 from weaksup.eval.label_maps import LabelMap, name_key
-from weaksup.tables import read_table
+from weaksup.tables import open_parquet, read_table
 
 #: Features-table metadata key holding the extraction protocol (written by weaksup.eval.extract).
 EXTRACT_META_KEY = b"weaksup.extract"
@@ -28,7 +27,7 @@ EXTRACT_META_KEY = b"weaksup.extract"
 
 def read_protocol(path: Path) -> dict[str, Any] | None:
     """The extraction protocol stored in a features table, if any."""
-    meta = pq.read_schema(path).metadata or {}
+    meta = open_parquet(path, "features table").schema_arrow.metadata or {}
     raw = meta.get(EXTRACT_META_KEY)
     return json.loads(raw) if raw else None
 

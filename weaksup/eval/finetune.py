@@ -29,14 +29,14 @@ from weaksup.eval.label_maps import LabelMap, name_key, read_label_map
 from weaksup.eval.network import load_network
 from weaksup.eval.report import Predictions, network_name, write_report
 from weaksup.outputs import require_local_output
-from weaksup.tables import read_table, write_table
+from weaksup.tables import open_parquet, read_table, write_table
 from weaksup.train.config import TrainConfig
 from weaksup.train.loop import DEFAULT_MAX_REJECT_FRACTION, pretrain
 
 
 def _renumber(path: Path, label_map: LabelMap, out: Path) -> Path:
     """``path`` (manifest or clips) with label_id replaced by the label map's index of its label name."""
-    table = pq.read_table(path)
+    table = open_parquet(path, "manifest .parquet").read()
     if "label" not in table.column_names:
         raise InputError(f"{path}: has no label column, so it cannot be mapped by name to {label_map.source}")
     index = label_map.index()
@@ -59,10 +59,10 @@ def _renumber(path: Path, label_map: LabelMap, out: Path) -> Path:
 def _check_same_numbering(train: Path, test: Path) -> None:
     pairs: dict[int, str] = {}
     for path in (train, test):
-        cols = pq.read_schema(path).names
-        if "label" not in cols:
+        parquet = open_parquet(path, "manifest .parquet")
+        if "label" not in parquet.schema_arrow.names:
             return
-        t = pq.read_table(path, columns=["label_id", "label"])
+        t = parquet.read(columns=["label_id", "label"])
         for i, name in zip(t.column("label_id").to_pylist(), t.column("label").to_pylist()):
             if name is not None and name_key(pairs.setdefault(i, name)) != name_key(name):
                 raise InputError(
@@ -77,8 +77,7 @@ def _target_manifests(
     """Train and test manifests in one numbering (renumbered by the label map into ``out``, or checked to agree),
     the label map, its class count, after refusing test classes without a training example."""
     for path in (train_manifest, test_manifest):
-        if not path.exists():
-            raise InputError(f"{path}: file not found")
+        open_parquet(path, "manifest .parquet")  # missing, a folder, not Parquet: one line before any work
     lm = read_label_map(label_map) if label_map is not None else None
     if lm is not None:
         train_manifest = _renumber(train_manifest, lm, out / "train_manifest.parquet")
@@ -87,8 +86,8 @@ def _target_manifests(
     else:
         _check_same_numbering(train_manifest, test_manifest)
         num_classes = None
-    train_labels = set(pq.read_table(train_manifest, columns=["label_id"]).column("label_id").to_pylist())
-    test_labels = set(pq.read_table(test_manifest, columns=["label_id"]).column("label_id").to_pylist())
+    train_labels = set(open_parquet(train_manifest).read(columns=["label_id"]).column("label_id").to_pylist())
+    test_labels = set(open_parquet(test_manifest).read(columns=["label_id"]).column("label_id").to_pylist())
     if test_labels - train_labels:
         raise InputError(
             f"{test_manifest}: test label_id {min(test_labels - train_labels)} has no training example in "
@@ -201,7 +200,7 @@ def finetune(
     protocol = _finetune_protocol(cfg, net.source, num_clips, summary, lm, train_manifest, out)
     counts = {
         "train_videos": read_table(
-            "manifest" if "clip_start_s" not in pq.read_schema(train_manifest).names else "clips",
+            "manifest" if "clip_start_s" not in open_parquet(train_manifest).schema_arrow.names else "clips",
             train_manifest,
             columns=["video_id"],
         ).num_rows,
@@ -227,8 +226,9 @@ def _class_names(train_manifest: Path, lm: LabelMap | None, num_classes: int) ->
     if lm is not None:
         return list(lm.names)
     names = [str(i) for i in range(num_classes)]
-    if "label" in pq.read_schema(train_manifest).names:
-        t = pq.read_table(train_manifest, columns=["label_id", "label"])
+    parquet = open_parquet(train_manifest)
+    if "label" in parquet.schema_arrow.names:
+        t = parquet.read(columns=["label_id", "label"])
         for i, n in zip(t.column("label_id").to_pylist(), t.column("label").to_pylist()):
             if n is not None and 0 <= i < num_classes:
                 names[i] = n

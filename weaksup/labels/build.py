@@ -16,7 +16,6 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from weaksup.errors import InputError, first_line
 from weaksup.labels.hashtags import (
@@ -39,8 +38,8 @@ from weaksup.labels.sources import (
     read_hashtag_list,
     with_aliases,
 )
-from weaksup.outputs import output_set
-from weaksup.tables import check_csv_file, write_json, write_table
+from weaksup.outputs import output_set, side_path
+from weaksup.tables import check_csv_file, open_parquet, write_json, write_table
 from weaksup.uris import check_input_file
 
 CollisionPolicy = Literal["keep-all", "drop", "first"]
@@ -107,18 +106,16 @@ class BuildLabelsResult:
 
 def sibling_paths(out: Path) -> tuple[Path, Path, Path]:
     """Where build-labels puts the hashtag index, the collisions table and the summary."""
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
     return (
-        out.with_name(f"{stem}.hashtag_index.parquet"),
-        out.with_name(f"{stem}.collisions.parquet"),
-        out.with_name(f"{stem}.summary.json"),
+        side_path(out, ".hashtag_index.parquet"),
+        side_path(out, ".collisions.parquet"),
+        side_path(out, ".summary.json"),
     )
 
 
 def pruned_path(out: Path) -> Path:
     """Where build-labels lists the tags it generated and then dropped (cap, counts, drop list, collisions)."""
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
-    return out.with_name(f"{stem}.pruned_tags.parquet")
+    return side_path(out, ".pruned_tags.parquet")
 
 
 def _key(seed: SeedLabel) -> str:
@@ -153,7 +150,7 @@ def _read_pair_counts(path: Path) -> dict[str, int]:
     check_input_file(path, "hashtag counts")  # a FIFO or a device would hang or never end
     try:
         if path.suffix == ".parquet":
-            table = pq.read_table(path)
+            table = open_parquet(path, "hashtag counts").read()
         else:
             check_csv_file(path, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             table = pacsv.read_csv(

@@ -1,6 +1,7 @@
-"""Resume only what provably belongs to the job (issue 15): bulk parts carry a stamp of their
-settings and input rows; a rerun recomputes stale parts (one warning), stops on them with
---resume-strict, and starts over with --no-resume.
+"""weaksup.bulk. Resume only what provably belongs to the job (issue 15): bulk parts carry a
+stamp of their settings and input rows; a rerun recomputes stale parts (one warning), stops on
+them with --resume-strict, and starts over with --no-resume. Nothing done is not success (issue
+15, item 8): the rule of weaksup.bulk and the CLI's exit 3.
 
 Kills are simulated by a worker function that raises KeyboardInterrupt (not an Exception, so
 not a rejected row) after a few videos, with one video per part.
@@ -15,11 +16,23 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import typer
 from conftest import assert_input_error, stderr_of, write_clip
 
 from weaksup.assembly import probe as probe_mod
 from weaksup.assembly.probe import ProbeConfig, probe_videos
-from weaksup.bulk import STAMP_KEY, BulkConfig, StaleResumeWarning, parts_dir, read_stamp, run_bulk
+from weaksup.bulk import (
+    STAMP_KEY,
+    BulkConfig,
+    StaleResumeWarning,
+    nothing_done,
+    nothing_done_message,
+    parts_dir,
+    read_stamp,
+    run_bulk,
+)
+from weaksup.cli.common import NOTHING_DONE_EXIT
+from weaksup.cli.common import nothing_done as exit_if_nothing_done
 from weaksup.dedupe import fingerprint as fingerprint_mod
 from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 from weaksup.errors import InputError
@@ -321,3 +334,32 @@ def test_fingerprint_cli_flags(tables, tmp_path, monkeypatch, cli):
     assert result.exit_code == 0, result.output
     assert len(counter.calls) == N and "warning" not in stderr_of(result)
     assert json.loads(out.with_name("codes.summary.json").read_text())["videos"] == N
+
+
+# ---- nothing done is not success
+
+
+def test_every_row_rejected_or_no_row_is_nothing_done() -> None:
+    rejected = pa.table(
+        {"status": ["rejected", "rejected", "rejected"], "error": ["not found: a", "not found: b", "not a video: c"]}
+    )
+    assert (
+        nothing_done(rejected, "video") == "nothing done: all 3 videos were rejected (not found (2), not a video (1))"
+    )
+    assert (
+        nothing_done(pa.table({"status": pa.array([], pa.string()), "error": pa.array([], pa.string())}), "video")
+        == "nothing done: the input has no videos"
+    )
+    # any result that is not a rejection is work done (fingerprint's flat videos included)
+    assert nothing_done(pa.table({"status": ["rejected", "ok"], "error": ["x", None]})) is None
+    assert nothing_done(pa.table({"status": ["unfingerprintable"], "error": ["flat"]})) is None
+    assert nothing_done_message(4, 3, "clip") is None
+    assert nothing_done_message(2, 2, "clip", {"decode": 2}) == "nothing done: all 2 clips were rejected (decode (2))"
+
+
+def test_cli_helper_exits_3_unless_allowed() -> None:
+    exit_if_nothing_done(None, allow_empty=False)  # something was done: no exit
+    with pytest.raises(typer.Exit) as exc:
+        exit_if_nothing_done("nothing done: all 2 videos were rejected", allow_empty=False)
+    assert exc.value.exit_code == NOTHING_DONE_EXIT == 3
+    exit_if_nothing_done("nothing done: all 2 videos were rejected", allow_empty=True)  # a warning only
