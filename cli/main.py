@@ -7,6 +7,7 @@ import typer
 from weaksup import __version__
 from weaksup.cli import (
     audit,
+    card,
     counts,
     dedupe,
     evaluate,
@@ -65,6 +66,7 @@ for module in (
     shard,
     fingerprint,
     dedupe,
+    card,
     pretrain,
     evaluate,
     models,

@@ -15,6 +15,10 @@ TEXT_COLUMN_HELP = (
     "words are removed (catchingfish); a hashtags column, if any, is used too. Without it, a text column is split "
     "into single-word tags when it has no #, so captions match only one-word hashtags."
 )
+KEEP_COLUMNS_HELP = (
+    "Comma-separated videos-table columns carried, per video, into the manifest after its own columns (e.g. "
+    "licence,uploader,url from fetch): provenance for the dataset card. A name the table lacks is an error."
+)
 DROP_TAGS_HELP = (
     "A text file of hashtags (one a line, # optional, blank lines skipped) removed from the hashtag index before "
     "matching."
@@ -65,10 +69,11 @@ def match(
     ] = False,
     text_column: Annotated[Optional[str], typer.Option(help=TEXT_COLUMN_HELP)] = None,
     drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP)] = None,
+    keep_columns: Annotated[Optional[str], typer.Option(help=KEEP_COLUMNS_HELP)] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Match video hashtags against a label space; one label per video."""
-    from weaksup.assembly.match import MatchConfig, match_partitioned, match_videos
+    from weaksup.assembly.match import MatchConfig, match_partitioned, match_videos, parse_keep_columns
 
     cfg = MatchConfig(
         videos=videos,
@@ -80,6 +85,7 @@ def match(
         support=support,
         text_column=text_column,
         drop_tags=drop_tags,
+        keep_columns=parse_keep_columns(keep_columns),
         progress=progress,
     )
     print_summary(f"match -> {out}", run(match_partitioned if partitioned else match_videos, cfg))

@@ -459,3 +459,68 @@ def test_phrase_candidates_are_the_same_in_any_chunking(monkeypatch):
         assert v.text_candidates(texts.slice(5, 7)).to_pylist() == whole[5:12]
     vocab = pa.array(["catchingafish", "rápido"])
     assert v.text_candidates(texts, vocab).to_pylist()[:6] == [[], ["catchingafish"], None, [], [], ["rápido"]]
+
+
+# --- provenance columns (--keep-columns) -------------------------------------------------
+
+
+def _with_provenance(path: Path, n: int) -> tuple[Path, dict]:
+    """A videos table (as fetch writes one) with licence, uploader, bytes and fetched_at columns."""
+    import datetime
+
+    tags = [["#CatchingFish"] if i % 3 else (["playingguitar"] if i % 2 else ["love"]) for i in range(n)]
+    table = pa.table(
+        {
+            "video_id": [f"v{i}" for i in range(n)],
+            "uri": [f"/files/v{i}.mp4" for i in range(n)],
+            "hashtags": pa.array(tags, pa.list_(pa.string())),
+            "licence": [None if i % 7 == 0 else f"CC-BY-{i % 4}" for i in range(n)],
+            "uploader": [f"user{i}" for i in range(n)],
+            "bytes": pa.array([10 * i for i in range(n)], pa.int64()),
+            "fetched_at": pa.array([datetime.datetime(2024, 1, 1, 0, 0, i % 60) for i in range(n)], pa.timestamp("us")),
+        }
+    )
+    pq.write_table(table, path, row_group_size=11)
+    return path, {r["video_id"]: r for r in table.to_pylist()}
+
+
+def test_keep_columns_carry_provenance_into_the_manifest(tmp_path, labels):
+    videos, rows = _with_provenance(tmp_path / "v.parquet", 90)
+    keep = ("licence", "bytes", "fetched_at")
+    summary, table = _run(tmp_path, videos, labels, min_videos=1, batch_size=16, keep_columns=keep)
+    plain_summary, plain = _run(tmp_path, videos, labels, name="plain", min_videos=1, batch_size=16)
+    assert table.column_names == plain.column_names + list(keep)  # after the schema's columns
+    assert table.select(plain.column_names).equals(plain)  # the rest unchanged
+    assert table.schema.field("fetched_at").type == pa.timestamp("us")
+    assert table.num_rows == summary["in_manifest"] > 0
+    for r in table.to_pylist():
+        assert {k: r[k] for k in keep} == {k: rows[r["video_id"]][k] for k in keep}
+    assert summary["keep_columns"] == list(keep) and "keep_columns" not in plain_summary
+    # a CSV (read through the staging path) carries its columns too
+    csv = tmp_path / "v.csv"
+    lines = ["video_id,uri,hashtags,licence"] + [
+        f"c{i},/f/c{i}.mp4,{'#catchfish' if i % 2 else '#playguitar'},{'' if i == 3 else f'CC0-{i}'}" for i in range(30)
+    ]
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _, table = _run(tmp_path, csv, labels, name="csv", min_videos=1, batch_size=4, keep_columns=("licence",))
+    got = dict(zip(table.column("video_id").to_pylist(), table.column("licence").to_pylist()))
+    assert len(got) == 30 and got["c3"] is None and all(got[f"c{i}"] == f"CC0-{i}" for i in range(30) if i != 3)
+
+
+def test_keep_columns_through_the_cli_and_bad_names_exit_2(tmp_path, labels):
+    videos, rows = _with_provenance(tmp_path / "v.parquet", 30)
+    out = tmp_path / "m.parquet"
+    args = ["match", "--videos", str(videos), "--labels", str(labels), "--out", str(out), "--min-videos", "1"]
+    r = runner.invoke(app, [*args, "--keep-columns", " uploader, licence "])
+    assert r.exit_code == 0, r.output
+    table = pq.read_table(out)
+    assert table.column_names[-2:] == ["uploader", "licence"]
+    assert all(r["uploader"] == rows[r["video_id"]]["uploader"] for r in table.to_pylist())
+    out.unlink()
+    assert_input_error(
+        runner.invoke(app, [*args, "--keep-columns", "licence,caption"]), "v.parquet", "'caption'", "--keep-columns"
+    )
+    assert not out.exists()
+    assert_input_error(runner.invoke(app, [*args, "--keep-columns", "uri"]), "'uri'", "--keep-columns")
+    assert_input_error(runner.invoke(app, [*args, "--keep-columns", "licence,licence"]), "'licence'", "twice")
+    assert not out.exists()

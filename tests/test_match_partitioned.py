@@ -359,3 +359,38 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, labels):
     assert not (tmp_path / "p3").exists()
     r = runner.invoke(app, ["partition-videos", "--videos", str(videos), "--out", str(videos)])
     assert_input_error(r, "v.parquet", "not an earlier partition-videos folder")
+
+
+def test_partitioned_match_keeps_columns_like_the_whole_match(tmp_path, labels):
+    rows = _hand_rows()
+    videos = _write(tmp_path / "v.parquet", rows)
+    table = pq.read_table(videos)
+    n = table.num_rows
+    table = table.append_column("licence", pa.array([None if i % 5 == 0 else f"CC-BY-{i}" for i in range(n)]))
+    table = table.append_column("bytes", pa.array(range(n), pa.int64()))
+    pq.write_table(table, videos, row_group_size=13)
+    keep = ("licence", "bytes")
+    whole = tmp_path / "whole.parquet"
+    match_videos(MatchConfig(videos=videos, labels=labels, out=whole, min_videos=10, keep_columns=keep, progress=False))
+    parts, out = tmp_path / "parts", tmp_path / "out"
+    partition_videos(PartitionConfig(videos=videos, out=parts, parts=3, batch_size=16, progress=False))
+    summary = match_partitioned(
+        MatchConfig(
+            videos=parts, labels=labels, out=out, min_videos=10, batch_size=16, keep_columns=keep, progress=False
+        )
+    )
+    manifest = pq.read_table(out / "manifest")
+    assert manifest.column_names[-2:] == list(keep) and summary["keep_columns"] == list(keep)
+    assert _canon(manifest) == _canon(pq.read_table(whole))
+    first = {}
+    for r in table.to_pylist():
+        if None not in (r["video_id"], r["uri"], r["hashtags"]):  # a rejected row is nobody's first copy
+            first.setdefault(r["video_id"], r)  # the first copy of an id is the one kept
+    assert manifest.num_rows > 0
+    for r in manifest.to_pylist():
+        assert (r["licence"], r["bytes"]) == (first[r["video_id"]]["licence"], first[r["video_id"]]["bytes"])
+
+    bad = ["match", "--partitioned", "--videos", str(parts), "--labels", str(labels), "--out", str(tmp_path / "o2")]
+    r = runner.invoke(app, [*bad, "--keep-columns", "licence,uploader"])
+    assert_input_error(r, "part-00000.parquet", "'uploader'", "--keep-columns")
+    assert not (tmp_path / "o2" / "summary.json").exists()

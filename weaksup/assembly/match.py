@@ -48,13 +48,16 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.assembly.match_engine import VideosScan
 from weaksup.assembly.partition import PART_META_KEY, list_parts, read_part_label
 from weaksup.assembly.videos import (
+    ColumnFeed,
     candidate_columns,
+    check_keep_columns,
     duplicate_rows,
     finish_rejects,
     open_table,
@@ -63,7 +66,7 @@ from weaksup.assembly.videos import (
 from weaksup.errors import InputError
 from weaksup.hashing import splitmix64, stable_hash64
 from weaksup.labels.sources import read_hashtag_list
-from weaksup.outputs import atomic_path, commit_output, output_set, require_local_output
+from weaksup.outputs import atomic_path, commit_output, out_stem, output_set, require_local_output, side_path
 from weaksup.progress import count_progress
 from weaksup.tables import conform, load_schema, read_table, write_json, write_table
 from weaksup.uris import check_input_file
@@ -87,6 +90,7 @@ class MatchConfig:
     side_dir: Path | None = None  # where rejects, label counts and summary go (default: beside the manifest)
     text_column: str | None = None  # a free-text column whose #tags and phrases are candidates too
     drop_tags: Path | None = None  # a file of hashtags (one a line) removed from the index before matching
+    keep_columns: tuple[str, ...] = ()  # videos-table columns carried, per video, into the manifest (after its own)
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,17 @@ def space_digest(index: HashtagIndex, text_column: str | None = None) -> str:
     if text_column is None:
         return digest
     return hashlib.sha256(f"{digest}\0text-column:{text_column}".encode()).hexdigest()[:32]
+
+
+def parse_keep_columns(text: str | None) -> tuple[str, ...]:
+    """``--keep-columns a,b,c`` as a tuple of names (blanks around names and empty entries dropped)."""
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
+
+
+def check_keep(dataset: ds.Dataset, path: str, keep_columns: tuple[str, ...]) -> None:
+    """Refuse, in one line, ``--keep-columns`` the videos table lacks or the manifest has already."""
+    if keep_columns:
+        check_keep_columns(dataset, path, tuple(keep_columns), tuple(load_schema("manifest").names))
 
 
 def check_options(*, min_videos: int | None = None, batch_size: int | None = None) -> None:
@@ -306,9 +321,11 @@ def _manifest_part(
     index: HashtagIndex,
     kept: np.ndarray,
     seed: int,
+    extra: pa.Table | None = None,
 ) -> tuple[pa.Table, int, np.ndarray]:
     """The manifest rows of one batch of input rows (those with a kept label, one drawn), the
-    number of matched rows left without a kept label, and the drawn label ids."""
+    number of matched rows left without a kept label, and the drawn label ids. ``extra``: the
+    same input rows' ``--keep-columns`` (and ``video_id``), carried after the manifest's columns."""
     lo, hi = np.searchsorted(first.keys, [row0 * first.n_tags, (row0 + batch.num_rows) * first.n_tags])
     rows, pos = np.divmod(first.keys[lo:hi], first.n_tags)
     if len(dup_idx):
@@ -344,13 +361,16 @@ def _manifest_part(
             "matched_hashtags": tags_of_label(tag_lists.take(sel), label_id, index),
         }
     )
+    if extra is not None:
+        for name in extra.column_names[1:]:  # video_id first: only checked, in _second_pass
+            table = table.append_column(pa.field(name, extra.schema.field(name).type), extra.column(name).take(local))
     return table, int((~alive).sum()), label_id
 
 
 def _side_paths(cfg: MatchConfig) -> tuple[Path, Path, Path]:
     """Rejects, label counts and summary paths: beside the manifest, or in ``cfg.side_dir``."""
     out = Path(cfg.out)
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
+    stem = out_stem(out)
     folder = Path(cfg.side_dir) if cfg.side_dir is not None else out.parent
     return (
         folder / f"{stem}.rejects.parquet",
@@ -415,25 +435,50 @@ def _second_pass(
     seed: int,
     batch_size: int,
     tmp_out: Path,
+    keep_columns: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, int, int]:
     """Write the manifest to ``tmp_out``, batch by batch of input rows; returns each label's
-    assigned videos, the videos left without a kept label, and the manifest's rows."""
+    assigned videos, the videos left without a kept label, and the manifest's rows.
+
+    ``keep_columns`` are read from the videos table by a second, pyarrow reader
+    (:class:`ColumnFeed`: their types exactly as in the input) in step with the scan's rows,
+    whose video ids it checks against its own.
+    """
     schema = load_schema("manifest")
     dup_idx = np.sort(np.fromiter(first.duplicate_rows, np.int64, len(first.duplicate_rows)))
     assigned = np.zeros(len(index), np.int64)
     n_dropped = n_manifest = 0
+    feed = ColumnFeed(scan.videos, keep_columns, batch_size=batch_size) if keep_columns else None
+    arrow_schema = schema.to_arrow()
+    if feed is not None:
+        for name in keep_columns:
+            arrow_schema = arrow_schema.append(pa.field(name, feed.schema.field(name).type))
 
-    def part(item: tuple[int, pa.RecordBatch]) -> tuple[pa.Table, int, np.ndarray]:
-        table, dropped, label_id = _manifest_part(item[1], item[0], first, dup_idx, index, kept, seed)
+    def rows() -> Iterator[tuple[int, pa.RecordBatch, pa.Table | None]]:
+        for row0, batch in scan.rows(batch_size):
+            extra = None
+            if feed is not None:
+                extra = feed.take(batch.num_rows)
+                ids = extra.column("video_id").combine_chunks().cast(pa.string())
+                if not ids.equals(batch.column("video_id").cast(pa.string())):
+                    raise RuntimeError(
+                        f"--keep-columns: a second read of the videos table is out of step at row {row0}"
+                    )
+            yield row0, batch, extra
+
+    def part(item: tuple[int, pa.RecordBatch, pa.Table | None]) -> tuple[pa.Table, int, np.ndarray]:
+        table, dropped, label_id = _manifest_part(item[1], item[0], first, dup_idx, index, kept, seed, item[2])
         return conform(table, schema), dropped, label_id
 
-    with _background_writer(tmp_out, schema.to_arrow()) as write:
-        for table, dropped, label_id in _in_order(part, scan.rows(batch_size), scan.threads):
+    with _background_writer(tmp_out, arrow_schema) as write:
+        for table, dropped, label_id in _in_order(part, rows(), scan.threads):
             n_dropped += dropped
             n_manifest += table.num_rows
             assigned += np.bincount(label_id, minlength=len(index))
             if table.num_rows:
                 write(table)
+    if feed is not None and feed.rest():
+        raise RuntimeError(f"--keep-columns: a second read of the videos table has {feed.rest()} more row(s)")
     return assigned, n_dropped, n_manifest
 
 
@@ -456,6 +501,7 @@ def match_videos(cfg: MatchConfig) -> dict:
     dataset = open_table(cfg.videos)  # a missing or unreadable table fails before anything is created
     require_columns(dataset, uris.display(cfg.videos), ("video_id", "uri"))
     candidate_columns(dataset, uris.display(cfg.videos), cfg.text_column)
+    check_keep(dataset, uris.display(cfg.videos), cfg.keep_columns)
     global_support = (
         read_support(Path(cfg.support), index, cfg.videos, text_column=cfg.text_column)
         if cfg.support is not None
@@ -463,13 +509,15 @@ def match_videos(cfg: MatchConfig) -> dict:
     )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = atomic_path(out.with_name(out.name + ".staged"))
+    staging = atomic_path(side_path(out, ".staged", whole_name=True))
     tmp_out: Path | None = None
     try:
         with _scanned(cfg.videos, index, staging, cfg.batch_size, cfg.progress, cfg.text_column) as (scan, first):
             kept = (global_support if global_support is not None else first.support) >= cfg.min_videos
             tmp_out = atomic_path(out)
-            assigned, n_dropped, n_manifest = _second_pass(scan, first, index, kept, cfg.seed, cfg.batch_size, tmp_out)
+            assigned, n_dropped, n_manifest = _second_pass(
+                scan, first, index, kept, cfg.seed, cfg.batch_size, tmp_out, tuple(cfg.keep_columns)
+            )
         commit_output(tmp_out, out)
     except BaseException:
         if tmp_out is not None and tmp_out.exists():
@@ -514,6 +562,8 @@ def match_videos(cfg: MatchConfig) -> dict:
         summary["support"] = str(cfg.support)
     if cfg.text_column is not None:
         summary["text_column"] = cfg.text_column
+    if cfg.keep_columns:
+        summary["keep_columns"] = list(cfg.keep_columns)
     summary.update(drop_info)
     write_json(summary, summary_path)
     return summary
@@ -558,7 +608,7 @@ def count_matches(cfg: MatchCountConfig) -> dict:
     if out.is_dir():
         raise InputError(f"{out}: is a directory, expected an output file path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = atomic_path(out.with_name(out.name + ".staged"))
+    staging = atomic_path(side_path(out, ".staged", whole_name=True))
     with _scanned(videos, index, staging, cfg.batch_size, cfg.progress, cfg.text_column) as (_, first):
         pass  # the first pass is all match-count needs
     meta = {LABELS_DIGEST_KEY: space_digest(index, cfg.text_column).encode()}
@@ -671,6 +721,7 @@ def match_partitioned(cfg: MatchConfig) -> dict:
         dataset = open_table(p)
         require_columns(dataset, p, ("video_id", "uri"))
         candidate_columns(dataset, str(p), cfg.text_column)
+        check_keep(dataset, str(p), cfg.keep_columns)
     n_parts = _check_parts(videos, [read_part_label(p) for p in parts], "files")
     index, drop_info = load_index(Path(cfg.labels), cfg.drop_tags)
     if out.exists() and not out.is_dir():
@@ -750,6 +801,7 @@ def match_partitioned(cfg: MatchConfig) -> dict:
             "parts": len(parts),
             "partition_checked": n_parts is not None,
             **({"text_column": cfg.text_column} if cfg.text_column is not None else {}),
+            **({"keep_columns": list(cfg.keep_columns)} if cfg.keep_columns else {}),
             **drop_info,
             "outputs": {
                 "manifest": str(out / "manifest"),

@@ -28,12 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from weaksup import uris
 from weaksup.bulk import BulkConfig, run_bulk
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
-from weaksup.outputs import atomic_path, output_set, require_local_output
+from weaksup.outputs import atomic_path, output_set, require_local_output, side_path
 from weaksup.ray_engine import check_engine
-from weaksup.tables import read_table, write_json, write_table
+from weaksup.tables import load_schema, open_parquet, read_table, write_json, write_table
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
 # Paper Table 3 duration bounds in seconds, inclusive.
@@ -95,10 +96,9 @@ class SplitsConfig:
             raise InputError(f"total-duration-s must be a finite number >= 0 (got {self.total_duration_s})")
 
 
-def summary_path(out: Path) -> Path:
+def summary_path(out: Path) -> Path | str:
     """The JSON summary written beside the clips table."""
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
-    return out.with_name(f"{stem}.summary.json")
+    return side_path(out, ".summary.json")
 
 
 def _float_numpy(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -139,9 +139,22 @@ def _durations(manifest: pa.Table, probe: pa.Table | None) -> tuple[np.ndarray, 
     return duration, rejected, from_probe
 
 
+def extra_columns(path: uris.PathOrUri, *schemas: str) -> list[str]:
+    """The columns of a Parquet table that none of the tables ``schemas`` declares: provenance
+    such as ``match --keep-columns`` added, carried along."""
+    declared = {name for schema in schemas for name in load_schema(schema).names}
+    return [name for name in open_parquet(path).schema_arrow.names if name not in declared]
+
+
 def _read_split_inputs(cfg: SplitsConfig) -> tuple[pa.Table, pa.Table | None]:
-    """The manifest (refused unless it holds each video once) and the optional probe table, with the columns used."""
+    """The manifest (refused unless it holds each video once) and the optional probe table, with the
+    columns used and the manifest's extra columns (carried into the clips after theirs)."""
     manifest = read_table("manifest", cfg.manifest, columns=["video_id", "uri", "label_id", "label", "duration_s"])
+    extras = extra_columns(cfg.manifest, "manifest", "clips")
+    if extras:
+        carried = read_table("manifest", cfg.manifest, columns=extras)
+        for name in extras:
+            manifest = manifest.append_column(carried.schema.field(name), carried.column(name))
     probe = None
     if cfg.probe is not None:
         probe = read_table("probe", cfg.probe, columns=["video_id", "status", "duration_s"])
@@ -198,6 +211,7 @@ def _write_clips(
         "clip_end_s": pa.array(end, pa.float64()),
         "duration_s": pa.array(sel_dur, pa.float64()),
     }
+    clips.update({name: taken.column(name) for name in taken.column_names if name not in clips})  # provenance
     write_table("clips", clips, out)
 
 
@@ -591,23 +605,21 @@ def _write_cut_clips(table: pa.Table, result: pa.Table, clips_path: Path) -> pa.
     cut = table.filter(ok)
     cut_uris = pc.filter(result.column("uri"), ok)
     cut_len = pa.array([_cut_seconds(u) for u in cut_uris.to_pylist()], pa.float64())
-    write_table(
-        "clips",
-        {
-            "video_id": cut.column("video_id"),
-            "uri": cut_uris,
-            "label_id": cut.column("label_id"),
-            "label": cut.column("label"),
-            "split": cut.column("split"),
-            "clip_start_s": pa.array(np.zeros(cut.num_rows), pa.float64()),
-            "clip_end_s": cut_len,
-            "duration_s": cut_len,
-            "source_uri": cut.column("uri"),
-            "source_clip_start_s": cut.column("clip_start_s"),
-            "source_clip_end_s": cut.column("clip_end_s"),
-        },
-        clips_path,
-    )
+    clips = {
+        "video_id": cut.column("video_id"),
+        "uri": cut_uris,
+        "label_id": cut.column("label_id"),
+        "label": cut.column("label"),
+        "split": cut.column("split"),
+        "clip_start_s": pa.array(np.zeros(cut.num_rows), pa.float64()),
+        "clip_end_s": cut_len,
+        "duration_s": cut_len,
+        "source_uri": cut.column("uri"),
+        "source_clip_start_s": cut.column("clip_start_s"),
+        "source_clip_end_s": cut.column("clip_end_s"),
+    }
+    clips.update({name: cut.column(name) for name in cut.column_names if name not in clips})  # provenance
+    write_table("clips", clips, clips_path)
     return cut_len
 
 

@@ -454,6 +454,53 @@ def iter_video_ids(path: PathOrUri, *, batch_size: int = 1 << 20) -> Iterator[pa
             yield batch.column("video_id").cast(pa.string())
 
 
+def check_keep_columns(dataset: ds.Dataset, path: str, names: tuple[str, ...], reserved: tuple[str, ...]) -> None:
+    """Refuse (one line naming the table and the column) a ``--keep-columns`` name the table
+    lacks, one of the output's own columns ``reserved``, or a name given twice."""
+    have = dataset.schema.names
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise InputError(f"--keep-columns: column {name!r} named twice")
+        if name in reserved:
+            raise InputError(f"--keep-columns: {name!r} is a column of the output already ({', '.join(reserved)})")
+        if name not in have:
+            raise InputError(f"{path}: missing column {name!r} named by --keep-columns (columns: {', '.join(have)})")
+
+
+class ColumnFeed:
+    """Some columns of a videos table, read in the row order of :func:`iter_videos` (the same
+    scan), and handed out ``n`` rows at a time, in step with another reader of the table
+    (match's DuckDB scan): ``video_id`` comes along so the caller can check both agree."""
+
+    def __init__(self, path: PathOrUri, columns: tuple[str, ...], *, batch_size: int = 1 << 18) -> None:
+        dataset = open_table(path)
+        self.columns = ("video_id", *columns)
+        self.schema = pa.schema([dataset.schema.field(c) for c in self.columns])
+        self._batches = _batches(
+            dataset, path, columns=list(self.columns), batch_size=batch_size, batch_readahead=1, fragment_readahead=1
+        )
+        self._pending: list[pa.RecordBatch] = []
+        self._held = 0
+
+    def take(self, n: int) -> pa.Table:
+        """The next ``n`` rows (RuntimeError when the table has fewer left)."""
+        while self._held < n:
+            batch = next(self._batches, None)
+            if batch is None:
+                raise RuntimeError(f"the videos table ended {n - self._held} row(s) early in a second read")
+            if batch.num_rows:
+                self._pending.append(batch)
+                self._held += batch.num_rows
+        table = pa.Table.from_batches(self._pending, self.schema)
+        self._pending = table.slice(n).to_batches()
+        self._held -= n
+        return table.slice(0, n).combine_chunks()
+
+    def rest(self) -> int:
+        """Rows left unread (0 once the other reader has seen every row)."""
+        return self._held + sum(b.num_rows for b in self._batches)
+
+
 def read_id_uri(path: PathOrUri) -> pa.Table:
     """Only ``video_id`` and ``uri`` of a videos (or manifest) table (a path or any uri), as
     strings, in order; no nulls."""
