@@ -22,6 +22,13 @@ def quickstart(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the corpus and of every stage.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes for encoding, probing, fingerprinting, loading.")] = 2,
+    from_urls: Annotated[
+        bool,
+        typer.Option(
+            "--from-urls",
+            help="Start from URLs: serve the corpus on 127.0.0.1 and download it with weaksup fetch first.",
+        ),
+    ] = False,
     progress: ProgressOption = True,
     resume: Annotated[
         bool,
@@ -32,11 +39,11 @@ def quickstart(
     ] = True,
     videos: OldVideosCountOption = None,
 ) -> None:
-    """Run every stage (corpus, labels, match, sample, probe, splits, stats, dedupe, pretrain, extract,
+    """Run every stage (corpus, [fetch,] labels, match, sample, probe, splits, stats, dedupe, pretrain, extract,
     eval) on an embedded synthetic web-video corpus and print a one-screen report."""
     from weaksup.quickstart import QuickstartConfig, report_tables, run_quickstart
 
-    extra = {"seed": seed, "workers": workers, "progress": progress, "resume": resume}
+    extra = {"seed": seed, "workers": workers, "progress": progress, "resume": resume, "from_urls": from_urls}
     cfg = QuickstartConfig.small(out, **extra) if small else QuickstartConfig(out=out, **extra)
     num_videos = num_videos_of(num_videos, videos)
     if num_videos:

@@ -439,3 +439,33 @@ def test_object_store_destination(tmp_path: Path, server: str) -> None:
         fs = fsspec.filesystem("memory")
         if fs.exists(root.removeprefix("memory://")):
             fs.rm(root.removeprefix("memory://"), recursive=True)
+
+
+def test_a_served_folder_fetches_back_byte_for_byte(tmp_path: Path) -> None:
+    from weaksup.fetch.serve import serve_folder, urls_for
+
+    root = tmp_path / "corpus"
+    (root / "sub dir").mkdir(parents=True)
+    files = [write_clip(root / "a.mp4"), write_clip(root / "sub dir" / "b c.mp4", 90)]
+    videos = pa.table({"video_id": ["a", "b"], "uri": [str(f) for f in files], "hashtags": [["x"], ["y"]]})
+    with serve_folder(root) as base:
+        urls = urls_for(videos, root, base)
+        assert urls.column_names == ["video_id", "hashtags", "url"]
+        pq.write_table(urls, tmp_path / "urls.parquet")
+        table, _ = fetch_videos(
+            FetchConfig(
+                videos=tmp_path / "urls.parquet", out=tmp_path / "out", allow_private_hosts=True, progress=False
+            )
+        )
+    for row, src in zip(table.to_pylist(), files):
+        assert row["status"] == "ok" and Path(row["uri"]).read_bytes() == src.read_bytes(), row
+    assert table.column("hashtags").to_pylist() == [["x"], ["y"]]
+
+
+def test_bodies_over_the_memory_limit_stream_to_disk(tmp_path: Path, server: str, monkeypatch) -> None:
+    from weaksup.fetch.client import BodyBuffer
+
+    monkeypatch.setattr(BodyBuffer, "IN_MEMORY", 1000)  # the test video is a few KB: it spills after 1000 bytes
+    rows, _ = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "cut": f"{server}/reset-mid-body-always.mp4"})
+    assert rows["a"]["status"] == "ok" and rows["cut"]["status"] == "rejected"
+    assert_no_partial_files(tmp_path / "out", rows)

@@ -27,6 +27,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import warnings
 from collections import Counter
 from concurrent.futures import Future
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.errors import InputError, one_line
+from weaksup.outputs import side_path
 from weaksup.pools import make_pool
 from weaksup.tables import load_schema, write_table
 
@@ -218,8 +220,7 @@ def parts_dir(out: str | os.PathLike[str]) -> Path:
     in a local staging folder named after it (``$WEAKSUP_STAGING``, else the temp folder),
     so a rerun on the same machine resumes and only the final table is uploaded."""
     if uris.is_local(out):
-        path = uris.local_path(out)
-        return path.with_name(path.name + ".parts")
+        return Path(side_path(out, ".parts", whole_name=True))
     uri = uris.as_uri(out)
     digest = hashlib.sha1(uri.encode()).hexdigest()[:16]
     staging = Path(os.environ.get("WEAKSUP_STAGING") or tempfile.gettempdir()) / "weaksup-parts"
@@ -228,11 +229,7 @@ def parts_dir(out: str | os.PathLike[str]) -> Path:
 
 def summary_path(out: str | os.PathLike[str]) -> Path | str:
     """``OUT-stem.summary.json`` beside ``out`` (a Path for a local ``out``, else a uri)."""
-    if uris.is_local(out):
-        path = uris.local_path(out)
-        return path.with_name(f"{path.stem}.summary.json")
-    name = uris.basename(out)
-    return uris.sibling(out, f"{name.rsplit('.', 1)[0] if '.' in name else name}.summary.json")
+    return side_path(out, ".summary.json", any_extension=True)
 
 
 def _rows_digest(keys: list[bytes], rows: list[int]) -> str | None:
@@ -288,6 +285,8 @@ def run_bulk(
     key: Sequence[str] = ("video_id", "uri"),
     finish: Callable[[pa.Table], pa.Table] | None = None,
     metadata: Mapping[bytes, bytes] | None = None,
+    tally: Callable[[pa.Table], Mapping[str, float]] | None = None,
+    tally_fields: Sequence[str] = (),
 ) -> pa.Table:
     """Apply ``fn`` to every item (in parallel, resumably) and write table ``schema_name``.
 
@@ -298,7 +297,9 @@ def run_bulk(
     into every part's stamp, so a rerun reuses only the parts this very job would write.
     ``fn`` may be a :class:`ChunkFunction` (a whole chunk at once). ``finish`` turns the
     ordered result table into the one written (fetch adds the input's other columns);
-    ``metadata`` goes into the written file's schema metadata.
+    ``metadata`` goes into the written file's schema metadata. ``tally`` counts what each
+    finished part holds (e.g. ok, failed, megabytes); the bar shows the running sums and, as
+    ``NAME_per_s``, their rates, through the rich templates ``tally_fields``.
     """
     from weaksup.progress import job_progress
 
@@ -319,22 +320,37 @@ def run_bulk(
     todo = [it for it in numbered if it[ROW] not in done]
     chunks = [todo[i : i + config.chunk_size] for i in range(0, len(todo), config.chunk_size)]
 
-    with job_progress(enabled=config.progress, desc=config.desc, unit="rows") as progress:
-        task = progress.add_task(config.desc, total=len(numbered), completed=len(numbered) - len(todo))
+    sums: Counter[str] = Counter()
+    started = time.perf_counter()
+
+    def finished(part: pa.Table) -> None:
+        _write_part(parts, part, keys, settings)
+        if tally is not None:
+            sums.update(tally(part))
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        rates = {f"{k}_per_s": v / elapsed for k, v in sums.items()}
+        progress.update(task, advance=part.num_rows, **sums, **rates)
+
+    with job_progress(enabled=config.progress, desc=config.desc, unit="rows", fields=tally_fields) as progress:
+        zero = {k: 0.0 for k in (tally(part_schema.empty_table()) if tally else {})}
+        task = progress.add_task(
+            config.desc,
+            total=len(numbered),
+            completed=len(numbered) - len(todo),
+            **zero,
+            **{f"{k}_per_s": 0.0 for k in zero},
+        )
         if config.engine == "ray":
             for block in ray_map_chunks(chunks, fn, part_schema, workers=config.workers, address=config.ray_address):
-                _write_part(parts, block, keys, settings)
-                progress.advance(task, block.num_rows)
+                finished(block)
         elif config.workers <= 0 or len(chunks) <= 1:
             for chunk in chunks:
-                _write_part(parts, part_table(run_chunk(fn, chunk), part_schema), keys, settings)
-                progress.advance(task, len(chunk))
+                finished(part_table(run_chunk(fn, chunk), part_schema))
         else:
             with make_pool(config.workers) as pool:
-                futures: list[tuple[Future, int]] = [(pool.submit(run_chunk, fn, c), len(c)) for c in chunks]
-                for fut, n in futures:
-                    _write_part(parts, part_table(fut.result(), part_schema), keys, settings)
-                    progress.advance(task, n)
+                futures: list[Future] = [pool.submit(run_chunk, fn, c) for c in chunks]
+                for fut in futures:
+                    finished(part_table(fut.result(), part_schema))
 
     tables = [pq.read_table(p).replace_schema_metadata(None) for p in sorted(parts.glob("part-*.parquet"))]
     table = pa.concat_tables(tables) if tables else part_schema.empty_table()

@@ -68,6 +68,7 @@ class QuickstartConfig:
     finetune_seeds: int = 2
     clips: int = 4  # test clips per video (the paper: 10; 4 keeps the run under 10 minutes on 2 cores)
     workers: int = 2
+    from_urls: bool = False  # serve the corpus over HTTP on 127.0.0.1 and fetch it first (weaksup fetch)
     progress: bool = True
     resume: bool = True
 
@@ -206,6 +207,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     started = time.perf_counter()
     run = _open_run(cfg, out)
     corpus = _synth_corpus_stage(run)
+    if cfg.from_urls:
+        _fetch_stage(run)
     _build_labels_stage(run)
     matched = _match_stage(run)
     _sample_stage(run, matched)
@@ -236,6 +239,15 @@ class _Run:
     @property
     def corpus_dir(self) -> Path:
         return self.out / "corpus"
+
+    @property
+    def fetched_dir(self) -> Path:
+        return self.out / "fetched"
+
+    @property
+    def web_videos(self) -> Path:
+        """The web videos table match reads: the corpus's, or fetch's with --from-urls."""
+        return self.fetched_dir / "fetched.parquet" if self.cfg.from_urls else self.corpus_dir / "videos.parquet"
 
     @property
     def data(self) -> Path:
@@ -310,6 +322,41 @@ def _synth_corpus_stage(run: _Run) -> dict[str, Any]:
     return run.st.run("synth-corpus", corpus)
 
 
+def _fetch_stage(run: _Run) -> dict[str, Any]:
+    """--from-urls: the corpus folder served on 127.0.0.1, its videos fetched back as URLs."""
+    import pyarrow.parquet as pq
+
+    from weaksup.fetch.config import FetchConfig
+    from weaksup.fetch.fetch import fetch_videos
+    from weaksup.fetch.serve import serve_folder, urls_for
+    from weaksup.outputs import atomic_output
+
+    def fetch_stage():
+        urls = run.data / "urls.parquet"
+        with serve_folder(run.corpus_dir) as base:
+            table = urls_for(pq.read_table(run.corpus_dir / "videos.parquet"), run.corpus_dir, base)
+            with atomic_output(urls) as tmp:
+                pq.write_table(table, tmp)
+            cfg = FetchConfig(
+                videos=urls,
+                out=run.fetched_dir,
+                allow_private_hosts=True,  # the server is this machine
+                host_rate=0.0,
+                host_concurrency=16,
+                resume=False,  # a new port each run: earlier rows name other URLs
+                progress=run.cfg.progress,
+            )
+            _, s = fetch_videos(cfg)
+        if s["rejected"]:
+            raise RuntimeError(f"quickstart: fetch rejected {s['rejected']} of {s['rows']} videos ({s['reasons']})")
+        return s, (
+            f"{s['ok']} of {s['rows']} videos fetched over HTTP from 127.0.0.1 "
+            f"({s['bytes'] / 1e6:.1f} MB, {s['megabytes_per_second']} MB/s)"
+        )
+
+    return run.st.run("fetch", fetch_stage)
+
+
 def _build_labels_stage(run: _Run) -> dict[str, Any]:
     from weaksup.labels.build import BuildLabelsConfig, build_labels
 
@@ -333,7 +380,7 @@ def _match_stage(run: _Run) -> dict[str, Any]:
     def match_stage():
         m = match_videos(
             MatchConfig(
-                videos=run.corpus_dir / "videos.parquet",
+                videos=run.web_videos,
                 labels=run.labels,
                 out=run.manifest,
                 min_videos=cfg.min_videos,

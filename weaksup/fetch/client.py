@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -33,7 +34,7 @@ from weaksup.fetch.platform import INSTALL_HINT, download_page, is_platform_page
 from weaksup.fetch.safety import GuardedResolver, UnsafeUrl, check_url
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-CHUNK = 1 << 16
+CHUNK = 1 << 18
 ROBOTS_MAX_BYTES = 512 << 10  # RFC 9309: crawlers may stop parsing after 500 KiB
 
 #: Container formats PyAV names, to the file extension a fetched video gets.
@@ -145,6 +146,58 @@ def check_video(path: Path) -> str:
             container.close()
     except Exception as exc:  # noqa: BLE001 - every PyAV/probe failure means the same: not a video
         raise Rejected(f"not a video: {one_line(exc, with_type=False)}") from None
+
+
+class BodyBuffer:
+    """A response body on its way to a file: held in memory up to ``IN_MEMORY`` bytes (most
+    videos: one write, hash and check off the event loop at the end), streamed to a temporary
+    file past that, so memory stays flat in file size."""
+
+    IN_MEMORY = 8 << 20
+
+    def __init__(self, folder: Path, stem: str) -> None:
+        self.folder, self.stem = folder, stem
+        self.buffer: bytearray | None = bytearray()
+        self.file: BinaryIO | None = None
+        self.path: Path | None = None
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def add(self, block: bytes) -> None:
+        self.size += len(block)
+        if self.buffer is not None and self.size <= self.IN_MEMORY:
+            self.buffer += block
+            return
+        if self.file is None:  # spill: from here on the body streams to disk
+            fd, name = tempfile.mkstemp(prefix=f"{self.stem}.", suffix=".part", dir=self.folder)
+            self.file, self.path = os.fdopen(fd, "wb"), Path(name)
+            self.file.write(self.buffer)
+            self.digest.update(self.buffer)
+            self.buffer = None
+        self.digest.update(block)
+        self.file.write(block)
+
+    def finish(self) -> tuple[Path, str, str]:
+        """(the temporary file, its sha256, its container format); Rejected when it is not a video."""
+        if self.buffer is not None:
+            fd, name = tempfile.mkstemp(prefix=f"{self.stem}.", suffix=".part", dir=self.folder)
+            self.path = Path(name)
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.buffer)
+            self.digest.update(self.buffer)
+            self.buffer = None
+        else:
+            assert self.file is not None
+            self.file.close()
+        assert self.path is not None
+        return self.path, self.digest.hexdigest(), check_video(self.path)
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+        self.buffer = None
 
 
 class Fetcher:
@@ -325,29 +378,23 @@ class Fetcher:
             raise Rejected(
                 f"too large: {declared} bytes over --max-bytes {self.cfg.max_bytes}", http_status=resp.status
             )
-        digest, n = hashlib.sha256(), 0
-        fd, name = tempfile.mkstemp(prefix=f"{stem}.", suffix=".part", dir=self.tmp)
-        path = Path(name)
+        body = BodyBuffer(self.tmp, stem)
         try:
-            with os.fdopen(fd, "wb") as f:
-                async for block in resp.content.iter_chunked(CHUNK):
-                    n += len(block)
-                    if n > self.cfg.max_bytes:
-                        raise Rejected(
-                            f"too large: over --max-bytes {self.cfg.max_bytes} bytes", http_status=resp.status
-                        )
-                    digest.update(block)
-                    f.write(block)
+            async for block in resp.content.iter_chunked(CHUNK):
+                if body.size + len(block) > self.cfg.max_bytes:
+                    raise Rejected(f"too large: over --max-bytes {self.cfg.max_bytes} bytes", http_status=resp.status)
+                body.add(block)
+            n = body.size
             encoding = resp.headers.get("Content-Encoding", "identity").lower()
             if declared is not None and encoding == "identity" and n != declared:
                 raise Transient(f"network: body cut short ({n} of {declared} bytes)", http_status=resp.status)
             if n == 0:
                 raise Rejected("not a video: empty body", http_status=resp.status)
-            fmt = await asyncio.to_thread(check_video, path)
+            path, sha256, fmt = await asyncio.to_thread(body.finish)
         except BaseException:
-            path.unlink(missing_ok=True)
+            body.discard()
             raise
-        out.file, out.bytes, out.sha256 = path, n, digest.hexdigest()
+        out.file, out.bytes, out.sha256 = path, n, sha256
         out.extension = extension_for(fmt, ctype, out.final_url or "")
         out.status, out.error, out.retryable = "ok", None, False
 

@@ -21,7 +21,7 @@ def _how(default: Any, help: str) -> Any:  # noqa: A002
     return field(default=default, metadata={"help": help, "stamp": False})
 
 
-CONTACT_URL = "https://github.com/weaksup/weaksup#fetch"
+CONTACT_URL = "https://pypi.org/project/weaksup/"
 
 
 @dataclass(frozen=True)

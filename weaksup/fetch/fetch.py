@@ -225,6 +225,14 @@ def _with_input_columns(inputs: pa.Table) -> Any:
     return finish
 
 
+def _tally(part: pa.Table) -> dict[str, float]:
+    """What the progress bar counts of a finished part: ok and failed rows, megabytes saved."""
+    ok = pc.equal(part.column("status"), "ok")
+    saved = pc.sum(pc.if_else(ok, part.column("bytes"), 0)).as_py() or 0
+    n_ok = pc.sum(ok).as_py() or 0
+    return {"ok": n_ok, "failed": part.num_rows - n_ok, "megabytes": saved / 1e6}
+
+
 def summarize(table: pa.Table, seconds: float, cfg: FetchConfig, reused: int) -> dict[str, Any]:
     status = table.column("status").to_pylist()
     errors = table.column("error").to_pylist()
@@ -280,6 +288,12 @@ def fetch_videos(cfg: FetchConfig) -> tuple[pa.Table, dict[str, Any]]:
         key=("video_id", "url"),
         finish=_with_input_columns(inputs),
         metadata={STAMP_META: json.dumps(stamp, sort_keys=True).encode()},
+        tally=_tally,
+        tally_fields=(
+            "ok {task.fields[ok]:.0f}",
+            "failed {task.fields[failed]:.0f}",
+            "{task.fields[megabytes_per_s]:.1f} MB/s",
+        ),
     )
     if uris.is_local(cfg.out):
         shutil.rmtree(uris.local_path(cfg.out) / "videos" / ".incoming", ignore_errors=True)
