@@ -135,8 +135,10 @@ def classify(run: Run, *, must_fail: bool = False, oracle: Callable[[], str | No
     lines = [line for line in run.stderr.splitlines() if line.strip() and not line.startswith("weaksup: warning")]
     if run.hung:
         return "hang", "no answer"
-    if run.exception is not None or "Traceback" in run.stderr:
+    if run.exception is not None:
         return "traceback", f"{type(run.exception).__name__}: {run.exception}"
+    if "Traceback" in run.stderr:  # the traceback's last lines say where (the whole of it is in stderr)
+        return "traceback", " | ".join(run.stderr.strip().splitlines()[-6:])
     if run.code == 3 and "nothing done" in run.stderr and not lines:  # the warning line says why
         return "clean error", "nothing done (exit 3)"
     if run.code == 2:

@@ -118,3 +118,45 @@ def pretrain_app():
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(pretrain)
     return app
+
+
+@pytest.fixture(scope="module")
+def s3_bucket() -> str:
+    """A bucket on a moto S3 server on localhost; skipped without moto[server] and s3fs."""
+    import socket
+    import uuid
+
+    pytest.importorskip("s3fs")
+    import fsspec
+
+    moto_server = pytest.importorskip("moto.server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    patch = pytest.MonkeyPatch()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
+        patch.setenv(key, value)
+    # fsspec's configuration, the way a user points s3:// at MinIO or another endpoint.
+    patch.setitem(
+        fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
+    )
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = f"weaksup-{uuid.uuid4().hex[:8]}"
+    fsspec.filesystem("s3").mkdir(bucket)
+    try:
+        yield f"s3://{bucket}"
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        patch.undo()
+        server.stop()

@@ -306,6 +306,7 @@ def test_quickstart_small_runs_every_stage(tmp_path, cli):
         "splits",
         "stats",
         "dedupe",
+        "card",
         "pretrain",
         "extract + eval fc-only (pre-trained)",
         "extract + eval fc-only (random init)",
@@ -320,6 +321,8 @@ def test_quickstart_small_runs_every_stage(tmp_path, cli):
     removed = {r["video_id"] for r in rows(out / "data" / "clean_manifest.removed.parquet")}
     copies = {r["web_video_id"] for r in pq.read_table(out / "corpus" / "planted.parquet").to_pylist()}
     assert removed and removed <= copies  # nothing but planted copies removed
+    card = (out / "DATASET_CARD.md").read_text()
+    assert card.startswith("---\n") and "video-classification" in card and (out / "DATASET_CARD.labels.png").exists()
     first, last = report["pretrain_loss"]
     assert last < first
     for name in ("fc_only_pretrained", "fc_only_random", "finetune_pretrained_s0", "finetune_scratch_s1"):

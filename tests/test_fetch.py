@@ -469,3 +469,24 @@ def test_bodies_over_the_memory_limit_stream_to_disk(tmp_path: Path, server: str
     rows, _ = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "cut": f"{server}/reset-mid-body-always.mp4"})
     assert rows["a"]["status"] == "ok" and rows["cut"]["status"] == "rejected"
     assert_no_partial_files(tmp_path / "out", rows)
+
+
+@pytest.mark.slow
+def test_s3_destination_on_moto(tmp_path: Path, server: str, s3_bucket: str) -> None:
+    import fsspec
+
+    out = f"{s3_bucket}/fetched"
+    table, summary = fetch_videos(
+        FetchConfig(
+            videos=videos_table(tmp_path, {"a": f"{server}/ok/a.mp4", "gone": f"{server}/missing.mp4"}),
+            out=out,
+            allow_private_hosts=True,
+            progress=False,
+        )
+    )
+    rows = {r["video_id"]: r for r in table.to_pylist()}
+    assert rows["a"]["status"] == "ok" and rows["a"]["uri"].startswith(f"{out}/videos/")
+    fs = fsspec.filesystem("s3")
+    assert fs.cat_file(rows["a"]["uri"]) == Faults.video
+    assert fs.exists(f"{out}/fetched.parquet") and summary["ok"] == 1 and summary["rejected"] == 1
+    assert len(fs.find(f"{out}/videos")) == 1  # the rejected row left nothing behind

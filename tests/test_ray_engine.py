@@ -243,3 +243,22 @@ def test_extract_is_the_same_on_ray_actors(videos: dict, tmp_path: Path) -> None
     assert s_ray["clips_this_run"] == s_local["clips_this_run"] == 2 * n
     assert s_ray["clips_failed"] == s_local["clips_failed"] == 2
     assert pq.read_schema(tmp_path / "r.parquet").metadata == pq.read_schema(tmp_path / "l.parquet").metadata
+
+
+def test_fetch_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from weaksup.fetch.config import FetchConfig
+    from weaksup.fetch.fetch import fetch_videos
+    from weaksup.fetch.serve import serve_folder
+
+    names = [Path(u).name for u in videos["uris"]]
+    with serve_folder(videos["dir"]) as base:
+        urls = tmp_path / "urls.parquet"
+        pq.write_table(pa.table({"video_id": videos["ids"], "url": [f"{base}/{n}" for n in names]}), urls)
+        common = dict(videos=urls, allow_private_hosts=True, chunk_size=3, progress=False, max_attempts=1)
+        local, _ = fetch_videos(FetchConfig(out=tmp_path / "local", **common))
+        on_ray, _ = fetch_videos(FetchConfig(out=tmp_path / "ray", engine="ray", workers=2, **common))
+    same = ["video_id", "url", "status", "error", "http_status", "bytes", "sha256"]
+    assert on_ray.select(same).to_pylist() == local.select(same).to_pylist()
+    assert local.column("status").to_pylist() == ["ok"] * 6 + ["rejected"] * 2

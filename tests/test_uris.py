@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -305,43 +304,6 @@ def test_probe_videos_table_and_videos_in_memory(local_videos: dict[str, Path], 
 
 
 # --- s3:// on a local moto server --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3_bucket() -> str:
-    """A bucket on a moto S3 server on localhost; skipped without moto[server] and s3fs."""
-    pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    patch = pytest.MonkeyPatch()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-    }.items():
-        patch.setenv(key, value)
-    # fsspec's configuration, the way a user points s3:// at MinIO or another endpoint.
-    patch.setitem(
-        fsspec.config.conf, "s3", {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
-    )
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    bucket = f"weaksup-{uuid.uuid4().hex[:8]}"
-    fsspec.filesystem("s3").mkdir(bucket)
-    try:
-        yield f"s3://{bucket}"
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
-        patch.undo()
-        server.stop()
 
 
 def test_s3_table_and_video_round_trip(s3_bucket: str, local_videos: dict[str, Path]) -> None:

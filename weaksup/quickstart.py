@@ -216,6 +216,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     _splits_stage(run)
     _stats_stage(run)
     deduped = _dedupe_stage(run)
+    _card_stage(run)
     pretrained = _pretrain_stage(run)
     fc_hits, fc_top1 = _fc_only_stages(run)
     ft_hits, ft_top1, ft_seeds = _finetune_stages(run)
@@ -381,6 +382,7 @@ def _match_stage(run: _Run) -> dict[str, Any]:
         m = match_videos(
             MatchConfig(
                 videos=run.web_videos,
+                keep_columns=("url",) if cfg.from_urls else (),  # provenance into the manifest and the card
                 labels=run.labels,
                 out=run.manifest,
                 min_videos=cfg.min_videos,
@@ -489,6 +491,25 @@ def _dedupe_stage(run: _Run) -> dict[str, Any]:
         )
 
     return run.st.run("dedupe", dedupe_stage)
+
+
+def _card_stage(run: _Run) -> dict[str, Any]:
+    """The dataset card of the cleaned manifest (weaksup card): what a hub would show of it."""
+    from weaksup.assembly.card import CardConfig, write_card
+
+    def card_stage():
+        s = write_card(
+            CardConfig(
+                manifest=run.clean,
+                out=run.out / "DATASET_CARD.md",
+                fetched=run.fetched_dir / "fetched.parquet" if run.cfg.from_urls else None,
+                dedupe_report=run.data / "overlaps.parquet",
+                title="weaksup quickstart corpus",
+            )
+        )
+        return s, f"{run.out / 'DATASET_CARD.md'} and its label plot"
+
+    return run.st.run("card", card_stage)
 
 
 def _pretrain_stage(run: _Run) -> dict[str, Any]:

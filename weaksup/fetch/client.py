@@ -145,7 +145,8 @@ def check_video(path: Path) -> str:
         finally:
             container.close()
     except Exception as exc:  # noqa: BLE001 - every PyAV/probe failure means the same: not a video
-        raise Rejected(f"not a video: {one_line(exc, with_type=False)}") from None
+        reason = one_line(exc, with_type=False).replace(f"{path}: ", "").replace(str(path), "the body")
+        raise Rejected(f"not a video: {reason}") from None
 
 
 class BodyBuffer:
