@@ -490,3 +490,55 @@ def test_s3_destination_on_moto(tmp_path: Path, server: str, s3_bucket: str) -> 
     assert fs.cat_file(rows["a"]["uri"]) == Faults.video
     assert fs.exists(f"{out}/fetched.parquet") and summary["ok"] == 1 and summary["rejected"] == 1
     assert len(fs.find(f"{out}/videos")) == 1  # the rejected row left nothing behind
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cryptography, which moto brings into [dev])."""
+    import datetime as dt
+    import ipaddress
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_tls_is_verified_unless_told_not_to(tmp_path: Path, server: str) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faults)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = {"a": f"https://127.0.0.1:{httpd.server_address[1]}/ok/a.mp4"}
+    try:
+        rows, _ = fetch(tmp_path, url, ignore_opt_outs=True)
+        assert rows["a"]["status"] == "rejected" and rows["a"]["error"].startswith("TLS: certificate not valid")
+        assert rows["a"]["retryable"] is False
+        rows, _ = fetch(tmp_path, url, ignore_opt_outs=True, verify_tls=False)
+        assert rows["a"]["status"] == "ok"
+    finally:
+        httpd.shutdown()
