@@ -213,7 +213,7 @@ def test_faults_that_stay_become_rejected_rows_with_reasons(tmp_path: Path, serv
         r = rows[vid]
         assert r["status"] == "rejected" and r["error"].startswith(reason), (vid, r["error"])
         assert r["retryable"] is retryable, (vid, r)
-        assert r["uri"] == r["url"]  # still a valid videos table: uri is the source URL
+        assert r["uri"] == ""  # a valid videos table whose rejected rows match rejects and nothing requests again
     assert rows["404"]["attempts"] == 1 and rows["503"]["attempts"] == 2
     assert summary["rows"] == 8 and summary["ok"] + summary["rejected"] == 8 and summary["retryable"] == 4
     assert_no_partial_files(tmp_path / "out", rows)
@@ -341,12 +341,29 @@ def test_every_row_once_with_its_columns_and_bad_rows_rejected(tmp_path: Path, s
 
 
 def test_output_chains_into_probe_and_match(tmp_path: Path, server: str, cli) -> None:
-    rows, _ = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "gone": f"{server}/missing.mp4"})
-    fetched = tmp_path / "out" / "fetched.parquet"
-    result = cli("probe", "--videos", str(fetched), "--out", str(tmp_path / "probe.parquet"), "--no-progress")
+    path = tmp_path / "videos.parquet"
+    urls = [f"{server}/ok/a.mp4", f"{server}/missing.mp4", f"{server}/ok/b.mp4"]
+    pq.write_table(pa.table({"video_id": ["a", "gone", "b"], "url": urls, "hashtags": [["surfing"]] * 3}), path)
+    fetch_videos(FetchConfig(videos=path, out=tmp_path / "out", allow_private_hosts=True, progress=False))
+    fetched = str(tmp_path / "out" / "fetched.parquet")
+    result = cli("probe", "--videos", fetched, "--out", str(tmp_path / "probe.parquet"), "--no-progress")
     assert result.exit_code == 0, result.output
     probe = {r["video_id"]: r for r in pq.read_table(tmp_path / "probe.parquet").to_pylist()}
     assert probe["a"]["status"] == "ok" and probe["gone"]["status"] == "rejected"
+    (tmp_path / "labels.txt").write_text("surfing\n")
+    labels = str(tmp_path / "labels.parquet")
+    result = cli("build-labels", "--source", "file", "--labels-file", str(tmp_path / "labels.txt"), "--out", labels)
+    assert result.exit_code == 0, result.output
+    manifest = tmp_path / "manifest.parquet"
+    hits = sum(Faults.hits.values())
+    args = ["match", "--videos", fetched, "--labels", labels, "--out", str(manifest), "--min-videos", "1"]
+    result = cli(*args, "--keep-columns", "url,sha256", "--no-progress")
+    assert result.exit_code == 0, result.output
+    kept = pq.read_table(manifest).to_pylist()
+    assert [r["video_id"] for r in kept] == ["a", "b"] and kept[0]["url"] == urls[0] and kept[0]["sha256"]
+    rejects = pq.read_table(tmp_path / "manifest.rejects.parquet").to_pylist()
+    assert [(r["video_id"], r["reason"]) for r in rejects] == [("gone", "empty uri")]
+    assert sum(Faults.hits.values()) == hits  # nothing after fetch asked the server again
 
 
 def test_bad_input_is_one_line(tmp_path: Path, cli) -> None:

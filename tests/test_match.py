@@ -524,3 +524,18 @@ def test_keep_columns_through_the_cli_and_bad_names_exit_2(tmp_path, labels):
     assert_input_error(runner.invoke(app, [*args, "--keep-columns", "uri"]), "'uri'", "--keep-columns")
     assert_input_error(runner.invoke(app, [*args, "--keep-columns", "licence,licence"]), "'licence'", "twice")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_an_empty_uri_is_rejected_like_a_null_one(tmp_path, labels, suffix):
+    """fetch leaves uri empty for a row it could not download: match rejects it, whatever the format."""
+    rows = [("a", "ua", ["catchfish"]), ("b", "", ["catchfish"]), ("c", "uc", ["catchfish"])]
+    videos = _videos(tmp_path / "v.parquet", rows)
+    if suffix == ".csv":  # an empty CSV field reads as null
+        videos = tmp_path / "v.csv"
+        videos.write_text("video_id,uri,hashtags\n" + "".join(f"{v},{u},#{h[0]}\n" for v, u, h in rows))
+    summary, manifest = _run(tmp_path, videos, labels, min_videos=1)
+    rejects = pq.read_table(tmp_path / "manifest.rejects.parquet").to_pylist()
+    reason = "empty uri" if suffix == ".parquet" else "null uri"
+    assert [(r["video_id"], r["reason"]) for r in rejects] == [("b", reason)]
+    assert sorted(manifest.column("video_id").to_pylist()) == ["a", "c"] and summary["accounted"]

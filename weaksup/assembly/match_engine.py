@@ -199,7 +199,7 @@ class VideosScan:
         sql = (
             f"SELECT CASE WHEN idx.pos < 0 THEN -1 - u.row ELSE u.row * {self.n_tags} + idx.pos END AS key FROM "
             "(SELECT row, hashtags IS NULL AS missing, unnest(coalesce(hashtags, [$marker])) AS t "
-            " FROM src WHERE video_id IS NOT NULL AND uri IS NOT NULL) AS u "
+            " FROM src WHERE video_id IS NOT NULL AND uri IS NOT NULL AND uri <> '') AS u "
             f"JOIN idx ON idx.tag = (CASE WHEN u.missing THEN u.t ELSE ({self.normalize}) END)"
         )
         parts: list[np.ndarray] = []
@@ -216,11 +216,12 @@ class VideosScan:
         return keys[n_missing:], self._null_rejects((-1 - keys[:n_missing])[::-1], tags_reason)
 
     def _null_rejects(self, missing: np.ndarray, tags_reason: str) -> list[dict]:
-        """Rejects of null video_ids and uris (Parquet statistics usually skip the scan) and of
+        """Rejects of null video_ids, null or empty uris (an empty one: a row fetch could not
+        download) and of
         the rows ``missing`` (null tags)."""
         sql = (
-            "SELECT row, video_id, CASE WHEN video_id IS NULL THEN 'null video_id' ELSE 'null uri' END AS reason "
-            "FROM src WHERE video_id IS NULL OR uri IS NULL"
+            "SELECT row, video_id, CASE WHEN video_id IS NULL THEN 'null video_id' WHEN uri IS NULL THEN 'null uri' "
+            "ELSE 'empty uri' END AS reason FROM src WHERE video_id IS NULL OR uri IS NULL OR uri = ''"
         )
         out = [r for batch in self._reader(sql, 1 << 16) for r in batch.to_pylist()]
         if len(missing):

@@ -587,12 +587,14 @@ def reject_null_rows(
     *,
     tags_reason: str = "null hashtags",
 ) -> np.ndarray:
-    """Rows of a batch with a null video_id, uri or tags (one reason a row, in that order), appended
-    to ``rejects`` as {row, video_id, reason}; returns the rejected mask. Shared by match and
-    hashtag-counts so that both reject the same rows."""
+    """Rows of a batch with a null video_id, a null or empty uri, or null tags (one reason a row,
+    in that order), appended to ``rejects`` as {row, video_id, reason}; returns the rejected mask.
+    Shared by match and hashtag-counts so that both reject the same rows."""
     rejected = np.zeros(len(video_id), bool)
-    for reason, column in (("null video_id", video_id), ("null uri", uri), (tags_reason, tags)):
-        new = column.is_null().to_numpy(zero_copy_only=False) & ~rejected
+    empty_uri = pc.fill_null(pc.equal(uri.cast(pa.string()), ""), False)  # e.g. a row fetch could not download
+    checks = (("null video_id", video_id.is_null()), ("null uri", uri.is_null()), ("empty uri", empty_uri))
+    for reason, missing in (*checks, (tags_reason, tags.is_null())):
+        new = missing.to_numpy(zero_copy_only=False) & ~rejected
         for i in np.flatnonzero(new).tolist():
             rejects.append({"row": row0 + i, "video_id": video_id[i].as_py(), "reason": reason})
         rejected |= new

@@ -151,7 +151,7 @@ def plan_items(table: pa.Table, url_column: str, cfg: FetchConfig, stamp: dict[s
 def _row(item: dict, outcome: Outcome, uri: str | None) -> dict:
     return {
         "video_id": item["video_id"],
-        "uri": uri or item["url"],
+        "uri": uri or "",  # empty when rejected: match rejects the row, nothing requests the URL again
         "url": item["url"],
         "status": outcome.status,
         "error": outcome.error,
