@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import assert_input_error, write_clip
 
+from weaksup.bulk import StaleResumeWarning
 from weaksup.fetch.config import FetchConfig
 from weaksup.fetch.fetch import fetch_videos
 from weaksup.fetch.optout import x_robots_opt_out
@@ -139,9 +140,9 @@ def videos_table(tmp_path: Path, urls: dict[str, str], **extra: list) -> Path:
     return path
 
 
-def fetch(tmp_path: Path, urls: dict[str, str], **kw: object) -> tuple[dict[str, dict], dict]:
+def fetch(tmp_path: Path, urls: dict[str, str], out: str = "out", **kw: object) -> tuple[dict[str, dict], dict]:
     settings = {"allow_private_hosts": True, "backoff_s": 0.01, "progress": False, "read_timeout_s": 1.0, **kw}
-    table, summary = fetch_videos(FetchConfig(videos=videos_table(tmp_path, urls), out=tmp_path / "out", **settings))
+    table, summary = fetch_videos(FetchConfig(videos=videos_table(tmp_path, urls), out=tmp_path / out, **settings))
     return {r["video_id"]: r for r in table.to_pylist()}, summary
 
 
@@ -246,7 +247,7 @@ def test_opt_outs_are_honoured_unless_ignored_explicitly(tmp_path: Path, server:
     assert rows["other-bot"]["status"] == "ok"  # a rule for another crawler
     assert summary["opt_outs_honoured"] is True
     assert not any(r["retryable"] for r in rows.values() if r["status"] != "ok")
-    rows, summary = fetch(tmp_path, urls, ignore_opt_outs=True, opt_out_list=tmp_path / "optout.txt")
+    rows, summary = fetch(tmp_path, urls, "out2", ignore_opt_outs=True, opt_out_list=tmp_path / "optout.txt")
     assert all(r["status"] == "ok" for r in rows.values()) and summary["opt_outs_honoured"] is False
 
 
@@ -276,7 +277,7 @@ def test_private_hosts_and_other_schemes_are_refused(tmp_path: Path, server: str
     assert rows["file"]["error"].startswith("refused: scheme 'file'")
     assert rows["metadata"]["error"].startswith("refused: 169.254.169.254 is a link-local address")
     assert Faults.hits["/ok/a.mp4"] == 0  # nothing reached the server
-    rows, _ = fetch(tmp_path, {"to-file": f"{server}/redirect-to-file"})
+    rows, _ = fetch(tmp_path, {"to-file": f"{server}/redirect-to-file"}, "out2")
     assert (
         rows["to-file"]["error"].startswith("refused: scheme 'file'") and "after a redirect" in rows["to-file"]["error"]
     )
@@ -388,7 +389,8 @@ def test_a_finished_run_is_reused_and_retry_rejected_redoes_only_transient_failu
     assert rows3["503"]["status"] == "ok" and rows3["404"]["status"] == "rejected"
     assert Faults.hits["/missing.mp4"] == 1 and Faults.hits["/ok/a.mp4"] == 1  # never retried, never refetched
     assert summary["reused_from_earlier_run"] == 2
-    rows4, summary = fetch(tmp_path, urls, max_attempts=2)  # other settings: nothing reused
+    with pytest.warns(StaleResumeWarning, match="other settings"):
+        rows4, summary = fetch(tmp_path, urls, max_attempts=2)  # other settings: nothing reused
     assert summary["reused_from_earlier_run"] == 0
 
 
@@ -555,7 +557,7 @@ def test_tls_is_verified_unless_told_not_to(tmp_path: Path, server: str) -> None
         rows, _ = fetch(tmp_path, url, ignore_opt_outs=True)
         assert rows["a"]["status"] == "rejected" and rows["a"]["error"].startswith("TLS: certificate not valid")
         assert rows["a"]["retryable"] is False
-        rows, _ = fetch(tmp_path, url, ignore_opt_outs=True, verify_tls=False)
+        rows, _ = fetch(tmp_path, url, "out2", ignore_opt_outs=True, verify_tls=False)
         assert rows["a"]["status"] == "ok"
     finally:
         httpd.shutdown()
