@@ -39,6 +39,7 @@ class Faults(http.server.BaseHTTPRequestHandler):
 
     video: bytes = b""
     hits: Counter = Counter()
+    agents: list[str] = []
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:  # quiet
@@ -55,6 +56,7 @@ class Faults(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: C901 - one branch per fault, read top to bottom
+        Faults.agents.append(self.headers.get("User-Agent", ""))
         n = self.hits[self.path] = self.hits[self.path] + 1
         path = self.path.split("?", 1)[0]
         if path == "/robots.txt":
@@ -167,6 +169,11 @@ def test_ok_rows_are_verified_videos_with_provenance(tmp_path: Path, server: str
     assert b["status"] == "ok" and b["final_url"] == f"{server}/ok/r.mp4"
     assert (tmp_path / "out" / "videos") in Path(b["uri"]).parents  # the id cannot steer the path
     assert summary["ok"] == 2 and summary["rejected"] == 0 and summary["bytes"] == 2 * len(Faults.video)
+    assert summary["user_agent"].startswith("weaksup/") and Faults.agents[-1] == summary["user_agent"]
+    _, summary = fetch(tmp_path, {"a": f"{server}/ok/a.mp4"}, "out2", contact="data-team@example.org")
+    assert Faults.agents[-1] == summary["user_agent"] and summary["user_agent"].endswith(
+        "contact: data-team@example.org"
+    )
     assert_no_partial_files(tmp_path / "out", rows)
 
 

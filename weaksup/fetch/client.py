@@ -329,7 +329,7 @@ class Fetcher:
 
     async def _request(self, url: str, stem: str, out: Outcome) -> str | None:
         """GET ``url``: the redirect target, or None once the body is a verified file in ``out``."""
-        headers = {"User-Agent": self.cfg.user_agent, "Accept": "video/*, */*;q=0.5"}
+        headers = {"User-Agent": self.cfg.agent(), "Accept": "video/*, */*;q=0.5"}
         try:
             async with self.session.get(url, allow_redirects=False, timeout=self.timeout, headers=headers) as resp:
                 out.http_status = resp.status
@@ -412,7 +412,7 @@ class Fetcher:
             max_bytes=self.cfg.max_bytes,
             cookies=self.cfg.cookies,
             proxy=self.cfg.proxy,
-            user_agent=self.cfg.user_agent,
+            user_agent=self.cfg.agent(),
         )
         try:
             async with self.slots:

@@ -48,7 +48,10 @@ class FetchConfig:
     opt_out_list: Path | str | None = _rows(None, "Text file of URL prefixes, domains or * patterns not to fetch.")
     verify_tls: bool = _rows(True, "Verify TLS certificates.")
     user_agent: str = _how(
-        f"weaksup/0.1 (+{CONTACT_URL})", "User-Agent header: names weaksup and how to reach the operator."
+        f"weaksup/0.1 (+{CONTACT_URL})", "User-Agent header: names weaksup (the --contact is added to it)."
+    )
+    contact: str | None = _how(
+        None, "How a site operator reaches whoever runs this fetch (an email or URL), sent in the User-Agent."
     )
     retry_rejected: bool = _how(False, "Retry the rows an earlier run rejected for a transient reason.")
     max_height: int = _rows(720, "yt-dlp rows: the tallest video format chosen.")
@@ -74,6 +77,10 @@ class FetchConfig:
         for name in ("connect_timeout_s", "read_timeout_s", "max_bytes", "max_height"):
             if getattr(self, name) <= 0:
                 raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+
+    def agent(self) -> str:
+        """The User-Agent sent: ``user_agent`` plus ``contact`` when given."""
+        return f"{self.user_agent} contact: {self.contact}" if self.contact else self.user_agent
 
     def stamp(self) -> dict[str, Any]:
         """The settings that change rows (a part or an earlier table is reused only under the same)."""

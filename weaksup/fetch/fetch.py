@@ -252,7 +252,7 @@ def summarize(table: pa.Table, seconds: float, cfg: FetchConfig, reused: int) ->
         "megabytes_per_second": round(total / 1e6 / seconds, 2) if seconds > 0 else None,
         "opt_outs_honoured": not cfg.ignore_opt_outs,
         "private_hosts_allowed": cfg.allow_private_hosts,
-        "user_agent": cfg.user_agent,
+        "user_agent": cfg.agent(),
     }
 
 
