@@ -150,11 +150,11 @@ def check_video(path: Path) -> str:
 
 
 class BodyBuffer:
-    """A response body on its way to a file: held in memory up to ``IN_MEMORY`` bytes (most
-    videos: one write, hash and check off the event loop at the end), streamed to a temporary
-    file past that, so memory stays flat in file size."""
+    """A response body on its way to a file: held in memory up to ``IN_MEMORY`` bytes (short
+    videos: one write and hash off the event loop at the end), streamed to a temporary file
+    past that, so memory stays flat in file size (16 bodies in flight hold at most 16 MB)."""
 
-    IN_MEMORY = 8 << 20
+    IN_MEMORY = 1 << 20
 
     def __init__(self, folder: Path, stem: str) -> None:
         self.folder, self.stem = folder, stem
