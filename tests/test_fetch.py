@@ -40,6 +40,7 @@ class Faults(http.server.BaseHTTPRequestHandler):
     video: bytes = b""
     hits: Counter = Counter()
     agents: list[str] = []
+    robots_status = 200
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:  # quiet
@@ -60,6 +61,8 @@ class Faults(http.server.BaseHTTPRequestHandler):
         n = self.hits[self.path] = self.hits[self.path] + 1
         path = self.path.split("?", 1)[0]
         if path == "/robots.txt":
+            if self.robots_status != 200:
+                return self._send(self.robots_status, b"", {"Content-Type": "text/plain"})
             return self._send(200, ROBOTS.encode(), {"Content-Type": "text/plain"})
         if path.startswith(("/ok/", "/private/")):
             return self._send(200, self.video)
@@ -568,3 +571,19 @@ def test_tls_is_verified_unless_told_not_to(tmp_path: Path, server: str) -> None
         assert rows["a"]["status"] == "ok"
     finally:
         httpd.shutdown()
+
+
+def test_robots_txt_unreachable_means_disallowed_for_now(tmp_path: Path, server: str) -> None:
+    """RFC 9309: a 5xx robots.txt means "assume complete disallow"; the rows may be retried later."""
+    Faults.robots_status = 503
+    try:
+        rows, _ = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "b": f"{server}/ok/b.mp4"})
+    finally:
+        Faults.robots_status = 200
+    for r in rows.values():
+        assert r["status"] == "rejected" and r["retryable"] is True
+        assert r["error"].startswith("robots.txt unreachable (http 503)")
+    assert Faults.hits["/robots.txt"] == 1 and Faults.hits["/ok/a.mp4"] == 0  # asked once, nothing fetched
+    assert Faults.agents[0].startswith("weaksup/")  # robots.txt is asked for under weaksup's name too
+    rows, _ = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "b": f"{server}/ok/b.mp4"}, retry_rejected=True)
+    assert all(r["status"] == "ok" for r in rows.values())

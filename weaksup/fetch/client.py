@@ -83,6 +83,7 @@ class HostState:
     next_start: float = 0.0  # monotonic time before which no request to it starts (rate, Retry-After)
     failures_in_a_row: int = 0  # failed attempts since its last answer (the circuit breaker)
     robots: RobotFileParser | None = None
+    robots_unreachable: str | None = None  # why its robots.txt could not be read (then nothing is fetched from it)
 
 
 @dataclass
@@ -227,26 +228,32 @@ class Fetcher:
         host = HOSTS.hosts[origin]
         async with self.robots_locks[origin]:
             if host.robots is None:
-                host.robots = await self._read_robots(origin)
+                host.robots, host.robots_unreachable = await self._read_robots(origin)
         return host.robots
 
-    async def _read_robots(self, origin: str) -> RobotFileParser:
+    async def _read_robots(self, origin: str) -> tuple[RobotFileParser, str | None]:
+        """The host's robots.txt rules, and why it could not be read (5xx, network, timeout):
+        RFC 9309 then says assume everything disallowed, which this job does (retryable rows)."""
         url = origin + "/robots.txt"
+        headers = {"User-Agent": self.cfg.agent()}
         for _ in range(self.cfg.max_redirects + 1):
             try:
                 check_url(url, allow_private_hosts=self.cfg.allow_private_hosts)
                 await self._wait_turn(origin_of(url))
-                async with self.session.get(url, allow_redirects=False, timeout=self.timeout) as resp:
+                async with self.session.get(url, allow_redirects=False, timeout=self.timeout, headers=headers) as resp:
                     if resp.status in REDIRECTS and resp.headers.get("Location"):
                         url = urljoin(url, resp.headers["Location"])
                         continue
                     body = await resp.content.read(ROBOTS_MAX_BYTES) if resp.status < 300 else b""
-                    return parse_robots(resp.status, body.decode("utf-8", "replace"))
+                    why = f"http {resp.status}" if resp.status >= 500 else None
+                    return parse_robots(resp.status, body.decode("utf-8", "replace")), why
             except UnsafeUrl as exc:
                 raise Rejected(f"refused: {exc}") from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                return parse_robots(None, "")  # unreachable: RFC 9309 says assume disallowed for now
-        return parse_robots(None, "")
+            except asyncio.TimeoutError:
+                return parse_robots(None, ""), "timeout"
+            except (aiohttp.ClientError, OSError) as exc:
+                return parse_robots(None, ""), f"network: {one_line(exc)}"
+        return parse_robots(None, ""), "too many redirects"
 
     # ---- one URL -------------------------------------------------------------------------
 
@@ -303,6 +310,12 @@ class Fetcher:
             host = HOSTS.hosts[origin]
             self._check_breaker(hop, host)
             if not self.cfg.ignore_opt_outs and not robots_allows(await self._robots(hop, origin), hop):
+                if host.robots_unreachable:
+                    raise Rejected(
+                        f"robots.txt unreachable ({host.robots_unreachable}): the host counts as disallowing "
+                        "for this job (RFC 9309)",
+                        retryable=True,
+                    )
                 raise Rejected("opted out: robots.txt disallows it")
             async with self.host_slots[origin], self.slots:
                 self._check_breaker(hop, host)  # again: others may have failed while this one waited
