@@ -87,6 +87,20 @@ class Faults(http.server.BaseHTTPRequestHandler):
                 self.connection.shutdown(2)
                 return
             return self._send(200, self.video)
+        if path == "/trickle.mp4":  # every byte in time for the read timeout, the whole far too slowly
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(self.video)))
+            self.end_headers()
+            try:
+                for i in range(0, len(self.video), 100):
+                    self.wfile.write(self.video[i : i + 100])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return
         if path == "/stall.mp4":
             time.sleep(3)
             return self._send(200, self.video)
@@ -128,6 +142,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> str:
     Faults.video = write_clip(tmp_path_factory.mktemp("fetch-src") / "v.mp4").read_bytes()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faults)
     httpd.daemon_threads = True
+    httpd.handle_error = lambda *_: None  # connections the faults cut on purpose are not errors
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -203,6 +218,7 @@ def test_faults_that_stay_become_rejected_rows_with_reasons(tmp_path: Path, serv
             "503": f"{server}/503-always.mp4",
             "cut": f"{server}/reset-mid-body-always.mp4",
             "stall": f"{server}/stall.mp4",
+            "trickle": f"{server}/trickle.mp4",
             "loop": f"{server}/loop",
             "html": f"{server}/page.mp4",
             "text": f"{server}/text.mp4",
@@ -215,6 +231,7 @@ def test_faults_that_stay_become_rejected_rows_with_reasons(tmp_path: Path, serv
         "503": ("http 503", True),
         "cut": ("network: body cut short", True),
         "stall": ("timeout", True),
+        "trickle": ("timeout: ", True),
         "loop": ("too many redirects", False),
         "html": ("not a video: the server sent an HTML page", False),
         "text": ("not a video", False),
@@ -226,7 +243,8 @@ def test_faults_that_stay_become_rejected_rows_with_reasons(tmp_path: Path, serv
         assert r["retryable"] is retryable, (vid, r)
         assert r["uri"] == ""  # a valid videos table whose rejected rows match rejects and nothing requests again
     assert rows["404"]["attempts"] == 1 and rows["503"]["attempts"] == 2
-    assert summary["rows"] == 8 and summary["ok"] + summary["rejected"] == 8 and summary["retryable"] == 4
+    assert summary["rows"] == 9 and summary["ok"] + summary["rejected"] == 9 and summary["retryable"] == 5
+    assert "under --min-bytes-per-s" in rows["trickle"]["error"]
     assert_no_partial_files(tmp_path / "out", rows)
 
 

@@ -393,11 +393,18 @@ class Fetcher:
                 f"too large: {declared} bytes over --max-bytes {self.cfg.max_bytes}", http_status=resp.status
             )
         body = BodyBuffer(self.tmp, stem)
+        started = time.monotonic()
         try:
             async for block in resp.content.iter_chunked(CHUNK):
                 if body.size + len(block) > self.cfg.max_bytes:
                     raise Rejected(f"too large: over --max-bytes {self.cfg.max_bytes} bytes", http_status=resp.status)
                 body.add(block)
+                elapsed = time.monotonic() - started
+                if elapsed > self.cfg.read_timeout_s and body.size < self.cfg.min_bytes_per_s * elapsed:
+                    raise Transient(  # a trickling server would hold a slot for ever: sock_read never fires
+                        f"timeout: {body.size / elapsed:.0f} bytes/s, under --min-bytes-per-s",
+                        http_status=resp.status,
+                    )
             n = body.size
             encoding = resp.headers.get("Content-Encoding", "identity").lower()
             if declared is not None and encoding == "identity" and n != declared:

@@ -40,6 +40,9 @@ class FetchConfig:
     max_wait_s: float = _how(120.0, "Longest wait before a retry (a longer Retry-After gives up the row).")
     connect_timeout_s: float = _how(10.0, "Seconds to connect before the attempt fails.")
     read_timeout_s: float = _how(30.0, "Seconds without a byte from the server before the attempt fails.")
+    min_bytes_per_s: float = _how(
+        4096.0, "Slowest body accepted, in bytes per second over the whole transfer, once --read-timeout-s has passed."
+    )
     max_redirects: int = _rows(5, "Redirects followed per URL.")
     max_bytes: int = _rows(2 << 30, "Largest video kept, in bytes (decoded body; larger ones are rejected).")
     breaker_failures: int = _how(8, "Failed attempts in a row after which a host is skipped for the rest of the job.")
@@ -71,7 +74,7 @@ class FetchConfig:
         for name in ("concurrency", "host_concurrency", "max_attempts", "chunk_size", "breaker_failures"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("host_rate", "backoff_s", "max_wait_s", "max_redirects", "workers"):
+        for name in ("host_rate", "backoff_s", "max_wait_s", "max_redirects", "workers", "min_bytes_per_s"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         for name in ("connect_timeout_s", "read_timeout_s", "max_bytes", "max_height"):
