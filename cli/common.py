@@ -216,3 +216,14 @@ def one_line_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+def run_bulk_command(fn: Callable[[Any], tuple[Any, dict]], cfg: Any, title: str, allow_empty: bool) -> None:
+    """A bulk command's end (probe, fingerprint, fetch): run the job with one-line warnings,
+    print its summary under ``title``, and exit 3 when every video was rejected (unless allowed)."""
+    from weaksup.bulk import nothing_done as why_nothing_done
+
+    with one_line_warnings():
+        table, summary = run(fn, cfg)
+    print_summary(title, summary)
+    nothing_done(why_nothing_done(table, "video"), allow_empty)

@@ -14,10 +14,8 @@ from weaksup.cli.common import (
     ProgressOption,
     RayAddressOption,
     ResumeStrictOption,
-    nothing_done,
-    one_line_warnings,
-    print_summary,
     run,
+    run_bulk_command,
 )
 from weaksup.fetch.config import FIELD_HELP as H
 
@@ -105,12 +103,7 @@ def fetch(
         ray_address=ray_address,
         **extra,
     )
-    with one_line_warnings():
-        table, summary = run(fetch_videos, cfg)
-    print_summary(f"fetch -> {out_table(out)}", summary)
-    from weaksup.bulk import nothing_done as why_nothing_done
-
-    nothing_done(why_nothing_done(table, "video"), allow_empty)
+    run_bulk_command(fetch_videos, cfg, f"fetch -> {out_table(out)}", allow_empty)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,10 +14,7 @@ from weaksup.cli.common import (
     ProgressOption,
     RayAddressOption,
     ResumeStrictOption,
-    nothing_done,
-    one_line_warnings,
-    print_summary,
-    run,
+    run_bulk_command,
 )
 
 
@@ -59,12 +56,7 @@ def probe(
         resume=resume,
         resume_strict=resume_strict,
     )
-    with one_line_warnings():
-        table, summary = run(probe_videos, cfg)
-    print_summary(f"probe -> {out}", summary)
-    from weaksup.bulk import nothing_done as why_nothing_done
-
-    nothing_done(why_nothing_done(table, "video"), allow_empty)
+    run_bulk_command(probe_videos, cfg, f"probe -> {out}", allow_empty)
 
 
 def register(app: typer.Typer) -> None:

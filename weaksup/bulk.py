@@ -65,6 +65,13 @@ class BulkConfig:
     resume: bool = True  # False: delete an earlier run's parts first
     resume_strict: bool = False  # stop (InputError) on a stale part instead of recomputing it
 
+    @classmethod
+    def of(cls, stage: Any, desc: str) -> BulkConfig:
+        """The bulk settings of a stage's config (probe, fingerprint, fetch): its workers, chunk
+        size, progress, engine, Ray address and resume options, under the bar label ``desc``."""
+        names = ("workers", "chunk_size", "progress", "engine", "ray_address", "resume", "resume_strict")
+        return cls(desc=desc, **{name: getattr(stage, name) for name in names})
+
     def __post_init__(self) -> None:  # bad numbers are bad input, refused before any row is worked on
         if self.workers < 0:
             raise InputError(f"workers must be >= 0 (0 = in this process), got {self.workers}")

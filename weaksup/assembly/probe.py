@@ -289,16 +289,7 @@ def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
         _probe_item,
         schema_name="probe",
         out=cfg.out,
-        config=BulkConfig(
-            workers=cfg.workers,
-            chunk_size=cfg.chunk_size,
-            desc="probe",
-            progress=cfg.progress,
-            engine=cfg.engine,
-            ray_address=cfg.ray_address,
-            resume=cfg.resume,
-            resume_strict=cfg.resume_strict,
-        ),
+        config=BulkConfig.of(cfg, "probe"),
         settings={"count_frames": bool(cfg.count_frames)},
     )
     summary = summarize(table)

@@ -184,16 +184,7 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
         _fingerprint_item,
         schema_name="codes",
         out=out,
-        config=BulkConfig(
-            workers=cfg.workers,
-            chunk_size=cfg.chunk_size,
-            desc="fingerprint",
-            progress=cfg.progress,
-            engine=cfg.engine,
-            ray_address=cfg.ray_address,
-            resume=cfg.resume,
-            resume_strict=cfg.resume_strict,
-        ),
+        config=BulkConfig.of(cfg, "fingerprint"),
         settings={"fps": float(cfg.fps), "code_version": CODE_VERSION},
     )
     summary = summarize(table, time.perf_counter() - start)
