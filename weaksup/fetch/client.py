@@ -139,15 +139,12 @@ def check_video(path: Path) -> str:
     """The container format of a downloaded file when it holds a decodable-looking video
     stream; Rejected("not a video: ...") otherwise."""
     try:
-        _, container = video_io.open_video_file(str(path))
-        try:
-            video_io.video_stream(container, str(path))
-            return container.format.name or ""
-        finally:
-            container.close()
+        container, _ = video_io.open_video_stream(str(path))
     except Exception as exc:  # noqa: BLE001 - every PyAV/probe failure means the same: not a video
-        reason = one_line(exc, with_type=False).replace(f"{path}: ", "").replace(str(path), "the body")
+        reason = video_io.failure_reason(exc, with_type=False).replace(f"{path}: ", "").replace(str(path), "the body")
         raise Rejected(f"not a video: {reason}") from None
+    with container:
+        return container.format.name or ""
 
 
 class BodyBuffer:
