@@ -34,11 +34,12 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from weaksup import __version__, uris
 from weaksup.errors import InputError, first_line
 from weaksup.outputs import atomic_output, output_set, require_local_output, side_path
-from weaksup.tables import check_table, load_schema, open_parquet, read_table
+from weaksup.tables import check_table, load_schema, not_parquet, open_parquet, read_table
 
 PLOT_SUFFIX = ".labels.png"
 PLOT_DPI = 100
@@ -285,13 +286,12 @@ def _checked_batches(path: Path, batches: Iterator[pa.RecordBatch]) -> Iterator[
         except StopIteration:
             return
         except (OSError, pa.ArrowException) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
+            raise not_parquet(path, exc) from None
         yield batch
 
 
-def _batches(files: list[Path], columns: list[str]) -> Iterator[tuple[Path, pa.Table]]:
-    for f in files:
-        parquet = open_parquet(f, "manifest .parquet")
+def _batches(parts: dict[Path, pq.ParquetFile], columns: list[str]) -> Iterator[tuple[Path, pa.Table]]:
+    for f, parquet in parts.items():
         for batch in _checked_batches(f, parquet.iter_batches(batch_size=1 << 18, columns=columns)):
             yield f, pa.Table.from_batches([batch])
 
@@ -325,7 +325,8 @@ def _count_manifest(files: list[Path], removed: pa.Array | None) -> _Counts:
     """One streamed pass: rows, rows per label (and names), hosts, licences, durations."""
     schema = load_schema("manifest")
     counts = _Counts()
-    file_schema = open_parquet(files[0], "manifest .parquet").schema_arrow
+    parts = {f: open_parquet(f, "manifest .parquet") for f in files}  # each footer read once
+    file_schema = parts[files[0]].schema_arrow
     check_table(file_schema.empty_table(), schema, str(files[0]))
     columns = file_schema.names
     counts.columns = columns
@@ -335,11 +336,11 @@ def _count_manifest(files: list[Path], removed: pa.Array | None) -> _Counts:
     wanted += [c for c in (counts.url_column, counts.licence_column) if c is not None]
     checked = schema.subset(wanted)
     for f in files[1:]:
-        check_table(open_parquet(f, "manifest .parquet").schema_arrow.empty_table(), schema, str(f))
-        missing = [c for c in wanted if c not in open_parquet(f).schema_arrow.names]
+        check_table(parts[f].schema_arrow.empty_table(), schema, str(f))
+        missing = [c for c in wanted if c not in parts[f].schema_arrow.names]
         if missing:
             raise InputError(f"{f}: missing column {missing[0]!r} (the other manifest parts have it)")
-    for f, table in _batches(files, wanted):
+    for f, table in _batches(parts, wanted):
         table = check_table(table, checked, str(f))
         counts.rows += table.num_rows
         label_ids = table.column("label_id").to_numpy()
