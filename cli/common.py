@@ -224,6 +224,6 @@ def run_bulk_command(fn: Callable[[Any], tuple[Any, dict]], cfg: Any, title: str
     from weaksup.bulk import nothing_done as why_nothing_done
 
     with one_line_warnings():
-        table, summary = run(fn, cfg)
+        result, summary = run(fn, cfg)
     print_summary(title, summary)
-    nothing_done(why_nothing_done(table, "video"), allow_empty)
+    nothing_done(why_nothing_done(result, "video"), allow_empty)

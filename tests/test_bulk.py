@@ -105,12 +105,14 @@ def test_probe_on_another_table_with_the_same_out_recomputes_every_stale_part(ta
     """The issue's case: killed, then rerun on a DIFFERENT table, same --out: 656 of 768 rows
     carried the first table's ids and metadata, exit 0."""
     fresh, _ = probe_videos(probe_cfg(tables["b"], tmp_path / "fresh.parquet"))
+    fresh = fresh.read()
     out = tmp_path / "probe.parquet"
     killed_probe(monkeypatch, tables["a"], out)
 
     counter = Killed(monkeypatch, probe_mod, "probe_video")
     with pytest.warns(StaleResumeWarning, match=r"4 of 4 parts of an earlier run were stale .*\(input rows changed\)"):
         table, _ = probe_videos(probe_cfg(tables["b"], out))
+        table = table.read()
     assert table.column("video_id").to_pylist() == [f"b{i}" for i in range(N)]
     assert table.to_pylist() == fresh.to_pylist() == pq.read_table(out).to_pylist()
     assert len(counter.calls) == N  # every row probed again
@@ -119,10 +121,12 @@ def test_probe_on_another_table_with_the_same_out_recomputes_every_stale_part(ta
 
 def test_probe_on_a_reordered_table_recomputes(tables, tmp_path, monkeypatch):
     fresh, _ = probe_videos(probe_cfg(tables["a_reversed"], tmp_path / "fresh.parquet"))
+    fresh = fresh.read()
     out = tmp_path / "probe.parquet"
     killed_probe(monkeypatch, tables["a"], out)
     with pytest.warns(StaleResumeWarning, match="input rows changed"):
         table, _ = probe_videos(probe_cfg(tables["a_reversed"], out))
+        table = table.read()
     assert table.to_pylist() == fresh.to_pylist()
     assert table.column("video_id").to_pylist() == [f"a{i}" for i in reversed(range(N))]
 
@@ -137,21 +141,25 @@ def test_probe_keeps_the_parts_of_rows_that_did_not_change(tables, vids, tmp_pat
         ["a0", "a1", "x2", "x3", "a4", "a5"],
     )
     fresh, _ = probe_videos(probe_cfg(edited, tmp_path / "fresh.parquet"))
+    fresh = fresh.read()
     counter = Killed(monkeypatch, probe_mod, "probe_video")
     with pytest.warns(StaleResumeWarning, match=r"2 of 4 parts .*input rows changed"):
         table, _ = probe_videos(probe_cfg(edited, out))
+        table = table.read()
     assert counter.calls == [str(u) for u in (vids["b"][2], vids["b"][3], *vids["a"][4:])]
     assert table.to_pylist() == fresh.to_pylist()
 
 
 def test_identical_rerun_resumes_exactly_without_a_warning(tables, tmp_path, monkeypatch):
     whole, _ = probe_videos(probe_cfg(tables["a"], tmp_path / "whole.parquet"))
+    whole = whole.read()
     out = tmp_path / "probe.parquet"
     killed_probe(monkeypatch, tables["a"], out, after=3)
     counter = Killed(monkeypatch, probe_mod, "probe_video")
     with warnings.catch_warnings():
         warnings.simplefilter("error", StaleResumeWarning)
         table, _ = probe_videos(probe_cfg(tables["a"], out, resume_strict=True))
+        table = table.read()
     assert len(counter.calls) == N - 3
     assert table.to_pylist() == whole.to_pylist()
 
@@ -236,6 +244,7 @@ def test_parts_of_a_longer_table_are_stale_for_a_shorter_one(tables, vids, tmp_p
     counter = Killed(monkeypatch, probe_mod, "probe_video")
     with pytest.warns(StaleResumeWarning, match=r"2 of 4 parts .*input rows changed"):
         table, _ = probe_videos(probe_cfg(short, out))
+        table = table.read()
     assert table.column("video_id").to_pylist() == ["a0", "a1"] and counter.calls == []
 
 
@@ -269,17 +278,17 @@ def test_run_bulk_key_fields_and_settings_are_stamped(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(bulk_mod, "write_table", killed_at_the_end)
+        patch.setattr(bulk_mod, "commit_parts", killed_at_the_end)
         with pytest.raises(KeyboardInterrupt):
             run(items, {"x": 1})
     assert len(list(parts_dir(out).glob("part-*.parquet"))) == 2
     changed = [dict(it, n=it["n"] + 10) if it["video_id"] == "v3" else it for it in items]
     with pytest.warns(StaleResumeWarning, match=r"1 of 2 parts .*\(input rows changed\)"):
-        table = run(changed, {"x": 1})
+        table = run(changed, {"x": 1}).read()
     assert table.column("duration_s").to_pylist() == [0.0, 1.0, 2.0, 13.0]
 
     with monkeypatch.context() as patch:
-        patch.setattr(bulk_mod, "write_table", killed_at_the_end)
+        patch.setattr(bulk_mod, "commit_parts", killed_at_the_end)
         with pytest.raises(KeyboardInterrupt):
             run(items, {"x": 1})
     with pytest.raises(InputError, match=r"2 of 2 parts .*\(settings changed: x 1 -> 2\)"):
@@ -293,7 +302,7 @@ def test_run_bulk_key_fields_and_settings_are_stamped(tmp_path, monkeypatch):
             config=BulkConfig(workers=0, chunk_size=2, progress=False, resume_strict=True),
         )
     with pytest.warns(StaleResumeWarning, match=r"settings changed: x 1 -> 2"):
-        assert run(items, {"x": 2}).column("duration_s").to_pylist() == [0.0, 1.0, 2.0, 3.0]
+        assert run(items, {"x": 2}).read().column("duration_s").to_pylist() == [0.0, 1.0, 2.0, 3.0]
 
 
 # ----------------------------------------------------------------------------- fingerprint
@@ -302,6 +311,7 @@ def test_run_bulk_key_fields_and_settings_are_stamped(tmp_path, monkeypatch):
 def test_fingerprint_on_another_table_recomputes(tables, tmp_path, monkeypatch):
     cfg = dict(workers=0, chunk_size=1, progress=False)
     fresh, _ = fingerprint_videos(FingerprintConfig(videos=tables["b"], out=tmp_path / "fresh.parquet", **cfg))
+    fresh = fresh.read()
     out = tmp_path / "codes.parquet"
     with monkeypatch.context() as patch:
         Killed(patch, fingerprint_mod, "fingerprint_video", kill_at=4)
@@ -309,6 +319,7 @@ def test_fingerprint_on_another_table_recomputes(tables, tmp_path, monkeypatch):
             fingerprint_videos(FingerprintConfig(videos=tables["a"], out=out, **cfg))
     with pytest.warns(StaleResumeWarning, match=r"3 of 3 parts .*input rows changed"):
         table, _ = fingerprint_videos(FingerprintConfig(videos=tables["b"], out=out, **cfg))
+        table = table.read()
     assert table.to_pylist() == fresh.to_pylist()
     # an interrupted run at another fps still stops the job (resume it at that fps), unless --no-resume
     with monkeypatch.context() as patch:
@@ -318,6 +329,7 @@ def test_fingerprint_on_another_table_recomputes(tables, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="--fps 16, or start over with --no-resume"):
         fingerprint_videos(FingerprintConfig(videos=tables["b"], out=out, fps=8.0, **cfg))
     slow, _ = fingerprint_videos(FingerprintConfig(videos=tables["b"], out=out, fps=8.0, resume=False, **cfg))
+    slow = slow.read()
     assert set(slow.column("fps").to_pylist()) == {8.0}
 
 

@@ -163,6 +163,7 @@ def videos_table(tmp_path: Path, urls: dict[str, str], **extra: list) -> Path:
 def fetch(tmp_path: Path, urls: dict[str, str], out: str = "out", **kw: object) -> tuple[dict[str, dict], dict]:
     settings = {"allow_private_hosts": True, "backoff_s": 0.01, "progress": False, "read_timeout_s": 1.0, **kw}
     table, summary = fetch_videos(FetchConfig(videos=videos_table(tmp_path, urls), out=tmp_path / out, **settings))
+    table = table.read()
     return {r["video_id"]: r for r in table.to_pylist()}, summary
 
 
@@ -361,6 +362,7 @@ def test_every_row_once_with_its_columns_and_bad_rows_rejected(tmp_path: Path, s
     table, summary = fetch_videos(
         FetchConfig(videos=path, out=tmp_path / "out", allow_private_hosts=True, progress=False)
     )
+    table = table.read()
     rows = table.to_pylist()
     assert [r["video_id"] for r in rows] == ["1", "2", "1"]
     assert [r["status"] for r in rows] == ["ok", "rejected", "rejected"]
@@ -476,6 +478,7 @@ def test_object_store_destination(tmp_path: Path, server: str) -> None:
                 progress=False,
             )
         )
+        table = table.read()
         row = table.to_pylist()[0]
         assert row["status"] == "ok" and row["uri"].startswith(f"{root}/videos/")
         fs = fsspec.filesystem("memory")
@@ -504,6 +507,7 @@ def test_a_served_folder_fetches_back_byte_for_byte(tmp_path: Path) -> None:
                 videos=tmp_path / "urls.parquet", out=tmp_path / "out", allow_private_hosts=True, progress=False
             )
         )
+        table = table.read()
     for row, src in zip(table.to_pylist(), files):
         assert row["status"] == "ok" and Path(row["uri"]).read_bytes() == src.read_bytes(), row
     assert table.column("hashtags").to_pylist() == [["x"], ["y"]]
@@ -531,6 +535,7 @@ def test_s3_destination_on_moto(tmp_path: Path, server: str, s3_bucket: str) -> 
             progress=False,
         )
     )
+    table = table.read()
     rows = {r["video_id"]: r for r in table.to_pylist()}
     assert rows["a"]["status"] == "ok" and rows["a"]["uri"].startswith(f"{out}/videos/")
     fs = fsspec.filesystem("s3")

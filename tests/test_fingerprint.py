@@ -326,6 +326,7 @@ def test_job_accounts_for_every_row(vids: dict[str, Path], tmp_path: Path) -> No
     table, summary = fingerprint_videos(
         FingerprintConfig(videos=table_path, out=out, workers=2, chunk_size=2, progress=False)
     )
+    table = table.read()
     got = table.to_pylist()
     assert [r["video_id"] for r in got] == names and validate_file("codes", out) == len(names)
     status = {r["video_id"]: r["status"] for r in got}
@@ -372,6 +373,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
             progress=False,
         )
     )
+    table = table.read()
     return {r["video_id"]: r for r in table.to_pylist()}
 
 
@@ -418,6 +420,7 @@ def test_resume_after_kill_gives_the_same_table(
     whole, _ = fingerprint_videos(
         FingerprintConfig(videos=table_path, out=tmp_path / "whole.parquet", workers=0, chunk_size=2, progress=False)
     )
+    whole = whole.read()
 
     real_fn = fingerprint_mod.fingerprint_video
     calls: list[str] = []
@@ -444,6 +447,7 @@ def test_resume_after_kill_gives_the_same_table(
             FingerprintConfig(videos=table_path, out=out, fps=8.0, workers=0, chunk_size=2, progress=False)
         )
     resumed, _ = fingerprint_videos(cfg)
+    resumed = resumed.read()
     assert len(calls) == 3  # only the rows without a part were done again
     assert resumed.to_pylist() == whole.to_pylist() == pq.read_table(out).to_pylist()
 
@@ -452,6 +456,7 @@ def test_read_codes_refuses_stale_or_mixed_tables(vids: dict[str, Path], tmp_pat
     table_path = videos_table(tmp_path / "videos.parquet", [vids["square"], vids["text"]])
     out = tmp_path / "codes.parquet"
     table, _ = fingerprint_videos(FingerprintConfig(videos=table_path, out=out, workers=0, progress=False))
+    table = table.read()
     assert read_codes(out).to_pylist() == table.to_pylist()
 
     stale = table.set_column(

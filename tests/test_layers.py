@@ -30,6 +30,7 @@ CORE = {
     "threads",
     "devices",
     "video_io",
+    "blocks",
     "bulk",
     "ray_engine",
 }

@@ -165,6 +165,7 @@ def test_bad_files_become_rejected_rows_and_every_row_is_kept(vids: dict[str, Pa
     table_path = videos_table(tmp_path / "videos.parquet", [vids[n] for n in names], ["a", "b", "c", "d", "e", "a"])
     out = tmp_path / "probe.parquet"
     table, summary = probe_videos(ProbeConfig(videos=table_path, out=out, workers=2, chunk_size=2, progress=False))
+    table = table.read()
     rows = table.to_pylist()
     assert [r["video_id"] for r in rows] == ["a", "b", "c", "d", "e", "a"]  # duplicates stay separate rows
     assert [r["uri"] for r in rows] == [str(vids[n]) for n in names]
@@ -192,6 +193,7 @@ def test_real_videos(tmp_path: Path) -> None:
     table_path = tmp_path / "videos.csv"
     table_path.write_text("video_id,uri\n" + "".join(f"{f.name},{f}\n" for f in files), encoding="utf-8")
     table, summary = probe_videos(ProbeConfig(videos=table_path, out=tmp_path / "probe.parquet", progress=False))
+    table = table.read()
     by = {r["video_id"]: r for r in table.to_pylist()}
     assert summary["ok"] == len(files) == 14, [r["error"] for r in by.values() if r["error"]]
 
@@ -228,6 +230,7 @@ def test_resume_after_kill_gives_the_same_table(
     whole, _ = probe_videos(
         ProbeConfig(videos=table_path, out=tmp_path / "whole.parquet", workers=0, chunk_size=2, progress=False)
     )
+    whole = whole.read()
 
     real = probe_mod.probe_video
     calls: list[str] = []
@@ -248,6 +251,7 @@ def test_resume_after_kill_gives_the_same_table(
     calls.clear()
     monkeypatch.setattr(probe_mod, "probe_video", lambda uri, **kw: (calls.append(uri), real(uri, **kw))[1])
     resumed, _ = probe_videos(cfg)
+    resumed = resumed.read()
     assert len(calls) == 4  # only the rows without a part were probed again
     assert resumed.to_pylist() == whole.to_pylist()
     assert pq.read_table(out).to_pylist() == whole.to_pylist()

@@ -55,11 +55,13 @@ def test_probe_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> Non
     local, s_local = probe_videos(
         ProbeConfig(videos=videos["table"], out=tmp_path / "l.parquet", workers=2, chunk_size=3, progress=False)
     )
+    local = local.read()
     on_ray, s_ray = probe_videos(
         ProbeConfig(
             videos=videos["table"], out=tmp_path / "r.parquet", workers=2, chunk_size=3, progress=False, engine="ray"
         )
     )
+    on_ray = on_ray.read()
     assert on_ray.equals(local)
     assert on_ray.column("video_id").to_pylist() == videos["ids"]  # input order, whatever finished first
     assert s_ray == s_local and s_ray["rejected"] == 2
@@ -69,7 +71,9 @@ def test_probe_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> Non
 def test_fingerprint_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> None:
     cfg = dict(videos=videos["table"], workers=2, chunk_size=2, progress=False)
     local, _ = fingerprint_videos(FingerprintConfig(out=tmp_path / "l.parquet", **cfg))
+    local = local.read()
     on_ray, _ = fingerprint_videos(FingerprintConfig(out=tmp_path / "r.parquet", engine="ray", **cfg))
+    on_ray = on_ray.read()
     assert on_ray.equals(local)
     ok = [s == "ok" for s in on_ray.column("status").to_pylist()]
     assert sum(ok) == 6 and len(on_ray.column("codes")[0].as_py()) == 32  # 2 s at 16 fps
@@ -87,6 +91,7 @@ def test_ray_run_resumes_the_parts_a_local_run_left(videos: dict, tmp_path: Path
         out=tmp_path / "whole.parquet",
         config=BulkConfig(workers=0, chunk_size=2, progress=False),
     )
+    whole = whole.read()
     calls = {"n": 0}
 
     def dies_after_two(item: dict) -> dict:
@@ -112,6 +117,7 @@ def test_ray_run_resumes_the_parts_a_local_run_left(videos: dict, tmp_path: Path
         out=out,
         config=BulkConfig(workers=2, chunk_size=2, progress=False, engine="ray"),
     )
+    resumed = resumed.read()
     assert resumed.equals(whole)
 
 
@@ -258,7 +264,9 @@ def test_fetch_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> Non
         pq.write_table(pa.table({"video_id": videos["ids"], "url": [f"{base}/{n}" for n in names]}), urls)
         common = dict(videos=urls, allow_private_hosts=True, chunk_size=3, progress=False, max_attempts=1)
         local, _ = fetch_videos(FetchConfig(out=tmp_path / "local", **common))
+        local = local.read()
         on_ray, _ = fetch_videos(FetchConfig(out=tmp_path / "ray", engine="ray", workers=2, **common))
+        on_ray = on_ray.read()
     same = ["video_id", "url", "status", "error", "http_status", "bytes", "sha256"]
     assert on_ray.select(same).to_pylist() == local.select(same).to_pylist()
     assert local.column("status").to_pylist() == ["ok"] * 6 + ["rejected"] * 2

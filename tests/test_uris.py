@@ -299,6 +299,7 @@ def test_probe_videos_table_and_videos_in_memory(local_videos: dict[str, Path], 
     table, summary = probe_videos(
         ProbeConfig(videos=f"{mem}/videos.parquet", out=tmp_path / "probe.parquet", workers=0, progress=False)
     )
+    table = table.read()
     assert summary["ok"] == 1 and summary["reasons"] == {"FileNotFoundError": 1}
     assert table.column("n_frames").to_pylist()[0] == 16
 
@@ -404,7 +405,9 @@ def test_bulk_jobs_write_their_tables_to_uris(
     local, _ = probe_videos(
         ProbeConfig(videos=f"{mem}/videos.parquet", out=tmp_path / "p.parquet", workers=0, progress=False)
     )
+    local = local.read()
     table, summary = probe_videos(ProbeConfig(videos=f"{mem}/videos.parquet", out=Path(out), workers=0, progress=False))
+    table = table.read()
     assert read_table("probe", out).equals(table) and table.equals(local)
     with uris.open_input(f"{mem}/out/probe.summary.json") as f:
         assert json.load(f)["ok"] == summary["ok"] == 1
@@ -412,6 +415,7 @@ def test_bulk_jobs_write_their_tables_to_uris(
     codes, _ = fingerprint_videos(
         FingerprintConfig(videos=f"{mem}/videos.parquet", out=f"{mem}/out/codes.parquet", workers=0, progress=False)
     )
+    codes = codes.read()
     assert read_table("codes", f"{mem}/out/codes.parquet").equals(codes)
     assert codes.column("status").to_pylist() == ["ok", "rejected"]
 

@@ -22,28 +22,28 @@ accounted for.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-import secrets
-import shutil
 import tempfile
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import Future
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, as_completed, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
+from weaksup.blocks import Block, PartStore, TableInput, part_name, part_rows, plan_blocks, with_parts
 from weaksup.errors import InputError, one_line
-from weaksup.outputs import side_path
+from weaksup.outputs import atomic_output, side_path
 from weaksup.pools import make_pool
-from weaksup.tables import load_schema, write_table
+from weaksup.tables import conform, load_schema
 
 ROW = "_row"
 STAMP_KEY = b"weaksup.stamp"  # Parquet schema metadata key (and tar PAX header) of a piece's stamp
@@ -239,136 +239,328 @@ def summary_path(out: str | os.PathLike[str]) -> Path | str:
     return side_path(out, ".summary.json", any_extension=True)
 
 
-def _rows_digest(keys: list[bytes], rows: list[int]) -> str | None:
-    """The digest of this job's input rows ``rows``; None when one is past the input's end."""
-    if any(r < 0 or r >= len(keys) for r in rows):
-        return None
-    return row_digest(keys[r] for r in rows)
+@dataclass(frozen=True)
+class BulkJob:
+    """What every block of a job needs: shipped with each local task, put once into Ray's object store."""
+
+    fn: Callable[[dict], dict] | ChunkFunction
+    part_schema: pa.Schema
+    settings: Mapping[str, Any]
+    key: tuple[str, ...]
+    store: PartStore
+    chunk_size: int
+    source: TableInput | None = None
+    tally: Callable[[pa.Table], Mapping[str, float]] | None = None
 
 
-def _done_rows(parts: Path, keys: list[bytes], settings: Mapping[str, Any], strict: bool) -> set[int]:
-    """Rows of the parts that belong to this job; stale parts are deleted (after one warning)."""
+@dataclass
+class BlockResult:
+    """What a worker says of one block: small, whatever the block's size."""
+
+    first: int
+    rows: int
+    reused: int = 0
+    parts_seen: int = 0
+    stale: list[str] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)  # "status:ok", "reason:<kind>" and the job's tally
+    error: str | None = None  # bad input: the job stops with this one line
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """A finished bulk job: where its table is, how many rows, and what they hold (summed
+    per part by the workers, so nobody had to hold the rows)."""
+
+    path: Path | str
+    rows: int
+    counts: Mapping[str, float]
+
+    def read(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The table (or some columns): for tests and small jobs; a big one is read in batches."""
+        cols = list(columns) if columns else None
+        if uris.is_local(self.path):
+            return pq.read_table(self.path, columns=cols)
+        with uris.open_input(self.path) as f:
+            return pq.read_table(f, columns=cols)
+
+    def status(self, name: str) -> int:
+        return int(self.counts.get(f"status:{name}", 0))
+
+    def reasons(self) -> dict[str, int]:
+        """Rejected rows by reason (the error's text before the first colon), most frequent first."""
+        found = {k.split(":", 1)[1]: int(v) for k, v in self.counts.items() if k.startswith("reason:") and v}
+        return dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+LAYOUT_CHANGED = "rows beyond its block (written with another chunk size)"
+
+
+def part_counts(part: pa.Table, tally: Callable[[pa.Table], Mapping[str, float]] | None) -> Counter:
+    """A part's rows by status, its other-than-ok rows by reason, and the job's own tally."""
+    counts: Counter = Counter()
+    errors = part.column("error").to_pylist() if "error" in part.column_names else [None] * part.num_rows
+    for status, error in zip(part.column("status").to_pylist(), errors):
+        counts[f"status:{status}"] += 1
+        if status != "ok":
+            counts["reason:" + ((error or "unknown").split(":", 1)[0].strip() or "unknown")] += 1
+    if tally is not None:
+        counts.update(tally(part))
+    return counts
+
+
+def _key_bytes(item: dict, key: Sequence[str]) -> bytes:
+    return json.dumps([item.get(k) for k in key], default=str, ensure_ascii=False).encode()
+
+
+def run_block(job: BulkJob, block: Block, check_only: bool = False) -> BlockResult:
+    """Work one block where it runs: read its rows, keep the existing parts stamped for them
+    (a stale one is deleted), compute the rest chunk by chunk and write each as a stamped part.
+    Safe to run twice (a retried task finds its own parts). ``check_only``: judge the
+    existing parts, change nothing (a strict job's check before any work)."""
+
+    result = BlockResult(block.first, block.rows)
+    try:
+        items = list(block.items) if block.items is not None else job.source.read(block)  # type: ignore[union-attr]
+    except InputError as exc:
+        result.error = str(exc)
+        return result
+    if len(items) != block.rows:
+        raise RuntimeError(f"block at row {block.first}: read {len(items)} rows, planned {block.rows}")
+    keys = [_key_bytes(it, job.key) for it in items]
     done: set[int] = set()
-    if not parts.is_dir():
-        return done
-    stale = StaleParts(parts)
-    remove: list[Path] = []
-    for p in sorted(parts.glob("part-*.parquet")):
+    for name in block.parts:
         try:
-            t = pq.read_table(p, columns=[ROW])
-            stamp = read_stamp((t.schema.metadata or {}).get(STAMP_KEY))
-            rows = t.column(ROW).to_pylist()
-        except Exception:  # a part cut short by a kill: redo its rows
-            p.unlink()
+            part = job.store.read(name)
+            stamp = read_stamp((part.schema.metadata or {}).get(STAMP_KEY))
+            rows = part.column(ROW).to_pylist()
+        except Exception:  # noqa: BLE001 - a part cut short by a kill: its rows are done again
+            if not check_only:
+                job.store.remove(name)
             continue
-        if stale.check(stale_reason(stamp, settings, _rows_digest(keys, rows))):
-            done.update(rows)
+        result.parts_seen += 1
+        if all(block.first <= r < block.end for r in rows):
+            reason = stale_reason(stamp, job.settings, row_digest(keys[r - block.first] for r in rows))
         else:
-            remove.append(p)
-    stale.report(strict)  # before anything is deleted: a strict job leaves the folder as it was
-    for p in remove:
-        p.unlink()
-    return done
+            reason = LAYOUT_CHANGED
+        if reason is None:
+            done.update(rows)
+            result.counts.update(part_counts(part.replace_schema_metadata(None), job.tally))
+            continue
+        result.stale.append(reason)
+        if not check_only:
+            job.store.remove(name)
+    if check_only:
+        return result
+    result.reused = len(done)
+    todo = [dict(it, **{ROW: block.first + i}) for i, it in enumerate(items) if block.first + i not in done]
+    for start in range(0, len(todo), job.chunk_size):
+        chunk = todo[start : start + job.chunk_size]
+        part = part_table(run_chunk(job.fn, chunk), job.part_schema)
+        rows = [it[ROW] for it in chunk]
+        stamp = make_stamp(job.settings, row_digest(keys[r - block.first] for r in rows))
+        job.store.write(
+            part_name(min(rows), max(rows), len(rows)),
+            part.replace_schema_metadata({STAMP_KEY: json.dumps(stamp).encode()}),
+        )
+        result.counts.update(part_counts(part, job.tally))
+    return result
 
 
-def _write_part(parts: Path, table: pa.Table, keys: list[bytes], settings: Mapping[str, Any]) -> None:
-    ids = table.column(ROW)
-    stamp = make_stamp(settings, row_digest(keys[r] for r in ids.to_pylist()))
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), STAMP_KEY: json.dumps(stamp).encode()})
-    name = parts / f"part-{pc.min(ids).as_py():012d}-{pc.max(ids).as_py():012d}-{len(ids)}.parquet"
-    tmp = name.with_name(f".{name.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")  # unique per writer
-    pq.write_table(table, tmp)
-    os.replace(tmp, name)
+def check_block(job: BulkJob, block: Block) -> BlockResult:
+    return run_block(job, block, check_only=True)
+
+
+def _run_blocks(
+    worker: Callable[[BulkJob, Block], BlockResult], job: BulkJob, blocks: Iterable[Block], config: BulkConfig
+) -> Iterator[BlockResult]:
+    """Block results in completion order: in this process, on a process pool (a bounded window
+    of blocks in flight) or as Ray tasks (the job put once into the object store)."""
+    if config.engine == "ray":
+        from weaksup.ray_engine import ray_session, ray_tasks
+
+        with ray_session(address=config.ray_address, workers=config.workers):
+            yield from ray_tasks(worker, blocks, shared=job)
+        return
+    blocks = iter(blocks)
+    if config.workers <= 0:
+        for b in blocks:
+            yield worker(job, b)
+        return
+    first = list(itertools.islice(blocks, 2))
+    if len(first) < 2:  # one block: no pool to start
+        for b in first:
+            yield worker(job, b)
+        return
+    with make_pool(config.workers) as pool:
+        pending = {pool.submit(worker, job, b) for b in first}
+        window = 2 * config.workers
+        for b in blocks:
+            while len(pending) >= window:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    yield fut.result()
+            pending.add(pool.submit(worker, job, b))
+        for fut in as_completed(pending):
+            yield fut.result()
+
+
+def commit_parts(
+    job: BulkJob,
+    blocks: Iterable[Block],
+    out: Path | str,
+    schema_name: str,
+    finish: Callable[[pa.Table, int], pa.Table] | None,
+    metadata: Mapping[bytes, bytes] | None,
+) -> None:
+    """The final table, block by block in row order (memory: one block): each block's parts
+    must hold its rows exactly once, else the job stops (nothing is written)."""
+    schema = load_schema(schema_name)
+    writer: pq.ParquetWriter | None = None
+    with atomic_output(out) as tmp:
+        try:
+            for b in with_parts(blocks, job.store.names()):
+                parts = [job.store.read(n).replace_schema_metadata(None) for n in b.parts]
+                table = pa.concat_tables(parts) if parts else job.part_schema.empty_table()
+                table = table.sort_by(ROW)
+                rows = table.column(ROW).to_numpy()
+                if len(rows) != b.rows or not np.array_equal(rows, np.arange(b.first, b.end)):
+                    raise RuntimeError(
+                        f"{out}: bulk job accounting mismatch ({len(rows)} rows for input rows {b.first}..{b.end - 1})"
+                    )
+                writer = _write_block(writer, tmp, table.drop_columns([ROW]), b.first, schema, finish, metadata)
+            if writer is None:
+                empty = job.part_schema.empty_table().drop_columns([ROW])
+                writer = _write_block(None, tmp, empty, 0, schema, finish, metadata)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+def _write_block(
+    writer: pq.ParquetWriter | None,
+    tmp: Path,
+    table: pa.Table,
+    first: int,
+    schema: Any,
+    finish: Callable[[pa.Table, int], pa.Table] | None,
+    metadata: Mapping[bytes, bytes] | None,
+) -> pq.ParquetWriter:
+    table = conform(finish(table, first) if finish else table, schema)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    if writer is None:
+        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+    writer.write_table(table)
+    return writer
+
+
+def part_store(out: Path | str, engine: str) -> PartStore:
+    """Where a job's parts go: beside a local ``out``; for an object-store ``out``, a local
+    staging folder with the local engine (see :func:`parts_dir`) and ``OUT.parts/`` in the
+    store itself with Ray (every node writes there)."""
+    if engine == "ray" and not uris.is_local(out):
+        return PartStore(uris.sibling(out, uris.basename(out) + ".parts"))
+    return PartStore(parts_dir(out))
 
 
 def run_bulk(
-    items: Sequence[dict],
-    fn: Callable[[dict], dict],
+    items: Sequence[dict] | TableInput,
+    fn: Callable[[dict], dict] | ChunkFunction,
     *,
     schema_name: str,
     out: str | os.PathLike[str],
     config: BulkConfig = BulkConfig(),
     settings: Mapping[str, Any] | None = None,
     key: Sequence[str] = ("video_id", "uri"),
-    finish: Callable[[pa.Table], pa.Table] | None = None,
+    finish: Callable[[pa.Table, int], pa.Table] | None = None,
     metadata: Mapping[bytes, bytes] | None = None,
     tally: Callable[[pa.Table], Mapping[str, float]] | None = None,
     tally_fields: Sequence[str] = (),
-) -> pa.Table:
-    """Apply ``fn`` to every item (in parallel, resumably) and write table ``schema_name``.
+) -> BulkResult:
+    """Apply ``fn`` to every input row (in parallel, resumably) and write table ``schema_name``.
 
-    Each item is a dict; ``fn`` returns the output row's columns (``status``/``error``
-    are filled in). Output rows follow the input order, whichever engine ran them.
-    ``settings`` are the job's options that change its rows (not workers, chunk size,
-    progress or engine) and ``key`` the item fields that identify an input row: both go
-    into every part's stamp, so a rerun reuses only the parts this very job would write.
-    ``fn`` may be a :class:`ChunkFunction` (a whole chunk at once). ``finish`` turns the
-    ordered result table into the one written (fetch adds the input's other columns);
-    ``metadata`` goes into the written file's schema metadata. ``tally`` counts what each
-    finished part holds (e.g. ok, failed, megabytes); the bar shows the running sums and, as
-    ``NAME_per_s``, their rates, through the rich templates ``tally_fields``.
+    ``items`` are the input rows as dicts, or a :class:`~weaksup.blocks.TableInput` that each
+    worker reads block by block (nothing per row on this process: the driver plans blocks
+    from the Parquet footers, collects each block's counts and writes the final table one
+    block at a time). ``fn`` returns the output row's columns (``status``/``error`` are
+    filled in); it may be a :class:`ChunkFunction` (a whole chunk at once). Output rows
+    follow the input order, whichever engine ran them. ``settings`` are the job's options
+    that change its rows (not workers, chunk size, progress or engine) and ``key`` the item
+    fields that identify an input row: both go into every part's stamp, so a rerun reuses
+    only the parts this very job would write. ``finish(block, first_row)`` turns each
+    block of the ordered result into what is written (fetch adds the input's other
+    columns); ``metadata`` goes into the written file's schema metadata. ``tally`` counts
+    what each part holds (summed into the result's ``counts``; the bar shows the running
+    sums and, as ``NAME_per_s``, their rates, through the rich templates ``tally_fields``).
     """
+
     from weaksup.progress import job_progress
 
     if config.chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {config.chunk_size}")
     out = Path(out) if uris.is_local(out) else uris.as_uri(out)
-    parts = parts_dir(out)
+    store = part_store(out, config.engine)
     if not config.resume:
-        shutil.rmtree(parts, ignore_errors=True)
-    parts.mkdir(parents=True, exist_ok=True)
-    schema = load_schema(schema_name)
-    part_schema = pa.schema([pa.field(f.name, f.arrow_type) for f in schema.fields] + [pa.field(ROW, pa.int64())])
-    settings = {"table": schema_name, **(settings or {})}
-    keys = [json.dumps([it.get(k) for k in key], default=str, ensure_ascii=False).encode() for it in items]
+        store.remove_all()
+    store.make()
+    store.remove_temporaries()
+    part_schema = pa.schema(
+        [pa.field(f.name, f.arrow_type) for f in load_schema(schema_name).fields] + [pa.field(ROW, pa.int64())]
+    )
+    job = BulkJob(
+        fn=fn,
+        part_schema=part_schema,
+        settings={"table": schema_name, **(settings or {})},
+        key=tuple(key),
+        store=store,
+        chunk_size=config.chunk_size,
+        source=items if isinstance(items, TableInput) else None,
+        tally=tally,
+    )
+    total = sum(n for _, _, n in items.row_groups()) if isinstance(items, TableInput) else len(items)
 
-    numbered = [dict(it, **{ROW: i}) for i, it in enumerate(items)]
-    done = _done_rows(parts, keys, settings, config.resume_strict)
-    todo = [it for it in numbered if it[ROW] not in done]
-    chunks = [todo[i : i + config.chunk_size] for i in range(0, len(todo), config.chunk_size)]
+    def blocks() -> Iterator[Block]:
+        return plan_blocks(items, config.chunk_size, total)
 
-    sums: Counter[str] = Counter()
+    existing = store.names()
+    beyond = [n for n in existing if part_rows(n)[0] >= total]  # type: ignore[index] # rows this input lacks
+    if config.resume_strict and existing:  # judge every earlier part before anything changes
+        strict = StaleParts(store.root)
+        for _ in beyond:
+            strict.check(ROWS_CHANGED)
+        for r in _run_blocks(check_block, job, (b for b in with_parts(blocks(), existing) if b.parts), config):
+            if r.error:
+                raise InputError(r.error)
+            _count_parts(strict, r)
+        strict.report(True)
+
+    sums: Counter = Counter()
+    stale = StaleParts(store.root)
+    for name in beyond:
+        stale.check(ROWS_CHANGED)
+        store.remove(name)
     started = time.perf_counter()
-
-    def finished(part: pa.Table) -> None:
-        _write_part(parts, part, keys, settings)
-        if tally is not None:
-            sums.update(tally(part))
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        rates = {f"{k}_per_s": v / elapsed for k, v in sums.items()}
-        progress.update(task, advance=part.num_rows, **sums, **rates)
-
     with job_progress(enabled=config.progress, desc=config.desc, unit="rows", fields=tally_fields) as progress:
         zero = {k: 0.0 for k in (tally(part_schema.empty_table()) if tally else {})}
-        task = progress.add_task(
-            config.desc,
-            total=len(numbered),
-            completed=len(numbered) - len(todo),
-            **zero,
-            **{f"{k}_per_s": 0.0 for k in zero},
-        )
-        if config.engine == "ray":
-            for block in ray_map_chunks(chunks, fn, part_schema, workers=config.workers, address=config.ray_address):
-                finished(block)
-        elif config.workers <= 0 or len(chunks) <= 1:
-            for chunk in chunks:
-                finished(part_table(run_chunk(fn, chunk), part_schema))
-        else:
-            with make_pool(config.workers) as pool:
-                futures: list[Future] = [pool.submit(run_chunk, fn, c) for c in chunks]
-                for fut in futures:
-                    finished(part_table(fut.result(), part_schema))
+        task = progress.add_task(config.desc, total=total, **zero, **{f"{k}_per_s": 0.0 for k in zero})
+        for r in _run_blocks(run_block, job, with_parts(blocks(), existing), config):
+            if r.error:
+                raise InputError(r.error)
+            _count_parts(stale, r)
+            sums.update(r.counts)
+            shown = {k: sums[k] for k in zero}
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            rates = {f"{k}_per_s": v / elapsed for k, v in shown.items()}
+            progress.update(task, advance=r.rows, **shown, **rates)
+    stale.report(False)
+    commit_parts(job, blocks(), out, schema_name, finish, metadata)
+    store.remove_all()
+    return BulkResult(out, total, dict(sums))
 
-    tables = [pq.read_table(p).replace_schema_metadata(None) for p in sorted(parts.glob("part-*.parquet"))]
-    table = pa.concat_tables(tables) if tables else part_schema.empty_table()
-    table = table.sort_by(ROW)
-    rows = table.column(ROW).to_pylist()
-    if rows != list(range(len(numbered))):
-        raise RuntimeError(f"{out}: bulk job accounting mismatch ({len(rows)} rows for {len(numbered)} inputs)")
-    table = table.drop_columns([ROW])
-    result = write_table(schema_name, finish(table) if finish else table, out, metadata=metadata)
-    shutil.rmtree(parts, ignore_errors=True)
-    return result
+
+def _count_parts(stale: StaleParts, r: BlockResult) -> None:
+    for reason in [None] * (r.parts_seen - len(r.stale)) + r.stale:
+        stale.check(reason)
 
 
 def nothing_done_message(
@@ -383,43 +575,16 @@ def nothing_done_message(
     return f"nothing done: all {total} {what}s were rejected" + (f" ({top})" if top else "")
 
 
-def nothing_done(table: pa.Table, what: str = "row") -> str | None:
-    """Why a bulk job's output ``table`` is "nothing done" (every row rejected; an empty input
-    counts too), or None. The table itself stays whole: every row is there with its reason.
+def nothing_done(table: pa.Table | BulkResult, what: str = "row") -> str | None:
+    """Why a bulk job's output is "nothing done" (every row rejected; an empty input counts
+    too), or None. The table itself stays whole: every row is there with its reason.
     Statuses other than ``rejected`` (``ok``, fingerprint's ``unfingerprintable``) are results."""
+    if isinstance(table, BulkResult):
+        rejected = table.status("rejected")
+        return nothing_done_message(table.rows, rejected, what, table.reasons() if rejected else {})
     n = table.num_rows
     status = table.column("status").to_pylist() if n else []
     rejected = [i for i, s in enumerate(status) if s == "rejected"]
     errors = table.column("error").to_pylist() if n and "error" in table.column_names else [None] * n
     reasons = Counter((errors[i] or "unknown").split(":", 1)[0].strip() or "unknown" for i in rejected)
     return nothing_done_message(n, len(rejected), what, reasons)
-
-
-# ---- the Ray engine's view of a bulk job ----------------------------------------------------
-
-
-class _ChunkMapper:
-    """map_batches function: one Arrow batch of items in, the same rows as the part schema out."""
-
-    def __init__(self, fn: Callable[[dict], dict], part_schema: pa.Schema) -> None:
-        self.fn, self.part_schema = fn, part_schema
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return part_table(run_chunk(self.fn, batch.to_pylist()), self.part_schema)
-
-
-def ray_map_chunks(
-    chunks: list[list[dict]], fn: Callable[[dict], dict], part_schema: pa.Schema, *, workers: int, address: str | None
-) -> Iterator[pa.Table]:
-    """Finished chunks of a bulk job (Arrow tables in the part schema), in completion order."""
-    if not chunks:
-        return
-    from weaksup.ray_engine import ray_map
-
-    yield from ray_map(
-        [it for chunk in chunks for it in chunk],
-        _ChunkMapper(fn, part_schema),
-        batch_size=len(chunks[0]),
-        workers=workers,
-        address=address,
-    )

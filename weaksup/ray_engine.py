@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -50,7 +50,7 @@ def ray_session(*, address: str | None, workers: int) -> Iterator[None]:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=max(1, workers), **kwargs)
+        ray.init(address="local", num_cpus=max(1, workers), **kwargs)  # never a stray cluster on this machine
     try:
         yield
     finally:
@@ -99,3 +99,49 @@ def ray_map(
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             if block.num_rows:
                 yield block
+
+
+def cluster_cpus() -> int:
+    """CPUs of the Ray cluster this process is connected to (at least 1)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def ray_tasks(
+    fn: Callable[..., Any],
+    args: Iterable[Any],
+    *,
+    shared: Any = None,
+    retries: int = 3,
+    max_in_flight: int | None = None,
+) -> Iterator[Any]:
+    """``fn(arg)`` (or ``fn(shared, arg)``) for every ``arg`` as Ray tasks, results in completion order.
+
+    Runs inside a :func:`ray_session`. ``args`` are read lazily and at most ``max_in_flight``
+    tasks (default: twice the cluster's CPUs) are out at once, so the driver holds a window
+    of small task descriptions and their small results, never the job's rows. ``shared``
+    (an index, a label table) is put into the object store once and every task reads that
+    one copy. A task whose worker or node dies is run again (``retries`` times), so ``fn``
+    must be safe to repeat: write atomically, skip what is already written.
+    """
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(fn)
+    shared_ref = ray.put(shared) if shared is not None else None
+    window = max_in_flight or 2 * cluster_cpus()
+    pending: list[Any] = []
+    it = iter(args)
+    exhausted = False
+    while pending or not exhausted:
+        while not exhausted and len(pending) < window:
+            try:
+                arg = next(it)
+            except StopIteration:
+                exhausted = True
+                break
+            pending.append(remote.remote(shared_ref, arg) if shared_ref is not None else remote.remote(arg))
+        if not pending:
+            break
+        ready, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(ready[0])

@@ -30,16 +30,18 @@ turns it into a rejected row, so one broken file never stops a run.
 
 from __future__ import annotations
 
-from collections import Counter
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from weaksup.assembly.videos import read_id_uri
-from weaksup.bulk import BulkConfig, run_bulk, safe_call
+from weaksup import uris as uri_paths
+from weaksup.assembly.videos import id_uri_lists, read_id_uri, videos_input
+from weaksup.bulk import BulkConfig, BulkResult, run_bulk, safe_call
 from weaksup.bulk import summary_path as bulk_summary_path
 from weaksup.errors import InputError
 from weaksup.ray_engine import check_engine
@@ -252,26 +254,35 @@ def _probe_item(item: dict) -> dict:
     return row
 
 
-def summarize(table: pa.Table) -> dict:
+def _tally(part: pa.Table) -> dict[str, float]:
+    """What a part adds to the summary beyond its statuses: the seconds of its ok videos."""
+    ok = pc.equal(part.column("status"), "ok")
+    return {"ok_seconds": pc.sum(pc.filter(part.column("duration_s"), ok)).as_py() or 0.0}
+
+
+def summarize(result: BulkResult) -> dict:
     """Counts of ok and rejected rows, rejection reasons by kind, and the total ok duration."""
-    status = table.column("status").to_pylist()
-    errors = table.column("error").to_pylist()
-    durations = table.column("duration_s").to_pylist()
-    reasons = Counter((e or "").split(":", 1)[0] or "unknown" for s, e in zip(status, errors) if s != "ok")
+    ok = result.status("ok")
     return {
-        "videos": table.num_rows,
-        "ok": sum(s == "ok" for s in status),
-        "rejected": sum(s != "ok" for s in status),
-        "reasons": dict(reasons.most_common()),
-        "total_duration_s": round(sum(d for s, d in zip(status, durations) if s == "ok" and d is not None), 3),
+        "videos": result.rows,
+        "ok": ok,
+        "rejected": result.rows - ok,
+        "reasons": result.reasons(),
+        "total_duration_s": round(float(result.counts.get("ok_seconds", 0.0)), 3),
     }
+
+
+def probe_items(table: pa.Table, first_row: int, *, count_frames: bool, label: str) -> list[dict]:
+    """A block of the videos table as the probe job's items."""
+    ids, uris = id_uri_lists(table, first_row, label)
+    return [{"video_id": v, "uri": u, "count_frames": count_frames} for v, u in zip(ids, uris)]
 
 
 def summary_path(out: Path | str) -> Path | str:
     return bulk_summary_path(out)
 
 
-def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
+def probe_videos(cfg: ProbeConfig) -> tuple[BulkResult, dict]:
     """Probe every row of the videos table into ``cfg.out`` (one row each, resumable).
 
     Duplicate video_ids stay separate rows: the bulk job keys on the row number. A rerun
@@ -281,17 +292,17 @@ def probe_videos(cfg: ProbeConfig) -> tuple[pa.Table, dict]:
     if cfg.chunk_size < 1:
         raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
     check_engine(cfg.engine, cfg.ray_address)
-    videos = read_id_uri(cfg.videos)
-    ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
-    items = [{"video_id": v, "uri": u, "count_frames": cfg.count_frames} for v, u in zip(ids, uris)]
-    table = run_bulk(
-        items,
+    to_items = functools.partial(probe_items, count_frames=cfg.count_frames, label=uri_paths.display(cfg.videos))
+    source = videos_input(cfg.videos, ("video_id", "uri"), to_items)
+    result = run_bulk(
+        source if source is not None else to_items(read_id_uri(cfg.videos), 0),
         _probe_item,
         schema_name="probe",
         out=cfg.out,
         config=BulkConfig.of(cfg, "probe"),
         settings={"count_frames": bool(cfg.count_frames)},
+        tally=_tally,
     )
-    summary = summarize(table)
+    summary = summarize(result)
     write_json(summary, summary_path(cfg.out))
-    return table, summary
+    return result, summary

@@ -684,7 +684,7 @@ def materialize_clips(
         ),
         settings=asdict(settings),
         key=("video_id", "uri", "clip_start_s", "clip_end_s", "dest"),
-    )
+    ).read()  # the clips table is read whole here too (cut files are named by a video_id checked unique)
     ok_np = pc.equal(result.column("status"), "ok").to_numpy(zero_copy_only=False)
     cut_len = _write_cut_clips(table, result, clips_path)
     errors = [e for e, good in zip(result.column("error").to_pylist(), ok_np) if not good]

@@ -18,7 +18,7 @@ import json
 import re
 import unicodedata
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
 from weaksup import uris
+from weaksup.blocks import TableInput
 from weaksup.errors import InputError, first_line, one_line
 from weaksup.labels.hashtags import APOSTROPHES, STOP_WORDS, normalize_hashtag
 from weaksup.tables import check_csv_file
@@ -518,6 +519,33 @@ def read_id_uri(path: PathOrUri) -> pa.Table:
     return pa.table(
         {"video_id": table.column("video_id").cast(pa.string()), "uri": table.column("uri").cast(pa.string())}
     )
+
+
+def id_uri_lists(table: pa.Table, first_row: int, label: str) -> tuple[list[str], list[str]]:
+    """``video_id`` and ``uri`` of a block of a videos table as strings; a null names its row."""
+    out = []
+    for name in ("video_id", "uri"):
+        column = table.column(name)
+        if column.null_count:
+            row = first_row + int(pc.index(pc.is_null(column), True).as_py())
+            raise InputError(f"{label}: row {row}: column {name!r} is empty; every video needs one")
+        out.append(column.cast(pa.string()).to_pylist())
+    return out[0], out[1]
+
+
+def videos_input(
+    path: PathOrUri, columns: tuple[str, ...], to_items: Callable[[pa.Table, int], list[dict]]
+) -> TableInput | None:
+    """A videos (or manifest) table as a bulk job's :class:`~weaksup.blocks.TableInput`, read
+    block by block where the work runs; None for CSV/JSONL (those are read whole)."""
+    if uris.is_local(path):
+        path = uris.local_path(path).absolute()  # Ray workers do not share the driver's working folder
+    dataset = open_table(path)
+    require_columns(dataset, uris.display(path), columns)
+    if not isinstance(dataset.format, ds.ParquetFileFormat):
+        return None
+    root = str(path) if uris.is_local(path) else uris.as_uri(path)
+    return TableInput(root=root, files=tuple(dataset.files), columns=columns, to_items=to_items)
 
 
 #: Column a part made by `partition-videos` carries: the row in the table it was split from.

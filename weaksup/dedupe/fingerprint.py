@@ -23,9 +23,9 @@ A code table is only comparable with another of the same ``code_version`` and ``
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from weaksup.assembly.videos import read_id_uri
-from weaksup.bulk import BulkConfig, parts_dir, run_bulk, safe_call
+from weaksup import uris as uri_paths
+from weaksup.assembly.videos import id_uri_lists, read_id_uri, videos_input
+from weaksup.bulk import BulkConfig, BulkResult, parts_dir, run_bulk, safe_call
 from weaksup.bulk import summary_path as bulk_summary_path
 from weaksup.dedupe.census import CODE_VERSION, census_codes, frame_grids, informative
 from weaksup.dedupe.decode import TIME_TOLERANCE_S, decode_samples
@@ -117,25 +118,36 @@ def _fingerprint_item(item: dict) -> dict:
     return row
 
 
-def summarize(table: pa.Table, wall_s: float) -> dict:
-    """Row counts by status, reasons by kind, coded frames and seconds, and the run's wall time."""
-    status = table.column("status").to_pylist()
-    errors = table.column("error").to_pylist()
-    reasons = Counter((e or "").split(":", 1)[0] or "unknown" for s, e in zip(status, errors) if s != "ok")
-    ok = pc.equal(table.column("status"), "ok")
-    frames = pc.sum(pc.list_value_length(pc.filter(table.column("codes"), ok))).as_py()  # no lists in Python
-    seconds = pc.sum(pc.filter(table.column("duration_s"), ok)).as_py()
+def _tally(part: pa.Table) -> dict[str, float]:
+    """What a part adds to the summary beyond its statuses: partial decodes, coded frames and seconds."""
+    ok = pc.equal(part.column("status"), "ok")
+    partial = pc.and_(ok, pc.is_valid(part.column("error")))
     return {
-        "videos": table.num_rows,
-        "ok": status.count("ok"),
-        "rejected": status.count("rejected"),
-        "unfingerprintable": status.count("unfingerprintable"),
-        "partial": sum(1 for s, e in zip(status, errors) if s == "ok" and e),
-        "reasons": dict(reasons.most_common()),
-        "frames": int(frames or 0),
-        "video_seconds": round(float(seconds or 0.0), 3),
+        "partial": pc.sum(partial).as_py() or 0,
+        "frames": pc.sum(pc.list_value_length(pc.filter(part.column("codes"), ok))).as_py() or 0,
+        "video_seconds": pc.sum(pc.filter(part.column("duration_s"), ok)).as_py() or 0.0,
+    }
+
+
+def summarize(result: BulkResult, wall_s: float) -> dict:
+    """Row counts by status, reasons by kind, coded frames and seconds, and the run's wall time."""
+    return {
+        "videos": result.rows,
+        "ok": result.status("ok"),
+        "rejected": result.status("rejected"),
+        "unfingerprintable": result.status("unfingerprintable"),
+        "partial": int(result.counts.get("partial", 0)),
+        "reasons": result.reasons(),
+        "frames": int(result.counts.get("frames", 0)),
+        "video_seconds": round(float(result.counts.get("video_seconds", 0.0)), 3),
         "wall_s": round(wall_s, 3),
     }
+
+
+def fingerprint_items(table: pa.Table, first_row: int, *, fps: float, thread_type: str, label: str) -> list[dict]:
+    """A block of the videos table as the fingerprint job's items."""
+    ids, uris = id_uri_lists(table, first_row, label)
+    return [{"video_id": v, "uri": u, "fps": fps, "thread_type": thread_type} for v, u in zip(ids, uris)]
 
 
 def summary_path(out: Path | str) -> Path | str:
@@ -157,7 +169,7 @@ def _check_parts(out: Path, fps: float) -> None:
                 )
 
 
-def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
+def fingerprint_videos(cfg: FingerprintConfig) -> tuple[BulkResult, dict]:
     """Fingerprint every row of the videos table into ``cfg.out`` (one row each, resumable).
 
     A rerun reuses only the parts whose stamp (fps, code version, and the video_id/uri of
@@ -171,25 +183,29 @@ def fingerprint_videos(cfg: FingerprintConfig) -> tuple[pa.Table, dict]:
     if not cfg.fps > 0:
         raise InputError(f"fps must be positive, got {cfg.fps}")
     check_engine(cfg.engine, cfg.ray_address)
-    videos = read_id_uri(cfg.videos)
     out = cfg.out
     if not cfg.resume:
         shutil.rmtree(parts_dir(out), ignore_errors=True)
     _check_parts(out, float(cfg.fps))
-    ids, uris = videos.column("video_id").to_pylist(), videos.column("uri").to_pylist()
-    thread_type = "AUTO" if cfg.decode_threads else "NONE"
-    items = [{"video_id": v, "uri": u, "fps": float(cfg.fps), "thread_type": thread_type} for v, u in zip(ids, uris)]
-    table = run_bulk(
-        items,
+    to_items = functools.partial(
+        fingerprint_items,
+        fps=float(cfg.fps),
+        thread_type="AUTO" if cfg.decode_threads else "NONE",
+        label=uri_paths.display(cfg.videos),
+    )
+    source = videos_input(cfg.videos, ("video_id", "uri"), to_items)
+    result = run_bulk(
+        source if source is not None else to_items(read_id_uri(cfg.videos), 0),
         _fingerprint_item,
         schema_name="codes",
         out=out,
         config=BulkConfig.of(cfg, "fingerprint"),
         settings={"fps": float(cfg.fps), "code_version": CODE_VERSION},
+        tally=_tally,
     )
-    summary = summarize(table, time.perf_counter() - start)
+    summary = summarize(result, time.perf_counter() - start)
     write_json(summary, summary_path(out))
-    return table, summary
+    return result, summary
 
 
 def read_codes(path: str | Path) -> pa.Table:

@@ -17,7 +17,6 @@ import os
 import shutil
 import time
 import warnings
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.assembly.videos import open_table
-from weaksup.bulk import BulkConfig, ChunkFunction, StaleResumeWarning, read_stamp, run_bulk, summary_path
+from weaksup.bulk import BulkConfig, BulkResult, ChunkFunction, StaleResumeWarning, read_stamp, run_bulk, summary_path
 from weaksup.errors import InputError, first_line
 from weaksup.fetch.client import Fetcher, Outcome, local_tmp_dir, make_session, reset_hosts
 from weaksup.fetch.config import FetchConfig
@@ -217,35 +216,40 @@ def _with_input_columns(inputs: pa.Table) -> Any:
     """The input's other columns after the fetch columns (an input ``uri`` holding the URLs is
     replaced by where the file is now; the URL stays in ``url``)."""
 
-    def finish(fetched: pa.Table) -> pa.Table:
+    def finish(fetched: pa.Table, first_row: int) -> pa.Table:
+        block = inputs.slice(first_row, fetched.num_rows)
         for name in [c for c in inputs.column_names if c not in FETCH_COLUMNS]:
-            fetched = fetched.append_column(inputs.schema.field(name), inputs.column(name))
+            fetched = fetched.append_column(inputs.schema.field(name), block.column(name))
         return fetched
 
     return finish
 
 
 def _tally(part: pa.Table) -> dict[str, float]:
-    """What the progress bar counts of a finished part: ok and failed rows, megabytes saved."""
+    """What the progress bar and the summary count of a finished part: ok and failed rows,
+    failures worth retrying, megabytes saved."""
     ok = pc.equal(part.column("status"), "ok")
     saved = pc.sum(pc.if_else(ok, part.column("bytes"), 0)).as_py() or 0
     n_ok = pc.sum(ok).as_py() or 0
-    return {"ok": n_ok, "failed": part.num_rows - n_ok, "megabytes": saved / 1e6}
-
-
-def summarize(table: pa.Table, seconds: float, cfg: FetchConfig, reused: int) -> dict[str, Any]:
-    status = table.column("status").to_pylist()
-    errors = table.column("error").to_pylist()
-    retryable = table.column("retryable").to_pylist()
-    sizes = [b for s, b in zip(status, table.column("bytes").to_pylist()) if s == "ok" and b]
-    reasons = Counter((e or "unknown").split(":", 1)[0] for s, e in zip(status, errors) if s != "ok")
-    total = sum(sizes)
+    retryable = pc.sum(pc.and_(pc.invert(ok), pc.fill_null(part.column("retryable"), False))).as_py() or 0
     return {
-        "rows": table.num_rows,
-        "ok": status.count("ok"),
-        "rejected": table.num_rows - status.count("ok"),
-        "retryable": sum(bool(r) for s, r in zip(status, retryable) if s != "ok"),
-        "reasons": dict(reasons.most_common()),
+        "ok": n_ok,
+        "failed": part.num_rows - n_ok,
+        "megabytes": saved / 1e6,
+        "bytes": saved,
+        "retryable": retryable,
+    }
+
+
+def summarize(result: BulkResult, seconds: float, cfg: FetchConfig, reused: int) -> dict[str, Any]:
+    ok = result.status("ok")
+    total = int(result.counts.get("bytes", 0))
+    return {
+        "rows": result.rows,
+        "ok": ok,
+        "rejected": result.rows - ok,
+        "retryable": int(result.counts.get("retryable", 0)),
+        "reasons": result.reasons(),
         "reused_from_earlier_run": reused,
         "bytes": total,
         "seconds": round(seconds, 2),
@@ -256,7 +260,7 @@ def summarize(table: pa.Table, seconds: float, cfg: FetchConfig, reused: int) ->
     }
 
 
-def fetch_videos(cfg: FetchConfig) -> tuple[pa.Table, dict[str, Any]]:
+def fetch_videos(cfg: FetchConfig) -> tuple[BulkResult, dict[str, Any]]:
     """Fetch every row of ``cfg.videos`` into ``cfg.out``; (the fetched table, the summary)."""
     check_engine(cfg.engine, cfg.ray_address)
     t0 = time.perf_counter()
@@ -269,7 +273,7 @@ def fetch_videos(cfg: FetchConfig) -> tuple[pa.Table, dict[str, Any]]:
     items = plan_items(inputs, url_column, cfg, stamp)
     reused = sum("earlier" in it for it in items)
     reset_hosts()
-    table = run_bulk(
+    result = run_bulk(
         items,
         ChunkFunction(functools.partial(fetch_chunk, cfg=cfg, opt_outs=opt_outs)),
         schema_name="fetched",
@@ -288,6 +292,6 @@ def fetch_videos(cfg: FetchConfig) -> tuple[pa.Table, dict[str, Any]]:
     )
     if uris.is_local(cfg.out):
         shutil.rmtree(uris.local_path(cfg.out) / "videos" / ".incoming", ignore_errors=True)
-    summary = summarize(table, time.perf_counter() - t0, cfg, reused)
+    summary = summarize(result, time.perf_counter() - t0, cfg, reused)
     write_json(summary, summary_path(out_table(cfg.out)))
-    return table, summary
+    return result, summary

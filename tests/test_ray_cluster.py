@@ -1,0 +1,129 @@
+"""Bulk jobs on a two-node Ray cluster on one box: the same tables as the local engine, and
+a worker node killed mid-job costs nothing but time.
+
+Ray's ``cluster_utils.Cluster`` starts a head node and a second node, each with its own
+raylet and one CPU, as two machines would; the driver joins with ``ray.init(address=...)``.
+Workers read their blocks of the input table and write the stamped parts themselves; the
+driver only plans and commits.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from weaksup.assembly.probe import ProbeConfig, probe_videos
+from weaksup.blocks import TableInput
+from weaksup.bulk import BulkConfig, parts_dir, run_bulk
+from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
+from weaksup.synth.video import write_test_video
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and a worker node (one CPU each), joined by this process as the driver."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    c = cluster_utils.Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, "resources": {"head": 1}}
+    )
+    worker = c.add_node(num_cpus=1, resources={"worker": 1})
+    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+    c.wait_for_nodes()
+    yield c, worker
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight tiny videos and a missing one, as a videos table of three row groups."""
+    d = tmp_path_factory.mktemp("cluster_videos")
+    ids = [f"v{i}" for i in range(8)] + ["missing"]
+    paths = [str(write_test_video(d / f"v{i}.mp4", seconds=1.0 + 0.25 * i, seed=i)) for i in range(8)]
+    table = d / "videos.parquet"
+    pq.write_table(pa.table({"video_id": ids, "uri": paths + [str(d / "missing.mp4")]}), table, row_group_size=3)
+    return table
+
+
+def test_probe_and_fingerprint_on_two_nodes_equal_the_local_engine(cluster, videos: Path, tmp_path: Path) -> None:
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    kw = dict(videos=videos, chunk_size=2, progress=False)
+    local, s_local = probe_videos(ProbeConfig(out=tmp_path / "l.parquet", workers=0, **kw))
+    on_ray, s_ray = probe_videos(ProbeConfig(out=tmp_path / "r.parquet", workers=2, engine="ray", **kw))
+    assert on_ray.read().equals(local.read()) and s_ray == s_local
+    assert s_ray["ok"] == 8 and s_ray["reasons"] == {"FileNotFoundError": 1}
+    assert not parts_dir(tmp_path / "r.parquet").exists()  # committed, then cleaned up
+
+    local, s_local = fingerprint_videos(FingerprintConfig(out=tmp_path / "cl.parquet", workers=0, **kw))
+    on_ray, s_ray = fingerprint_videos(FingerprintConfig(out=tmp_path / "cr.parquet", workers=2, engine="ray", **kw))
+    assert on_ray.read().equals(local.read())
+    assert {k: v for k, v in s_ray.items() if k != "wall_s"} == {k: v for k, v in s_local.items() if k != "wall_s"}
+
+
+def slow_echo(item: dict) -> dict:
+    """A job function slow enough to kill a node under it: which node ran the row is recorded."""
+    time.sleep(0.2)
+    return {"duration_s": float(item["n"]), "codec": ray.get_runtime_context().get_node_id()[:8]}
+
+
+def number_items(table: pa.Table, first_row: int) -> list[dict]:
+    return [
+        {"video_id": v, "uri": v, "n": n}
+        for v, n in zip(table.column("video_id").to_pylist(), table.column("n").to_pylist())
+    ]
+
+
+def test_a_worker_node_killed_mid_job_then_a_rerun_gives_the_same_table(cluster, tmp_path: Path) -> None:
+    c, worker = cluster
+    n = 24
+    src = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"video_id": [f"r{i}" for i in range(n)], "n": list(range(n))}), src, row_group_size=8)
+    source = TableInput(root=str(src), files=(str(src),), columns=("video_id", "n"), to_items=number_items)
+    out = tmp_path / "out.parquet"
+    config = BulkConfig(workers=2, chunk_size=2, progress=False, engine="ray")
+
+    head = ray.get_runtime_context().get_node_id()[:8]  # the driver runs on the head node
+
+    def worker_node_has_written() -> bool:
+        nodes = set()
+        for part in parts_dir(out).glob("part-*.parquet"):
+            try:
+                nodes.update(pq.read_table(part, columns=["codec"]).column("codec").to_pylist())
+            except Exception:  # noqa: BLE001 - renamed away under us
+                pass
+        return bool(nodes - {head})
+
+    def kill_the_worker_node() -> None:  # once it has written a part: the node dies under its next tasks
+        deadline = time.time() + 60
+        while time.time() < deadline and not worker_node_has_written():
+            time.sleep(0.05)
+        c.remove_node(worker, allow_graceful=False)
+
+    killer = threading.Thread(target=kill_the_worker_node)
+    killer.start()
+    try:
+        first = run_bulk(source, slow_echo, schema_name="probe", out=out, config=config, key=("video_id", "n")).read()
+        finished = True
+    except Exception:  # noqa: BLE001 - Ray may give up on a task whose node died: the rerun finishes it
+        finished = False
+    killer.join()
+    result = run_bulk(source, slow_echo, schema_name="probe", out=out, config=config, key=("video_id", "n"))
+    table = result.read()
+    assert table.column("video_id").to_pylist() == [f"r{i}" for i in range(n)]
+    assert table.column("duration_s").to_pylist() == [float(i) for i in range(n)]
+    assert result.status("ok") == n and not parts_dir(out).exists()
+    if finished:  # the dead node's tasks were run again on the head node within the first run
+        assert first.column("duration_s").equals(table.column("duration_s"))
+        assert len(set(first.column("codec").to_pylist())) == 2  # both nodes worked on it
