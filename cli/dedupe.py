@@ -7,13 +7,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import EngineOption, ProgressOption, RayAddressOption, print_summary, run
+from weaksup.cli.common import ProgressOption, RayAddressOption, print_summary, run
 
 # the library's defaults (weaksup.dedupe.dedupe; a test keeps them equal), written out so
 # that `weaksup --help` does not import numpy, pyarrow and OpenCV
 DEFAULT_THRESHOLD = 1.0
 DEFAULT_RADIUS = 7
 DEFAULT_MIN_FRAMES = 8
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        help="Where fingerprinting and the source search run: local (processes here) or ray (fingerprinting "
+        "through Ray Data; the search as one Ray task per block of source codes row groups, the target index "
+        "shared through the object store, each block's pairs kept in OUT.parts so a rerun searches only "
+        "unfinished blocks; on a multi-machine cluster OUT must be on storage every node mounts). "
+        'pip install "weaksup[ray]".'
+    ),
+]
 
 
 def dedupe(

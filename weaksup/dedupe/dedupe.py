@@ -46,6 +46,24 @@ either direction's row (source -> kept: ``overlap_source``; kept -> source:
 ``overlap_target``). A report row's ``removed`` says its source was removed because of
 that (kept) target.
 
+Engines: fingerprinting (when codes are not given) runs as a bulk job, locally or on Ray
+(:mod:`weaksup.bulk`). With ``engine="ray"`` the source search runs on Ray too
+(:func:`scan_sources_ray`): the driver builds the target index once and puts it into the
+object store; the source codes table is cut into blocks planned from its Parquet footer
+(consecutive row groups of about ``block_rows`` rows, a larger row group sliced into at
+most ``MAX_SLICES`` row ranges), and one Ray task per block reads its rows, runs the same
+:func:`match_chunk` as the local search, and writes its pairs as a stamped part
+(``OUT.parts/part-START-END.parquet``, atomic) beside the output. The stamp holds the
+settings that change pairs, a digest of the target codes and a digest of the block's
+rows, so a rerun after a failure redoes only the blocks without a matching part. The
+driver then reads the parts (pairs are few) in table order and decides removals exactly
+as the local engine does: the outputs are the same, file for file. Fingerprinting and
+search stay two passes (the search needs every target fingerprinted first). Limits: every
+node holds one copy of the index in its object store (workers map its arrays, they do
+not copy them): about 2.8 KB per second of target video at 16 fps; workers write the
+parts beside ``OUT``, so on several machines ``OUT`` must be on storage they all mount;
+a codes table of one row group gives at most ``MAX_SLICES`` tasks.
+
 Outputs: the cleaned manifest (``OUT``: the manifest minus removed rows, same schema),
 ``OUT-stem.removed.parquet`` (removed manifest rows plus the overlap columns of their best
 match), the report (schema ``overlaps``) and ``OUT-stem.summary.json``. Sources that could
@@ -55,9 +73,14 @@ they can be matched with nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import secrets
+import shutil
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -66,6 +89,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from weaksup import uris
+from weaksup.bulk import STAMP_KEY, StaleParts, make_stamp, parts_dir, read_stamp, row_digest, stale_reason
 from weaksup.dedupe.align import AlignConfig, Alignment, align
 from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
@@ -82,6 +107,8 @@ MAX_RADIUS = 15
 VARIANTS = ("full", "crop10", "crop20")
 VARIANT_COLUMNS = ("codes", "codes_crop10", "codes_crop20")
 OVERLAP_COLUMNS = ("overlap_source", "overlap_target", "offset_s", "matched_frames", "mirrored", "variant")
+DEFAULT_BLOCK_ROWS = 4096  # source codes rows per Ray search task (consecutive row groups)
+MAX_SLICES = 16  # a larger row group is cut into at most this many row ranges (each task decodes up to its own)
 
 
 @dataclass(frozen=True)
@@ -100,8 +127,9 @@ class DedupeConfig:
     verify_radius: int = 14  # Hamming bits for frames checked along a seeded alignment line (0: off)
     self_dedupe: bool = False
     chunk_size: int = 256  # source videos queried together
-    workers: int = 2  # fingerprinting worker processes
-    engine: str = "local"  # fingerprinting engine: "local" or "ray" (weaksup.ray_engine)
+    workers: int = 2  # fingerprinting worker processes (and CPUs of a local Ray instance)
+    engine: str = "local"  # "local", or "ray": fingerprinting and the source search on Ray (weaksup.ray_engine)
+    block_rows: int = DEFAULT_BLOCK_ROWS  # with engine "ray": source codes rows per search task (row groups merged)
     ray_address: str | None = None
     fps: float = DEFAULT_FPS  # sampling rate when fingerprinting here
     progress: bool = True
@@ -533,6 +561,8 @@ def _validate(cfg: DedupeConfig) -> None:
         raise InputError(f"min frames must be at least 1, got {cfg.min_frames}")
     if cfg.chunk_size < 1:
         raise InputError(f"chunk size must be at least 1, got {cfg.chunk_size}")
+    if cfg.block_rows < 1:
+        raise InputError(f"block rows must be at least 1, got {cfg.block_rows}")
     inputs = [p for p in (cfg.manifest, cfg.targets, cfg.source_codes) if p is not None]
     outputs = [cfg.out, cfg.report, *output_paths(Path(cfg.out))[:2]]
     for o in outputs:
@@ -698,6 +728,343 @@ def _scan_sources(
     return scan
 
 
+# ---------------------------------------------------------------------------- the search on Ray
+
+PART_VERSION = 1
+PART_INFO_KEY = b"weaksup.dedupe_block"  # a part's block counts (rows, match stats) and unfingerprintable sources
+ALIGNMENT_FIELDS = tuple(f.name for f in fields(Alignment))
+_ARROW_OF = {"int": pa.int64(), "float": pa.float64()}
+
+
+def _arrow_type(f: Field) -> pa.DataType:
+    return _ARROW_OF[f.type if isinstance(f.type, str) else f.type.__name__]
+
+
+PART_SCHEMA = pa.schema(
+    [
+        pa.field("source_row", pa.int64()),  # the source's row in the codes table
+        pa.field("source_frames", pa.int64()),
+        pa.field("source", pa.string()),
+        pa.field("target", pa.string()),
+        pa.field("variant", pa.string()),
+        pa.field("mirrored", pa.bool_()),
+        *(pa.field(f.name, _arrow_type(f)) for f in fields(Alignment)),
+    ]
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SearchBlock:
+    """One Ray search task: source codes rows ``start:end``, read from ``row_groups`` (which begin at ``first_row``)."""
+
+    path: str  # the source codes table (path or uri)
+    start: int
+    end: int
+    row_groups: tuple[int, ...]
+    first_row: int
+    rows: np.ndarray | None  # the manifest's rows among start:end (ascending); None: every one
+    n_rows: int  # how many those are
+    part: str  # where the task writes its pairs
+    settings: dict  # the stamp: what changes the pairs ...
+    digest: str  # ... and the block's input rows
+    cfg: DedupeConfig
+    fps: float
+    self_mode: bool
+
+
+def plan_search_blocks(metadata: pq.FileMetaData, block_rows: int) -> list[tuple[int, int, tuple[int, ...], int]]:
+    """Row ranges of a Parquet file for the search tasks, from its footer alone (O(row groups)).
+
+    Returns (start, end, row groups, first row of those groups). Consecutive row groups are
+    merged up to ``block_rows`` rows; a larger row group is cut into ``ceil(rows / block_rows)``
+    ranges, at most :data:`MAX_SLICES` (a task decodes its row group from the start up to its
+    range, so more slices would mostly decode rows of other tasks).
+    """
+    blocks: list[tuple[int, int, tuple[int, ...], int]] = []
+    merged: list[int] = []
+    merged_start = merged_rows = pos = 0
+    for g in range(metadata.num_row_groups):
+        n = metadata.row_group(g).num_rows
+        if merged and merged_rows + n > block_rows:
+            if merged_rows:
+                blocks.append((merged_start, merged_start + merged_rows, tuple(merged), merged_start))
+            merged, merged_rows = [], 0
+        if n > block_rows:
+            k = min(-(-n // block_rows), MAX_SLICES)
+            cuts = [pos + n * i // k for i in range(k + 1)]
+            blocks += [(a, b, (g,), pos) for a, b in zip(cuts, cuts[1:])]
+        else:
+            if not merged:
+                merged_start = pos
+            merged.append(g)
+            merged_rows += n
+        pos += n
+    if merged and merged_rows:
+        blocks.append((merged_start, merged_start + merged_rows, tuple(merged), merged_start))
+    return blocks
+
+
+def code_set_digest(codes: CodeSet) -> str:
+    """sha256 of a code set's ids, statuses and every code and flag (the targets a part was matched against)."""
+    h = hashlib.sha256(json.dumps([codes.ids, codes.status], ensure_ascii=False).encode())
+    for arr in (codes.lengths, *(codes.codes[v] for v in sorted(codes.codes)), codes.informative):
+        h.update(np.ascontiguousarray(arr).view(np.uint8))
+    return h.hexdigest()
+
+
+def _search_settings(cfg: DedupeConfig, fps: float, self_mode: bool, targets_digest: str) -> dict:
+    """What changes a block's pairs (threshold does not: it only decides removals)."""
+    return {
+        "table": "dedupe-pairs",
+        "part_version": PART_VERSION,
+        "code_version": CODE_VERSION,
+        "fps": fps,
+        "radius": cfg.radius,
+        "min_frames": cfg.min_frames,
+        "min_seeds": cfg.min_seeds,
+        "verify_radius": cfg.verify_radius,
+        "align": asdict(cfg.align),
+        "self_dedupe": self_mode,
+        "targets": targets_digest,
+    }
+
+
+def _plan_search(
+    source_codes: Path,
+    source_meta: pa.Table,
+    wanted: dict[int, str],
+    settings: dict,
+    cfg: DedupeConfig,
+    fps: float,
+    self_mode: bool,
+    parts: Path,
+) -> list[SearchBlock]:
+    """The blocks of the source codes that hold manifest rows, each with its part and stamp."""
+    metadata = open_parquet(source_codes).metadata
+    wanted_rows = np.array(sorted(wanted), np.int64)
+    ids, uri, status = (source_meta.column(c).to_pylist() for c in ("video_id", "uri", "status"))
+    blocks = []
+    for start, end, groups, first in plan_search_blocks(metadata, cfg.block_rows):
+        lo, hi = np.searchsorted(wanted_rows, [start, end])
+        rows = wanted_rows[lo:hi]
+        if not len(rows):
+            continue
+        rl = rows.tolist()
+        footer = [
+            [metadata.row_group(g).num_rows]
+            + [metadata.row_group(g).column(c).total_compressed_size for c in range(metadata.num_columns)]
+            for g in groups
+        ]  # stands in for the codes themselves: other codes, other sizes
+        key = [start, end, rl, [ids[r] for r in rl], [uri[r] for r in rl], [status[r] for r in rl], footer]
+        blocks.append(
+            SearchBlock(
+                path=uris.as_uri(source_codes),
+                start=start,
+                end=end,
+                row_groups=groups,
+                first_row=first,
+                rows=None if len(rows) == end - start else rows,
+                n_rows=len(rows),
+                part=str(parts / f"part-{start:012d}-{end:012d}.parquet"),
+                settings=settings,
+                digest=row_digest([json.dumps(key, ensure_ascii=False).encode()]),
+                cfg=cfg,
+                fps=fps,
+                self_mode=self_mode,
+            )
+        )
+    return blocks
+
+
+def _part_meta(metadata: dict | None) -> tuple[dict | None, dict | None]:
+    """A part's stamp and block info from its schema metadata."""
+    metadata = metadata or {}
+    try:
+        info = json.loads(metadata.get(PART_INFO_KEY) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        info = None
+    return read_stamp(metadata.get(STAMP_KEY)), info if isinstance(info, dict) else None
+
+
+def _read_part_meta(part: Path) -> tuple[dict | None, dict | None]:
+    try:
+        return _part_meta(pq.read_schema(part).metadata)
+    except Exception:  # noqa: BLE001 - missing or unreadable: not a finished part
+        return None, None
+
+
+def search_block(targets: TargetIndex, block: SearchBlock) -> dict:
+    """Ray task: match one block of sources against the shared target index; write its part.
+
+    Reads only the block's row groups, runs :func:`match_chunk` on chunks of
+    ``cfg.chunk_size`` rows like the local search, and writes the pairs with the block's
+    counts (atomic: temporary name, then rename). Safe to repeat: a part that already holds
+    this block's stamp is left as it is. Returns the small counts (rows, pairs).
+    """
+    part = Path(block.part)
+    stamp, info = _read_part_meta(part)
+    if info is not None and stale_reason(stamp, block.settings, block.digest) is None:
+        return {"rows": info["rows"], "pairs": info["pairs"], "reused": True}
+    cfg, stats = block.cfg, MatchStats()
+    wanted = None if block.rows is None else set(block.rows.tolist())
+    found: list[tuple[int, int, PairMatch]] = []  # source row, source frames, pair
+    unusable: list[str] = []
+    offset = block.first_row
+    batches = open_parquet(block.path).iter_batches(
+        batch_size=cfg.chunk_size,
+        row_groups=list(block.row_groups),
+        columns=["video_id", "status", "codes", "informative"],
+    )
+    for batch in batches:
+        lo, offset = offset, offset + batch.num_rows
+        if offset <= block.start:
+            continue
+        if lo >= block.end:
+            break
+        span = range(max(block.start, lo) - lo, min(block.end, offset) - lo)
+        rows = [r for r in span if wanted is None or lo + r in wanted]
+        if not rows:
+            continue
+        chunk = code_set(batch, block.path, variants=("full",))
+        usable = []
+        for r in rows:
+            if chunk.usable(r):
+                usable.append(r)
+            elif chunk.status[r] == "ok":
+                unusable.append(chunk.ids[r])
+        row_of = {chunk.ids[r]: r for r in usable}  # the manifest's rows have distinct ids
+        for pm in match_chunk(chunk, usable, targets, cfg, block.fps, stats, exclude_same_id=block.self_mode):
+            r = row_of[pm.source]
+            found.append((lo + r, int(chunk.lengths[r]), pm))
+    columns: dict[str, list] = {
+        "source_row": [f[0] for f in found],
+        "source_frames": [f[1] for f in found],
+        "source": [f[2].source for f in found],
+        "target": [f[2].target for f in found],
+        "variant": [f[2].variant for f in found],
+        "mirrored": [f[2].mirrored for f in found],
+    }
+    for name in ALIGNMENT_FIELDS:
+        columns[name] = [getattr(f[2].alignment, name) for f in found]
+    info = {"rows": block.n_rows, "pairs": len(found), "stats": asdict(stats), "unfingerprintable": unusable}
+    metadata = {
+        STAMP_KEY: json.dumps(make_stamp(block.settings, block.digest)).encode(),
+        PART_INFO_KEY: json.dumps(info, ensure_ascii=False).encode(),
+    }
+    table = pa.table(columns, schema=PART_SCHEMA).replace_schema_metadata(metadata)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")  # unique per writer
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, part)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"rows": block.n_rows, "pairs": len(found), "reused": False}
+
+
+def _blocks_to_search(parts: Path, blocks: list[SearchBlock]) -> list[SearchBlock]:
+    """The blocks without a finished part; stale parts (other settings, targets or rows, or of no
+    block of this plan) and temporaries of killed runs are deleted, after one warning."""
+    planned = {Path(b.part).name: b for b in blocks}
+    finished: set[str] = set()
+    stale = StaleParts(parts, "search part")
+    remove: list[Path] = []
+    for p in sorted(parts.iterdir()) if parts.is_dir() else []:
+        if p.name.startswith(".part-") and ".tmp-" in p.name:  # the output's lock keeps other runs out
+            remove.append(p)
+            continue
+        if not (p.name.startswith("part-") and p.name.endswith(".parquet")):
+            continue
+        stamp, info = _read_part_meta(p)
+        block = planned.get(p.name)
+        if info is None:  # unreadable
+            remove.append(p)
+        elif stale.check(
+            "not a block of this run (the source codes' row groups or block_rows changed)"
+            if block is None
+            else stale_reason(stamp, block.settings, block.digest)
+        ):
+            finished.add(p.name)
+        else:
+            remove.append(p)
+    stale.report(strict=False)
+    for p in remove:
+        p.unlink(missing_ok=True)
+    return [b for b in blocks if Path(b.part).name not in finished]
+
+
+def _read_parts(
+    blocks: list[SearchBlock], source_meta: pa.Table, wanted: dict[int, str], targets: _Targets, self_mode: bool
+) -> _SourceScan:
+    """The scan the local search would have made, from the blocks' parts (in table order)."""
+    scan = _SourceScan()
+    unusable: set[str] = set()
+    for block in blocks:
+        part = Path(block.part)
+        try:
+            table = pq.read_table(part)
+        except FileNotFoundError:
+            raise InputError(
+                f"{part}: a Ray worker wrote this search part but it is not here; on a cluster of several "
+                "machines --out must be on a filesystem every node mounts"
+            ) from None
+        stamp, info = _part_meta(table.schema.metadata)
+        if info is None or stale_reason(stamp, block.settings, block.digest) is not None:
+            raise RuntimeError(f"{part}: search part changed while the job ran (another writer?)")
+        for name, value in info["stats"].items():
+            setattr(scan.stats, name, getattr(scan.stats, name) + value)
+        unusable.update(info["unfingerprintable"])
+        cols = table.to_pydict()
+        for i in range(table.num_rows):
+            al = Alignment(**{name: cols[name][i] for name in ALIGNMENT_FIELDS})
+            scan.matches.append(
+                PairMatch(cols["source"][i], cols["target"][i], al, cols["variant"][i], cols["mirrored"][i])
+            )
+            scan.length_of[cols["source"][i]] = cols["source_frames"][i]
+    status = source_meta.column("status").to_pylist()
+    for r, vid in wanted.items():
+        scan.status_of[vid] = "unfingerprintable" if status[r] == "ok" and vid in unusable else status[r]
+    if self_mode:  # the order of removal needs every video's length; the targets are the sources
+        scan.length_of.update(zip(targets.codes.ids, targets.codes.lengths.tolist()))
+    return scan
+
+
+def scan_sources_ray(
+    source_codes: Path,
+    source_meta: pa.Table,
+    wanted: dict[int, str],
+    targets: _Targets,
+    cfg: DedupeConfig,
+    fps: float,
+    self_mode: bool,
+) -> tuple[_SourceScan, dict]:
+    """:func:`_scan_sources` on Ray: one task per block of the source codes, the target index
+    shared through the object store, pairs written as resumable parts (module docstring).
+    Returns the scan and the run's block counts."""
+    from weaksup.progress import job_progress
+    from weaksup.ray_engine import ray_session, ray_tasks
+
+    parts = parts_dir(cfg.out)
+    settings = _search_settings(cfg, fps, self_mode, code_set_digest(targets.codes))
+    blocks = _plan_search(source_codes, source_meta, wanted, settings, cfg, fps, self_mode, parts)
+    todo = _blocks_to_search(parts, blocks)
+    with job_progress(enabled=cfg.progress, desc="dedupe", unit="videos") as progress:
+        task = progress.add_task("dedupe", total=len(wanted), completed=len(wanted) - sum(b.n_rows for b in todo))
+        if todo:
+            parts.mkdir(parents=True, exist_ok=True)
+            with ray_session(address=cfg.ray_address, workers=cfg.workers):
+                try:
+                    for done in ray_tasks(search_block, todo, shared=targets.index, retries=3):
+                        progress.advance(task, done["rows"])
+                except Exception as exc:
+                    cause = getattr(exc, "cause", None)  # a RayTaskError wraps the task's exception
+                    if isinstance(cause, InputError):
+                        raise InputError(str(cause)) from None
+                    raise
+    scan = _read_parts(blocks, source_meta, wanted, targets, self_mode)
+    return scan, {"engine": "ray", "blocks": len(blocks), "blocks_searched": len(todo)}
+
+
 def _removals(
     matches: list[PairMatch], order: dict[str, tuple[int, int]], threshold: float, self_mode: bool
 ) -> tuple[dict[str, PairMatch], list[bool]]:
@@ -818,7 +1185,11 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
     targets = _load_targets(cfg, self_mode, source_codes, source_meta, wanted, target_codes_out)
     fps = _codes_fps(source_meta, targets, source_codes)
 
-    scan = _scan_sources(source_codes, wanted, targets.index, cfg, fps, self_mode)
+    search = None
+    if cfg.engine == "ray":
+        scan, search = scan_sources_ray(source_codes, source_meta, wanted, targets, cfg, fps, self_mode)
+    else:
+        scan = _scan_sources(source_codes, wanted, targets.index, cfg, fps, self_mode)
     order = {v: (-scan.length_of.get(v, 0), i) for i, v in reversed(list(enumerate(manifest_ids)))}
     removed_by, row_removed = _removals(scan.matches, order, cfg.threshold, self_mode)
     _write_report(scan.matches, row_removed, order, cfg.report)
@@ -837,7 +1208,10 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
         "target_codes": str(targets.path),
         "report": str(cfg.report),
         "removed_table": str(removed_path),
+        **({"search": search} if search is not None else {}),
         "wall_s": round(time.perf_counter() - start, 3),
     }
     write_json(summary, summary_file)
+    if search is not None:
+        shutil.rmtree(parts_dir(out), ignore_errors=True)  # every output is written: the parts are done with
     return summary
