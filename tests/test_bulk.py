@@ -375,3 +375,73 @@ def test_cli_helper_exits_3_unless_allowed() -> None:
         exit_if_nothing_done("nothing done: all 2 videos were rejected", allow_empty=False)
     assert exc.value.exit_code == NOTHING_DONE_EXIT == 3
     exit_if_nothing_done("nothing done: all 2 videos were rejected", allow_empty=True)  # a warning only
+
+
+# ----------------------------------------------------------------------------- blocks and part stores
+
+
+def test_blocks_tile_the_input_whatever_its_row_groups(tmp_path):
+    from weaksup.blocks import TableInput, block_rows, plan_blocks
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"video_id": [f"v{i}" for i in range(1000)]}), path, row_group_size=300)
+    source = TableInput(str(path), (str(path),), ("video_id",), lambda t, first: [{"i": first}] * t.num_rows)
+    blocks = list(plan_blocks(source, chunk_size=8))
+    assert [b.first for b in blocks] == sorted(b.first for b in blocks)
+    assert sum(b.rows for b in blocks) == 1000 and all(b.rows <= block_rows(1000, 8) for b in blocks)
+    assert all(a.end == b.first for a, b in zip(blocks, blocks[1:]))  # contiguous, no row twice
+    read = [it for b in blocks for it in source.read(b)]
+    assert len(read) == 1000
+    assert block_rows(10_000_000, 64) == 64 * 64 and block_rows(100, 64) == 64  # size from rows and chunk only
+
+
+def test_part_store_in_an_object_store_is_whole_or_nothing():
+    from weaksup.blocks import PartStore, part_name
+
+    store = PartStore("memory://bulk-test/out.parquet.parts")
+    table = pa.table({"x": [1, 2, 3]})
+    store.write(part_name(0, 2, 3), table)
+    store.write(part_name(3, 3, 1), table.slice(0, 1))
+    assert store.names() == [part_name(0, 2, 3), part_name(3, 3, 1)]
+    assert store.read(part_name(0, 2, 3)).equals(table)
+    store.remove(part_name(3, 3, 1))
+    assert store.names() == [part_name(0, 2, 3)]
+    store.remove_all()
+    assert store.names() == []
+
+
+def test_a_ray_job_with_an_object_store_output_keeps_its_parts_there(monkeypatch):
+    """Ray workers on other nodes cannot reach this machine's staging folder: with Ray and an
+    object-store output, parts go to OUT.parts/ in the store itself."""
+    from weaksup.bulk import part_store
+
+    assert part_store("s3://bucket/probe.parquet", "ray").root == "s3://bucket/probe.parquet.parts"
+    assert part_store("s3://bucket/probe.parquet", "local").local  # staged on this machine
+    assert part_store(Path("/data/probe.parquet"), "ray").root == Path("/data/probe.parquet.parts")
+
+
+def test_run_bulk_from_a_table_input_never_builds_the_item_list(tmp_path):
+    """With a TableInput each block reads its own rows: the same table as from a list of items."""
+    from weaksup.blocks import TableInput
+
+    n = 37
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"video_id": [f"v{i}" for i in range(n)], "n": list(range(n))}), path, row_group_size=10)
+
+    def rows(t, first):
+        return [
+            {"video_id": v, "uri": v, "n": k}
+            for v, k in zip(t.column("video_id").to_pylist(), t.column("n").to_pylist())
+        ]
+
+    items = rows(pq.read_table(path), 0)
+    cfg = BulkConfig(workers=0, chunk_size=4, progress=False)
+    from_items = run_bulk(
+        items, _echo, schema_name="probe", out=tmp_path / "a.parquet", config=cfg, key=("video_id", "n")
+    )
+    source = TableInput(str(path), (str(path),), ("video_id", "n"), rows)
+    from_table = run_bulk(
+        source, _echo, schema_name="probe", out=tmp_path / "b.parquet", config=cfg, key=("video_id", "n")
+    )
+    assert from_table.read().equals(from_items.read()) and from_table.rows == n
+    assert from_table.status("ok") == n and from_table.counts == from_items.counts

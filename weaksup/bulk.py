@@ -1,22 +1,27 @@
-"""Resumable, parallel bulk jobs over a list of inputs (probe, materialize, fingerprint).
+"""Resumable, parallel bulk jobs (probe, fingerprint, materialize, fetch): one output row per input row.
 
-A job maps each input row to exactly one output row. Results are written in parts
-(``OUT.parts/part-*.parquet``, each atomic); a rerun after a kill reads the parts, skips
-the rows already done and continues, so the final table is the same as an
-uninterrupted run's.
+A job is cut into blocks of input rows (:mod:`weaksup.blocks`). Whoever works on a block
+(this process, a worker process or a Ray task on any node) reads its rows itself when the
+input is a Parquet table (:class:`~weaksup.blocks.TableInput`), computes them chunk by chunk
+and writes each chunk as an atomic part (``part-FIRST-LAST-ROWS.parquet``) into a
+:class:`~weaksup.blocks.PartStore` every worker reaches. The driver only plans the blocks
+from the Parquet footers, sums the small counts each block returns (:class:`BulkResult`)
+and, at the end, writes the final table block by block in row order, checking that every
+input row is there exactly once. Its memory does not grow with the rows.
 
-A part is only reused when it provably belongs to the job: each one carries a *stamp* in
-its Parquet schema metadata (``weaksup.stamp``): the job's settings that change its rows
-and a sha256 digest of its input rows (the ``key`` fields, e.g. video_id and uri, of its
-rows in order). A part whose stamp differs from what this job would write (another
-table, a reordered or edited one, other settings, or no stamp at all) is stale: it is
-deleted and its rows are done again, with one warning per job saying how many parts and
-why; with ``resume_strict`` the job stops instead (InputError naming the difference).
-``resume=False`` deletes every old part first. The same stamps (:func:`make_stamp`,
-:func:`stale_reason`, :class:`StaleParts`) guard extract's chunks and the tar shards. A
-worker function never raises: a failure becomes ``status="rejected"`` with an ``error``
-reason (img2dataset style), so one bad file never kills the job and every input row is
-accounted for.
+A rerun after a kill finds the parts and skips the rows already done, so the final table
+is the same as an uninterrupted run's. A part is only reused when it provably belongs to
+the job: each one carries a *stamp* in its Parquet schema metadata (``weaksup.stamp``): the
+job's settings that change its rows and a sha256 digest of its input rows (the ``key``
+fields, e.g. video_id and uri, of its rows in order). A part whose stamp differs from what
+this job would write (another table, a reordered or edited one, other settings, or no
+stamp at all) is stale: it is deleted and its rows are done again, with one warning per
+job saying how many parts and why; with ``resume_strict`` the job stops before anything
+changes (InputError naming the difference). ``resume=False`` deletes every old part
+first. The same stamps (:func:`make_stamp`, :func:`stale_reason`, :class:`StaleParts`)
+guard extract's chunks, dedupe's search parts and the tar shards. A worker function never
+raises: a failure becomes ``status="rejected"`` with an ``error`` reason (img2dataset
+style), so one bad file never kills the job and every input row is accounted for.
 """
 
 from __future__ import annotations

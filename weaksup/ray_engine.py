@@ -1,14 +1,14 @@
-"""The Ray engine for bulk jobs: the same per-item functions, run through Ray Data.
+"""The Ray engine: a Ray session, bounded Ray tasks, and Ray Data actor pools.
 
-``run_bulk`` hands over the chunks it still has to do; Ray Data maps each chunk (one
-block, one ``map_batches`` call) on whichever node has a free CPU, and the finished
-chunks stream back to the driver, which writes them as the same resumable parts as the
-local engine. Each output block is built against the job's fixed part schema, so Ray
-never has to guess column types from the rows it happens to see.
+Bulk jobs (:mod:`weaksup.bulk`), match and dedupe's search run as plain Ray tasks
+(:func:`ray_tasks`): the driver hands out small block descriptions a window at a time,
+each task reads its own rows and writes its own parts, and only small results come back.
+A task whose node dies is run again elsewhere. ``extract`` keeps a Ray Data actor pool
+(:func:`ray_map`): each actor loads the network once.
 
-Ray is an optional extra (``pip install "weaksup[ray]"``). Without ``address`` a local
-Ray instance with ``workers`` CPUs is started (and stopped again); with one, the job
-joins that cluster (``auto`` or ``ray://host:10001``) and its CPUs decide the width.
+Ray is an optional extra (``pip install "weaksup[ray]"``). Without ``address`` a private
+local Ray with ``workers`` CPUs is started (and stopped again); with one, the job joins
+that cluster (``auto`` or ``ray://host:10001``) and its CPUs decide the width.
 """
 
 from __future__ import annotations
