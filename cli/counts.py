@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from weaksup.cli.common import ProgressOption, print_summary, run
+from weaksup.cli.common import ProgressOption, RayAddressOption, print_summary, run
+from weaksup.cli.match import RayEngineOption, RayPartsOption, RayWorkersOption, ray_options
 
 
 def hashtag_counts(
@@ -29,12 +30,22 @@ def hashtag_counts(
     min_count: Annotated[int, typer.Option(help="Keep hashtags carried by at least this many videos.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Rows per streamed batch.")] = 1 << 18,
     progress: ProgressOption = True,
+    engine: RayEngineOption = "local",
+    ray_address: RayAddressOption = None,
+    workers: RayWorkersOption = None,
+    parts: RayPartsOption = None,
 ) -> None:
     """Count the videos carrying each hashtag (normalised as match does); the --pair-counts input of build-labels."""
     from weaksup.assembly.hashtag_counts import HashtagCountsConfig, count_hashtags
 
     cfg = HashtagCountsConfig(videos=videos, out=out, min_count=min_count, batch_size=batch_size, progress=progress)
-    result = run(count_hashtags, cfg)
+    opts = ray_options(engine, ray_address, workers, parts)
+    if opts is not None:
+        from weaksup.assembly.match_ray import count_hashtags_on_ray
+
+        result = run(count_hashtags_on_ray, cfg, opts)
+    else:
+        result = run(count_hashtags, cfg)
     print_summary(f"hashtag-counts -> {result.out}", result.summary)
 
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from weaksup.cli.common import OldVideosCountOption, ProgressOption, check_option, num_videos_of, print_summary, run
+from weaksup.cli.common import (
+    OldVideosCountOption,
+    ProgressOption,
+    RayAddressOption,
+    check_option,
+    num_videos_of,
+    print_summary,
+    run,
+)
+
+if TYPE_CHECKING:
+    from weaksup.assembly.match_ray import RayOptions
 
 TEXT_COLUMN_HELP = (
     "A free-text column (e.g. caption): its #tags and its phrases are looked up in the hashtag index: every run of "
@@ -19,6 +30,53 @@ KEEP_COLUMNS_HELP = (
     "Comma-separated videos-table columns carried, per video, into the manifest after its own columns (e.g. "
     "licence,uploader,url from fetch): provenance for the dataset card. A name the table lacks is an error."
 )
+#: --engine of match and hashtag-counts (the local engine is one process: no --workers).
+RayEngineOption = Annotated[
+    str,
+    typer.Option(
+        help=(
+            "local (this process) or ray: partition, count and draw as Ray tasks over video-id parts, the same "
+            'result as local (Parquet input; pip install "weaksup[ray]").'
+        )
+    ),
+]
+#: --workers of the commands whose local engine has no worker processes (match, hashtag-counts).
+RayWorkersOption = Annotated[
+    Optional[int],
+    typer.Option(
+        help=(
+            "With --engine ray and no --ray-address: worker processes (CPUs) of the local Ray instance (default: every "
+            "core)."
+        ),
+    ),
+]
+#: --parts of a Ray match or hashtag-counts.
+RayPartsOption = Annotated[
+    Optional[int],
+    typer.Option(
+        help=(
+            "With --engine ray: video-id parts, one task each per phase (default: twice the cluster's CPUs, fewer "
+            "for a small table; a rerun keeps the earlier run's count). The output does not depend on it."
+        ),
+    ),
+]
+
+
+def ray_options(engine: str, ray_address: str | None, workers: int | None, parts: int | None) -> RayOptions | None:
+    """The Ray settings of --engine ray (None for the local engine); refuses Ray-only options without it."""
+    from weaksup.assembly.match_ray import RayOptions
+    from weaksup.ray_engine import check_engine
+
+    run(check_engine, engine, ray_address)
+    if engine != "ray":
+        given = [name for name, value in (("--workers", workers), ("--parts", parts)) if value is not None]
+        check_option(not given, f"{' and '.join(given)} {'need' if len(given) > 1 else 'needs'} --engine ray")
+        return None
+    opts = RayOptions(address=ray_address, workers=workers or 0, parts=parts or 0)
+    run(opts.check)
+    return opts
+
+
 DROP_TAGS_HELP = (
     "A text file of hashtags (one a line, # optional, blank lines skipped) removed from the hashtag index before "
     "matching."
@@ -40,8 +98,8 @@ def match(
         Path,
         typer.Option(
             help=(
-                "Output manifest (.parquet); rejects, label counts and summary go beside it (with --partitioned: a "
-                "folder)."
+                "Output manifest (.parquet); rejects, label counts and summary go beside it (with --partitioned or "
+                "--engine ray: a folder, the manifest a folder of parts in OUT/manifest/)."
             )
         ),
     ],
@@ -71,6 +129,10 @@ def match(
     drop_tags: Annotated[Optional[Path], typer.Option(help=DROP_TAGS_HELP)] = None,
     keep_columns: Annotated[Optional[str], typer.Option(help=KEEP_COLUMNS_HELP)] = None,
     progress: ProgressOption = True,
+    engine: RayEngineOption = "local",
+    ray_address: RayAddressOption = None,
+    workers: RayWorkersOption = None,
+    parts: RayPartsOption = None,
 ) -> None:
     """Match video hashtags against a label space; one label per video."""
     from weaksup.assembly.match import MatchConfig, match_partitioned, match_videos, parse_keep_columns
@@ -88,6 +150,14 @@ def match(
         keep_columns=parse_keep_columns(keep_columns),
         progress=progress,
     )
+    opts = ray_options(engine, ray_address, workers, parts)
+    if opts is not None:
+        from weaksup.assembly.match_ray import match_on_ray
+
+        check_option(not partitioned, "--partitioned: not with --engine ray (it partitions the table itself)")
+        check_option(support is None, "--support: not with --engine ray (it counts the whole corpus' support itself)")
+        print_summary(f"match -> {out}", run(match_on_ray, cfg, opts))
+        return
     print_summary(f"match -> {out}", run(match_partitioned if partitioned else match_videos, cfg))
 
 

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -122,6 +123,25 @@ class _TagCounter:
         return self.total
 
 
+def merge_tag_counts(tables: Iterable[pa.Table]) -> pa.Table:
+    """(hashtag, count) tables (of parts of a corpus split by video id) summed per hashtag, with
+    the same bounded merges as one count: memory within a small multiple of the distinct tags."""
+    counter = _TagCounter()
+    for table in tables:
+        counter.add(pa.table([table.column("hashtag").cast(pa.large_string()), table.column("count")], _ACC_SCHEMA))
+    return counter.result()
+
+
+def final_counts(counts: pa.Table, min_count: int) -> tuple[pa.Table, int, int]:
+    """The written table of running totals: tags with a positive count (a duplicate's own tags
+    go back to 0), those of at least ``min_count`` sorted by count descending then hashtag; and
+    the distinct tags and (tag, video) pairs before the ``min_count`` cut."""
+    counts = counts.filter(pc.greater(counts.column("count"), 0))
+    pairs = int(pc.sum(counts.column("count")).as_py() or 0)
+    kept = counts.filter(pc.greater_equal(counts.column("count"), min_count))
+    return kept.sort_by([("count", "descending"), ("hashtag", "ascending")]), counts.num_rows, pairs
+
+
 def check_options(cfg: HashtagCountsConfig) -> None:
     """Refuse, before any work, options that make no sense (one line each)."""
     if cfg.min_count < 1:
@@ -192,12 +212,7 @@ def count_hashtags(cfg: HashtagCountsConfig) -> HashtagCountsResult:
             for r, (v, first) in sorted(duplicates.items())
         )
 
-    counts = counter.result()
-    counts = counts.filter(pc.greater(counts.column("count"), 0))  # a duplicate's own tags go back to 0
-    pairs = int(pc.sum(counts.column("count")).as_py() or 0)
-    n_distinct = counts.num_rows
-    kept = counts.filter(pc.greater_equal(counts.column("count"), cfg.min_count))
-    kept = kept.sort_by([("count", "descending"), ("hashtag", "ascending")])
+    kept, n_distinct, pairs = final_counts(counter.result(), cfg.min_count)
     write_table("hashtag_counts", kept, out)
     rejects = finish_rejects(videos, rejects)
     write_table(

@@ -704,6 +704,58 @@ def read_support(
     return total
 
 
+def merge_label_counts(paths: Iterable[Path]) -> dict[str, pa.Array]:
+    """The ``label_counts`` of several parts of one partitioned match summed, read one part at a
+    time: matched and assigned videos added up; names and ``kept`` from the first part (``kept``
+    is decided by the summed support, the same in every part)."""
+    merged: dict[str, pa.Array] = {}
+    matched = assigned = None
+    for path in paths:
+        table = read_table("label_counts", path)
+        if matched is None:
+            merged = {name: table.column(name) for name in ("label_id", "label", "kept")}
+            matched = table.column("matched_videos").to_numpy().astype(np.int64)
+            assigned = table.column("assigned_videos").to_numpy().astype(np.int64)
+        else:
+            matched = matched + table.column("matched_videos").to_numpy()
+            assigned = assigned + table.column("assigned_videos").to_numpy()
+    if matched is None:
+        raise ValueError("no label counts to merge")
+    return {
+        "label_id": merged["label_id"],
+        "label": merged["label"],
+        "matched_videos": pa.array(matched, pa.int64()),
+        "assigned_videos": pa.array(assigned, pa.int64()),
+        "kept": merged["kept"],
+    }
+
+
+def merge_match_summaries(
+    summaries: list[dict], label_counts: dict[str, pa.Array], reasons: Counter, *, min_videos: int, seed: int
+) -> dict:
+    """The accounting of a match over several parts (their :func:`match_videos` summaries): the
+    counts summed, labels kept and dropped from the merged ``label_counts``, rejects by ``reasons``."""
+    total = lambda key: sum(s[key] for s in summaries)  # noqa: E731
+    kept = np.asarray(label_counts["kept"].to_numpy(zero_copy_only=False), bool)
+    return {
+        "videos_read": total("videos_read"),
+        "rejected": total("rejected"),
+        "rejected_by_reason": dict(reasons),
+        "unmatched": total("unmatched"),
+        "matched": total("matched"),
+        "dropped_by_min_videos": total("dropped_by_min_videos"),
+        "in_manifest": total("in_manifest"),
+        "labels": len(kept),
+        "labels_kept": int(kept.sum()),
+        "labels_dropped": int((~kept).sum()),
+        "min_videos": min_videos,
+        "seed": seed,
+        "accounted": all(s["accounted"] for s in summaries)
+        and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected")
+        == total("videos_read"),
+    }
+
+
 def match_partitioned(cfg: MatchConfig) -> dict:
     """Both phases over a folder of parts in one process; the same result as one match of the whole table.
 
@@ -752,15 +804,7 @@ def match_partitioned(cfg: MatchConfig) -> dict:
         for p in parts
     ]
 
-    part_counts = [read_table("label_counts", s["outputs"]["label_counts"]) for s in summaries]
-    first = part_counts[0]
-    label_counts = {
-        "label_id": first.column("label_id"),
-        "label": first.column("label"),
-        "matched_videos": pa.array(sum(t.column("matched_videos").to_numpy() for t in part_counts), pa.int64()),
-        "assigned_videos": pa.array(sum(t.column("assigned_videos").to_numpy() for t in part_counts), pa.int64()),
-        "kept": first.column("kept"),  # decided by the summed support: the same in every part
-    }
+    label_counts = merge_label_counts(Path(s["outputs"]["label_counts"]) for s in summaries)
     rejects = pa.concat_tables(
         read_table("match_rejects", s["outputs"]["rejects"])
         .select(["row", "video_id", "reason"])
@@ -779,25 +823,9 @@ def match_partitioned(cfg: MatchConfig) -> dict:
         write_table("label_counts", label_counts, counts_path)
         write_table("match_rejects", rejects, rejects_path)
 
-        total = lambda key: sum(s[key] for s in summaries)  # noqa: E731
         reasons = Counter(r.split(" (")[0] for r in rejects.column("reason").to_pylist())
-        kept = np.asarray(label_counts["kept"].to_numpy(zero_copy_only=False), bool)
         summary = {
-            "videos_read": total("videos_read"),
-            "rejected": total("rejected"),
-            "rejected_by_reason": dict(reasons),
-            "unmatched": total("unmatched"),
-            "matched": total("matched"),
-            "dropped_by_min_videos": total("dropped_by_min_videos"),
-            "in_manifest": total("in_manifest"),
-            "labels": len(index),
-            "labels_kept": int(kept.sum()),
-            "labels_dropped": int((~kept).sum()),
-            "min_videos": cfg.min_videos,
-            "seed": cfg.seed,
-            "accounted": all(s["accounted"] for s in summaries)
-            and total("in_manifest") + total("dropped_by_min_videos") + total("unmatched") + total("rejected")
-            == total("videos_read"),
+            **merge_match_summaries(summaries, label_counts, reasons, min_videos=cfg.min_videos, seed=cfg.seed),
             "parts": len(parts),
             "partition_checked": n_parts is not None,
             **({"text_column": cfg.text_column} if cfg.text_column is not None else {}),

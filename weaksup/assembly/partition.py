@@ -253,6 +253,29 @@ def _stream_into_parts(
     return n_read
 
 
+def part_fields(in_schema: pa.Schema, videos: object) -> tuple[list[pa.Field], dict, bool]:
+    """The columns of parts split from a table of schema ``in_schema`` (its columns, then an int64
+    ``source_row``), their base metadata (an input's own part label dropped), and whether the
+    input carries ``source_row`` already (kept: re-partitioning a part keeps the original rows)."""
+    return _part_fields(in_schema, Path(str(videos)))
+
+
+def in_part_schema(table: pa.Table, keep_source_row: bool, row0: int, fields: list[pa.Field]) -> pa.Table:
+    """Input rows starting at row ``row0`` of the whole table, in the parts' schema ``fields``
+    (see :func:`part_fields`): ``source_row`` is their row number, or the input's own."""
+    return _with_source_row(table, keep_source_row, row0, fields)
+
+
+def group_by_part(table: pa.Table, part: np.ndarray, parts: int) -> list[tuple[int, pa.Table]]:
+    """The rows of ``table`` grouped by their part ``part`` (0..parts-1; input order kept inside
+    each group): (part, rows) for every part that has rows, in part order. One stable sort and
+    one gather; the groups are zero-copy slices of that gather."""
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(parts + 1))
+    grouped = table.take(pa.array(order))
+    return [(i, grouped.slice(bounds[i], bounds[i + 1] - bounds[i])) for i in np.flatnonzero(np.diff(bounds)).tolist()]
+
+
 def partition_videos(cfg: PartitionConfig) -> dict:
     """Split ``cfg.videos`` into ``cfg.parts`` Parquet parts under ``cfg.out``; return a summary."""
     dataset, out = _check_partition_inputs(cfg)
