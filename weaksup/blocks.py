@@ -60,12 +60,16 @@ class TableInput:
             for g in range(meta.num_row_groups):
                 yield i, g, meta.row_group(g).num_rows
 
-    def read(self, block: Block) -> list[dict]:
-        """The items of ``block``: its row group read with only the needed columns, then sliced."""
+    def read_table(self, block: Block, columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of ``block`` (``columns``, default the job's): its row group, sliced."""
         table = pq.ParquetFile(self.files[block.file], filesystem=self.filesystem()).read_row_group(
-            block.group, columns=list(self.columns)
+            block.group, columns=list(columns if columns is not None else self.columns)
         )
-        return self.to_items(table.slice(block.offset, block.rows), block.first)
+        return table.slice(block.offset, block.rows)
+
+    def read(self, block: Block) -> list[dict]:
+        """The items of ``block``: its rows with only the needed columns, through ``to_items``."""
+        return self.to_items(self.read_table(block), block.first)
 
 
 @dataclass(frozen=True)

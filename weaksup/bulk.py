@@ -414,7 +414,7 @@ def commit_parts(
     blocks: Iterable[Block],
     out: Path | str,
     schema_name: str,
-    finish: Callable[[pa.Table, int], pa.Table] | None,
+    finish: Callable[[pa.Table, Block], pa.Table] | None,
     metadata: Mapping[bytes, bytes] | None,
 ) -> None:
     """The final table, block by block in row order (memory: one block): each block's parts
@@ -432,10 +432,10 @@ def commit_parts(
                     raise RuntimeError(
                         f"{out}: bulk job accounting mismatch ({len(rows)} rows for input rows {b.first}..{b.end - 1})"
                     )
-                writer = _write_block(writer, tmp, table.drop_columns([ROW]), b.first, schema, finish, metadata)
+                writer = _write_block(writer, tmp, table.drop_columns([ROW]), b, schema, finish, metadata)
             if writer is None:
                 empty = job.part_schema.empty_table().drop_columns([ROW])
-                writer = _write_block(None, tmp, empty, 0, schema, finish, metadata)
+                writer = _write_block(None, tmp, empty, Block(0, 0), schema, finish, metadata)
         finally:
             if writer is not None:
                 writer.close()
@@ -445,12 +445,12 @@ def _write_block(
     writer: pq.ParquetWriter | None,
     tmp: Path,
     table: pa.Table,
-    first: int,
+    block: Block,
     schema: Any,
-    finish: Callable[[pa.Table, int], pa.Table] | None,
+    finish: Callable[[pa.Table, Block], pa.Table] | None,
     metadata: Mapping[bytes, bytes] | None,
 ) -> pq.ParquetWriter:
-    table = conform(finish(table, first) if finish else table, schema)
+    table = conform(finish(table, block) if finish else table, schema)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     if writer is None:
@@ -477,7 +477,7 @@ def run_bulk(
     config: BulkConfig = BulkConfig(),
     settings: Mapping[str, Any] | None = None,
     key: Sequence[str] = ("video_id", "uri"),
-    finish: Callable[[pa.Table, int], pa.Table] | None = None,
+    finish: Callable[[pa.Table, Block], pa.Table] | None = None,
     metadata: Mapping[bytes, bytes] | None = None,
     tally: Callable[[pa.Table], Mapping[str, float]] | None = None,
     tally_fields: Sequence[str] = (),
@@ -492,7 +492,7 @@ def run_bulk(
     follow the input order, whichever engine ran them. ``settings`` are the job's options
     that change its rows (not workers, chunk size, progress or engine) and ``key`` the item
     fields that identify an input row: both go into every part's stamp, so a rerun reuses
-    only the parts this very job would write. ``finish(block, first_row)`` turns each
+    only the parts this very job would write. ``finish(table, block)`` turns each
     block of the ordered result into what is written (fetch adds the input's other
     columns); ``metadata`` goes into the written file's schema metadata. ``tally`` counts
     what each part holds (summed into the result's ``counts``; the bar shows the running

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.assembly.videos import open_table
+from weaksup.blocks import Block
 from weaksup.bulk import BulkConfig, BulkResult, ChunkFunction, StaleResumeWarning, read_stamp, run_bulk, summary_path
 from weaksup.errors import InputError, first_line
 from weaksup.fetch.client import Fetcher, Outcome, local_tmp_dir, make_session, reset_hosts
@@ -216,10 +217,10 @@ def _with_input_columns(inputs: pa.Table) -> Any:
     """The input's other columns after the fetch columns (an input ``uri`` holding the URLs is
     replaced by where the file is now; the URL stays in ``url``)."""
 
-    def finish(fetched: pa.Table, first_row: int) -> pa.Table:
-        block = inputs.slice(first_row, fetched.num_rows)
+    def finish(fetched: pa.Table, block: Block) -> pa.Table:
+        rows = inputs.slice(block.first, fetched.num_rows)
         for name in [c for c in inputs.column_names if c not in FETCH_COLUMNS]:
-            fetched = fetched.append_column(inputs.schema.field(name), block.column(name))
+            fetched = fetched.append_column(inputs.schema.field(name), rows.column(name))
         return fetched
 
     return finish
