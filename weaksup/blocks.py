@@ -98,18 +98,26 @@ def block_rows(total: int, chunk_size: int) -> int:
     return chunk_size * max(1, min(MAX_CHUNKS_PER_BLOCK, -(-chunks // 64)))
 
 
-def plan_blocks(source: TableInput | Sequence[dict], chunk_size: int, total: int | None = None) -> Iterator[Block]:
-    """The job's blocks in row order. A block never spans two row groups (a worker reads one)."""
+def plan_blocks(
+    source: TableInput | Sequence[dict],
+    chunk_size: int,
+    total: int | None = None,
+    groups: Sequence[tuple[int, int, int]] | None = None,
+) -> Iterator[Block]:
+    """The job's blocks in row order. A block never spans two row groups (a worker reads one).
+    ``groups`` are the input's row groups when already read (:meth:`TableInput.row_groups`)."""
     if not isinstance(source, TableInput):
         size = block_rows(len(source), chunk_size)
         for first in range(0, len(source), size):
             yield Block(first, min(size, len(source) - first), items=list(source[first : first + size]))
         return
+    if groups is None:
+        groups = list(source.row_groups())
     if total is None:
-        total = sum(n for _, _, n in source.row_groups())
+        total = sum(n for _, _, n in groups)
     size = block_rows(total, chunk_size)
     first = 0
-    for f, g, n in source.row_groups():
+    for f, g, n in groups:
         for offset in range(0, n, size):
             rows = min(size, n - offset)
             yield Block(first, rows, file=f, group=g, offset=offset)

@@ -522,10 +522,11 @@ def run_bulk(
         source=items if isinstance(items, TableInput) else None,
         tally=tally,
     )
-    total = sum(n for _, _, n in items.row_groups()) if isinstance(items, TableInput) else len(items)
+    groups = list(items.row_groups()) if isinstance(items, TableInput) else None  # O(row groups), read once
+    total = sum(n for _, _, n in groups) if groups is not None else len(items)
 
     def blocks() -> Iterator[Block]:
-        return plan_blocks(items, config.chunk_size, total)
+        return plan_blocks(items, config.chunk_size, total, groups)
 
     existing = store.names()
     beyond = [n for n in existing if part_rows(n)[0] >= total]  # type: ignore[index] # rows this input lacks
