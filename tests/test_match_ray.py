@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import assert_input_error
+from test_match_partitioned import SUMMARY_KEYS
 
 from weaksup.assembly.hashtag_counts import HashtagCountsConfig, count_hashtags
 from weaksup.assembly.match import MatchConfig, match_videos
@@ -28,21 +29,6 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pytestmark = pytest.mark.slow
 
-SUMMARY_KEYS = (
-    "videos_read",
-    "rejected",
-    "rejected_by_reason",
-    "unmatched",
-    "matched",
-    "dropped_by_min_videos",
-    "in_manifest",
-    "labels",
-    "labels_kept",
-    "labels_dropped",
-    "min_videos",
-    "seed",
-    "accounted",
-)
 COUNT_KEYS = (
     "videos_read",
     "videos_with_tags",

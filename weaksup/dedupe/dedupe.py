@@ -75,8 +75,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -90,6 +88,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
+from weaksup.blocks import PartStore
 from weaksup.bulk import STAMP_KEY, StaleParts, make_stamp, parts_dir, read_stamp, row_digest, stale_reason
 from weaksup.dedupe.align import AlignConfig, Alignment, align
 from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
@@ -952,13 +951,9 @@ def search_block(targets: TargetIndex, block: SearchBlock) -> dict:
         PART_INFO_KEY: json.dumps(info, ensure_ascii=False).encode(),
     }
     table = pa.table(columns, schema=PART_SCHEMA).replace_schema_metadata(metadata)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")  # unique per writer
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, part)
-    finally:
-        tmp.unlink(missing_ok=True)
+    store = PartStore(part.parent)
+    store.make()
+    store.write(part.name, table)  # atomic: a temporary name, then a rename
     return {"rows": block.n_rows, "pairs": len(found), "reused": False}
 
 
