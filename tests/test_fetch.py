@@ -25,11 +25,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import assert_input_error, write_clip
 
+from weaksup.blocks import TableInput
 from weaksup.bulk import StaleResumeWarning
+from weaksup.errors import InputError
 from weaksup.fetch.config import FetchConfig
 from weaksup.fetch.fetch import fetch_videos
 from weaksup.fetch.optout import x_robots_opt_out
 from weaksup.fetch.safety import UnsafeUrl, check_url, file_stem
+from weaksup.tables import load_schema
 
 ROBOTS = "User-agent: *\nDisallow: /private/\n"
 
@@ -610,3 +613,129 @@ def test_robots_txt_unreachable_means_disallowed_for_now(tmp_path: Path, server:
     assert Faults.agents[0].startswith("weaksup/")  # robots.txt is asked for under weaksup's name too
     rows, _ = fetch(tmp_path, {"a": f"{server}/ok/a.mp4", "b": f"{server}/ok/b.mp4"}, retry_rejected=True)
     assert all(r["status"] == "ok" for r in rows.values())
+
+
+# ---- Parquet inputs in blocks: nothing per row on the driver -------------------------------
+
+
+def _comparable(table: pa.Table, out: Path) -> list[dict]:
+    """Rows without fetched_at, an ok row's file relative to its output folder."""
+    rows = table.drop_columns(["fetched_at"]).to_pylist()
+    for r in rows:
+        r["uri"] = r["uri"] and str(Path(r["uri"]).relative_to(out))
+    return rows
+
+
+def test_a_parquet_input_in_blocks_equals_the_in_memory_path(tmp_path: Path, server: str, monkeypatch) -> None:
+    """Duplicates across row groups (also of a row whose first had no URL), empty URLs and the
+    input's other columns come out the same read by the workers block by block as read whole."""
+    rows = [  # (video_id, url, licence): row groups of 3, blocks of 2
+        ("a", f"{server}/ok/a.mp4", "cc-by"),
+        ("e", "", "cc0"),  # no url: does not make row 4 a duplicate
+        ("b", f"{server}/missing.mp4", "cc-by"),
+        ("a", f"{server}/ok/a2.mp4", "cc0"),  # duplicate of row 0, in the next row group
+        ("e", f"{server}/ok/e.mp4", None),  # e's first row with a URL
+        ("c", None, "cc-by"),
+        ("e", f"{server}/ok/e2.mp4", "cc0"),  # duplicate of row 4
+        ("a", None, "cc0"),  # duplicate before empty
+        ("d", f"{server}/ok/d.mp4", "cc-by"),
+        ("b", f"{server}/ok/b.mp4", "cc0"),  # duplicate of a rejected first row
+    ]
+    ids, urls, licences = (list(c) for c in zip(*rows))
+    parquet = tmp_path / "videos.parquet"
+    table = pa.table({"video_id": ids, "url": urls, "licence": licences, "n": list(range(len(rows)))})
+    pq.write_table(table, parquet, row_group_size=3)
+    assert pq.ParquetFile(parquet).metadata.num_row_groups == 4
+    csv = tmp_path / "videos.csv"
+    csv.write_text(
+        "video_id,url,licence,n\n" + "".join(f"{v},{u or ''},{lic or ''},{n}\n" for n, (v, u, lic) in enumerate(rows))
+    )
+    import weaksup.fetch.fetch as fetch_module
+
+    given = []  # what the driver hands the bulk engine: a TableInput (workers read rows), or a list
+    real = fetch_module.run_bulk
+    monkeypatch.setattr(fetch_module, "run_bulk", lambda items, *a, **k: given.append(items) or real(items, *a, **k))
+    common = dict(allow_private_hosts=True, progress=False, max_attempts=1, chunk_size=2)
+    blocks, s_blocks = fetch_videos(FetchConfig(videos=parquet, out=tmp_path / "blocks", workers=2, **common))
+    memory, s_memory = fetch_videos(FetchConfig(videos=csv, out=tmp_path / "memory", **common))
+    assert isinstance(given[0], TableInput) and isinstance(given[1], list)
+    blocks, memory = blocks.read(), memory.read()
+    assert blocks.column_names == memory.column_names == [*load_schema("fetched").names, "licence", "n"]
+    assert blocks.schema.field("n").type == memory.schema.field("n").type == pa.int64()
+    assert _comparable(blocks, tmp_path / "blocks") == _comparable(memory, tmp_path / "memory")
+    dup = "duplicate video_id: row {} has the same id"
+    expect = [
+        ("ok", ""),
+        ("rejected", "no url: the URL column is empty"),
+        ("rejected", "http 404"),
+        ("rejected", dup.format(0)),
+        ("ok", ""),
+        ("rejected", "no url: the URL column is empty"),
+        ("rejected", dup.format(4)),
+        ("rejected", dup.format(0)),
+        ("ok", ""),
+        ("rejected", dup.format(2)),
+    ]
+    got = [(r["status"], r["error"] or "") for r in blocks.select(["status", "error"]).to_pylist()]
+    assert [s for s, _ in got] == [s for s, _ in expect]
+    assert all(error.startswith(start) for (_, error), (_, start) in zip(got, expect)), got
+    assert blocks.column("licence").to_pylist() == licences and blocks.column("n").to_pylist() == list(range(10))
+    assert blocks.column("url").to_pylist() == [u or "" for u in urls]
+    for key in ("rows", "ok", "rejected", "retryable", "reasons", "bytes", "reused_from_earlier_run"):
+        assert s_blocks[key] == s_memory[key], key
+    assert_no_partial_files(tmp_path / "blocks", {r["video_id"]: r for r in blocks.to_pylist() if r["status"] == "ok"})
+
+
+def test_a_rerun_in_blocks_takes_over_the_earlier_rows_at_their_row_numbers(tmp_path: Path, server: str) -> None:
+    """The workers read the earlier table's rows for their own block (its row groups laid out
+    by another chunk size): an unchanged input is not fetched again; a changed URL and an
+    appended row are, the rest taken over."""
+    urls = [f"{server}/ok/{i}.mp4" for i in range(5)] + [f"{server}/missing.mp4", f"{server}/ok/0.mp4"]
+    ids = [f"v{i}" for i in range(6)] + ["v0"]  # the last row repeats v0
+    path = tmp_path / "videos.parquet"
+    # 'uri' holding http(s) URLs is the URL column: in blocks that is checked on every row
+    pq.write_table(pa.table({"video_id": ids, "uri": urls, "k": list(range(7))}), path, row_group_size=2)
+    settings = dict(videos=path, out=tmp_path / "out", allow_private_hosts=True, progress=False, max_attempts=1)
+    first, s1 = fetch_videos(FetchConfig(chunk_size=2, **settings))
+    first = first.read()
+    assert s1["reused_from_earlier_run"] == 0 and s1["ok"] == 5
+    assert pq.ParquetFile(tmp_path / "out" / "fetched.parquet").metadata.num_row_groups > 1
+    before = dict(Faults.hits)
+    again, s2 = fetch_videos(FetchConfig(chunk_size=3, **settings))
+    again = again.read()
+    assert Faults.hits == before  # nothing asked again, not even robots.txt
+    assert s2["reused_from_earlier_run"] == 6  # all but the duplicate (which is rejected anew)
+    assert again.drop_columns(["fetched_at"]).equals(first.drop_columns(["fetched_at"]))
+    assert again.column("fetched_at").to_pylist()[:6] == first.column("fetched_at").to_pylist()[:6]
+    assert again.column("k").to_pylist() == list(range(7))
+
+    urls[3] = f"{server}/ok/3-moved.mp4"
+    pq.write_table(
+        pa.table({"video_id": [*ids, "v7"], "uri": [*urls, f"{server}/ok/7.mp4"], "k": list(range(8))}),
+        path,
+        row_group_size=3,
+    )
+    third, s3 = fetch_videos(FetchConfig(chunk_size=2, **settings))
+    rows = third.read().to_pylist()
+    assert Faults.hits["/ok/3-moved.mp4"] == 1 and Faults.hits["/ok/7.mp4"] == 1
+    files = {k: v for k, v in Faults.hits.items() if k != "/robots.txt"}
+    assert sum(files.values()) == sum(before.values()) - 1 + 2  # only the changed and the new row
+    assert s3["reused_from_earlier_run"] == 5 and s3["rows"] == 8 and s3["ok"] == 6
+    assert [r["status"] for r in rows] == ["ok"] * 5 + ["rejected"] * 2 + ["ok"]
+    assert rows[6]["error"] == "duplicate video_id: row 0 has the same id" and rows[7]["k"] == 7
+
+
+def test_a_parquet_input_is_checked_on_every_row_before_any_fetch(tmp_path: Path) -> None:
+    """The URL-column choice and the id check stream the whole table (no sample): a bad row in
+    the last row group is refused before anything is fetched or created."""
+    path = tmp_path / "videos.parquet"
+    uris = [f"http://example.com/{i}.mp4" for i in range(5)] + ["/local/file.mp4"]
+    pq.write_table(pa.table({"video_id": [str(i) for i in range(6)], "uri": uris}), path, row_group_size=2)
+    with pytest.raises(InputError, match="no URL column 'url'"):
+        fetch_videos(FetchConfig(videos=path, out=tmp_path / "out", progress=False))
+    pq.write_table(
+        pa.table({"video_id": ["a", "b", None, "d", None], "url": ["http://x/a"] * 5}), path, row_group_size=2
+    )
+    with pytest.raises(InputError, match="column 'video_id' has 2 empty value"):
+        fetch_videos(FetchConfig(videos=path, out=tmp_path / "out", progress=False))
+    assert not (tmp_path / "out").exists()
