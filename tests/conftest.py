@@ -160,3 +160,13 @@ def s3_bucket() -> str:
         s3fs.S3FileSystem.clear_instance_cache()
         patch.undo()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private local Ray (2 CPUs) for a test module; its jobs join it instead of starting
+    their own. ``address="local"``: never a cluster that another test or user runs here."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

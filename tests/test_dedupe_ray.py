@@ -28,18 +28,10 @@ from weaksup.errors import InputError
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 
 #: summary keys that name this run's files, its wall time or its Ray blocks (not results)
 RUN_KEYS = {"report", "removed_table", "wall_s", "search"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    # address="local": a Ray of our own, even while another test's cluster runs on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 def regroup(path: Path, sizes: list[int]) -> Path:

@@ -27,7 +27,7 @@ from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 
 COUNT_KEYS = (
     "videos_read",
@@ -41,14 +41,6 @@ COUNT_KEYS = (
     "tag_video_pairs",
     "min_count",
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    # address="local": a fresh instance even when another Ray runs on this machine (ray start)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 def _synth(path: Path, n: int, seed: int, prefix: str = "", keep_ids: int = 0, licence: bool = True) -> pa.Table:

@@ -24,13 +24,7 @@ from weaksup.tables import write_table
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 @pytest.fixture(scope="module")

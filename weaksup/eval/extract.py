@@ -9,7 +9,8 @@ figures from the same run.
 
 The job is resumable: videos go in chunks, each chunk's rows are written as an atomic
 part under ``OUT.parts/``, a rerun skips the chunks done, and the final table (input
-order, one row per input row) is renamed into place at the end. Each part carries a stamp
+order, one row per input row) is streamed from the parts, one part at a time, into a
+temporary renamed into place at the end. Each part carries a stamp
 (:mod:`weaksup.bulk`): the settings that change its numbers (the protocol, a digest of the
 network's weights, per-clip/scores columns, the chunk size) and a digest of its input rows
 (every column read from the table), so a rerun with another checkpoint, another or edited
@@ -17,6 +18,14 @@ table, or other settings recomputes the parts that do not match (one warning), o
 with ``resume_strict``. A video none of whose
 clips decode becomes a ``status="rejected"`` row with the reason; a video some of whose
 clips fail is averaged over the clips that decoded, and ``clips``/``error`` say so.
+
+With ``engine="ray"`` the driver holds nothing per row: it plans the chunks from the
+table's row count (its Parquet footer) and commits the final table. A pool of Ray Data
+actors (each loads the network and the table once) takes the chunks; for each, an actor
+computes the chunk's stamp, keeps the part already stamped for it, or else extracts the
+chunk (its decode failures logged on its own node, their reasons put into the rows'
+``error``) and writes the part into ``OUT.parts/`` itself, and sends back only counts. Parts
+are interchangeable between the engines (same names, stamps and rows).
 """
 
 from __future__ import annotations
@@ -25,15 +34,17 @@ import contextlib
 import hashlib
 import json
 import math
+import os
+import re
+import secrets
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, default_collate
@@ -48,7 +59,7 @@ from weaksup.eval.features import EXTRACT_META_KEY
 from weaksup.eval.network import Network, load_network
 from weaksup.outputs import atomic_output, require_local_output
 from weaksup.ray_engine import check_engine
-from weaksup.tables import conform, load_schema, open_parquet, write_table
+from weaksup.tables import conform, load_schema, open_parquet
 from weaksup.threads import ThreadTuner
 
 
@@ -137,7 +148,16 @@ def collate_by_shape(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _prepare(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tuple[Network, Protocol, pa.Table]:
+_KEY_COLUMNS = ("video_id", "uri", "label_id")
+_EXTRA_COLUMNS = ("label", "matched_label_ids", "duration_s", "clip_start_s", "clip_end_s")
+
+
+def _row_columns(names: list[str]) -> list[str]:
+    """The columns a chunk's rows are read with: its features rows and its stamp's digest come from them."""
+    return [*_KEY_COLUMNS, *(c for c in _EXTRA_COLUMNS if c in names)]
+
+
+def _load_protocol(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tuple[Network, Protocol]:
     net = load_network(checkpoint, arch=cfg.arch, seed=cfg.seed)
     if cfg.scores and checkpoint is None:
         raise InputError("--scores needs a trained classifier: give --checkpoint")
@@ -158,19 +178,67 @@ def _prepare(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tup
     )
     if protocol.crop is not None and protocol.crop > protocol.short_side:
         raise InputError(f"extract: crop {protocol.crop} is larger than short_side {protocol.short_side}")
+    return net, protocol
+
+
+def _prepare(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tuple[Network, Protocol, pa.Table]:
+    """The network, the protocol and the table's rows, every value checked: the local engine's
+    driver and each Ray actor (never the Ray driver, see :func:`_plan`)."""
+    net, protocol = _load_protocol(manifest, checkpoint, cfg)
     load_video_table(manifest)  # checks the file, its columns and labels with one-line errors
     parquet = open_parquet(manifest)
-    names = parquet.schema_arrow.names
-    extra = [c for c in ("label", "matched_label_ids", "duration_s", "clip_start_s", "clip_end_s") if c in names]
-    rows = parquet.read(columns=["video_id", "uri", "label_id", *extra])
+    rows = parquet.read(columns=_row_columns(parquet.schema_arrow.names))
     if rows.num_rows == 0:
         raise InputError(f"{manifest}: the table has no rows")
     return net, protocol, rows
 
 
+def _plan(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tuple[Network, Protocol, int]:
+    """The Ray driver's view of the job: the network, the protocol and the row count, from the
+    table's footer alone. The columns a clip dataset needs are checked here (load_video_table's
+    message); the values are checked by every actor, which reads the rows (its one-line
+    InputError comes back to the driver)."""
+    net, protocol = _load_protocol(manifest, checkpoint, cfg)
+    parquet = open_parquet(manifest, "manifest or clips table")
+    names = parquet.schema_arrow.names
+    kind = "clips" if {"clip_start_s", "clip_end_s"} <= set(names) else "manifest"
+    wanted = [*_KEY_COLUMNS]
+    wanted += ["clip_start_s", "clip_end_s"] if kind == "clips" else (["duration_s"] if "duration_s" in names else [])
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        needs = ", ".join(wanted)
+        raise InputError(f"{manifest}: missing column {missing[0]!r} (a {kind} table for a clip dataset needs {needs})")
+    if parquet.metadata.num_rows == 0:
+        raise InputError(f"{manifest}: the table has no rows")
+    return net, protocol, parquet.metadata.num_rows
+
+
+def _chunk_rows(manifest: Path, chunk_videos: int) -> Iterator[tuple[int, pa.Table]]:
+    """Every chunk's rows (the columns of :func:`_row_columns`), streamed from the table in order:
+    one chunk and one record batch in memory at a time."""
+    parquet = open_parquet(manifest)
+    held: list[pa.RecordBatch] = []
+    n_held = chunk = 0
+    for batch in parquet.iter_batches(
+        batch_size=max(chunk_videos, 4096), columns=_row_columns(parquet.schema_arrow.names)
+    ):
+        held.append(batch)
+        n_held += batch.num_rows
+        while n_held >= chunk_videos:
+            table = pa.Table.from_batches(held)
+            yield chunk, table.slice(0, chunk_videos)
+            rest = table.slice(chunk_videos)
+            held, n_held, chunk = rest.to_batches(), rest.num_rows, chunk + 1
+    if n_held:
+        yield chunk, pa.Table.from_batches(held)
+
+
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+_PART = re.compile(r"^part-(\d+)\.parquet$")
 
 
 def _part_name(parts: Path, chunk: int) -> Path:
@@ -202,7 +270,28 @@ def _stamp_settings(net: Network, protocol: Protocol, cfg: ExtractConfig) -> dic
 
 def _chunk_digest(rows: pa.Table, chunk: int, chunk_videos: int) -> str:
     lo = chunk * chunk_videos
-    return row_digest(rows.slice(lo, min(rows.num_rows, lo + chunk_videos) - lo).to_pylist())
+    return _rows_digest(rows.slice(lo, min(rows.num_rows, lo + chunk_videos) - lo))
+
+
+def _rows_digest(rows: pa.Table) -> str:
+    """The digest of one chunk's rows in a part's stamp (whoever reads them: driver, actor, stream)."""
+    return row_digest(rows.to_pylist())
+
+
+def _judge_part(
+    path: Path, settings: dict[str, Any], digest: str, *, remove_unreadable: bool = True
+) -> tuple[bool, str | None]:
+    """Whether a readable part is at ``path`` and, if so, why it does not belong to this job
+    (None: it does). A part cut short by a kill is not a part: it is deleted (its chunk redone)."""
+    if not path.exists():
+        return False, None
+    try:
+        stamp = read_stamp((pq.read_schema(path).metadata or {}).get(STAMP_KEY))
+    except Exception:  # noqa: BLE001 - cut short by a kill: redo it
+        if remove_unreadable:
+            path.unlink(missing_ok=True)
+        return False, None
+    return True, stale_reason(stamp, settings, digest)
 
 
 def _done_chunks(
@@ -214,20 +303,29 @@ def _done_chunks(
     remove = []
     for c in range(n_chunks):
         p = _part_name(parts, c)
-        if p.exists():
-            try:
-                stamp = read_stamp((pq.read_schema(p).metadata or {}).get(STAMP_KEY))
-            except Exception:  # cut short by a kill: redo it
-                p.unlink()
-                continue
-            if stale.check(stale_reason(stamp, settings, stamps[c]["rows"])):
-                done.add(c)
-            else:
-                remove.append(p)
+        seen, reason = _judge_part(p, settings, stamps[c]["rows"])
+        if not seen:
+            continue
+        if stale.check(reason):
+            done.add(c)
+        else:
+            remove.append(p)
     stale.report(strict)  # before anything is deleted
     for p in remove:
         p.unlink()
     return done
+
+
+def _parts_folder(out: Path, resume: bool) -> Path:
+    """The parts folder beside ``out`` (every node of a cluster sees it), emptied when not resuming."""
+    parts = parts_dir(out)
+    if parts.exists() and not resume:
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    (parts / "protocol.json").unlink(missing_ok=True)  # an older weaksup's folder-wide stamp (its parts are unstamped)
+    for tmp in parts.glob(".part-*.tmp-*"):  # writers killed mid-part (one job per output: the lock)
+        tmp.unlink(missing_ok=True)
+    return parts
 
 
 def _open_parts(
@@ -240,49 +338,41 @@ def _open_parts(
     resume: bool,
     resume_strict: bool,
 ) -> tuple[Path, dict[int, dict[str, Any]], set[int]]:
-    """The parts folder beside ``out`` (emptied when not resuming), every chunk's stamp, and the chunks already done."""
-    parts = parts_dir(out)
-    if parts.exists() and not resume:
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    (parts / "protocol.json").unlink(missing_ok=True)  # an older weaksup's folder-wide stamp (its parts are unstamped)
+    """The local engine's parts folder, every chunk's stamp, and the chunks already done."""
+    parts = _parts_folder(out, resume)
     settings = _stamp_settings(net, protocol, cfg)
     stamps = {c: make_stamp(settings, _chunk_digest(rows, c, cfg.chunk_videos)) for c in range(n_chunks)}
     done = _done_chunks(parts, n_chunks, stamps, settings, resume_strict)
     return parts, stamps, done
 
 
-def _write_ray_blocks(
-    manifest: Path,
-    checkpoint: Path | None,
-    cfg: ExtractConfig,
-    todo: list[int],
-    n_videos: int,
-    parts: Path,
-    stamps: dict[int, dict[str, Any]],
-    advance: Callable[[int], Any],
-) -> tuple[int, int]:
-    """Extract ``todo`` on Ray actors and write each chunk as its part, refusing a chunk that came back split."""
-    k = cfg.num_clips
-    clips_done = clips_failed = 0
-    for block in _ray_extract(manifest, checkpoint, cfg, todo):
-        for chunk in sorted(set(block.column("_chunk").to_pylist())):
-            part = block.filter(pc.equal(block.column("_chunk"), chunk))
-            clips = _chunk_clips(chunk, n_videos, k, cfg.chunk_videos)
-            if part.num_rows * k != len(clips):  # a chunk split across blocks: never write part of one
-                raise RuntimeError(f"extract: chunk {chunk} came back with {part.num_rows} of {len(clips) // k} rows")
-            clips_done += part.column("_clips_done")[0].as_py()
-            clips_failed += part.column("_clips_failed")[0].as_py()
-            _write_part(
-                parts, chunk, part.drop_columns(["_chunk", "_clips_done", "_clips_failed"]).to_pydict(), stamps[chunk]
-            )
-            advance(len(clips))
-    return clips_done, clips_failed
+def _part_chunks(parts: Path) -> list[int]:
+    """The chunks that have a part in ``parts`` (by name; temporaries left out), in order."""
+    found = (_PART.match(p.name) for p in parts.iterdir()) if parts.is_dir() else ()
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _check_strict(manifest: Path, parts: Path, settings: dict[str, Any], n_chunks: int, chunk_videos: int) -> None:
+    """``resume_strict`` with Ray, before any actor starts and anything changes: the driver
+    judges every earlier part against its chunk's rows, streamed from the table one chunk at a
+    time up to the last chunk with a part (nothing per row is kept)."""
+    existing = [c for c in _part_chunks(parts) if c < n_chunks]
+    if not existing:
+        return
+    wanted, stale = set(existing), StaleParts(parts, "chunk")
+    for chunk, rows in _chunk_rows(manifest, chunk_videos):
+        if chunk in wanted:
+            path = _part_name(parts, chunk)
+            seen, reason = _judge_part(path, settings, _rows_digest(rows), remove_unreadable=False)
+            if seen:
+                stale.check(reason)
+        if chunk >= existing[-1]:
+            break
+    stale.report(True)
 
 
 def _extract_todo(
     manifest: Path,
-    checkpoint: Path | None,
     net: Network,
     protocol: Protocol,
     rows: pa.Table,
@@ -293,7 +383,7 @@ def _extract_todo(
     parts: Path,
     stamps: dict[int, dict[str, Any]],
 ) -> tuple[int, int]:
-    """Extract the chunks not done yet (in this process or on Ray) under one progress bar; clips done and failed."""
+    """Extract the chunks not done yet in this process under one progress bar; clips done and failed."""
     from weaksup.progress import job_progress
 
     with job_progress(enabled=cfg.progress, desc="extract", unit="clips") as bar:
@@ -302,9 +392,6 @@ def _extract_todo(
         def advance(n: int) -> None:
             """Move the bar on by ``n`` clips."""
             bar.update(task, advance=n)
-
-        if cfg.engine == "ray":
-            return _write_ray_blocks(manifest, checkpoint, cfg, todo, rows.num_rows, parts, stamps, advance)
 
         def write(chunk: int, data: dict[str, list]) -> None:
             _write_part(parts, chunk, data, stamps[chunk])
@@ -324,15 +411,89 @@ def _extract_todo(
         )
 
 
-def _assemble_features(parts: Path, n_chunks: int, out: Path, protocol: Protocol) -> pa.Table:
-    """Write the parts, in input order, as the features table (the protocol in its metadata); remove the parts."""
-    table = pa.concat_tables(
-        [pq.read_table(_part_name(parts, c)).replace_schema_metadata(None) for c in range(n_chunks)]
-    ).combine_chunks()
-    table = conform(table, load_schema("features"))
-    write_table("features", table, out, metadata={EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()})
+def _extract_on_ray(
+    manifest: Path,
+    checkpoint: Path | None,
+    cfg: ExtractConfig,
+    parts: Path,
+    settings: dict[str, Any],
+    n_videos: int,
+    n_chunks: int,
+) -> tuple[int, int, int]:
+    """Every chunk to the Ray actor pool. Each actor keeps a part already stamped for its chunk,
+    else extracts the chunk and writes the part itself; only counts come back. Clips done, clips
+    failed and chunks resumed; the stale parts the actors replaced are reported in one warning."""
+    from weaksup.progress import job_progress
+    from weaksup.ray_engine import ray_map
+
+    k = cfg.num_clips
+    clips_done = clips_failed = resumed = finished = 0
+    stale = StaleParts(parts, "chunk")
+    results = ray_map(
+        [{"chunk": c} for c in range(n_chunks)],
+        _RayChunkExtractor,
+        batch_size=1,
+        workers=max(1, cfg.workers),
+        address=cfg.ray_address,
+        constructor_kwargs={
+            "manifest": str(manifest),
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "cfg": cfg,
+            "parts": str(parts),
+            "settings": settings,
+            "n_videos": n_videos,
+        },
+    )
+    with job_progress(enabled=cfg.progress, desc="extract", unit="clips") as bar, contextlib.closing(results):
+        task = bar.add_task("extract", total=n_videos * k)
+        for block in results:
+            for r in block.to_pylist():
+                if r["error"]:
+                    raise InputError(r["error"])
+                videos = len(_chunk_clips(r["chunk"], n_videos, k, cfg.chunk_videos)) // k
+                if r["rows"] != videos:  # never let a short part through
+                    raise RuntimeError(f"extract: chunk {r['chunk']} has {r['rows']} of its {videos} rows")
+                if r["seen"]:
+                    stale.check(r["stale"])
+                resumed += bool(r["reused"])
+                clips_done += r["clips_done"] or 0
+                clips_failed += r["clips_failed"] or 0
+                finished += 1
+                bar.update(task, advance=videos * k)
+    if finished != n_chunks:
+        raise RuntimeError(f"extract: {finished} of {n_chunks} chunks came back from the Ray actors")
+    stale.report(False)
+    return clips_done, clips_failed, resumed
+
+
+def _assemble_features(
+    parts: Path, n_chunks: int, n_videos: int, chunk_videos: int, out: Path, protocol: Protocol
+) -> int:
+    """Stream the parts, in chunk (= input) order, into the features table (the protocol in its
+    metadata) through one ParquetWriter on a temporary renamed into place when whole: one part
+    in memory at a time. Remove the parts; return the rejected rows."""
+    schema = load_schema("features")
+    metadata = {EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()}
+    rejected = 0
+    writer: pq.ParquetWriter | None = None
+    with atomic_output(out) as tmp:
+        try:
+            for c in range(n_chunks):
+                part = pq.read_table(_part_name(parts, c)).replace_schema_metadata(None)
+                videos = min(n_videos, (c + 1) * chunk_videos) - c * chunk_videos
+                if part.num_rows != videos:
+                    raise RuntimeError(f"extract: part {c} holds {part.num_rows} rows, expected {videos}")
+                table = conform(part, schema)
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table)
+                rejected += sum(s != "ok" for s in part.column("status").to_pylist())
+        finally:
+            if writer is not None:
+                writer.close()
     shutil.rmtree(parts, ignore_errors=True)
-    return table
+    return rejected
 
 
 def extract_features(
@@ -349,31 +510,50 @@ def extract_features(
     ``resume=False`` deletes an earlier run's parts first; with ``resume_strict`` a part of an
     earlier run that does not match this job (rows, weights or settings) stops the job
     (InputError) instead of being recomputed with a warning.
+
+    With ``engine="ray"`` this process only plans and commits: it reads the table's footer
+    (row count, columns), never its rows (except, with ``resume_strict``, a streamed check of
+    the earlier parts, one chunk at a time), and the actors write the parts.
     """
     require_local_output(out)
     manifest, out = Path(manifest), Path(out)
     started = time.perf_counter()
-    net, protocol, rows = _prepare(manifest, checkpoint, cfg)
+    on_ray = cfg.engine == "ray"
+    if on_ray:
+        net, protocol, n_videos = _plan(manifest, checkpoint, cfg)
+    else:
+        net, protocol, rows = _prepare(manifest, checkpoint, cfg)
+        n_videos = rows.num_rows
     device = torch.device("cuda" if uses_cuda(cfg.device) else "cpu")
     if cfg.precision == "fp16" and device.type != "cuda":
         raise InputError("precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
-    n_videos, k = rows.num_rows, cfg.num_clips
+    k = cfg.num_clips
     n_chunks = math.ceil(n_videos / cfg.chunk_videos)
 
-    parts, stamps, done = _open_parts(out, net, protocol, rows, cfg, n_chunks, resume, resume_strict)
-    todo = [c for c in range(n_chunks) if c not in done]
-    (parts / "rejects.jsonl").unlink(missing_ok=True)  # reasons are read only for the chunks done in this run
-
-    n_clips = sum(len(_chunk_clips(c, n_videos, k, cfg.chunk_videos)) for c in todo)
-    t_run = time.perf_counter()
-    clips_done, clips_failed = _extract_todo(
-        manifest, checkpoint, net, protocol, rows, cfg, todo, n_clips, device, parts, stamps
-    )
+    if on_ray:
+        settings = _stamp_settings(net, protocol, cfg)
+        del net  # the actors load their own
+        parts = _parts_folder(out, resume)
+        if resume_strict:
+            _check_strict(manifest, parts, settings, n_chunks, cfg.chunk_videos)
+        (parts / "rejects.jsonl").unlink(missing_ok=True)  # an older weaksup's log (the actors keep theirs per chunk)
+        t_run = time.perf_counter()
+        clips_done, clips_failed, resumed = _extract_on_ray(
+            manifest, checkpoint, cfg, parts, settings, n_videos, n_chunks
+        )
+    else:
+        parts, stamps, done = _open_parts(out, net, protocol, rows, cfg, n_chunks, resume, resume_strict)
+        todo = [c for c in range(n_chunks) if c not in done]
+        (parts / "rejects.jsonl").unlink(missing_ok=True)  # reasons are read only for the chunks done in this run
+        n_clips = sum(len(_chunk_clips(c, n_videos, k, cfg.chunk_videos)) for c in todo)
+        t_run = time.perf_counter()
+        clips_done, clips_failed = _extract_todo(
+            manifest, net, protocol, rows, cfg, todo, n_clips, device, parts, stamps
+        )
+        resumed = len(done)
     run_s = time.perf_counter() - t_run
 
-    table = _assemble_features(parts, n_chunks, out, protocol)
-    status = table.column("status").to_pylist()
-    rejected = sum(s != "ok" for s in status)
+    rejected = _assemble_features(parts, n_chunks, n_videos, cfg.chunk_videos, out, protocol)
     return {
         "out": str(out),
         "checkpoint": protocol.checkpoint,
@@ -381,7 +561,7 @@ def extract_features(
         "videos": n_videos,
         "ok": n_videos - rejected,
         "rejected": rejected,
-        "chunks_resumed": len(done),
+        "chunks_resumed": resumed,
         "clips_this_run": clips_done,
         "clips_failed": clips_failed,
         "clips_per_s": clips_done / max(run_s, 1e-9),
@@ -473,65 +653,83 @@ def _extract_chunks(
     return clips_done, clips_failed
 
 
-class _RayChunkExtractor:
-    """A Ray Data actor: loads the network once, then extracts whole chunks in its own process."""
+_COUNTS = pa.schema(
+    [
+        ("chunk", pa.int64()),
+        ("rows", pa.int64()),  # rows in its part
+        ("reused", pa.bool_()),  # its part was there, stamped for it
+        ("seen", pa.bool_()),  # a readable part of an earlier run was there
+        ("stale", pa.string()),  # why that part did not belong to this job (it was recomputed)
+        ("clips_done", pa.int64()),
+        ("clips_failed", pa.int64()),
+        ("error", pa.string()),  # bad input: the driver stops with this one line
+    ]
+)
 
-    def __init__(self, manifest: str, checkpoint: str | None, cfg: ExtractConfig) -> None:
+
+class _RayChunkExtractor:
+    """A Ray Data actor: loads the network and the table's rows once; then, for each chunk, it
+    computes the chunk's stamp, keeps the part already stamped for it, or else extracts the chunk
+    and writes its part into the shared parts folder itself (whole or absent). Only a row of
+    counts (:data:`_COUNTS`) goes back to the driver."""
+
+    def __init__(
+        self, manifest: str, checkpoint: str | None, cfg: ExtractConfig, parts: str, settings: dict, n_videos: int
+    ) -> None:
         torch.set_num_threads(1)  # one CPU per actor, as Ray scheduled it
-        self.manifest, self.cfg = Path(manifest), cfg
-        self.net, self.protocol, self.rows = _prepare(self.manifest, Path(checkpoint) if checkpoint else None, cfg)
+        self.manifest, self.cfg, self.parts, self.settings = Path(manifest), cfg, Path(parts), settings
+        self.error: str | None = None
+        try:
+            self.net, self.protocol, self.rows = _prepare(self.manifest, Path(checkpoint) if checkpoint else None, cfg)
+        except InputError as exc:
+            self.error = str(exc)
+            return
+        # the driver planned with its own reading of the checkpoint and the table: they must not have changed since
+        changed = stale_reason(make_stamp(settings, ""), _stamp_settings(self.net, self.protocol, cfg), "")
+        if changed is None and self.rows.num_rows != n_videos:
+            changed = f"{n_videos} rows -> {self.rows.num_rows}"
+        if changed is not None:
+            self.error = f"{manifest}: the table or the network changed while extract ran ({changed}); run it again"
         self.device = torch.device("cuda" if uses_cuda(cfg.device) else "cpu")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        return pa.Table.from_pylist([self._chunk(c) for c in batch.column("chunk").to_pylist()], schema=_COUNTS)
+
+    def _chunk(self, chunk: int) -> dict[str, Any]:
         import tempfile
 
-        tables = []
-        for chunk in batch.column("chunk").to_pylist():
-            out: list[pa.Table] = []
+        if self.error is not None:
+            return {"chunk": chunk, "error": self.error}
+        digest = _chunk_digest(self.rows, chunk, self.cfg.chunk_videos)
+        path = _part_name(self.parts, chunk)
+        seen, reason = _judge_part(path, self.settings, digest)
+        counts: dict[str, Any] = {"chunk": chunk, "seen": seen, "stale": reason, "reused": False}
+        if seen and reason is None:
+            return {**counts, "reused": True, "rows": pq.read_metadata(path).num_rows, "clips_done": 0}
+        path.unlink(missing_ok=True)  # a stale part: recomputed (the driver warns once for all of them)
+        stamp = make_stamp(self.settings, digest)
+        written: list[int] = []
 
-            def keep(c: int, data: dict[str, list]) -> None:
-                out.append(conform(pa.table(data, schema=_part_schema()), load_schema("features")))
+        def write(c: int, data: dict[str, list]) -> None:
+            _write_part(self.parts, c, data, stamp)
+            written.append(len(data["video_id"]))
 
-            with tempfile.TemporaryDirectory() as tmp:  # this chunk's own rejects log, on this node
-                done, failed = _extract_chunks(
-                    self.manifest,
-                    self.net,
-                    self.protocol,
-                    self.rows,
-                    self.cfg,
-                    [chunk],
-                    self.device,
-                    Path(tmp) / "rejects.jsonl",
-                    0,
-                    keep,
-                    lambda n: None,
-                )
-            (table,) = out
-            n = table.num_rows
-            tables.append(
-                table.append_column("_chunk", pa.array([chunk] * n, pa.int64()))
-                .append_column("_clips_done", pa.array([done] * n, pa.int64()))
-                .append_column("_clips_failed", pa.array([failed] * n, pa.int64()))
+        # this chunk's own rejects log, on this node: the reasons go into its rows' error column
+        with tempfile.TemporaryDirectory() as tmp:
+            done, failed = _extract_chunks(
+                self.manifest,
+                self.net,
+                self.protocol,
+                self.rows,
+                self.cfg,
+                [chunk],
+                self.device,
+                Path(tmp) / "rejects.jsonl",
+                0,
+                write,
+                lambda n: None,
             )
-        return pa.concat_tables(tables)
-
-
-def _ray_extract(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig, chunks: list[int]) -> Iterator[pa.Table]:
-    """Finished chunks from Ray Data actors (one chunk per batch), in completion order."""
-    from weaksup.ray_engine import ray_map
-
-    yield from ray_map(
-        [{"chunk": c} for c in chunks],
-        _RayChunkExtractor,
-        batch_size=1,
-        workers=max(1, cfg.workers),
-        address=cfg.ray_address,
-        constructor_kwargs={
-            "manifest": str(manifest),
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "cfg": cfg,
-        },
-    )
+        return {**counts, "rows": sum(written), "clips_done": done, "clips_failed": failed}
 
 
 def read_rejects_by_video(path: Path) -> dict[str, str]:
@@ -547,10 +745,17 @@ def read_rejects_by_video(path: Path) -> dict[str, str]:
 
 
 def _write_part(parts: Path, chunk: int, data: dict[str, list], stamp: dict[str, Any]) -> None:
+    """One chunk's rows as its stamped part, whole or absent: written to a temporary unique to
+    this writer (process and node) beside it, then renamed over it."""
     table = conform(pa.table(data, schema=_part_schema()), load_schema("features"))
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), STAMP_KEY: json.dumps(stamp).encode()})
-    with atomic_output(_part_name(parts, chunk)) as tmp:
+    final = _part_name(parts, chunk)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
         pq.write_table(table, tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _part_schema() -> pa.Schema:
