@@ -606,3 +606,24 @@ def test_cli_selection_that_keeps_nothing_exits_3_unless_allow_empty(app, inputs
     assert out.exists() and read_table("clips", out).num_rows == 0  # the (empty) table is still written
     result = CliRunner().invoke(app, [*args, "--allow-empty"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+def test_materialize_from_a_parquet_file_in_blocks_equals_the_table_in_memory(sources, tmp_path):
+    """A clips file of several row groups is cut block by block (each worker reads its rows);
+    the materialized table, the cut-clips table and the summary equal those of the same
+    clips given as an in-memory table. A repeated video_id is refused from hashes alone."""
+    clips = clips_table(sources, tmp_path / "clips.parquet")
+    table = pq.read_table(clips)
+    split = tmp_path / "split.parquet"
+    pq.write_table(table, split, row_group_size=1)
+    from_file = materialize(split, tmp_path / "file", chunk_size=1, workers=2)
+    in_memory = materialize(table, tmp_path / "memory", chunk_size=1)
+    for a, b in zip(materialized_paths(tmp_path / "file")[:2], materialized_paths(tmp_path / "memory")[:2]):
+        left, right = pq.read_table(a), pq.read_table(b)
+        assert left.drop_columns(["uri"]).equals(right.drop_columns(["uri"]))
+    assert {k: v for k, v in from_file.items() if k not in ("materialized", "clips_table")} == {
+        k: v for k, v in in_memory.items() if k not in ("materialized", "clips_table")
+    }
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), split, row_group_size=2)
+    with pytest.raises(InputError, match="1 duplicate video_id"):
+        materialize(split, tmp_path / "again")

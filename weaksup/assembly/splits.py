@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import Counter
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import partial
@@ -27,14 +26,17 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from weaksup import uris
+from weaksup.assembly.videos import duplicate_rows, iter_video_ids, open_table, videos_input
+from weaksup.blocks import TableInput
 from weaksup.bulk import BulkConfig, run_bulk
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
-from weaksup.outputs import atomic_path, output_set, require_local_output, side_path
+from weaksup.outputs import atomic_output, atomic_path, output_set, require_local_output, side_path
 from weaksup.ray_engine import check_engine
-from weaksup.tables import load_schema, open_parquet, read_table, write_json, write_table
+from weaksup.tables import conform, load_schema, open_parquet, read_table, write_json, write_table
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
 # Paper Table 3 duration bounds in seconds, inclusive.
@@ -586,6 +588,29 @@ def _read_unique_clips(clips: pa.Table | str | os.PathLike[str]) -> pa.Table:
     return table
 
 
+def _check_clips_schema(path: str | os.PathLike[str]) -> None:
+    """Every column a clips table must have, from its footer (the values are cast block by block)."""
+    names = set(open_table(path).schema.names)
+    need = [f.name for f in load_schema("clips").fields if not f.nullable and f.default is None]
+    missing = [n for n in need if n not in names]
+    if missing:
+        raise InputError(f"{uris.display(path)}: missing column(s) {', '.join(missing)} (table 'clips')")
+
+
+def _check_unique_ids(path: str | os.PathLike[str]) -> None:
+    """Refuse a clips table whose video_id repeats, reading only 64-bit hashes of the ids
+    (8 bytes a row, transient) and the strings of the rare candidate rows."""
+    hashes = [stable_hash64(ids, 0, "video_id") for ids in iter_video_ids(path)]
+    repeated = duplicate_rows(path, np.concatenate(hashes) if hashes else np.empty(0, np.uint64), 1 << 20)
+    if repeated:
+        raise InputError(f"clips: {len(repeated)} duplicate video_id value(s); cut files are named by video_id")
+
+
+def cut_items(table: pa.Table, first_row: int, *, out_dir: str) -> list[dict[str, Any]]:
+    """A block of the clips table as the cut job's items (read where the work runs)."""
+    return _cut_items(table, Path(out_dir))
+
+
 def _cut_items(table: pa.Table, out_dir: Path) -> list[dict[str, Any]]:
     """One bulk item per clip: its id, source, window and the cut file it goes to."""
     return [
@@ -599,11 +624,19 @@ def _cut_items(table: pa.Table, out_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _write_cut_clips(table: pa.Table, result: pa.Table, clips_path: Path) -> pa.Array:
-    """Write the clips table of the cut files (window = the whole cut, source window kept); the cut lengths."""
-    ok = pc.equal(result.column("status"), "ok")
-    cut = table.filter(ok)
-    cut_uris = pc.filter(result.column("uri"), ok)
+def _aligned(inputs: Iterator[pa.Table], results: Iterator[pa.Table]) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Batches of two tables with the same rows in the same order, cut to the same lengths."""
+    buffered = pa.table({})
+    for result in results:
+        while buffered.num_rows < result.num_rows:
+            more = next(inputs)
+            buffered = more if buffered.num_columns == 0 else pa.concat_tables([buffered, more])
+        yield buffered.slice(0, result.num_rows), result
+        buffered = buffered.slice(result.num_rows)
+
+
+def _cut_clips_block(cut: pa.Table, cut_uris: pa.Array) -> tuple[pa.Table, float]:
+    """The clips rows of one block's cut files (window = the whole cut, source window kept)."""
     cut_len = pa.array([_cut_seconds(u) for u in cut_uris.to_pylist()], pa.float64())
     clips = {
         "video_id": cut.column("video_id"),
@@ -619,8 +652,40 @@ def _write_cut_clips(table: pa.Table, result: pa.Table, clips_path: Path) -> pa.
         "source_clip_end_s": cut.column("clip_end_s"),
     }
     clips.update({name: cut.column(name) for name in cut.column_names if name not in clips})  # provenance
-    write_table("clips", clips, clips_path)
-    return cut_len
+    return conform(pa.table(clips), load_schema("clips")), float(pc.sum(cut_len).as_py() or 0.0)
+
+
+def _write_cut_clips(clips: pa.Table | str | os.PathLike[str], result: Path, clips_path: Path) -> float:
+    """Write the clips table of the cut files, block by block (memory: one block); the cut seconds."""
+    if isinstance(clips, pa.Table):
+        inputs: Iterator[pa.Table] = iter([clips])
+    else:
+        inputs = (pa.table(b) for b in pq.ParquetFile(clips).iter_batches(batch_size=1 << 16))
+    results = (pa.table(b) for b in pq.ParquetFile(result).iter_batches(batch_size=1 << 16, columns=["status", "uri"]))
+    seconds, writer = 0.0, None
+    with atomic_output(clips_path) as tmp:
+        try:
+            for rows, done in _aligned(inputs, results):
+                ok = pc.equal(done.column("status"), "ok")
+                block, n = _cut_clips_block(rows.filter(ok), pc.filter(done.column("uri"), ok))
+                seconds += n
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, block.schema, compression="zstd")
+                writer.write_table(block)
+            if writer is None:
+                empty = clips.slice(0, 0) if isinstance(clips, pa.Table) else pq.read_schema(clips).empty_table()
+                block, _ = _cut_clips_block(empty, pa.array([], pa.string()))
+                writer = pq.ParquetWriter(tmp, block.schema, compression="zstd")
+                writer.write_table(block)
+        finally:
+            if writer is not None:
+                writer.close()
+    return seconds
+
+
+def _frames(part: pa.Table) -> dict[str, float]:
+    """What a part adds to the summary beyond its statuses: the frames cut."""
+    return {"frames": pc.sum(part.column("n_frames")).as_py() or 0}
 
 
 def materialize_clips(
@@ -659,16 +724,29 @@ def materialize_clips(
         engine=engine,
         ray_address=ray_address,
     )
-    out_dir = Path(out_dir)
-    table = _read_unique_clips(clips)
+    out_dir = Path(out_dir).absolute()  # Ray workers do not share this process's working folder
     mat_path, clips_path, sum_path = materialized_paths(out_dir)
+    to_items = partial(cut_items, out_dir=str(out_dir))
+    if isinstance(clips, pa.Table):
+        table = _read_unique_clips(clips)
+        source: TableInput | list[dict[str, Any]] | None = _cut_items(table, out_dir)
+        clips_in: pa.Table | str | os.PathLike[str] = table
+    else:
+        source = videos_input(clips, ("video_id", "uri", "clip_start_s", "clip_end_s"), to_items)
+        if source is None:  # not Parquet: read whole
+            table = _read_unique_clips(clips)
+            source, clips_in = _cut_items(table, out_dir), table
+        else:
+            _check_clips_schema(clips)
+            _check_unique_ids(clips)
+            clips_in = clips
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".*.mp4.tmp-*"):  # left by a killed run
         stale.unlink(missing_ok=True)
 
     settings = CutSettings(short_side=short_side, gop=gop, codec=codec, crf=crf, preset=preset)
     result = run_bulk(
-        _cut_items(table, out_dir),
+        source,
         partial(_cut_one, settings=settings),
         schema_name="materialized",
         out=mat_path,
@@ -684,17 +762,17 @@ def materialize_clips(
         ),
         settings=asdict(settings),
         key=("video_id", "uri", "clip_start_s", "clip_end_s", "dest"),
-    ).read()  # the clips table is read whole here too (cut files are named by a video_id checked unique)
-    ok_np = pc.equal(result.column("status"), "ok").to_numpy(zero_copy_only=False)
-    cut_len = _write_cut_clips(table, result, clips_path)
-    errors = [e for e, good in zip(result.column("error").to_pylist(), ok_np) if not good]
+        tally=_frames,
+    )
+    cut_seconds = _write_cut_clips(clips_in, mat_path, clips_path)
+    ok = result.status("ok")
     summary: dict[str, Any] = {
-        "clips": table.num_rows,
-        "ok": int(ok_np.sum()),
-        "rejected": int((~ok_np).sum()),
-        "rejected_by_reason": dict(Counter((e or "unknown").split(":")[0] for e in errors).most_common()),
-        "frames": int(pc.sum(result.column("n_frames")).as_py() or 0),
-        "cut_seconds": float(pc.sum(cut_len).as_py() or 0.0),
+        "clips": result.rows,
+        "ok": ok,
+        "rejected": result.rows - ok,
+        "rejected_by_reason": result.reasons(),
+        "frames": int(result.counts.get("frames", 0)),
+        "cut_seconds": cut_seconds,
         "short_side": short_side,
         "gop": gop,
         "codec": codec,
