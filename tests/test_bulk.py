@@ -95,7 +95,7 @@ def killed_probe(monkeypatch: pytest.MonkeyPatch, videos: Path, out: Path, after
         Killed(patch, probe_mod, "probe_video", kill_at=after + 1)
         with pytest.raises(KeyboardInterrupt):
             probe_videos(probe_cfg(videos, out))
-    assert len(list(parts_dir(out).glob("part-*.parquet"))) == after
+    assert len(list(parts_dir(out).glob("*/part-*.parquet"))) == after
 
 
 # ----------------------------------------------------------------------------- probe
@@ -229,7 +229,7 @@ def test_cli_warns_in_one_line_and_no_resume_redoes_everything(tables, tmp_path,
 def test_unstamped_parts_of_an_older_weaksup_are_stale(tables, tmp_path, monkeypatch):
     out = tmp_path / "probe.parquet"
     killed_probe(monkeypatch, tables["a"], out, after=2)
-    for part in parts_dir(out).glob("part-*.parquet"):  # as an earlier weaksup wrote them: no stamp
+    for part in parts_dir(out).glob("*/part-*.parquet"):  # as an earlier weaksup wrote them: no stamp
         table = pq.read_table(part)
         assert read_stamp(table.schema.metadata[STAMP_KEY])["settings"] == {"table": "probe", "count_frames": False}
         pq.write_table(table.replace_schema_metadata(None), part)
@@ -281,7 +281,7 @@ def test_run_bulk_key_fields_and_settings_are_stamped(tmp_path, monkeypatch):
         patch.setattr(bulk_mod, "commit_parts", killed_at_the_end)
         with pytest.raises(KeyboardInterrupt):
             run(items, {"x": 1})
-    assert len(list(parts_dir(out).glob("part-*.parquet"))) == 2
+    assert len(list(parts_dir(out).glob("*/part-*.parquet"))) == 2
     changed = [dict(it, n=it["n"] + 10) if it["video_id"] == "v3" else it for it in items]
     with pytest.warns(StaleResumeWarning, match=r"1 of 2 parts .*\(input rows changed\)"):
         table = run(changed, {"x": 1}).read()

@@ -452,12 +452,12 @@ def test_kill_9_then_rerun_gives_every_row_once(tmp_path: Path, server: str) -> 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     parts = out / "fetched.parquet.parts"
     deadline = time.time() + 60
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+    while time.time() < deadline and len(list(parts.glob("*/part-*.parquet"))) < 2:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "fetched.parquet").exists()
-    done = sum(pq.read_metadata(p).num_rows for p in parts.glob("part-*.parquet"))
+    done = sum(pq.read_metadata(p).num_rows for p in parts.glob("*/part-*.parquet"))
     assert 0 < done < 40
     before = sum(Faults.hits.values())
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

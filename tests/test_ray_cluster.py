@@ -98,7 +98,7 @@ def test_a_worker_node_killed_mid_job_then_a_rerun_gives_the_same_table(cluster,
 
     def worker_node_has_written() -> bool:
         nodes = set()
-        for part in parts_dir(out).glob("part-*.parquet"):
+        for part in parts_dir(out).glob("*/part-*.parquet"):
             try:
                 nodes.update(pq.read_table(part, columns=["codec"]).column("codec").to_pylist())
             except Exception:  # noqa: BLE001 - renamed away under us

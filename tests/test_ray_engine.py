@@ -103,7 +103,7 @@ def test_ray_run_resumes_the_parts_a_local_run_left(videos: dict, tmp_path: Path
             out=out,
             config=BulkConfig(workers=0, chunk_size=2, progress=False),
         )
-    assert len(list(parts_dir(out).glob("part-*.parquet"))) == 2
+    assert len(list(parts_dir(out).glob("*/part-*.parquet"))) == 2
     resumed = run_bulk(
         items,
         _probe_item,

@@ -404,7 +404,7 @@ def test_materialize_resumes_after_a_kill(sources, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         materialize(clips, out, chunk_size=1)
     mat_path, _, _ = materialized_paths(out)
-    assert not mat_path.exists() and len(list(parts_dir(mat_path).glob("part-*.parquet"))) == 1
+    assert not mat_path.exists() and len(list(parts_dir(mat_path).glob("*/part-*.parquet"))) == 1
     first = (out / "a.mp4").stat().st_mtime_ns
 
     def counting(source, dest, start, end, settings):

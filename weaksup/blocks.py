@@ -18,8 +18,7 @@ import os
 import re
 import secrets
 import tempfile
-from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -31,6 +30,7 @@ from weaksup import uris
 #: Blocks never hold more than this many chunks (parts): a block is one task's work.
 MAX_CHUNKS_PER_BLOCK = 64
 PART_NAME = re.compile(r"^part-(\d{12})-(\d{12})-(\d+)\.parquet$")
+BLOCK_DIR = re.compile(r"^block-(\d{12})$")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class TableInput:
 class Block:
     """Input rows ``first .. first + rows - 1`` (global row numbers) and where they are:
     row group ``group`` of file ``file`` from ``offset`` on, or ``items`` given inline (an
-    input that is already in memory); ``parts`` are the existing parts that start in it."""
+    input that is already in memory). Its parts live in their own folder of the part store
+    (:func:`block_folder`), so whoever works on it, and the commit, list only its parts."""
 
     first: int
     rows: int
@@ -84,7 +85,6 @@ class Block:
     group: int = -1
     offset: int = 0
     items: Sequence[dict] | None = None
-    parts: tuple[str, ...] = field(default=())
 
     @property
     def end(self) -> int:
@@ -134,14 +134,15 @@ def part_name(first: int, last: int, rows: int) -> str:
     return f"part-{first:012d}-{last:012d}-{rows}.parquet"
 
 
-def with_parts(blocks: Iterator[Block], names: Sequence[str]) -> Iterator[Block]:
-    """Each block with the existing parts whose first row falls in it (one owner per part)."""
-    starts = sorted((r[0], n) for n in names if (r := part_rows(n)) is not None)
-    firsts = [s for s, _ in starts]
-    for b in blocks:
-        lo, hi = bisect_right(firsts, b.first - 1), bisect_right(firsts, b.end - 1)
-        mine = tuple(n for _, n in starts[lo:hi])
-        yield b if not mine else Block(b.first, b.rows, b.file, b.group, b.offset, b.items, mine)
+def block_folder(first: int) -> str:
+    """The folder of a block's parts inside the part store, named by its first row."""
+    return f"block-{first:012d}"
+
+
+def folder_first(name: str) -> int | None:
+    """The first row of a block folder's name; None for anything else."""
+    m = BLOCK_DIR.match(name)
+    return int(m.group(1)) if m else None
 
 
 class PartStore:
@@ -169,6 +170,20 @@ class PartStore:
         if fs.exists(path):
             fs.rm(path, recursive=True)
 
+    def block(self, first: int) -> PartStore:
+        """The store of one block's parts (a subfolder)."""
+        return PartStore(Path(self.root) / block_folder(first) if self.local else f"{self.root}/{block_folder(first)}")
+
+    def folders(self) -> list[int]:
+        """First rows of the block folders there (an earlier run's blocks), sorted."""
+        if self.local:
+            root = Path(self.root)
+            found = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+        else:
+            fs, path = uris.url_to_fs(self.root)
+            found = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)] if fs.exists(path) else []
+        return sorted(f for n in found if (f := folder_first(n)) is not None)
+
     def names(self) -> list[str]:
         """Names of the finished parts (temporaries and other files left out), sorted."""
         if self.local:
@@ -182,7 +197,7 @@ class PartStore:
     def remove_temporaries(self) -> None:
         """Temporaries of killed writers (a local folder; object stores publish only whole uploads)."""
         if self.local and Path(self.root).is_dir():
-            for p in Path(self.root).glob(".part-*.tmp-*"):
+            for p in Path(self.root).glob("**/.part-*.tmp-*"):
                 p.unlink(missing_ok=True)
 
     def read(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -193,6 +208,7 @@ class PartStore:
 
     def write(self, name: str, table: pa.Table) -> None:
         if self.local:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
             final = Path(self.root) / name
             tmp = final.with_name(f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")  # unique per writer
             try:

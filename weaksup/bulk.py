@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from weaksup import uris
-from weaksup.blocks import Block, PartStore, TableInput, part_name, part_rows, plan_blocks, with_parts
+from weaksup.blocks import Block, PartStore, TableInput, part_name, plan_blocks
 from weaksup.errors import InputError, one_line
 from weaksup.outputs import atomic_output, side_path
 from weaksup.pools import make_pool
@@ -332,15 +332,16 @@ def run_block(job: BulkJob, block: Block, check_only: bool = False) -> BlockResu
     if len(items) != block.rows:
         raise RuntimeError(f"block at row {block.first}: read {len(items)} rows, planned {block.rows}")
     keys = [_key_bytes(it, job.key) for it in items]
+    store = job.store.block(block.first)
     done: set[int] = set()
-    for name in block.parts:
+    for name in store.names():
         try:
-            part = job.store.read(name)
+            part = store.read(name)
             stamp = read_stamp((part.schema.metadata or {}).get(STAMP_KEY))
             rows = part.column(ROW).to_pylist()
         except Exception:  # noqa: BLE001 - a part cut short by a kill: its rows are done again
             if not check_only:
-                job.store.remove(name)
+                store.remove(name)
             continue
         result.parts_seen += 1
         if all(block.first <= r < block.end for r in rows):
@@ -353,7 +354,7 @@ def run_block(job: BulkJob, block: Block, check_only: bool = False) -> BlockResu
             continue
         result.stale.append(reason)
         if not check_only:
-            job.store.remove(name)
+            store.remove(name)
     if check_only:
         return result
     result.reused = len(done)
@@ -363,7 +364,7 @@ def run_block(job: BulkJob, block: Block, check_only: bool = False) -> BlockResu
         part = part_table(run_chunk(job.fn, chunk), job.part_schema)
         rows = [it[ROW] for it in chunk]
         stamp = make_stamp(job.settings, row_digest(keys[r - block.first] for r in rows))
-        job.store.write(
+        store.write(
             part_name(min(rows), max(rows), len(rows)),
             part.replace_schema_metadata({STAMP_KEY: json.dumps(stamp).encode()}),
         )
@@ -423,8 +424,9 @@ def commit_parts(
     writer: pq.ParquetWriter | None = None
     with atomic_output(out) as tmp:
         try:
-            for b in with_parts(blocks, job.store.names()):
-                parts = [job.store.read(n).replace_schema_metadata(None) for n in b.parts]
+            for b in blocks:
+                store = job.store.block(b.first)
+                parts = [store.read(n).replace_schema_metadata(None) for n in store.names()]
                 table = pa.concat_tables(parts) if parts else job.part_schema.empty_table()
                 table = table.sort_by(ROW)
                 rows = table.column(ROW).to_numpy()
@@ -528,13 +530,16 @@ def run_bulk(
     def blocks() -> Iterator[Block]:
         return plan_blocks(items, config.chunk_size, total, groups)
 
-    existing = store.names()
-    beyond = [n for n in existing if part_rows(n)[0] >= total]  # type: ignore[index] # rows this input lacks
-    if config.resume_strict and existing:  # judge every earlier part before anything changes
+    earlier = store.folders()  # an earlier run's blocks: O(blocks)
+    planned = {b.first for b in blocks()}
+    foreign = [f for f in earlier if f not in planned]  # rows this input lacks, or another chunk size
+    if config.resume_strict and earlier:  # judge every earlier part before anything changes
         strict = StaleParts(store.root)
-        for _ in beyond:
-            strict.check(ROWS_CHANGED)
-        for r in _run_blocks(check_block, job, (b for b in with_parts(blocks(), existing) if b.parts), config):
+        for f in foreign:
+            for _ in store.block(f).names():
+                strict.check(ROWS_CHANGED if f >= total else LAYOUT_CHANGED)
+        have = set(earlier)
+        for r in _run_blocks(check_block, job, (b for b in blocks() if b.first in have), config):
             if r.error:
                 raise InputError(r.error)
             _count_parts(strict, r)
@@ -542,14 +547,16 @@ def run_bulk(
 
     sums: Counter = Counter()
     stale = StaleParts(store.root)
-    for name in beyond:
-        stale.check(ROWS_CHANGED)
-        store.remove(name)
+    for f in foreign:
+        for _ in store.block(f).names():
+            stale.check(ROWS_CHANGED if f >= total else LAYOUT_CHANGED)
+        store.block(f).remove_all()
+    del planned, earlier, foreign
     started = time.perf_counter()
     with job_progress(enabled=config.progress, desc=config.desc, unit="rows", fields=tally_fields) as progress:
         zero = {k: 0.0 for k in (tally(part_schema.empty_table()) if tally else {})}
         task = progress.add_task(config.desc, total=total, **zero, **{f"{k}_per_s": 0.0 for k in zero})
-        for r in _run_blocks(run_block, job, with_parts(blocks(), existing), config):
+        for r in _run_blocks(run_block, job, blocks(), config):
             if r.error:
                 raise InputError(r.error)
             _count_parts(stale, r)

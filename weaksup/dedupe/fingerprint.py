@@ -155,8 +155,12 @@ def summary_path(out: Path | str) -> Path | str:
 
 
 def _check_parts(out: Path, fps: float) -> None:
-    """A resumed run must not mix rows of another fps or code version into the table."""
-    for part in sorted(parts_dir(out).glob("part-*.parquet")):
+    """A resumed run must not mix rows of another fps or code version into the table (one part
+    per block folder is read: a run writes all its parts at one fps, and this check stops any other)."""
+    for folder in sorted(parts_dir(out).glob("block-*")):
+        part = next(iter(sorted(folder.glob("part-*.parquet"))), None)
+        if part is None:
+            continue
         try:
             t = pq.read_table(part, columns=["fps", "code_version"])
         except Exception:  # a part cut short by a kill; the bulk job redoes its rows
