@@ -52,7 +52,7 @@ def run(
             )
         )
         best = min(best, time.perf_counter() - t)
-    return best, result
+    return best, result.read()
 
 
 def main() -> None:

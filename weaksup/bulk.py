@@ -385,7 +385,9 @@ def _run_blocks(
         from weaksup.ray_engine import ray_session, ray_tasks
 
         with ray_session(address=config.ray_address, workers=config.workers):
-            yield from ray_tasks(worker, blocks, shared=job)
+            # on a cluster its CPUs decide the width; without one, --workers does (also in a Ray already running)
+            width = None if config.ray_address else max(1, config.workers)
+            yield from ray_tasks(worker, blocks, shared=job, max_in_flight=width)
         return
     blocks = iter(blocks)
     if config.workers <= 0:
