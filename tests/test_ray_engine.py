@@ -264,3 +264,23 @@ def test_fetch_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> Non
     same = ["video_id", "url", "status", "error", "http_status", "bytes", "sha256"]
     assert on_ray.select(same).to_pylist() == local.select(same).to_pylist()
     assert local.column("status").to_pylist() == ["ok"] * 6 + ["rejected"] * 2
+
+
+def test_the_ray_driver_never_reads_the_rows(videos: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """probe on Ray with the row readers broken in this (driver) process: the workers read
+    their own blocks, so the job still gives the local engine's table."""
+    from weaksup.blocks import TableInput
+
+    local, _ = probe_videos(ProbeConfig(videos=videos["table"], out=tmp_path / "l.parquet", workers=0, progress=False))
+
+    def no_rows_here(*args, **kwargs):
+        raise AssertionError("the driver read input rows")
+
+    monkeypatch.setattr(TableInput, "read", no_rows_here)
+    monkeypatch.setattr(TableInput, "read_table", no_rows_here)
+    on_ray, _ = probe_videos(
+        ProbeConfig(
+            videos=videos["table"], out=tmp_path / "r.parquet", workers=2, chunk_size=2, progress=False, engine="ray"
+        )
+    )
+    assert on_ray.read().equals(local.read())
