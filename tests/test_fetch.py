@@ -686,7 +686,9 @@ def test_a_parquet_input_in_blocks_equals_the_in_memory_path(tmp_path: Path, ser
     assert_no_partial_files(tmp_path / "blocks", {r["video_id"]: r for r in blocks.to_pylist() if r["status"] == "ok"})
 
 
-def test_a_rerun_in_blocks_takes_over_the_earlier_rows_at_their_row_numbers(tmp_path: Path, server: str) -> None:
+def test_a_rerun_in_blocks_takes_over_the_earlier_rows_at_their_row_numbers(
+    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The workers read the earlier table's rows for their own block (its row groups laid out
     by another chunk size): an unchanged input is not fetched again; a changed URL and an
     appended row are, the rest taken over."""
@@ -696,6 +698,9 @@ def test_a_rerun_in_blocks_takes_over_the_earlier_rows_at_their_row_numbers(tmp_
     # 'uri' holding http(s) URLs is the URL column: in blocks that is checked on every row
     pq.write_table(pa.table({"video_id": ids, "uri": urls, "k": list(range(7))}), path, row_group_size=2)
     settings = dict(videos=path, out=tmp_path / "out", allow_private_hosts=True, progress=False, max_attempts=1)
+    from weaksup import bulk
+
+    monkeypatch.setattr(bulk, "ROW_GROUP_ROWS", 2)  # the earlier table in several row groups
     first, s1 = fetch_videos(FetchConfig(chunk_size=2, **settings))
     first = first.read()
     assert s1["reused_from_earlier_run"] == 0 and s1["ok"] == 5

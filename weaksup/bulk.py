@@ -423,8 +423,8 @@ def commit_parts(
     """The final table, block by block in row order (memory: one block): each block's parts
     must hold its rows exactly once, else the job stops (nothing is written)."""
     schema = load_schema(schema_name)
-    writer: pq.ParquetWriter | None = None
     with atomic_output(out) as tmp:
+        writer = _RowGroups(tmp)
         try:
             for b in blocks:
                 store = job.store.block(b.first)
@@ -436,31 +436,63 @@ def commit_parts(
                     raise RuntimeError(
                         f"{out}: bulk job accounting mismatch ({len(rows)} rows for input rows {b.first}..{b.end - 1})"
                     )
-                writer = _write_block(writer, tmp, table.drop_columns([ROW]), b, schema, finish, metadata)
-            if writer is None:
+                writer.add(_finished(table.drop_columns([ROW]), b, schema, finish, metadata))
+            if writer.empty:
                 empty = job.part_schema.empty_table().drop_columns([ROW])
-                writer = _write_block(None, tmp, empty, Block(0, 0), schema, finish, metadata)
+                writer.add(_finished(empty, Block(0, 0), schema, finish, metadata), force=True)
         finally:
-            if writer is not None:
-                writer.close()
+            writer.close()
 
 
-def _write_block(
-    writer: pq.ParquetWriter | None,
-    tmp: Path,
+#: Rows per row group of a bulk job's final table: blocks are gathered up to this, so the
+#: writer's footer (one entry per row group, held until the file is closed) stays small.
+ROW_GROUP_ROWS = 1 << 16
+
+
+class _RowGroups:
+    """A ParquetWriter fed block by block, writing row groups of about ROW_GROUP_ROWS rows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.writer = path, None
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+        self.empty = True
+
+    def add(self, table: pa.Table, force: bool = False) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        self.empty = False
+        if force or self.rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self.writer.write_table(table)
+        self.pending, self.rows = [], 0
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+
+def _finished(
     table: pa.Table,
     block: Block,
     schema: Any,
     finish: Callable[[pa.Table, Block], pa.Table] | None,
     metadata: Mapping[bytes, bytes] | None,
-) -> pq.ParquetWriter:
+) -> pa.Table:
     table = conform(finish(table, block) if finish else table, schema)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    if writer is None:
-        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-    writer.write_table(table)
-    return writer
+    return table
 
 
 def part_store(out: Path | str, engine: str) -> PartStore:
