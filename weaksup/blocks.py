@@ -124,12 +124,6 @@ def plan_blocks(
             first += rows
 
 
-def part_rows(name: str) -> tuple[int, int, int] | None:
-    """(first row, last row, rows) from a part's name; None for anything else."""
-    m = PART_NAME.match(name)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
 def part_name(first: int, last: int, rows: int) -> str:
     return f"part-{first:012d}-{last:012d}-{rows}.parquet"
 

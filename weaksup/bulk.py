@@ -264,7 +264,6 @@ class BlockResult:
 
     first: int
     rows: int
-    reused: int = 0
     parts_seen: int = 0
     stale: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)  # "status:ok", "reason:<kind>" and the job's tally
@@ -357,7 +356,6 @@ def run_block(job: BulkJob, block: Block, check_only: bool = False) -> BlockResu
             store.remove(name)
     if check_only:
         return result
-    result.reused = len(done)
     todo = [dict(it, **{ROW: block.first + i}) for i, it in enumerate(items) if block.first + i not in done]
     for start in range(0, len(todo), job.chunk_size):
         chunk = todo[start : start + job.chunk_size]
@@ -626,12 +624,6 @@ def nothing_done(table: pa.Table | BulkResult, what: str = "row") -> str | None:
     """Why a bulk job's output is "nothing done" (every row rejected; an empty input counts
     too), or None. The table itself stays whole: every row is there with its reason.
     Statuses other than ``rejected`` (``ok``, fingerprint's ``unfingerprintable``) are results."""
-    if isinstance(table, BulkResult):
-        rejected = table.status("rejected")
-        return nothing_done_message(table.rows, rejected, what, table.reasons() if rejected else {})
-    n = table.num_rows
-    status = table.column("status").to_pylist() if n else []
-    rejected = [i for i, s in enumerate(status) if s == "rejected"]
-    errors = table.column("error").to_pylist() if n and "error" in table.column_names else [None] * n
-    reasons = Counter((errors[i] or "unknown").split(":", 1)[0].strip() or "unknown" for i in rejected)
-    return nothing_done_message(n, len(rejected), what, reasons)
+    result = table if isinstance(table, BulkResult) else BulkResult("", table.num_rows, part_counts(table, None))
+    rejected = result.status("rejected")
+    return nothing_done_message(result.rows, rejected, what, result.reasons() if rejected else {})

@@ -60,7 +60,7 @@ driver then reads the parts (pairs are few) in table order and decides removals 
 as the local engine does: the outputs are the same, file for file. Fingerprinting and
 search stay two passes (the search needs every target fingerprinted first). Limits: every
 node holds one copy of the index in its object store (workers map its arrays, they do
-not copy them): about 2.8 KB per second of target video at 16 fps; workers write the
+not copy them), linear in target frames; workers write the
 parts beside ``OUT``, so on several machines ``OUT`` must be on storage they all mount;
 a codes table of one row group gives at most ``MAX_SLICES`` tasks.
 
