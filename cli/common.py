@@ -17,7 +17,8 @@ from weaksup.locks import output_lock
 EngineOption = Annotated[
     str,
     typer.Option(
-        help='Where the per-video work runs: local (a process pool) or ray (Ray Data; pip install "weaksup[ray]").'
+        help="Where the work runs: local (this machine) or ray (Ray tasks, on a private Ray or the cluster of "
+        '--ray-address; pip install "weaksup[ray]").'
     ),
 ]
 RayAddressOption = Annotated[

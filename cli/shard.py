@@ -9,7 +9,9 @@ import typer
 
 from weaksup.cli.common import (
     AllowEmptyOption,
+    EngineOption,
     ProgressOption,
+    RayAddressOption,
     deprecated_option,
     nothing_done,
     one_line_warnings,
@@ -32,7 +34,9 @@ def shard(
         Optional[str], typer.Option(help="Target bytes per shard instead of a count: 1GB, 500MiB, 2e9.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffled row order (each shard mixes classes).")] = 0,
-    threads: Annotated[int, typer.Option(help="Threads reading files and writing shards (I/O; at least 1).")] = 2,
+    threads: Annotated[
+        int, typer.Option(help="Threads reading files and writing shards (I/O; at least 1; --engine ray: per task).")
+    ] = 2,
     progress: ProgressOption = True,
     resume: Annotated[
         bool,
@@ -53,6 +57,8 @@ def shard(
         ),
     ] = False,
     allow_empty: AllowEmptyOption = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     workers: Annotated[Optional[int], typer.Option("--workers", hidden=True, help="Deprecated: --threads.")] = None,
 ) -> None:
     """Write the video files (unchanged) and their labels into tar shards for sequential reading.
@@ -77,6 +83,8 @@ def shard(
             progress=progress,
             resume=resume,
             resume_strict=resume_strict,
+            engine=engine,
+            ray_address=ray_address,
         )
         return write_shards(cfg)
 

@@ -187,3 +187,30 @@ def test_dedupe_search_on_two_nodes_equals_the_local_search(cluster, videos: Pat
         outs[engine] = (pq.read_table(out), summary)
     assert outs["ray"][0].equals(outs["local"][0])
     assert outs["ray"][0].num_rows == 8  # one of each pair of copies removed
+
+
+def test_shard_on_two_nodes_equals_the_local_engine(cluster, videos: Path, tmp_path: Path, monkeypatch) -> None:
+    """The size, sort and write tasks of ``shard --engine ray`` on both nodes: the same tar
+    shards, index and rejects as the local engine (several blocks and buckets)."""
+    from weaksup.data import shard_ray
+    from weaksup.data.shard_writer import ShardConfig, write_shards
+
+    monkeypatch.setattr(shard_ray, "BUCKET_ROWS", 2)
+    monkeypatch.setattr(shard_ray, "BLOCK_CHUNK", 2)
+    manifest = tmp_path / "manifest.parquet"
+    rows = pq.read_table(videos)
+    n = rows.num_rows
+    rows = rows.append_column("label_id", pa.array([i % 2 for i in range(n)], pa.int32()))
+    rows = rows.append_column("label", pa.array(["a" if i % 2 == 0 else "b" for i in range(n)]))
+    rows = rows.append_column("matched_label_ids", pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())))
+    pq.write_table(rows, manifest, row_group_size=4)
+    outs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        summary = write_shards(ShardConfig(manifest=manifest, out=out, shard_size=3, engine=engine, progress=False))
+        shards = {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.tar"))}
+        tables = [pq.read_table(out / name) for name in ("index.parquet", "rejects.parquet")]
+        outs[engine] = (shards, tables, {k: v for k, v in summary.items() if k not in ("index", "rejects")})
+    assert outs["ray"][0] == outs["local"][0] and len(outs["ray"][0]) == 3
+    assert all(a.equals(b) for a, b in zip(outs["ray"][1], outs["local"][1]))
+    assert outs["ray"][2] == outs["local"][2] and outs["ray"][2]["rejected"] == 1

@@ -196,6 +196,29 @@ def test_shard_bytes_limit(corpus: dict, tmp_path: Path) -> None:
         ShardConfig(manifest=corpus["manifest"], out=tmp_path, shard_size=2, shard_bytes=100)
 
 
+def test_cut_by_bytes_is_the_greedy_cut_in_any_pieces() -> None:
+    """Shards filled up to a byte limit, a bigger clip alone: the same cuts however the order
+    arrives in pieces (the Ray engine feeds it bucket by bucket)."""
+    from weaksup.data.shard_writer import cut_by_bytes
+
+    def greedy(need: list[int], limit: int) -> list[int]:  # the plain loop: cut before a clip that does not fit
+        cuts, used, start = [], 0, 0
+        for i, n in enumerate(need):
+            if i > start and used + n > limit:
+                cuts.append(i)
+                start, used = i, 0
+            used += n
+        return cuts
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        need = rng.integers(1, 50, size=int(rng.integers(0, 40))).tolist()
+        limit = int(rng.integers(1, 120))
+        splits = sorted(rng.integers(0, len(need) + 1, size=int(rng.integers(0, 6))).tolist())
+        pieces = [need[a:b] for a, b in zip([0, *splits], [*splits, len(need)])]
+        assert list(cut_by_bytes(map(np.array, pieces), limit)) == greedy(need, limit)
+
+
 def test_unreadable_files_are_rejects_not_crashes(corpus: dict, tmp_path: Path) -> None:
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
@@ -426,13 +449,13 @@ def test_a_relabelled_table_rewrites_its_shards(corpus: dict, tmp_path: Path, sh
 
 def test_unstamped_shards_of_an_older_weaksup_are_rewritten(corpus: dict, tmp_path: Path) -> None:
     from weaksup.bulk import StaleResumeWarning
-    from weaksup.data import shard_writer as shards_mod
+    from weaksup.data import shard_format as shards_mod
 
     out = tmp_path / "sh"
-    real = shards_mod._write_shard
+    real = shards_mod.write_shard
     shards_mod_write = lambda path, clips, stamp=None: real(path, clips)  # noqa: E731 - as weaksup wrote them before
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(shards_mod, "_write_shard", shards_mod_write)
+        patch.setattr(shards_mod, "write_shard", shards_mod_write)
         write_shards(ShardConfig(manifest=corpus["manifest"], out=out, shard_size=2))
     with pytest.warns(StaleResumeWarning, match=r"4 of 4 shards .*no stamp"):
         assert write_shards(ShardConfig(manifest=corpus["manifest"], out=out, shard_size=2))["shards_written"] == 4

@@ -47,7 +47,7 @@ class TableInput:
     root: str
     files: tuple[str, ...]
     columns: tuple[str, ...]
-    to_items: Callable[[pa.Table, int], list[dict]]
+    to_items: Callable[[pa.Table, int], list[dict]] | None = None  # None: the job reads tables (read_table)
 
     def filesystem(self) -> Any:
         return uris.pyarrow_filesystem(self.root)[0]
@@ -69,6 +69,8 @@ class TableInput:
 
     def read(self, block: Block) -> list[dict]:
         """The items of ``block``: its rows with only the needed columns, through ``to_items``."""
+        if self.to_items is None:
+            raise TypeError("this TableInput has no to_items: read its blocks with read_table")
         return self.to_items(self.read_table(block), block.first)
 
 

@@ -48,7 +48,7 @@ from weaksup.blocks import Block, PartStore, TableInput, part_name, plan_blocks
 from weaksup.errors import InputError, one_line
 from weaksup.outputs import atomic_output, side_path
 from weaksup.pools import make_pool
-from weaksup.tables import conform, load_schema
+from weaksup.tables import RowGroupWriter, conform, load_schema
 
 ROW = "_row"
 STAMP_KEY = b"weaksup.stamp"  # Parquet schema metadata key (and tar PAX header) of a piece's stamp
@@ -422,7 +422,7 @@ def commit_parts(
     must hold its rows exactly once, else the job stops (nothing is written)."""
     schema = load_schema(schema_name)
     with atomic_output(out) as tmp:
-        writer = _RowGroups(tmp)
+        writer = RowGroupWriter(tmp, ROW_GROUP_ROWS)
         try:
             for b in blocks:
                 store = job.store.block(b.first)
@@ -445,39 +445,6 @@ def commit_parts(
 #: Rows per row group of a bulk job's final table: blocks are gathered up to this, so the
 #: writer's footer (one entry per row group, held until the file is closed) stays small.
 ROW_GROUP_ROWS = 1 << 16
-
-
-class _RowGroups:
-    """A ParquetWriter fed block by block, writing row groups of about ROW_GROUP_ROWS rows."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.writer = path, None
-        self.pending: list[pa.Table] = []
-        self.rows = 0
-        self.empty = True
-
-    def add(self, table: pa.Table, force: bool = False) -> None:
-        self.pending.append(table)
-        self.rows += table.num_rows
-        self.empty = False
-        if force or self.rows >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        table = pa.concat_tables(self.pending)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
-        self.writer.write_table(table)
-        self.pending, self.rows = [], 0
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self.writer is not None:
-                self.writer.close()
 
 
 def _finished(

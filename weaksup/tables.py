@@ -23,6 +23,7 @@ import os
 import re
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -458,6 +459,42 @@ def write_table(
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return table
+
+
+class RowGroupWriter:
+    """A Parquet file written piece by piece (a big table streamed block by block): pieces are
+    gathered into row groups of about ``rows_per_group`` rows, so the footer, which the writer
+    holds until the file is closed, has one entry per row group, not one per piece."""
+
+    def __init__(self, path: Path, rows_per_group: int = 1 << 16) -> None:
+        self.path, self.rows_per_group = path, rows_per_group
+        self.writer: pq.ParquetWriter | None = None
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+        self.empty = True
+
+    def add(self, table: pa.Table, force: bool = False) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        self.empty = False
+        if force or self.rows >= self.rows_per_group:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self.writer.write_table(table)
+        self.pending, self.rows = [], 0
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
 
 
 def write_json(obj: Any, path: PathOrUri) -> None:

@@ -32,7 +32,7 @@ class TrainingTable:
         return self.table.num_rows
 
 
-def _table_kind(path: Path) -> str:
+def table_kind(path: Path) -> str:
     """Which schema a training table follows: its stamped schema name, else its columns."""
     schema = open_parquet(path, "training table").schema_arrow  # missing, not Parquet, truncated: one line
     stamp = (schema.metadata or {}).get(SCHEMA_META_KEY, b"").decode(errors="replace").split("/")[0]
@@ -62,7 +62,7 @@ def read_training_table(path: Path, *, labels: Path | None = None, loss: str = "
     the last labels still trains a full-size classifier; else max(label_id) + 1.
     """
     path = Path(path)
-    kind = _table_kind(path)
+    kind = table_kind(path)
     table = read_table(kind, path)
     if table.num_rows == 0:
         raise InputError(f"{path}: the {kind} table has no rows")
