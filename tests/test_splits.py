@@ -292,6 +292,7 @@ def test_materialize_cuts_windows_and_rejects_bad_sources(sources, tmp_path):
     assert mat["missing"]["status"] == "rejected" and mat["missing"]["error"].startswith("source not found")
     assert mat["corrupt"]["status"] == "rejected" and mat["corrupt"]["error"].startswith("unreadable source")
     assert mat["missing"]["uri"] is None and mat["a"]["n_frames"] == 32
+    assert mat["a"]["cut_s"] == pytest.approx(2.0) and mat["missing"]["cut_s"] is None  # measured by the worker
     assert summary["ok"] == 2 and summary["rejected"] == 2
     assert summary["rejected_by_reason"] == {"source not found": 1, "unreadable source": 1}
 
@@ -311,6 +312,29 @@ def test_materialize_cuts_windows_and_rejects_bad_sources(sources, tmp_path):
     assert cut["a"]["label"] == "x" and cut["a"]["split"] == "long-center"
     assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == sorted(
         ["a.mp4", "b.mp4", "materialized.parquet", "clips.parquet", "materialized.summary.json"]
+    )
+
+
+def test_the_clips_of_the_cut_files_take_the_workers_lengths(tmp_path, monkeypatch):
+    """The driver writes the cut files' clips table from the lengths the workers measured:
+    it opens a cut file only for a row of an older weaksup's part (no ``cut_s``)."""
+    opened: list[str] = []
+    monkeypatch.setattr(splits_mod, "_cut_seconds", lambda u: (opened.append(u), 9.0)[1])
+    cut = pa.table(
+        {
+            "video_id": ["a", "b"],
+            "uri": ["/src/a.mp4", "/src/b.mp4"],
+            "label_id": pa.array([0, 1], pa.int32()),
+            "label": ["x", "y"],
+            "split": ["short", "short"],
+            "clip_start_s": [1.0, 2.0],
+            "clip_end_s": [3.0, 4.0],
+        }
+    )
+    block, seconds = splits_mod._cut_clips_block(cut, pa.array(["/cut/a.mp4", "/cut/b.mp4"]), pa.array([2.5, None]))
+    assert opened == ["/cut/b.mp4"] and seconds == pytest.approx(11.5)
+    assert (
+        block.column("clip_end_s").to_pylist() == [2.5, 9.0] and block.column("source_clip_start_s")[1].as_py() == 2.0
     )
 
 

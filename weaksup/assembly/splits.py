@@ -503,12 +503,14 @@ def _cut_one(item: dict, settings: CutSettings) -> dict:
         "clip_start_s": item["clip_start_s"],
         "clip_end_s": item["clip_end_s"],
         "n_frames": None,
+        "cut_s": None,
     }
     local = source[len("file://") :] if source.startswith("file://") else source
     try:
         if "://" not in local and not os.path.isfile(local):
             raise _Reject("source not found", local)
         n = _encode_window(local, dest, float(item["clip_start_s"]), float(item["clip_end_s"]), settings)
+        cut_s = _cut_seconds(str(dest))  # here, where the file is: the driver never opens the cut files
     except Exception as exc:  # noqa: BLE001 - one bad file never kills the job
         if dest.exists():
             dest.unlink()  # a cut from an earlier run must not outlive this rejection
@@ -520,7 +522,7 @@ def _cut_one(item: dict, settings: CutSettings) -> dict:
             error = f"cut failed: {failure_reason(exc)}"
         row.update(status="rejected", error=error)
         return row
-    row.update(status="ok", error=None, uri=str(dest), n_frames=n)
+    row.update(status="ok", error=None, uri=str(dest), n_frames=n, cut_s=cut_s)
     return row
 
 
@@ -635,9 +637,14 @@ def _aligned(inputs: Iterator[pa.Table], results: Iterator[pa.Table]) -> Iterato
         buffered = buffered.slice(result.num_rows)
 
 
-def _cut_clips_block(cut: pa.Table, cut_uris: pa.Array) -> tuple[pa.Table, float]:
-    """The clips rows of one block's cut files (window = the whole cut, source window kept)."""
-    cut_len = pa.array([_cut_seconds(u) for u in cut_uris.to_pylist()], pa.float64())
+def _cut_clips_block(cut: pa.Table, cut_uris: pa.Array, cut_s: pa.Array) -> tuple[pa.Table, float]:
+    """The clips rows of one block's cut files (window = the whole cut, source window kept).
+    ``cut_s``: each cut's length as its worker measured it; null only in the parts of an
+    older weaksup, whose cut files are then opened here."""
+    lengths = cut_s.to_pylist()
+    cut_len = pa.array(
+        [s if s is not None else _cut_seconds(u) for s, u in zip(lengths, cut_uris.to_pylist())], pa.float64()
+    )
     clips = {
         "video_id": cut.column("video_id"),
         "uri": cut_uris,
@@ -661,20 +668,24 @@ def _write_cut_clips(clips: pa.Table | str | os.PathLike[str], result: Path, cli
         inputs: Iterator[pa.Table] = iter([clips])
     else:
         inputs = (pa.table(b) for b in pq.ParquetFile(clips).iter_batches(batch_size=1 << 16))
-    results = (pa.table(b) for b in pq.ParquetFile(result).iter_batches(batch_size=1 << 16, columns=["status", "uri"]))
+    results = (
+        pa.table(b) for b in pq.ParquetFile(result).iter_batches(batch_size=1 << 16, columns=["status", "uri", "cut_s"])
+    )
     seconds, writer = 0.0, None
     with atomic_output(clips_path) as tmp:
         try:
             for rows, done in _aligned(inputs, results):
                 ok = pc.equal(done.column("status"), "ok")
-                block, n = _cut_clips_block(rows.filter(ok), pc.filter(done.column("uri"), ok))
+                block, n = _cut_clips_block(
+                    rows.filter(ok), pc.filter(done.column("uri"), ok), pc.filter(done.column("cut_s"), ok)
+                )
                 seconds += n
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, block.schema, compression="zstd")
                 writer.write_table(block)
             if writer is None:
                 empty = clips.slice(0, 0) if isinstance(clips, pa.Table) else pq.read_schema(clips).empty_table()
-                block, _ = _cut_clips_block(empty, pa.array([], pa.string()))
+                block, _ = _cut_clips_block(empty, pa.array([], pa.string()), pa.array([], pa.float64()))
                 writer = pq.ParquetWriter(tmp, block.schema, compression="zstd")
                 writer.write_table(block)
         finally:
