@@ -33,6 +33,7 @@ CORE = {
     "blocks",
     "bulk",
     "ray_engine",
+    "duplicate_ids",
 }
 #: What each package (or top-level orchestration module) may import besides the core.
 ALLOWED = {

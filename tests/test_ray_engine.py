@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,7 +21,7 @@ from weaksup.dedupe.fingerprint import FingerprintConfig, fingerprint_videos
 from weaksup.errors import InputError
 from weaksup.ray_engine import check_engine
 from weaksup.synth.video import write_test_video
-from weaksup.tables import write_table
+from weaksup.tables import read_table, write_table
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -144,6 +145,12 @@ def test_materialize_is_identical_on_both_engines(videos: dict, tmp_path: Path) 
     for vid in videos["ids"][:n]:  # the same encoder settings cut the same bytes
         assert (tmp_path / "local" / f"{vid}.mp4").read_bytes() == (tmp_path / "ray" / f"{vid}.mp4").read_bytes()
     assert s_ray["ok"] == s_local["ok"] == n
+    twice = read_table("clips", clips)
+    twice = pa.concat_tables([twice, twice.slice(1, 1)])  # a repeated video_id: cut files are named by it
+    pq.write_table(twice, tmp_path / "twice.parquet", row_group_size=2)
+    for engine in ("local", "ray"):
+        with pytest.raises(InputError, match="1 duplicate video_id"):
+            materialize_clips(tmp_path / "twice.parquet", tmp_path / f"twice-{engine}", engine=engine, **kw)
 
 
 def test_dedupe_fingerprints_through_ray_and_removes_the_same_copies(videos: dict, tmp_path: Path) -> None:
@@ -255,7 +262,9 @@ def test_fetch_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> Non
     names = [Path(u).name for u in videos["uris"]]
     with serve_folder(videos["dir"]) as base:
         urls = tmp_path / "urls.parquet"
-        pq.write_table(pa.table({"video_id": videos["ids"], "url": [f"{base}/{n}" for n in names]}), urls)
+        ids = videos["ids"] + [videos["ids"][0], videos["ids"][1]]  # repeated ids: rejected, naming the first row
+        links = [f"{base}/{n}" for n in names] + [f"{base}/{names[0]}", None]
+        pq.write_table(pa.table({"video_id": ids, "url": links}), urls, row_group_size=3)
         common = dict(videos=urls, allow_private_hosts=True, chunk_size=3, progress=False, max_attempts=1)
         local, _ = fetch_videos(FetchConfig(out=tmp_path / "local", **common))
         local = local.read()
@@ -263,7 +272,8 @@ def test_fetch_is_identical_on_both_engines(videos: dict, tmp_path: Path) -> Non
         on_ray = on_ray.read()
     same = ["video_id", "url", "status", "error", "http_status", "bytes", "sha256"]
     assert on_ray.select(same).to_pylist() == local.select(same).to_pylist()
-    assert local.column("status").to_pylist() == ["ok"] * 6 + ["rejected"] * 2
+    assert local.column("status").to_pylist() == ["ok"] * 6 + ["rejected"] * 4
+    assert "duplicate" in local.column("error")[8].as_py()
 
 
 def test_the_ray_driver_never_reads_the_rows(videos: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -147,7 +147,8 @@ class PartStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.local = uris.is_local(root)
-        self.root: Path | str = uris.local_path(root) if self.local else uris.as_uri(root).rstrip("/")
+        # absolute: Ray workers do not share the driver's working folder
+        self.root: Path | str = uris.local_path(root).absolute() if self.local else uris.as_uri(root).rstrip("/")
 
     def __reduce__(self) -> tuple:  # ships as its root (fsspec handles are rebuilt per process)
         return (PartStore, (str(self.root),))
@@ -168,7 +169,11 @@ class PartStore:
 
     def block(self, first: int) -> PartStore:
         """The store of one block's parts (a subfolder)."""
-        return PartStore(Path(self.root) / block_folder(first) if self.local else f"{self.root}/{block_folder(first)}")
+        return self.child(block_folder(first))
+
+    def child(self, name: str) -> PartStore:
+        """A subfolder (a block's parts, or a step's scratch parts that the block listing ignores)."""
+        return PartStore(Path(self.root) / name if self.local else f"{self.root}/{name}")
 
     def folders(self) -> list[int]:
         """First rows of the block folders there (an earlier run's blocks), sorted."""
@@ -196,26 +201,28 @@ class PartStore:
             for p in Path(self.root).glob("**/.part-*.tmp-*"):
                 p.unlink(missing_ok=True)
 
-    def read(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
+    def read(self, name: str, columns: Sequence[str] | None = None, filters: list | None = None) -> pa.Table:
+        """A part (``columns`` of it; ``filters`` as pyarrow's, which skip row groups by their statistics)."""
+        cols = list(columns) if columns else None
         if self.local:
-            return pq.read_table(Path(self.root) / name, columns=list(columns) if columns else None)
+            return pq.read_table(Path(self.root) / name, columns=cols, filters=filters)
         with uris.open_input(f"{self.root}/{name}") as f:
-            return pq.read_table(f, columns=list(columns) if columns else None)
+            return pq.read_table(f, columns=cols, filters=filters)
 
-    def write(self, name: str, table: pa.Table) -> None:
+    def write(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
         if self.local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
             final = Path(self.root) / name
             tmp = final.with_name(f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")  # unique per writer
             try:
-                pq.write_table(table, tmp)
+                pq.write_table(table, tmp, row_group_size=row_group_size)
                 os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
             return
         with tempfile.TemporaryDirectory() as tmpdir:
             local = Path(tmpdir) / name
-            pq.write_table(table, local)
+            pq.write_table(table, local, row_group_size=row_group_size)
             uris.upload_atomic(local, f"{self.root}/{name}")
 
     def remove(self, name: str) -> None:

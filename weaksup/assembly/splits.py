@@ -14,6 +14,7 @@ rescaled, short GOP, no audio) so training decodes fast; it is a resumable bulk 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -30,12 +31,13 @@ import pyarrow.parquet as pq
 
 from weaksup import uris
 from weaksup.assembly.videos import duplicate_rows, iter_video_ids, open_table, videos_input
-from weaksup.blocks import TableInput
-from weaksup.bulk import BulkConfig, run_bulk
+from weaksup.blocks import PartStore, TableInput
+from weaksup.bulk import BulkConfig, part_store, run_bulk
+from weaksup.duplicate_ids import id_hashes, repeated_id_hashes
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
 from weaksup.outputs import atomic_output, atomic_path, output_set, require_local_output, side_path
-from weaksup.ray_engine import check_engine
+from weaksup.ray_engine import check_engine, ray_session
 from weaksup.tables import conform, load_schema, open_parquet, read_table, write_json, write_table
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
@@ -599,13 +601,24 @@ def _check_clips_schema(path: str | os.PathLike[str]) -> None:
         raise InputError(f"{uris.display(path)}: missing column(s) {', '.join(missing)} (table 'clips')")
 
 
-def _check_unique_ids(path: str | os.PathLike[str]) -> None:
+def _check_unique_ids(path: str | os.PathLike[str], source: TableInput, store: PartStore | None) -> None:
     """Refuse a clips table whose video_id repeats, reading only 64-bit hashes of the ids
-    (8 bytes a row, transient) and the strings of the rare candidate rows."""
-    hashes = [stable_hash64(ids, 0, "video_id") for ids in iter_video_ids(path)]
-    repeated = duplicate_rows(path, np.concatenate(hashes) if hashes else np.empty(0, np.uint64), 1 << 20)
+    and the strings of the rare candidate rows. Locally the hashes are held here (8 bytes a
+    row, transient); with a ``store`` (the Ray engine) Ray tasks sort them
+    (:mod:`weaksup.duplicate_ids`) and only the repeated values come back."""
+    if store is None:
+        hashes = [id_hashes(ids, "video_id") for ids in iter_video_ids(path)]
+        repeated = len(duplicate_rows(path, np.concatenate(hashes) if hashes else np.empty(0, np.uint64), 1 << 20))
+    else:
+        rows = sum(n for *_, n in source.row_groups())
+        values = repeated_id_hashes(source, "video_id", "video_id", store=store, rows=rows)
+        repeated, seen = 0, set()
+        for ids in iter_video_ids(path) if len(values) else ():  # confirm on the strings of the candidates only
+            for v in ids.filter(pa.array(np.isin(id_hashes(ids, "video_id"), values))).to_pylist():
+                repeated += v in seen
+                seen.add(v)
     if repeated:
-        raise InputError(f"clips: {len(repeated)} duplicate video_id value(s); cut files are named by video_id")
+        raise InputError(f"clips: {repeated} duplicate video_id value(s); cut files are named by video_id")
 
 
 def cut_items(table: pa.Table, first_row: int, *, out_dir: str) -> list[dict[str, Any]]:
@@ -735,46 +748,48 @@ def materialize_clips(
         engine=engine,
         ray_address=ray_address,
     )
-    out_dir = Path(out_dir).absolute()  # Ray workers do not share this process's working folder
-    mat_path, clips_path, sum_path = materialized_paths(out_dir)
-    to_items = partial(cut_items, out_dir=str(out_dir))
-    if isinstance(clips, pa.Table):
-        table = _read_unique_clips(clips)
-        source: TableInput | list[dict[str, Any]] | None = _cut_items(table, out_dir)
-        clips_in: pa.Table | str | os.PathLike[str] = table
-    else:
-        source = videos_input(clips, ("video_id", "uri", "clip_start_s", "clip_end_s"), to_items)
-        if source is None:  # not Parquet: read whole
+    ray = engine == "ray"
+    with ray_session(address=ray_address, workers=workers) if ray else contextlib.nullcontext():  # one Ray for all
+        out_dir = Path(out_dir).absolute()  # Ray workers do not share this process's working folder
+        mat_path, clips_path, sum_path = materialized_paths(out_dir)
+        to_items = partial(cut_items, out_dir=str(out_dir))
+        if isinstance(clips, pa.Table):
             table = _read_unique_clips(clips)
-            source, clips_in = _cut_items(table, out_dir), table
+            source: TableInput | list[dict[str, Any]] | None = _cut_items(table, out_dir)
+            clips_in: pa.Table | str | os.PathLike[str] = table
         else:
-            _check_clips_schema(clips)
-            _check_unique_ids(clips)
-            clips_in = clips
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(".*.mp4.tmp-*"):  # left by a killed run
-        stale.unlink(missing_ok=True)
+            source = videos_input(clips, ("video_id", "uri", "clip_start_s", "clip_end_s"), to_items)
+            if source is None:  # not Parquet: read whole
+                table = _read_unique_clips(clips)
+                source, clips_in = _cut_items(table, out_dir), table
+            else:
+                _check_clips_schema(clips)
+                _check_unique_ids(clips, source, part_store(mat_path, engine).child("id-hashes") if ray else None)
+                clips_in = clips
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.glob(".*.mp4.tmp-*"):  # left by a killed run
+            stale.unlink(missing_ok=True)
 
-    settings = CutSettings(short_side=short_side, gop=gop, codec=codec, crf=crf, preset=preset)
-    result = run_bulk(
-        source,
-        partial(_cut_one, settings=settings),
-        schema_name="materialized",
-        out=mat_path,
-        config=BulkConfig(
-            workers=workers,
-            chunk_size=chunk_size,
-            desc="materialize",
-            progress=progress,
-            engine=engine,
-            ray_address=ray_address,
-            resume=resume,
-            resume_strict=resume_strict,
-        ),
-        settings=asdict(settings),
-        key=("video_id", "uri", "clip_start_s", "clip_end_s", "dest"),
-        tally=_frames,
-    )
+        settings = CutSettings(short_side=short_side, gop=gop, codec=codec, crf=crf, preset=preset)
+        result = run_bulk(
+            source,
+            partial(_cut_one, settings=settings),
+            schema_name="materialized",
+            out=mat_path,
+            config=BulkConfig(
+                workers=workers,
+                chunk_size=chunk_size,
+                desc="materialize",
+                progress=progress,
+                engine=engine,
+                ray_address=ray_address,
+                resume=resume,
+                resume_strict=resume_strict,
+            ),
+            settings=asdict(settings),
+            key=("video_id", "uri", "clip_start_s", "clip_end_s", "dest"),
+            tally=_frames,
+        )
     cut_seconds = _write_cut_clips(clips_in, mat_path, clips_path)
     ok = result.status("ok")
     summary: dict[str, Any] = {

@@ -26,11 +26,12 @@ Two ways in, one output:
   O(blocks) plan and counts, one block at commit (its parts, the input's other columns,
   and ``video_id``/``url``/``fetched_at`` of the earlier table's same rows), and the
   duplicates: two int64 arrays (16 bytes per duplicate row) kept for the job and shipped
-  with it to every worker. During planning, transiently, the hash array (8 bytes per input
-  row, sorted in place, plus a 1-byte-per-row mask while the repeats are picked out: the one
-  O(rows) thing, freed before any row is fetched; 2M rows peaked at 9.6 bytes a row) and,
-  in the second pass only, the ids whose hash repeats (one string each), in Arrow batches
-  of 64K rows throughout.
+  with it to every worker. During planning, with the local engine, transiently, the hash
+  array (8 bytes per input row, sorted in place, plus a 1-byte-per-row mask while the
+  repeats are picked out: the one O(rows) thing, freed before any row is fetched; 2M rows
+  peaked at 9.6 bytes a row); with the Ray engine the hashes are sorted by Ray tasks
+  (:mod:`weaksup.duplicate_ids`) and only the repeated values come back. In the second pass
+  only, the ids whose hash repeats (one string each), in Arrow batches of 64K rows throughout.
 * A CSV or JSON-lines input is read whole and planned in memory (:func:`read_input`,
   :func:`plan_items`), as before: text tables are size-limited inputs.
 
@@ -67,7 +68,17 @@ import pyarrow.parquet as pq
 from weaksup import uris
 from weaksup.assembly.videos import open_table
 from weaksup.blocks import Block, TableInput
-from weaksup.bulk import BulkConfig, BulkResult, ChunkFunction, StaleResumeWarning, read_stamp, run_bulk, summary_path
+from weaksup.bulk import (
+    BulkConfig,
+    BulkResult,
+    ChunkFunction,
+    StaleResumeWarning,
+    part_store,
+    read_stamp,
+    run_bulk,
+    summary_path,
+)
+from weaksup.duplicate_ids import repeated_id_hashes
 from weaksup.errors import InputError, first_line
 from weaksup.fetch.client import Fetcher, Outcome, local_tmp_dir, make_session, reset_hosts
 from weaksup.fetch.config import FetchConfig
@@ -181,10 +192,13 @@ def _batches(dataset: ds.Dataset, label: str, columns: Sequence[str]) -> Iterato
         yield batch
 
 
-def _id_hashes(dataset: ds.Dataset, label: str, column: str, check_http: bool, total: int) -> np.ndarray:
-    """The first pass: a 64-bit hash of every row's ``video_id`` (8 bytes a row), with the
-    columns checked on the way (no empty id; ``uri`` holds only http(s) URLs)."""
-    hashes = np.empty(total, np.uint64)
+def _id_hashes(
+    dataset: ds.Dataset, label: str, column: str, check_http: bool, total: int, keep: bool = True
+) -> np.ndarray:
+    """The first pass: a 64-bit hash of every row's ``video_id`` (8 bytes a row; none when
+    not ``keep``: the Ray engine hashes on its workers), with the columns checked on the way
+    (no empty id; ``uri`` holds only http(s) URLs)."""
+    hashes = np.empty(total if keep else 0, np.uint64)
     row = nulls = urls = 0
     all_http = True
     for batch in _batches(dataset, label, ("video_id", column)):
@@ -193,7 +207,9 @@ def _id_hashes(dataset: ds.Dataset, label: str, column: str, check_http: bool, t
             raise InputError(f"{label}: the table changed while it was read (more rows than its footers say)")
         ids = batch.column("video_id")
         nulls += ids.null_count
-        hashes[row : row + n] = stable_hash64(_text(ids, label, "video_id"), 0, _ID_SALT)
+        text = _text(ids, label, "video_id")
+        if keep:
+            hashes[row : row + n] = stable_hash64(text, 0, _ID_SALT)
         if check_http and all_http:
             values = pc.drop_null(_text(batch.column(column), label, column))
             urls += len(values)
@@ -247,7 +263,18 @@ def scan_input(cfg: FetchConfig, inp: Input) -> TableInput:
     files = tuple(os.path.abspath(f) for f in dataset.files) if local else tuple(dataset.files)  # for Ray workers
     fs = uris.pyarrow_filesystem(root)[0]
     total = sum(pq.ParquetFile(f, filesystem=fs).metadata.num_rows for f in files)
-    repeated = _repeated(_id_hashes(dataset, label, column, check_http, total))  # the hashes are freed here
+    if cfg.engine == "ray":  # the hashes are sorted by Ray tasks: nothing per row here
+        _id_hashes(dataset, label, column, check_http, total, keep=False)
+        repeated = repeated_id_hashes(
+            TableInput(root=root, files=files, columns=("video_id",)),
+            "video_id",
+            _ID_SALT,
+            store=part_store(out_table(cfg.out), "ray").child("id-hashes"),
+            rows=total,
+            max_in_flight=None if cfg.ray_address else max(1, cfg.workers),
+        )
+    else:
+        repeated = _repeated(_id_hashes(dataset, label, column, check_http, total))  # the hashes are freed here
     duplicates = _duplicates(dataset, label, column, repeated)
     to_items = functools.partial(block_items, cfg=cfg, url_column=column, duplicates=duplicates, label=label)
     return TableInput(root=root, files=files, columns=("video_id", column), to_items=to_items)
@@ -565,6 +592,15 @@ def fetch_videos(cfg: FetchConfig) -> tuple[BulkResult, dict[str, Any]]:
     A Parquet input runs in block mode (nothing per row held here; see the module
     docstring), a CSV or JSON-lines one in memory."""
     check_engine(cfg.engine, cfg.ray_address)
+    if cfg.engine == "ray":  # one Ray for the id check and the fetch
+        from weaksup.ray_engine import ray_session
+
+        with ray_session(address=cfg.ray_address, workers=cfg.workers):
+            return _fetch_videos(cfg)
+    return _fetch_videos(cfg)
+
+
+def _fetch_videos(cfg: FetchConfig) -> tuple[BulkResult, dict[str, Any]]:
     t0 = time.perf_counter()
     inp = open_input(cfg)
     blocks = isinstance(inp.dataset.format, ds.ParquetFileFormat)
