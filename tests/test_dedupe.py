@@ -489,6 +489,20 @@ def test_sources_processed_in_chunks_give_the_same_report(corpus: dict, default_
     assert pq.read_table(report).equals(pq.read_table(default_run[2]))
 
 
+def test_the_manifest_is_streamed_in_batches_to_the_same_outputs(
+    corpus: dict, default_run: tuple[dict, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver checks and writes the manifest batch by batch (it holds only the ids):
+    batches of 2 rows give the same cleaned and removed tables as one batch."""
+    from weaksup.dedupe import dedupe as dedupe_mod
+
+    monkeypatch.setattr(dedupe_mod, "MANIFEST_BATCH", 2)
+    summary, out, _ = run_dedupe(corpus, "batched")
+    for a, b in [(out, default_run[1]), (dedupe_mod.output_paths(out)[0], dedupe_mod.output_paths(default_run[1])[0])]:
+        assert pq.read_table(a).equals(pq.read_table(b)) and pq.read_metadata(a).num_rows > 0
+    assert summary["removed"] == default_run[0]["removed"] > 0
+
+
 # ---------------------------------------------------------------------------- CLI and bad input
 
 

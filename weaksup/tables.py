@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -417,6 +417,24 @@ def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> 
     if columns is not None:
         table = table.select([c for c in columns if c in table.column_names])
     return table
+
+
+def read_rows(path: Path | str, first: int, rows: int, columns: Sequence[str] | None = None) -> pa.Table:
+    """Rows ``first .. first + rows - 1`` of one Parquet file (fewer where the file ends),
+    reading only the row groups they overlap (planned from the footer)."""
+    filesystem, inner = uris.pyarrow_filesystem(path)
+    with pq.ParquetFile(inner, filesystem=filesystem) as parquet:
+        names = list(columns if columns is not None else parquet.schema_arrow.names)
+        meta, start, pieces = parquet.metadata, 0, []
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            lo, hi = max(first, start), min(first + rows, start + n)
+            if lo < hi:
+                pieces.append(parquet.read_row_group(g, columns=names).slice(lo - start, hi - lo))
+            start += n
+            if start >= first + rows:
+                break
+        return pa.concat_tables(pieces) if pieces else parquet.schema_arrow.empty_table().select(names)
 
 
 def conform(data: pa.Table | Mapping[str, Any], schema: Schema) -> pa.Table:

@@ -36,7 +36,7 @@ from weaksup.data.decode_clip import DEFAULT_RATE, Clip, VideoInfo, read_clip
 from weaksup.data.rejects import append_reject
 from weaksup.data.transforms import Draw, clip_seconds, eval_transform, jitter_start, train_transform, uniform_starts
 from weaksup.errors import InputError, one_line
-from weaksup.tables import open_parquet, read_table
+from weaksup.tables import check_table, load_schema, open_parquet, read_table
 
 _FAILURE_SLOTS = 1024  # one counter per worker process (slot 0: the main process), so no counter is shared
 
@@ -103,14 +103,17 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
     return np.array(values, np.float64)  # a writable copy
 
 
-def load_video_table(table_or_path: pa.Table | str | os.PathLike[str], *, label_column: str = "label_id") -> VideoTable:
+def load_video_table(
+    table_or_path: pa.Table | str | os.PathLike[str], *, label_column: str = "label_id", source: str = "table"
+) -> VideoTable:
     """A manifest or clips table (Parquet path or Arrow table) as a :class:`VideoTable`.
 
     Clips tables are recognised by ``clip_start_s``/``clip_end_s``; anything else is read as
-    a manifest. Bad files or missing columns raise InputError naming the file and column.
+    a manifest. Bad files, missing columns or bad values raise InputError naming the file
+    (``source`` for a table) and the column.
     """
     if isinstance(table_or_path, pa.Table):
-        table, source = table_or_path, "table"
+        table = table_or_path  # ``source`` names it in messages
         names = table.column_names
     else:
         path = Path(table_or_path)
@@ -125,6 +128,8 @@ def load_video_table(table_or_path: pa.Table | str | os.PathLike[str], *, label_
         raise InputError(f"{source}: missing column {missing[0]!r} (a {kind} table for a clip dataset needs {needs})")
     if not isinstance(table_or_path, pa.Table):
         table = read_table(kind, table_or_path, columns=wanted)
+    else:  # the checks read_table makes, with the same messages
+        table = check_table(table, load_schema(kind).subset(wanted), source)
     labels = table.column(label_column)
     if not pa.types.is_integer(labels.type) or labels.null_count:
         raise InputError(

@@ -94,9 +94,20 @@ from weaksup.dedupe.align import AlignConfig, Alignment, align
 from weaksup.dedupe.census import CODE_VERSION, hamming, mirror_codes
 from weaksup.dedupe.search import HammingIndex
 from weaksup.errors import InputError
-from weaksup.outputs import output_set, require_local_output, separate_job, side_path
+from weaksup.outputs import atomic_output, output_set, require_local_output, separate_job, side_path
 from weaksup.ray_engine import check_engine
-from weaksup.tables import check_table, load_schema, open_parquet, read_table, write_json, write_table
+from weaksup.tables import (
+    RowGroupWriter,
+    check_table,
+    conform,
+    fill_optional,
+    load_schema,
+    not_parquet,
+    open_parquet,
+    read_table,
+    write_json,
+    write_table,
+)
 
 DEFAULT_RADIUS = 7
 DEFAULT_MIN_FRAMES = 8
@@ -1094,14 +1105,59 @@ def _write_report(
     write_table("overlaps", report, path)
 
 
-def _write_manifests(
-    manifest: pa.Table, manifest_ids: list[str], removed_by: dict[str, PairMatch], out: Path, removed_path: Path
-) -> np.ndarray:
-    """Write the cleaned manifest and the removed rows with their best match's overlap columns; the removed mask."""
-    removed_mask = np.array([v in removed_by for v in manifest_ids], bool)
-    write_table("manifest", manifest.filter(pa.array(~removed_mask)), out)
-    removed_rows = manifest.filter(pa.array(removed_mask))
-    evidence = [removed_by[v] for v in np.array(manifest_ids, dtype=object)[removed_mask]]
+#: Manifest rows per batch when it is checked and when the outputs are written (the driver
+#: holds one batch of the manifest, never the whole table).
+MANIFEST_BATCH = 1 << 16
+
+
+def _manifest_batches(path: Path) -> Iterator[pa.Table]:
+    """The manifest batch by batch, each checked and filled as ``read_table`` does the whole."""
+    schema = load_schema("manifest")
+    parquet = open_parquet(path)
+    check_table(parquet.schema_arrow.empty_table(), schema, str(path))  # a missing column: before any row
+    try:
+        for batch in parquet.iter_batches(batch_size=MANIFEST_BATCH):
+            yield fill_optional(check_table(pa.Table.from_batches([batch]), schema, str(path)), schema)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt page
+        raise not_parquet(str(path), exc) from None
+
+
+def _manifest_ids(path: Path) -> list[str]:
+    """Every manifest row checked (one streamed pass) and its ``video_id``: the one column held."""
+    return [str(v) for t in _manifest_batches(path) for v in t.column("video_id").to_pylist()]
+
+
+def _write_manifests(path: Path, removed_by: dict[str, PairMatch], out: Path, removed_path: Path) -> int:
+    """Write the cleaned manifest and the removed rows with their best match's overlap columns,
+    streaming the manifest batch by batch; the rows removed."""
+    schema = load_schema("manifest")
+    removed = 0
+    with atomic_output(out) as clean_tmp, atomic_output(removed_path) as removed_tmp:
+        clean, gone = RowGroupWriter(clean_tmp), RowGroupWriter(removed_tmp)
+        try:
+            for table in _manifest_batches(path):
+                ids = [str(v) for v in table.column("video_id").to_pylist()]
+                mask = np.array([v in removed_by for v in ids], bool)
+                removed += int(mask.sum())
+                clean.add(conform(table.filter(pa.array(~mask)), schema))
+                gone.add(conform(_with_evidence(table.filter(pa.array(mask)), removed_by), schema))
+            if clean.empty:  # a manifest without rows: both tables written, empty
+                empty = fill_optional(
+                    check_table(open_parquet(path).schema_arrow.empty_table(), schema, str(path)), schema
+                )
+                clean.add(conform(empty, schema), force=True)
+                gone.add(conform(_with_evidence(empty, removed_by), schema), force=True)
+        finally:
+            clean.close()
+            gone.close()
+    return removed
+
+
+def _with_evidence(removed_rows: pa.Table, removed_by: dict[str, PairMatch]) -> pa.Table:
+    """Removed manifest rows plus the overlap columns of the match that removed each."""
+    evidence = [removed_by[str(v)] for v in removed_rows.column("video_id").to_pylist()]
     extra = {
         "target_video_id": pa.array([m.target for m in evidence], pa.string()),
         "overlap_source": pa.array([round(m.alignment.overlap_source, 3) for m in evidence], pa.float64()),
@@ -1115,8 +1171,7 @@ def _write_manifests(
         if name in removed_rows.column_names:
             removed_rows = removed_rows.drop_columns([name])
         removed_rows = removed_rows.append_column(name, values)
-    write_table("manifest", removed_rows, removed_path)
-    return removed_mask
+    return removed_rows
 
 
 def _status_counts(manifest_ids: list[str], status_of: dict[str, str], targets: CodeSet) -> dict[str, int]:
@@ -1138,7 +1193,7 @@ def _status_counts(manifest_ids: list[str], status_of: dict[str, str], targets: 
 
 
 def _match_counts(
-    scan: _SourceScan, targets: _Targets, removed_by: dict[str, PairMatch], removed_mask: np.ndarray, self_mode: bool
+    scan: _SourceScan, targets: _Targets, removed_by: dict[str, PairMatch], removed: int, rows: int, self_mode: bool
 ) -> dict:
     """The summary's match accounting: codes indexed and queried, matches, pairs, removals by variant and mirror."""
     stats, matches = scan.stats, scan.matches
@@ -1150,8 +1205,8 @@ def _match_counts(
         "aligned_groups": stats.aligned_groups,
         "candidate_pairs": stats.candidate_pairs,
         "reported_pairs": len(matches),
-        "removed": int(removed_mask.sum()),
-        "kept": int((~removed_mask).sum()),
+        "removed": removed,
+        "kept": rows - removed,
         "reported_by_variant": {v: sum(m.variant == v for m in matches) for v in VARIANTS},
         "reported_mirrored": sum(m.mirrored for m in matches),
         "removed_by_variant": {v: sum(m.variant == v for m in removed_by.values()) for v in VARIANTS},
@@ -1167,7 +1222,7 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
     _validate(cfg)
     out = Path(cfg.out)
     removed_path, summary_file, source_codes_out, target_codes_out = output_paths(out)
-    manifest = read_table("manifest", cfg.manifest)
+    manifest_ids = _manifest_ids(Path(cfg.manifest))  # every row checked; only the ids held
     self_mode = _self_mode(cfg)
 
     if cfg.source_codes is not None:
@@ -1175,7 +1230,6 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
     else:
         source_codes = _fingerprint(Path(cfg.manifest), source_codes_out, cfg)
     source_meta = check_codes(source_codes)
-    manifest_ids = [str(v) for v in manifest.column("video_id").to_pylist()]
     wanted = _wanted_rows(source_meta, manifest_ids, source_codes)
     targets = _load_targets(cfg, self_mode, source_codes, source_meta, wanted, target_codes_out)
     fps = _codes_fps(source_meta, targets, source_codes)
@@ -1188,11 +1242,11 @@ def dedupe_manifest(cfg: DedupeConfig) -> dict:
     order = {v: (-scan.length_of.get(v, 0), i) for i, v in reversed(list(enumerate(manifest_ids)))}
     removed_by, row_removed = _removals(scan.matches, order, cfg.threshold, self_mode)
     _write_report(scan.matches, row_removed, order, cfg.report)
-    removed_mask = _write_manifests(manifest, manifest_ids, removed_by, out, removed_path)
+    removed = _write_manifests(Path(cfg.manifest), removed_by, out, removed_path)
 
     summary = {
         **_status_counts(manifest_ids, scan.status_of, targets.codes),
-        **_match_counts(scan, targets, removed_by, removed_mask, self_mode),
+        **_match_counts(scan, targets, removed_by, removed, len(manifest_ids), self_mode),
         "threshold_pct": cfg.threshold,
         "radius_bits": cfg.radius,
         "min_frames": cfg.min_frames,

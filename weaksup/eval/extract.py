@@ -59,7 +59,7 @@ from weaksup.eval.features import EXTRACT_META_KEY
 from weaksup.eval.network import Network, load_network
 from weaksup.outputs import atomic_output, require_local_output
 from weaksup.ray_engine import check_engine
-from weaksup.tables import conform, load_schema, open_parquet
+from weaksup.tables import conform, load_schema, open_parquet, read_rows
 from weaksup.threads import ThreadTuner
 
 
@@ -580,7 +580,7 @@ def _chunk_clips(chunk: int, n_videos: int, k: int, chunk_videos: int) -> range:
 
 
 def _extract_chunks(
-    manifest: Path,
+    manifest: Path | pa.Table,
     net: Network,
     protocol: Protocol,
     rows: pa.Table,
@@ -592,7 +592,8 @@ def _extract_chunks(
     write: Any,
     advance: Any,
 ) -> tuple[int, int]:
-    """Run the network over every clip of ``chunks``; hand each finished chunk's rows to ``write``."""
+    """Run the network over every clip of ``chunks`` of ``rows`` (the rows of ``manifest``, a
+    file or a table); hand each finished chunk's rows to ``write``."""
     k = cfg.num_clips
     dataset = _MarkedEvalClips(
         manifest,
@@ -668,10 +669,10 @@ _COUNTS = pa.schema(
 
 
 class _RayChunkExtractor:
-    """A Ray Data actor: loads the network and the table's rows once; then, for each chunk, it
-    computes the chunk's stamp, keeps the part already stamped for it, or else extracts the chunk
-    and writes its part into the shared parts folder itself (whole or absent). Only a row of
-    counts (:data:`_COUNTS`) goes back to the driver."""
+    """A Ray Data actor: loads the network once; then, for each chunk, it reads the chunk's rows
+    (only the row groups they are in), computes the chunk's stamp, keeps the part already
+    stamped for it, or else extracts the chunk and writes its part into the shared parts folder
+    itself (whole or absent). Only a row of counts (:data:`_COUNTS`) goes back to the driver."""
 
     def __init__(
         self, manifest: str, checkpoint: str | None, cfg: ExtractConfig, parts: str, settings: dict, n_videos: int
@@ -680,14 +681,16 @@ class _RayChunkExtractor:
         self.manifest, self.cfg, self.parts, self.settings = Path(manifest), cfg, Path(parts), settings
         self.error: str | None = None
         try:
-            self.net, self.protocol, self.rows = _prepare(self.manifest, Path(checkpoint) if checkpoint else None, cfg)
+            self.net, self.protocol = _load_protocol(self.manifest, Path(checkpoint) if checkpoint else None, cfg)
+            parquet = open_parquet(self.manifest)  # the footer: each chunk reads its own rows
         except InputError as exc:
             self.error = str(exc)
             return
+        self.columns = _row_columns(parquet.schema_arrow.names)
         # the driver planned with its own reading of the checkpoint and the table: they must not have changed since
         changed = stale_reason(make_stamp(settings, ""), _stamp_settings(self.net, self.protocol, cfg), "")
-        if changed is None and self.rows.num_rows != n_videos:
-            changed = f"{n_videos} rows -> {self.rows.num_rows}"
+        if changed is None and parquet.metadata.num_rows != n_videos:
+            changed = f"{n_videos} rows -> {parquet.metadata.num_rows}"
         if changed is not None:
             self.error = f"{manifest}: the table or the network changed while extract ran ({changed}); run it again"
         self.device = torch.device("cuda" if uses_cuda(cfg.device) else "cpu")
@@ -700,7 +703,13 @@ class _RayChunkExtractor:
 
         if self.error is not None:
             return {"chunk": chunk, "error": self.error}
-        digest = _chunk_digest(self.rows, chunk, self.cfg.chunk_videos)
+        first = chunk * self.cfg.chunk_videos
+        rows = read_rows(self.manifest, first, self.cfg.chunk_videos, self.columns)  # only this chunk's row groups
+        try:  # its values checked with the local engine's messages, naming the rows
+            load_video_table(rows, source=f"{self.manifest} (rows {first}..{first + rows.num_rows - 1})")
+        except InputError as exc:
+            return {"chunk": chunk, "error": str(exc)}
+        digest = _rows_digest(rows)
         path = _part_name(self.parts, chunk)
         seen, reason = _judge_part(path, self.settings, digest)
         counts: dict[str, Any] = {"chunk": chunk, "seen": seen, "stale": reason, "reused": False}
@@ -710,19 +719,19 @@ class _RayChunkExtractor:
         stamp = make_stamp(self.settings, digest)
         written: list[int] = []
 
-        def write(c: int, data: dict[str, list]) -> None:
-            _write_part(self.parts, c, data, stamp)
+        def write(c: int, data: dict[str, list]) -> None:  # c: 0, the chunk's rows being a table of their own
+            _write_part(self.parts, chunk, data, stamp)
             written.append(len(data["video_id"]))
 
         # this chunk's own rejects log, on this node: the reasons go into its rows' error column
         with tempfile.TemporaryDirectory() as tmp:
             done, failed = _extract_chunks(
-                self.manifest,
+                rows,
                 self.net,
                 self.protocol,
-                self.rows,
+                rows,
                 self.cfg,
-                [chunk],
+                [0],
                 self.device,
                 Path(tmp) / "rejects.jsonl",
                 0,

@@ -86,7 +86,7 @@ from weaksup.fetch.optout import OptOutList
 from weaksup.fetch.safety import file_stem
 from weaksup.hashing import stable_hash64
 from weaksup.ray_engine import check_engine
-from weaksup.tables import load_schema, write_json
+from weaksup.tables import load_schema, read_rows, write_json
 
 #: Columns fetch writes; an input column of the same name is replaced (re-fetching a fetched table works).
 FETCH_COLUMNS = tuple(load_schema("fetched").names)
@@ -305,23 +305,6 @@ def _parquet_file(path: Path | str) -> pq.ParquetFile:
     """One Parquet file (a path or any uri) opened for its footer; ``with`` closes it."""
     filesystem, inner = uris.pyarrow_filesystem(path)
     return pq.ParquetFile(inner, filesystem=filesystem)
-
-
-def read_rows(path: Path | str, first: int, rows: int, columns: Sequence[str] | None = None) -> pa.Table:
-    """Rows ``first .. first + rows - 1`` of one Parquet file (fewer where the file ends),
-    reading only the row groups they overlap (planned from the footer)."""
-    with _parquet_file(path) as parquet:
-        names = list(columns if columns is not None else parquet.schema_arrow.names)
-        meta, start, pieces = parquet.metadata, 0, []
-        for g in range(meta.num_row_groups):
-            n = meta.row_group(g).num_rows
-            lo, hi = max(first, start), min(first + rows, start + n)
-            if lo < hi:
-                pieces.append(parquet.read_row_group(g, columns=names).slice(lo - start, hi - lo))
-            start += n
-            if start >= first + rows:
-                break
-        return pa.concat_tables(pieces) if pieces else parquet.schema_arrow.empty_table().select(names)
 
 
 def _previous_rows(cfg: FetchConfig, stamp: dict[str, Any]) -> dict[tuple[str, str], dict]:
