@@ -155,6 +155,15 @@ def test_match_on_two_nodes_equals_one_local_match(cluster, tmp_path: Path) -> N
     assert summary["in_manifest"] == whole["in_manifest"] and summary["rejected"] == whole["rejected"] == 50
 
 
+def write_manifest(rows: pa.Table, path: Path) -> None:
+    """Videos rows as a manifest of two alternating labels, in row groups of 4."""
+    n = rows.num_rows
+    rows = rows.append_column("label_id", pa.array([i % 2 for i in range(n)], pa.int32()))
+    rows = rows.append_column("label", pa.array(["a" if i % 2 == 0 else "b" for i in range(n)]))
+    rows = rows.append_column("matched_label_ids", pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())))
+    pq.write_table(rows, path, row_group_size=4)
+
+
 def test_dedupe_search_on_two_nodes_equals_the_local_search(cluster, videos: Path, tmp_path: Path) -> None:
     """Fingerprints and the search of a manifest against itself (copies planted) on both nodes."""
     from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
@@ -162,12 +171,7 @@ def test_dedupe_search_on_two_nodes_equals_the_local_search(cluster, videos: Pat
     manifest = tmp_path / "manifest.parquet"
     table = pq.read_table(videos)
     copies = table.slice(0, 3).set_column(0, "video_id", pa.array(["c0", "c1", "c2"]))  # the same files again
-    rows = pa.concat_tables([table.slice(0, 8), copies])
-    n = rows.num_rows
-    rows = rows.append_column("label_id", pa.array([i % 2 for i in range(n)], pa.int32()))
-    rows = rows.append_column("label", pa.array(["a" if i % 2 == 0 else "b" for i in range(n)]))
-    rows = rows.append_column("matched_label_ids", pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())))
-    pq.write_table(rows, manifest, row_group_size=4)
+    write_manifest(pa.concat_tables([table.slice(0, 8), copies]), manifest)
     outs = {}
     for engine in ("local", "ray"):
         out = tmp_path / engine / "clean.parquet"
@@ -198,12 +202,7 @@ def test_shard_on_two_nodes_equals_the_local_engine(cluster, videos: Path, tmp_p
     monkeypatch.setattr(shard_ray, "BUCKET_ROWS", 2)
     monkeypatch.setattr(shard_ray, "BLOCK_CHUNK", 2)
     manifest = tmp_path / "manifest.parquet"
-    rows = pq.read_table(videos)
-    n = rows.num_rows
-    rows = rows.append_column("label_id", pa.array([i % 2 for i in range(n)], pa.int32()))
-    rows = rows.append_column("label", pa.array(["a" if i % 2 == 0 else "b" for i in range(n)]))
-    rows = rows.append_column("matched_label_ids", pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())))
-    pq.write_table(rows, manifest, row_group_size=4)
+    write_manifest(pq.read_table(videos), manifest)
     outs = {}
     for engine in ("local", "ray"):
         out = tmp_path / engine
