@@ -72,6 +72,8 @@ BUCKET_ROWS = 1 << 18
 BLOCK_CHUNK = 4096
 #: Row groups of the size step's parts: small, so a bucket's rows are read without the rest.
 SIZED_GROUP_ROWS = 1024
+#: Row groups of the index parts, and rows the commit holds at a time.
+COMMIT_ROWS = 1 << 16
 #: The columns a shard needs, of those a training table may have.
 WANTED = ("video_id", "uri", "label_id", "label", "clip_start_s", "clip_end_s", "duration_s")
 
@@ -281,7 +283,7 @@ def write_bucket(job: RayShardJob, task: WriteTask, check_only: bool = False) ->
     if check_only:
         return {"stale": stale}
     index = pa.concat_tables([r[4] for r in results])
-    _atomic_parquet(index, job.part("index", f"bucket-{task.bucket:06d}.parquet"))
+    _atomic_parquet(index, job.part("index", f"bucket-{task.bucket:06d}.parquet"), COMMIT_ROWS)
     failed = sorted((pair for r in results for pair in r[3]), key=lambda pair: pair[0].row)
     fails = {
         "row": [c.row for c, _ in failed],
@@ -307,8 +309,10 @@ def _commit_index(job: RayShardJob, tasks: list[WriteTask], path: Path) -> None:
     with atomic_output(path) as tmp:
         writer = RowGroupWriter(tmp)
         try:
-            for t in tasks:
-                writer.add(conform(pq.read_table(job.part("index", f"bucket-{t.bucket:06d}.parquet")), schema))
+            for t in tasks:  # in shard order, a row group at a time: the driver never holds a bucket's index
+                index = pq.ParquetFile(job.part("index", f"bucket-{t.bucket:06d}.parquet"))
+                for batch in index.iter_batches(batch_size=COMMIT_ROWS):
+                    writer.add(conform(pa.Table.from_batches([batch]), schema))
             if writer.empty:
                 writer.add(conform(empty_index(), schema), force=True)
         finally:
