@@ -6,9 +6,10 @@ Ray tasks, and its driver holds O(buckets + shards). This script makes a manifes
 whose uris cycle over a few small files (``--file-bytes`` each; shard copies bytes and never
 decodes them, so N rows fit on a small disk: each shard holds copies), runs
 ``write_shards`` with each engine in a fresh child process, and reads
-the child's own peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``: Ray's workers, raylet and
-GCS are other processes and are not counted). It checks that both engines wrote the same
-shards (the index tables are equal) before it deletes them.
+the child's own peak RSS (``VmHWM``: Ray's workers, raylet and GCS are other processes and
+are not counted; the manifest is made in a child of its own, so no big parent is forked).
+It checks that both engines wrote the same shards (the index tables are equal) before it
+deletes them.
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/shard_bench.py --local-sizes 100000,1000000 \
         --ray-sizes 100000,1000000,3000000 --json /tmp/shard_bench.json
@@ -22,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,13 +31,20 @@ import time
 from pathlib import Path
 
 
+def _hwm_kb() -> int:
+    """This process's peak RSS since it was started (VmHWM; ru_maxrss would carry over the
+    high-water mark of the parent that forked it)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
 def child(spec: dict) -> dict:
     """One shard job in this (fresh) process: its own peak RSS and wall time."""
     from weaksup.data.shard_writer import ShardConfig, write_shards
 
     if spec["engine"] == "ray":
         import ray  # noqa: F401 - imported before the baseline, so the baseline includes it
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _hwm_kb()
     t0 = time.perf_counter()
     summary = write_shards(
         ShardConfig(
@@ -51,7 +58,7 @@ def child(spec: dict) -> dict:
         )
     )
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _hwm_kb()
     return {
         "baseline_rss_mb": round(base / 1024, 1),
         "peak_rss_mb": round(peak / 1024, 1),
@@ -109,7 +116,9 @@ def main() -> None:
         sizes = {e: [int(s) for s in getattr(args, f"{e}_sizes").split(",") if s] for e in ("local", "ray")}
         for rows in sorted(set(sizes["local"]) | set(sizes["ray"])):
             manifest = work / f"manifest-{rows}.parquet"
-            make_manifest(manifest, rows, videos)
+            code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import shard_bench as b; "
+            code += f"b.make_manifest(b.Path({str(manifest)!r}), {rows}, {videos!r})"
+            subprocess.run([sys.executable, "-c", code], check=True)
             indexes = {}
             for engine in [e for e in ("local", "ray") if rows in sizes[e]]:
                 out = work / f"out-{rows}-{engine}"
