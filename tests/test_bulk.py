@@ -305,6 +305,29 @@ def test_run_bulk_key_fields_and_settings_are_stamped(tmp_path, monkeypatch):
         assert run(items, {"x": 2}).read().column("duration_s").to_pylist() == [0.0, 1.0, 2.0, 3.0]
 
 
+def test_a_part_of_an_older_weaksup_without_a_new_column_is_committed_with_nulls(tmp_path, monkeypatch):
+    """A schema gains a nullable column (materialized.cut_s did): the parts an older weaksup
+    left, stamped for the same rows and settings, are reused, the column null in their rows."""
+    from weaksup import bulk as bulk_mod
+
+    items = [{"video_id": f"v{i}", "uri": f"u{i}", "n": i} for i in range(130)]  # blocks of 3 one-row parts
+    out = tmp_path / "t.parquet"
+
+    def run():
+        config = BulkConfig(workers=0, chunk_size=1, progress=False)
+        return run_bulk(items, _echo, schema_name="probe", out=out, config=config)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bulk_mod, "commit_parts", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    older = sorted(parts_dir(out).glob("*/part-*.parquet"))[0]
+    part = pq.read_table(older)
+    pq.write_table(part.drop_columns(["duration_s"]).replace_schema_metadata(part.schema.metadata), older)
+    table = run().read()
+    assert table.column("duration_s").to_pylist()[:4] == [None, 1.0, 2.0, 3.0] and table.num_rows == 130
+
+
 # ----------------------------------------------------------------------------- fingerprint
 
 

@@ -427,7 +427,8 @@ def commit_parts(
             for b in blocks:
                 store = job.store.block(b.first)
                 parts = [store.read(n).replace_schema_metadata(None) for n in store.names()]
-                table = pa.concat_tables(parts) if parts else job.part_schema.empty_table()
+                # a part of an older weaksup may lack a column added since (null there): promote
+                table = pa.concat_tables(parts, promote_options="default") if parts else job.part_schema.empty_table()
                 table = table.sort_by(ROW)
                 rows = table.column(ROW).to_numpy()
                 if len(rows) != b.rows or not np.array_equal(rows, np.arange(b.first, b.end)):
