@@ -366,7 +366,7 @@ def write_shards_on_ray(cfg: ShardConfig) -> dict[str, Any]:
     from weaksup.ray_engine import ray_session, ray_tasks
 
     source, kind, checked, total = _source(cfg)
-    out = prepare_out(cfg)
+    out = prepare_out(cfg).absolute()  # Ray workers do not share the driver's working folder
     staging = out / ".ray-parts"
     shutil.rmtree(staging, ignore_errors=True)  # the size and sort steps are always done again
     job = RayShardJob(
