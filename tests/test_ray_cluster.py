@@ -72,6 +72,98 @@ def test_probe_and_fingerprint_on_two_nodes_equal_the_local_engine(cluster, vide
     assert {k: v for k, v in s_ray.items() if k != "wall_s"} == {k: v for k, v in s_local.items() if k != "wall_s"}
 
 
+def test_match_on_two_nodes_equals_one_local_match(cluster, tmp_path: Path) -> None:
+    """Partition, support, reduce and draw spread over both nodes: the local match's rows."""
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    from weaksup.assembly.match import MatchConfig, match_videos
+    from weaksup.assembly.match_ray import RayOptions, match_on_ray
+    from weaksup.labels.build import BuildLabelsConfig, build_labels
+    from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
+
+    labels = tmp_path / "k400.parquet"
+    build_labels(BuildLabelsConfig(sources=("kinetics400",), out=labels))
+    synth_metadata(SynthMetadataConfig(videos=3000, out=tmp_path / "src.parquet", seed=7))
+    table = pq.read_table(tmp_path / "src.parquet")
+    videos = tmp_path / "videos.parquet"
+    pq.write_table(pa.concat_tables([table, table.slice(0, 50)]), videos, row_group_size=500)  # 50 duplicates
+    local = tmp_path / "local.parquet"
+    whole = match_videos(MatchConfig(videos=videos, labels=labels, out=local, min_videos=10, progress=False))
+    summary = match_on_ray(
+        MatchConfig(videos=videos, labels=labels, out=tmp_path / "ray", min_videos=10, progress=False),
+        RayOptions(parts=4, block_rows=500),
+    )
+    key = lambda r: r["video_id"]  # noqa: E731
+    assert sorted(pq.read_table(tmp_path / "ray" / "manifest").to_pylist(), key=key) == sorted(
+        pq.read_table(local).to_pylist(), key=key
+    )
+    assert summary["in_manifest"] == whole["in_manifest"] and summary["rejected"] == whole["rejected"] == 50
+
+
+def write_manifest(rows: pa.Table, path: Path) -> None:
+    """Videos rows as a manifest of two alternating labels, in row groups of 4."""
+    n = rows.num_rows
+    rows = rows.append_column("label_id", pa.array([i % 2 for i in range(n)], pa.int32()))
+    rows = rows.append_column("label", pa.array(["a" if i % 2 == 0 else "b" for i in range(n)]))
+    rows = rows.append_column("matched_label_ids", pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())))
+    pq.write_table(rows, path, row_group_size=4)
+
+
+def test_dedupe_search_on_two_nodes_equals_the_local_search(cluster, videos: Path, tmp_path: Path) -> None:
+    """Fingerprints and the search of a manifest against itself (copies planted) on both nodes."""
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
+
+    manifest = tmp_path / "manifest.parquet"
+    table = pq.read_table(videos)
+    copies = table.slice(0, 3).set_column(0, "video_id", pa.array(["c0", "c1", "c2"]))  # the same files again
+    write_manifest(pa.concat_tables([table.slice(0, 8), copies]), manifest)
+    outs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine / "clean.parquet"
+        out.parent.mkdir()
+        summary = dedupe_manifest(
+            DedupeConfig(
+                manifest=manifest,
+                out=out,
+                report=out.with_name("report.parquet"),
+                self_dedupe=True,
+                engine=engine,
+                workers=2,
+                block_rows=4,
+                progress=False,
+            )
+        )
+        outs[engine] = (pq.read_table(out), summary)
+    assert outs["ray"][0].equals(outs["local"][0])
+    assert outs["ray"][0].num_rows == 8  # one of each pair of copies removed
+
+
+def test_shard_on_two_nodes_equals_the_local_engine(cluster, videos: Path, tmp_path: Path, monkeypatch) -> None:
+    """The size, sort and write tasks of ``shard --engine ray`` on both nodes: the same tar
+    shards, index and rejects as the local engine (several blocks and buckets)."""
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    from weaksup.data import shard_ray
+    from weaksup.data.shard_writer import ShardConfig, write_shards
+
+    monkeypatch.setattr(shard_ray, "BUCKET_ROWS", 2)
+    monkeypatch.setattr(shard_ray, "BLOCK_CHUNK", 2)
+    manifest = tmp_path / "manifest.parquet"
+    write_manifest(pq.read_table(videos), manifest)
+    outs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        summary = write_shards(ShardConfig(manifest=manifest, out=out, shard_size=3, engine=engine, progress=False))
+        shards = {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.tar"))}
+        tables = [pq.read_table(out / name) for name in ("index.parquet", "rejects.parquet")]
+        outs[engine] = (shards, tables, {k: v for k, v in summary.items() if k not in ("index", "rejects")})
+    assert outs["ray"][0] == outs["local"][0] and len(outs["ray"][0]) == 3
+    assert all(a.equals(b) for a, b in zip(outs["ray"][1], outs["local"][1]))
+    assert outs["ray"][2] == outs["local"][2] and outs["ray"][2]["rejected"] == 1
+
+
+# ----------------------------------------------------------------------------- last: it removes the worker node
+
+
 def slow_echo(item: dict) -> dict:
     """A job function slow enough to kill a node under it: which node ran the row is recorded."""
     time.sleep(0.2)
@@ -127,89 +219,3 @@ def test_a_worker_node_killed_mid_job_then_a_rerun_gives_the_same_table(cluster,
     if finished:  # the dead node's tasks were run again on the head node within the first run
         assert first.column("duration_s").equals(table.column("duration_s"))
         assert len(set(first.column("codec").to_pylist())) == 2  # both nodes worked on it
-
-
-def test_match_on_two_nodes_equals_one_local_match(cluster, tmp_path: Path) -> None:
-    """Partition, support, reduce and draw spread over both nodes: the local match's rows."""
-    from weaksup.assembly.match import MatchConfig, match_videos
-    from weaksup.assembly.match_ray import RayOptions, match_on_ray
-    from weaksup.labels.build import BuildLabelsConfig, build_labels
-    from weaksup.synth.metadata import SynthMetadataConfig, synth_metadata
-
-    labels = tmp_path / "k400.parquet"
-    build_labels(BuildLabelsConfig(sources=("kinetics400",), out=labels))
-    synth_metadata(SynthMetadataConfig(videos=3000, out=tmp_path / "src.parquet", seed=7))
-    table = pq.read_table(tmp_path / "src.parquet")
-    videos = tmp_path / "videos.parquet"
-    pq.write_table(pa.concat_tables([table, table.slice(0, 50)]), videos, row_group_size=500)  # 50 duplicates
-    local = tmp_path / "local.parquet"
-    whole = match_videos(MatchConfig(videos=videos, labels=labels, out=local, min_videos=10, progress=False))
-    summary = match_on_ray(
-        MatchConfig(videos=videos, labels=labels, out=tmp_path / "ray", min_videos=10, progress=False),
-        RayOptions(parts=4, block_rows=500),
-    )
-    key = lambda r: r["video_id"]  # noqa: E731
-    assert sorted(pq.read_table(tmp_path / "ray" / "manifest").to_pylist(), key=key) == sorted(
-        pq.read_table(local).to_pylist(), key=key
-    )
-    assert summary["in_manifest"] == whole["in_manifest"] and summary["rejected"] == whole["rejected"] == 50
-
-
-def write_manifest(rows: pa.Table, path: Path) -> None:
-    """Videos rows as a manifest of two alternating labels, in row groups of 4."""
-    n = rows.num_rows
-    rows = rows.append_column("label_id", pa.array([i % 2 for i in range(n)], pa.int32()))
-    rows = rows.append_column("label", pa.array(["a" if i % 2 == 0 else "b" for i in range(n)]))
-    rows = rows.append_column("matched_label_ids", pa.array([[i % 2] for i in range(n)], pa.list_(pa.int32())))
-    pq.write_table(rows, path, row_group_size=4)
-
-
-def test_dedupe_search_on_two_nodes_equals_the_local_search(cluster, videos: Path, tmp_path: Path) -> None:
-    """Fingerprints and the search of a manifest against itself (copies planted) on both nodes."""
-    from weaksup.dedupe.dedupe import DedupeConfig, dedupe_manifest
-
-    manifest = tmp_path / "manifest.parquet"
-    table = pq.read_table(videos)
-    copies = table.slice(0, 3).set_column(0, "video_id", pa.array(["c0", "c1", "c2"]))  # the same files again
-    write_manifest(pa.concat_tables([table.slice(0, 8), copies]), manifest)
-    outs = {}
-    for engine in ("local", "ray"):
-        out = tmp_path / engine / "clean.parquet"
-        out.parent.mkdir()
-        summary = dedupe_manifest(
-            DedupeConfig(
-                manifest=manifest,
-                out=out,
-                report=out.with_name("report.parquet"),
-                self_dedupe=True,
-                engine=engine,
-                workers=2,
-                block_rows=4,
-                progress=False,
-            )
-        )
-        outs[engine] = (pq.read_table(out), summary)
-    assert outs["ray"][0].equals(outs["local"][0])
-    assert outs["ray"][0].num_rows == 8  # one of each pair of copies removed
-
-
-def test_shard_on_two_nodes_equals_the_local_engine(cluster, videos: Path, tmp_path: Path, monkeypatch) -> None:
-    """The size, sort and write tasks of ``shard --engine ray`` on both nodes: the same tar
-    shards, index and rejects as the local engine (several blocks and buckets)."""
-    from weaksup.data import shard_ray
-    from weaksup.data.shard_writer import ShardConfig, write_shards
-
-    monkeypatch.setattr(shard_ray, "BUCKET_ROWS", 2)
-    monkeypatch.setattr(shard_ray, "BLOCK_CHUNK", 2)
-    manifest = tmp_path / "manifest.parquet"
-    write_manifest(pq.read_table(videos), manifest)
-    outs = {}
-    for engine in ("local", "ray"):
-        out = tmp_path / engine
-        summary = write_shards(ShardConfig(manifest=manifest, out=out, shard_size=3, engine=engine, progress=False))
-        shards = {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.tar"))}
-        tables = [pq.read_table(out / name) for name in ("index.parquet", "rejects.parquet")]
-        outs[engine] = (shards, tables, {k: v for k, v in summary.items() if k not in ("index", "rejects")})
-    assert outs["ray"][0] == outs["local"][0] and len(outs["ray"][0]) == 3
-    assert all(a.equals(b) for a, b in zip(outs["ray"][1], outs["local"][1]))
-    assert outs["ray"][2] == outs["local"][2] and outs["ray"][2]["rejected"] == 1
