@@ -161,6 +161,49 @@ def test_shard_on_two_nodes_equals_the_local_engine(cluster, videos: Path, tmp_p
     assert outs["ray"][2] == outs["local"][2] and outs["ray"][2]["rejected"] == 1
 
 
+def test_shard_with_a_node_killed_mid_job_then_rerun_equals_the_local_engine(
+    cluster, videos: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A third node joins, takes shard tasks and is killed once the first blocks are sized:
+    the job finishes on the others (or the rerun does) with the local engine's shards."""
+    from weaksup.data import shard_ray
+    from weaksup.data.shard_writer import ShardConfig, write_shards
+
+    c, _ = cluster
+    monkeypatch.setattr(shard_ray, "BUCKET_ROWS", 64)
+    monkeypatch.setattr(shard_ray, "BLOCK_CHUNK", 8)
+    rows = pq.read_table(videos).slice(0, 8)
+    many = pa.concat_tables([rows] * 150)  # 1,200 rows over 8 files: 150 blocks, 32 buckets
+    many = many.set_column(0, "video_id", pa.array([f"v{i}" for i in range(many.num_rows)]))
+    manifest = tmp_path / "manifest.parquet"
+    write_manifest(many, manifest)
+    extra = c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    out = tmp_path / "ray"
+
+    def kill_once_sized() -> None:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list((out / ".ray-parts" / "sized").glob("*.parquet"))) < 4:
+            time.sleep(0.01)
+        c.remove_node(extra, allow_graceful=False)
+
+    killer = threading.Thread(target=kill_once_sized)
+    killer.start()
+    cfg = ShardConfig(manifest=manifest, out=out, shard_size=50, engine="ray", progress=False)
+    try:
+        write_shards(cfg)
+    except Exception:  # noqa: BLE001 - Ray may give up on a task whose node died: the rerun finishes it
+        pass
+    killer.join()
+    summary = write_shards(cfg)
+    write_shards(ShardConfig(manifest=manifest, out=tmp_path / "local", shard_size=50, progress=False))
+    for k in range(summary["shards"]):
+        name = f"shard-{k:06d}.tar"
+        assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    assert pq.read_table(out / "index.parquet").equals(pq.read_table(tmp_path / "local" / "index.parquet"))
+    assert summary["clips"] == 1200 and summary["shards"] == 24 and not (out / ".ray-parts").exists()
+
+
 # ----------------------------------------------------------------------------- last: it removes the worker node
 
 
