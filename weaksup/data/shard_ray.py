@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from weaksup.blocks import Block, TableInput, plan_blocks
+from weaksup.blocks import Block, PartStore, TableInput, part_name, plan_blocks
 from weaksup.bulk import StaleParts
 from weaksup.data.shard_format import (
     ShardClip,
@@ -64,7 +64,16 @@ from weaksup.data.training_data import table_kind
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64
 from weaksup.outputs import atomic_output
-from weaksup.tables import RowGroupWriter, check_table, conform, fill_optional, load_schema, open_parquet, write_json
+from weaksup.tables import (
+    RowGroupWriter,
+    check_table,
+    conform,
+    fill_optional,
+    load_schema,
+    open_parquet,
+    read_rows,
+    write_json,
+)
 
 #: Rows a bucket holds on average: one sort task's memory (a few hundred bytes a row).
 BUCKET_ROWS = 1 << 18
@@ -94,7 +103,7 @@ _SIZED = pa.schema(
         ("uri", pa.string()),
     ]
 )
-_REJECTS = pa.schema([("row", pa.int64()), ("video_id", pa.string()), ("uri", pa.string()), ("reason", pa.string())])
+_REJECTS = load_schema("shard_rejects").to_arrow()
 
 
 def bucket_bits(rows: int) -> int:
@@ -117,14 +126,16 @@ class RayShardJob:
     threads: int
     settings: dict[str, Any]
 
-    def part(self, *names: str) -> Path:
-        return Path(self.staging, *names)
+    def store(self, step: str) -> PartStore:
+        """One step's parts (written whole or not at all)."""
+        return PartStore(self.staging).child(step)
+
+    def path(self, step: str, name: str) -> Path:
+        return Path(self.staging, step, name)
 
 
-def _atomic_parquet(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp, compression="lz4", row_group_size=row_group_size)
+def _bucket_part(bucket: int) -> str:
+    return f"bucket-{bucket:06d}.parquet"
 
 
 # ----------------------------------------------------------------------------- 1. size
@@ -157,8 +168,8 @@ def size_block(job: RayShardJob, block: Block) -> dict[str, Any]:
         schema=_SIZED,
     )
     order = np.lexsort((sized.column("row").to_numpy(), hashes[keep]))
-    sized_part = job.part("sized", f"block-{block.first:012d}.parquet")
-    _atomic_parquet(sized.take(pa.array(order)), sized_part, SIZED_GROUP_ROWS)
+    name = part_name(block.first, block.end - 1, block.rows)
+    job.store("sized").write(name, sized.take(pa.array(order)), row_group_size=SIZED_GROUP_ROWS)
     bad = [i for i, s in enumerate(stats) if isinstance(s, str)]
     rejects = pa.table(
         {
@@ -169,7 +180,7 @@ def size_block(job: RayShardJob, block: Block) -> dict[str, Any]:
         },
         schema=_REJECTS,
     )
-    _atomic_parquet(rejects, job.part("rejects", f"block-{block.first:012d}.parquet"))
+    job.store("rejects").write(name, rejects)
     return {
         "rows": block.rows,
         "buckets": np.bincount(bucket, minlength=1 << job.bits).tolist(),
@@ -182,19 +193,16 @@ def size_block(job: RayShardJob, block: Block) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- 2. sort
 
 
-def _sorted_path(job: RayShardJob, bucket: int) -> Path:
-    return job.part("sorted", f"bucket-{bucket:06d}.parquet")
-
-
 def sort_bucket(job: RayShardJob, bucket: int) -> int:
     """Step 2 for one bucket: its rows from every block's part, in shard order; returns the count."""
-    sized = sorted(job.part("sized").glob("block-*.parquet"))
-    pieces = [pq.read_table(p, filters=[("bucket", "=", bucket)]) for p in sized]
+    sized = job.store("sized")
+    pieces = [sized.read(name, filters=[("bucket", "=", bucket)]) for name in sized.names()]
     table = pa.concat_tables(pieces) if pieces else _SIZED.empty_table()
     order = np.lexsort((table.column("row").to_numpy(), table.column("hash").to_numpy()))
     table = table.take(pa.array(order)).drop_columns(["bucket", "hash"])
     need = tar_need(table.column("size").to_numpy())
-    _atomic_parquet(table.append_column("need", pa.array(need, pa.int64())), _sorted_path(job, bucket))
+    table = table.append_column("need", pa.array(need, pa.int64()))
+    job.store("sorted").write(_bucket_part(bucket), table, row_group_size=COMMIT_ROWS)
     return table.num_rows
 
 
@@ -222,7 +230,7 @@ def plan_shard_starts(job: RayShardJob, cfg: ShardConfig, counts: np.ndarray) ->
 
     def needs() -> Iterator[np.ndarray]:  # one bucket at a time
         for b in np.flatnonzero(counts).tolist():
-            yield pq.read_table(_sorted_path(job, b), columns=["need"]).column("need").to_numpy()
+            yield job.store("sorted").read(_bucket_part(b), columns=["need"]).column("need").to_numpy()
 
     return [0, *cut_by_bytes(needs(), cfg.shard_bytes), total] if total else [0]
 
@@ -255,10 +263,9 @@ def write_bucket(job: RayShardJob, task: WriteTask, check_only: bool = False) ->
     reasons, clips indexed, failures by reason). ``check_only``: judge the shards there, change nothing."""
     first, end = task.starts[0], task.starts[-1]
     pieces = []
-    for bucket, at in task.buckets:
-        table = pq.read_table(_sorted_path(job, bucket), columns=list(_CLIP_FIELDS))
-        lo, hi = max(first - at, 0), min(end - at, table.num_rows)
-        pieces.append(table.slice(lo, hi - lo))
+    for bucket, at in task.buckets:  # only the row groups that hold the task's clips
+        lo = max(first - at, 0)
+        pieces.append(read_rows(job.path("sorted", _bucket_part(bucket)), lo, end - at - lo, _CLIP_FIELDS))
     rows = pa.concat_tables(pieces)
     if rows.num_rows != end - first:
         raise RuntimeError(f"shard write task of bucket {task.bucket}: {rows.num_rows} clips, planned {end - first}")
@@ -283,7 +290,7 @@ def write_bucket(job: RayShardJob, task: WriteTask, check_only: bool = False) ->
     if check_only:
         return {"stale": stale}
     index = pa.concat_tables([r[4] for r in results])
-    _atomic_parquet(index, job.part("index", f"bucket-{task.bucket:06d}.parquet"), COMMIT_ROWS)
+    job.store("index").write(_bucket_part(task.bucket), index, row_group_size=COMMIT_ROWS)
     failed = sorted((pair for r in results for pair in r[3]), key=lambda pair: pair[0].row)
     fails = {
         "row": [c.row for c, _ in failed],
@@ -291,7 +298,7 @@ def write_bucket(job: RayShardJob, task: WriteTask, check_only: bool = False) ->
         "uri": [c.uri for c, _ in failed],
         "reason": [why for _, why in failed],
     }
-    _atomic_parquet(pa.table(fails, schema=_REJECTS), job.part("failed", f"bucket-{task.bucket:06d}.parquet"))
+    job.store("failed").write(_bucket_part(task.bucket), pa.table(fails, schema=_REJECTS))
     return {
         "shards": shards,
         "stale": stale,
@@ -310,7 +317,7 @@ def _commit_index(job: RayShardJob, tasks: list[WriteTask], path: Path) -> None:
         writer = RowGroupWriter(tmp)
         try:
             for t in tasks:  # in shard order, a row group at a time: the driver never holds a bucket's index
-                index = pq.ParquetFile(job.part("index", f"bucket-{t.bucket:06d}.parquet"))
+                index = pq.ParquetFile(job.path("index", _bucket_part(t.bucket)))
                 for batch in index.iter_batches(batch_size=COMMIT_ROWS):
                     writer.add(conform(pa.Table.from_batches([batch]), schema))
             if writer.empty:
@@ -322,7 +329,7 @@ def _commit_index(job: RayShardJob, tasks: list[WriteTask], path: Path) -> None:
 def _commit_rejects(job: RayShardJob, blocks: list[Block], tasks: list[WriteTask], path: Path) -> None:
     """Rejects in row order: each block's, with the (rare) files that failed while being written."""
     schema = load_schema("shard_rejects")
-    failed = [pq.read_table(job.part("failed", f"bucket-{t.bucket:06d}.parquet")) for t in tasks]
+    failed = [job.store("failed").read(_bucket_part(t.bucket)) for t in tasks]
     late = pa.concat_tables(failed).sort_by("row") if failed else _REJECTS.empty_table()
     late_rows = late.column("row").to_numpy()
     with atomic_output(path) as tmp:
@@ -331,7 +338,7 @@ def _commit_rejects(job: RayShardJob, blocks: list[Block], tasks: list[WriteTask
             for b in blocks:
                 lo, hi = np.searchsorted(late_rows, [b.first, b.end])
                 table = pa.concat_tables(
-                    [pq.read_table(job.part("rejects", f"block-{b.first:012d}.parquet")), late.slice(lo, hi - lo)]
+                    [job.store("rejects").read(part_name(b.first, b.end - 1, b.rows)), late.slice(lo, hi - lo)]
                 )
                 writer.add(conform(table.sort_by("row"), schema))
             if writer.empty:
