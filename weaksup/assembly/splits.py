@@ -38,7 +38,7 @@ from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
 from weaksup.outputs import atomic_output, atomic_path, output_set, require_local_output, side_path
 from weaksup.ray_engine import check_engine, ray_session
-from weaksup.tables import conform, load_schema, open_parquet, read_table, write_json, write_table
+from weaksup.tables import RowGroupWriter, conform, load_schema, open_parquet, read_table, write_json, write_table
 
 KINDS: tuple[str, ...] = ("short", "long", "long-center")
 # Paper Table 3 duration bounds in seconds, inclusive.
@@ -684,8 +684,9 @@ def _write_cut_clips(clips: pa.Table | str | os.PathLike[str], result: Path, cli
     results = (
         pa.table(b) for b in pq.ParquetFile(result).iter_batches(batch_size=1 << 16, columns=["status", "uri", "cut_s"])
     )
-    seconds, writer = 0.0, None
+    seconds = 0.0
     with atomic_output(clips_path) as tmp:
+        writer = RowGroupWriter(tmp)
         try:
             for rows, done in _aligned(inputs, results):
                 ok = pc.equal(done.column("status"), "ok")
@@ -693,17 +694,12 @@ def _write_cut_clips(clips: pa.Table | str | os.PathLike[str], result: Path, cli
                     rows.filter(ok), pc.filter(done.column("uri"), ok), pc.filter(done.column("cut_s"), ok)
                 )
                 seconds += n
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, block.schema, compression="zstd")
-                writer.write_table(block)
-            if writer is None:
+                writer.add(block)
+            if writer.empty:
                 empty = clips.slice(0, 0) if isinstance(clips, pa.Table) else pq.read_schema(clips).empty_table()
-                block, _ = _cut_clips_block(empty, pa.array([], pa.string()), pa.array([], pa.float64()))
-                writer = pq.ParquetWriter(tmp, block.schema, compression="zstd")
-                writer.write_table(block)
+                writer.add(_cut_clips_block(empty, pa.array([], pa.string()), pa.array([], pa.float64()))[0])
         finally:
-            if writer is not None:
-                writer.close()
+            writer.close()
     return seconds
 
 

@@ -59,7 +59,7 @@ from weaksup.eval.features import EXTRACT_META_KEY
 from weaksup.eval.network import Network, load_network
 from weaksup.outputs import atomic_output, require_local_output
 from weaksup.ray_engine import check_engine
-from weaksup.tables import conform, load_schema, open_parquet, read_rows
+from weaksup.tables import RowGroupWriter, conform, load_schema, open_parquet, read_rows
 from weaksup.threads import ThreadTuner
 
 
@@ -470,13 +470,13 @@ def _assemble_features(
     parts: Path, n_chunks: int, n_videos: int, chunk_videos: int, out: Path, protocol: Protocol
 ) -> int:
     """Stream the parts, in chunk (= input) order, into the features table (the protocol in its
-    metadata) through one ParquetWriter on a temporary renamed into place when whole: one part
-    in memory at a time. Remove the parts; return the rejected rows."""
+    metadata) through a RowGroupWriter on a temporary renamed into place when whole: a part
+    or a row group in memory at a time. Remove the parts; return the rejected rows."""
     schema = load_schema("features")
     metadata = {EXTRACT_META_KEY: json.dumps(asdict(protocol)).encode()}
     rejected = 0
-    writer: pq.ParquetWriter | None = None
     with atomic_output(out) as tmp:
+        writer = RowGroupWriter(tmp)
         try:
             for c in range(n_chunks):
                 part = pq.read_table(_part_name(parts, c)).replace_schema_metadata(None)
@@ -484,14 +484,10 @@ def _assemble_features(
                 if part.num_rows != videos:
                     raise RuntimeError(f"extract: part {c} holds {part.num_rows} rows, expected {videos}")
                 table = conform(part, schema)
-                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                writer.write_table(table)
+                writer.add(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}))
                 rejected += sum(s != "ok" for s in part.column("status").to_pylist())
         finally:
-            if writer is not None:
-                writer.close()
+            writer.close()
     shutil.rmtree(parts, ignore_errors=True)
     return rejected
 
