@@ -97,7 +97,7 @@ def test_ray_actors_write_the_parts_and_a_rerun_redoes_only_the_missing_chunk(ma
     with monkeypatch.context() as patch, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         patch.setattr(extract_mod, "_assemble_features", _stop_before_commit)
-        patch.setattr(extract_mod, "_chunk_rows", driver_must_not("read the rows"))
+        patch.setattr(extract_mod, "read_rows", driver_must_not("read the rows"))
         with pytest.raises(KeyboardInterrupt):
             extract_features(manifest, out, checkpoint=None, cfg=cfg)
     stale = [str(w.message) for w in caught if issubclass(w.category, StaleResumeWarning)]

@@ -21,9 +21,9 @@ clips fail is averaged over the clips that decoded, and ``clips``/``error`` say 
 
 With ``engine="ray"`` the driver holds nothing per row: it plans the chunks from the
 table's row count (its Parquet footer) and commits the final table. A pool of Ray Data
-actors (each loads the network and the table once) takes the chunks; for each, an actor
-computes the chunk's stamp, keeps the part already stamped for it, or else extracts the
-chunk (its decode failures logged on its own node, their reasons put into the rows'
+actors (each loads the network once) takes the chunks; for each, an actor reads the chunk's
+rows (only the row groups they are in), computes the chunk's stamp, keeps the part already
+stamped for it, or else extracts the chunk (its decode failures logged on its own node, their reasons put into the rows'
 ``error``) and writes the part into ``OUT.parts/`` itself, and sends back only counts. Parts
 are interchangeable between the engines (same names, stamps and rows).
 """
@@ -213,26 +213,6 @@ def _plan(manifest: Path, checkpoint: Path | None, cfg: ExtractConfig) -> tuple[
     return net, protocol, parquet.metadata.num_rows
 
 
-def _chunk_rows(manifest: Path, chunk_videos: int) -> Iterator[tuple[int, pa.Table]]:
-    """Every chunk's rows (the columns of :func:`_row_columns`), streamed from the table in order:
-    one chunk and one record batch in memory at a time."""
-    parquet = open_parquet(manifest)
-    held: list[pa.RecordBatch] = []
-    n_held = chunk = 0
-    for batch in parquet.iter_batches(
-        batch_size=max(chunk_videos, 4096), columns=_row_columns(parquet.schema_arrow.names)
-    ):
-        held.append(batch)
-        n_held += batch.num_rows
-        while n_held >= chunk_videos:
-            table = pa.Table.from_batches(held)
-            yield chunk, table.slice(0, chunk_videos)
-            rest = table.slice(chunk_videos)
-            held, n_held, chunk = rest.to_batches(), rest.num_rows, chunk + 1
-    if n_held:
-        yield chunk, pa.Table.from_batches(held)
-
-
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
@@ -354,20 +334,15 @@ def _part_chunks(parts: Path) -> list[int]:
 
 def _check_strict(manifest: Path, parts: Path, settings: dict[str, Any], n_chunks: int, chunk_videos: int) -> None:
     """``resume_strict`` with Ray, before any actor starts and anything changes: the driver
-    judges every earlier part against its chunk's rows, streamed from the table one chunk at a
-    time up to the last chunk with a part (nothing per row is kept)."""
-    existing = [c for c in _part_chunks(parts) if c < n_chunks]
-    if not existing:
-        return
-    wanted, stale = set(existing), StaleParts(parts, "chunk")
-    for chunk, rows in _chunk_rows(manifest, chunk_videos):
-        if chunk in wanted:
-            path = _part_name(parts, chunk)
-            seen, reason = _judge_part(path, settings, _rows_digest(rows), remove_unreadable=False)
-            if seen:
-                stale.check(reason)
-        if chunk >= existing[-1]:
-            break
+    judges every earlier part against its chunk's rows, read as the actors read them (only
+    that chunk's row groups; nothing per row is kept)."""
+    stale = StaleParts(parts, "chunk")
+    columns = _row_columns(open_parquet(manifest).schema_arrow.names)
+    for chunk in (c for c in _part_chunks(parts) if c < n_chunks):
+        rows = read_rows(manifest, chunk * chunk_videos, chunk_videos, columns)
+        seen, reason = _judge_part(_part_name(parts, chunk), settings, _rows_digest(rows), remove_unreadable=False)
+        if seen:
+            stale.check(reason)
     stale.report(True)
 
 
