@@ -55,6 +55,12 @@ def id_hashes(ids: pa.Array | pa.ChunkedArray, salt: str) -> np.ndarray:
     return stable_hash64(ids, 0, salt)
 
 
+def repeated_values(hashes: np.ndarray) -> np.ndarray:
+    """The values that occur more than once, sorted (``hashes`` is sorted in place: no copy)."""
+    hashes.sort()
+    return np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+
+
 def hash_block(job: IdHashJob, block: Block) -> int:
     """Step 1 for one block: its ids' hashes by bucket, one part; returns the rows hashed."""
     hashes = np.sort(id_hashes(job.source.read_table(block, [job.column]).column(job.column), job.salt))
@@ -68,9 +74,7 @@ def bucket_repeats(job: IdHashJob, bucket: int) -> tuple[int, list[int]]:
     """Step 2 for one bucket: (hashes read, the hash values that occur more than once)."""
     pieces = [job.store.read(name, filters=[("bucket", "=", bucket)]) for name in job.store.names()]
     hashes = np.concatenate([p.column("hash").to_numpy() for p in pieces]) if pieces else np.empty(0, np.uint64)
-    hashes.sort()
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-    return len(hashes), repeated.tolist()
+    return len(hashes), repeated_values(hashes).tolist()
 
 
 def repeated_id_hashes(

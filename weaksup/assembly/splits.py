@@ -30,10 +30,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weaksup import uris
-from weaksup.assembly.videos import duplicate_rows, iter_video_ids, open_table, videos_input
+from weaksup.assembly.videos import iter_video_ids, open_table, videos_input
 from weaksup.blocks import PartStore, TableInput
 from weaksup.bulk import BulkConfig, part_store, run_bulk
-from weaksup.duplicate_ids import id_hashes, repeated_id_hashes
+from weaksup.duplicate_ids import id_hashes, repeated_id_hashes, repeated_values
 from weaksup.errors import InputError
 from weaksup.hashing import stable_hash64, stable_uniform
 from weaksup.outputs import atomic_output, atomic_path, output_set, require_local_output, side_path
@@ -602,21 +602,21 @@ def _check_clips_schema(path: str | os.PathLike[str]) -> None:
 
 
 def _check_unique_ids(path: str | os.PathLike[str], source: TableInput, store: PartStore | None) -> None:
-    """Refuse a clips table whose video_id repeats, reading only 64-bit hashes of the ids
-    and the strings of the rare candidate rows. Locally the hashes are held here (8 bytes a
-    row, transient); with a ``store`` (the Ray engine) Ray tasks sort them
+    """Refuse a clips table whose video_id repeats: the repeated 64-bit hashes of the ids,
+    then the strings of the rare candidate rows. Locally the hashes are sorted here (8 bytes
+    a row, transient); with a ``store`` (the Ray engine) Ray tasks sort them
     (:mod:`weaksup.duplicate_ids`) and only the repeated values come back."""
     if store is None:
         hashes = [id_hashes(ids, "video_id") for ids in iter_video_ids(path)]
-        repeated = len(duplicate_rows(path, np.concatenate(hashes) if hashes else np.empty(0, np.uint64), 1 << 20))
+        values = repeated_values(np.concatenate(hashes) if hashes else np.empty(0, np.uint64))
     else:
         rows = sum(n for *_, n in source.row_groups())
         values = repeated_id_hashes(source, "video_id", "video_id", store=store, rows=rows)
-        repeated, seen = 0, set()
-        for ids in iter_video_ids(path) if len(values) else ():  # confirm on the strings of the candidates only
-            for v in ids.filter(pa.array(np.isin(id_hashes(ids, "video_id"), values))).to_pylist():
-                repeated += v in seen
-                seen.add(v)
+    repeated, seen = 0, set()
+    for ids in iter_video_ids(path) if len(values) else ():  # confirm on the strings of the candidates only
+        for v in ids.filter(pa.array(np.isin(id_hashes(ids, "video_id"), values))).to_pylist():
+            repeated += v in seen
+            seen.add(v)
     if repeated:
         raise InputError(f"clips: {repeated} duplicate video_id value(s); cut files are named by video_id")
 

@@ -78,7 +78,7 @@ from weaksup.bulk import (
     run_bulk,
     summary_path,
 )
-from weaksup.duplicate_ids import repeated_id_hashes
+from weaksup.duplicate_ids import repeated_id_hashes, repeated_values
 from weaksup.errors import InputError, first_line
 from weaksup.fetch.client import Fetcher, Outcome, local_tmp_dir, make_session, reset_hosts
 from weaksup.fetch.config import FetchConfig
@@ -224,12 +224,6 @@ def _id_hashes(
     return hashes
 
 
-def _repeated(hashes: np.ndarray) -> np.ndarray:
-    """The hash values that occur more than once (``hashes`` is sorted in place: no copy)."""
-    hashes.sort()
-    return np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-
-
 def _duplicates(dataset: ds.Dataset, label: str, column: str, repeated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The second pass, only over rows whose id hash occurs more than once: (rows, first rows)
     of the duplicates, confirmed on the exact ids, by the rule of :func:`plan_items`."""
@@ -274,7 +268,7 @@ def scan_input(cfg: FetchConfig, inp: Input) -> TableInput:
             max_in_flight=None if cfg.ray_address else max(1, cfg.workers),
         )
     else:
-        repeated = _repeated(_id_hashes(dataset, label, column, check_http, total))  # the hashes are freed here
+        repeated = repeated_values(_id_hashes(dataset, label, column, check_http, total))  # the hashes are freed here
     duplicates = _duplicates(dataset, label, column, repeated)
     to_items = functools.partial(block_items, cfg=cfg, url_column=column, duplicates=duplicates, label=label)
     return TableInput(root=root, files=files, columns=("video_id", column), to_items=to_items)
