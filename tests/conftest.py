@@ -7,6 +7,7 @@ cleanly when that folder is absent. Nothing from it is copied into the repositor
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Iterable
 
@@ -170,3 +171,4 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+    gc.collect()  # Ray's garbage goes here, not in a process forked later (a gRPC client freed there segfaults)

@@ -9,6 +9,7 @@ driver only plans and commits.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -44,6 +45,7 @@ def cluster():
     yield c, worker
     ray.shutdown()
     c.shutdown()
+    gc.collect()  # Ray's garbage freed here, not in a process forked later
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ that cluster (``auto`` or ``ray://host:10001``) and its CPUs decide the width.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 from typing import Any, Callable, Iterable, Iterator
@@ -55,6 +56,9 @@ def ray_session(*, address: str | None, workers: int) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+        # Ray's leftover objects are freed here, not in a process this one forks later (a local
+        # pool after a Ray job): a gRPC client freed in a forked child segfaults it
+        gc.collect()
 
 
 def ray_map(
