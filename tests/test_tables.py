@@ -407,3 +407,29 @@ def test_optional_columns_are_filled_and_schemas_say_what_is_required(tmp_path):
         "video_id",
         "duration_s",
     ]
+
+
+def test_read_batches_checks_like_read_table_a_batch_at_a_time(tmp_path) -> None:
+    """The whole table, checked and filled as read_table does it, in batches; an empty table
+    gives one empty batch with every column; a missing column fails before any batch."""
+    rows = {
+        "video_id": [f"v{i}" for i in range(5)],
+        "uri": [f"/v/{i}.mp4" for i in range(5)],
+        "label_id": pa.array(range(5), pa.int64()),  # cast to the schema's int32, as read_table does
+        "label": [f"l{i}" for i in range(5)],
+        "matched_label_ids": [[i] for i in range(5)],
+    }
+    pq.write_table(pa.table(rows), tmp_path / "m.parquet")
+    batches = list(tables.read_batches("manifest", tmp_path / "m.parquet", batch_size=2))
+    assert [b.num_rows for b in batches] == [2, 2, 1]
+    assert pa.concat_tables(batches).equals(tables.read_table("manifest", tmp_path / "m.parquet"))
+    pq.write_table(pa.table(rows).slice(0, 0), tmp_path / "empty.parquet")
+    (empty,) = tables.read_batches("manifest", tmp_path / "empty.parquet")
+    assert empty.num_rows == 0 and empty.schema.equals(batches[0].schema)
+    pq.write_table(pa.table(rows).drop_columns(["uri"]), tmp_path / "no_uri.parquet")
+    with pytest.raises(InputError, match="missing column 'uri'"):
+        next(tables.read_batches("manifest", tmp_path / "no_uri.parquet"))
+    bad = pa.table({**rows, "label_id": pa.array([0, 1, 2, 3, None], pa.int64())})
+    pq.write_table(bad, tmp_path / "null.parquet")
+    with pytest.raises(InputError, match="label_id"):
+        list(tables.read_batches("manifest", tmp_path / "null.parquet", batch_size=2))

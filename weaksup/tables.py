@@ -419,6 +419,28 @@ def read_table(name: str, path: PathOrUri, columns: list[str] | None = None) -> 
     return table
 
 
+def read_batches(name: str, path: PathOrUri, batch_size: int = 1 << 16) -> Iterator[pa.Table]:
+    """:func:`read_table` for a table too big to hold: the whole table checked against schema
+    ``name``, ``batch_size`` rows at a time (a table without rows gives one empty batch)."""
+    parquet = open_parquet(path)
+    label = uris.display(path)
+    schema = load_schema(name)
+    check_table(parquet.schema_arrow.empty_table(), schema, label)  # a missing column: before any row
+    batches = iter(parquet.iter_batches(batch_size=batch_size))
+    empty = True
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except Exception as exc:  # noqa: BLE001 - a corrupt page
+            raise not_parquet(label, exc) from None
+        empty = False
+        yield fill_optional(check_table(pa.Table.from_batches([batch]), schema, label), schema)
+    if empty:
+        yield fill_optional(check_table(parquet.schema_arrow.empty_table(), schema, label), schema)
+
+
 def read_rows(path: Path | str, first: int, rows: int, columns: Sequence[str] | None = None) -> pa.Table:
     """Rows ``first .. first + rows - 1`` of one Parquet file (fewer where the file ends),
     reading only the row groups they overlap (planned from the footer)."""

@@ -100,10 +100,9 @@ from weaksup.tables import (
     RowGroupWriter,
     check_table,
     conform,
-    fill_optional,
     load_schema,
-    not_parquet,
     open_parquet,
+    read_batches,
     read_table,
     write_json,
     write_table,
@@ -1110,23 +1109,9 @@ def _write_report(
 MANIFEST_BATCH = 1 << 16
 
 
-def _manifest_batches(path: Path) -> Iterator[pa.Table]:
-    """The manifest batch by batch, each checked and filled as ``read_table`` does the whole."""
-    schema = load_schema("manifest")
-    parquet = open_parquet(path)
-    check_table(parquet.schema_arrow.empty_table(), schema, str(path))  # a missing column: before any row
-    try:
-        for batch in parquet.iter_batches(batch_size=MANIFEST_BATCH):
-            yield fill_optional(check_table(pa.Table.from_batches([batch]), schema, str(path)), schema)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a corrupt page
-        raise not_parquet(str(path), exc) from None
-
-
 def _manifest_ids(path: Path) -> list[str]:
     """Every manifest row checked (one streamed pass) and its ``video_id``: the one column held."""
-    return [str(v) for t in _manifest_batches(path) for v in t.column("video_id").to_pylist()]
+    return [str(v) for t in read_batches("manifest", path, MANIFEST_BATCH) for v in t.column("video_id").to_pylist()]
 
 
 def _write_manifests(path: Path, removed_by: dict[str, PairMatch], out: Path, removed_path: Path) -> int:
@@ -1137,18 +1122,12 @@ def _write_manifests(path: Path, removed_by: dict[str, PairMatch], out: Path, re
     with atomic_output(out) as clean_tmp, atomic_output(removed_path) as removed_tmp:
         clean, gone = RowGroupWriter(clean_tmp), RowGroupWriter(removed_tmp)
         try:
-            for table in _manifest_batches(path):
+            for table in read_batches("manifest", path, MANIFEST_BATCH):  # one (empty) batch at least
                 ids = [str(v) for v in table.column("video_id").to_pylist()]
                 mask = np.array([v in removed_by for v in ids], bool)
                 removed += int(mask.sum())
                 clean.add(conform(table.filter(pa.array(~mask)), schema))
                 gone.add(conform(_with_evidence(table.filter(pa.array(mask)), removed_by), schema))
-            if clean.empty:  # a manifest without rows: both tables written, empty
-                empty = fill_optional(
-                    check_table(open_parquet(path).schema_arrow.empty_table(), schema, str(path)), schema
-                )
-                clean.add(conform(empty, schema), force=True)
-                gone.add(conform(_with_evidence(empty, removed_by), schema), force=True)
         finally:
             clean.close()
             gone.close()
